@@ -1,0 +1,127 @@
+// Errors shaped like Node's own: system-call failures carry code/errno/syscall/path/dest exactly as
+// fs errors do; our own failures are StorageError with a stable `code` and the offending value.
+import { getSystemErrorMap } from 'node:util';
+
+export type StorageErrorCode =
+  | 'ERR_INVALID_STORAGE'
+  | 'ERR_UNKNOWN_STORAGE_DRIVER'
+  | 'ERR_INVALID_MOUNT_OPTION'
+  | 'ERR_MOUNT_OPTIONS_TOO_LONG'
+  | 'ERR_INVALID_PCI_PATH'
+  | 'ERR_INVALID_CCW_DEVICE'
+  | 'ERR_INVALID_SCSI_ADDRESS'
+  | 'ERR_NOT_BLOCK_DEVICE'
+  | 'ERR_STORAGE_NOT_FOUND'
+  | 'ERR_STORAGE_DRIVER_EXISTS'
+  | 'ERR_SYSFS'
+  | 'ERR_NATIVE_LOAD'
+  | (string & {});
+
+export class StorageError extends Error {
+  readonly code: StorageErrorCode;
+  /** The input that was refused, when there is one. */
+  readonly value?: unknown;
+
+  constructor(code: StorageErrorCode, message: string, props?: { value?: unknown; cause?: unknown } & Record<string, unknown>) {
+    super(message, props && 'cause' in props ? { cause: props.cause } : undefined);
+    this.code = code;
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (k !== 'cause') (this as Record<string, unknown>)[k] = v;
+      }
+    }
+  }
+
+  override get name(): string {
+    return 'StorageError';
+  }
+}
+
+/** A failed system call, the way Node reports one (`err.errno` is negative, as in Node). */
+export interface SystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path?: string;
+  dest?: string;
+}
+
+let errorMap: Map<number, [string, string]> | undefined;
+
+function describe(errno: number): [string, string] {
+  errorMap ??= getSystemErrorMap();
+  return errorMap.get(-Math.abs(errno)) ?? [`Unknown system error ${-Math.abs(errno)}`, 'unknown error'];
+}
+
+/** Builds a Node-shaped system error from a positive or negative errno. */
+export function systemError(errno: number, syscall: string, path?: string, dest?: string): SystemError {
+  const [code, description] = describe(errno);
+  let message = `${code}: ${description}, ${syscall}`;
+  if (path !== undefined) message += ` '${path}'`;
+  if (dest !== undefined) message += ` -> '${dest}'`;
+  const err = new Error(message) as SystemError;
+  err.errno = -Math.abs(errno);
+  err.code = code;
+  err.syscall = syscall;
+  if (path !== undefined) err.path = path;
+  if (dest !== undefined) err.dest = dest;
+  Error.captureStackTrace?.(err, systemError);
+  return err;
+}
+
+/** What the native layer hands back for a failure: a system call or one of our codes. */
+export type NativeError =
+  | { errno: number; syscall: string; path?: string; dest?: string; kernelMessages?: string[] }
+  | { code: string; value: string };
+
+export function fromNative(e: NativeError): Error {
+  if ('errno' in e) {
+    const err = systemError(e.errno, e.syscall, e.path, e.dest);
+    if (e.kernelMessages && e.kernelMessages.length > 0) {
+      (err as SystemError & { kernelMessages: string[] }).kernelMessages = e.kernelMessages;
+      err.message += ` (${e.kernelMessages.join('; ')})`;
+    }
+    return err;
+  }
+  return new StorageError(e.code, nativeCodeMessage(e.code, e.value), { value: e.value });
+}
+
+function nativeCodeMessage(code: string, value: string): string {
+  switch (code) {
+    case 'ERR_MOUNT_OPTIONS_TOO_LONG':
+      return `mount data is ${Buffer.byteLength(value)} bytes; the kernel takes at most one page less its NUL`;
+    case 'ERR_INVALID_MOUNT_OPTION':
+      return `mount option '${value}' is not supported`;
+    default:
+      return `${code}: ${JSON.stringify(value)}`;
+  }
+}
+
+/** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
+export function abortError(signal?: AbortSignal): Error {
+  const err = new Error('The operation was aborted', signal ? { cause: signal.reason } : undefined) as Error & { code: string };
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  return err;
+}
+
+/** Node-style argument errors for callers that pass the wrong type or an impossible value. */
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describeValue(actual)}`) as TypeError & { code: string };
+  err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+export function invalidArgValue(name: string, value: unknown, reason: string): TypeError {
+  const err = new TypeError(`The argument '${name}' ${reason}. Received ${describeValue(value)}`) as TypeError & { code: string; value: unknown };
+  err.code = 'ERR_INVALID_ARG_VALUE';
+  err.value = value;
+  return err;
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'string') return `'${v.length > 64 ? `${v.slice(0, 64)}...` : v}'`.replace(/\0/g, '\\x00');
+  if (typeof v === 'object') return Array.isArray(v) ? 'an array' : 'an object';
+  return `type ${typeof v} (${String(v)})`;
+}

@@ -1,0 +1,4 @@
+// The public surface. Everything an agent uses is exported from here and nowhere else.
+export { StorageError, type StorageErrorCode, type SystemError } from './errors';
+export { MountFlags, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
+export { mount, mountSync, umount, umountSync, isMountPoint, type MountCallOptions, type UmountOptions } from './mount';

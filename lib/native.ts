@@ -1,0 +1,48 @@
+// The one place the compiled addon is loaded. Everything native is typed here; nothing else in
+// lib/ requires the .node file.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { StorageError, type NativeError } from './errors';
+
+export interface NativeBinding {
+  /** Shared results of parseMountOptions: [flags, propagation]. */
+  readonly scratch: Uint32Array;
+  readonly mountFlags: Record<string, number>;
+  readonly maxMountDataLength: number;
+  parseMountOptions(list: string): string | [code: string, value: string];
+  mountSync(source: string, target: string, fstype: string, list: string): NativeError | undefined;
+  mount(source: string, target: string, fstype: string, list: string): Promise<NativeError | undefined>;
+  umountSync(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): NativeError | undefined;
+  umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
+  isMountPoint(path: string): boolean | NativeError;
+  poolThreads(): number;
+}
+
+export const packageRoot = join(__dirname, '..');
+
+/** Loads the addon from `root` (build/ or prebuilds/), or says precisely what it tried. */
+export function loadBinding(root: string = packageRoot): NativeBinding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  try {
+    return nodeGypBuild(root) as NativeBinding;
+  } catch (cause) {
+    const prebuildsOnly = Boolean(process.env.PREBUILDS_ONLY);
+    const tried = [
+      ...(prebuildsOnly ? [] : [join(root, 'build', 'Release'), join(root, 'build', 'Debug')]),
+      join(root, 'prebuilds', `${process.platform}-${process.arch}`),
+    ].map((p) => `  ${p}${existsSync(p) ? '' : ' (missing)'}`);
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new StorageError(
+      'ERR_NATIVE_LOAD',
+      `kata-storage: cannot load the native addon for ${process.platform}-${process.arch} ` +
+        `(Node ${process.version}, Node-API ${process.versions.napi}${prebuildsOnly ? ', PREBUILDS_ONLY' : ''}).\n` +
+        `Tried:\n${tried.join('\n')}\nReason: ${reason}\n` +
+        'Supported prebuilt platforms: linux-x64, linux-arm64, linux-s390x (glibc >= 2.28). ' +
+        'Elsewhere build from source: apt-get install cmake g++ && npm rebuild kata-storage',
+      { cause },
+    );
+  }
+}
+
+export const native: NativeBinding = loadBinding();

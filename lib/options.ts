@@ -1,0 +1,47 @@
+// Mount option words -> flags, propagation and data. The parsing itself is native (one string
+// crosses, flags come back through a shared array), this file only checks and shapes.
+import { StorageError, fromNative, invalidArgType } from './errors';
+import { native } from './native';
+
+export type MountFlagName =
+  | 'RDONLY' | 'NOSUID' | 'NODEV' | 'NOEXEC' | 'SYNCHRONOUS' | 'REMOUNT' | 'MANDLOCK' | 'DIRSYNC'
+  | 'NOSYMFOLLOW' | 'NOATIME' | 'NODIRATIME' | 'BIND' | 'MOVE' | 'REC' | 'SILENT' | 'POSIXACL'
+  | 'UNBINDABLE' | 'PRIVATE' | 'SLAVE' | 'SHARED' | 'RELATIME' | 'I_VERSION' | 'STRICTATIME' | 'LAZYTIME';
+
+/** The kernel's MS_* values, as compiled from <sys/mount.h>. */
+export const MountFlags: Readonly<Record<MountFlagName, number>> = Object.freeze({ ...native.mountFlags }) as Readonly<
+  Record<MountFlagName, number>
+>;
+
+export interface ParsedMountOptions {
+  /** MS_* flags for the main mount(2). */
+  flags: number;
+  /** MS_SHARED/PRIVATE/SLAVE/UNBINDABLE (| MS_REC for the r-forms); 0 when none was asked for. */
+  propagation: number;
+  /** Filesystem-specific data, comma-joined in the original order. */
+  data: string;
+}
+
+/**
+ * Joins option elements for the native parser, which splits each element on commas outside
+ * double quotes. NUL separates elements, so it may not appear inside one.
+ */
+export function joinOptions(options: readonly string[] | undefined, name = 'options'): string {
+  if (options === undefined) return '';
+  if (!Array.isArray(options)) throw invalidArgType(name, 'an array of strings', options);
+  for (let i = 0; i < options.length; i++) {
+    const o: unknown = options[i];
+    if (typeof o !== 'string') throw invalidArgType(`${name}[${i}]`, 'of type string', o);
+    if (o.includes('\0')) {
+      throw new StorageError('ERR_INVALID_MOUNT_OPTION', `mount option ${i} contains a NUL byte`, { value: o });
+    }
+  }
+  return options.join('\0');
+}
+
+export function parseMountOptions(options: readonly string[]): ParsedMountOptions {
+  const r = native.parseMountOptions(joinOptions(options));
+  if (typeof r !== 'string') throw fromNative({ code: r[0], value: r[1] });
+  const scratch = native.scratch;
+  return { flags: scratch[0]!, propagation: scratch[1]!, data: r };
+}

@@ -1,0 +1,156 @@
+#include "addon.h"
+
+#include "workpool.h"
+
+namespace kata {
+namespace binding {
+struct JobAccess {
+  static void Finish(Napi::Env env, Job* job) {
+    AddonData* data = Data(env);
+    if (--data->pending == 0) {
+      napi_unref_threadsafe_function(env, data->completion->tsfn);
+    }
+    napi_value result;
+    try {
+      result = job->Complete(env);
+    } catch (const Napi::Error& e) {
+      napi_reject_deferred(env, job->deferred_, e.Value());
+      return;
+    }
+    napi_resolve_deferred(env, job->deferred_, result);
+  }
+
+  static void Run(Job* job) {
+    job->Execute();
+    std::shared_ptr<Completion> completion = job->completion_;
+    std::lock_guard<std::mutex> lock(completion->mu);
+    if (completion->closed ||
+        napi_call_threadsafe_function(completion->tsfn, job, napi_tsfn_nonblocking) != napi_ok) {
+      delete job;
+    }
+  }
+};
+
+namespace {
+
+std::vector<ExportFn>& Exporters() {
+  static std::vector<ExportFn> fns;
+  return fns;
+}
+
+void CallJs(napi_env env, napi_value /*js_cb*/, void* /*context*/, void* data) {
+  std::unique_ptr<Job> job(static_cast<Job*>(data));
+  if (env == nullptr) return;  // environment is going away: nobody is waiting any more
+  Napi::Env e(env);
+  Napi::HandleScope scope(e);
+  // Errors from Complete() surface as a rejected promise rather than an uncaught exception.
+  JobAccess::Finish(e, job.get());
+}
+
+void FinalizeTsfn(napi_env /*env*/, void* finalize_data, void* /*hint*/) {
+  auto* holder = static_cast<std::shared_ptr<Completion>*>(finalize_data);
+  {
+    std::lock_guard<std::mutex> lock((*holder)->mu);
+    (*holder)->closed = true;
+    (*holder)->tsfn = nullptr;
+  }
+  delete holder;
+}
+
+}  // namespace
+
+Registrar::Registrar(ExportFn fn) { Exporters().push_back(fn); }
+
+AddonData* Data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+Napi::Value Job::Start(Napi::Env env, Job* job) {
+  AddonData* data = Data(env);
+  napi_value promise;
+  if (napi_create_promise(env, &job->deferred_, &promise) != napi_ok) {
+    delete job;
+    throw Napi::Error::New(env, "cannot create promise");
+  }
+  job->completion_ = data->completion;
+  if (data->pending++ == 0) napi_ref_threadsafe_function(env, data->completion->tsfn);
+  SubmitBlocking([job] { JobAccess::Run(job); });
+  return Napi::Value(env, promise);
+}
+
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsString()) {
+    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a string");
+  }
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  std::string s = StringArg(info, i, name);
+  if (s.find('\0') != std::string::npos) {
+    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name +
+                                               "\" argument must not contain null bytes");
+  }
+  return s;
+}
+
+int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a number");
+  }
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsBoolean()) {
+    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a boolean");
+  }
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+Napi::Value ErrorValue(Napi::Env env, const SysError& error) {
+  if (!error) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("errno", error.err);
+  o.Set("syscall", error.syscall);
+  if (!error.path.empty()) o.Set("path", error.path);
+  if (!error.dest.empty()) o.Set("dest", error.dest);
+  return o;
+}
+
+Napi::Value CodeError(Napi::Env env, const char* code, const std::string& value) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", code);
+  o.Set("value", value);
+  return o;
+}
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->completion = std::make_shared<Completion>();
+  auto* holder = new std::shared_ptr<Completion>(data->completion);
+  napi_value name = Napi::String::New(env, "kata-storage");
+  if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, holder, FinalizeTsfn,
+                                      nullptr, CallJs, &data->completion->tsfn) != napi_ok) {
+    delete holder;
+    delete data;
+    throw Napi::Error::New(env, "cannot create threadsafe function");
+  }
+  napi_unref_threadsafe_function(env, data->completion->tsfn);
+  Napi::Uint32Array scratch = Napi::Uint32Array::New(env, 4);
+  data->scratch = Napi::Persistent(scratch);
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("scratch", scratch);
+  for (ExportFn fn : Exporters()) fn(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace binding
+}  // namespace kata
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return kata::binding::Init(env, exports);
+}
+
+NODE_API_MODULE(kata_storage, InitAddon)

@@ -1,0 +1,74 @@
+// Shared plumbing of the binding files: per-environment state, argument conversion, errors as
+// data, and jobs that run on the core's own threads and complete on the JS thread.
+// Only files under native/binding include napi.h.
+#pragma once
+
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "syserror.h"
+
+namespace kata {
+namespace binding {
+
+// Each binding file registers what it exports; no central list to edit when one is added.
+using ExportFn = void (*)(Napi::Env env, Napi::Object exports);
+struct Registrar {
+  explicit Registrar(ExportFn fn);
+};
+
+class Job;
+
+// Completions from pool threads go through one threadsafe function per environment. `closed` is
+// set by the function's finalizer, under `mu`, so a thread finishing after a worker_thread exits
+// drops its result instead of touching freed memory.
+struct Completion {
+  std::mutex mu;
+  napi_threadsafe_function tsfn = nullptr;
+  bool closed = false;
+};
+
+struct AddonData {
+  std::shared_ptr<Completion> completion;
+  int pending = 0;  // jobs in flight; the function keeps the loop alive only while > 0
+  Napi::Reference<Napi::Uint32Array> scratch;  // results returned without allocating
+};
+
+AddonData* Data(Napi::Env env);
+
+// A blocking operation. Execute() runs on a pool thread and must not touch napi;
+// Complete() runs on the JS thread and returns the value the promise resolves with.
+class Job {
+ public:
+  virtual ~Job() = default;
+  virtual void Execute() = 0;
+  virtual Napi::Value Complete(Napi::Env env) = 0;
+
+  // Queues the job and returns its promise (on the JS thread).
+  static Napi::Value Start(Napi::Env env, Job* job);
+
+ private:
+  friend struct JobAccess;
+  napi_deferred deferred_ = nullptr;
+  std::shared_ptr<Completion> completion_;
+};
+
+// Argument conversion that throws TypeError with the argument's name.
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// Like StringArg but refuses embedded NUL bytes (paths for syscalls).
+std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// undefined on success, else { errno, syscall, path?, dest? } for lib/errors.ts to shape.
+Napi::Value ErrorValue(Napi::Env env, const SysError& error);
+// { code, value } for our own error codes.
+Napi::Value CodeError(Napi::Env env, const char* code, const std::string& value);
+
+}  // namespace binding
+}  // namespace kata

@@ -1,0 +1,190 @@
+// Bindings for option parsing and mount/umount: argument conversion and results only.
+#include <sys/mount.h>
+
+#include "addon.h"
+#include "mount.h"
+#include "options.h"
+#include "workpool.h"
+
+namespace kata {
+namespace binding {
+namespace {
+
+const char* OptionErrorCode(OptionError e) {
+  return e == OptionError::kTooLong ? "ERR_MOUNT_OPTIONS_TOO_LONG" : "ERR_INVALID_MOUNT_OPTION";
+}
+
+// parseMountOptions(list: string): string | [code, value]
+// Flags and propagation land in the shared scratch array so a parse allocates only its data string.
+Napi::Value ParseOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string list = StringArg(info, 0, "options");
+  MountOptions opts;
+  std::string bad;
+  OptionError err = ParseMountOptions(list, &opts, &bad);
+  if (err != OptionError::kNone) {
+    Napi::Array a = Napi::Array::New(env, 2);
+    a.Set(uint32_t{0}, OptionErrorCode(err));
+    a.Set(uint32_t{1}, bad);
+    return a;
+  }
+  Napi::Uint32Array scratch = Data(env)->scratch.Value();
+  scratch[0] = static_cast<uint32_t>(opts.flags);
+  scratch[1] = static_cast<uint32_t>(opts.propagation);
+  return Napi::String::New(env, opts.data);
+}
+
+struct MountArgs {
+  std::string source, target, fstype;
+  MountOptions options;
+};
+
+// Returns false after filling `result` with the option error to hand back.
+bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value* result) {
+  args->source = PathArg(info, 0, "source");
+  args->target = PathArg(info, 1, "target");
+  args->fstype = PathArg(info, 2, "fstype");
+  std::string list = StringArg(info, 3, "options");
+  std::string bad;
+  OptionError err = ParseMountOptions(list, &args->options, &bad);
+  if (err != OptionError::kNone) {
+    *result = CodeError(info.Env(), OptionErrorCode(err), bad);
+    return false;
+  }
+  return true;
+}
+
+bool DoMount(const MountArgs& a, SysError* error) {
+  return Mount(a.source.c_str(), a.target.c_str(), a.fstype.empty() ? nullptr : a.fstype.c_str(),
+               a.options, error);
+}
+
+Napi::Value MountSync(const Napi::CallbackInfo& info) {
+  MountArgs args;
+  Napi::Value result;
+  if (!ReadMountArgs(info, &args, &result)) return result;
+  SysError error;
+  DoMount(args, &error);
+  return ErrorValue(info.Env(), error);
+}
+
+class MountJob : public Job {
+ public:
+  explicit MountJob(MountArgs args) : args_(std::move(args)) {}
+  void Execute() override { DoMount(args_, &error_); }
+  Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
+
+ private:
+  MountArgs args_;
+  SysError error_;
+};
+
+Napi::Value MountAsync(const Napi::CallbackInfo& info) {
+  MountArgs args;
+  Napi::Value result;
+  if (!ReadMountArgs(info, &args, &result)) {
+    auto d = Napi::Promise::Deferred::New(info.Env());
+    d.Resolve(result);
+    return d.Promise();
+  }
+  return Job::Start(info.Env(), new MountJob(std::move(args)));
+}
+
+struct UmountArgs {
+  std::string target;
+  UmountOptions options;
+};
+
+UmountArgs ReadUmountArgs(const Napi::CallbackInfo& info) {
+  UmountArgs a;
+  a.target = PathArg(info, 0, "target");
+  a.options.detach = BoolArg(info, 1, "detach");
+  a.options.force = BoolArg(info, 2, "force");
+  a.options.expire = BoolArg(info, 3, "expire");
+  a.options.busy_timeout_ms = IntArg(info, 4, "busyTimeoutMs");
+  return a;
+}
+
+Napi::Value UmountSync(const Napi::CallbackInfo& info) {
+  UmountArgs a = ReadUmountArgs(info);
+  SysError error;
+  Umount(a.target.c_str(), a.options, &error);
+  return ErrorValue(info.Env(), error);
+}
+
+class UmountJob : public Job {
+ public:
+  explicit UmountJob(UmountArgs args) : args_(std::move(args)) {}
+  void Execute() override { Umount(args_.target.c_str(), args_.options, &error_); }
+  Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
+
+ private:
+  UmountArgs args_;
+  SysError error_;
+};
+
+Napi::Value UmountAsync(const Napi::CallbackInfo& info) {
+  return Job::Start(info.Env(), new UmountJob(ReadUmountArgs(info)));
+}
+
+// isMountPoint(path): boolean | error descriptor
+Napi::Value IsMountPointSync(const Napi::CallbackInfo& info) {
+  std::string path = PathArg(info, 0, "path");
+  bool result = false;
+  SysError error;
+  if (!IsMountPoint(path.c_str(), &result, &error)) return ErrorValue(info.Env(), error);
+  return Napi::Boolean::New(info.Env(), result);
+}
+
+Napi::Value PoolThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), BlockingPoolThreads());
+}
+
+Napi::Object MountFlagValues(Napi::Env env) {
+  Napi::Object f = Napi::Object::New(env);
+#define KATA_FLAG(name) f.Set(#name, Napi::Number::New(env, static_cast<double>(MS_##name)))
+  KATA_FLAG(RDONLY);
+  KATA_FLAG(NOSUID);
+  KATA_FLAG(NODEV);
+  KATA_FLAG(NOEXEC);
+  KATA_FLAG(SYNCHRONOUS);
+  KATA_FLAG(REMOUNT);
+  KATA_FLAG(MANDLOCK);
+  KATA_FLAG(DIRSYNC);
+  KATA_FLAG(NOSYMFOLLOW);
+  KATA_FLAG(NOATIME);
+  KATA_FLAG(NODIRATIME);
+  KATA_FLAG(BIND);
+  KATA_FLAG(MOVE);
+  KATA_FLAG(REC);
+  KATA_FLAG(SILENT);
+  KATA_FLAG(POSIXACL);
+  KATA_FLAG(UNBINDABLE);
+  KATA_FLAG(PRIVATE);
+  KATA_FLAG(SLAVE);
+  KATA_FLAG(SHARED);
+  KATA_FLAG(RELATIME);
+  KATA_FLAG(I_VERSION);
+  KATA_FLAG(STRICTATIME);
+  KATA_FLAG(LAZYTIME);
+#undef KATA_FLAG
+  return f;
+}
+
+void Export(Napi::Env env, Napi::Object exports) {
+  exports.Set("parseMountOptions", Napi::Function::New(env, ParseOptions, "parseMountOptions"));
+  exports.Set("mountSync", Napi::Function::New(env, MountSync, "mountSync"));
+  exports.Set("mount", Napi::Function::New(env, MountAsync, "mount"));
+  exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
+  exports.Set("umount", Napi::Function::New(env, UmountAsync, "umount"));
+  exports.Set("isMountPoint", Napi::Function::New(env, IsMountPointSync, "isMountPoint"));
+  exports.Set("poolThreads", Napi::Function::New(env, PoolThreads, "poolThreads"));
+  exports.Set("mountFlags", MountFlagValues(env));
+  exports.Set("maxMountDataLength", Napi::Number::New(env, static_cast<double>(MaxMountDataLength())));
+}
+
+const Registrar registrar(Export);
+
+}  // namespace
+}  // namespace binding
+}  // namespace kata

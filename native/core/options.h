@@ -1,0 +1,30 @@
+// Kata mount option parsing: option words -> mount(2) flags, propagation, data.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kata {
+
+struct MountOptions {
+  unsigned long flags = 0;        // MS_* passed to the main mount(2)
+  unsigned long propagation = 0;  // MS_{PRIVATE,SHARED,SLAVE,UNBINDABLE}[|MS_REC], applied separately
+  std::string data;               // everything that is not a flag, comma-joined in order
+};
+
+enum class OptionError {
+  kNone = 0,
+  kLoop,      // "loop" needs losetup; an agent must refuse it rather than half-handle it
+  kTooLong,   // data would not fit in the page the kernel copies
+};
+
+// `list` holds the caller's option elements separated by '\0' (so one string crosses from JS);
+// each element is split on commas outside double quotes. Words apply in order, later wins.
+// On error, `bad` receives the offending word (or the data string for kTooLong).
+OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::string* bad);
+
+// The largest data string mount(2) passes through intact: the kernel copies one page and
+// forces its last byte to NUL.
+size_t MaxMountDataLength();
+
+}  // namespace kata

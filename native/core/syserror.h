@@ -1,0 +1,23 @@
+// A failed system call, described the way Node describes one: errno, syscall name, paths.
+#pragma once
+
+#include <string>
+
+namespace kata {
+
+struct SysError {
+  int err = 0;                   // positive errno; 0 means success
+  const char* syscall = "";      // static string: "mount", "umount2", "statx", ...
+  std::string path;              // Node's `path` (for mount: the source)
+  std::string dest;              // Node's `dest` (for mount: the target)
+
+  explicit operator bool() const { return err != 0; }
+  void Set(int e, const char* sc, std::string p = {}, std::string d = {}) {
+    err = e;
+    syscall = sc;
+    path = std::move(p);
+    dest = std::move(d);
+  }
+};
+
+}  // namespace kata

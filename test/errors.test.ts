@@ -1,0 +1,54 @@
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StorageError } from '../lib/index';
+import { abortError, fromNative, systemError } from '../lib/errors';
+import { loadBinding } from '../lib/native';
+
+t.test('system errors look like Node fs errors', async (t) => {
+  const e = systemError(16, 'mount', 'tmpfs', '/run/x');
+  t.equal(e.message, "EBUSY: resource busy or locked, mount 'tmpfs' -> '/run/x'");
+  t.match(e, { code: 'EBUSY', errno: -16, syscall: 'mount', path: 'tmpfs', dest: '/run/x' });
+  t.ok(e instanceof Error);
+  const u = systemError(-2, 'stat');
+  t.equal(u.message, 'ENOENT: no such file or directory, stat');
+  t.notOk('path' in u);
+  t.match(systemError(3999, 'x'), { errno: -3999, message: /^Unknown system error -3999/ });
+});
+
+t.test('native descriptors become errors', async (t) => {
+  const k = fromNative({ errno: 22, syscall: 'fsconfig', path: 'tmpfs', dest: '/m', kernelMessages: ["tmpfs: Bad value for 'size'"] });
+  t.match(k, { code: 'EINVAL', syscall: 'fsconfig', kernelMessages: ["tmpfs: Bad value for 'size'"] });
+  t.match(k.message, /Bad value for 'size'/);
+  const s = fromNative({ code: 'ERR_MOUNT_OPTIONS_TOO_LONG', value: 'x'.repeat(5000) });
+  t.ok(s instanceof StorageError);
+  t.equal(s.name, 'StorageError');
+  t.match(s.message, /5000 bytes/);
+  t.match(fromNative({ code: 'ERR_SOMETHING', value: 'v' }), { code: 'ERR_SOMETHING', value: 'v' });
+});
+
+t.test('StorageError carries code, value, cause and extra fields', async (t) => {
+  const cause = new Error('inner');
+  const e = new StorageError('ERR_INVALID_STORAGE', 'bad', { value: 'x', cause, field: 'mountPoint' });
+  t.match(e, { code: 'ERR_INVALID_STORAGE', value: 'x', field: 'mountPoint', cause });
+  t.equal(new StorageError('ERR_X', 'm').value, undefined);
+});
+
+t.test('AbortError has Node shape', async (t) => {
+  const ac = new AbortController();
+  ac.abort('why');
+  t.match(abortError(ac.signal), { name: 'AbortError', code: 'ABORT_ERR', cause: 'why' });
+  t.match(abortError(), { name: 'AbortError', code: 'ABORT_ERR' });
+});
+
+t.test('the loader says what it tried', async (t) => {
+  const empty = mkdtempSync(join(tmpdir(), 'kata-load-'));
+  t.teardown(() => rmSync(empty, { recursive: true }));
+  const err = t.throws(() => loadBinding(empty)) as StorageError;
+  t.equal(err.code, 'ERR_NATIVE_LOAD');
+  t.match(err.message, join(empty, 'prebuilds', `${process.platform}-${process.arch}`));
+  t.match(err.message, /\(missing\)/);
+  t.match(err.message, /npm rebuild kata-storage/);
+  t.ok(err.cause, 'the underlying error is kept');
+});

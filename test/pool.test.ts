@@ -1,0 +1,17 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { cannotMount } from './helpers/mountinfo';
+
+t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t) => {
+  const out = execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'blocked-pool.ts')], {
+    env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
+    timeout: 60000,
+    encoding: 'utf8',
+  });
+  const r = JSON.parse(out) as { blockedBefore: boolean; blockedDuring: boolean; cycles: number; statDone: boolean };
+  t.equal(r.blockedBefore, true, 'the only pool thread is blocked on the FIFO');
+  t.equal(r.cycles, 20, 'all 20 mount/umount cycles completed and were seen in mountinfo');
+  t.equal(r.blockedDuring, true, 'the pool was still blocked while they ran');
+  t.equal(r.statDone, true, 'the queued fs.stat ran once the pool was freed');
+});
