@@ -31,6 +31,14 @@ function mountArgs(source: unknown, target: unknown, fstype: unknown, options: r
   return [checkPath(source, 'source'), checkPath(target, 'target'), checkPath(fstype, 'fstype', true), joinOptions(options)];
 }
 
+// Undo work for mounts that completed after their caller aborted; tests and teardown can wait on it.
+const undoing = new Set<Promise<void>>();
+
+/** Resolves once every mount that finished after an abort has been undone (internal). */
+export async function abortedMountsSettled(): Promise<void> {
+  while (undoing.size > 0) await Promise.all([...undoing]);
+}
+
 function check(result: NativeError | undefined): void {
   if (result !== undefined) throw fromNative(result);
 }
@@ -64,7 +72,7 @@ export function mount(
       reject(abortError(signal));
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    void pending.then((result) => {
+    const settled = pending.then(async (result) => {
       signal.removeEventListener('abort', onAbort);
       if (!aborted) {
         if (result === undefined) resolve();
@@ -73,11 +81,12 @@ export function mount(
       }
       // The caller has moved on: do not leave behind a mount nobody will release.
       if (result === undefined) {
-        void native.umount(args[1], false, false, false, 0).then((e) => {
-          if (e) process.emitWarning(`kata-storage: could not undo aborted mount: ${fromNative(e).message}`);
-        });
+        const e = await native.umount(args[1], false, false, false, 0);
+        if (e) process.emitWarning(`kata-storage: could not undo aborted mount: ${fromNative(e).message}`);
       }
     });
+    undoing.add(settled);
+    void settled.finally(() => undoing.delete(settled));
   });
 }
 

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync, openSync, closeSync, symlinkSync, readFileSyn
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { mount, mountSync, umount, umountSync, isMountPoint } from '../lib/index';
+import { abortedMountsSettled } from '../lib/mount';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 
 t.test('mounts for real', { skip: cannotMount }, async (t) => {
@@ -181,7 +182,7 @@ t.test('mounts for real', { skip: cannotMount }, async (t) => {
     const p = mount('tmpfs', dir, 'tmpfs', ['size=64k'], { signal: ac.signal });
     ac.abort(new Error('caller gave up'));
     await t.rejects(p, { code: 'ABORT_ERR' });
-    for (let i = 0; i < 200 && mountSnapshot() !== before; i++) await new Promise((r) => setTimeout(r, 10));
+    await abortedMountsSettled();
     t.equal(mountSnapshot(), before, 'nothing left mounted');
   });
 
