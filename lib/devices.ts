@@ -288,6 +288,6 @@ export function assertBlockDevice(path: string): { major: number; minor: number 
 }
 
 /** State of the shared uevent listener (diagnostics and tests). */
-export function ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number } {
+export function ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number; matched: number } {
   return native.ueventMonitorState();
 }

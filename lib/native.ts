@@ -15,7 +15,7 @@ export interface DeviceNativeError {
 
 /** How a device wait ended: found (and how), timed out (with what was seen), or an error. */
 export type DeviceWaitResult =
-  | { path: string; via: 'sysfs' | 'cache' | 'uevent' | 'cancelled' }
+  | { path: string; via: 'sysfs' | 'sysfs-poll' | 'cache' | 'uevent' | 'cancelled' }
   | { errno: number; awaited: string; nearest: string[]; timeoutMs: number }
   | DeviceNativeError
   | NativeError;
@@ -45,7 +45,7 @@ export interface NativeBinding {
   cancelDeviceWait(id: number): void;
   /** [0 block | 1 char | 2 other, major, minor] */
   deviceNumber(path: string): number[] | NativeError;
-  ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number };
+  ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number; matched: number };
 }
 
 export const packageRoot = join(__dirname, '..');
