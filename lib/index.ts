@@ -6,3 +6,8 @@ export { normalizeStorage, type Storage, type FsGroup, type GroupChangePolicy } 
 export { StorageHandlerRegistry, defaultRegistry, type StorageHandler, type StorageContext, type ReleaseContext } from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
 export { channels as storageChannels, type MountEvent, type UmountEvent, type WaitEvent, type MkfsEvent } from './events';
+export {
+  parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
+  parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,
+  ueventMonitorState, type PciSlot, type ParsedPciPath, type WaitOptions,
+} from './devices';
