@@ -2,6 +2,11 @@
 // their own, never silently replace one.
 import { StorageError, invalidArgType } from './errors';
 import { ninePHandler } from './handlers/9p';
+import { blkHandler } from './handlers/blk';
+import { blkCcwHandler } from './handlers/blk-ccw';
+import { mmioblkHandler } from './handlers/mmioblk';
+import { nvdimmHandler } from './handlers/nvdimm';
+import { scsiHandler } from './handlers/scsi';
 import { ephemeralHandler } from './handlers/ephemeral';
 import { localHandler } from './handlers/local';
 import { overlayfsHandler } from './handlers/overlayfs';
@@ -84,6 +89,11 @@ export function defaultRegistry(): StorageHandlerRegistry {
   return new StorageHandlerRegistry()
     .register('virtio-fs', virtioFsHandler)
     .register('9p', ninePHandler)
+    .register('blk', blkHandler)
+    .register('blk-ccw', blkCcwHandler)
+    .register('mmioblk', mmioblkHandler)
+    .register('scsi', scsiHandler)
+    .register('nvdimm', nvdimmHandler)
     .register('ephemeral', ephemeralHandler)
     .register('local', localHandler)
     .register('overlayfs', overlayfsHandler);
