@@ -29,7 +29,7 @@ export interface StorageContext {
    * on release or rollback.
    */
   makeMountPoint(opts?: { file?: boolean }): Promise<void>;
-  /** Creates a directory (and parents) beneath an allowed root, removed again on release. */
+  /** Creates a directory (and parents) beneath an allowed root; on release it goes with its content. */
   makeDirectory(path: string): Promise<void>;
   /** Mounts through the package's mount() and records it, so release or rollback unmounts it. */
   mount(source: string, target: string, fstype: string, options?: readonly string[]): Promise<void>;

@@ -50,6 +50,8 @@ interface Entry {
   mounts: string[];
   /** Paths this sandbox created (directories, or a bind target file), in creation order. */
   created: string[];
+  /** Directories made with makeDirectory (overlay upper/work): removed with their content. */
+  trees: Set<string>;
   createdMountPoint: boolean;
   cleanupError?: Error;
 }
@@ -322,7 +324,9 @@ export class Sandbox {
         if (e.created.slice(before).includes(storage.mountPoint)) e.createdMountPoint = true;
       },
       async makeDirectory(path: string) {
+        const before = e.created.length;
         await make(placeMountPoint(path, sandbox.allowedRoots), false);
+        if (e.created.slice(before).includes(path)) e.trees.add(path);
       },
       async mount(source, target, fstype, options = []) {
         await timed(
@@ -384,7 +388,12 @@ export class Sandbox {
       }
       while (e.created.length > 0) {
         const p = e.created[e.created.length - 1]!;
-        removeCreated(p, this.#orphanDirs);
+        if (e.trees.has(p)) {
+          const r = await native.removeTree(p);
+          if (r) throw fromNative(r);
+        } else {
+          removeCreated(p, this.#orphanDirs);
+        }
         e.created.pop();
       }
     } catch (err) {
@@ -412,7 +421,7 @@ export class Sandbox {
 }
 
 function newEntry(path: string, driver: string, shared: boolean): Entry {
-  return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], createdMountPoint: false };
+  return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], trees: new Set(), createdMountPoint: false };
 }
 
 function removeCreated(p: string, orphans: Set<string>): void {
