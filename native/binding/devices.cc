@@ -1,6 +1,6 @@
 // Bindings for the device layer: parsers, the sysfs lookup, and waits that a pool thread blocks
 // in until the uevent listener, a deadline or the caller's abort ends them.
-#include <atomic>
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <unordered_map>
@@ -219,6 +219,7 @@ class WaitJob : public Job {
     }
     // Rank what the listener saw by likeness to what we awaited, for the timeout message.
     std::vector<std::string> recent = monitor.Recent();
+    std::reverse(recent.begin(), recent.end());  // newest first among equals
     std::string anchor = matcher_->Anchor();
     std::stable_sort(recent.begin(), recent.end(), [&anchor](const std::string& a, const std::string& b) {
       return Similarity(a.substr(a.find('@') + 1), anchor) > Similarity(b.substr(b.find('@') + 1), anchor);
