@@ -38,6 +38,8 @@ export interface NativeBinding {
   makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | NativeError>;
   /** Removes a tree, refusing (EBUSY, nothing deleted) if a mount lies anywhere in it. */
   removeTree(path: string): Promise<NativeError | undefined>;
+  /** rmdir, or unlink for a non-directory, on the addon's threads. */
+  removeEntry(path: string): Promise<NativeError | undefined>;
   applyFsGroup(path: string, gid: number, readOnly: boolean, onRootMismatch: boolean): Promise<{ skipped: boolean; changed: number } | NativeError>;
   ensureHugepages(sysfsRoot: string, pageKb: number, pages: number): Promise<{ previous: number; allocated: number } | NativeError>;
   /** [rootComplex or -1, slot, fn, slot, fn, ...] */

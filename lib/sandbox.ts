@@ -1,7 +1,7 @@
 // The sandbox's storage table: one entry per mount point, reference-counted across containers,
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
-import { rmdirSync, unlinkSync } from 'node:fs';
+import { constants } from 'node:os';
 import { posix } from 'node:path';
 import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
 import { channels, timed } from './events';
@@ -394,7 +394,7 @@ export class Sandbox {
           const r = await native.removeTree(p);
           if (r) throw fromNative(r);
         } else {
-          removeCreated(p, this.#orphanDirs);
+          await removeCreated(p, this.#orphanDirs);
         }
         e.created.pop();
       }
@@ -405,44 +405,39 @@ export class Sandbox {
     }
     if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
     this.#pendingCleanup.delete(e.path);
-    this.#pruneOrphans(e.path);
+    await this.#pruneOrphans(e.path);
   }
 
   /** Removes now-empty directories we created for earlier storages above `path`. */
-  #pruneOrphans(path: string): void {
+  async #pruneOrphans(path: string): Promise<void> {
     if (this.#orphanDirs.size === 0) return;
     for (let dir = posix.dirname(path); dir !== '/' && this.#orphanDirs.has(dir); dir = posix.dirname(dir)) {
-      try {
-        rmdirSync(dir);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return;
-      }
+      const r = await native.removeEntry(dir);
+      if (r !== undefined && !('errno' in r && r.errno === ENOENT)) return;
       this.#orphanDirs.delete(dir);
     }
   }
 }
 
+const ENOENT = constants.errno.ENOENT;
+
 function newEntry(path: string, driver: string, shared: boolean): Entry {
   return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], trees: new Set(), createdMountPoint: false };
 }
 
-function removeCreated(p: string, orphans: Set<string>): void {
-  try {
-    rmdirSync(p);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR') {
-      unlinkSync(p);
-      return;
-    }
-    // Something else lives in it now (another storage's directory): prune it when that goes.
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
-      orphans.add(p);
-      return;
-    }
-    throw err;
+// Off the JS thread: during a burst of unmounts rmdir waits on the kernel's mount locks, which
+// blocked the event loop for 100+ ms when it ran here synchronously.
+async function removeCreated(p: string, orphans: Set<string>): Promise<void> {
+  const r = await native.removeEntry(p);
+  if (r === undefined) return;
+  const err = fromNative(r) as NodeJS.ErrnoException;
+  if (err.code === 'ENOENT') return;
+  // Something else lives in it now (another storage's directory): prune it when that goes.
+  if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') {
+    orphans.add(p);
+    return;
   }
+  throw err;
 }
 
 function notFound(path: string): StorageError {

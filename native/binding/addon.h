@@ -5,6 +5,7 @@
 
 #include <napi.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -27,16 +28,23 @@ class Job;
 // Completions from pool threads go through one threadsafe function per environment. `closed` is
 // set by the function's finalizer, under `mu`, so a thread finishing after a worker_thread exits
 // drops its result instead of touching freed memory.
+// Finished jobs wait in `done`; the threadsafe function is only a wake-up, sent when `done` goes
+// from idle to busy, so a burst of completions costs one wake-up and is drained in bounded
+// batches (see Drain in addon.cc).
 struct Completion {
   std::mutex mu;
   napi_threadsafe_function tsfn = nullptr;
   bool closed = false;
+  bool signaled = false;  // a wake-up or a drain is already on its way
+  std::deque<Job*> done;
 };
 
 struct AddonData {
   std::shared_ptr<Completion> completion;
   int pending = 0;  // jobs in flight; the function keeps the loop alive only while > 0
   Napi::Reference<Napi::Uint32Array> scratch;  // results returned without allocating
+  Napi::FunctionReference set_immediate;        // to resume draining after timers and I/O
+  Napi::FunctionReference drain;
 };
 
 AddonData* Data(Napi::Env env);
