@@ -64,32 +64,59 @@ function quantile(xs, q) {
 const median = (xs) => quantile(xs, 0.5);
 
 /**
- * One measured method on one target: per-cycle samples over all rounds (ns), and the elapsed wall
- * time of each round divided by its cycles (what matters with several in flight).
+ * One measured method on one target: per-cycle samples over all rounds (ns); per block of cycles,
+ * the elapsed wall time per cycle (what matters with several in flight) and the CPU time per cycle
+ * of the threads doing the work (see cpuNow), both reported as the median over blocks.
  */
 class Series {
   constructor() {
     /** @type {number[]} */ this.samples = [];
+    /** @type {number[]} */ this.roundSamples = [];
     /** @type {number[]} */ this.roundMedians = [];
-    this.wallNs = 0;
+    /** @type {number[]} */ this.blockWall = [];
+    /** @type {number[]} */ this.blockCpu = [];
     this.cycles = 0;
   }
-  /** @param {number[]} samples @param {number} wallNs */
-  add(samples, wallNs) {
-    this.samples.push(...samples);
-    this.roundMedians.push(median(samples));
-    this.wallNs += wallNs;
-    this.cycles += samples.length;
+  /** @param {{samples: number[], wall: number, cpu: number}} run */
+  add(run) {
+    this.samples.push(...run.samples);
+    this.roundSamples.push(...run.samples);
+    this.blockWall.push(run.wall / run.samples.length);
+    this.blockCpu.push(run.cpu / run.samples.length);
+    this.cycles += run.samples.length;
+  }
+  endRound() {
+    if (this.roundSamples.length > 0) this.roundMedians.push(median(this.roundSamples));
+    this.roundSamples = [];
   }
   summary() {
     return {
       median_us: median(this.samples) / 1e3,
       p99_us: quantile(this.samples, 0.99) / 1e3,
-      per_cycle_us: this.wallNs / this.cycles / 1e3,
+      per_cycle_us: median(this.blockWall) / 1e3,
+      cpu_per_cycle_us: median(this.blockCpu) / 1e3,
       cycles: this.cycles,
       round_medians_us: this.roundMedians.map((x) => round(x / 1e3, 2)),
     };
   }
+}
+
+/**
+ * CPU time (user + kernel, ns) of the threads that do the work: the JS thread and the addon's pool
+ * threads (named kata-pool). V8's compiler and GC helpers are left out: they run whenever V8 likes
+ * and would blur blocks of a few hundred cycles.
+ */
+function cpuNow() {
+  let total = 0;
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      if (tid !== String(process.pid) && fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8') !== 'kata-pool\n') continue;
+      total += Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return total;
 }
 
 /** @param {number} x @param {number} digits */
@@ -170,9 +197,11 @@ const CONCURRENCY = [1, 2, 4, 8];
 
 /** @param {string} op @param {number} iterations @param {number} warmup @param {string[]} args */
 function runC(op, iterations, warmup, args) {
-  const t0 = ns();
   const out = JSON.parse(sh(BASELINE, [op, String(iterations), String(warmup), ...args]));
-  return { samples: /** @type {number[]} */ (out.samples_ns), wall: ns() - t0, result: out.result };
+  /** @type {number[]} */
+  const samples = out.samples_ns;
+  // The loop's own time: the program's start-up is not part of a cycle.
+  return { samples, wall: samples.reduce((a, b) => a + b, 0), cpu: /** @type {number} */ (out.cpu_ns), result: out.result };
 }
 
 /** @param {Target} t @param {number} n */
@@ -180,6 +209,7 @@ function runSync(t, n) {
   const dir = dirs[0];
   const src = t.source();
   const samples = new Array(n);
+  const c0 = cpuNow();
   const w0 = ns();
   for (let i = 0; i < n; i++) {
     const t0 = ns();
@@ -187,7 +217,7 @@ function runSync(t, n) {
     kata.umountSync(dir);
     samples[i] = ns() - t0;
   }
-  return { samples, wall: ns() - w0 };
+  return { samples, wall: ns() - w0, cpu: cpuNow() - c0 };
 }
 
 /** @param {Target} t @param {number} n @param {number} inFlight */
@@ -196,6 +226,7 @@ async function runAsync(t, n, inFlight) {
   /** @type {number[]} */
   const samples = [];
   let left = n;
+  const c0 = cpuNow();
   const w0 = ns();
   await Promise.all(
     dirs.slice(0, inFlight).map(async (dir) => {
@@ -208,13 +239,23 @@ async function runAsync(t, n, inFlight) {
       }
     }),
   );
-  return { samples, wall: ns() - w0 };
+  return { samples, wall: ns() - w0, cpu: cpuNow() - c0 };
 }
+
+/** CPU time of waited-for children (mount(8), umount(8)), ns, from /proc/self/stat. */
+function childrenCpu() {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 16 and 17 (cutime, cstime) counted from 1; f[0] is field 3.
+  return (Number(f[13]) + Number(f[14])) * (1e9 / CLOCK_TICKS);
+}
+const CLOCK_TICKS = Number(sh('getconf', ['CLK_TCK']).trim()) || 100;
 
 /** @param {Target} t @param {number} n */
 function runSpawn(t, n) {
   const dir = dirs[0];
   const samples = new Array(n);
+  const c0 = cpuNow() + childrenCpu();
   const w0 = ns();
   for (let i = 0; i < n; i++) {
     const t0 = ns();
@@ -223,7 +264,7 @@ function runSpawn(t, n) {
     samples[i] = ns() - t0;
     if (m.status !== 0 || u.status !== 0) throw new Error(`mount(8)/umount(8) failed: ${m.stderr}${u.stderr}`);
   }
-  return { samples, wall: ns() - w0 };
+  return { samples, wall: ns() - w0, cpu: cpuNow() + childrenCpu() - c0 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,7 +272,10 @@ function runSpawn(t, n) {
 
 const KATA_OPTIONS = ['rw,nosuid,nodev,relatime,size=65536k,mode=755,dax'];
 
-/** parses/s of one round: the median of several timed batches after a warm-up. */
+/**
+ * parses/s of one round: the median of several timed batches after a warm-up, by the wall clock
+ * and by this process's CPU time (which a busy machine's other tenants do not inflate).
+ */
 function runParse() {
   const parse = kata.parseMountOptions;
   const batch = quick ? 50_000 : 200_000;
@@ -244,13 +288,19 @@ function runParse() {
   for (let i = 0; i < batch; i++) sink += parse(KATA_OPTIONS).flags;
   /** @type {number[]} */
   const rates = [];
+  /** @type {number[]} */
+  const cpuRates = [];
   for (let b = 0; b < 5; b++) {
+    const c0 = process.cpuUsage();
     const t0 = ns();
     for (let i = 0; i < batch; i++) sink += parse(KATA_OPTIONS).flags;
-    rates.push(batch / ((ns() - t0) / 1e9));
+    const wall = ns() - t0;
+    const c = process.cpuUsage(c0);
+    rates.push(batch / (wall / 1e9));
+    cpuRates.push(batch / ((c.user + c.system) / 1e6));
   }
   if (sink === 0) throw new Error('unreachable: keeps the loop from being optimised away');
-  return median(rates);
+  return { wall: median(rates), cpu: median(cpuRates) };
 }
 
 const PCI_PATH = '02';
@@ -260,13 +310,14 @@ async function runPci(n) {
   const samples = new Array(n);
   /** @type {string | undefined} */
   let result;
+  const c0 = cpuNow();
   const w0 = ns();
   for (let i = 0; i < n; i++) {
     const t0 = ns();
     result = await kata.findPciBlockDevice(PCI_PATH);
     samples[i] = ns() - t0;
   }
-  return { samples, wall: ns() - w0, result };
+  return { samples, wall: ns() - w0, cpu: cpuNow() - c0, result };
 }
 
 /** Per-storage ns of addStorages + removeContainer with `n` ephemeral tmpfs storages. */
@@ -281,13 +332,15 @@ async function runSandbox(/** @type {number} */ n) {
     options: ['size=1m'],
     mountPoint: path.join(allowed, `e${i}`),
   }));
+  const c0 = cpuNow();
   const t0 = ns();
   const held = await sandbox.addStorages(storages, { containerId: 'bench' });
   const t1 = ns();
   await sandbox.removeContainer('bench');
   const t2 = ns();
+  const cpu = cpuNow() - c0;
   if (held.length !== n || sandbox.storages().size !== 0) throw new Error('sandbox did not add/remove every storage');
-  return { add: (t1 - t0) / n, remove: (t2 - t1) / n, total: (t2 - t0) / n };
+  return { add: (t1 - t0) / n, remove: (t2 - t1) / n, total: (t2 - t0) / n, cpu: cpu / n };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,39 +363,47 @@ async function main() {
   /** @type {Record<string, Record<string, Series>>} */
   const series = {};
   const get = (/** @type {string} */ t, /** @type {string} */ m) => ((series[t] ??= {})[m] ??= new Series());
-  /** @type {number[]} */
+  /** @type {{wall: number, cpu: number}[]} */
   const parseRates = [];
-  /** @type {Record<number, {add: number, remove: number, total: number}[]>} */
+  /** @type {Record<number, {add: number, remove: number, total: number, cpu: number}[]>} */
   const sandboxRuns = { 10: [], 100: [], 1000: [] };
   let pciResult;
 
+  // Methods take turns in short blocks, so a burst of load from the machine's other tenants
+  // lands on all of them rather than on whichever happened to be running.
+  const BLOCKS = quick ? 2 : 4;
+  const METHODS = ['c', 'sync', ...CONCURRENCY.map((c) => `async${c}`)];
   for (let r = 0; r < ROUNDS; r++) {
     process.stderr.write(`round ${r + 1}/${ROUNDS}...\n`);
     for (const t of targets) {
-      const warm = Math.max(5, t.iterations >> 4);
-      let x = runC(t.name, t.iterations, warm, t.cArgs(dirs[0]));
-      get(t.name, 'c').add(x.samples, x.wall);
+      const k = Math.ceil(t.iterations / BLOCKS);
+      const warm = Math.max(5, k >> 3);
       runSync(t, warm);
-      x = runSync(t, t.iterations);
-      get(t.name, 'sync').add(x.samples, x.wall);
-      for (const c of CONCURRENCY) {
-        await runAsync(t, warm, c);
-        x = await runAsync(t, t.iterations, c);
-        get(t.name, `async${c}`).add(x.samples, x.wall);
+      for (const c of CONCURRENCY) await runAsync(t, warm, c);
+      for (let b = 0; b < BLOCKS; b++) {
+        for (const m of METHODS) {
+          if (m === 'c') get(t.name, m).add(runC(t.name, k, warm, t.cArgs(dirs[0])));
+          else if (m === 'sync') get(t.name, m).add(runSync(t, k));
+          else get(t.name, m).add(await runAsync(t, k, Number(m.slice(5))));
+        }
       }
       runSpawn(t, 2);
-      x = runSpawn(t, t.spawnIterations);
-      get(t.name, 'spawn').add(x.samples, x.wall);
+      get(t.name, 'spawn').add(runSpawn(t, t.spawnIterations));
+      for (const m of [...METHODS, 'spawn']) get(t.name, m).endRound();
     }
     parseRates.push(runParse());
     if (hasPci) {
-      const n = quick ? 200 : 2000;
-      const c = runC('pci', n, n >> 3, ['/sys', '/dev', PCI_PATH]);
-      get('pci', 'c').add(c.samples, c.wall);
+      const n = quick ? 200 : 1000;
       await runPci(n >> 3);
-      const j = await runPci(n);
-      get('pci', 'js').add(j.samples, j.wall);
-      pciResult = { c: c.result, js: j.result };
+      for (let b = 0; b < BLOCKS; b++) {
+        const c = runC('pci', n / BLOCKS, n >> 4, ['/sys', '/dev', PCI_PATH]);
+        get('pci', 'c').add(c);
+        const j = await runPci(n / BLOCKS);
+        get('pci', 'js').add(j);
+        pciResult = { c: c.result, js: j.result };
+      }
+      get('pci', 'c').endRound();
+      get('pci', 'js').endRound();
     }
     if (hasSandbox) {
       for (const n of [10, 100, 1000]) {
@@ -357,33 +418,43 @@ async function main() {
   // Report.
   const results = { machine: { ...machine, load_after: os.loadavg().map((x) => round(x, 2)) }, quick, rounds: ROUNDS, mount: {}, parse: {}, pci: null, sandbox: null };
   const labels = { c: 'raw C', sync: 'sync API', async1: 'async, 1 in flight', async2: 'async, 2 in flight', async4: 'async, 4 in flight', async8: 'async, 8 in flight', spawn: 'spawn mount(8)' };
-  const rows = [['operation', 'method', 'median µs', 'p99 µs', 'µs/cycle', '× C (median)']];
+  const rows = [['operation', 'method', 'median µs', 'p99 µs', 'µs/cycle', 'CPU µs/cycle', '× C (median)', '× C (CPU)']];
   for (const t of targets) {
     /** @type {Record<string, any>} */
     const out = {};
-    const cMedian = median(get(t.name, 'c').samples);
+    const c = get(t.name, 'c').summary();
     for (const [m, s] of Object.entries(series[t.name])) {
       const sum = s.summary();
-      out[m] = { ...sum, vs_c: median(s.samples) / cMedian };
-      rows.push([t.label, labels[/** @type {keyof labels} */ (m)], sum.median_us.toFixed(1), sum.p99_us.toFixed(1), sum.per_cycle_us.toFixed(1), (median(s.samples) / cMedian).toFixed(2)]);
+      out[m] = { ...sum, vs_c: sum.median_us / c.median_us, cpu_vs_c: sum.cpu_per_cycle_us / c.cpu_per_cycle_us };
+      rows.push([t.label, labels[/** @type {keyof labels} */ (m)], sum.median_us.toFixed(1), sum.p99_us.toFixed(1), sum.per_cycle_us.toFixed(1),
+        sum.cpu_per_cycle_us.toFixed(1), out[m].vs_c.toFixed(2), out[m].cpu_vs_c.toFixed(2)]);
     }
     /** @type {Record<string, any>} */ (results.mount)[t.name] = out;
   }
-  const parsePerSec = median(parseRates);
-  results.parse = { options: KATA_OPTIONS, per_sec: parsePerSec, rounds: parseRates.map((x) => Math.round(x)) };
-  rows.push(['parseMountOptions', 'JS → native', `${(1e6 / parsePerSec).toFixed(3)}`, '', '', `${(parsePerSec / 1e6).toFixed(2)} M/s`]);
+  const parsePerSec = median(parseRates.map((x) => x.wall));
+  const parseCpuPerSec = median(parseRates.map((x) => x.cpu));
+  results.parse = {
+    options: KATA_OPTIONS, per_sec: parsePerSec, per_cpu_sec: parseCpuPerSec,
+    rounds: parseRates.map((x) => ({ wall: Math.round(x.wall), cpu: Math.round(x.cpu) })),
+  };
+  rows.push(['parseMountOptions', 'JS → native', `${(1e6 / parsePerSec).toFixed(3)}`, '', '', `${(1e6 / parseCpuPerSec).toFixed(3)}`,
+    `${(parsePerSec / 1e6).toFixed(2)} M/s`, `${(parseCpuPerSec / 1e6).toFixed(2)} M/s`]);
   let pciRatio = null;
   if (hasPci) {
     const c = get('pci', 'c');
     const j = get('pci', 'js');
-    pciRatio = median(j.samples) / median(c.samples);
-    results.pci = { path: PCI_PATH, resolved: pciResult, c: c.summary(), js: j.summary(), vs_c: pciRatio };
-    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'raw C walk', c.summary().median_us.toFixed(1), c.summary().p99_us.toFixed(1), c.summary().per_cycle_us.toFixed(1), '1.00']);
-    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'async API', j.summary().median_us.toFixed(1), j.summary().p99_us.toFixed(1), j.summary().per_cycle_us.toFixed(1), pciRatio.toFixed(2)]);
+    const cs = c.summary();
+    const js = j.summary();
+    pciRatio = js.median_us / cs.median_us;
+    results.pci = { path: PCI_PATH, resolved: pciResult, c: cs, js, vs_c: pciRatio, cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us };
+    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'raw C walk', cs.median_us.toFixed(1), cs.p99_us.toFixed(1), cs.per_cycle_us.toFixed(1), cs.cpu_per_cycle_us.toFixed(1), '1.00', '1.00']);
+    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'API (await)', js.median_us.toFixed(1), js.p99_us.toFixed(1), js.per_cycle_us.toFixed(1), js.cpu_per_cycle_us.toFixed(1),
+      pciRatio.toFixed(2), (js.cpu_per_cycle_us / cs.cpu_per_cycle_us).toFixed(2)]);
   } else {
-    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'not exported by this build', '', '', '', '']);
+    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'not exported by this build', '', '', '', '', '', '']);
   }
   let scaling = null;
+  let cpuScaling = null;
   if (hasSandbox) {
     /** @type {Record<string, any>} */
     const sb = {};
@@ -394,21 +465,25 @@ async function main() {
         add_us: median(runs.map((x) => x.add)) / 1e3,
         remove_us: median(runs.map((x) => x.remove)) / 1e3,
         per_storage_us: median(runs.map((x) => x.total)) / 1e3,
+        cpu_per_storage_us: median(runs.map((x) => x.cpu)) / 1e3,
       };
-      rows.push([`Sandbox ${n} ephemeral`, 'add + removeContainer', sb[n].per_storage_us.toFixed(1), '', '', 'per storage']);
+      rows.push([`Sandbox, ${n} ephemeral`, 'add+removeContainer', sb[n].per_storage_us.toFixed(1), '', '', sb[n].cpu_per_storage_us.toFixed(1), 'per storage', '']);
     }
     scaling = sb[1000].per_storage_us / sb[10].per_storage_us;
-    results.sandbox = { ...sb, scaling_1000_vs_10: scaling };
+    cpuScaling = sb[1000].cpu_per_storage_us / sb[10].cpu_per_storage_us;
+    results.sandbox = { ...sb, scaling_1000_vs_10: scaling, cpu_scaling_1000_vs_10: cpuScaling };
   } else {
-    rows.push(['Sandbox addStorages', 'not exported by this build', '', '', '', '']);
+    rows.push(['Sandbox addStorages', 'not exported by this build', '', '', '', '', '', '']);
   }
 
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const line = (/** @type {string[]} */ r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (/** @type {string[]} */ r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   console.log();
   console.log(line(rows[0]));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows.slice(1)) console.log(line(r));
+  console.log('ext4 with more than one in flight: the mounts share one superblock, so only the first\n' +
+    'mount and the last umount reach the disk; compare ext4 on the first three methods.');
 
   const m = /** @type {Record<string, any>} */ (results.mount);
   const summary = {
@@ -421,17 +496,37 @@ async function main() {
     parse_per_sec: Math.round(parsePerSec),
     scaling_1000_vs_10: scaling === null ? null : round(scaling, 3),
   };
+  // The same targets judged by CPU time per cycle, which the machine's other tenants inflate far
+  // less than wall-clock latency: a thread hand-off that waits for a free CPU costs wall time only.
+  const cpu = {
+    tmpfs_sync_vs_c: round(m.tmpfs.sync.cpu_vs_c, 3),
+    tmpfs_async1_vs_c: round(m.tmpfs.async1.cpu_vs_c, 3),
+    spawn_vs_sync: round(m.tmpfs.spawn.cpu_per_cycle_us / m.tmpfs.sync.cpu_per_cycle_us, 1),
+    pci_vs_c: results.pci === null ? null : round(/** @type {any} */ (results.pci).cpu_vs_c, 3),
+    parse_per_sec: Math.round(parseCpuPerSec),
+    scaling_1000_vs_10: cpuScaling === null ? null : round(cpuScaling, 3),
+  };
   const verdict = (/** @type {boolean | null} */ ok) => (ok === null ? 'n/a' : ok ? 'holds' : 'MISSED');
+  /** @type {[string, number | null, number | null, (x: number) => boolean][]} */
   const checks = [
-    ['sync tmpfs cycle ≤ 1.15× C', summary.ratios.tmpfs_sync_vs_c <= 1.15],
-    ['async (1 in flight) ≤ 1.5× C', summary.ratios.tmpfs_async1_vs_c <= 1.5],
-    ['≥ 50× faster than spawn', summary.ratios.spawn_vs_sync >= 50],
-    ['parse ≥ 1M/s', summary.parse_per_sec >= 1e6],
-    ['findPciBlockDevice ≤ 2× C', pciRatio === null ? null : pciRatio <= 2],
-    ['per storage at 1000 ≤ 1.5× at 10', scaling === null ? null : scaling <= 1.5],
+    ['sync tmpfs cycle ≤ 1.15× C', summary.ratios.tmpfs_sync_vs_c, cpu.tmpfs_sync_vs_c, (x) => x <= 1.15],
+    ['async (1 in flight) ≤ 1.5× C', summary.ratios.tmpfs_async1_vs_c, cpu.tmpfs_async1_vs_c, (x) => x <= 1.5],
+    ['≥ 50× faster than spawn', summary.ratios.spawn_vs_sync, cpu.spawn_vs_sync, (x) => x >= 50],
+    ['parse ≥ 1M/s', summary.parse_per_sec, cpu.parse_per_sec, (x) => x >= 1e6],
+    ['findPciBlockDevice ≤ 2× C', summary.ratios.pci_vs_c, cpu.pci_vs_c, (x) => x <= 2],
+    ['per storage at 1000 ≤ 1.5× at 10', summary.scaling_1000_vs_10, cpu.scaling_1000_vs_10, (x) => x <= 1.5],
   ];
+  const judge = (/** @type {number | null} */ x, /** @type {(x: number) => boolean} */ ok) =>
+    `${verdict(x === null ? null : ok(x))} (${x === null ? '-' : x >= 1e5 ? x.toExponential(2) : x})`.padEnd(20);
   console.log();
-  for (const [name, ok] of checks) console.log(`target: ${String(name).padEnd(34)} ${verdict(/** @type {boolean | null} */ (ok))}`);
+  console.log(`${'target'.padEnd(42)} ${'wall clock'.padEnd(20)} CPU time`);
+  for (const [name, wall, c, ok] of checks) console.log(`${name.padEnd(42)} ${judge(wall, ok)} ${judge(c, ok)}`);
+  console.log(`load average during the run: ${machine.load_before.join(' ')} -> ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} on ${machine.nproc} CPUs`);
+  Object.assign(results, {
+    summary,
+    cpu_ratios: cpu,
+    targets: Object.fromEntries(checks.map(([n, w, c, ok]) => [n, { wall: w === null ? null : ok(w), cpu: c === null ? null : ok(c) }])),
+  });
   Object.assign(results, { summary, targets: Object.fromEntries(checks.map(([n, ok]) => [n, ok])) });
   fs.writeFileSync(path.join(__dirname, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`(details: ${path.relative(process.cwd(), path.join(__dirname, 'results.json'))})`);
