@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "pci.h"
@@ -365,14 +366,19 @@ bool StatNode(const char* path, NodeType* type, unsigned* major_out, unsigned* m
 }
 
 size_t Similarity(std::string_view devpath, std::string_view anchor) {
-  size_t prefix = 0;
-  while (prefix < devpath.size() && prefix < anchor.size() && devpath[prefix] == anchor[prefix]) ++prefix;
+  auto common_prefix = [](std::string_view a, std::string_view b) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+    return n;
+  };
   size_t suffix = 0;
   while (suffix < devpath.size() && suffix < anchor.size() &&
          devpath[devpath.size() - 1 - suffix] == anchor[anchor.size() - 1 - suffix]) {
     ++suffix;
   }
-  return prefix > suffix ? prefix : suffix;
+  // Names alike ("loop12" for "loop120") count too: that is the usual near miss for a node name.
+  size_t name = common_prefix(devpath.substr(devpath.rfind('/') + 1), anchor.substr(anchor.rfind('/') + 1));
+  return std::max({common_prefix(devpath, anchor), suffix, name});
 }
 
 }  // namespace kata
