@@ -15,3 +15,18 @@ t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t
   t.equal(r.blockedDuring, true, 'the pool was still blocked while they ran');
   t.equal(r.statDone, true, 'the queued fs.stat ran once the pool was freed');
 });
+
+t.test('pool threads carry the name kata-pool, where ps and top show it', async (t) => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { umount } = await import('../lib/index');
+  // Fails at once (nothing is mounted there), but only after a pool thread has run it.
+  await t.rejects(umount('/nonexistent-kata-pool-name'), { code: 'ENOENT' });
+  const names = readdirSync('/proc/self/task').map((tid) => {
+    try {
+      return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  });
+  t.ok(names.includes('kata-pool'), `a kata-pool thread among ${JSON.stringify(names)}`);
+});
