@@ -82,12 +82,13 @@ export class Sandbox {
 
   constructor(opts: SandboxOptions = {}) {
     if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'of type object', opts);
-    this.allowedRoots = Object.freeze(checkAllowedRoots(opts.allowedRoots ?? ['/run/kata-containers']));
-    this.sysfsRoot = opts.sysfsRoot ?? '/sys';
-    this.devRoot = opts.devRoot ?? '/dev';
-    this.hotplugTimeoutMs = nonNegative('hotplugTimeoutMs', opts.hotplugTimeoutMs ?? 3000);
-    this.umountBusyTimeoutMs = nonNegative('umountBusyTimeoutMs', opts.umountBusyTimeoutMs ?? 0);
-    this.registry = opts.registry ?? defaultRegistry();
+    const own = <K extends keyof SandboxOptions>(k: K): SandboxOptions[K] => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+    this.allowedRoots = Object.freeze(checkAllowedRoots(own('allowedRoots') ?? ['/run/kata-containers']));
+    this.sysfsRoot = own('sysfsRoot') ?? '/sys';
+    this.devRoot = own('devRoot') ?? '/dev';
+    this.hotplugTimeoutMs = nonNegative('hotplugTimeoutMs', own('hotplugTimeoutMs') ?? 3000);
+    this.umountBusyTimeoutMs = nonNegative('umountBusyTimeoutMs', own('umountBusyTimeoutMs') ?? 0);
+    this.registry = own('registry') ?? defaultRegistry();
   }
 
   /**
@@ -98,7 +99,8 @@ export class Sandbox {
    */
   async addStorages(storages: readonly unknown[], opts: AddStoragesOptions = {}): Promise<string[]> {
     if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
-    const { containerId, signal } = opts;
+    const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
+    const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
     if (containerId !== undefined && typeof containerId !== 'string') throw invalidArgType('options.containerId', 'of type string', containerId);
     const plan = storages.map((x) => {
       const storage = normalizeStorage(x);

@@ -29,8 +29,9 @@ function invalid(field: string, value: unknown, why: string): StorageError {
   return new StorageError('ERR_INVALID_STORAGE', `storage ${field} ${why}`, { value, field });
 }
 
+// Own properties only: a polluted Object.prototype must not add `shared` or `fsGroup` to a request.
 function pick(o: Record<string, unknown>, ...names: string[]): unknown {
-  for (const n of names) if (o[n] !== undefined && o[n] !== null) return o[n];
+  for (const n of names) if (Object.hasOwn(o, n) && o[n] !== undefined && o[n] !== null) return o[n];
   return undefined;
 }
 

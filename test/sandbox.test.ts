@@ -60,9 +60,27 @@ t.test('normalizeStorage accepts our form and Kata protobuf JSON', async (t) => 
   }
 });
 
+t.test('a polluted Object.prototype does not leak into requests or options', async (t) => {
+  const proto = Object.prototype as Record<string, unknown>;
+  proto.shared = true;
+  proto.fsGroup = { groupId: 0 };
+  proto.allowedRoots = ['/'];
+  try {
+    const s = normalizeStorage({ driver: 'local', source: 'local', fstype: 'local', mountPoint: '/run/kata-containers/x' });
+    t.notOk(Object.hasOwn(s, 'shared'));
+    t.notOk(Object.hasOwn(s, 'fsGroup'));
+    t.same(new Sandbox({}).allowedRoots, ['/run/kata-containers']);
+  } finally {
+    delete proto.shared;
+    delete proto.fsGroup;
+    delete proto.allowedRoots;
+  }
+});
+
 t.test('registry: every built-in driver, custom drivers, duplicates refused', async (t) => {
   const r = defaultRegistry();
-  for (const d of ['virtio-fs', '9p', 'ephemeral', 'local', 'overlayfs']) t.ok(r.has(d), d);
+  for (const d of ['virtio-fs', '9p', 'blk', 'blk-ccw', 'mmioblk', 'scsi', 'nvdimm', 'ephemeral', 'local', 'overlayfs']) t.ok(r.has(d), d);
+  t.equal(r.drivers().length, 10);
   t.not(defaultRegistry(), r, 'a fresh registry each time');
   t.throws(() => r.register('local', { create: async () => '' }), { code: 'ERR_STORAGE_DRIVER_EXISTS', value: 'local' });
   t.throws(() => r.register('', { create: async () => '' }), { code: 'ERR_INVALID_ARG_TYPE' });

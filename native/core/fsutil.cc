@@ -365,7 +365,11 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
     }
     Fd next(openat(fd.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next.ok()) {
-      error->Set(errno, "open", shown);
+      int err = errno;
+      // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; say what it really is.
+      struct stat st;
+      if (err == ENOTDIR && fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) err = ELOOP;
+      error->Set(err, "open", shown);
       UndoCreated(created);
       return false;
     }
