@@ -1,6 +1,8 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { umount } from '../lib/index';
 import { cannotMount } from './helpers/mountinfo';
 
 t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t) => {
@@ -17,8 +19,6 @@ t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t
 });
 
 t.test('pool threads carry the name kata-pool, where ps and top show it', async (t) => {
-  const { readdirSync, readFileSync } = await import('node:fs');
-  const { umount } = await import('../lib/index');
   // Fails at once (nothing is mounted there), but only after a pool thread has run it.
   await t.rejects(umount('/nonexistent-kata-pool-name'), { code: 'ENOENT' });
   const names = readdirSync('/proc/self/task').map((tid) => {
