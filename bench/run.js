@@ -139,7 +139,7 @@ fs.writeFileSync(path.join(bindSource, 'file'), 'bench\n');
 /** @type {string | undefined} */
 let loopDevice;
 function cleanup() {
-  for (const d of dirs) spawnSync('umount', ['-q', d]);
+  for (const d of [...dirs, path.join(scratch, 'sandbox')]) spawnSync('umount', ['-q', '-R', d]);
   if (loopDevice) spawnSync('losetup', ['-d', loopDevice]);
   loopDevice = undefined;
   fs.rmSync(scratch, { recursive: true, force: true });
@@ -344,10 +344,23 @@ async function runPci(n) {
   return { samples, wall: ns() - w0, cpu: cpuNow() - c0, result };
 }
 
+/**
+ * The sandbox's allowed root, on a tmpfs as /run/kata-containers is in a guest. On the disk-backed
+ * /tmp, the sandbox's mkdir/rmdir of 1,000 mount points measured ext4's journal (rmdir alone took
+ * ~0.9 ms each, 37 % of the profile), not the sandbox.
+ */
+function sandboxRoot() {
+  const allowed = path.join(scratch, 'sandbox');
+  if (!fs.existsSync(allowed)) {
+    fs.mkdirSync(allowed);
+    kata.mountSync('tmpfs', allowed, 'tmpfs', ['mode=755']);
+  }
+  return allowed;
+}
+
 /** Per-storage ns of addStorages + removeContainer with `n` ephemeral tmpfs storages. */
 async function runSandbox(/** @type {number} */ n) {
-  const allowed = path.join(scratch, 'sandbox');
-  fs.mkdirSync(allowed, { recursive: true });
+  const allowed = sandboxRoot();
   const sandbox = new kata.Sandbox({ allowedRoots: [allowed] });
   const storages = Array.from({ length: n }, (_, i) => ({
     driver: 'ephemeral',
