@@ -136,6 +136,26 @@ std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name) 
   return s;
 }
 
+ShortStringArg::ShortStringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(info.Env(), info[i], inline_, sizeof inline_, &len) == napi_ok &&
+      len + 4 < sizeof inline_) {
+    // Room to spare for a whole UTF-8 sequence (at most 4 bytes), so nothing was cut off.
+    view_ = std::string_view(inline_, len);
+    return;
+  }
+  heap_ = StringArg(info, i, name);  // too long for the buffer, or not a string: throws then
+  view_ = heap_;
+}
+
+uint32_t* ScratchValues(Napi::Env env) {
+  AddonData* data = Data(env);
+  if (data->scratch_buffer.Value().IsDetached()) {
+    throw Napi::Error::New(env, "kata-storage: the native scratch buffer was detached");
+  }
+  return data->scratch_values;
+}
+
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) {
     throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a number");
@@ -183,8 +203,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_unref_threadsafe_function(env, data->completion->tsfn);
   data->set_immediate = Napi::Persistent(env.Global().Get("setImmediate").As<Napi::Function>());
   data->drain = Napi::Persistent(Napi::Function::New(env, DrainFromImmediate, "kataStorageDrain"));
-  Napi::Uint32Array scratch = Napi::Uint32Array::New(env, 4);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, 4 * sizeof(uint32_t));
+  Napi::Uint32Array scratch = Napi::Uint32Array::New(env, 4, buffer, 0);
   data->scratch = Napi::Persistent(scratch);
+  data->scratch_buffer = Napi::Persistent(buffer);
+  data->scratch_values = static_cast<uint32_t*>(buffer.Data());
   env.SetInstanceData<AddonData>(data);
   exports.Set("scratch", scratch);
   for (ExportFn fn : Exporters()) fn(env, exports);

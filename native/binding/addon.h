@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "syserror.h"
@@ -45,9 +46,16 @@ struct AddonData {
   Napi::Reference<Napi::Uint32Array> scratch;  // results returned without allocating
   Napi::FunctionReference set_immediate;        // to resume draining after timers and I/O
   Napi::FunctionReference drain;
+  // scratch's ArrayBuffer and its storage, which never moves: writing through the pointer spares
+  // two Node-API calls per parse. The buffer is checked for detachment before each write.
+  Napi::Reference<Napi::ArrayBuffer> scratch_buffer;
+  uint32_t* scratch_values = nullptr;
 };
 
 AddonData* Data(Napi::Env env);
+
+// The shared result array exported as `scratch` (4 values), or a thrown Error if JS detached it.
+uint32_t* ScratchValues(Napi::Env env);
 
 // A blocking operation. Execute() runs on a pool thread and must not touch napi;
 // Complete() runs on the JS thread and returns the value the promise resolves with.
@@ -70,6 +78,21 @@ class Job {
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 // Like StringArg but refuses embedded NUL bytes (paths for syscalls).
 std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A string argument read without touching the heap when it is short, as option lists are: the
+// hot path of parseMountOptions (DESIGN 6, >= 1M/s) cannot afford V8's length pass plus a
+// std::string per call. Throws like StringArg. Valid while the object lives.
+class ShortStringArg {
+ public:
+  ShortStringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+  ShortStringArg(const ShortStringArg&) = delete;
+  ShortStringArg& operator=(const ShortStringArg&) = delete;
+  std::string_view view() const { return view_; }
+
+ private:
+  char inline_[512];
+  std::string heap_;
+  std::string_view view_;
+};
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 

@@ -18,17 +18,18 @@ const char* OptionErrorCode(OptionError e) {
 // Flags and propagation land in the shared scratch array so a parse allocates only its data string.
 Napi::Value ParseOptions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string list = StringArg(info, 0, "options");
-  MountOptions opts;
+  ShortStringArg list(info, 0, "options");
+  // Reused per thread so the data string keeps its buffer from one parse to the next.
+  static thread_local MountOptions opts;
   std::string bad;
-  OptionError err = ParseMountOptions(list, &opts, &bad);
+  OptionError err = ParseMountOptions(list.view(), &opts, &bad);
   if (err != OptionError::kNone) {
     Napi::Array a = Napi::Array::New(env, 2);
     a.Set(uint32_t{0}, OptionErrorCode(err));
     a.Set(uint32_t{1}, bad);
     return a;
   }
-  Napi::Uint32Array scratch = Data(env)->scratch.Value();
+  uint32_t* scratch = ScratchValues(env);
   scratch[0] = static_cast<uint32_t>(opts.flags);
   scratch[1] = static_cast<uint32_t>(opts.propagation);
   return Napi::String::New(env, opts.data);
