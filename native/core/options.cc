@@ -63,6 +63,14 @@ constexpr PropagationWord kPropagationWords[] = {
     {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
 };
 
+// Attributes only the new mount API can apply to a whole tree (runc's names).
+constexpr FlagWord kRecursiveWords[] = {
+    {"rro", false, MS_RDONLY},
+    {"rnosuid", false, MS_NOSUID},
+    {"rnodev", false, MS_NODEV},
+    {"rnoexec", false, MS_NOEXEC},
+};
+
 template <typename T, size_t N>
 const T* Lookup(const T (&table)[N], std::string_view word) {
   for (const T& entry : table) {
@@ -80,6 +88,11 @@ bool ApplyWord(std::string_view word, MountOptions* out, OptionError* err, std::
     } else {
       out->flags |= f->flag;
     }
+    return true;
+  }
+  if (const FlagWord* r = Lookup(kRecursiveWords, word)) {
+    out->recursive_flags |= r->flag;
+    if (out->recursive_word.empty()) out->recursive_word.assign(word);
     return true;
   }
   if (const PropagationWord* p = Lookup(kPropagationWords, word)) {
