@@ -71,11 +71,14 @@ export function newMountApiSupport(): NewMountApiSupport {
   return native.newMountApiSupport();
 }
 
-/** The API a mount with this setting uses ('auto' resolved); remounts always take mount(2). */
-export function effectiveMountApi(api?: MountApi): 'new' | 'legacy' {
-  const n = mountApiOf(api);
-  if (n === MOUNT_APIS.auto) return native.newMountApiSupport().complete ? 'new' : 'legacy';
-  return n === MOUNT_APIS.new ? 'new' : 'legacy';
+/**
+ * The API a mount with this setting and these options uses: 'auto' resolved, and remounts (and,
+ * under 'auto', data values longer than the 255 bytes fsconfig takes) going to mount(2).
+ */
+export function effectiveMountApi(api?: MountApi, options?: readonly string[]): 'new' | 'legacy' {
+  const r = native.effectiveMountApi(mountApiOf(api), joinOptions(options));
+  if (typeof r === 'string') return r;
+  throw fromNative(r);
 }
 
 export interface UmountOptions {

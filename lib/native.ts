@@ -13,6 +13,7 @@ export interface NativeBinding {
   /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
   mountSync(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): NativeError | undefined;
   mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;
+  effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
   newMountApiSupport(): {
     fsopen: boolean;
     fsconfig: boolean;

@@ -34,6 +34,12 @@ t.test('mountApi setting', async (t) => {
   t.equal(effectiveMountApi('new'), 'new');
   t.equal(effectiveMountApi('auto'), support.complete ? 'new' : 'legacy');
   t.throws(() => effectiveMountApi('fast' as MountApi), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.equal(effectiveMountApi('new', ['remount', 'ro']), 'legacy', 'a remount is always mount(2)');
+  const long = [`lowerdir=${'/l'.repeat(200)}`];
+  t.equal(effectiveMountApi('auto', long), 'legacy', 'a value fsconfig cannot take goes to mount(2)');
+  t.equal(effectiveMountApi('new', long), 'new', 'unless the new API is forced');
+  if (support.complete) t.equal(effectiveMountApi('auto', ['rro', ...long]), 'new', 'rro cannot take mount(2)');
+  t.throws(() => effectiveMountApi('auto', ['loop']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
   for (const k of ['fsopen', 'fsconfig', 'fsmount', 'move_mount', 'open_tree', 'mount_setattr', 'openat2', 'complete'] as const) {
     t.type(support[k], 'boolean', k);
   }
@@ -127,6 +133,25 @@ t.test('data words reach the filesystem one by one', { skip: cannotMount || noNe
   t.notOk(s.mountOptions.includes('relatime'));
   t.ok(s.superOptions.includes('sync') && s.superOptions.includes('dirsync'), `${s.superOptions}`);
   umountSync(dir);
+});
+
+t.test('values longer than fsconfig takes (a many-layer overlay)', { skip: cannotMount }, async (t) => {
+  const dir = scratchDir(t);
+  const layers = Array.from({ length: 20 }, (_, i) => join(dir, `layer-with-a-longish-name-${i}`));
+  for (const l of layers) mkdirSync(l);
+  writeFileSync(join(layers[19]!, 'bottom'), 'b');
+  const m = join(dir, 'm');
+  mkdirSync(m);
+  const lowerdir = `lowerdir=${layers.join(':')}`;
+  t.ok(lowerdir.length > 255);
+  await mount('overlay', m, 'overlay', [lowerdir], { mountApi: 'auto' });
+  t.equal(readFileSync(join(m, 'bottom'), 'utf8'), 'b', 'auto mounted it (through mount(2))');
+  umountSync(m);
+  if (support.complete) {
+    const before = mountSnapshot();
+    t.throws(() => mountSync('overlay', m, 'overlay', [lowerdir], { mountApi: 'new' }), { code: 'EINVAL', syscall: 'fsconfig' }, 'forced new meets the limit');
+    t.equal(mountSnapshot(), before);
+  }
 });
 
 for (const api of apis) {

@@ -155,6 +155,17 @@ Napi::Value IsMountPointSync(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), result);
 }
 
+// effectiveMountApi(api, list): 'new' | 'legacy' | [code, value] (an option the parser refuses)
+Napi::Value EffectiveMountApiOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MountApi api = MountApiArg(info, 0);
+  MountOptions opts;
+  std::string bad;
+  const OptionError err = ParseMountOptions(StringArg(info, 1, "options"), &opts, &bad);
+  if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
+  return Napi::String::New(env, EffectiveMountApi(api, opts) == MountApi::kNew ? "new" : "legacy");
+}
+
 // newMountApiSupport(): which calls of the new mount API this process may make (probed once).
 Napi::Value NewMountApiSupport(const Napi::CallbackInfo& info) {
   const NewMountSupport& s = ProbeNewMountApi();
@@ -212,6 +223,7 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
   exports.Set("umount", Napi::Function::New(env, UmountAsync, "umount"));
   exports.Set("isMountPoint", Napi::Function::New(env, IsMountPointSync, "isMountPoint"));
+  exports.Set("effectiveMountApi", Napi::Function::New(env, EffectiveMountApiOf, "effectiveMountApi"));
   exports.Set("newMountApiSupport",
               Napi::Function::New(env, NewMountApiSupport, "newMountApiSupport"));
   exports.Set("poolThreads", Napi::Function::New(env, PoolThreads, "poolThreads"));

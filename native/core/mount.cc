@@ -132,7 +132,11 @@ bool RelativeBeneath(const std::string& root, const char* target, std::string* r
 MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts) {
   if (opts.flags & (MS_REMOUNT | MS_MOVE)) return MountApi::kLegacy;
   if (requested == MountApi::kAuto) {
-    return ProbeNewMountApi().Complete() ? MountApi::kNew : MountApi::kLegacy;
+    if (!ProbeNewMountApi().Complete()) return MountApi::kLegacy;
+    // A value fsconfig cannot take still fits mount(2)'s page; recursive attributes cannot go
+    // that way, and then the new API's EINVAL is the honest answer.
+    if (!opts.recursive_flags && !FitsFsconfig(opts)) return MountApi::kLegacy;
+    return MountApi::kNew;
   }
   return requested;
 }

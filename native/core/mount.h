@@ -9,7 +9,8 @@
 namespace kata {
 
 enum class MountApi {
-  kAuto = 0,    // the new API when the kernel and seccomp allow every call of it, else mount(2)
+  kAuto = 0,    // the new API when the kernel and seccomp allow every call of it and fsconfig
+                // takes the data, else mount(2)
   kNew = 1,     // fsopen/fsconfig/fsmount/move_mount, open_tree, mount_setattr; fails if absent
   kLegacy = 2,  // mount(2) only
 };
@@ -24,7 +25,8 @@ struct MountRequest {
 };
 
 // kNew or kLegacy: what a mount with these options will use. Remounts and moves always take
-// mount(2) (they create nothing for fsmount to hand back).
+// mount(2) (they create nothing for fsmount to hand back); under kAuto so do data values longer
+// than fsconfig accepts.
 MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts);
 
 // The main mount (no propagation bits), then the propagation change in its own call, then for

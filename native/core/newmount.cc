@@ -51,6 +51,9 @@ constexpr unsigned kFsconfigSetFlag = 0;
 constexpr unsigned kFsconfigSetString = 1;
 constexpr unsigned kFsconfigCmdCreate = 6;
 
+// fsconfig copies keys and string values with strndup_user(..., 256).
+constexpr size_t kFsconfigMaxString = 255;
+
 constexpr uint64_t kAttrRdonly = 0x01;
 constexpr uint64_t kAttrNosuid = 0x02;
 constexpr uint64_t kAttrNodev = 0x04;
@@ -247,6 +250,31 @@ const NewMountSupport& ProbeNewMountApi() {
     return s;
   }();
   return support;
+}
+
+bool FitsFsconfig(const MountOptions& opts) {
+  if (opts.data.size() <= kFsconfigMaxString) return true;
+  // Per word, conservatively counting quotes (they only shorten a value).
+  size_t word = 0, key = 0;
+  bool in_value = false, quoted = false;
+  for (size_t i = 0; i <= opts.data.size(); ++i) {
+    const char c = i < opts.data.size() ? opts.data[i] : ',';
+    if (c == '"') quoted = !quoted;
+    if (c == ',' && (!quoted || i == opts.data.size())) {
+      if ((in_value ? word - key - 1 : word) > kFsconfigMaxString || key > kFsconfigMaxString) {
+        return false;
+      }
+      word = key = 0;
+      in_value = false;
+      continue;
+    }
+    if (c == '=' && !in_value) {
+      in_value = true;
+      key = word;
+    }
+    ++word;
+  }
+  return true;
 }
 
 int OpenBeneath(const char* root, const char* relative, const char* report_path, SysError* error) {

@@ -27,6 +27,10 @@ struct NewMountSupport {
 };
 const NewMountSupport& ProbeNewMountApi();
 
+// False when a data word is longer than fsconfig takes (255 bytes of key, 255 of value: an overlay
+// lowerdir with many layers easily is), while mount(2) takes a whole page.
+bool FitsFsconfig(const MountOptions& opts);
+
 // Mounts through the new API. `target_fd` >= 0 is the mount point already opened (O_PATH) and is
 // what the mount lands on; otherwise `target` is resolved by move_mount. `target` is also what
 // errors report as `dest`. All per-mount attributes are set while the mount is still detached, so

@@ -115,3 +115,20 @@ void InChild(long nr, int err, const char* name) {
 KATA_TEST(new_api_refused_enosys_falls_back) { InChild(SYS_fsopen, ENOSYS, "fsopen"); }
 
 KATA_TEST(new_api_refused_eperm_falls_back) { InChild(SYS_mount_setattr, EPERM, "mount_setattr"); }
+
+KATA_TEST(fsconfig_string_limit) {
+  auto fits = [](const std::string& data) {
+    kata::MountOptions o;
+    o.data = data;
+    return kata::FitsFsconfig(o);
+  };
+  CHECK(fits(""));
+  CHECK(fits("size=1m," + std::string(255, 'k')));
+  CHECK(!fits("size=1m," + std::string(256, 'k')));
+  CHECK(fits(std::string(255, 'k') + "=" + std::string(255, 'v') + ",x"));
+  CHECK(!fits(std::string(255, 'k') + "=" + std::string(256, 'v')));
+  CHECK(!fits(std::string(256, 'k') + "=v"));
+  // A quoted comma does not end the word, so the whole value counts.
+  CHECK(!fits("context=\"" + std::string(200, 'a') + "," + std::string(200, 'b') + "\""));
+  CHECK(fits("a=" + std::string(200, 'a') + ",b=" + std::string(200, 'b')));
+}
