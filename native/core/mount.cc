@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "newmount.h"
@@ -41,11 +42,75 @@ long NowMs() {
 
 namespace {
 
+std::string ReadSmallFile(const char* path) {
+  std::string out;
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+// The id of the mount an fd is on ("mnt_id:" in fdinfo, Linux 3.15+); -1 if unknown.
+long FdMountId(int fd) {
+  const std::string info = ReadSmallFile(("/proc/self/fdinfo/" + std::to_string(fd)).c_str());
+  const size_t at = info.find("mnt_id:");
+  return at == std::string::npos ? -1 : std::strtol(info.c_str() + at + 7, nullptr, 10);
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeMountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out.push_back(static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8)));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// True when mount `id` sits exactly on the directory that `mountpoint_fd` names: its mountinfo
+// line has the fd's mount as parent and the fd's current path as mount point (two dentries of
+// one mount never share a path).
+bool MountedOn(long id, int mountpoint_fd) {
+  const long parent = FdMountId(mountpoint_fd);
+  char where[4096];
+  const std::string link = "/proc/self/fd/" + std::to_string(mountpoint_fd);
+  const ssize_t n = readlink(link.c_str(), where, sizeof(where));
+  if (id < 0 || parent < 0 || n <= 0 || static_cast<size_t>(n) >= sizeof(where)) return false;
+  const std::string path(where, static_cast<size_t>(n));
+  const std::string table = ReadSmallFile("/proc/self/mountinfo");
+  const std::string prefix = std::to_string(id) + " " + std::to_string(parent) + " ";
+  for (size_t line = 0; line < table.size();) {
+    size_t end = table.find('\n', line);
+    if (end == std::string::npos) end = table.size();
+    if (table.compare(line, prefix.size(), prefix) == 0) {
+      // id parent major:minor root mount-point ...
+      size_t field = line;
+      for (int i = 0; i < 4 && field < end; ++i) field = table.find(' ', field) + 1;
+      const size_t stop = table.find(' ', field);
+      return UnescapeMountinfo(table.substr(field, stop - field)) == path;
+    }
+    line = end + 1;
+  }
+  return false;
+}
+
 // Where the legacy path mounts and how it reaches the new mount again for the later steps.
 struct LegacyTarget {
   const char* at;        // what mount(2) is given: the target, or /proc/self/fd/N under `beneath`
   const char* beneath;   // null unless the target was opened beneath a root
   const char* relative;  // the target below `beneath`
+  int fd;                // the O_PATH fd `at` names, or -1
 };
 
 bool LegacyMount(const char* source, const char* target, const char* fstype,
@@ -67,19 +132,18 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
 
   // An O_PATH fd names the directory below the new mount, and following its /proc link does not
   // step into mounts on top: the later steps need the mount itself, so open the target again
-  // (still beneath the root, still refusing symlinks) and make sure it is a mount root.
+  // (still beneath the root, still refusing symlinks) and check that what we reached is a mount
+  // sitting on the very directory the first fd holds, not one renamed into its place meanwhile.
   std::string mounted = target;
   int reopened = -1;
   if (where.beneath) {
     reopened = OpenBeneath(where.beneath, where.relative, target, error);
-    struct statx stx;
-    if (reopened < 0 || statx(reopened, "", AT_EMPTY_PATH, STATX_TYPE, &stx) != 0 ||
-        !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
-      // The path no longer leads to our mount, so there is no safe way to name it to undo it.
-      if (reopened >= 0) {
-        error->Set(ESTALE, "openat2", target);
-        close(reopened);
-      }
+    if (reopened < 0) return false;
+    if (!MountedOn(FdMountId(reopened), where.fd)) {
+      // Only a concurrent rename inside the root gets here. Our mount stays (inside the root):
+      // no path or fd we hold still names it, so it cannot be unmounted safely.
+      error->Set(ESTALE, "openat2", target);
+      close(reopened);
       return false;
     }
     mounted = "/proc/self/fd/" + std::to_string(reopened);
@@ -146,7 +210,7 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
   const bool use_new = EffectiveMountApi(request.api, opts) == MountApi::kNew;
   if (!request.beneath) {
     if (use_new) return NewMount(source, target, -1, fstype, opts, error);
-    return LegacyMount(source, target, fstype, opts, {target, nullptr, nullptr}, error);
+    return LegacyMount(source, target, fstype, opts, {target, nullptr, nullptr, -1}, error);
   }
   std::string relative;
   if (!RelativeBeneath(request.beneath, target, &relative)) {
@@ -162,7 +226,7 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
     // mount(2) follows the /proc link to exactly the object the fd holds; a later rename or
     // symlink at the path cannot change what it names.
     const std::string at = "/proc/self/fd/" + std::to_string(fd);
-    ok = LegacyMount(source, target, fstype, opts, {at.c_str(), request.beneath, relative.c_str()},
+    ok = LegacyMount(source, target, fstype, opts, {at.c_str(), request.beneath, relative.c_str(), fd},
                      error);
   }
   close(fd);
