@@ -1,7 +1,7 @@
 import t from 'tap';
 import { mkdirSync, writeFileSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import {
   MountFlags,
   effectiveMountApi,
@@ -44,6 +44,20 @@ t.test('mountApi setting', async (t) => {
     t.type(support[k], 'boolean', k);
   }
   t.equal(support.complete, support.fsopen && support.fsconfig && support.fsmount && support.move_mount && support.open_tree && support.mount_setattr);
+});
+
+t.test('KATA_STORAGE_MOUNT_API is the default for a whole process', async (t) => {
+  const run = (value: string): { effective: string; mountError: string } =>
+    JSON.parse(
+      execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'mount-api-env.ts')], {
+        env: { ...process.env, KATA_STORAGE_MOUNT_API: value },
+        encoding: 'utf8',
+        timeout: 60000,
+      }),
+    ) as { effective: string; mountError: string };
+  t.same(run('legacy'), { effective: 'legacy', mountError: 'ERR_INVALID_MOUNT_OPTION' });
+  // A bad value does not break loading; every mount that relies on it is refused.
+  t.same(run('fastest'), { effective: 'throws ERR_INVALID_ARG_VALUE', mountError: 'ERR_INVALID_ARG_VALUE' });
 });
 
 t.test('recursive option words', async (t) => {
