@@ -15,3 +15,8 @@ export {
   type NewMountApiSupport,
   type UmountOptions,
 } from './mount';
+export {
+  parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
+  parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,
+  ueventMonitorState, type PciSlot, type ParsedPciPath, type WaitOptions,
+} from './devices';

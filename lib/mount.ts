@@ -121,13 +121,15 @@ function mountArgs(
   options: readonly string[] | undefined,
   opts: MountSyncOptions | undefined,
 ): MountArgs {
-  const t = checkPath(target, 'target');
   const s = checkPath(source, 'source');
+  const t = checkPath(target, 'target');
   const f = checkPath(fstype, 'fstype', true);
   const list = joinOptions(options);
   if (opts === undefined || opts === null) return [s, t, f, list, mountApiOf(undefined), ''];
   if (typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
-  return [s, t, f, list, mountApiOf(opts.mountApi), beneathOf(t, opts.beneath)];
+  // Own properties only, as for umount: a polluted Object.prototype must not pick the API or root.
+  const own = (k: keyof MountSyncOptions): unknown => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+  return [s, t, f, list, mountApiOf(own('mountApi')), beneathOf(t, own('beneath'))];
 }
 
 // Undo work for mounts that completed after their caller aborted; tests and teardown can wait on it.
@@ -198,11 +200,13 @@ function umountArgs(target: unknown, opts: UmountOptions | undefined): [string, 
   const t = checkPath(target, 'target');
   if (opts === undefined || opts === null) return [t, false, false, false, 0];
   if (typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
-  const busy = opts.busyTimeoutMs ?? 0;
+  // Own properties only: a polluted Object.prototype must not turn on MNT_DETACH or MNT_FORCE.
+  const own = (k: keyof UmountOptions): unknown => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+  const busy = own('busyTimeoutMs') ?? 0;
   if (typeof busy !== 'number' || !Number.isInteger(busy) || busy < 0 || busy > 0x7fffffff) {
     throw invalidArgValue('options.busyTimeoutMs', busy, 'must be a non-negative integer number of milliseconds');
   }
-  return [t, opts.detach === true, opts.force === true, opts.expire === true, busy];
+  return [t, own('detach') === true, own('force') === true, own('expire') === true, busy];
 }
 
 export function umountSync(target: string, opts?: UmountOptions): void {

@@ -4,6 +4,22 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError, type NativeError } from './errors';
 
+/** What the device layer reports for its own codes: the code, the refused value and why. */
+export interface DeviceNativeError {
+  code: string;
+  value: string;
+  reason?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+/** How a device wait ended: found (and how), timed out (with what was seen), or an error. */
+export type DeviceWaitResult =
+  | { path: string; via: 'sysfs' | 'sysfs-poll' | 'cache' | 'uevent' | 'cancelled' }
+  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number }
+  | DeviceNativeError
+  | NativeError;
+
 export interface NativeBinding {
   /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
@@ -28,28 +44,49 @@ export interface NativeBinding {
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
   poolThreads(): number;
+  /** [rootComplex or -1, slot, fn, slot, fn, ...] */
+  parsePciPath(path: string): number[] | DeviceNativeError;
+  parseCcwDevice(busId: string): number[] | DeviceNativeError;
+  parseScsiAddress(addr: string): number[] | DeviceNativeError;
+  pciPathToSysfs(path: string, sysfsRoot: string, rootComplex: string): string | DeviceNativeError;
+  /** The node path when the device is there now, null when it is not (yet). */
+  findBlockDevice(bus: number, spec: string, rootComplex: string, sysfsRoot: string, devRoot: string): string | null | DeviceNativeError | NativeError;
+  waitBlockDevice(
+    bus: number, spec: string, rootComplex: string, sysfsRoot: string, devRoot: string, timeoutMs: number, rescan: boolean,
+  ): [id: number, result: Promise<DeviceWaitResult>];
+  cancelDeviceWait(id: number): void;
+  /** [0 block | 1 char | 2 other, major, minor] */
+  deviceNumber(path: string): number[] | NativeError;
+  ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number; matched: number };
 }
 
 export const packageRoot = join(__dirname, '..');
 
 /** Loads the addon from `root` (build/ or prebuilds/), or says precisely what it tried. */
 export function loadBinding(root: string = packageRoot): NativeBinding {
+  // An explicit addon (a sanitizer build, say) wins over node-gyp-build's search.
+  const explicit = process.env.KATA_STORAGE_ADDON;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    if (explicit) return require(explicit) as NativeBinding;
     return nodeGypBuild(root) as NativeBinding;
   } catch (cause) {
     const prebuildsOnly = Boolean(process.env.PREBUILDS_ONLY);
-    const tried = [
-      ...(prebuildsOnly ? [] : [join(root, 'build', 'Release'), join(root, 'build', 'Debug')]),
-      join(root, 'prebuilds', `${process.platform}-${process.arch}`),
-    ].map((p) => `  ${p}${existsSync(p) ? '' : ' (missing)'}`);
+    const tried = explicit
+      ? [explicit]
+      : [
+          ...(prebuildsOnly ? [] : [join(root, 'build', 'Release'), join(root, 'build', 'Debug')]),
+          join(root, 'prebuilds', `${process.platform}-${process.arch}`),
+        ];
+    const lines = tried.map((p) => `  ${p}${existsSync(p) ? '' : ' (missing)'}`);
     const reason = cause instanceof Error ? cause.message : String(cause);
     throw new StorageError(
       'ERR_NATIVE_LOAD',
       `kata-storage: cannot load the native addon for ${process.platform}-${process.arch} ` +
         `(Node ${process.version}, Node-API ${process.versions.napi}${prebuildsOnly ? ', PREBUILDS_ONLY' : ''}).\n` +
-        `Tried:\n${tried.join('\n')}\nReason: ${reason}\n` +
+        `Tried:\n${lines.join('\n')}\nReason: ${reason}\n` +
         'Supported prebuilt platforms: linux-x64, linux-arm64, linux-s390x (glibc >= 2.28). ' +
         'Elsewhere build from source: apt-get install cmake g++ && npm rebuild kata-storage',
       { cause },

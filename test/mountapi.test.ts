@@ -96,6 +96,15 @@ t.test('bad settings are refused before anything happens', { skip: cannotMount }
   });
   // A remount always goes through mount(2), whatever was asked for.
   t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['remount', 'rro'], { mountApi: 'new' }), { code: 'ERR_INVALID_MOUNT_OPTION' });
+  const proto = Object.prototype as Record<string, unknown>;
+  proto.mountApi = 'legacy';
+  proto.beneath = '/nonexistent';
+  try {
+    t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['rro', 'bogus_option'], { mountApi: 'new' }), { code: 'EINVAL' }, 'polluted prototype ignored');
+  } finally {
+    delete proto.mountApi;
+    delete proto.beneath;
+  }
   t.equal(mountSnapshot(), before, 'mountinfo unchanged');
 });
 
