@@ -1,6 +1,8 @@
-// The fallback to mount(2) under a seccomp profile that refuses the new API. Each case runs in a
-// forked child: the filter cannot be removed once installed, the probe result is cached for the
-// life of a process, and the child's private mount namespace keeps its mounts away from ours.
+// The fallback to mount(2) under a seccomp profile that refuses the new API. The probe is cached
+// for the life of a process (and other cases here have already run it), so each case forks, makes
+// the child's mount namespace private, installs the filter (it survives exec, as a runtime's
+// would) and re-executes this program, filtered to that one case, with KATA_TEST_REFUSED set: the
+// fresh process probes under the filter and reports through its exit status.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -26,9 +28,10 @@
 namespace {
 
 constexpr int kSkip = 77;
+constexpr const char* kChildEnv = "KATA_TEST_REFUSED";
 
-// Makes `nr` fail with `err` in this process from now on; false where seccomp is unavailable
-// (qemu-user, some containers).
+// Makes `nr` fail with `err` in this process and what it executes; false where seccomp is
+// unavailable (qemu-user, some containers).
 bool Refuse(long nr, int err) {
   sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
@@ -47,20 +50,11 @@ bool IsMountRoot(const char* path) {
   return kata::IsMountPoint(path, &root, &e) && root;
 }
 
-// In the child: refuse `nr` with `err`, then check that auto mounts through mount(2), that a forced
-// new API reports the refused call, and that recursive attributes are refused. Exit status is the
-// number of failed checks (kSkip when this machine cannot run the case).
-int RunRefused(long nr, int err, const char* refused_syscall) {
-  if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
-      mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    return kSkip;
-  }
+// In the re-executed child, under the filter: auto mounts through mount(2), a forced new API
+// reports the refused call, recursive attributes are refused. Exits with the number of failures.
+[[noreturn]] void RunRefused(int err, const char* refused_syscall) {
   char dir[] = "/tmp/kata-newmount-XXXXXX";
-  if (!mkdtemp(dir)) return kSkip;
-  if (!Refuse(nr, err)) {
-    rmdir(dir);
-    return kSkip;
-  }
+  if (!mkdtemp(dir)) _exit(kSkip);
   int failed = 0;
   auto expect = [&](bool ok, const char* what) {
     if (!ok) {
@@ -68,8 +62,7 @@ int RunRefused(long nr, int err, const char* refused_syscall) {
       ++failed;
     }
   };
-  const kata::NewMountSupport& s = kata::ProbeNewMountApi();
-  expect(!s.Complete(), "probe saw the refusal");
+  expect(!kata::ProbeNewMountApi().Complete(), "probe saw the refusal");
   kata::MountOptions opts;
   opts.data = "size=64k";
   expect(kata::EffectiveMountApi(kata::MountApi::kAuto, opts) == kata::MountApi::kLegacy,
@@ -83,6 +76,7 @@ int RunRefused(long nr, int err, const char* refused_syscall) {
   kata::SysError forced;
   kata::MountRequest req;
   req.api = kata::MountApi::kNew;
+  // A plain tmpfs needs no mount_setattr; nosymfollow does.
   if (std::strcmp(refused_syscall, "mount_setattr") == 0) opts.flags |= MS_NOSYMFOLLOW;
   expect(!kata::Mount("tmpfs", dir, "tmpfs", opts, &forced, req), "forced new fails");
   expect(forced.err == err, "with the refusal's errno");
@@ -95,26 +89,43 @@ int RunRefused(long nr, int err, const char* refused_syscall) {
   expect(!kata::Mount("tmpfs", dir, "tmpfs", rro, &refused), "mount(2) refuses rro");
   expect(refused.err == EINVAL && !IsMountRoot(dir), "with EINVAL, mounting nothing");
   rmdir(dir);
-  return failed;
+  _exit(failed);
 }
 
-void InChild(long nr, int err, const char* name) {
+void UnderRefusal(const char* case_name, long nr, int err, const char* name) {
+  if (const char* child = getenv(kChildEnv)) {
+    if (std::strcmp(child, case_name) == 0) RunRefused(err, name);
+  }
+  if (geteuid() != 0) KATA_SKIP("needs root");
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) KATA_SKIP("cannot find this program to re-execute it");
+  self[n] = '\0';
   const pid_t pid = fork();
-  if (pid == 0) _exit(RunRefused(nr, err, name));
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        !Refuse(nr, err) || setenv(kChildEnv, case_name, 1) != 0) {
+      _exit(kSkip);
+    }
+    char* argv[] = {self, const_cast<char*>(case_name), nullptr};
+    execv(self, argv);
+    _exit(kSkip);
+  }
   int status = 0;
   CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status));
-  if (WEXITSTATUS(status) == kSkip) {
-    std::printf("  (skipped: needs root and seccomp)\n");
-    return;
-  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kSkip) KATA_SKIP("seccomp or re-exec unavailable");
   CHECK_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
 
-KATA_TEST(new_api_refused_enosys_falls_back) { InChild(SYS_fsopen, ENOSYS, "fsopen"); }
+KATA_TEST(new_api_refused_enosys_falls_back) {
+  UnderRefusal("new_api_refused_enosys_falls_back", SYS_fsopen, ENOSYS, "fsopen");
+}
 
-KATA_TEST(new_api_refused_eperm_falls_back) { InChild(SYS_mount_setattr, EPERM, "mount_setattr"); }
+KATA_TEST(new_api_refused_eperm_falls_back) {
+  UnderRefusal("new_api_refused_eperm_falls_back", SYS_mount_setattr, EPERM, "mount_setattr");
+}
 
 KATA_TEST(fsconfig_string_limit) {
   auto fits = [](const std::string& data) {
