@@ -44,6 +44,14 @@ export interface NativeBinding {
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
   poolThreads(): number;
+  /** Walks `rel` beneath `root` without creating anything: a symlink or non-directory on the way comes back as a code. */
+  checkBeneath(root: string, rel: string): NativeError | { code: 'symlink' | 'notdir'; value: string } | undefined;
+  /** Creates the missing components of `rel` beneath `root` (O_NOFOLLOW walk); resolves with the paths it created. */
+  makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | NativeError>;
+  /** Removes a tree, refusing (EBUSY, nothing deleted) if a mount lies anywhere in it. */
+  removeTree(path: string): Promise<NativeError | undefined>;
+  applyFsGroup(path: string, gid: number, readOnly: boolean, onRootMismatch: boolean): Promise<{ skipped: boolean; changed: number } | NativeError>;
+  ensureHugepages(sysfsRoot: string, pageKb: number, pages: number): Promise<{ previous: number; allocated: number } | NativeError>;
   /** [rootComplex or -1, slot, fn, slot, fn, ...] */
   parsePciPath(path: string): number[] | DeviceNativeError;
   parseCcwDevice(busId: string): number[] | DeviceNativeError;
