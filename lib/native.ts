@@ -21,13 +21,25 @@ export type DeviceWaitResult =
   | NativeError;
 
 export interface NativeBinding {
-  /** Shared results of parseMountOptions: [flags, propagation]. */
+  /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
   readonly mountFlags: Record<string, number>;
   readonly maxMountDataLength: number;
   parseMountOptions(list: string): string | [code: string, value: string];
-  mountSync(source: string, target: string, fstype: string, list: string): NativeError | undefined;
-  mount(source: string, target: string, fstype: string, list: string): Promise<NativeError | undefined>;
+  /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
+  mountSync(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): NativeError | undefined;
+  mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;
+  effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
+  newMountApiSupport(): {
+    fsopen: boolean;
+    fsconfig: boolean;
+    fsmount: boolean;
+    move_mount: boolean;
+    open_tree: boolean;
+    mount_setattr: boolean;
+    openat2: boolean;
+    complete: boolean;
+  };
   umountSync(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): NativeError | undefined;
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;

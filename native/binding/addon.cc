@@ -177,6 +177,11 @@ Napi::Value ErrorValue(Napi::Env env, const SysError& error) {
   o.Set("syscall", error.syscall);
   if (!error.path.empty()) o.Set("path", error.path);
   if (!error.dest.empty()) o.Set("dest", error.dest);
+  if (!error.kernel_messages.empty()) {
+    Napi::Array m = Napi::Array::New(env, error.kernel_messages.size());
+    for (uint32_t i = 0; i < error.kernel_messages.size(); ++i) m.Set(i, error.kernel_messages[i]);
+    o.Set("kernelMessages", m);
+  }
   return o;
 }
 

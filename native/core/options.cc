@@ -7,12 +7,12 @@
 namespace kata {
 namespace {
 
-enum class Kind : unsigned char { kSet, kClear, kPropagation, kRefused };
+enum class Kind : unsigned char { kSet, kClear, kPropagation, kRecursive, kRefused };
 
 struct Word {
   std::string_view word;
   Kind kind;
-  unsigned long value;  // kSet/kClear: the MS_* flag; kPropagation: MS_* | maybe MS_REC
+  unsigned long value;  // kSet/kClear/kRecursive: the MS_* flag; kPropagation: MS_* | maybe MS_REC
 };
 
 // Kata's set/clear table (agent mount.rs FLAGS), plus lazytime and nosymfollow; the propagation
@@ -59,6 +59,11 @@ constexpr Word kWords[] = {
     {"rslave", Kind::kPropagation, MS_SLAVE | MS_REC},
     {"unbindable", Kind::kPropagation, MS_UNBINDABLE},
     {"runbindable", Kind::kPropagation, MS_UNBINDABLE | MS_REC},
+    // Attributes only the new mount API can apply to a whole tree (runc's names).
+    {"rro", Kind::kRecursive, MS_RDONLY},
+    {"rnosuid", Kind::kRecursive, MS_NOSUID},
+    {"rnodev", Kind::kRecursive, MS_NODEV},
+    {"rnoexec", Kind::kRecursive, MS_NOEXEC},
     {"loop", Kind::kRefused, 0},
 };
 
@@ -123,6 +128,10 @@ bool ApplyWord(std::string_view word, MountOptions* out, OptionError* err, std::
       case Kind::kPropagation:
         out->propagation = w->value;
         return true;
+      case Kind::kRecursive:
+        out->recursive_flags |= w->value;
+        if (out->recursive_word.empty()) out->recursive_word.assign(word);
+        return true;
       case Kind::kRefused:
         *err = OptionError::kLoop;
         if (bad) bad->assign(word);
@@ -148,6 +157,8 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
   // clear() rather than a fresh MountOptions: a caller that reuses `out` keeps the data buffer.
   out->flags = 0;
   out->propagation = 0;
+  out->recursive_flags = 0;
+  out->recursive_word.clear();
   out->data.clear();
   OptionError err = OptionError::kNone;
   const char* const p = list.data();

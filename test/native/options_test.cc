@@ -160,3 +160,16 @@ KATA_TEST(quotes_across_words_and_elements) {
   CHECK(ParseMountOptions(",,,", &o, nullptr) == OptionError::kNone);
   CHECK_EQ(o.data, std::string());
 }
+
+KATA_TEST(recursive_words) {
+  MountOptions o;
+  CHECK(ParseMountOptions(Join({"rbind", "rnodev,rro", "rnosuid", "rnoexec", "ro"}), &o, nullptr) ==
+        OptionError::kNone);
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY));
+  CHECK_EQ(o.recursive_flags, static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  CHECK_EQ(o.recursive_word, std::string("rnodev"));
+  CHECK_EQ(o.data, std::string());
+  CHECK(ParseMountOptions(Join({"ro"}), &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.recursive_flags, 0ul);
+  CHECK(o.recursive_word.empty());
+}
