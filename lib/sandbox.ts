@@ -5,7 +5,7 @@ import { constants } from 'node:os';
 import { posix } from 'node:path';
 import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
 import { channels, timed } from './events';
-import { abortedMountsSettled, mount, umount } from './mount';
+import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi } from './mount';
 import { native } from './native';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
 import { checkAllowedRoots, normalizeStorage, placeMountPoint, validateStorage, type Placement, type Storage } from './storage';
@@ -20,6 +20,8 @@ export interface SandboxOptions {
   hotplugTimeoutMs?: number;
   /** Unmounts retry EBUSY for this long before the cleanup is reported as failed. Default 0. */
   umountBusyTimeoutMs?: number;
+  /** Which kernel mount API the sandbox's mounts use. Default 'auto' (or KATA_STORAGE_MOUNT_API). */
+  mountApi?: MountApi;
 }
 
 export interface AddStoragesOptions {
@@ -72,6 +74,7 @@ export class Sandbox {
   readonly hotplugTimeoutMs: number;
   readonly umountBusyTimeoutMs: number;
   readonly registry: StorageHandlerRegistry;
+  readonly mountApi: MountApi | undefined;
 
   readonly #entries = new Map<string, Entry>();
   readonly #containers = new Map<string, Taken[]>();
@@ -89,6 +92,11 @@ export class Sandbox {
     this.hotplugTimeoutMs = nonNegative('hotplugTimeoutMs', own('hotplugTimeoutMs') ?? 3000);
     this.umountBusyTimeoutMs = nonNegative('umountBusyTimeoutMs', own('umountBusyTimeoutMs') ?? 0);
     this.registry = own('registry') ?? defaultRegistry();
+    const api = own('mountApi');
+    if (api !== undefined && api !== 'auto' && api !== 'new' && api !== 'legacy') {
+      throw invalidArgValue('options.mountApi', api, "must be 'auto', 'new' or 'legacy'");
+    }
+    this.mountApi = api;
   }
 
   /**
@@ -331,9 +339,10 @@ export class Sandbox {
         if (e.created.slice(before).includes(path)) e.trees.add(path);
       },
       async mount(source, target, fstype, options = []) {
+        const opts = { signal, mountApi: sandbox.mountApi, beneath: sandbox.#beneath(target) };
         await timed(
           channels.mount,
-          () => mount(source, target, fstype, options, signal ? { signal } : {}),
+          () => mount(source, target, fstype, options, opts),
           (durationMs, error) => ({ driver: storage.driver, source, mountPoint: target, fstype, options, containerId, durationMs, error }),
         );
         e.mounts.push(target);
@@ -342,6 +351,20 @@ export class Sandbox {
         return timed(channels.wait, wait, (durationMs, error, device) => ({ driver: storage.driver, source, device, durationMs, error }));
       },
     };
+  }
+
+  /**
+   * The allowed root a mount target is resolved beneath (openat2 RESOLVE_BENEATH |
+   * RESOLVE_NO_SYMLINKS, then the mount goes onto that fd), so a directory swapped for a symlink
+   * between validation and mount cannot redirect it. Kernels before 5.6 lack openat2: there
+   * the validation-time walk is the only defence.
+   */
+  #beneath(target: string): string | undefined {
+    const root = this.allowedRoots.find((r) => target === r || target.startsWith(r.endsWith('/') ? r : `${r}/`));
+    if (root === undefined) {
+      throw new StorageError('ERR_INVALID_STORAGE', `mount target ${target} is outside the allowed roots`, { value: target });
+    }
+    return beneathAvailable() ? root : undefined;
   }
 
   /** Drops a reference under the mount point's lock; cleans up when it was the last. */
@@ -420,6 +443,9 @@ export class Sandbox {
 }
 
 const ENOENT = constants.errno.ENOENT;
+
+let openat2: boolean | undefined;
+const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);
 
 function newEntry(path: string, driver: string, shared: boolean): Entry {
   return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], trees: new Set(), createdMountPoint: false };
