@@ -2,7 +2,9 @@
 // and the bind remount; the async forms run on the addon's own threads, never libuv's pool.
 import { isAbsolute, normalize } from 'node:path';
 import { abortError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
-import { native } from './native';
+import { native, type NewMountApiSupport } from './native';
+
+export type { NewMountApiSupport };
 import { joinOptions } from './options';
 
 /**
@@ -51,19 +53,6 @@ function mountApiOf(api: unknown): number {
     throw invalidArgValue('options.mountApi', api, "must be 'auto', 'new' or 'legacy'");
   }
   return MOUNT_APIS[api as MountApi];
-}
-
-export interface NewMountApiSupport {
-  fsopen: boolean;
-  fsconfig: boolean;
-  fsmount: boolean;
-  move_mount: boolean;
-  open_tree: boolean;
-  mount_setattr: boolean;
-  /** Needed only for `beneath`. */
-  openat2: boolean;
-  /** Every mount call is usable: `'auto'` picks the new API. */
-  complete: boolean;
 }
 
 /** Which new-API system calls this process may make (probed once, with arguments that do nothing). */

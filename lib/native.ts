@@ -20,6 +20,20 @@ export type DeviceWaitResult =
   | DeviceNativeError
   | NativeError;
 
+/** Which new-API system calls this process may make (probed once, with arguments that do nothing). */
+export interface NewMountApiSupport {
+  fsopen: boolean;
+  fsconfig: boolean;
+  fsmount: boolean;
+  move_mount: boolean;
+  open_tree: boolean;
+  mount_setattr: boolean;
+  /** Needed only for `beneath`. */
+  openat2: boolean;
+  /** Every mount call is usable: `'auto'` picks the new API. */
+  complete: boolean;
+}
+
 export interface NativeBinding {
   /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
@@ -30,16 +44,7 @@ export interface NativeBinding {
   mountSync(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): NativeError | undefined;
   mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
-  newMountApiSupport(): {
-    fsopen: boolean;
-    fsconfig: boolean;
-    fsmount: boolean;
-    move_mount: boolean;
-    open_tree: boolean;
-    mount_setattr: boolean;
-    openat2: boolean;
-    complete: boolean;
-  };
+  newMountApiSupport(): NewMountApiSupport;
   umountSync(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): NativeError | undefined;
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
