@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-work=${KATA_HARDENING_DIR:-/tmp/kata-hardening}
+# Inside the checkout (gitignored): a build dir of another checkout would not match its sources.
+work=${KATA_HARDENING_DIR:-$PWD/build-hardening}
 mkdir -p "$work"
 passed=0
 failed=0
