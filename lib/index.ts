@@ -2,3 +2,8 @@
 export { StorageError, type StorageErrorCode, type SystemError } from './errors';
 export { MountFlags, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
 export { mount, mountSync, umount, umountSync, isMountPoint, type MountCallOptions, type UmountOptions } from './mount';
+export {
+  parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
+  parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,
+  ueventMonitorState, type PciSlot, type ParsedPciPath, type WaitOptions,
+} from './devices';

@@ -4,6 +4,22 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError, type NativeError } from './errors';
 
+/** What the device layer reports for its own codes: the code, the refused value and why. */
+export interface DeviceNativeError {
+  code: string;
+  value: string;
+  reason?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+/** How a device wait ended: found (and how), timed out (with what was seen), or an error. */
+export type DeviceWaitResult =
+  | { path: string; via: 'sysfs' | 'sysfs-poll' | 'cache' | 'uevent' | 'cancelled' }
+  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number }
+  | DeviceNativeError
+  | NativeError;
+
 export interface NativeBinding {
   /** Shared results of parseMountOptions: [flags, propagation]. */
   readonly scratch: Uint32Array;
@@ -16,6 +32,20 @@ export interface NativeBinding {
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
   poolThreads(): number;
+  /** [rootComplex or -1, slot, fn, slot, fn, ...] */
+  parsePciPath(path: string): number[] | DeviceNativeError;
+  parseCcwDevice(busId: string): number[] | DeviceNativeError;
+  parseScsiAddress(addr: string): number[] | DeviceNativeError;
+  pciPathToSysfs(path: string, sysfsRoot: string, rootComplex: string): string | DeviceNativeError;
+  /** The node path when the device is there now, null when it is not (yet). */
+  findBlockDevice(bus: number, spec: string, rootComplex: string, sysfsRoot: string, devRoot: string): string | null | DeviceNativeError | NativeError;
+  waitBlockDevice(
+    bus: number, spec: string, rootComplex: string, sysfsRoot: string, devRoot: string, timeoutMs: number, rescan: boolean,
+  ): [id: number, result: Promise<DeviceWaitResult>];
+  cancelDeviceWait(id: number): void;
+  /** [0 block | 1 char | 2 other, major, minor] */
+  deviceNumber(path: string): number[] | NativeError;
+  ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number; matched: number };
 }
 
 export const packageRoot = join(__dirname, '..');

@@ -1,0 +1,330 @@
+// Bindings for the device layer: parsers, the sysfs lookup, and waits that a pool thread blocks
+// in until the uevent listener, a deadline or the caller's abort ends them.
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+#include <unordered_map>
+
+#include "addon.h"
+#include "device.h"
+#include "pci.h"
+
+namespace kata {
+namespace binding {
+namespace {
+
+Napi::Value DeviceErrorValue(Napi::Env env, const DeviceError& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", e.code);
+  o.Set("value", e.value);
+  o.Set("reason", e.reason);
+  if (e.err != 0) {
+    o.Set("errno", e.err);
+    o.Set("syscall", e.syscall);
+  }
+  return o;
+}
+
+Napi::Value ParsePci(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string text = StringArg(info, 0, "path");
+  PciPath path;
+  if (!ParsePciPath(text, &path)) {
+    DeviceError e;
+    e.Set("ERR_INVALID_PCI_PATH", text, "invalid PCI path (SS or SS.F hex elements joined by '/')");
+    return DeviceErrorValue(env, e);
+  }
+  Napi::Array a = Napi::Array::New(env, 1 + 2 * path.slots.size());
+  a.Set(uint32_t{0}, path.root_complex);
+  for (size_t i = 0; i < path.slots.size(); ++i) {
+    a.Set(static_cast<uint32_t>(1 + 2 * i), path.slots[i].slot);
+    a.Set(static_cast<uint32_t>(2 + 2 * i), path.slots[i].fn);
+  }
+  return a;
+}
+
+Napi::Value ParseCcw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string text = StringArg(info, 0, "busId");
+  CcwDevice dev;
+  if (!ParseCcwDevice(text, &dev)) {
+    DeviceError e;
+    e.Set("ERR_INVALID_CCW_DEVICE", text, "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
+    return DeviceErrorValue(env, e);
+  }
+  Napi::Array a = Napi::Array::New(env, 3);
+  a.Set(uint32_t{0}, dev.cssid);
+  a.Set(uint32_t{1}, dev.ssid);
+  a.Set(uint32_t{2}, dev.devno);
+  return a;
+}
+
+Napi::Value ParseScsi(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string text = StringArg(info, 0, "addr");
+  ScsiAddress addr;
+  if (!ParseScsiAddress(text, &addr)) {
+    DeviceError e;
+    e.Set("ERR_INVALID_SCSI_ADDRESS", text, "invalid SCSI address (decimal target:lun)");
+    return DeviceErrorValue(env, e);
+  }
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(uint32_t{0}, static_cast<double>(addr.target));
+  a.Set(uint32_t{1}, static_cast<double>(addr.lun));
+  return a;
+}
+
+Napi::Value PciToSysfs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string text = StringArg(info, 0, "path");
+  std::string sysfs = PathArg(info, 1, "sysfsRoot");
+  std::string rc_text = StringArg(info, 2, "rootComplex");
+  DeviceError e;
+  PciPath path;
+  int rc = 0;
+  std::string dir;
+  if (!ParsePciPath(text, &path)) {
+    e.Set("ERR_INVALID_PCI_PATH", text, "invalid PCI path (SS or SS.F hex elements joined by '/')");
+  } else if (!ParseRootComplex(rc_text, &rc) || (!rc_text.empty() && path.root_complex >= 0 && path.root_complex != rc)) {
+    e.Set("ERR_INVALID_PCI_PATH", rc_text, "invalid PCI root complex (1-2 hex digits, as in the path)");
+  } else if (PciPathToSysfs(sysfs, path, rc, &dir, &e)) {
+    return Napi::String::New(env, dir);
+  }
+  return DeviceErrorValue(env, e);
+}
+
+struct Lookup {
+  Bus bus;
+  std::string spec, root_complex, sysfs_root, dev_root;
+};
+
+Lookup ReadLookup(const Napi::CallbackInfo& info) {
+  int32_t bus = IntArg(info, 0, "bus");
+  if (bus < 0 || bus > static_cast<int32_t>(Bus::kPmem)) throw Napi::RangeError::New(info.Env(), "unknown bus");
+  return Lookup{static_cast<Bus>(bus), PathArg(info, 1, "spec"), StringArg(info, 2, "rootComplex"),
+                PathArg(info, 3, "sysfsRoot"), PathArg(info, 4, "devRoot")};
+}
+
+std::string NodePath(const std::string& dev_root, const std::string& name) {
+  std::string root = SysfsPrefix(dev_root);
+  return root + "/" + name;
+}
+
+// findBlockDevice(bus, spec, rootComplex, sysfsRoot, devRoot): path | null | error
+// sysfs is in memory, so an existing device is resolved right here without a thread hop.
+Napi::Value FindNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Lookup l = ReadLookup(info);
+  DeviceError e;
+  std::unique_ptr<DeviceMatcher> m = MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
+  std::string name;
+  if (m && m->Find(&name, &e)) return Napi::String::New(env, NodePath(l.dev_root, name));
+  if (e) return DeviceErrorValue(env, e);
+  return env.Null();
+}
+
+// A wait in flight, reachable by id so an abort on the JS thread can end it early.
+struct WaitState {
+  UeventWaiter waiter;
+};
+
+std::mutex waits_mu;
+std::unordered_map<uint32_t, std::shared_ptr<WaitState>> waits;
+uint32_t next_wait_id = 1;
+
+constexpr auto kPollInterval = std::chrono::milliseconds(50);
+constexpr size_t kNearestEvents = 3;
+
+class WaitJob : public Job {
+ public:
+  WaitJob(uint32_t id, std::shared_ptr<WaitState> state, std::unique_ptr<DeviceMatcher> matcher, std::string dev_root,
+          int32_t timeout_ms, bool rescan)
+      : id_(id), state_(std::move(state)), matcher_(std::move(matcher)), dev_root_(std::move(dev_root)),
+        timeout_ms_(timeout_ms), rescan_(rescan) {}
+
+  void Execute() override {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+    UeventMonitor& monitor = UeventMonitor::Instance();
+    UeventWaiter* w = &state_->waiter;
+    w->matcher = matcher_.get();
+    // Subscribe, then look: an event that fired before the subscription is found by the look,
+    // and one after it reaches the waiter. The caller already looked once before this.
+    monitor.Subscribe(w);
+    Run(monitor, w, deadline);
+    monitor.Unsubscribe(w);
+  }
+
+  Napi::Value Complete(Napi::Env env) override {
+    {
+      std::lock_guard<std::mutex> lock(waits_mu);
+      waits.erase(id_);
+    }
+    if (error_) return DeviceErrorValue(env, error_);
+    Napi::Object o = Napi::Object::New(env);
+    if (!found_.empty()) {
+      o.Set("path", NodePath(dev_root_, found_));
+      o.Set("via", via_);
+      return o;
+    }
+    if (cancelled_) {
+      o.Set("path", "");
+      o.Set("via", "cancelled");
+      return o;
+    }
+    o.Set("errno", ETIMEDOUT);
+    o.Set("awaited", matcher_->Describe());
+    o.Set("timeoutMs", timeout_ms_);
+    Napi::Array nearest = Napi::Array::New(env, nearest_.size());
+    for (size_t i = 0; i < nearest_.size(); ++i) nearest.Set(static_cast<uint32_t>(i), nearest_[i]);
+    o.Set("nearest", nearest);
+    return o;
+  }
+
+ private:
+  bool LookNow(const char* via) {
+    std::string name;
+    if (matcher_->Find(&name, &error_)) {
+      found_ = name;
+      via_ = via;
+      return true;
+    }
+    return static_cast<bool>(error_);
+  }
+
+  void Run(UeventMonitor& monitor, UeventWaiter* w, std::chrono::steady_clock::time_point deadline) {
+    if (monitor.Wait(w, std::chrono::steady_clock::time_point::min()) == WaitStatus::kDeadline) {
+      if (!matcher_->Prepare(rescan_, &error_)) return;
+      if (LookNow("sysfs")) return;
+    }
+    for (;;) {
+      auto until = deadline;
+      // Without a listener, or after the socket dropped events, sysfs is the only truth left.
+      bool polling = monitor.Lossy(w);
+      if (polling) until = std::min(deadline, std::chrono::steady_clock::now() + kPollInterval);
+      switch (monitor.Wait(w, until)) {
+        case WaitStatus::kMatched:
+          found_ = w->event.devname;
+          via_ = w->from_cache ? "cache" : "uevent";
+          return;
+        case WaitStatus::kCancelled:
+          cancelled_ = true;
+          return;
+        case WaitStatus::kDeadline:
+          break;
+      }
+      bool expired = std::chrono::steady_clock::now() >= deadline;
+      // One last look at the deadline so a device that is there is never reported missing.
+      if ((polling || expired) && LookNow(polling ? "sysfs-poll" : "sysfs")) return;
+      if (expired) break;
+    }
+    // Rank what the listener saw by likeness to what we awaited, for the timeout message.
+    std::vector<std::string> recent = monitor.Recent();
+    std::reverse(recent.begin(), recent.end());  // newest first among equals
+    std::string anchor = matcher_->Anchor();
+    std::stable_sort(recent.begin(), recent.end(), [&anchor](const std::string& a, const std::string& b) {
+      return Similarity(a.substr(a.find('@') + 1), anchor) > Similarity(b.substr(b.find('@') + 1), anchor);
+    });
+    if (recent.size() > kNearestEvents) recent.resize(kNearestEvents);
+    nearest_ = std::move(recent);
+  }
+
+  uint32_t id_;
+  std::shared_ptr<WaitState> state_;
+  std::unique_ptr<DeviceMatcher> matcher_;
+  std::string dev_root_;
+  int32_t timeout_ms_;
+  bool rescan_;
+  DeviceError error_;
+  std::string found_;
+  const char* via_ = "";
+  bool cancelled_ = false;
+  std::vector<std::string> nearest_;
+};
+
+// waitBlockDevice(bus, spec, rootComplex, sysfsRoot, devRoot, timeoutMs, rescan): [id, promise]
+Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Lookup l = ReadLookup(info);
+  int32_t timeout_ms = IntArg(info, 5, "timeoutMs");
+  bool rescan = BoolArg(info, 6, "rescan");
+  if (timeout_ms < 0) throw Napi::RangeError::New(env, "timeoutMs must not be negative");
+  DeviceError e;
+  std::unique_ptr<DeviceMatcher> m = MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
+  Napi::Array result = Napi::Array::New(env, 2);
+  if (!m) {
+    result.Set(uint32_t{0}, 0);
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Resolve(DeviceErrorValue(env, e));
+    result.Set(uint32_t{1}, d.Promise());
+    return result;
+  }
+  auto state = std::make_shared<WaitState>();
+  uint32_t id;
+  {
+    std::lock_guard<std::mutex> lock(waits_mu);
+    id = next_wait_id++;
+    if (next_wait_id == 0) next_wait_id = 1;
+    waits[id] = state;
+  }
+  result.Set(uint32_t{0}, id);
+  result.Set(uint32_t{1}, Job::Start(env, new WaitJob(id, state, std::move(m), l.dev_root, timeout_ms, rescan)));
+  return result;
+}
+
+Napi::Value CancelWait(const Napi::CallbackInfo& info) {
+  uint32_t id = static_cast<uint32_t>(IntArg(info, 0, "id"));
+  std::shared_ptr<WaitState> state;
+  {
+    std::lock_guard<std::mutex> lock(waits_mu);
+    auto it = waits.find(id);
+    if (it != waits.end()) state = it->second;
+  }
+  if (state) UeventMonitor::Instance().Cancel(&state->waiter);
+  return info.Env().Undefined();
+}
+
+// deviceNumber(path): [0 block | 1 char | 2 other, major, minor] | error
+Napi::Value DeviceNumber(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = PathArg(info, 0, "path");
+  NodeType type;
+  unsigned major = 0, minor = 0;
+  SysError err;
+  if (!StatNode(path.c_str(), &type, &major, &minor, &err)) return ErrorValue(env, err);
+  Napi::Array a = Napi::Array::New(env, 3);
+  a.Set(uint32_t{0}, type == NodeType::kBlock ? 0 : type == NodeType::kChar ? 1 : 2);
+  a.Set(uint32_t{1}, major);
+  a.Set(uint32_t{2}, minor);
+  return a;
+}
+
+Napi::Value MonitorState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UeventMonitor::State s = UeventMonitor::Instance().GetState();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("running", s.running);
+  o.Set("events", static_cast<double>(s.events));
+  o.Set("cached", static_cast<double>(s.cached));
+  o.Set("overflows", static_cast<double>(s.overflows));
+  o.Set("waiters", static_cast<double>(s.waiters));
+  o.Set("matched", static_cast<double>(s.matched));
+  return o;
+}
+
+void Export(Napi::Env env, Napi::Object exports) {
+  exports.Set("parsePciPath", Napi::Function::New(env, ParsePci, "parsePciPath"));
+  exports.Set("parseCcwDevice", Napi::Function::New(env, ParseCcw, "parseCcwDevice"));
+  exports.Set("parseScsiAddress", Napi::Function::New(env, ParseScsi, "parseScsiAddress"));
+  exports.Set("pciPathToSysfs", Napi::Function::New(env, PciToSysfs, "pciPathToSysfs"));
+  exports.Set("findBlockDevice", Napi::Function::New(env, FindNow, "findBlockDevice"));
+  exports.Set("waitBlockDevice", Napi::Function::New(env, WaitDevice, "waitBlockDevice"));
+  exports.Set("cancelDeviceWait", Napi::Function::New(env, CancelWait, "cancelDeviceWait"));
+  exports.Set("deviceNumber", Napi::Function::New(env, DeviceNumber, "deviceNumber"));
+  exports.Set("ueventMonitorState", Napi::Function::New(env, MonitorState, "ueventMonitorState"));
+}
+
+const Registrar registrar(Export);
+
+}  // namespace
+}  // namespace binding
+}  // namespace kata
