@@ -2,7 +2,7 @@
 // built on Debian 12 (glibc 2.36) with libstdc++ and libgcc linked in statically, and those (and
 // the inline parts of the C++ headers) bind to symbol versions a 2.28 libc does not have:
 // pthread_* moved into libc at 2.34 with new default versions, pthread_cond_clockwait (2.30),
-// __libc_single_threaded (2.32), _dl_find_object (2.35, the unwinder), arc4random (2.36,
+// __libc_single_threaded (2.32), stat/lstat/fstat/fstatat (2.33, inline __xstat calls before), _dl_find_object (2.35, the unwinder), arc4random (2.36,
 // std::random_device). CMake links with -Wl,--wrap=<each> (KATA_GLIBC_WRAPPED) so every reference,
 // including those inside the static archives, lands here instead, and each is served through an
 // interface 2.28 already has. scripts/verify-prebuilds.js proves the result symbol by symbol.
@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,6 +93,17 @@ KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mute
   real.tv_nsec = static_cast<long>(nsec % 1000000000LL);
   return pthread_cond_timedwait(cond, mutex, &real);
 }
+
+// On these 64-bit ABIs glibc's struct stat is the kernel's, and glibc >= 2.33 implements the stat
+// family as exactly this system call (older ones reach it through __xstat).
+KATA_HIDDEN int __wrap_fstatat(int dirfd, const char* path, struct stat* st, int flags) {
+  return static_cast<int>(syscall(SYS_newfstatat, dirfd, path, st, flags));
+}
+KATA_HIDDEN int __wrap_stat(const char* path, struct stat* st) { return __wrap_fstatat(AT_FDCWD, path, st, 0); }
+KATA_HIDDEN int __wrap_lstat(const char* path, struct stat* st) {
+  return __wrap_fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+KATA_HIDDEN int __wrap_fstat(int fd, struct stat* st) { return __wrap_fstatat(fd, "", st, AT_EMPTY_PATH); }
 
 // std::random_device. arc4random cannot fail, so neither may this: getrandom (2.25), then
 // /dev/urandom for kernels older than 3.17, else abort as glibc's own arc4random does.

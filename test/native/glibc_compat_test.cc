@@ -5,9 +5,13 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -22,6 +26,13 @@ extern "C" {
 int __wrap_pthread_cond_clockwait(pthread_cond_t*, pthread_mutex_t*, clockid_t, const struct timespec*);
 uint32_t __wrap_arc4random();
 extern char __wrap___libc_single_threaded;
+int __wrap_stat(const char*, struct stat*);
+int __wrap_lstat(const char*, struct stat*);
+int __wrap_fstat(int, struct stat*);
+int __wrap_fstatat(int, const char*, struct stat*, int);
+int __real_stat(const char*, struct stat*);
+int __real_lstat(const char*, struct stat*);
+int __real_fstat(int, struct stat*);
 #if defined(DLFO_STRUCT_HAS_EH_DBASE)
 int __wrap__dl_find_object(void*, struct dl_find_object*);
 int __real__dl_find_object(void*, struct dl_find_object*);
@@ -97,6 +108,54 @@ KATA_TEST(compat_condition_variable_is_woken_by_another_thread) {
   lock.unlock();
   t.join();
   CHECK(woke);
+}
+
+static bool SameStat(const struct stat& a, const struct stat& b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_mode == b.st_mode && a.st_nlink == b.st_nlink &&
+         a.st_uid == b.st_uid && a.st_rdev == b.st_rdev && a.st_size == b.st_size &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
+
+KATA_TEST(compat_stat_family_matches_glibc) {
+  // Field by field: a layout mismatch (struct stat vs the kernel's) would show on big-endian s390x.
+  struct stat ours, real;
+  CHECK_EQ(__wrap_stat("/dev/null", &ours), 0);
+  CHECK_EQ(__real_stat("/dev/null", &real), 0);
+  CHECK(S_ISCHR(ours.st_mode));
+  CHECK(SameStat(ours, real));
+
+  char dir[] = "/tmp/kata-compat-XXXXXX";
+  CHECK(mkdtemp(dir) != nullptr);
+  const std::string link = std::string(dir) + "/link";
+  const std::string file = std::string(dir) + "/file";
+  CHECK_EQ(symlink(dir, link.c_str()), 0);
+  CHECK_EQ(__wrap_lstat(link.c_str(), &ours), 0);
+  CHECK_EQ(__real_lstat(link.c_str(), &real), 0);
+  CHECK(S_ISLNK(ours.st_mode));
+  CHECK(SameStat(ours, real));
+  CHECK_EQ(__wrap_stat(link.c_str(), &ours), 0);
+  CHECK(S_ISDIR(ours.st_mode));
+
+  const int fd = open(file.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0640);
+  CHECK(fd >= 0);
+  CHECK_EQ(write(fd, "12345", 5), 5);
+  CHECK_EQ(__wrap_fstat(fd, &ours), 0);
+  CHECK_EQ(__real_fstat(fd, &real), 0);
+  CHECK(SameStat(ours, real));
+  CHECK_EQ(static_cast<long>(ours.st_size), 5L);
+  CHECK_EQ(ours.st_mode & 07777, 0640u);
+  const int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CHECK_EQ(__wrap_fstatat(dfd, "file", &ours, 0), 0);
+  CHECK(SameStat(ours, real));
+  close(dfd);
+  close(fd);
+
+  errno = 0;
+  CHECK_EQ(__wrap_stat("/nonexistent/kata", &ours), -1);
+  CHECK_EQ(errno, ENOENT);
+  unlink(link.c_str());
+  unlink(file.c_str());
+  rmdir(dir);
 }
 
 KATA_TEST(compat_libc_single_threaded_says_never) { CHECK_EQ(__wrap___libc_single_threaded, 0); }

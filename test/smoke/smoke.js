@@ -60,6 +60,41 @@ test('parseMountOptions: Kata vectors and MountFlags', () => {
   assert.throws(() => ks.parseMountOptions(['loop']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
 });
 
+test('pciPathToSysfs and findPciBlockDevice walk a fake sysfs tree', async () => {
+  const sysfsRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-smoke-sysfs-'));
+  const mk = (rel, content) => {
+    const p = path.join(sysfsRoot, rel);
+    fs.mkdirSync(content === undefined ? p : path.dirname(p), { recursive: true });
+    if (content !== undefined) fs.writeFileSync(p, content);
+  };
+  try {
+    const rootBus = path.join(sysfsRoot, 'devices/pci0000:00');
+    // A bridge at 02 announcing bus 01 in pci_bus/, a disk behind it at 03 with two partitions.
+    mk('devices/pci0000:00/0000:00:02.0/pci_bus/0000:01');
+    const disk = 'devices/pci0000:00/0000:00:02.0/0000:01:03.0/virtio4/block/vdc';
+    mk(`${disk}/dev`, '254:32\n');
+    mk(`${disk}/vdc1/partition`, '1\n');
+    mk(`${disk}/vdc2/partition`, '2\n');
+    // A bridge at 05 without pci_bus/: its bus is that of its child devices (07).
+    mk('devices/pci0000:00/0000:00:05.0/0000:07:00.0');
+    assert.equal(ks.pciPathToSysfs('02/03', { sysfsRoot }), `${rootBus}/0000:00:02.0/0000:01:03.0`);
+    assert.equal(ks.pciPathToSysfs('05/01.2', { sysfsRoot }), `${rootBus}/0000:00:05.0/0000:07:01.2`);
+    assert.equal(await ks.findPciBlockDevice('02/03', { sysfsRoot, timeoutMs: 0 }), '/dev/vdc');
+    assert.deepEqual(ks.parsePciPath('02/03.7'), [{ slot: 2, fn: 0 }, { slot: 3, fn: 7 }]);
+    assert.throws(() => ks.pciPathToSysfs('20', { sysfsRoot }), { code: 'ERR_INVALID_PCI_PATH', value: '20' });
+    assert.throws(() => ks.pciPathToSysfs('09/01', { sysfsRoot }), { code: 'ERR_SYSFS' });
+  } finally {
+    fs.rmSync(sysfsRoot, { recursive: true, force: true });
+  }
+});
+
+test('device numbers from stat (struct stat layout on this arch)', () => {
+  assert.deepEqual(ks.deviceNumber('/dev/null'), { type: 'char', major: 1, minor: 3 });
+  assert.throws(() => ks.assertBlockDevice('/dev/null'), { code: 'ERR_NOT_BLOCK_DEVICE', value: '/dev/null' });
+  assert.throws(() => ks.assertBlockDevice('/proc'), { code: 'ERR_NOT_BLOCK_DEVICE' });
+  assert.throws(() => ks.deviceNumber('/nonexistent/kata'), { code: 'ENOENT' });
+});
+
 test('a C++ exception thrown in the addon unwinds (static libgcc unwinder)', () => {
   // The binding throws Napi::TypeError as a C++ exception for a wrong argument type; this is the
   // path that needs the unwinder to find the addon's .eh_frame (the _dl_find_object wrapper).
