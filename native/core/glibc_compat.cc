@@ -80,18 +80,36 @@ KATA_HIDDEN char __wrap___libc_single_threaded = 0;
 // step only causes an early (spurious) or late wake-up, never a wrong result.
 KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock,
                                               const struct timespec* abstime) {
+  constexpr long kNs = 1000000000L;
+  if (abstime->tv_nsec < 0 || abstime->tv_nsec >= kNs) return EINVAL;
   if (clock == CLOCK_REALTIME) return pthread_cond_timedwait(cond, mutex, abstime);
   if (clock != CLOCK_MONOTONIC) return EINVAL;
-  struct timespec mono, real;
+  struct timespec mono, at;
   clock_gettime(CLOCK_MONOTONIC, &mono);
-  clock_gettime(CLOCK_REALTIME, &real);
-  long long left = (static_cast<long long>(abstime->tv_sec) - mono.tv_sec) * 1000000000LL +
-                   (abstime->tv_nsec - mono.tv_nsec);
-  if (left < 0) left = 0;
-  long long nsec = real.tv_nsec + left % 1000000000LL;
-  real.tv_sec += static_cast<time_t>(left / 1000000000LL + nsec / 1000000000LL);
-  real.tv_nsec = static_cast<long>(nsec % 1000000000LL);
-  return pthread_cond_timedwait(cond, mutex, &real);
+  clock_gettime(CLOCK_REALTIME, &at);
+  // Time left, saturating: callers pass steady_clock::time_point::min()/max() for "already
+  // expired" and "never", which would overflow any plain nanosecond arithmetic.
+  constexpr time_t kMin = static_cast<time_t>(1) << (sizeof(time_t) * 8 - 1);
+  constexpr time_t kMax = ~kMin;
+  time_t sec;
+  if (__builtin_sub_overflow(abstime->tv_sec, mono.tv_sec, &sec)) sec = abstime->tv_sec < 0 ? kMin : kMax;
+  long nsec = abstime->tv_nsec - mono.tv_nsec;
+  if (nsec < 0) {
+    nsec += kNs;
+    if (sec != kMin) sec--;
+  }
+  if (sec < 0) return ETIMEDOUT;  // the mutex is held, as after a wait that timed out
+  at.tv_nsec += nsec;
+  time_t carry = 0;
+  if (at.tv_nsec >= kNs) {
+    at.tv_nsec -= kNs;
+    carry = 1;
+  }
+  if (__builtin_add_overflow(at.tv_sec, sec, &at.tv_sec) || __builtin_add_overflow(at.tv_sec, carry, &at.tv_sec)) {
+    at.tv_sec = kMax;
+    at.tv_nsec = kNs - 1;
+  }
+  return pthread_cond_timedwait(cond, mutex, &at);
 }
 
 // On these 64-bit ABIs glibc's struct stat is the kernel's, and glibc >= 2.33 implements the stat

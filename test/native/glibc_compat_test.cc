@@ -51,8 +51,14 @@ struct timespec Deadline(clockid_t clock, long long fromNowNs) {
   struct timespec ts;
   clock_gettime(clock, &ts);
   long long ns = ts.tv_nsec + fromNowNs;
-  ts.tv_sec += static_cast<time_t>(ns / 1000000000LL);
-  ts.tv_nsec = static_cast<long>(ns % 1000000000LL);
+  long long sec = ns / 1000000000LL;
+  ns %= 1000000000LL;
+  if (ns < 0) {
+    ns += 1000000000LL;
+    sec--;
+  }
+  ts.tv_sec += static_cast<time_t>(sec);
+  ts.tv_nsec = static_cast<long>(ns);
   return ts;
 }
 
@@ -90,6 +96,38 @@ KATA_TEST(compat_clockwait_realtime_past_deadline_and_bad_clock) {
   CHECK_EQ(__wrap_pthread_cond_clockwait(&cond, &mutex, CLOCK_MONOTONIC, &mono_past), ETIMEDOUT);
   CHECK_EQ(__wrap_pthread_cond_clockwait(&cond, &mutex, CLOCK_PROCESS_CPUTIME_ID, &past), EINVAL);
   pthread_mutex_unlock(&mutex);
+}
+
+KATA_TEST(compat_clockwait_extreme_deadlines) {
+  // steady_clock::time_point::min() means "already expired" (the device waiter polls with it);
+  // max() means "never". Neither may overflow into the other.
+  std::mutex m;
+  std::condition_variable cv;
+  std::unique_lock<std::mutex> lock(m);
+  const long long start = MonotonicNs();
+  CHECK(cv.wait_until(lock, std::chrono::steady_clock::time_point::min()) == std::cv_status::timeout);
+  CHECK(!cv.wait_until(lock, std::chrono::steady_clock::time_point::min(), [] { return false; }));
+  CHECK(MonotonicNs() - start < 1000 * 1000000LL);
+
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+  pthread_mutex_lock(&mutex);
+  struct timespec ts = {static_cast<time_t>(1) << (sizeof(time_t) * 8 - 1), 0};
+  CHECK_EQ(__wrap_pthread_cond_clockwait(&cond, &mutex, CLOCK_MONOTONIC, &ts), ETIMEDOUT);
+  ts.tv_nsec = 1000000000L;
+  CHECK_EQ(__wrap_pthread_cond_clockwait(&cond, &mutex, CLOCK_MONOTONIC, &ts), EINVAL);
+  pthread_mutex_unlock(&mutex);
+
+  bool ready = false;
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::lock_guard<std::mutex> guard(m);
+    ready = true;
+    cv.notify_one();
+  });
+  CHECK(cv.wait_until(lock, std::chrono::steady_clock::time_point::max(), [&] { return ready; }));
+  lock.unlock();
+  t.join();
 }
 
 KATA_TEST(compat_condition_variable_is_woken_by_another_thread) {
