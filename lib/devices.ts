@@ -189,6 +189,7 @@ async function findBlockDevice(bus: Bus, spec: string, rootComplex: string, o: R
   });
 }
 
+// Argument errors reject rather than throw: callers of a Promise API handle one failure path.
 function reject<T>(fn: () => T): T | Promise<never> {
   try {
     return fn();
@@ -203,14 +204,13 @@ function reject<T>(fn: () => T): T | Promise<never> {
  * `rescan` first writes 1 to `<sysfsRoot>/bus/pci/rescan` (guests without ACPI hot-plug need it).
  */
 export function findPciBlockDevice(path: string, opts?: WaitOptions & { rescan?: boolean; rootComplex?: string }): Promise<string> {
-  const r = reject(() => {
+  return reject(() => {
     const p = checkString(path, 'path');
     const o = waitOptions(opts);
     const rescan = opts?.rescan ?? false;
     if (typeof rescan !== 'boolean') throw invalidArgType('options.rescan', 'of type boolean', rescan);
     return findBlockDevice(Bus.Pci, p, rootComplexArg(opts?.rootComplex), o, rescan);
   });
-  return r;
 }
 
 /** Parses an s390x CCW bus id `0.<ssid 0-3>.<devno, 1-4 hex digits>`. */

@@ -2,6 +2,10 @@
 export { StorageError, type StorageErrorCode, type SystemError } from './errors';
 export { MountFlags, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
 export { mount, mountSync, umount, umountSync, isMountPoint, type MountCallOptions, type UmountOptions } from './mount';
+export { normalizeStorage, type Storage, type FsGroup, type GroupChangePolicy } from './storage';
+export { StorageHandlerRegistry, defaultRegistry, type StorageHandler, type StorageContext, type ReleaseContext } from './registry';
+export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
+export { channels as storageChannels, type MountEvent, type UmountEvent, type WaitEvent, type MkfsEvent } from './events';
 export {
   parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
   parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,

@@ -94,11 +94,13 @@ function umountArgs(target: unknown, opts: UmountOptions | undefined): [string, 
   const t = checkPath(target, 'target');
   if (opts === undefined || opts === null) return [t, false, false, false, 0];
   if (typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
-  const busy = opts.busyTimeoutMs ?? 0;
+  // Own properties only: a polluted Object.prototype must not turn on MNT_DETACH or MNT_FORCE.
+  const own = (k: keyof UmountOptions): unknown => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+  const busy = own('busyTimeoutMs') ?? 0;
   if (typeof busy !== 'number' || !Number.isInteger(busy) || busy < 0 || busy > 0x7fffffff) {
     throw invalidArgValue('options.busyTimeoutMs', busy, 'must be a non-negative integer number of milliseconds');
   }
-  return [t, opts.detach === true, opts.force === true, opts.expire === true, busy];
+  return [t, own('detach') === true, own('force') === true, own('expire') === true, busy];
 }
 
 export function umountSync(target: string, opts?: UmountOptions): void {

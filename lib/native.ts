@@ -32,6 +32,14 @@ export interface NativeBinding {
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
   poolThreads(): number;
+  /** Walks `rel` beneath `root` without creating anything: a symlink or non-directory on the way comes back as a code. */
+  checkBeneath(root: string, rel: string): NativeError | { code: 'symlink' | 'notdir'; value: string } | undefined;
+  /** Creates the missing components of `rel` beneath `root` (O_NOFOLLOW walk); resolves with the paths it created. */
+  makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | NativeError>;
+  /** Removes a tree, refusing (EBUSY, nothing deleted) if a mount lies anywhere in it. */
+  removeTree(path: string): Promise<NativeError | undefined>;
+  applyFsGroup(path: string, gid: number, readOnly: boolean, onRootMismatch: boolean): Promise<{ skipped: boolean; changed: number } | NativeError>;
+  ensureHugepages(sysfsRoot: string, pageKb: number, pages: number): Promise<{ previous: number; allocated: number } | NativeError>;
   /** [rootComplex or -1, slot, fn, slot, fn, ...] */
   parsePciPath(path: string): number[] | DeviceNativeError;
   parseCcwDevice(busId: string): number[] | DeviceNativeError;
@@ -52,22 +60,29 @@ export const packageRoot = join(__dirname, '..');
 
 /** Loads the addon from `root` (build/ or prebuilds/), or says precisely what it tried. */
 export function loadBinding(root: string = packageRoot): NativeBinding {
+  // An explicit addon (a sanitizer build, say) wins over node-gyp-build's search.
+  const explicit = process.env.KATA_STORAGE_ADDON;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    if (explicit) return require(explicit) as NativeBinding;
     return nodeGypBuild(root) as NativeBinding;
   } catch (cause) {
     const prebuildsOnly = Boolean(process.env.PREBUILDS_ONLY);
-    const tried = [
-      ...(prebuildsOnly ? [] : [join(root, 'build', 'Release'), join(root, 'build', 'Debug')]),
-      join(root, 'prebuilds', `${process.platform}-${process.arch}`),
-    ].map((p) => `  ${p}${existsSync(p) ? '' : ' (missing)'}`);
+    const tried = explicit
+      ? [explicit]
+      : [
+          ...(prebuildsOnly ? [] : [join(root, 'build', 'Release'), join(root, 'build', 'Debug')]),
+          join(root, 'prebuilds', `${process.platform}-${process.arch}`),
+        ];
+    const lines = tried.map((p) => `  ${p}${existsSync(p) ? '' : ' (missing)'}`);
     const reason = cause instanceof Error ? cause.message : String(cause);
     throw new StorageError(
       'ERR_NATIVE_LOAD',
       `kata-storage: cannot load the native addon for ${process.platform}-${process.arch} ` +
         `(Node ${process.version}, Node-API ${process.versions.napi}${prebuildsOnly ? ', PREBUILDS_ONLY' : ''}).\n` +
-        `Tried:\n${tried.join('\n')}\nReason: ${reason}\n` +
+        `Tried:\n${lines.join('\n')}\nReason: ${reason}\n` +
         'Supported prebuilt platforms: linux-x64, linux-arm64, linux-s390x (glibc >= 2.28). ' +
         'Elsewhere build from source: apt-get install cmake g++ && npm rebuild kata-storage',
       { cause },

@@ -40,6 +40,7 @@ export function joinOptions(options: readonly string[] | undefined, name = 'opti
 }
 
 export function parseMountOptions(options: readonly string[]): ParsedMountOptions {
+  if (!Array.isArray(options)) throw invalidArgType('options', 'an array of strings', options);
   const r = native.parseMountOptions(joinOptions(options));
   if (typeof r !== 'string') throw fromNative({ code: r[0], value: r[1] });
   const scratch = native.scratch;

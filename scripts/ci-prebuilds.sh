@@ -8,6 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+# Whatever loads here must be the prebuild, never an explicitly named (e.g. sanitizer) addon.
+unset KATA_STORAGE_ADDON
 # Sysroots (~120 MB per arch) live outside the clone so reruns reuse them; a fresh machine
 # builds them from Debian's packages.
 cache=${KATA_PREBUILDS_CACHE:-/var/cache/kata-storage}

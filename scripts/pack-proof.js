@@ -27,10 +27,13 @@ function step(what) {
   console.log(`pack-proof: ${what}`);
 }
 
-// npm run passes its own configuration down as npm_config_*; the consumer must not inherit it.
+// npm run passes its own configuration down as npm_config_*; the consumer must not inherit it,
+// nor a loader override that would bypass the installed package's own search.
 function cleanEnv(extra = {}) {
   const env = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!/^npm_/i.test(k) && k !== 'KATA_STORAGE_ADDON' && k !== 'PREBUILDS_ONLY') env[k] = v;
+  }
   return { ...env, ...extra };
 }
 
@@ -79,7 +82,7 @@ function main() {
     const consumer = path.join(project, 'consumer.js');
     fs.writeFileSync(consumer, CONSUMER);
     const r = spawnSync('unshare', ['-m', '--propagation', 'private', process.execPath, consumer], {
-      cwd: project, encoding: 'utf8', env: cleanEnv({ PREBUILDS_ONLY: '' }),
+      cwd: project, encoding: 'utf8', env: cleanEnv(),
     });
     process.stdout.write(r.stdout.trimEnd().replace(/^/gm, '  ') + '\n');
     if (r.status !== 0) throw new Error(`the consumer failed:\n${r.stderr}`);

@@ -2,6 +2,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import {
   assertBlockDevice, deviceNumber, findCcwBlockDevice, findMmioBlockDevice, findPciBlockDevice, findPmemDevice,
   findScsiBlockDevice, parseCcwDevice, parsePciPath, parsePciPathFull, parseScsiAddress, pciPathToSysfs,
@@ -309,8 +310,8 @@ t.test('deviceNumber and assertBlockDevice use S_ISBLK', async (t) => {
   t.equal(codeOf(() => deviceNumber(1 as unknown as string)).code, 'ERR_INVALID_ARG_TYPE');
 });
 
-async function waitersSettle(): Promise<number> {
-  for (let i = 0; i < 100 && ueventMonitorState().waiters > 0; i++) await new Promise((r) => setTimeout(r, 10));
+async function waitersSettle(target = 0): Promise<number> {
+  for (let i = 0; i < 100 && ueventMonitorState().waiters > target; i++) await new Promise((r) => setTimeout(r, 10));
   return ueventMonitorState().waiters;
 }
 
@@ -429,4 +430,16 @@ t.test('a settled wait keeps no handle open', async (t) => {
   await rejection(findMmioBlockDevice('/dev/kata-never-2', { timeoutMs: 20 }));
   await new Promise((r) => setImmediate(r));
   t.ok((process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length <= handles, 'no new handles');
+});
+
+t.test('worker_threads: the addon works per environment; a terminated worker cancels its waits', async (t) => {
+  const before = ueventMonitorState().waiters;
+  const w = new Worker(join(__dirname, 'fixtures', 'device-worker.ts'));
+  const msg = await new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  t.same(msg, { slots: [{ slot: 2, fn: 0 }, { slot: 3, fn: 0 }], waiting: true });
+  await w.terminate();
+  t.equal(await waitersSettle(before), before, 'the worker\'s 60 s wait ended with it');
 });

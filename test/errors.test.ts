@@ -44,11 +44,28 @@ t.test('AbortError has Node shape', async (t) => {
 
 t.test('the loader says what it tried', async (t) => {
   const empty = mkdtempSync(join(tmpdir(), 'kata-load-'));
-  t.teardown(() => rmSync(empty, { recursive: true }));
+  const explicit = process.env.KATA_STORAGE_ADDON;
+  delete process.env.KATA_STORAGE_ADDON;
+  t.teardown(() => {
+    rmSync(empty, { recursive: true });
+    if (explicit !== undefined) process.env.KATA_STORAGE_ADDON = explicit;
+  });
   const err = t.throws(() => loadBinding(empty)) as StorageError;
   t.equal(err.code, 'ERR_NATIVE_LOAD');
   t.match(err.message, join(empty, 'prebuilds', `${process.platform}-${process.arch}`));
   t.match(err.message, /\(missing\)/);
   t.match(err.message, /npm rebuild kata-storage/);
   t.ok(err.cause, 'the underlying error is kept');
+});
+
+t.test('KATA_STORAGE_ADDON names the addon to load, and a bad one is reported', async (t) => {
+  const explicit = process.env.KATA_STORAGE_ADDON;
+  t.teardown(() => {
+    if (explicit === undefined) delete process.env.KATA_STORAGE_ADDON;
+    else process.env.KATA_STORAGE_ADDON = explicit;
+  });
+  process.env.KATA_STORAGE_ADDON = '/nonexistent/kata_storage.node';
+  const err = t.throws(() => loadBinding()) as StorageError;
+  t.equal(err.code, 'ERR_NATIVE_LOAD');
+  t.match(err.message, '/nonexistent/kata_storage.node (missing)');
 });

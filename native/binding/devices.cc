@@ -2,6 +2,7 @@
 // in until the uevent listener, a deadline or the caller's abort ends them.
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <memory>
 #include <unordered_map>
 
@@ -132,6 +133,19 @@ std::mutex waits_mu;
 std::unordered_map<uint32_t, std::shared_ptr<WaitState>> waits;
 uint32_t next_wait_id = 1;
 
+void CancelById(uint32_t id) {
+  std::shared_ptr<WaitState> state;
+  {
+    std::lock_guard<std::mutex> lock(waits_mu);
+    auto it = waits.find(id);
+    if (it != waits.end()) state = it->second;
+  }
+  if (state) UeventMonitor::Instance().Cancel(&state->waiter);
+}
+
+// A worker_thread that exits with waits pending frees their pool threads at once.
+void CancelOnTeardown(void* arg) { CancelById(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg))); }
+
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
 constexpr size_t kNearestEvents = 3;
 
@@ -154,11 +168,14 @@ class WaitJob : public Job {
     monitor.Unsubscribe(w);
   }
 
+  // Also runs when the environment is gone and Complete never will (a terminated worker).
+  ~WaitJob() override {
+    std::lock_guard<std::mutex> lock(waits_mu);
+    waits.erase(id_);
+  }
+
   Napi::Value Complete(Napi::Env env) override {
-    {
-      std::lock_guard<std::mutex> lock(waits_mu);
-      waits.erase(id_);
-    }
+    napi_remove_env_cleanup_hook(env, CancelOnTeardown, reinterpret_cast<void*>(static_cast<uintptr_t>(id_)));
     if (error_) return DeviceErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
     if (!found_.empty()) {
@@ -267,19 +284,13 @@ Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
     waits[id] = state;
   }
   result.Set(uint32_t{0}, id);
+  napi_add_env_cleanup_hook(env, CancelOnTeardown, reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
   result.Set(uint32_t{1}, Job::Start(env, new WaitJob(id, state, std::move(m), l.dev_root, timeout_ms, rescan)));
   return result;
 }
 
 Napi::Value CancelWait(const Napi::CallbackInfo& info) {
-  uint32_t id = static_cast<uint32_t>(IntArg(info, 0, "id"));
-  std::shared_ptr<WaitState> state;
-  {
-    std::lock_guard<std::mutex> lock(waits_mu);
-    auto it = waits.find(id);
-    if (it != waits.end()) state = it->second;
-  }
-  if (state) UeventMonitor::Instance().Cancel(&state->waiter);
+  CancelById(static_cast<uint32_t>(IntArg(info, 0, "id")));
   return info.Env().Undefined();
 }
 

@@ -22,6 +22,12 @@ inline int& Failures() {
   return failures;
 }
 
+// Set by KATA_SKIP: the case is reported as skipped, never counted as passed.
+inline const char*& SkipReason() {
+  static const char* reason = nullptr;
+  return reason;
+}
+
 struct Register {
   Register(const char* name, void (*fn)()) { Cases().push_back({name, fn}); }
 };
@@ -32,6 +38,12 @@ struct Register {
   static void name();                                                     \
   static const kata_test::Register name##_registered(#name, &name);       \
   static void name()
+
+#define KATA_SKIP(reason)              \
+  do {                                 \
+    kata_test::SkipReason() = (reason); \
+    return;                            \
+  } while (0)
 
 #define CHECK(cond)                                                               \
   do {                                                                            \

@@ -34,6 +34,7 @@ const snapshot = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').replace(/
 
 test('the prebuild for this arch is what loads', () => {
   assert.equal(process.env.PREBUILDS_ONLY, '1', 'run with PREBUILDS_ONLY=1');
+  assert.equal(process.env.KATA_STORAGE_ADDON, undefined, 'KATA_STORAGE_ADDON would bypass the prebuild');
   const file = require('node-gyp-build').resolve(root);
   assert.equal(path.dirname(file), path.join(root, 'prebuilds', `linux-${process.arch}`));
 });

@@ -1,0 +1,68 @@
+// Operator-facing events on node:diagnostics_channel. Publishing costs nothing when nobody
+// subscribes, so every mount, unmount and device wait is reported with its duration.
+import * as diagnostics_channel from 'node:diagnostics_channel';
+
+export interface MountEvent {
+  driver: string;
+  source: string;
+  mountPoint: string;
+  fstype: string;
+  options: readonly string[];
+  containerId?: string;
+  durationMs: number;
+  error?: Error;
+}
+
+export interface UmountEvent {
+  driver: string;
+  mountPoint: string;
+  /** Why the storage was released: 'release' (last reference), 'rollback' (failed request), 'destroy'. */
+  reason: 'release' | 'rollback' | 'destroy';
+  durationMs: number;
+  error?: Error;
+}
+
+export interface WaitEvent {
+  driver: string;
+  /** What was waited for: a PCI path, CCW bus id, SCSI address or /dev node. */
+  source: string;
+  device?: string;
+  durationMs: number;
+  error?: Error;
+}
+
+export interface MkfsEvent {
+  device: string;
+  fstype: string;
+  durationMs: number;
+  error?: Error;
+}
+
+export const channels = Object.freeze({
+  mount: diagnostics_channel.channel('kata-storage:mount'),
+  umount: diagnostics_channel.channel('kata-storage:umount'),
+  wait: diagnostics_channel.channel('kata-storage:wait'),
+  mkfs: diagnostics_channel.channel('kata-storage:mkfs'),
+});
+
+export function now(): number {
+  return performance.now();
+}
+
+/** Runs `fn`, publishing `build(durationMs, error)` on `channel` when someone listens. */
+export async function timed<T>(
+  channel: diagnostics_channel.Channel,
+  fn: () => Promise<T>,
+  build: (durationMs: number, error: Error | undefined, value: T | undefined) => object,
+): Promise<T> {
+  if (!channel.hasSubscribers) return fn();
+  const start = now();
+  try {
+    const value = await fn();
+    channel.publish(build(now() - start, undefined, value));
+    return value;
+  } catch (err) {
+    channel.publish(build(now() - start, err as Error, undefined));
+    throw err;
+  }
+}

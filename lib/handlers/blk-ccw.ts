@@ -1,0 +1,9 @@
+// blk-ccw: virtio-blk on s390x's channel subsystem, source '0.<ssid>.<devno>'.
+import { findCcwBlockDevice, parseCcwDevice } from '../devices';
+import type { StorageHandler } from '../registry';
+import { blockHandler } from './block';
+
+export const blkCcwHandler: StorageHandler = blockHandler(
+  (source) => void parseCcwDevice(source),
+  (storage, opts) => findCcwBlockDevice(storage.source, opts),
+);

@@ -1,0 +1,73 @@
+// Block drivers: resolve the disk the runtime announced (PCI path, CCW bus id, SCSI address,
+// predicted /dev name), check it really is a block device, optionally make its filesystem, mount.
+import { execFile } from 'node:child_process';
+import { assertBlockDevice, type WaitOptions } from '../devices';
+import { StorageError } from '../errors';
+import { channels, timed } from '../events';
+import type { StorageContext, StorageHandler } from '../registry';
+import type { Storage } from '../storage';
+import { mountStorage } from './common';
+
+const CREATE_FILESYSTEM = 'create_filesystem';
+// Kata's options for the ext4 of a block-backed emptyDir (no journal, no reserved blocks, few
+// small inodes: the device is fresh and lives only as long as the pod).
+const MKFS_EXT4_ARGS = ['-F', '-O', '^has_journal', '-m', '0', '-i', '163840', '-I', '128'];
+
+export type Resolver = (storage: Storage, opts: WaitOptions) => Promise<string>;
+
+function badDriverOption(word: string, why: string): StorageError {
+  return new StorageError('ERR_INVALID_MOUNT_OPTION', `driver option '${word}' ${why}`, { value: word });
+}
+
+function checkDriverOptions(storage: Storage): void {
+  for (const o of storage.driverOptions ?? []) {
+    if (o === CREATE_FILESYSTEM) {
+      if (storage.fstype !== 'ext4') throw badDriverOption(o, `is only supported for ext4 (fstype is '${storage.fstype}')`);
+    } else if (o.startsWith('encryption_key=')) {
+      throw badDriverOption(o, 'needs the confidential data hub (LUKS on an ephemeral key), which this agent does not have');
+    } else {
+      throw badDriverOption(o, 'is not supported for block storage');
+    }
+  }
+}
+
+/** mkfs.ext4 as Kata runs it; spawned, as Kata does. */
+export function makeExt4(device: string, signal?: AbortSignal): Promise<void> {
+  return timed(
+    channels.mkfs,
+    () =>
+      new Promise<void>((resolve, reject) => {
+        execFile('mkfs.ext4', [...MKFS_EXT4_ARGS, device], signal ? { signal } : {}, (err, _stdout, stderr) => {
+          if (!err) return resolve();
+          if ((err as { code?: unknown }).code === 'ABORT_ERR') return reject(err);
+          reject(new StorageError('ERR_MKFS_FAILED', `mkfs.ext4 ${device} failed: ${String(stderr).trim() || err.message}`, { value: device, cause: err }));
+        });
+      }),
+    (durationMs, error) => ({ device, fstype: 'ext4', durationMs, error }),
+  );
+}
+
+/**
+ * A block driver: `validateSource` refuses a malformed bus address up front; `resolve` finds (and
+ * waits for) the device node.
+ */
+export function blockHandler(validateSource: (source: string) => void, resolve: Resolver): StorageHandler {
+  return {
+    validate(storage: Storage): void {
+      validateSource(storage.source);
+      checkDriverOptions(storage);
+    },
+    async create(storage: Storage, ctx: StorageContext): Promise<string> {
+      const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
+      if (ctx.signal) opts.signal = ctx.signal;
+      const device = await ctx.waitFor(storage.source, () => resolve(storage, opts));
+      assertBlockDevice(device);
+      if ((storage.driverOptions ?? []).includes(CREATE_FILESYSTEM)) await makeExt4(device, ctx.signal);
+      if (storage.fstype === 'bind') {
+        // vhost-user-blk: the device node itself is bound onto a file.
+        return mountStorage(storage, ctx, { source: device, fstype: '', options: ['bind', ...(storage.options ?? [])], file: true });
+      }
+      return mountStorage(storage, ctx, { source: device });
+    },
+  };
+}

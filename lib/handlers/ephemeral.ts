@@ -1,0 +1,56 @@
+// ephemeral: tmpfs (memory-backed emptyDir, /dev/shm) with every option the runtime sent (Kata
+// drops them), `fsgid=` applied after the mount; hugetlbfs with its pages allocated first.
+import { chmodSync, chownSync, statSync } from 'node:fs';
+import { StorageError, fromNative } from '../errors';
+import { native } from '../native';
+import type { StorageContext, StorageHandler } from '../registry';
+import { withoutOptions, type Storage } from '../storage';
+import { fsGidOption, mountStorage, octalModeOption, positiveIntegerOption } from './common';
+
+const S_ISGID = 0o2000;
+
+function hugepages(storage: Storage): { pageSize: number; pages: number } {
+  const pageSize = positiveIntegerOption(storage, 'pagesize');
+  const size = positiveIntegerOption(storage, 'size');
+  if (pageSize === undefined || size === undefined) {
+    throw new StorageError('ERR_INVALID_MOUNT_OPTION', 'hugetlbfs storage needs pagesize= and size= options (bytes)', {
+      value: (storage.options ?? []).join(','),
+    });
+  }
+  if (pageSize % 1024 !== 0 || size % pageSize !== 0) {
+    throw new StorageError('ERR_INVALID_MOUNT_OPTION', `size=${size} must be a multiple of pagesize=${pageSize} (itself a multiple of 1024)`, {
+      value: `pagesize=${pageSize},size=${size}`,
+    });
+  }
+  return { pageSize, pages: size / pageSize };
+}
+
+export const ephemeralHandler: StorageHandler = {
+  validate(storage: Storage): void {
+    fsGidOption(storage);
+    if (storage.fstype === 'hugetlbfs') hugepages(storage);
+    else octalModeOption(storage);
+  },
+  async create(storage: Storage, ctx: StorageContext): Promise<string> {
+    if (storage.fstype === 'hugetlbfs') {
+      const { pageSize, pages } = hugepages(storage);
+      const r = await native.ensureHugepages(ctx.sysfsRoot, pageSize / 1024, pages);
+      if ('errno' in r || 'code' in r) throw fromNative(r);
+      if (r.allocated < pages) {
+        throw new StorageError(
+          'ERR_HUGEPAGES_UNAVAILABLE',
+          `the kernel allocated ${r.allocated} of the ${pages} huge pages of ${pageSize / 1024} kB this storage needs`,
+          { value: pages, allocated: r.allocated },
+        );
+      }
+    }
+    const gid = fsGidOption(storage);
+    const options = withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
+    await mountStorage(storage, ctx, { options });
+    if (gid !== undefined) {
+      chownSync(storage.mountPoint, -1, gid);
+      chmodSync(storage.mountPoint, (statSync(storage.mountPoint).mode & 0o7777) | S_ISGID);
+    }
+    return storage.mountPoint;
+  },
+};

@@ -1,0 +1,31 @@
+// local: a plain directory (a disk-backed emptyDir), created with octal `mode=` and `fsgid=`, no
+// mount. It goes with its last reference, but never by deleting into a mount below it.
+import { chmodSync, chownSync } from 'node:fs';
+import { fromNative } from '../errors';
+import { native } from '../native';
+import type { ReleaseContext, StorageContext, StorageHandler } from '../registry';
+import type { Storage } from '../storage';
+import { applyFsGroup, fsGidOption, octalModeOption } from './common';
+
+const S_ISGID = 0o2000;
+
+export const localHandler: StorageHandler = {
+  validate(storage: Storage): void {
+    fsGidOption(storage);
+    octalModeOption(storage);
+  },
+  async create(storage: Storage, ctx: StorageContext): Promise<string> {
+    const gid = fsGidOption(storage);
+    const mode = octalModeOption(storage);
+    await ctx.makeMountPoint();
+    if (gid !== undefined) chownSync(storage.mountPoint, -1, gid);
+    if (mode !== undefined) chmodSync(storage.mountPoint, mode | (gid !== undefined ? S_ISGID : 0));
+    await applyFsGroup(storage);
+    return storage.mountPoint;
+  },
+  async release(path: string, ctx: ReleaseContext): Promise<void> {
+    if (!ctx.createdMountPoint) return;
+    const e = await native.removeTree(path);
+    if (e) throw fromNative(e);
+  },
+};

@@ -1,0 +1,16 @@
+// mmioblk: virtio-blk over MMIO (Firecracker). Only the predicted /dev name is known: wait for it.
+import { StorageError } from '../errors';
+import { findMmioBlockDevice } from '../devices';
+import type { StorageHandler } from '../registry';
+import { blockHandler } from './block';
+
+export function checkDevNode(driver: string, source: string): void {
+  if (!source.startsWith('/') || source.endsWith('/')) {
+    throw new StorageError('ERR_INVALID_STORAGE', `${driver} source must be a device node path such as /dev/vdb`, { value: source, field: 'source' });
+  }
+}
+
+export const mmioblkHandler: StorageHandler = blockHandler(
+  (source) => checkDevNode('mmioblk', source),
+  (storage, opts) => findMmioBlockDevice(storage.source, opts),
+);

@@ -1,0 +1,10 @@
+// nvdimm: a pmem disk (/dev/pmemN) under the ACPI NVDIMM root, usually mounted with dax.
+import { findPmemDevice } from '../devices';
+import type { StorageHandler } from '../registry';
+import { blockHandler } from './block';
+import { checkDevNode } from './mmioblk';
+
+export const nvdimmHandler: StorageHandler = blockHandler(
+  (source) => checkDevNode('nvdimm', source),
+  (storage, opts) => findPmemDevice(storage.source, opts),
+);

@@ -1,0 +1,9 @@
+// scsi: virtio-scsi disk at 'target:lun'; hosts are asked to scan for it, then it is waited for.
+import { findScsiBlockDevice, parseScsiAddress } from '../devices';
+import type { StorageHandler } from '../registry';
+import { blockHandler } from './block';
+
+export const scsiHandler: StorageHandler = blockHandler(
+  (source) => void parseScsiAddress(source),
+  (storage, opts) => findScsiBlockDevice(storage.source, opts),
+);

@@ -1,0 +1,19 @@
+// virtio-fs and 9p: the source is a tag the hypervisor exposes. An agent started with the shared
+// filesystem already mounted (Kata's guest pre-mount) must accept that mount, not fail on it.
+import { isMountPoint } from '../mount';
+import type { StorageContext, StorageHandler } from '../registry';
+import type { Storage } from '../storage';
+import { applyFsGroup, mountStorage, mountedSourceAt } from './common';
+
+export function sharedFsHandler(extraOptions: (storage: Storage) => string[]): StorageHandler {
+  return {
+    async create(storage: Storage, ctx: StorageContext): Promise<string> {
+      if (isMountPoint(storage.mountPoint) && mountedSourceAt(storage.mountPoint)?.source === storage.source) {
+        // Not ours: nothing is recorded, so release never unmounts it.
+        await applyFsGroup(storage);
+        return storage.mountPoint;
+      }
+      return mountStorage(storage, ctx, { options: [...(storage.options ?? []), ...extraOptions(storage)] });
+    },
+  };
+}

@@ -1,0 +1,461 @@
+// The sandbox's storage table: one entry per mount point, reference-counted across containers,
+// serialized per mount point, transactional per request, and never forgetting a storage whose
+// cleanup failed.
+import { rmdirSync, unlinkSync } from 'node:fs';
+import { posix } from 'node:path';
+import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
+import { channels, timed } from './events';
+import { abortedMountsSettled, mount, umount } from './mount';
+import { native } from './native';
+import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
+import { checkAllowedRoots, normalizeStorage, placeMountPoint, validateStorage, type Placement, type Storage } from './storage';
+
+export interface SandboxOptions {
+  registry?: StorageHandlerRegistry;
+  /** Mount points must lie beneath one of these. Default ['/run/kata-containers']. */
+  allowedRoots?: string[];
+  sysfsRoot?: string;
+  devRoot?: string;
+  /** How long block drivers wait for a hot-plugged device. Default 3000 ms. */
+  hotplugTimeoutMs?: number;
+  /** Unmounts retry EBUSY for this long before the cleanup is reported as failed. Default 0. */
+  umountBusyTimeoutMs?: number;
+}
+
+export interface AddStoragesOptions {
+  containerId?: string;
+  signal?: AbortSignal;
+}
+
+export interface StorageInfo {
+  refcount: number;
+  /** '' for entries made with setSandboxStorage. */
+  driver: string;
+  shared: boolean;
+  /** A cleanup failed; the next release or destroy() retries it. */
+  cleanupPending: boolean;
+}
+
+type Reason = 'release' | 'rollback' | 'destroy';
+
+interface Entry {
+  path: string;
+  refcount: number;
+  driver: string;
+  shared: boolean;
+  storage?: Storage;
+  handler?: StorageHandler;
+  releaseDone: boolean;
+  /** Targets this sandbox mounted, in order. */
+  mounts: string[];
+  /** Paths this sandbox created (directories, or a bind target file), in creation order. */
+  created: string[];
+  /** Directories made with makeDirectory (overlay upper/work): removed with their content. */
+  trees: Set<string>;
+  createdMountPoint: boolean;
+  cleanupError?: Error;
+}
+
+interface Taken {
+  path: string;
+  created: boolean;
+}
+
+const errorsOf = (err: unknown, key: string, errors: Error[]): void => {
+  if (errors.length > 0 && typeof err === 'object' && err !== null) (err as Record<string, unknown>)[key] = errors;
+};
+
+export class Sandbox {
+  readonly allowedRoots: readonly string[];
+  readonly sysfsRoot: string;
+  readonly devRoot: string;
+  readonly hotplugTimeoutMs: number;
+  readonly umountBusyTimeoutMs: number;
+  readonly registry: StorageHandlerRegistry;
+
+  readonly #entries = new Map<string, Entry>();
+  readonly #containers = new Map<string, Taken[]>();
+  readonly #locks = new Map<string, Promise<void>>();
+  readonly #pendingCleanup = new Set<string>();
+  /** Directories we created that were not empty when their storage went; pruned later. */
+  readonly #orphanDirs = new Set<string>();
+
+  constructor(opts: SandboxOptions = {}) {
+    if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'of type object', opts);
+    const own = <K extends keyof SandboxOptions>(k: K): SandboxOptions[K] => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+    this.allowedRoots = Object.freeze(checkAllowedRoots(own('allowedRoots') ?? ['/run/kata-containers']));
+    this.sysfsRoot = own('sysfsRoot') ?? '/sys';
+    this.devRoot = own('devRoot') ?? '/dev';
+    this.hotplugTimeoutMs = nonNegative('hotplugTimeoutMs', own('hotplugTimeoutMs') ?? 3000);
+    this.umountBusyTimeoutMs = nonNegative('umountBusyTimeoutMs', own('umountBusyTimeoutMs') ?? 0);
+    this.registry = own('registry') ?? defaultRegistry();
+  }
+
+  /**
+   * Validates every storage, then creates them in order. A mount point already held only gains a
+   * reference. If one fails, every reference this call took is given back in reverse order
+   * (unmounting and removing only what this call created) and the first error is rethrown, with
+   * `rollbackErrors` when giving back failed too.
+   */
+  async addStorages(storages: readonly unknown[], opts: AddStoragesOptions = {}): Promise<string[]> {
+    if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
+    const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
+    const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
+    if (containerId !== undefined && typeof containerId !== 'string') throw invalidArgType('options.containerId', 'of type string', containerId);
+    const plan = storages.map((x) => {
+      const storage = normalizeStorage(x);
+      const placement = validateStorage(storage, this.allowedRoots);
+      const handler = this.registry.get(storage.driver);
+      if (handler === undefined) {
+        throw new StorageError('ERR_UNKNOWN_STORAGE_DRIVER', `no handler is registered for storage driver '${storage.driver}'`, {
+          value: storage.driver,
+        });
+      }
+      handler.validate?.(storage, containerId === undefined ? { allowedRoots: this.allowedRoots } : { allowedRoots: this.allowedRoots, containerId });
+      return { storage, placement, handler };
+    });
+    if (signal?.aborted) throw abortError(signal);
+
+    const taken: Taken[] = [];
+    const held: string[] = [];
+    try {
+      for (const item of plan) {
+        if (signal?.aborted) throw abortError(signal);
+        const r = await this.#acquire(item.storage, item.placement, item.handler, containerId, signal);
+        taken.push(r.taken);
+        held.push(r.held);
+      }
+    } catch (err) {
+      const rollbackErrors: Error[] = [];
+      for (let i = taken.length - 1; i >= 0; i--) {
+        try {
+          await this.#release(taken[i]!.path, 'rollback', taken[i]!.created);
+        } catch (e) {
+          rollbackErrors.push(e as Error);
+        }
+      }
+      errorsOf(err, 'rollbackErrors', rollbackErrors);
+      throw err;
+    }
+    if (containerId !== undefined) {
+      const refs = this.#containers.get(containerId);
+      if (refs) for (const t of taken) refs.push(t);
+      else this.#containers.set(containerId, taken);
+    }
+    return held;
+  }
+
+  /** Gives back exactly the references that container's addStorages calls took. */
+  async removeContainer(containerId: string): Promise<void> {
+    if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
+    const refs = this.#containers.get(containerId);
+    this.#containers.delete(containerId);
+    const errors: Error[] = [];
+    for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
+      try {
+        await this.#release(refs![i]!.path, 'release', false);
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
+      }
+    }
+    await this.#retryPending();
+    if (errors.length > 0) {
+      errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
+      throw errors[0];
+    }
+  }
+
+  /** Kata's add_sandbox_storage: a reference without a mount. True when the entry is new. */
+  setSandboxStorage(path: string, shared = false): boolean {
+    checkPathArg(path);
+    const e = this.#entries.get(path);
+    if (e) {
+      e.refcount++;
+      return false;
+    }
+    this.#entries.set(path, newEntry(path, '', shared === true));
+    return true;
+  }
+
+  /**
+   * Drops one reference. True when the count reached zero: an entry with nothing to clean is
+   * forgotten; one this sandbox mounted or created stays, marked, until unsetAndRemove, the next
+   * release or destroy() cleans it (so nothing leaks).
+   */
+  unsetSandboxStorage(path: string): boolean {
+    checkPathArg(path);
+    const e = this.#entries.get(path);
+    if (!e || (e.refcount === 0 && !e.cleanupError && !this.#pendingCleanup.has(path))) throw notFound(path);
+    if (e.refcount > 0) e.refcount--;
+    if (e.refcount > 0) return false;
+    if (e.mounts.length === 0 && e.created.length === 0 && !e.handler?.release) this.#entries.delete(path);
+    else this.#pendingCleanup.add(path);
+    return true;
+  }
+
+  /** Drops one reference and, when it was the last, unmounts and removes what was created. */
+  async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
+    checkPathArg(path);
+    const gone = await this.#release(path, 'release', true);
+    await this.#retryPending();
+    return gone;
+  }
+
+  refcount(path: string): number {
+    return this.#entries.get(path)?.refcount ?? 0;
+  }
+
+  storages(): Map<string, StorageInfo> {
+    const m = new Map<string, StorageInfo>();
+    for (const [p, e] of this.#entries) {
+      m.set(p, { refcount: e.refcount, driver: e.driver, shared: e.shared, cleanupPending: this.#pendingCleanup.has(p) });
+    }
+    return m;
+  }
+
+  /** Releases everything, shared storages too. Entries whose cleanup fails stay, marked. */
+  async destroy(): Promise<void> {
+    this.#containers.clear();
+    const errors: Error[] = [];
+    for (const path of [...this.#entries.keys()].reverse()) {
+      try {
+        await this.#withLock(path, async () => {
+          const e = this.#entries.get(path);
+          if (!e) return;
+          e.refcount = 0;
+          await this.#cleanup(e, 'destroy');
+        });
+      } catch (err) {
+        errors.push(err as Error);
+      }
+    }
+    if (errors.length > 0) {
+      errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
+      throw errors[0];
+    }
+  }
+
+  async #withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(path) ?? Promise.resolve();
+    let unlock!: () => void;
+    const mine = new Promise<void>((r) => (unlock = r));
+    const tail = prev.then(() => mine);
+    this.#locks.set(path, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      unlock();
+      if (this.#locks.get(path) === tail) this.#locks.delete(path);
+    }
+  }
+
+  #acquire(
+    storage: Storage,
+    placement: Placement,
+    handler: StorageHandler,
+    containerId: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ taken: Taken; held: string }> {
+    const path = storage.mountPoint;
+    return this.#withLock(path, async () => {
+      const existing = this.#entries.get(path);
+      if (existing && existing.refcount === 0 && this.#pendingCleanup.has(path)) {
+        // Half torn down: finish the job first; if that still fails, this request fails too.
+        await this.#cleanup(existing, 'release');
+      } else if (existing) {
+        existing.refcount++;
+        return { taken: { path, created: false }, held: path };
+      }
+      const e = newEntry(path, storage.driver, storage.shared === true);
+      e.storage = storage;
+      e.handler = handler;
+      const ctx = this.#context(e, storage, placement, containerId, signal);
+      let held: string;
+      try {
+        held = await handler.create(storage, ctx);
+      } catch (err) {
+        if (signal?.aborted) await abortedMountsSettled();
+        try {
+          await this.#cleanup(e, 'rollback');
+        } catch (undoErr) {
+          // Keep what could not be undone visible and retried rather than forgotten.
+          this.#entries.set(path, e);
+          errorsOf(err, 'rollbackErrors', [undoErr as Error]);
+        }
+        throw err;
+      }
+      const raced = this.#entries.get(path);
+      if (raced) {
+        // setSandboxStorage() (synchronous) took a reference while we were creating.
+        Object.assign(raced, { ...e, refcount: raced.refcount + 1, shared: raced.shared || e.shared });
+      } else {
+        e.refcount = 1;
+        this.#entries.set(path, e);
+      }
+      return { taken: { path, created: true }, held: typeof held === 'string' && held !== '' ? held : path };
+    });
+  }
+
+  #context(
+    e: Entry,
+    storage: Storage,
+    placement: Placement,
+    containerId: string | undefined,
+    signal: AbortSignal | undefined,
+  ): StorageContext {
+    const sandbox = this;
+    const make = async (p: Placement, file: boolean): Promise<void> => {
+      const r = await native.makeBeneath(p.root, p.rel, 0o755, file);
+      if (!Array.isArray(r)) throw fromNative(r);
+      e.created.push(...r);
+      return undefined;
+    };
+    return {
+      driver: storage.driver,
+      containerId,
+      signal,
+      sysfsRoot: this.sysfsRoot,
+      devRoot: this.devRoot,
+      hotplugTimeoutMs: this.hotplugTimeoutMs,
+      allowedRoots: this.allowedRoots,
+      placement,
+      async makeMountPoint(opts = {}) {
+        const before = e.created.length;
+        await make(placement, opts.file === true);
+        if (e.created.slice(before).includes(storage.mountPoint)) e.createdMountPoint = true;
+      },
+      async makeDirectory(path: string) {
+        const before = e.created.length;
+        await make(placeMountPoint(path, sandbox.allowedRoots), false);
+        if (e.created.slice(before).includes(path)) e.trees.add(path);
+      },
+      async mount(source, target, fstype, options = []) {
+        await timed(
+          channels.mount,
+          () => mount(source, target, fstype, options, signal ? { signal } : {}),
+          (durationMs, error) => ({ driver: storage.driver, source, mountPoint: target, fstype, options, containerId, durationMs, error }),
+        );
+        e.mounts.push(target);
+      },
+      waitFor(source, wait) {
+        return timed(channels.wait, wait, (durationMs, error, device) => ({ driver: storage.driver, source, device, durationMs, error }));
+      },
+    };
+  }
+
+  /** Drops a reference under the mount point's lock; cleans up when it was the last. */
+  #release(path: string, reason: Reason, evenShared: boolean): Promise<boolean> {
+    return this.#withLock(path, async () => {
+      const e = this.#entries.get(path);
+      if (!e) throw notFound(path);
+      if (e.refcount > 0) e.refcount--;
+      if (e.refcount > 0) return false;
+      // A shared storage outlives its containers; only destroy(), an explicit remove or the
+      // rollback of the request that made it take it down.
+      if (e.shared && !evenShared) return true;
+      await this.#cleanup(e, reason);
+      return true;
+    });
+  }
+
+  async #retryPending(): Promise<void> {
+    for (const path of [...this.#pendingCleanup]) {
+      await this.#withLock(path, async () => {
+        const e = this.#entries.get(path);
+        if (!e || e.refcount > 0) {
+          this.#pendingCleanup.delete(path);
+          return;
+        }
+        await this.#cleanup(e, 'release').catch(() => undefined);
+      });
+    }
+  }
+
+  /** Undoes what the entry's creation did; on failure the entry stays, marked for a retry. */
+  async #cleanup(e: Entry, reason: Reason): Promise<void> {
+    try {
+      if (e.handler?.release && !e.releaseDone && e.storage) {
+        await e.handler.release(e.path, { driver: e.driver, storage: e.storage, createdMountPoint: e.createdMountPoint });
+        e.releaseDone = true;
+      }
+      while (e.mounts.length > 0) {
+        const target = e.mounts[e.mounts.length - 1]!;
+        await timed(
+          channels.umount,
+          () => umount(target, { busyTimeoutMs: this.umountBusyTimeoutMs }),
+          (durationMs, error) => ({ driver: e.driver, mountPoint: target, reason, durationMs, error }),
+        );
+        e.mounts.pop();
+      }
+      while (e.created.length > 0) {
+        const p = e.created[e.created.length - 1]!;
+        if (e.trees.has(p)) {
+          const r = await native.removeTree(p);
+          if (r) throw fromNative(r);
+        } else {
+          removeCreated(p, this.#orphanDirs);
+        }
+        e.created.pop();
+      }
+    } catch (err) {
+      e.cleanupError = err as Error;
+      if (this.#entries.get(e.path) === e) this.#pendingCleanup.add(e.path);
+      throw err;
+    }
+    if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
+    this.#pendingCleanup.delete(e.path);
+    this.#pruneOrphans(e.path);
+  }
+
+  /** Removes now-empty directories we created for earlier storages above `path`. */
+  #pruneOrphans(path: string): void {
+    if (this.#orphanDirs.size === 0) return;
+    for (let dir = posix.dirname(path); dir !== '/' && this.#orphanDirs.has(dir); dir = posix.dirname(dir)) {
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      }
+      this.#orphanDirs.delete(dir);
+    }
+  }
+}
+
+function newEntry(path: string, driver: string, shared: boolean): Entry {
+  return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], trees: new Set(), createdMountPoint: false };
+}
+
+function removeCreated(p: string, orphans: Set<string>): void {
+  try {
+    rmdirSync(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') {
+      unlinkSync(p);
+      return;
+    }
+    // Something else lives in it now (another storage's directory): prune it when that goes.
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+      orphans.add(p);
+      return;
+    }
+    throw err;
+  }
+}
+
+function notFound(path: string): StorageError {
+  return new StorageError('ERR_STORAGE_NOT_FOUND', `the sandbox holds no storage at ${path}`, { value: path });
+}
+
+function checkPathArg(path: unknown): asserts path is string {
+  if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
+}
+
+function nonNegative(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff) {
+    throw invalidArgValue(`options.${name}`, v, 'must be a non-negative integer number of milliseconds');
+  }
+  return v;
+}

@@ -1,0 +1,195 @@
+// The Storage request (Kata's agent.proto `message Storage`) and everything that can be checked
+// about one before the system is touched.
+import { posix } from 'node:path';
+import { StorageError, fromNative } from './errors';
+import { native } from './native';
+import { parseMountOptions } from './options';
+
+export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
+
+export interface FsGroup {
+  groupId: number;
+  /** Kata's FSGroupChangePolicy; 'Always' when absent. */
+  groupChangePolicy?: GroupChangePolicy;
+}
+
+export interface Storage {
+  driver: string;
+  driverOptions?: string[];
+  source: string;
+  fstype: string;
+  options?: string[];
+  mountPoint: string;
+  fsGroup?: FsGroup;
+  /** Survives its last container; released by Sandbox.destroy(). */
+  shared?: boolean;
+}
+
+function invalid(field: string, value: unknown, why: string): StorageError {
+  return new StorageError('ERR_INVALID_STORAGE', `storage ${field} ${why}`, { value, field });
+}
+
+// Own properties only: a polluted Object.prototype must not add `shared` or `fsGroup` to a request.
+function pick(o: Record<string, unknown>, ...names: string[]): unknown {
+  for (const n of names) if (Object.hasOwn(o, n) && o[n] !== undefined && o[n] !== null) return o[n];
+  return undefined;
+}
+
+function stringField(o: Record<string, unknown>, field: string, ...names: string[]): string {
+  const v = pick(o, ...names);
+  if (v === undefined) return '';
+  if (typeof v !== 'string') throw invalid(field, v, 'must be a string');
+  return v;
+}
+
+function stringList(o: Record<string, unknown>, field: string, ...names: string[]): string[] | undefined {
+  const v = pick(o, ...names);
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw invalid(field, v, 'must be an array of strings');
+  for (const e of v) if (typeof e !== 'string') throw invalid(field, v, 'must be an array of strings');
+  return [...(v as string[])];
+}
+
+const policies: Record<string, GroupChangePolicy> = {
+  '0': 'Always',
+  '1': 'OnRootMismatch',
+  Always: 'Always',
+  OnRootMismatch: 'OnRootMismatch',
+};
+
+function fsGroupField(o: Record<string, unknown>): FsGroup | undefined {
+  const v = pick(o, 'fsGroup', 'fs_group');
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw invalid('fsGroup', v, 'must be an object');
+  const g = v as Record<string, unknown>;
+  let id = pick(g, 'groupId', 'group_id');
+  // proto3 JSON may carry integers as strings.
+  if (typeof id === 'string' && /^\d+$/.test(id)) id = Number(id);
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
+    throw invalid('fsGroup.groupId', id, 'must be an integer gid (0 to 4294967294)');
+  }
+  const p = pick(g, 'groupChangePolicy', 'group_change_policy');
+  if (p === undefined) return { groupId: id };
+  const policy = typeof p === 'string' || typeof p === 'number' ? policies[String(p)] : undefined;
+  if (policy === undefined) {
+    throw invalid('fsGroup.groupChangePolicy', p, "must be 'Always' (0) or 'OnRootMismatch' (1)");
+  }
+  return { groupId: id, groupChangePolicy: policy };
+}
+
+/**
+ * Shapes a Storage from our camelCase form or Kata's protobuf JSON (`driver_options`,
+ * `mount_point`, `fs_group.group_id`, `fs_group.group_change_policy` 0/1, `shared`).
+ * Only types are checked here; `validateStorage` checks the values.
+ */
+export function normalizeStorage(x: unknown): Storage {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) throw invalid('request', x, 'must be an object');
+  const o = x as Record<string, unknown>;
+  const s: Storage = {
+    driver: stringField(o, 'driver', 'driver'),
+    source: stringField(o, 'source', 'source'),
+    fstype: stringField(o, 'fstype', 'fstype', 'fsType', 'fs_type'),
+    mountPoint: stringField(o, 'mountPoint', 'mountPoint', 'mount_point'),
+  };
+  const driverOptions = stringList(o, 'driverOptions', 'driverOptions', 'driver_options');
+  if (driverOptions !== undefined) s.driverOptions = driverOptions;
+  const options = stringList(o, 'options', 'options');
+  if (options !== undefined) s.options = options;
+  const fsGroup = fsGroupField(o);
+  if (fsGroup !== undefined) s.fsGroup = fsGroup;
+  const shared = pick(o, 'shared');
+  if (shared !== undefined) {
+    if (typeof shared !== 'boolean') throw invalid('shared', shared, 'must be a boolean');
+    s.shared = shared;
+  }
+  return s;
+}
+
+/** Where a validated mount point lives: the allowed root and the path relative to it. */
+export interface Placement {
+  root: string;
+  rel: string;
+}
+
+export function checkAllowedRoots(roots: unknown): string[] {
+  if (!Array.isArray(roots) || roots.length === 0) {
+    throw new StorageError('ERR_INVALID_ARG_VALUE', 'allowedRoots must be a non-empty array of absolute paths', { value: roots });
+  }
+  return roots.map((r: unknown) => {
+    if (typeof r !== 'string' || !r.startsWith('/') || r.includes('\0') || posix.normalize(r) !== r || (r.length > 1 && r.endsWith('/'))) {
+      throw new StorageError('ERR_INVALID_ARG_VALUE', `allowed root ${JSON.stringify(r)} must be an absolute, normalized path`, { value: r });
+    }
+    return r;
+  });
+}
+
+/** Checks a mount point is absolute, normalized, beneath an allowed root and reached without symlinks. */
+export function placeMountPoint(mountPoint: string, roots: readonly string[]): Placement {
+  if (mountPoint === '') throw invalid('mountPoint', mountPoint, 'must not be empty');
+  if (mountPoint.includes('\0')) throw invalid('mountPoint', mountPoint, 'must not contain NUL bytes');
+  if (!mountPoint.startsWith('/')) throw invalid('mountPoint', mountPoint, 'must be an absolute path');
+  if (posix.normalize(mountPoint) !== mountPoint || mountPoint.endsWith('/') || mountPoint.split('/').includes('..')) {
+    throw invalid('mountPoint', mountPoint, 'must be normalized (no "..", ".", "//" or trailing "/")');
+  }
+  let root: string | undefined;
+  for (const r of roots) {
+    const prefix = r === '/' ? '/' : `${r}/`;
+    if (mountPoint.startsWith(prefix) && (root === undefined || r.length > root.length)) root = r;
+  }
+  if (root === undefined) throw invalid('mountPoint', mountPoint, `is outside the allowed roots (${roots.join(', ')})`);
+  const rel = mountPoint.slice(root === '/' ? 1 : root.length + 1);
+  const r = native.checkBeneath(root, rel);
+  if (r !== undefined) {
+    if ('errno' in r) throw fromNative(r);
+    if (r.code === 'symlink') {
+      throw new StorageError('ERR_INVALID_STORAGE', `storage mountPoint ${mountPoint} is reached through a symlink at ${r.value}`, {
+        value: mountPoint,
+        field: 'mountPoint',
+        path: r.value,
+      });
+    }
+    throw new StorageError('ERR_INVALID_STORAGE', `storage mountPoint ${mountPoint} goes through a non-directory at ${r.value}`, {
+      value: mountPoint,
+      field: 'mountPoint',
+      path: r.value,
+    });
+  }
+  return { root, rel };
+}
+
+/** Validation common to every driver; handlers add their own checks. */
+export function validateStorage(s: Storage, roots: readonly string[]): Placement {
+  for (const field of ['driver', 'source', 'fstype'] as const) {
+    const v = s[field];
+    if (v === '') throw invalid(field, v, 'must not be empty');
+    if (v.includes('\0')) throw invalid(field, v, 'must not contain NUL bytes');
+  }
+  for (const field of ['options', 'driverOptions'] as const) {
+    for (const o of s[field] ?? []) if (o.includes('\0')) throw invalid(field, o, 'must not contain NUL bytes');
+  }
+  // `loop` and over-long data are refused now rather than after earlier storages were mounted.
+  parseMountOptions(s.options ?? []);
+  return placeMountPoint(s.mountPoint, roots);
+}
+
+/** Every `key=value` word of an option list (elements are also split on commas), last one wins. */
+export function optionValues(options: readonly string[] | undefined): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const element of options ?? []) {
+    for (const word of element.split(',')) {
+      const eq = word.indexOf('=');
+      if (eq > 0) m.set(word.slice(0, eq), word.slice(eq + 1));
+    }
+  }
+  return m;
+}
+
+/** The option list without the words for which `drop(word)` is true. */
+export function withoutOptions(options: readonly string[] | undefined, drop: (word: string) => boolean): string[] {
+  const out: string[] = [];
+  for (const element of options ?? []) {
+    const kept = element.split(',').filter((w) => w !== '' && !drop(w));
+    if (kept.length > 0) out.push(kept.join(','));
+  }
+  return out;
+}

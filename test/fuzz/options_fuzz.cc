@@ -1,0 +1,42 @@
+// Mount option lists come from the host: any bytes, any length. The parser must never crash,
+// and what it accepts must be something mount(2) can take.
+#include <sys/mount.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "options.h"
+
+namespace {
+
+constexpr unsigned long kPropagation = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
+constexpr unsigned long kKnownFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS |
+                                      MS_REMOUNT | MS_MANDLOCK | MS_DIRSYNC | MS_NOSYMFOLLOW | MS_NOATIME |
+                                      MS_NODIRATIME | MS_BIND | MS_REC | MS_SILENT | MS_RELATIME |
+                                      MS_I_VERSION | MS_STRICTATIME | MS_LAZYTIME;
+
+void Require(bool ok) {
+  if (!ok) std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string list(reinterpret_cast<const char*>(data), size);
+  kata::MountOptions a, b;
+  std::string bad_a, bad_b;
+  const kata::OptionError ea = kata::ParseMountOptions(list, &a, &bad_a);
+  const kata::OptionError eb = kata::ParseMountOptions(list, &b, &bad_b);
+  Require(ea == eb && bad_a == bad_b);  // deterministic, no hidden state
+  if (ea != kata::OptionError::kNone) return 0;
+  Require(a.flags == b.flags && a.propagation == b.propagation && a.data == b.data);
+  Require(a.data.size() <= kata::MaxMountDataLength());
+  Require(a.data.find('\0') == std::string::npos);
+  Require((a.flags & ~kKnownFlags) == 0);
+  Require((a.flags & kPropagation) == 0);  // propagation never leaks into the main mount's flags
+  Require((a.propagation & ~(kPropagation | MS_REC)) == 0);
+  // Empty words are dropped, so data never starts with a separator (a quoted comma may end it).
+  Require(a.data.empty() || a.data.front() != ',');
+  return 0;
+}
