@@ -16,7 +16,7 @@ const ALLOWED = [
   /^package\.json$/,
   /^README\.md$/,
   /^LICEN[CS]E(\.\w+)?$/,
-  /^dist\/[\w.-]+\.(js|d\.ts|js\.map)$/,
+  /^dist\/([\w-]+\/)*[\w.-]+\.(js|d\.ts|js\.map)$/,
   /^prebuilds\/linux-(x64|arm64|s390x)\/kata-storage\.glibc\.node$/,
   /^native\/(core|binding)\/[\w-]+\.(cc|h)$/,
   /^cmake\/[\w.-]+\.cmake$/,
