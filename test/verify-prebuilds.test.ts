@@ -109,6 +109,7 @@ t.test('each offence fails the gate and is named', { skip }, async (t) => {
       [/cannot be read as ELF: not an ELF file/],
     ],
     ['an unknown arch', () => ({}), 'ppc64', [/FAIL ppc64: unsupported arch/]],
+    ['a stray directory that would be published', () => ({ x64: [good], ia32: [good] }), 'x64', [/FAIL linux-ia32: unexpected entry in prebuilds\//]],
   ];
   for (const [name, make, arches, messages] of cases) {
     const r = verify(dir, make(), arches);
