@@ -1,7 +1,20 @@
 // The public surface. Everything an agent uses is exported from here and nowhere else.
 export { StorageError, type StorageErrorCode, type SystemError } from './errors';
 export { MountFlags, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
-export { mount, mountSync, umount, umountSync, isMountPoint, type MountCallOptions, type UmountOptions } from './mount';
+export {
+  mount,
+  mountSync,
+  umount,
+  umountSync,
+  isMountPoint,
+  newMountApiSupport,
+  effectiveMountApi,
+  type MountApi,
+  type MountCallOptions,
+  type MountSyncOptions,
+  type NewMountApiSupport,
+  type UmountOptions,
+} from './mount';
 export { normalizeStorage, type Storage, type FsGroup, type GroupChangePolicy } from './storage';
 export { StorageHandlerRegistry, defaultRegistry, type StorageHandler, type StorageContext, type ReleaseContext } from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';

@@ -1,12 +1,73 @@
 // mount/umount from Node. Each call is one native call that parses, mounts, applies propagation
 // and the bind remount; the async forms run on the addon's own threads, never libuv's pool.
+import { isAbsolute, normalize } from 'node:path';
 import { abortError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
-import { native } from './native';
+import { native, type NewMountApiSupport } from './native';
+
+export type { NewMountApiSupport };
 import { joinOptions } from './options';
 
-export interface MountCallOptions {
+/**
+ * Which kernel interface mounts: `'new'` is fsopen/fsconfig/fsmount/move_mount (binds through
+ * open_tree, attributes through mount_setattr), `'legacy'` is mount(2), `'auto'` the new API when
+ * every call of it is allowed (kernel >= 5.12, no seccomp refusal), else mount(2).
+ */
+export type MountApi = 'auto' | 'new' | 'legacy';
+
+export interface MountSyncOptions {
+  /** Default: the environment variable KATA_STORAGE_MOUNT_API when set, else `'auto'`. */
+  mountApi?: MountApi;
+  /**
+   * A directory the target must stay inside. The target (absolute and below it, or relative to
+   * it) is opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and the mount lands on
+   * that file descriptor, so a path component swapped for a symlink (or `..`) after the caller
+   * validated the path cannot redirect the mount: it fails with ELOOP or EXDEV instead.
+   */
+  beneath?: string;
+}
+
+export interface MountCallOptions extends MountSyncOptions {
   /** Rejects with ABORT_ERR at once; a mount that still completes afterwards is undone. */
   signal?: AbortSignal;
+}
+
+const MOUNT_APIS: Readonly<Record<MountApi, number>> = { auto: 0, new: 1, legacy: 2 };
+
+/** Reads the process-wide default (KATA_STORAGE_MOUNT_API); exported for tests. */
+export function defaultMountApi(env: NodeJS.ProcessEnv = process.env): MountApi | TypeError {
+  const v = env.KATA_STORAGE_MOUNT_API;
+  if (v === undefined || v === '') return 'auto';
+  if (Object.hasOwn(MOUNT_APIS, v)) return v as MountApi;
+  return invalidArgValue('KATA_STORAGE_MOUNT_API', v, "must be 'auto', 'new' or 'legacy'");
+}
+
+// Read once: the setting is for a whole process (a test run, an agent's configuration).
+const envMountApi = defaultMountApi();
+
+function mountApiOf(api: unknown): number {
+  if (api === undefined) {
+    if (envMountApi instanceof TypeError) throw envMountApi;
+    return MOUNT_APIS[envMountApi];
+  }
+  if (typeof api !== 'string' || !Object.hasOwn(MOUNT_APIS, api)) {
+    throw invalidArgValue('options.mountApi', api, "must be 'auto', 'new' or 'legacy'");
+  }
+  return MOUNT_APIS[api as MountApi];
+}
+
+/** Which new-API system calls this process may make (probed once, with arguments that do nothing). */
+export function newMountApiSupport(): NewMountApiSupport {
+  return native.newMountApiSupport();
+}
+
+/**
+ * The API a mount with this setting and these options uses: 'auto' resolved, and remounts (and,
+ * under 'auto', data values longer than the 255 bytes fsconfig takes) going to mount(2).
+ */
+export function effectiveMountApi(api?: MountApi, options?: readonly string[]): 'new' | 'legacy' {
+  const r = native.effectiveMountApi(mountApiOf(api), joinOptions(options));
+  if (typeof r === 'string') return r;
+  throw fromNative(r);
 }
 
 export interface UmountOptions {
@@ -27,8 +88,37 @@ export function checkPath(value: unknown, name: string, allowEmpty = false): str
   return value;
 }
 
-function mountArgs(source: unknown, target: unknown, fstype: unknown, options: readonly string[] | undefined): [string, string, string, string] {
-  return [checkPath(source, 'source'), checkPath(target, 'target'), checkPath(fstype, 'fstype', true), joinOptions(options)];
+type MountArgs = [source: string, target: string, fstype: string, list: string, api: number, beneath: string];
+
+function beneathOf(target: string, beneath: unknown): string {
+  if (beneath === undefined) return '';
+  const root = checkPath(beneath, 'options.beneath');
+  if (!isAbsolute(root)) throw invalidArgValue('options.beneath', root, 'must be an absolute path');
+  // The root is the caller's trusted anchor and may be tidied; the target is left exactly as
+  // given so that any `..` in it meets RESOLVE_BENEATH in the kernel.
+  const r = normalize(root).replace(/(.)\/+$/, '$1');
+  if (isAbsolute(target) && target !== r && !target.startsWith(r === '/' ? '/' : `${r}/`)) {
+    throw invalidArgValue('target', target, `must be inside options.beneath ('${r}')`);
+  }
+  return r;
+}
+
+function mountArgs(
+  source: unknown,
+  target: unknown,
+  fstype: unknown,
+  options: readonly string[] | undefined,
+  opts: MountSyncOptions | undefined,
+): MountArgs {
+  const s = checkPath(source, 'source');
+  const t = checkPath(target, 'target');
+  const f = checkPath(fstype, 'fstype', true);
+  const list = joinOptions(options);
+  if (opts === undefined || opts === null) return [s, t, f, list, mountApiOf(undefined), ''];
+  if (typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
+  // Own properties only, as for umount: a polluted Object.prototype must not pick the API or root.
+  const own = (k: keyof MountSyncOptions): unknown => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+  return [s, t, f, list, mountApiOf(own('mountApi')), beneathOf(t, own('beneath'))];
 }
 
 // Undo work for mounts that completed after their caller aborted; tests and teardown can wait on it.
@@ -43,9 +133,14 @@ function check(result: NativeError | undefined): void {
   if (result !== undefined) throw fromNative(result);
 }
 
-export function mountSync(source: string, target: string, fstype: string, options?: readonly string[]): void {
-  const args = mountArgs(source, target, fstype, options);
-  check(native.mountSync(...args));
+export function mountSync(
+  source: string,
+  target: string,
+  fstype: string,
+  options?: readonly string[],
+  opts?: MountSyncOptions,
+): void {
+  check(native.mountSync(...mountArgs(source, target, fstype, options, opts)));
 }
 
 export function mount(
@@ -53,15 +148,15 @@ export function mount(
   target: string,
   fstype: string,
   options?: readonly string[],
-  opts: MountCallOptions = {},
+  opts?: MountCallOptions,
 ): Promise<void> {
-  let args: [string, string, string, string];
+  let args: MountArgs;
   try {
-    args = mountArgs(source, target, fstype, options);
+    args = mountArgs(source, target, fstype, options, opts);
   } catch (err) {
     return Promise.reject(err);
   }
-  const signal = opts.signal;
+  const signal = opts?.signal;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const pending = native.mount(...args);
   if (!signal) return pending.then(check);

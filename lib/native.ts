@@ -20,14 +20,31 @@ export type DeviceWaitResult =
   | DeviceNativeError
   | NativeError;
 
+/** Which new-API system calls this process may make (probed once, with arguments that do nothing). */
+export interface NewMountApiSupport {
+  fsopen: boolean;
+  fsconfig: boolean;
+  fsmount: boolean;
+  move_mount: boolean;
+  open_tree: boolean;
+  mount_setattr: boolean;
+  /** Needed only for `beneath`. */
+  openat2: boolean;
+  /** Every mount call is usable: `'auto'` picks the new API. */
+  complete: boolean;
+}
+
 export interface NativeBinding {
-  /** Shared results of parseMountOptions: [flags, propagation]. */
+  /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
   readonly mountFlags: Record<string, number>;
   readonly maxMountDataLength: number;
   parseMountOptions(list: string): string | [code: string, value: string];
-  mountSync(source: string, target: string, fstype: string, list: string): NativeError | undefined;
-  mount(source: string, target: string, fstype: string, list: string): Promise<NativeError | undefined>;
+  /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
+  mountSync(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): NativeError | undefined;
+  mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;
+  effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
+  newMountApiSupport(): NewMountApiSupport;
   umountSync(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): NativeError | undefined;
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
@@ -38,6 +55,8 @@ export interface NativeBinding {
   makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | NativeError>;
   /** Removes a tree, refusing (EBUSY, nothing deleted) if a mount lies anywhere in it. */
   removeTree(path: string): Promise<NativeError | undefined>;
+  /** rmdir, or unlink for a non-directory, on the addon's threads. */
+  removeEntry(path: string): Promise<NativeError | undefined>;
   applyFsGroup(path: string, gid: number, readOnly: boolean, onRootMismatch: boolean): Promise<{ skipped: boolean; changed: number } | NativeError>;
   ensureHugepages(sysfsRoot: string, pageKb: number, pages: number): Promise<{ previous: number; allocated: number } | NativeError>;
   /** [rootComplex or -1, slot, fn, slot, fn, ...] */

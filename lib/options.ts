@@ -20,6 +20,12 @@ export interface ParsedMountOptions {
   propagation: number;
   /** Filesystem-specific data, comma-joined in the original order. */
   data: string;
+  /**
+   * MS_RDONLY/NOSUID/NODEV/NOEXEC from runc's `rro`/`rnosuid`/`rnodev`/`rnoexec`: applied to the
+   * mount and every mount below it with mount_setattr(AT_RECURSIVE). mount(2) cannot, so with the
+   * legacy API such a mount is refused with ERR_INVALID_MOUNT_OPTION.
+   */
+  recursiveFlags: number;
 }
 
 /**
@@ -44,5 +50,5 @@ export function parseMountOptions(options: readonly string[]): ParsedMountOption
   const r = native.parseMountOptions(joinOptions(options));
   if (typeof r !== 'string') throw fromNative({ code: r[0], value: r[1] });
   const scratch = native.scratch;
-  return { flags: scratch[0]!, propagation: scratch[1]!, data: r };
+  return { flags: scratch[0]!, propagation: scratch[1]!, data: r, recursiveFlags: scratch[2]! };
 }

@@ -2,9 +2,13 @@ import t from 'tap';
 import { mkdirSync, writeFileSync, openSync, closeSync, symlinkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { mount, mountSync, umount, umountSync, isMountPoint } from '../lib/index';
+import { mount, mountSync, umount, umountSync, isMountPoint, effectiveMountApi } from '../lib/index';
 import { abortedMountsSettled } from '../lib/mount';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+
+// The suite runs under each API (npm run test:mount-apis); the failing syscall differs by API.
+const newApi = effectiveMountApi() === 'new';
+t.comment(`mount API in use: ${effectiveMountApi()}`);
 
 t.test('mounts for real', { skip: cannotMount }, async (t) => {
   t.test('tmpfs with flags and data shows them in mountinfo', async (t) => {
@@ -97,16 +101,17 @@ t.test('mounts for real', { skip: cannotMount }, async (t) => {
     const dir = scratchDir(t);
     const before = mountSnapshot();
     const missing = join(dir, 'missing');
+    const attach = newApi ? 'move_mount' : 'mount';
     t.throws(() => mountSync('tmpfs', missing, 'tmpfs'), {
       code: 'ENOENT',
       errno: -2,
-      syscall: 'mount',
+      syscall: attach,
       path: 'tmpfs',
       dest: missing,
-      message: `ENOENT: no such file or directory, mount 'tmpfs' -> '${missing}'`,
+      message: `ENOENT: no such file or directory, ${attach} 'tmpfs' -> '${missing}'`,
     });
-    await t.rejects(mount('x', dir, 'no-such-fs'), { code: 'ENODEV', errno: -19, syscall: 'mount', path: 'x', dest: dir });
-    await t.rejects(mount('tmpfs', dir, 'tmpfs', ['size=bogus']), { code: 'EINVAL', errno: -22, syscall: 'mount' });
+    await t.rejects(mount('x', dir, 'no-such-fs'), { code: 'ENODEV', errno: -19, syscall: newApi ? 'fsopen' : 'mount', path: 'x', dest: dir });
+    await t.rejects(mount('tmpfs', dir, 'tmpfs', ['size=bogus']), { code: 'EINVAL', errno: -22, syscall: newApi ? 'fsconfig' : 'mount' });
     t.throws(() => umountSync(dir), { code: 'EINVAL', syscall: 'umount2', path: dir, message: `EINVAL: invalid argument, umount2 '${dir}'` });
     await t.rejects(umount(missing), { code: 'ENOENT', syscall: 'umount2' });
     t.throws(() => mountSync('tmpfs', `${dir}\0x`, 'tmpfs'), { code: 'ERR_INVALID_ARG_VALUE', name: 'TypeError' });

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { MountFlags, parseMountOptions } from '../lib/index';
 
 const F = MountFlags;
@@ -88,4 +90,29 @@ t.test('bad input from JavaScript gets a typed error', async (t) => {
   t.throws(() => parseMountOptions([undefined as unknown as string]), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => parseMountOptions(['ro\0rw']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'ro\0rw' });
   t.throws(() => parseMountOptions(['x'.repeat(1 << 20)]), { code: 'ERR_MOUNT_OPTIONS_TOO_LONG' });
+});
+
+t.test('lists past the native inline buffer, with multi-byte text at its edge, parse whole', async (t) => {
+  // The native side reads short lists into a 512-byte buffer and longer ones onto the heap; a
+  // UTF-8 sequence straddling the buffer's end must never be cut.
+  const wrong: string[] = [];
+  for (let pad = 495; pad <= 515; pad++) {
+    for (const tail of ['é', '€', '😀', 'é€😀']) {
+      const word = `x=${'a'.repeat(pad)}${tail}`;
+      const p = parseMountOptions([`ro,${word}`, 'nodev']);
+      if (p.flags !== (F.RDONLY | F.NODEV) || p.data !== word) wrong.push(`${pad}${tail}`);
+    }
+  }
+  t.same(wrong, [], 'every list parsed to its flags and its exact data');
+  const many = [...Array<string>(300).fill('ro'), 'rw', 'size=1m'];
+  t.ok(many.join('\0').length > 512);
+  t.same(all(many), [0, 'size=1m'], 'later words still win in a long list');
+});
+
+t.test('a detached result buffer is refused rather than written through', async (t) => {
+  const out = execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'detached-scratch.ts')], {
+    encoding: 'utf8',
+    timeout: 60000,
+  });
+  t.same(JSON.parse(out), { before: [F.RDONLY, ''], after: 'kata-storage: the native scratch buffer was detached' });
 });

@@ -1,6 +1,8 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { umount } from '../lib/index';
 import { cannotMount } from './helpers/mountinfo';
 
 t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t) => {
@@ -14,4 +16,17 @@ t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t
   t.equal(r.cycles, 20, 'all 20 mount/umount cycles completed and were seen in mountinfo');
   t.equal(r.blockedDuring, true, 'the pool was still blocked while they ran');
   t.equal(r.statDone, true, 'the queued fs.stat ran once the pool was freed');
+});
+
+t.test('pool threads carry the name kata-pool, where ps and top show it', async (t) => {
+  // Fails at once (nothing is mounted there), but only after a pool thread has run it.
+  await t.rejects(umount('/nonexistent-kata-pool-name'), { code: 'ENOENT' });
+  const names = readdirSync('/proc/self/task').map((tid) => {
+    try {
+      return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  });
+  t.ok(names.includes('kata-pool'), `a kata-pool thread among ${JSON.stringify(names)}`);
 });

@@ -5,10 +5,12 @@
 
 #include <napi.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "syserror.h"
@@ -27,19 +29,33 @@ class Job;
 // Completions from pool threads go through one threadsafe function per environment. `closed` is
 // set by the function's finalizer, under `mu`, so a thread finishing after a worker_thread exits
 // drops its result instead of touching freed memory.
+// Finished jobs wait in `done`; the threadsafe function is only a wake-up, sent when `done` goes
+// from idle to busy, so a burst of completions costs one wake-up and is drained in bounded
+// batches (see Drain in addon.cc).
 struct Completion {
   std::mutex mu;
   napi_threadsafe_function tsfn = nullptr;
   bool closed = false;
+  bool signaled = false;  // a wake-up or a drain is already on its way
+  std::deque<Job*> done;
 };
 
 struct AddonData {
   std::shared_ptr<Completion> completion;
   int pending = 0;  // jobs in flight; the function keeps the loop alive only while > 0
   Napi::Reference<Napi::Uint32Array> scratch;  // results returned without allocating
+  Napi::FunctionReference set_immediate;        // to resume draining after timers and I/O
+  Napi::FunctionReference drain;
+  // scratch's ArrayBuffer and its storage, which never moves: writing through the pointer spares
+  // two Node-API calls per parse. The buffer is checked for detachment before each write.
+  Napi::Reference<Napi::ArrayBuffer> scratch_buffer;
+  uint32_t* scratch_values = nullptr;
 };
 
 AddonData* Data(Napi::Env env);
+
+// The shared result array exported as `scratch` (4 values), or a thrown Error if JS detached it.
+uint32_t* ScratchValues(Napi::Env env);
 
 // A blocking operation. Execute() runs on a pool thread and must not touch napi;
 // Complete() runs on the JS thread and returns the value the promise resolves with.
@@ -62,6 +78,21 @@ class Job {
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 // Like StringArg but refuses embedded NUL bytes (paths for syscalls).
 std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A string argument read without touching the heap when it is short, as option lists are: the
+// hot path of parseMountOptions (DESIGN 6, >= 1M/s) cannot afford V8's length pass plus a
+// std::string per call. Throws like StringArg. Valid while the object lives.
+class ShortStringArg {
+ public:
+  ShortStringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+  ShortStringArg(const ShortStringArg&) = delete;
+  ShortStringArg& operator=(const ShortStringArg&) = delete;
+  std::string_view view() const { return view_; }
+
+ private:
+  char inline_[512];
+  std::string heap_;
+  std::string_view view_;
+};
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 

@@ -71,6 +71,22 @@ Napi::Value RemoveTreeAsync(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new RemoveTreeJob(PathArg(info, 0, "path")));
 }
 
+class RemoveEntryJob : public Job {
+ public:
+  explicit RemoveEntryJob(std::string path) : path_(std::move(path)) {}
+  void Execute() override { RemoveEntry(path_, &error_); }
+  Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
+
+ private:
+  std::string path_;
+  SysError error_;
+};
+
+// removeEntry(path): Promise<NativeError | undefined>
+Napi::Value RemoveEntryAsync(const Napi::CallbackInfo& info) {
+  return Job::Start(info.Env(), new RemoveEntryJob(PathArg(info, 0, "path")));
+}
+
 class FsGroupJob : public Job {
  public:
   FsGroupJob(std::string path, unsigned gid, bool read_only, bool on_root_mismatch)
@@ -139,6 +155,7 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("checkBeneath", Napi::Function::New(env, CheckBeneathSync, "checkBeneath"));
   exports.Set("makeBeneath", Napi::Function::New(env, MakeBeneathAsync, "makeBeneath"));
   exports.Set("removeTree", Napi::Function::New(env, RemoveTreeAsync, "removeTree"));
+  exports.Set("removeEntry", Napi::Function::New(env, RemoveEntryAsync, "removeEntry"));
   exports.Set("applyFsGroup", Napi::Function::New(env, ApplyFsGroupAsync, "applyFsGroup"));
   exports.Set("ensureHugepages", Napi::Function::New(env, EnsureHugepagesAsync, "ensureHugepages"));
 }

@@ -3,6 +3,7 @@
 
 #include "addon.h"
 #include "mount.h"
+#include "newmount.h"
 #include "options.h"
 #include "workpool.h"
 
@@ -18,26 +19,36 @@ const char* OptionErrorCode(OptionError e) {
 // Flags and propagation land in the shared scratch array so a parse allocates only its data string.
 Napi::Value ParseOptions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string list = StringArg(info, 0, "options");
-  MountOptions opts;
+  ShortStringArg list(info, 0, "options");
+  // Reused per thread so the data string keeps its buffer from one parse to the next.
+  static thread_local MountOptions opts;
   std::string bad;
-  OptionError err = ParseMountOptions(list, &opts, &bad);
+  OptionError err = ParseMountOptions(list.view(), &opts, &bad);
   if (err != OptionError::kNone) {
     Napi::Array a = Napi::Array::New(env, 2);
     a.Set(uint32_t{0}, OptionErrorCode(err));
     a.Set(uint32_t{1}, bad);
     return a;
   }
-  Napi::Uint32Array scratch = Data(env)->scratch.Value();
+  uint32_t* scratch = ScratchValues(env);
   scratch[0] = static_cast<uint32_t>(opts.flags);
   scratch[1] = static_cast<uint32_t>(opts.propagation);
+  scratch[2] = static_cast<uint32_t>(opts.recursive_flags);
   return Napi::String::New(env, opts.data);
 }
 
 struct MountArgs {
-  std::string source, target, fstype;
+  std::string source, target, fstype, beneath;
   MountOptions options;
+  MountRequest request;  // request.beneath points into `beneath`: set after the last move
 };
+
+MountApi MountApiArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsUndefined()) return MountApi::kAuto;
+  const int32_t v = IntArg(info, i, "mountApi");
+  if (v < 0 || v > 2) throw Napi::RangeError::New(info.Env(), "mountApi must be 0 (auto), 1 (new) or 2 (legacy)");
+  return static_cast<MountApi>(v);
+}
 
 // Returns false after filling `result` with the option error to hand back.
 bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value* result) {
@@ -51,12 +62,21 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
     *result = CodeError(info.Env(), OptionErrorCode(err), bad);
     return false;
   }
+  args->request.api = MountApiArg(info, 4);
+  if (!info[5].IsUndefined()) args->beneath = PathArg(info, 5, "beneath");
+  // mount(2) has no way to apply an attribute to a whole tree: refuse rather than half-apply.
+  if (args->options.recursive_flags &&
+      EffectiveMountApi(args->request.api, args->options) == MountApi::kLegacy) {
+    *result = CodeError(info.Env(), "ERR_INVALID_MOUNT_OPTION", args->options.recursive_word);
+    return false;
+  }
   return true;
 }
 
-bool DoMount(const MountArgs& a, SysError* error) {
+bool DoMount(MountArgs& a, SysError* error) {
+  a.request.beneath = a.beneath.empty() ? nullptr : a.beneath.c_str();
   return Mount(a.source.c_str(), a.target.c_str(), a.fstype.empty() ? nullptr : a.fstype.c_str(),
-               a.options, error);
+               a.options, error, a.request);
 }
 
 Napi::Value MountSync(const Napi::CallbackInfo& info) {
@@ -136,6 +156,32 @@ Napi::Value IsMountPointSync(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), result);
 }
 
+// effectiveMountApi(api, list): 'new' | 'legacy' | [code, value] (an option the parser refuses)
+Napi::Value EffectiveMountApiOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MountApi api = MountApiArg(info, 0);
+  MountOptions opts;
+  std::string bad;
+  const OptionError err = ParseMountOptions(StringArg(info, 1, "options"), &opts, &bad);
+  if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
+  return Napi::String::New(env, EffectiveMountApi(api, opts) == MountApi::kNew ? "new" : "legacy");
+}
+
+// newMountApiSupport(): which calls of the new mount API this process may make (probed once).
+Napi::Value NewMountApiSupport(const Napi::CallbackInfo& info) {
+  const NewMountSupport& s = ProbeNewMountApi();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("fsopen", s.fsopen);
+  o.Set("fsconfig", s.fsconfig);
+  o.Set("fsmount", s.fsmount);
+  o.Set("move_mount", s.move_mount);
+  o.Set("open_tree", s.open_tree);
+  o.Set("mount_setattr", s.mount_setattr);
+  o.Set("openat2", s.openat2);
+  o.Set("complete", s.Complete());
+  return o;
+}
+
 Napi::Value PoolThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), BlockingPoolThreads());
 }
@@ -178,6 +224,9 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
   exports.Set("umount", Napi::Function::New(env, UmountAsync, "umount"));
   exports.Set("isMountPoint", Napi::Function::New(env, IsMountPointSync, "isMountPoint"));
+  exports.Set("effectiveMountApi", Napi::Function::New(env, EffectiveMountApiOf, "effectiveMountApi"));
+  exports.Set("newMountApiSupport",
+              Napi::Function::New(env, NewMountApiSupport, "newMountApiSupport"));
   exports.Set("poolThreads", Napi::Function::New(env, PoolThreads, "poolThreads"));
   exports.Set("mountFlags", MountFlagValues(env));
   exports.Set("maxMountDataLength", Napi::Number::New(env, static_cast<double>(MaxMountDataLength())));

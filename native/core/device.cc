@@ -6,17 +6,11 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "hex.h"
 #include "pci.h"
 
 namespace kata {
 namespace {
-
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool AllDigits(std::string_view s) {
   if (s.empty()) return false;

@@ -449,4 +449,15 @@ bool EnsureHugepages(const std::string& sysfs_root, unsigned long page_kb, unsig
   return true;
 }
 
+bool RemoveEntry(const std::string& path, SysError* error) {
+  if (rmdir(path.c_str()) == 0) return true;
+  if (errno == ENOTDIR) {
+    if (unlink(path.c_str()) == 0) return true;
+    error->Set(errno, "unlink", path);
+    return false;
+  }
+  error->Set(errno, "rmdir", path);
+  return false;
+}
+
 }  // namespace kata

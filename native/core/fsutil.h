@@ -35,6 +35,11 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
 // and refuses, with EBUSY and nothing deleted, if `path` or anything below it is a mount point.
 bool RemoveTree(const std::string& path, SysError* error);
 
+// Removes one entry the sandbox created: rmdir, or unlink when it is not a directory (a bind
+// target file). Runs on the core's threads: under a storm of umounts, rmdir waits for the
+// kernel's mount locks, which must not stall the JS thread.
+bool RemoveEntry(const std::string& path, SysError* error);
+
 struct FsGroupResult {
   bool skipped = false;  // OnRootMismatch: root already had the group and the bits
   long changed = 0;      // inodes whose group/mode were set

@@ -5,8 +5,13 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "newmount.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x2000
@@ -35,33 +40,197 @@ long NowMs() {
 
 }  // namespace
 
-bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
-           SysError* error) {
+namespace {
+
+std::string ReadSmallFile(const char* path) {
+  std::string out;
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+// The id of the mount an fd is on ("mnt_id:" in fdinfo, Linux 3.15+); -1 if unknown.
+long FdMountId(int fd) {
+  const std::string info = ReadSmallFile(("/proc/self/fdinfo/" + std::to_string(fd)).c_str());
+  const size_t at = info.find("mnt_id:");
+  return at == std::string::npos ? -1 : std::strtol(info.c_str() + at + 7, nullptr, 10);
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeMountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out.push_back(static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8)));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// True when mount `id` sits exactly on the directory that `mountpoint_fd` names: its mountinfo
+// line has the fd's mount as parent and the fd's current path as mount point (two dentries of
+// one mount never share a path).
+bool MountedOn(long id, int mountpoint_fd) {
+  const long parent = FdMountId(mountpoint_fd);
+  char where[4096];
+  const std::string link = "/proc/self/fd/" + std::to_string(mountpoint_fd);
+  const ssize_t n = readlink(link.c_str(), where, sizeof(where));
+  if (id < 0 || parent < 0 || n <= 0 || static_cast<size_t>(n) >= sizeof(where)) return false;
+  const std::string path(where, static_cast<size_t>(n));
+  const std::string table = ReadSmallFile("/proc/self/mountinfo");
+  const std::string prefix = std::to_string(id) + " " + std::to_string(parent) + " ";
+  for (size_t line = 0; line < table.size();) {
+    size_t end = table.find('\n', line);
+    if (end == std::string::npos) end = table.size();
+    if (table.compare(line, prefix.size(), prefix) == 0) {
+      // id parent major:minor root mount-point ...
+      size_t field = line;
+      for (int i = 0; i < 4 && field < end; ++i) field = table.find(' ', field) + 1;
+      const size_t stop = table.find(' ', field);
+      return UnescapeMountinfo(table.substr(field, stop - field)) == path;
+    }
+    line = end + 1;
+  }
+  return false;
+}
+
+// Where the legacy path mounts and how it reaches the new mount again for the later steps.
+struct LegacyTarget {
+  const char* at;        // what mount(2) is given: the target, or /proc/self/fd/N under `beneath`
+  const char* beneath;   // null unless the target was opened beneath a root
+  const char* relative;  // the target below `beneath`
+  int fd;                // the O_PATH fd `at` names, or -1
+};
+
+bool LegacyMount(const char* source, const char* target, const char* fstype,
+                 const MountOptions& opts, const LegacyTarget& where, SysError* error) {
+  if (opts.recursive_flags) {
+    error->Set(EINVAL, "mount", source, target);
+    return false;
+  }
   const unsigned long flags = opts.flags & ~(kPropagationMask);
   const bool is_bind = (flags & MS_BIND) && !(flags & MS_REMOUNT);
   const char* data = opts.data.empty() ? nullptr : opts.data.c_str();
 
-  if (mount(source, target, fstype, flags, data) != 0) {
+  if (mount(source, where.at, fstype, flags, data) != 0) {
     error->Set(errno, "mount", source, target);
     return false;
+  }
+  const bool remount_bind = is_bind && (flags & kBindRemountFlags);
+  if (opts.propagation == 0 && !remount_bind) return true;
+
+  // An O_PATH fd names the directory below the new mount, and following its /proc link does not
+  // step into mounts on top: the later steps need the mount itself, so open the target again
+  // (still beneath the root, still refusing symlinks) and check that what we reached is a mount
+  // sitting on the very directory the first fd holds, not one renamed into its place meanwhile.
+  std::string mounted = target;
+  int reopened = -1;
+  if (where.beneath) {
+    reopened = OpenBeneath(where.beneath, where.relative, target, error);
+    if (reopened < 0) return false;
+    if (!MountedOn(FdMountId(reopened), where.fd)) {
+      // Only a concurrent rename inside the root gets here. Our mount stays (inside the root):
+      // no path or fd we hold still names it, so it cannot be unmounted safely.
+      error->Set(ESTALE, "openat2", target);
+      close(reopened);
+      return false;
+    }
+    mounted = "/proc/self/fd/" + std::to_string(reopened);
   }
 
   auto undo = [&](int err) {
     error->Set(err, "mount", source, target);
-    umount2(target, UMOUNT_NOFOLLOW);
+    // /proc/self/fd/N is a link by design, so it cannot be unmounted with UMOUNT_NOFOLLOW.
+    umount2(mounted.c_str(), where.beneath ? 0 : UMOUNT_NOFOLLOW);
     return false;
   };
-
-  if (opts.propagation != 0 && mount(nullptr, target, nullptr, opts.propagation, nullptr) != 0) {
-    return undo(errno);
+  bool ok = true;
+  if (opts.propagation != 0 &&
+      mount(nullptr, mounted.c_str(), nullptr, opts.propagation, nullptr) != 0) {
+    ok = undo(errno);
   }
-
-  if (is_bind && (flags & kBindRemountFlags)) {
+  if (ok && remount_bind) {
     const unsigned long remount =
         MS_REMOUNT | MS_BIND | (flags & (kBindRemountFlags | kAtimeFlags));
-    if (mount(nullptr, target, nullptr, remount, nullptr) != 0) return undo(errno);
+    if (mount(nullptr, mounted.c_str(), nullptr, remount, nullptr) != 0) ok = undo(errno);
   }
+  if (reopened >= 0) close(reopened);
+  return ok;
+}
+
+// `target` relative to `root`: "" (the root itself) becomes ".", an absolute path must lie below.
+bool RelativeBeneath(const std::string& root, const char* target, std::string* relative) {
+  if (target[0] != '/') {
+    *relative = target;
+    return true;
+  }
+  std::string r = root;
+  while (r.size() > 1 && r.back() == '/') r.pop_back();
+  const std::string t = target;
+  if (r == "/") {
+    *relative = t.substr(1);
+  } else if (t == r) {
+    relative->clear();
+  } else if (t.size() > r.size() && t.compare(0, r.size(), r) == 0 && t[r.size()] == '/') {
+    *relative = t.substr(r.size() + 1);
+  } else {
+    return false;
+  }
+  if (relative->empty()) *relative = ".";
   return true;
+}
+
+}  // namespace
+
+MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts) {
+  if (opts.flags & (MS_REMOUNT | MS_MOVE)) return MountApi::kLegacy;
+  if (requested == MountApi::kAuto) {
+    if (!ProbeNewMountApi().Complete()) return MountApi::kLegacy;
+    // A value fsconfig cannot take still fits mount(2)'s page; recursive attributes cannot go
+    // that way, and then the new API's EINVAL is the honest answer.
+    if (!opts.recursive_flags && !FitsFsconfig(opts)) return MountApi::kLegacy;
+    return MountApi::kNew;
+  }
+  return requested;
+}
+
+bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
+           SysError* error, const MountRequest& request) {
+  const bool use_new = EffectiveMountApi(request.api, opts) == MountApi::kNew;
+  if (!request.beneath) {
+    if (use_new) return NewMount(source, target, -1, fstype, opts, error);
+    return LegacyMount(source, target, fstype, opts, {target, nullptr, nullptr, -1}, error);
+  }
+  std::string relative;
+  if (!RelativeBeneath(request.beneath, target, &relative)) {
+    error->Set(EXDEV, "openat2", target);  // what RESOLVE_BENEATH itself says about an escape
+    return false;
+  }
+  const int fd = OpenBeneath(request.beneath, relative.c_str(), target, error);
+  if (fd < 0) return false;
+  bool ok;
+  if (use_new) {
+    ok = NewMount(source, target, fd, fstype, opts, error);
+  } else {
+    // mount(2) follows the /proc link to exactly the object the fd holds; a later rename or
+    // symlink at the path cannot change what it names.
+    const std::string at = "/proc/self/fd/" + std::to_string(fd);
+    ok = LegacyMount(source, target, fstype, opts, {at.c_str(), request.beneath, relative.c_str(), fd},
+                     error);
+  }
+  close(fd);
+  return ok;
 }
 
 bool Umount(const char* target, const UmountOptions& opts, SysError* error) {

@@ -8,11 +8,34 @@
 
 namespace kata {
 
+enum class MountApi {
+  kAuto = 0,    // the new API when the kernel and seccomp allow every call of it and fsconfig
+                // takes the data, else mount(2)
+  kNew = 1,     // fsopen/fsconfig/fsmount/move_mount, open_tree, mount_setattr; fails if absent
+  kLegacy = 2,  // mount(2) only
+};
+
+struct MountRequest {
+  MountApi api = MountApi::kAuto;
+  // When set, `target` (absolute and inside it, or relative to it) is opened with
+  // openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) from this directory and the mount lands on that
+  // fd: a component swapped for a symlink or `..` after the caller validated the path cannot
+  // redirect it outside.
+  const char* beneath = nullptr;
+};
+
+// kNew or kLegacy: what a mount with these options will use. Remounts and moves always take
+// mount(2) (they create nothing for fsmount to hand back); under kAuto so do data values longer
+// than fsconfig accepts.
+MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts);
+
 // The main mount (no propagation bits), then the propagation change in its own call, then for
 // binds the remount that makes ro/nosuid/nodev/noexec real (the kernel ignores them on the first
 // bind). If a later step fails the main mount is undone, so a failed call leaves nothing behind.
+// With the new API the attributes are set before the mount is attached, so the same holds.
+// Recursive attributes (opts.recursive_flags) need the new API: with mount(2) they are EINVAL.
 bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
-           SysError* error);
+           SysError* error, const MountRequest& request = MountRequest());
 
 struct UmountOptions {
   bool detach = false;

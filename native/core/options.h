@@ -10,6 +10,10 @@ struct MountOptions {
   unsigned long flags = 0;        // MS_* passed to the main mount(2)
   unsigned long propagation = 0;  // MS_{PRIVATE,SHARED,SLAVE,UNBINDABLE}[|MS_REC], applied separately
   std::string data;               // everything that is not a flag, comma-joined in order
+  // runc's rro/rnosuid/rnodev/rnoexec as MS_* bits: only mount_setattr(AT_RECURSIVE) can apply
+  // them, so the legacy API must refuse them; `recursive_word` is the first one, for that error.
+  unsigned long recursive_flags = 0;
+  std::string recursive_word;
 };
 
 enum class OptionError {

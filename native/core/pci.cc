@@ -2,15 +2,10 @@
 
 #include <cerrno>
 
+#include "hex.h"
+
 namespace kata {
 namespace {
-
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // 1 or 2 hex digits, nothing else (no sign, no 0x, no spaces).
 bool ParseHexByte(std::string_view s, int* out) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace kata {
 
@@ -10,6 +11,9 @@ struct SysError {
   const char* syscall = "";      // static string: "mount", "umount2", "statx", ...
   std::string path;              // Node's `path` (for mount: the source)
   std::string dest;              // Node's `dest` (for mount: the target)
+  // What the kernel wrote to a filesystem context (fsopen fd) about the failure, e.g.
+  // "tmpfs: Bad value for 'size'"; mount(2) sends the same text only to dmesg.
+  std::vector<std::string> kernel_messages;
 
   explicit operator bool() const { return err != 0; }
   void Set(int e, const char* sc, std::string p = {}, std::string d = {}) {
@@ -17,6 +21,7 @@ struct SysError {
     syscall = sc;
     path = std::move(p);
     dest = std::move(d);
+    kernel_messages.clear();
   }
 };
 

@@ -6,9 +6,10 @@
 
 namespace kata {
 
-// Runs `job` on a pool thread. An idle thread is reused; when every thread is busy (some may be
-// stuck in the kernel) a new one is started, so one hung mount never delays the next job.
-// Threads idle for a while exit. Jobs must not throw.
+// Runs `job` on a pool thread. Up to a few threads start on demand; past that, a thread is added
+// only when queued jobs see no progress for a short while (the busy threads are likely stuck in
+// the kernel), so hung mounts never hold up the rest while normal bursts stay off the CPU the JS
+// thread needs. Threads idle for a while exit. Jobs must not throw.
 void SubmitBlocking(std::function<void()> job);
 
 // Number of pool threads alive now (for tests and diagnostics).

@@ -1,17 +1,11 @@
 // CCW bus ids ("0.<ssid>.<devno>") from the host: parse or refuse, and what parses prints back
 // in sysfs's canonical form, which parses to the same device.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "fuzz.h"
 #include "device.h"
-
-namespace {
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

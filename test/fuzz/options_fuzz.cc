@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "fuzz.h"
 #include "options.h"
 
 namespace {
@@ -15,10 +16,6 @@ constexpr unsigned long kKnownFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEX
                                       MS_REMOUNT | MS_MANDLOCK | MS_DIRSYNC | MS_NOSYMFOLLOW | MS_NOATIME |
                                       MS_NODIRATIME | MS_BIND | MS_REC | MS_SILENT | MS_RELATIME |
                                       MS_I_VERSION | MS_STRICTATIME | MS_LAZYTIME;
-
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
 
 }  // namespace
 

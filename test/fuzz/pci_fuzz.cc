@@ -1,17 +1,11 @@
 // PCI paths come from the host's runtime. Any text must parse or be refused, never crash, and
 // what parses must be within the bus's limits and print back to itself.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "fuzz.h"
 #include "pci.h"
-
-namespace {
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

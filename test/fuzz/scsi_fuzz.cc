@@ -1,17 +1,11 @@
 // SCSI addresses ("target:lun", decimal) from the host: parse or refuse; what parses prints back
 // to an address that parses to the same numbers.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "fuzz.h"
 #include "device.h"
-
-namespace {
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -13,14 +13,11 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz.h"
 #include "pci.h"
 #include "sysfs.h"
 
 namespace {
-
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
 
 void RemoveTree(const std::string& path) {
   // Small trees only (bounded below); nftw would follow nothing either, but this keeps it plain.

@@ -7,14 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "fuzz.h"
 #include "device.h"
 #include "uevent.h"
 
 namespace {
-
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
 
 // Matchers that need no sysfs walk at construction (MMIO and pmem name a node; CCW and SCSI
 // match on devpath shape), built once.

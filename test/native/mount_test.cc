@@ -94,8 +94,17 @@ KATA_TEST(mount_errors_carry_errno_and_paths) {
   kata::SysError err;
   CHECK(!kata::Mount("tmpfs", "/nonexistent/kata", "tmpfs", kata::MountOptions{}, &err));
   CHECK_EQ(err.err, ENOENT);
-  CHECK_EQ(std::string(err.syscall), std::string("mount"));
+  // The call that failed: attaching, which is move_mount(2) when auto picked the new API.
+  const bool new_api = kata::EffectiveMountApi(kata::MountApi::kAuto, kata::MountOptions{}) ==
+                       kata::MountApi::kNew;
+  CHECK_EQ(std::string(err.syscall), std::string(new_api ? "move_mount" : "mount"));
   CHECK_EQ(err.dest, std::string("/nonexistent/kata"));
+  kata::SysError legacy;
+  kata::MountRequest req;
+  req.api = kata::MountApi::kLegacy;
+  CHECK(!kata::Mount("tmpfs", "/nonexistent/kata", "tmpfs", kata::MountOptions{}, &legacy, req));
+  CHECK_EQ(legacy.err, ENOENT);
+  CHECK_EQ(std::string(legacy.syscall), std::string("mount"));
   kata::SysError err2;
   CHECK(!kata::Umount("/nonexistent/kata", kata::UmountOptions{}, &err2));
   CHECK_EQ(err2.err, ENOENT);

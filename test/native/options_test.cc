@@ -63,3 +63,113 @@ KATA_TEST(quotes_and_refusals) {
   CHECK(ParseMountOptions(std::string(kata::MaxMountDataLength() + 1, 'x'), &o, &bad) == OptionError::kTooLong);
   CHECK(ParseMountOptions(std::string(kata::MaxMountDataLength(), 'x'), &o, &bad) == OptionError::kNone);
 }
+
+// The lookup is an index built at compile time: every word must still be found, and words that
+// share a length, first or last byte with a table word must still be data.
+KATA_TEST(every_word_and_near_misses) {
+  struct Case {
+    const char* word;
+    unsigned long set;          // flags after the word alone
+    unsigned long cleared;      // flags after "<all bits>" then the word: what it clears
+    unsigned long propagation;
+  };
+  const unsigned long kAll = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS |
+                             MS_MANDLOCK | MS_NOATIME | MS_NODIRATIME | MS_RELATIME |
+                             MS_STRICTATIME | MS_I_VERSION | MS_SILENT | MS_LAZYTIME | MS_NOSYMFOLLOW;
+  const Case cases[] = {
+      {"defaults", 0, 0, 0},
+      {"ro", MS_RDONLY, 0, 0},
+      {"rw", 0, MS_RDONLY, 0},
+      {"suid", 0, MS_NOSUID, 0},
+      {"nosuid", MS_NOSUID, 0, 0},
+      {"dev", 0, MS_NODEV, 0},
+      {"nodev", MS_NODEV, 0, 0},
+      {"exec", 0, MS_NOEXEC, 0},
+      {"noexec", MS_NOEXEC, 0, 0},
+      {"sync", MS_SYNCHRONOUS, 0, 0},
+      {"async", 0, MS_SYNCHRONOUS, 0},
+      {"dirsync", MS_DIRSYNC, 0, 0},
+      {"remount", MS_REMOUNT, 0, 0},
+      {"mand", MS_MANDLOCK, 0, 0},
+      {"nomand", 0, MS_MANDLOCK, 0},
+      {"atime", 0, MS_NOATIME, 0},
+      {"noatime", MS_NOATIME, 0, 0},
+      {"diratime", 0, MS_NODIRATIME, 0},
+      {"nodiratime", MS_NODIRATIME, 0, 0},
+      {"relatime", MS_RELATIME, 0, 0},
+      {"norelatime", 0, MS_RELATIME, 0},
+      {"strictatime", MS_STRICTATIME, 0, 0},
+      {"nostrictatime", 0, MS_STRICTATIME, 0},
+      {"iversion", MS_I_VERSION, 0, 0},
+      {"noiversion", 0, MS_I_VERSION, 0},
+      {"silent", MS_SILENT, 0, 0},
+      {"loud", 0, MS_SILENT, 0},
+      {"bind", MS_BIND, 0, 0},
+      {"rbind", MS_BIND | MS_REC, 0, 0},
+      {"lazytime", MS_LAZYTIME, 0, 0},
+      {"nolazytime", 0, MS_LAZYTIME, 0},
+      {"nosymfollow", MS_NOSYMFOLLOW, 0, 0},
+      {"symfollow", 0, MS_NOSYMFOLLOW, 0},
+      {"private", 0, 0, MS_PRIVATE},
+      {"rprivate", 0, 0, MS_PRIVATE | MS_REC},
+      {"shared", 0, 0, MS_SHARED},
+      {"rshared", 0, 0, MS_SHARED | MS_REC},
+      {"slave", 0, 0, MS_SLAVE},
+      {"rslave", 0, 0, MS_SLAVE | MS_REC},
+      {"unbindable", 0, 0, MS_UNBINDABLE},
+      {"runbindable", 0, 0, MS_UNBINDABLE | MS_REC},
+  };
+  // The same MountOptions throughout: a parse must not inherit anything from the one before.
+  MountOptions o;
+  std::string all_words;
+  for (const char* w : {"ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime", "nodiratime",
+                        "relatime", "strictatime", "iversion", "silent", "lazytime", "nosymfollow"}) {
+    all_words += w;
+    all_words += ',';
+  }
+  for (const Case& c : cases) {
+    CHECK(ParseMountOptions(c.word, &o, nullptr) == OptionError::kNone);
+    CHECK_EQ(o.flags, c.set);
+    CHECK_EQ(o.propagation, c.propagation);
+    CHECK_EQ(o.data, std::string());
+    CHECK(ParseMountOptions(all_words + c.word, &o, nullptr) == OptionError::kNone);
+    CHECK_EQ(o.flags, (kAll | c.set) & ~c.cleared);
+  }
+  for (const char* near : {"r", "rox", "nodevs", "Nodev", "nodeV", "roo", "o", "rw=1", "bind ",
+                           "nostrictatimes", "size=65536k", "mode=755", "dax", "lop", "loops"}) {
+    CHECK(ParseMountOptions(near, &o, nullptr) == OptionError::kNone);
+    CHECK_EQ(o.flags, 0ul);
+    CHECK_EQ(o.propagation, 0ul);
+    CHECK_EQ(o.data, std::string(near));
+  }
+  CHECK(ParseMountOptions("rw,nosuid,nodev,relatime,size=65536k,mode=755,dax", &o, nullptr) ==
+        OptionError::kNone);
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_NOSUID | MS_NODEV | MS_RELATIME));
+  CHECK_EQ(o.data, std::string("size=65536k,mode=755,dax"));
+}
+
+KATA_TEST(quotes_across_words_and_elements) {
+  MountOptions o;
+  // A quote left open runs to the end of its element and no further.
+  CHECK(ParseMountOptions(Join({"a=\"x,ro", "nodev"}), &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_NODEV));
+  CHECK_EQ(o.data, std::string("a=\"x,ro"));
+  CHECK(ParseMountOptions("\"ro\",ro,,\"\"", &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_RDONLY));
+  CHECK_EQ(o.data, std::string("\"ro\",\"\""));
+  CHECK(ParseMountOptions(",,,", &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.data, std::string());
+}
+
+KATA_TEST(recursive_words) {
+  MountOptions o;
+  CHECK(ParseMountOptions(Join({"rbind", "rnodev,rro", "rnosuid", "rnoexec", "ro"}), &o, nullptr) ==
+        OptionError::kNone);
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY));
+  CHECK_EQ(o.recursive_flags, static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  CHECK_EQ(o.recursive_word, std::string("rnodev"));
+  CHECK_EQ(o.data, std::string());
+  CHECK(ParseMountOptions(Join({"ro"}), &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.recursive_flags, 0ul);
+  CHECK(o.recursive_word.empty());
+}

@@ -1,0 +1,173 @@
+/*
+ * The physical limit the addon is measured against: the same system calls the addon makes for one
+ * operation, issued from a tight C loop with no runtime in between. Every sample is one cycle
+ * (mount + umount, or one sysfs walk) in nanoseconds, printed as one JSON object so the Node
+ * harness computes median and p99 the same way for both sides.
+ *
+ *   kata_bench_baseline <op> <iterations> <warmup> args...
+ *     tmpfs   <target>                  mount("tmpfs", target, "tmpfs", 0, NULL) + umount2
+ *     bind    <source> <target>         mount(MS_BIND) + umount2
+ *     bind-ro <source> <target>         mount(MS_BIND|MS_RDONLY) + remount(MS_BIND|MS_RDONLY) + umount2
+ *     ext4-ro <device> <target>         mount(device, "ext4", MS_RDONLY) + umount2
+ *     pci     <sysfs> <dev> <pci-path>  resolve a PCI path to its virtio block node, as findPciBlockDevice
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef UMOUNT_NOFOLLOW
+#define UMOUNT_NOFOLLOW 8
+#endif
+
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* CPU time of this process (user + kernel): what the loop costs, whoever else wants the CPUs. */
+static long long cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *what, const char *arg) {
+  fprintf(stderr, "kata_bench_baseline: %s %s: %s\n", what, arg, strerror(errno));
+  exit(1);
+}
+
+/* The addon always unmounts with UMOUNT_NOFOLLOW; so does the baseline. */
+static void do_umount(const char *target) {
+  if (umount2(target, UMOUNT_NOFOLLOW) != 0) die("umount2", target);
+}
+
+static void cycle_tmpfs(char **argv) {
+  if (mount("tmpfs", argv[0], "tmpfs", 0, NULL) != 0) die("mount tmpfs", argv[0]);
+  do_umount(argv[0]);
+}
+
+static void cycle_bind(char **argv) {
+  if (mount(argv[0], argv[1], NULL, MS_BIND, NULL) != 0) die("mount bind", argv[1]);
+  do_umount(argv[1]);
+}
+
+/* A bind ignores MS_RDONLY on its first mount(2); the remount is what makes it read-only. */
+static void cycle_bind_ro(char **argv) {
+  if (mount(argv[0], argv[1], NULL, MS_BIND | MS_RDONLY, NULL) != 0) die("mount bind", argv[1]);
+  if (mount(NULL, argv[1], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) die("remount", argv[1]);
+  do_umount(argv[1]);
+}
+
+static void cycle_ext4_ro(char **argv) {
+  if (mount(argv[0], argv[1], "ext4", MS_RDONLY, NULL) != 0) die("mount ext4", argv[0]);
+  do_umount(argv[1]);
+}
+
+/* The one entry of `dir` whose name starts with `prefix`; exactly one must exist. */
+static int only_entry(const char *dir, const char *prefix, char *out, size_t len) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  size_t plen = strlen(prefix);
+  int found = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    if (strncmp(e->d_name, prefix, plen) != 0) continue;
+    if (found++ == 0 && (size_t)snprintf(out, len, "%s", e->d_name) >= len) found = -1;
+  }
+  closedir(d);
+  return found == 1 ? 0 : -1;  /* none, several, or a name too long */
+}
+
+/*
+ * The walk findPciBlockDevice does for a device that is already there: PCI path "SS[.F]/SS[.F]..."
+ * to its sysfs directory (each bridge's pci_bus/ entry names the next bus), then
+ * <device>/virtio*\/block/<name>, the one disk there.
+ */
+static char pci_result[512];
+static void cycle_pci(char **argv) {
+  const char *sysfs = argv[0], *dev = argv[1], *pci = argv[2];
+  char path[4096], bus[64] = "0000:00", name[256];
+  int n = snprintf(path, sizeof path, "%s/devices/pci0000:00", sysfs);
+  const char *p = pci;
+  while (*p) {
+    char *end;
+    unsigned long slot = strtoul(p, &end, 16), fn = 0;
+    if (end == p || slot > 0x1f) die("pci path", pci);
+    if (*end == '.') {
+      p = end + 1;
+      fn = strtoul(p, &end, 16);
+      if (end == p || fn > 7) die("pci path", pci);
+    }
+    n += snprintf(path + n, sizeof path - n, "/%s:%02lx.%lx", bus, slot, fn);
+    p = end;
+    if (*p == '/') {
+      p++;
+      char bridge[4096];
+      if ((size_t)snprintf(bridge, sizeof bridge, "%s/pci_bus", path) >= sizeof bridge) die("path", path);
+      if (only_entry(bridge, "", bus, sizeof bus) != 0) die("pci_bus", bridge);
+    } else if (*p) {
+      die("pci path", pci);
+    }
+  }
+  char virtio[256];
+  if (only_entry(path, "virtio", virtio, sizeof virtio) != 0) die("virtio", path);
+  n += snprintf(path + n, sizeof path - n, "/%s/block", virtio);
+  if (only_entry(path, "", name, sizeof name) != 0) die("block", path);
+  /* Like findPciBlockDevice, name the node without a stat: the blk driver checks it afterwards. */
+  if ((size_t)snprintf(pci_result, sizeof pci_result, "%s/%s", dev, name) >= sizeof pci_result) die("name", name);
+}
+
+struct op {
+  const char *name;
+  int nargs;
+  void (*cycle)(char **argv);
+};
+
+static const struct op ops[] = {
+    {"tmpfs", 1, cycle_tmpfs},     {"bind", 2, cycle_bind}, {"bind-ro", 2, cycle_bind_ro},
+    {"ext4-ro", 2, cycle_ext4_ro}, {"pci", 3, cycle_pci},
+};
+
+int main(int argc, char **argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: %s <op> <iterations> <warmup> args...\n", argv[0]);
+    return 2;
+  }
+  const struct op *op = NULL;
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    if (strcmp(ops[i].name, argv[1]) == 0) op = &ops[i];
+  }
+  if (!op || argc != 4 + op->nargs) {
+    fprintf(stderr, "kata_bench_baseline: unknown op or wrong arguments: %s\n", argv[1]);
+    return 2;
+  }
+  long iterations = atol(argv[2]), warmup = atol(argv[3]);
+  char **args = argv + 4;
+  long long *samples = calloc(iterations > 0 ? (size_t)iterations : 1, sizeof *samples);
+  if (!samples) die("calloc", "");
+
+  for (long i = 0; i < warmup; i++) op->cycle(args);
+  long long cpu0 = cpu_ns();
+  for (long i = 0; i < iterations; i++) {
+    long long t0 = now_ns();
+    op->cycle(args);
+    samples[i] = now_ns() - t0;
+  }
+  long long cpu = cpu_ns() - cpu0;
+
+  printf("{\"op\":\"%s\",\"cpu_ns\":%lld,", op->name, cpu);
+  if (op->cycle == cycle_pci) printf("\"result\":\"%s\",", pci_result);
+  printf("\"samples_ns\":[");
+  for (long i = 0; i < iterations; i++) printf(i ? ",%lld" : "%lld", samples[i]);
+  printf("]}\n");
+  free(samples);
+  return 0;
+}
