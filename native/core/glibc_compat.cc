@@ -1,7 +1,7 @@
 // The glibc floor. Node's own Linux builds run on glibc 2.28, so the addon must too, but it is
 // built on Debian 12 (glibc 2.36) with libstdc++ and libgcc linked in statically, and those (and
 // the inline parts of the C++ headers) bind to symbol versions a 2.28 libc does not have:
-// pthread_* moved into libc at 2.34 with new default versions, pthread_cond_clockwait (2.30),
+// pthread_* (including pthread_setname_np) moved into libc at 2.34 with new default versions, pthread_cond_clockwait (2.30),
 // __libc_single_threaded (2.32), stat/lstat/fstat/fstatat (2.33, inline __xstat calls before), _dl_find_object (2.35, the unwinder), arc4random (2.36,
 // std::random_device). CMake links with -Wl,--wrap=<each> (KATA_GLIBC_WRAPPED) so every reference,
 // including those inside the static archives, lands here instead, and each is served through an
@@ -21,12 +21,16 @@
 #include <time.h>
 #include <unistd.h>
 
+// KATA_GLIBC_2_12: the version of functions added in glibc 2.12, or the arch's base if younger.
 #if defined(__x86_64__)
 #define KATA_GLIBC_BASE "GLIBC_2.2.5"
+#define KATA_GLIBC_2_12 "GLIBC_2.12"
 #elif defined(__aarch64__)
 #define KATA_GLIBC_BASE "GLIBC_2.17"
+#define KATA_GLIBC_2_12 "GLIBC_2.17"
 #elif defined(__s390x__)
 #define KATA_GLIBC_BASE "GLIBC_2.2"
+#define KATA_GLIBC_2_12 "GLIBC_2.12"
 #else
 #error "KATA_GLIBC_COMPAT: no base glibc symbol version known for this architecture"
 #endif
@@ -35,9 +39,10 @@
 
 // The arch's first version of a libpthread function: on glibc < 2.34 it lives in libpthread.so.0
 // (which Node itself links), on newer glibc libc.so.6 still exports it under that version.
-#define KATA_BASE_VERSION(ret, name, params)                                    \
+#define KATA_OLD_VERSION(ret, name, params, version)                           \
   extern "C" ret kata_base_##name params;                                       \
-  __asm__(".symver kata_base_" #name "," #name "@" KATA_GLIBC_BASE)
+  __asm__(".symver kata_base_" #name "," #name "@" version)
+#define KATA_BASE_VERSION(ret, name, params) KATA_OLD_VERSION(ret, name, params, KATA_GLIBC_BASE)
 
 KATA_BASE_VERSION(int, pthread_create, (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*));
 KATA_BASE_VERSION(int, pthread_join, (pthread_t, void**));
@@ -48,6 +53,8 @@ KATA_BASE_VERSION(int, __pthread_key_create, (pthread_key_t*, void (*)(void*)));
 KATA_BASE_VERSION(int, pthread_key_delete, (pthread_key_t));
 KATA_BASE_VERSION(void*, pthread_getspecific, (pthread_key_t));
 KATA_BASE_VERSION(int, pthread_setspecific, (pthread_key_t, const void*));
+KATA_OLD_VERSION(int, pthread_setname_np, (pthread_t, const char*), KATA_GLIBC_2_12);
+KATA_OLD_VERSION(int, pthread_getname_np, (pthread_t, char*, size_t), KATA_GLIBC_2_12);
 
 extern "C" {
 
@@ -69,6 +76,12 @@ KATA_HIDDEN int __wrap_pthread_key_delete(pthread_key_t key) { return kata_base_
 KATA_HIDDEN void* __wrap_pthread_getspecific(pthread_key_t key) { return kata_base_pthread_getspecific(key); }
 KATA_HIDDEN int __wrap_pthread_setspecific(pthread_key_t key, const void* value) {
   return kata_base_pthread_setspecific(key, value);
+}
+KATA_HIDDEN int __wrap_pthread_setname_np(pthread_t t, const char* name) {
+  return kata_base_pthread_setname_np(t, name);
+}
+KATA_HIDDEN int __wrap_pthread_getname_np(pthread_t t, char* name, size_t len) {
+  return kata_base_pthread_getname_np(t, name, len);
 }
 
 // "Never single-threaded": libstdc++ then always uses atomic reference counts, which is what it

@@ -33,6 +33,9 @@ int __wrap_fstatat(int, const char*, struct stat*, int);
 int __real_stat(const char*, struct stat*);
 int __real_lstat(const char*, struct stat*);
 int __real_fstat(int, struct stat*);
+int __wrap_pthread_setname_np(pthread_t, const char*);
+int __wrap_pthread_getname_np(pthread_t, char*, size_t);
+int __real_pthread_getname_np(pthread_t, char*, size_t);
 #if defined(DLFO_STRUCT_HAS_EH_DBASE)
 int __wrap__dl_find_object(void*, struct dl_find_object*);
 int __real__dl_find_object(void*, struct dl_find_object*);
@@ -194,6 +197,23 @@ KATA_TEST(compat_stat_family_matches_glibc) {
   unlink(link.c_str());
   unlink(file.c_str());
   rmdir(dir);
+}
+
+KATA_TEST(compat_thread_names_reach_the_kernel) {
+  std::string ours, real, comm;
+  std::thread t([&] {
+    CHECK_EQ(__wrap_pthread_setname_np(pthread_self(), "kata-compat"), 0);
+    char name[16] = {};
+    CHECK_EQ(__wrap_pthread_getname_np(pthread_self(), name, sizeof name), 0);
+    ours = name;
+    CHECK_EQ(__real_pthread_getname_np(pthread_self(), name, sizeof name), 0);
+    real = name;
+  });
+  t.join();
+  CHECK_EQ(ours, std::string("kata-compat"));
+  CHECK_EQ(real, std::string("kata-compat"));
+  // 16 bytes with the NUL is the kernel's limit: longer is ERANGE, as in glibc.
+  CHECK_EQ(__wrap_pthread_setname_np(pthread_self(), "a-name-that-is-too-long"), ERANGE);
 }
 
 KATA_TEST(compat_libc_single_threaded_says_never) { CHECK_EQ(__wrap___libc_single_threaded, 0); }
