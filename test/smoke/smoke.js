@@ -57,7 +57,7 @@ test('parseMountOptions: Kata vectors and MountFlags', () => {
   assert.deepEqual(all(['rbind', '', 'ro']), [F.BIND | F.REC | F.RDONLY, '']);
   assert.deepEqual(all(['dev', 'ro', 'defaults', 'data-option']), [F.RDONLY, 'data-option']);
   const p = ks.parseMountOptions(['rshared', 'size="1m,x"', 'nosuid']);
-  assert.deepEqual(p, { flags: F.NOSUID, propagation: F.SHARED | F.REC, data: 'size="1m,x"' });
+  assert.deepEqual([p.flags, p.propagation, p.data], [F.NOSUID, F.SHARED | F.REC, 'size="1m,x"']);
   assert.throws(() => ks.parseMountOptions(['loop']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
 });
 
@@ -109,8 +109,9 @@ test('tmpfs mount and unmount, checked in mountinfo', async () => {
     const before = snapshot();
     // Refused input changes nothing.
     assert.throws(() => ks.mountSync('tmpfs', dir, 'tmpfs', ['loop']), { code: 'ERR_INVALID_MOUNT_OPTION' });
+    // The syscall named depends on the mount API the kernel (or qemu-user) offers.
     assert.throws(() => ks.mountSync('tmpfs', path.join(dir, 'missing'), 'tmpfs', []), {
-      code: 'ENOENT', errno: -2, syscall: 'mount',
+      code: 'ENOENT', errno: -2, syscall: /^(mount|move_mount|fsmount|fsconfig|fsopen|open_tree)$/,
     });
     assert.equal(snapshot(), before);
 
