@@ -43,8 +43,8 @@ function sh(cmd, args, opts = {}) {
 }
 
 if (!fs.existsSync(path.join(root, 'dist', 'index.js')) || !fs.existsSync(path.join(root, 'build', 'Release'))) {
-  console.error('kata-storage bench: building the package first (npm run build)');
-  sh('npm', ['run', 'build'], { stdio: 'inherit' });
+  console.error('kata-storage bench: building the package first (npm run build:all)');
+  sh('npm', ['run', 'build:all'], { stdio: 'inherit' });
 }
 sh('cmake', ['-S', 'bench', '-B', 'build-bench', '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
 sh('cmake', ['--build', 'build-bench'], { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -3,7 +3,7 @@
 // beneath the root no mount may ever land outside it (the Kata agent has no defence here).
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, newMountApiSupport } from '../lib/index';
 import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
@@ -41,7 +41,13 @@ t.test('a symlink swapped in after validation never redirects a sandbox mount', 
   let mounted = 0;
   let refused = 0;
   let escapes = 0;
+  let symlinkSeen = 0;
   for (let i = 0; i < iterations; i++) {
+    try {
+      if (lstatSync(join(root, 'pod')).isSymbolicLink()) symlinkSeen++;
+    } catch {
+      symlinkSeen++; // renamed away this instant: the swap is running too
+    }
     try {
       await sandbox.addStorages([storage], { containerId: 'c' });
       mounted++;
@@ -56,7 +62,9 @@ t.test('a symlink swapped in after validation never redirects a sandbox mount', 
   await sandbox.destroy().catch(() => undefined);
   t.equal(escapes, 0, `no mount outside the root in ${iterations} attempts (${mounted} mounted inside, ${refused} refused)`);
   t.ok(mounted > 0, 'some mounts went through between swaps');
-  t.ok(refused > 0, 'some attempts met the symlink and were refused');
+  // How often an attempt meets the symlink depends on scheduling; that the swap really ran is
+  // what makes the zero above mean something.
+  t.ok(symlinkSeen > 0, `the swap was in progress (seen ${symlinkSeen} times)`);
   t.same(mountsUnder(outside), [], 'nothing outside');
   for (const m of mountsUnder(root)) t.fail(`left mounted: ${m.mountPoint}`);
 });
