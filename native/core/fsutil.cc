@@ -120,18 +120,28 @@ bool ListDir(int dirfd, std::vector<std::string>* names, SysError* error, const 
   return true;
 }
 
-// First pass of RemoveTree: nothing is deleted if any directory below is a mount point.
-bool ScanForMounts(int dirfd, dev_t dev, const std::string& shown, SysError* error) {
+// Visits the tree below `dirfd`, refusing (EBUSY) any directory that is a mount point; with
+// `remove` it also deletes what it visits, children first. RemoveTree walks twice: a scan that
+// deletes nothing if any mount lies below, then the removal, which checks again because a mount
+// may have appeared in between.
+bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysError* error) {
   std::vector<std::string> names;
   if (!ListDir(dirfd, &names, error, shown)) return false;
   for (const std::string& name : names) {
     const std::string child = Join(shown, name);
     struct stat st;
     if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (remove && errno == ENOENT) continue;
       error->Set(errno, "lstat", child);
       return false;
     }
-    if (!S_ISDIR(st.st_mode)) continue;
+    if (!S_ISDIR(st.st_mode)) {
+      if (remove && unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+        error->Set(errno, "unlink", child);
+        return false;
+      }
+      continue;
+    }
     bool mounted = false;
     if (!IsMountRootAt(dirfd, name.c_str(), dev, &mounted, error, child)) return false;
     if (mounted) {
@@ -143,42 +153,9 @@ bool ScanForMounts(int dirfd, dev_t dev, const std::string& shown, SysError* err
       error->Set(errno, "open", child);
       return false;
     }
-    if (!ScanForMounts(sub.get(), dev, child, error)) return false;
-  }
-  return true;
-}
-
-bool DeleteContents(int dirfd, dev_t dev, const std::string& shown, SysError* error) {
-  std::vector<std::string> names;
-  if (!ListDir(dirfd, &names, error, shown)) return false;
-  for (const std::string& name : names) {
-    const std::string child = Join(shown, name);
-    struct stat st;
-    if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) continue;
-      error->Set(errno, "lstat", child);
-      return false;
-    }
-    if (S_ISDIR(st.st_mode)) {
-      // Checked again: a mount may have appeared since the scan.
-      bool mounted = false;
-      if (!IsMountRootAt(dirfd, name.c_str(), dev, &mounted, error, child)) return false;
-      if (mounted) {
-        error->Set(EBUSY, "rmdir", child);
-        return false;
-      }
-      Fd sub(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!sub.ok()) {
-        error->Set(errno, "open", child);
-        return false;
-      }
-      if (!DeleteContents(sub.get(), dev, child, error)) return false;
-      if (unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) {
-        error->Set(errno, "rmdir", child);
-        return false;
-      }
-    } else if (unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-      error->Set(errno, "unlink", child);
+    if (!WalkTree(sub.get(), dev, child, remove, error)) return false;
+    if (remove && unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) {
+      error->Set(errno, "rmdir", child);
       return false;
     }
   }
@@ -403,8 +380,8 @@ bool RemoveTree(const std::string& path, SysError* error) {
     error->Set(errno, "open", path);
     return false;
   }
-  if (!ScanForMounts(fd.get(), st.st_dev, path, error)) return false;
-  if (!DeleteContents(fd.get(), st.st_dev, path, error)) return false;
+  if (!WalkTree(fd.get(), st.st_dev, path, /*remove=*/false, error)) return false;
+  if (!WalkTree(fd.get(), st.st_dev, path, /*remove=*/true, error)) return false;
   if (rmdir(path.c_str()) != 0) {
     error->Set(errno, "rmdir", path);
     return false;
