@@ -242,7 +242,7 @@ const commands = [
 
 t.test('Sandbox matches its model under random operations and injected failures', { skip: cannotMount }, async (t) => {
   const dir = scratchDir(t);
-  const runs = Number(process.env.KATA_STRESS_RUNS ?? 60);
+  const runs = Number(process.env.KATA_STRESS_RUNS ?? 150);
   let totalSteps = 0;
   let run = 0;
   await fc.assert(
