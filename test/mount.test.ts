@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { mount, mountSync, umount, umountSync, isMountPoint, effectiveMountApi } from '../lib/index';
 import { abortedMountsSettled } from '../lib/mount';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { cannotMount, mountAt, mountSnapshot, scratchDir, nestedMounts } from './helpers/mountinfo';
 
 // The suite runs under each API (npm run test:mount-apis); the failing syscall differs by API.
 const newApi = effectiveMountApi() === 'new';
@@ -72,14 +72,7 @@ t.test('mounts for real', { skip: cannotMount }, async (t) => {
   });
 
   t.test('rbind,rshared shows shared:N; propagation is its own call', async (t) => {
-    const dir = scratchDir(t);
-    const src = join(dir, 'src');
-    const dst = join(dir, 'dst');
-    mkdirSync(src);
-    mkdirSync(dst);
-    mountSync('tmpfs', src, 'tmpfs', ['size=64k']);
-    mkdirSync(join(src, 'sub'));
-    mountSync('tmpfs', join(src, 'sub'), 'tmpfs', ['size=64k']);
+    const { src, dst } = nestedMounts(scratchDir(t));
     await mount(src, dst, '', ['rbind', 'rshared']);
     const top = mountAt(dst)!;
     const sub = mountAt(join(dst, 'sub'))!;

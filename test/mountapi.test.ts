@@ -13,7 +13,7 @@ import {
   type MountApi,
 } from '../lib/index';
 import { defaultMountApi } from '../lib/mount';
-import { cannotMount, mountAt, mountSnapshot, mountsUnder, readMountinfo, scratchDir } from './helpers/mountinfo';
+import { cannotMount, mountAt, mountSnapshot, mountsUnder, readMountinfo, scratchDir, nestedMounts } from './helpers/mountinfo';
 
 const support = newMountApiSupport();
 const noNewApi = support.complete ? false : 'this kernel or seccomp profile refuses the new mount API';
@@ -199,14 +199,7 @@ for (const api of apis) {
 }
 
 t.test('rro makes a bind read-only all the way down', { skip: cannotMount || noNewApi }, async (t) => {
-  const dir = scratchDir(t);
-  const src = join(dir, 'src');
-  const dst = join(dir, 'dst');
-  mkdirSync(src);
-  mkdirSync(dst);
-  mountSync('tmpfs', src, 'tmpfs', ['size=64k']);
-  mkdirSync(join(src, 'sub'));
-  mountSync('tmpfs', join(src, 'sub'), 'tmpfs', ['size=64k']);
+  const { src, dst } = nestedMounts(scratchDir(t));
   writeFileSync(join(src, 'sub', 'f'), 'below');
 
   // A plain ro rbind only protects the top: the sub-mount stays writable.

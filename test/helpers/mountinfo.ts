@@ -1,5 +1,6 @@
 // Reading /proc/self/mountinfo: the ground truth every kernel-touching test checks against.
-import { readFileSync, mkdtempSync, rmSync, readlinkSync } from 'node:fs';
+import { readFileSync, mkdtempSync, mkdirSync, rmSync, readlinkSync } from 'node:fs';
+import { mountSync } from '../../lib/index';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -94,4 +95,20 @@ export function scratchDir(t: { teardown(fn: () => void): void; fail(msg: string
     rmSync(dir, { recursive: true, force: true });
   });
   return dir;
+}
+
+/**
+ * `<dir>/src`: a tmpfs with another tmpfs mounted at `sub`, and an empty `<dir>/dst`, for tests of
+ * what rbind and recursive attributes do to a mount below the top. The test unmounts both
+ * (sub first) before scratchDir's teardown checks that nothing is left.
+ */
+export function nestedMounts(dir: string): { src: string; dst: string } {
+  const src = join(dir, 'src');
+  const dst = join(dir, 'dst');
+  mkdirSync(src);
+  mkdirSync(dst);
+  mountSync('tmpfs', src, 'tmpfs', ['size=64k']);
+  mkdirSync(join(src, 'sub'));
+  mountSync('tmpfs', join(src, 'sub'), 'tmpfs', ['size=64k']);
+  return { src, dst };
 }
