@@ -213,6 +213,23 @@ export function umount(target: string, opts?: UmountOptions): Promise<void> {
 }
 
 /** True when `path` is the root of a mount (bind mounts included); false when it does not exist. */
+/**
+ * Remounts the mount at `target` with new superblock options (e.g. `['size=64m']` for a tmpfs).
+ * The new API: `fspick(FSPICK_SYMLINK_NOFOLLOW | FSPICK_NO_AUTOMOUNT)`, `fsconfig` per word,
+ * `fsconfig(FSCONFIG_CMD_RECONFIGURE)`; per-mount flags are left as they are. `mount(2)`:
+ * `MS_REMOUNT` plus the mount's current nosuid/nodev/noexec/atime flags (read with statvfs, so a
+ * remount does not clear them). `'auto'` takes the new API when the kernel has `fspick`.
+ * Resolves with the API used; rejects with the system error (`syscall` `fspick`, `fsconfig`,
+ * `statvfs` or `mount`, the filesystem's complaint in `kernelMessages`) or
+ * `ERR_INVALID_MOUNT_OPTION`.
+ */
+export async function remount(target: string, options: readonly string[] = [], opts: MountSyncOptions = {}): Promise<'new' | 'legacy'> {
+  checkPath(target, 'target');
+  const r = await native.remount(target, joinOptions(options), mountApiOf(Object.hasOwn(opts, "mountApi") ? opts.mountApi : undefined));
+  if (typeof r === 'string') return r;
+  throw fromNative(r);
+}
+
 export function isMountPoint(path: string): boolean {
   const r = native.isMountPoint(checkPath(path, 'path'));
   if (typeof r === 'boolean') return r;

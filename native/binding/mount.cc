@@ -110,6 +110,38 @@ Napi::Value MountAsync(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new MountJob(std::move(args)));
 }
 
+class RemountJob : public Job {
+ public:
+  RemountJob(std::string target, MountOptions options, MountApi api)
+      : target_(std::move(target)), options_(std::move(options)), api_(api) {}
+  void Execute() override { Remount(target_.c_str(), options_, api_, &used_, &error_); }
+  Napi::Value Complete(Napi::Env env) override {
+    if (error_) return ErrorValue(env, error_);
+    return Napi::String::New(env, used_ == MountApi::kNew ? "new" : "legacy");
+  }
+
+ private:
+  std::string target_;
+  MountOptions options_;
+  MountApi api_;
+  MountApi used_ = MountApi::kLegacy;
+  SysError error_;
+};
+
+// remount(target, options, api): Promise<'new' | 'legacy' | NativeError>
+Napi::Value RemountAsync(const Napi::CallbackInfo& info) {
+  std::string target = PathArg(info, 0, "target");
+  MountOptions options;
+  std::string bad;
+  const OptionError err = ParseMountOptions(StringArg(info, 1, "options"), &options, &bad);
+  if (err != OptionError::kNone) {
+    auto d = Napi::Promise::Deferred::New(info.Env());
+    d.Resolve(CodeError(info.Env(), OptionErrorCode(err), bad));
+    return d.Promise();
+  }
+  return Job::Start(info.Env(), new RemountJob(std::move(target), std::move(options), MountApiArg(info, 2)));
+}
+
 struct UmountArgs {
   std::string target;
   UmountOptions options;
@@ -178,6 +210,7 @@ Napi::Value NewMountApiSupport(const Napi::CallbackInfo& info) {
   o.Set("open_tree", s.open_tree);
   o.Set("mount_setattr", s.mount_setattr);
   o.Set("openat2", s.openat2);
+  o.Set("fspick", s.fspick);
   o.Set("complete", s.Complete());
   return o;
 }
@@ -221,6 +254,7 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("parseMountOptions", Napi::Function::New(env, ParseOptions, "parseMountOptions"));
   exports.Set("mountSync", Napi::Function::New(env, MountSync, "mountSync"));
   exports.Set("mount", Napi::Function::New(env, MountAsync, "mount"));
+  exports.Set("remount", Napi::Function::New(env, RemountAsync, "remount"));
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
   exports.Set("umount", Napi::Function::New(env, UmountAsync, "umount"));
   exports.Set("isMountPoint", Napi::Function::New(env, IsMountPointSync, "isMountPoint"));

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,6 +232,32 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
   }
   close(fd);
   return ok;
+}
+
+bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used, SysError* error) {
+  const NewMountSupport& probe = ProbeNewMountApi();
+  const bool use_new =
+      api == MountApi::kNew || (api == MountApi::kAuto && probe.fspick && probe.fsconfig && FitsFsconfig(opts));
+  *used = use_new ? MountApi::kNew : MountApi::kLegacy;
+  if (use_new) return ReconfigureSuperblock(target, opts, error);
+  struct statvfs st;
+  if (statvfs(target, &st) != 0) {
+    error->Set(errno, "statvfs", target);
+    return false;
+  }
+  unsigned long keep = 0;
+  if (st.f_flag & ST_NOSUID) keep |= MS_NOSUID;
+  if (st.f_flag & ST_NODEV) keep |= MS_NODEV;
+  if (st.f_flag & ST_NOEXEC) keep |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) keep |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) keep |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) keep |= MS_RELATIME;
+  const unsigned long flags = MS_REMOUNT | keep | (opts.flags & ~(MS_BIND | MS_REC | MS_MOVE));
+  if (mount("none", target, nullptr, flags, opts.data.empty() ? nullptr : opts.data.c_str()) != 0) {
+    error->Set(errno, "mount", "none", target);
+    return false;
+  }
+  return true;
 }
 
 bool Umount(const char* target, const UmountOptions& opts, SysError* error) {

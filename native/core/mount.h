@@ -37,6 +37,13 @@ MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts);
 bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
            SysError* error, const MountRequest& request = MountRequest());
 
+// Remounts the mount at `target` with new superblock options (a tmpfs `size=`, say). The new API
+// (fspick + fsconfig + FSCONFIG_CMD_RECONFIGURE) when `api` is kNew, or kAuto and the kernel has
+// it and fsconfig takes the data; else mount(2) with MS_REMOUNT, keeping the mount's own
+// nosuid/nodev/noexec/atime flags (statvfs), which a bare MS_REMOUNT would clear. `used` says
+// which API ran.
+bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used, SysError* error);
+
 struct UmountOptions {
   bool detach = false;
   bool force = false;

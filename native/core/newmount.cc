@@ -34,6 +34,9 @@
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
 #endif
+#ifndef SYS_fspick
+#define SYS_fspick 433
+#endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
@@ -50,6 +53,10 @@ constexpr unsigned kFsmountCloexec = 0x01;
 constexpr unsigned kFsconfigSetFlag = 0;
 constexpr unsigned kFsconfigSetString = 1;
 constexpr unsigned kFsconfigCmdCreate = 6;
+constexpr unsigned kFsconfigCmdReconfigure = 7;
+constexpr unsigned kFspickCloexec = 0x01;
+constexpr unsigned kFspickSymlinkNofollow = 0x02;
+constexpr unsigned kFspickNoAutomount = 0x04;
 
 // fsconfig copies keys and string values with strndup_user(..., 256).
 constexpr size_t kFsconfigMaxString = 255;
@@ -106,6 +113,9 @@ int SysFsopen(const char* fstype, unsigned flags) {
 }
 int SysFsconfig(int fd, unsigned cmd, const char* key, const char* value, int aux) {
   return static_cast<int>(syscall(SYS_fsconfig, fd, cmd, key, value, aux));
+}
+int SysFspick(int dirfd, const char* path, unsigned flags) {
+  return static_cast<int>(syscall(SYS_fspick, dirfd, path, flags));
 }
 int SysFsmount(int fd, unsigned flags, uint64_t attrs) {
   return static_cast<int>(syscall(SYS_fsmount, fd, flags, static_cast<unsigned>(attrs)));
@@ -191,6 +201,26 @@ bool ConfigureWord(int fs_fd, std::string word, SysError* error, const char* sou
   return true;
 }
 
+// Every data word of `data` through fsconfig. The parser joined data words with commas, keeping
+// quoted commas inside their word. On failure the context's kernel messages are in `error`.
+bool ConfigureData(int fs_fd, const std::string& data, SysError* error, const char* source,
+                   const char* target) {
+  size_t start = 0;
+  bool quoted = false;
+  for (size_t i = 0; i <= data.size(); ++i) {
+    const bool end = i == data.size();
+    if (!end && data[i] == '"') quoted = !quoted;
+    if (end || (data[i] == ',' && !quoted)) {
+      if (i > start && !ConfigureWord(fs_fd, data.substr(start, i - start), error, source, target)) {
+        ReadKernelMessages(fs_fd, &error->kernel_messages);
+        return false;
+      }
+      start = i + 1;
+    }
+  }
+  return true;
+}
+
 // fsopen + fsconfig + fsmount: a detached mount of a new superblock, or -1.
 int CreateFilesystemMount(const char* source, const char* target, const char* fstype,
                           const MountOptions& opts, uint64_t attrs, SysError* error) {
@@ -212,21 +242,7 @@ int CreateFilesystemMount(const char* source, const char* target, const char* fs
       return fail("fsconfig");
     }
   }
-  // The parser joined data words with commas, keeping quoted commas inside their word.
-  const std::string& data = opts.data;
-  size_t start = 0;
-  bool quoted = false;
-  for (size_t i = 0; i <= data.size(); ++i) {
-    const bool end = i == data.size();
-    if (!end && data[i] == '"') quoted = !quoted;
-    if (end || (data[i] == ',' && !quoted)) {
-      if (i > start && !ConfigureWord(fs.get(), data.substr(start, i - start), error, source, target)) {
-        ReadKernelMessages(fs.get(), &error->kernel_messages);
-        return -1;
-      }
-      start = i + 1;
-    }
-  }
+  if (!ConfigureData(fs.get(), opts.data, error, source, target)) return -1;
   if (SysFsconfig(fs.get(), kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) return fail("fsconfig");
   const int mnt = SysFsmount(fs.get(), kFsmountCloexec, attrs & kFsmountAttrs);
   if (mnt < 0) return fail("fsmount");
@@ -246,6 +262,7 @@ const NewMountSupport& ProbeNewMountApi() {
     s.open_tree = Usable(syscall(SYS_open_tree, -1, nullptr, ~0u));
     s.mount_setattr = Usable(syscall(SYS_mount_setattr, -1, nullptr, 0, nullptr, 0));
     s.openat2 = Usable(syscall(SYS_openat2, -1, nullptr, nullptr, 0));
+    s.fspick = Usable(syscall(SYS_fspick, -1, nullptr, ~0u));
     errno = saved;
     return s;
   }();
@@ -360,6 +377,29 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
       umount2(self.c_str(), MNT_DETACH);
       return false;
     }
+  }
+  return true;
+}
+
+bool ReconfigureSuperblock(const char* target, const MountOptions& opts, SysError* error) {
+  // NOFOLLOW and NO_AUTOMOUNT: the superblock changed is the one mounted exactly at `target`.
+  Fd fs(SysFspick(AT_FDCWD, target, kFspickCloexec | kFspickSymlinkNofollow | kFspickNoAutomount));
+  if (fs.get() < 0) {
+    error->Set(errno, "fspick", target);
+    return false;
+  }
+  for (const auto& f : kSuperblockFlags) {
+    if ((opts.flags & f.ms) && SysFsconfig(fs.get(), kFsconfigSetFlag, f.word, nullptr, 0) != 0) {
+      error->Set(errno, "fsconfig", target);
+      ReadKernelMessages(fs.get(), &error->kernel_messages);
+      return false;
+    }
+  }
+  if (!ConfigureData(fs.get(), opts.data, error, target, nullptr)) return false;
+  if (SysFsconfig(fs.get(), kFsconfigCmdReconfigure, nullptr, nullptr, 0) != 0) {
+    error->Set(errno, "fsconfig", target);
+    ReadKernelMessages(fs.get(), &error->kernel_messages);
+    return false;
   }
   return true;
 }

@@ -19,6 +19,7 @@ struct NewMountSupport {
   bool open_tree = false;
   bool mount_setattr = false;
   bool openat2 = false;
+  bool fspick = false;  // only for reconfiguring a mounted superblock (Remount)
 
   // Everything a mount through the new API may need (openat2 is separate: only `beneath` uses it).
   bool Complete() const {
@@ -39,6 +40,12 @@ bool FitsFsconfig(const MountOptions& opts);
 // undone with the mount if it fails.
 bool NewMount(const char* source, const char* target, int target_fd, const char* fstype,
               const MountOptions& opts, SysError* error);
+
+// fspick(target) + fsconfig of the superblock flags and data words + FSCONFIG_CMD_RECONFIGURE:
+// the new API's remount. Only the superblock of the mount at `target` changes; per-mount flags
+// (nosuid, nodev, ...) stay as they are. `error->syscall` is "fspick" or "fsconfig", with the
+// filesystem's own complaint in `kernel_messages` ("tmpfs: Too small a size for current use").
+bool ReconfigureSuperblock(const char* target, const MountOptions& opts, SysError* error);
 
 // Opens `relative` below the directory `root` with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS),
 // as an O_PATH descriptor: no component may be a symlink or lead outside `root`, and the fd keeps
