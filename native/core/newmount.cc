@@ -395,7 +395,7 @@ bool ReconfigureSuperblock(const char* target, const MountOptions& opts, SysErro
       return false;
     }
   }
-  if (!ConfigureData(fs.get(), opts.data, error, target, nullptr)) return false;
+  if (!ConfigureData(fs.get(), opts.data, error, target, "")) return false;
   if (SysFsconfig(fs.get(), kFsconfigCmdReconfigure, nullptr, nullptr, 0) != 0) {
     error->Set(errno, "fsconfig", target);
     ReadKernelMessages(fs.get(), &error->kernel_messages);
