@@ -38,11 +38,31 @@ export interface MkfsEvent {
   error?: Error;
 }
 
+/** What a watchable-bind poller did or met (Kata logs these; we publish them). */
+export interface WatchEvent {
+  mountPoint: string;
+  source: string;
+  /**
+   * 'sync': changes applied (counts); 'fallback': the source outgrew Kata's limits and a plain bind
+   * replaced the copy; 'source-missing': the source is gone (polling goes on); 'error': a poll
+   * failed otherwise (polling goes on).
+   */
+  event: 'sync' | 'fallback' | 'source-missing' | 'error';
+  added?: number;
+  changed?: number;
+  removed?: number;
+  /** For 'fallback': which limit, and the value found. */
+  limit?: 'entries' | 'bytes';
+  value?: number;
+  error?: Error;
+}
+
 export const channels = Object.freeze({
   mount: diagnostics_channel.channel('kata-storage:mount'),
   umount: diagnostics_channel.channel('kata-storage:umount'),
   wait: diagnostics_channel.channel('kata-storage:wait'),
   mkfs: diagnostics_channel.channel('kata-storage:mkfs'),
+  watch: diagnostics_channel.channel('kata-storage:watch'),
 });
 
 export function now(): number {
