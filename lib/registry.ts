@@ -11,6 +11,10 @@ import { ephemeralHandler } from './handlers/ephemeral';
 import { localHandler } from './handlers/local';
 import { overlayfsHandler } from './handlers/overlayfs';
 import { virtioFsHandler } from './handlers/virtio-fs';
+import { watchableBindHandler } from './handlers/watchable-bind';
+import { erofsMultiLayerHandler } from './handlers/erofs-multi-layer';
+import { MULTI_LAYER_DRIVER } from './multi-layer';
+import type { MountApi } from './mount';
 import type { Placement, Storage } from './storage';
 
 export interface StorageContext {
@@ -20,6 +24,10 @@ export interface StorageContext {
   readonly sysfsRoot: string;
   readonly devRoot: string;
   readonly hotplugTimeoutMs: number;
+  /** How often watchable-bind storages poll their source (the Sandbox's watchIntervalMs). */
+  readonly watchIntervalMs: number;
+  /** The Sandbox's mount API, for mounts a handler makes outside create (watchable-bind's fallback). */
+  readonly mountApi: MountApi | undefined;
   readonly allowedRoots: readonly string[];
   /** Where the storage's mount point lies (its allowed root and the path below it). */
   readonly placement: Placement;
@@ -84,7 +92,10 @@ export class StorageHandlerRegistry {
   }
 }
 
-/** A fresh registry with every built-in driver (DESIGN 4). */
+/**
+ * A fresh registry with every built-in driver (DESIGN 4): every driver Kata's agent registers
+ * (storage/mod.rs STORAGE_HANDLERS) except image guest-pull, which needs the image service.
+ */
 export function defaultRegistry(): StorageHandlerRegistry {
   return new StorageHandlerRegistry()
     .register('virtio-fs', virtioFsHandler)
@@ -96,5 +107,7 @@ export function defaultRegistry(): StorageHandlerRegistry {
     .register('nvdimm', nvdimmHandler)
     .register('ephemeral', ephemeralHandler)
     .register('local', localHandler)
-    .register('overlayfs', overlayfsHandler);
+    .register('overlayfs', overlayfsHandler)
+    .register('watchable-bind', watchableBindHandler)
+    .register(MULTI_LAYER_DRIVER, erofsMultiLayerHandler);
 }

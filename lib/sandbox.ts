@@ -6,6 +6,8 @@ import { posix } from 'node:path';
 import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
 import { channels, timed } from './events';
 import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi } from './mount';
+import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
+import { groupMultiLayer } from './multi-layer';
 import { native } from './native';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
 import { checkAllowedRoots, normalizeStorage, placeMountPoint, validateStorage, type Placement, type Storage } from './storage';
@@ -22,6 +24,8 @@ export interface SandboxOptions {
   umountBusyTimeoutMs?: number;
   /** Which kernel mount API the sandbox's mounts use. Default 'auto' (or KATA_STORAGE_MOUNT_API). */
   mountApi?: MountApi;
+  /** How often `watchable-bind` storages poll their source. Default 2000 ms (Kata's WATCH_INTERVAL_SECS). */
+  watchIntervalMs?: number;
 }
 
 export interface AddStoragesOptions {
@@ -75,6 +79,7 @@ export class Sandbox {
   readonly umountBusyTimeoutMs: number;
   readonly registry: StorageHandlerRegistry;
   readonly mountApi: MountApi | undefined;
+  readonly watchIntervalMs: number;
 
   readonly #entries = new Map<string, Entry>();
   readonly #containers = new Map<string, Taken[]>();
@@ -91,6 +96,7 @@ export class Sandbox {
     this.devRoot = own('devRoot') ?? '/dev';
     this.hotplugTimeoutMs = nonNegative('hotplugTimeoutMs', own('hotplugTimeoutMs') ?? 3000);
     this.umountBusyTimeoutMs = nonNegative('umountBusyTimeoutMs', own('umountBusyTimeoutMs') ?? 0);
+    this.watchIntervalMs = nonNegative('watchIntervalMs', own('watchIntervalMs') ?? 2000);
     this.registry = own('registry') ?? defaultRegistry();
     const api = own('mountApi');
     if (api !== undefined && api !== 'auto' && api !== 'new' && api !== 'legacy') {
@@ -110,8 +116,8 @@ export class Sandbox {
     const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
     const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
     if (containerId !== undefined && typeof containerId !== 'string') throw invalidArgType('options.containerId', 'of type string', containerId);
-    const plan = storages.map((x) => {
-      const storage = normalizeStorage(x);
+    // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
+    const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((storage) => {
       const placement = validateStorage(storage, this.allowedRoots);
       const handler = this.registry.get(storage.driver);
       if (handler === undefined) {
@@ -221,6 +227,18 @@ export class Sandbox {
     return m;
   }
 
+  /**
+   * Kata's UpdateEphemeralMounts: remounts held `ephemeral` tmpfs storages with their new options
+   * (an emptyDir sizeLimit change). See lib/ephemeral-update.ts for the checks and codes.
+   */
+  updateEphemeralMounts(storages: readonly unknown[]): Promise<EphemeralUpdate[]> {
+    return updateEphemeralMounts(storages, {
+      held: (p) => (this.#pendingCleanup.has(p) ? undefined : this.#entries.get(p)),
+      withLock: (p, fn) => this.#withLock(p, fn),
+      mountApi: this.mountApi,
+    });
+  }
+
   /** Releases everything, shared storages too. Entries whose cleanup fails stay, marked. */
   async destroy(): Promise<void> {
     this.#containers.clear();
@@ -326,6 +344,8 @@ export class Sandbox {
       sysfsRoot: this.sysfsRoot,
       devRoot: this.devRoot,
       hotplugTimeoutMs: this.hotplugTimeoutMs,
+      watchIntervalMs: this.watchIntervalMs,
+      mountApi: this.mountApi,
       allowedRoots: this.allowedRoots,
       placement,
       async makeMountPoint(opts = {}) {

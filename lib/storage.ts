@@ -23,6 +23,11 @@ export interface Storage {
   fsGroup?: FsGroup;
   /** Survives its last container; released by Sandbox.destroy(). */
   shared?: boolean;
+  /**
+   * Never read from a request: set by the Sandbox on the one `erofs.multi-layer` storage it makes
+   * from the storages of a request that carry Kata's multi-layer markers (lib/multi-layer.ts).
+   */
+  layers?: Storage[];
 }
 
 function invalid(field: string, value: unknown, why: string): StorageError {

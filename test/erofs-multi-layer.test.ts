@@ -1,0 +1,162 @@
+// erofs.multi-layer: Kata's multi-layer EROFS rootfs assembled from real EROFS images (mkfs.erofs)
+// and an ext4 upper layer on loop devices.
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MULTI_LAYER_DRIVER, MultiLayerMarkers as M, Sandbox, defaultRegistry, groupMultiLayer, type Storage } from '../lib/index';
+import { attachLoop } from './helpers/loop';
+import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from './helpers/mountinfo';
+import { treeSnapshot } from './helpers/tree';
+
+type Teardown = { teardown(fn: () => void): void };
+const haveMkfsErofs = spawnSync('mkfs.erofs', ['--help']).error === undefined;
+const erofsInKernel = existsSync('/proc/filesystems') && /\berofs\b/.test(readFileSync('/proc/filesystems', 'utf8'));
+const cannot = cannotMount || (!haveMkfsErofs && 'mkfs.erofs missing (apt-get install erofs-utils)') || (!erofsInKernel && 'kernel has no erofs');
+
+/** A loop device over an EROFS image of `files`, detached at teardown. */
+function erofsLoop(t: Teardown, files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kata-storage-erofs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tree = join(dir, 'tree');
+  for (const [p, content] of Object.entries(files)) {
+    mkdirSync(join(tree, p, '..'), { recursive: true });
+    writeFileSync(join(tree, p), content);
+  }
+  mkdirSync(tree, { recursive: true });
+  const img = join(dir, 'layer.erofs');
+  execFileSync('mkfs.erofs', ['--quiet', img, tree]);
+  const dev = execFileSync('losetup', ['--find', '--show', '--read-only', img], { encoding: 'utf8' }).trim();
+  t.teardown(() => void spawnSync('losetup', ['-d', dev]));
+  return dev;
+}
+
+const upper = (dev: string, mountPoint: string, extra: string[] = []): Storage => ({
+  driver: 'blk',
+  source: dev,
+  fstype: 'ext4',
+  options: [M.upper, M.multiLayer, ...extra],
+  mountPoint,
+});
+const lower = (dev: string, mountPoint: string, extra: string[] = []): Storage => ({
+  driver: 'blk',
+  source: dev,
+  fstype: 'erofs',
+  options: [M.lower, M.multiLayer, ...extra],
+  mountPoint,
+});
+
+t.test('grouping: marked storages become one erofs.multi-layer storage at the upper mount point', async (t) => {
+  t.ok(defaultRegistry().has(MULTI_LAYER_DRIVER));
+  const other: Storage = { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', mountPoint: '/run/kata-containers/shm' };
+  const u = upper('/dev/vdb', '/run/kata-containers/c/rootfs');
+  const l = lower('/dev/vdc', '/run/kata-containers/c/rootfs');
+  const g = groupMultiLayer([other, l, u]);
+  t.equal(g.length, 2);
+  t.equal(g[0], other);
+  t.match(g[1], { driver: MULTI_LAYER_DRIVER, mountPoint: '/run/kata-containers/c/rootfs', layers: [l, u] });
+  t.same(groupMultiLayer([other]), [other], 'no markers: unchanged');
+});
+
+t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
+  t.test('upper ext4 + two EROFS lowers = one overlay; mkdir directives; release undoes all', async (t) => {
+    const root = scratchDir(t);
+    const up = attachLoop(t, { ext4: true });
+    const l0 = erofsLoop(t, { 'a.txt': 'from lower 0', 'shared.txt': 'lower 0 wins', 'etc/conf': 'c' });
+    const l1 = erofsLoop(t, { 'b.txt': 'from lower 1', 'shared.txt': 'lower 1 loses' });
+    const rootfs = join(root, 'c1', 'rootfs');
+    const before = mountSnapshot();
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const held = await sb.addStorages(
+      [upper(up, rootfs), lower(l0, rootfs, [`${M.mkdirPath}{{ mount 0 }}/upper/var/run:0755`, `${M.mkdirPath}{{ mount 1 }}/etc`]), lower(l1, rootfs)],
+      { containerId: 'c1' },
+    );
+    t.same(held, [rootfs]);
+    t.equal(sb.refcount(rootfs), 1, 'one storage held for the whole group');
+    const base = join(root, 'c1', 'multi-layer');
+    const ov = mountAt(rootfs)!;
+    t.equal(ov.fstype, 'overlay');
+    t.ok(ov.superOptions.includes(`lowerdir=${join(base, 'lower-0')}:${join(base, 'lower-1')}`), ov.superOptions.join(','));
+    t.ok(ov.superOptions.includes(`upperdir=${join(base, 'upper', 'upper')}`));
+    t.equal(mountAt(join(base, 'upper'))?.fstype, 'ext4');
+    t.equal(mountAt(join(base, 'lower-0'))?.fstype, 'erofs');
+    t.ok(mountAt(join(base, 'lower-0'))!.mountOptions.includes('ro'), 'lowers read-only');
+    t.equal(readFileSync(join(rootfs, 'a.txt'), 'utf8'), 'from lower 0');
+    t.equal(readFileSync(join(rootfs, 'b.txt'), 'utf8'), 'from lower 1');
+    t.equal(readFileSync(join(rootfs, 'shared.txt'), 'utf8'), 'lower 0 wins', 'the first lower has priority');
+    t.ok(statSync(join(rootfs, 'var', 'run')).isDirectory(), 'mkdir directive made in the upper layer');
+    writeFileSync(join(rootfs, 'written'), 'rw');
+    t.equal(readFileSync(join(base, 'upper', 'upper', 'written'), 'utf8'), 'rw', 'writes land on the ext4 upper');
+    t.notOk(
+      readMountinfo().some((m) => [...m.mountOptions, ...m.superOptions].some((o) => o.startsWith('X-kata'))),
+      'no marker word reached the kernel',
+    );
+    await sb.removeContainer('c1');
+    t.equal(mountSnapshot(), before, 'every mount gone, in reverse');
+    t.equal(treeSnapshot(root), '', 'every directory we made gone');
+    // The upper layer is the container's disk: what was written is still on it.
+    const check = scratchDir(t);
+    execFileSync('mount', ['-o', 'ro', up, check]);
+    t.equal(readFileSync(join(check, 'upper', 'written'), 'utf8'), 'rw');
+    t.ok(statSync(join(check, 'upper', 'var', 'run')).isDirectory());
+    execFileSync('umount', [check]);
+  });
+
+  t.test('without an upper storage: a directory-backed upper at the first lower mount point', async (t) => {
+    const root = scratchDir(t);
+    const l0 = erofsLoop(t, { 'x': 'x' });
+    const rootfs = join(root, 'c2', 'rootfs');
+    const sb = new Sandbox({ allowedRoots: [root] });
+    await sb.addStorages([lower(l0, rootfs)], { containerId: 'c2' });
+    t.equal(mountAt(rootfs)?.fstype, 'overlay');
+    writeFileSync(join(rootfs, 'y'), 'y');
+    await sb.removeContainer('c2');
+    t.equal(treeSnapshot(root), '');
+  });
+
+  t.test('a layer that fails to mount rolls back everything before it', async (t) => {
+    const root = scratchDir(t);
+    const up = attachLoop(t, { ext4: true });
+    const l0 = erofsLoop(t, { 'a': 'a' });
+    const notErofs = attachLoop(t, { ext4: true });
+    const rootfs = join(root, 'c3', 'rootfs');
+    const before = mountSnapshot();
+    const sb = new Sandbox({ allowedRoots: [root] });
+    await t.rejects(
+      sb.addStorages([{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'shm') }, upper(up, rootfs), lower(l0, rootfs), lower(notErofs, rootfs)], {
+        containerId: 'c3',
+      }),
+      { code: 'EINVAL' },
+    );
+    t.equal(mountSnapshot(), before, 'upper, lower-0 and the earlier tmpfs unmounted');
+    t.equal(treeSnapshot(root), '', 'no directory left');
+    t.equal(sb.storages().size, 0);
+  });
+
+  t.test('bad groups are refused before anything is touched', async (t) => {
+    const root = scratchDir(t);
+    const rootfs = join(root, 'c', 'rootfs');
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const before = mountSnapshot();
+    const cases: [string, Storage[], object][] = [
+      ['two uppers', [upper('/dev/vdb', rootfs), upper('/dev/vdc', rootfs), lower('/dev/vdd', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'options' }],
+      ['no lower', [upper('/dev/vdb', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'options' }],
+      ['upper marker on xfs', [{ ...upper('/dev/vdb', rootfs), fstype: 'xfs' }, lower('/dev/vdc', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'fstype', value: 'xfs' }],
+      ['lower through virtio-fs', [{ ...lower('kataShared', rootfs), driver: 'virtio-fs' }], { code: 'ERR_INVALID_STORAGE', field: 'driver', value: 'virtio-fs' }],
+      ['bad PCI path', [lower('zz/zz', rootfs)], { code: 'ERR_INVALID_PCI_PATH' }],
+      ['mkdir escape', [lower('/dev/vdc', rootfs, [`${M.mkdirPath}{{ mount 0 }}/../../etc`])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
+      ['empty mkdir', [lower('/dev/vdc', rootfs, [M.mkdirPath])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
+      ['GPT without a partition', [lower('/dev/vdc', rootfs, [M.gptPartitioned])], { code: 'ERR_INVALID_STORAGE' }],
+      ['bad partition number', [lower('/dev/vdc', rootfs, [M.gptPartitioned, `${M.partitionNumber}x`])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
+      ['dm-verity marker', [lower('/dev/vdc', rootfs, [M.dmverityEnabled])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
+      ['neither upper nor lower', [{ driver: 'blk', source: '/dev/vdc', fstype: 'xfs', options: [M.multiLayer], mountPoint: rootfs }], { code: 'ERR_INVALID_STORAGE' }],
+      ['driver alone', [{ driver: MULTI_LAYER_DRIVER, source: '/dev/vdc', fstype: 'erofs', mountPoint: rootfs }], { code: 'ERR_INVALID_STORAGE' }],
+      ['member outside the roots', [lower('/dev/vdc', rootfs), lower('/dev/vdd', '/etc/x')], { code: 'ERR_INVALID_STORAGE', field: 'mountPoint' }],
+    ];
+    for (const [name, storages, err] of cases) await t.rejects(sb.addStorages(storages, { containerId: 'c' }), err, name);
+    await t.rejects(sb.addStorages([lower('/dev/vdc', rootfs)], { containerId: '../x' }), { code: 'ERR_INVALID_STORAGE', field: 'containerId' });
+    t.equal(mountSnapshot(), before);
+    t.equal(treeSnapshot(root), '');
+  });
+});
