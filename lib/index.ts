@@ -7,6 +7,7 @@ export {
   umount,
   umountSync,
   isMountPoint,
+  remount,
   newMountApiSupport,
   effectiveMountApi,
   type MountApi,
@@ -18,7 +19,11 @@ export {
 export { normalizeStorage, type Storage, type FsGroup, type GroupChangePolicy } from './storage';
 export { StorageHandlerRegistry, defaultRegistry, type StorageHandler, type StorageContext, type ReleaseContext } from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
-export { channels as storageChannels, type MountEvent, type UmountEvent, type WaitEvent, type MkfsEvent } from './events';
+export { channels as storageChannels, type MountEvent, type UmountEvent, type WaitEvent, type MkfsEvent, type WatchEvent } from './events';
+export { WATCH_MAX_ENTRIES, WATCH_MAX_BYTES, WATCH_INTERVAL_MS } from './watcher';
+export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './multi-layer';
+export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './verity';
+export { tmpfsSizeBytes, type EphemeralUpdate } from './ephemeral-update';
 export {
   parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
   parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,

@@ -30,6 +30,8 @@ export interface NewMountApiSupport {
   mount_setattr: boolean;
   /** Needed only for `beneath`. */
   openat2: boolean;
+  /** Needed only to remount through the new API (fspick + FSCONFIG_CMD_RECONFIGURE). */
+  fspick: boolean;
   /** Every mount call is usable: `'auto'` picks the new API. */
   complete: boolean;
 }
@@ -45,6 +47,17 @@ export interface NativeBinding {
   mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
   newMountApiSupport(): NewMountApiSupport;
+  /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
+  remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | NativeError>;
+  /** The dm-verity target line for DmVerityInfo fields, or the offending field's name. */
+  verityTable(
+    hashtype: string, hash: string, blocknum: number, blocksize: number, hashsize: number, offset: number,
+    salt: string, hashType: number, noSuperblock: boolean, dataDev: string,
+  ): { params: string; sectors: number } | { code: string; value: string };
+  /** DM_DEV_CREATE + DM_TABLE_LOAD (verity, read-only) + resume + mknod `node`. */
+  dmVerityCreate(control: string, name: string, sectors: number, params: string, node: string): Promise<{ major: number; minor: number } | NativeError>;
+  /** DM_DEV_REMOVE (deferred: when its last opener closes) and unlink of `node`. */
+  dmRemove(control: string, name: string, node: string, deferred: boolean): Promise<NativeError | undefined>;
   umountSync(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): NativeError | undefined;
   umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;

@@ -4,9 +4,13 @@ import { execFile } from 'node:child_process';
 import { assertBlockDevice, type WaitOptions } from '../devices';
 import { StorageError } from '../errors';
 import { channels, timed } from '../events';
-import type { StorageContext, StorageHandler } from '../registry';
+import type { ReleaseContext, StorageContext, StorageHandler } from '../registry';
 import type { Storage } from '../storage';
+import { VERITY_INFO, createVerityDevice, parseVerityInfo, removeVerityDevice, type DmVerityInfo, type VerityDevice } from '../verity';
 import { mountStorage } from './common';
+
+/** dm-verity devices by the mount point they back, removed on release or rollback. */
+const verityDevices = new Map<string, VerityDevice>();
 
 const CREATE_FILESYSTEM = 'create_filesystem';
 // Kata's options for the ext4 of a block-backed emptyDir (no journal, no reserved blocks, few
@@ -23,6 +27,11 @@ function checkDriverOptions(storage: Storage): void {
   for (const o of storage.driverOptions ?? []) {
     if (o === CREATE_FILESYSTEM) {
       if (storage.fstype !== 'ext4') throw badDriverOption(o, `is only supported for ext4 (fstype is '${storage.fstype}')`);
+    } else if (o.startsWith(VERITY_INFO)) {
+      parseVerityInfo(o);
+      if ((storage.driverOptions ?? []).includes(CREATE_FILESYSTEM) || storage.fstype === 'bind') {
+        throw badDriverOption(o, `is for a read-only filesystem; it cannot go with ${storage.fstype === 'bind' ? "fstype 'bind'" : CREATE_FILESYSTEM}`);
+      }
     } else if (o.startsWith('encryption_key=')) {
       throw badDriverOption(o, 'needs the confidential data hub (LUKS on an ephemeral key), which this agent does not have');
     } else {
@@ -47,6 +56,11 @@ export function makeExt4(device: string, signal?: AbortSignal): Promise<void> {
   );
 }
 
+function verityInfo(storage: Storage): DmVerityInfo | undefined {
+  const o = (storage.driverOptions ?? []).find((w) => w.startsWith(VERITY_INFO));
+  return o === undefined ? undefined : parseVerityInfo(o);
+}
+
 /**
  * A block driver: `validateSource` refuses a malformed bus address up front; `resolve` finds (and
  * waits for) the device node.
@@ -61,13 +75,26 @@ export function blockHandler(validateSource: (source: string) => void, resolve: 
       const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
       if (ctx.signal) opts.signal = ctx.signal;
       const device = await ctx.waitFor(storage.source, () => resolve(storage, opts));
-      assertBlockDevice(device);
+      const dev = assertBlockDevice(device);
+      const verity = verityInfo(storage);
+      if (verity) {
+        const v = await createVerityDevice(ctx.devRoot, device, dev, verity);
+        verityDevices.set(storage.mountPoint, v);
+        return mountStorage(storage, ctx, { source: v.node, options: [...(storage.options ?? []), 'ro'] });
+      }
       if ((storage.driverOptions ?? []).includes(CREATE_FILESYSTEM)) await makeExt4(device, ctx.signal);
       if (storage.fstype === 'bind') {
         // vhost-user-blk: the device node itself is bound onto a file.
         return mountStorage(storage, ctx, { source: device, fstype: '', options: ['bind', ...(storage.options ?? [])], file: true });
       }
       return mountStorage(storage, ctx, { source: device });
+    },
+    async release(path: string, _ctx: ReleaseContext): Promise<void> {
+      const v = verityDevices.get(path);
+      if (v === undefined) return;
+      // Deferred: the kernel removes the device when the unmount that follows closes it.
+      await removeVerityDevice(v);
+      verityDevices.delete(path);
     },
   };
 }
