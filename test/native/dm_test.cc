@@ -1,0 +1,93 @@
+// The verity table builder (pure) and the device-mapper calls' error paths, which need no
+// device-mapper in the kernel.
+#include <errno.h>
+
+#include <string>
+
+#include "check.h"
+#include "dm.h"
+
+namespace {
+
+kata::VerityInfo Good() {
+  kata::VerityInfo v;
+  v.hashtype = "sha256";
+  v.hash = std::string(64, 'a');
+  v.blocknum = 1024;
+  v.blocksize = 4096;
+  v.hashsize = 4096;
+  v.offset = 4194304;
+  return v;
+}
+
+const char* Refused(const kata::VerityInfo& v, const std::string& dev = "7:0") {
+  std::string params;
+  uint64_t sectors = 0;
+  const char* bad = "";
+  return kata::VerityTable(v, dev, &params, &sectors, &bad) ? "" : bad;
+}
+
+}  // namespace
+
+KATA_TEST(verity_table_matches_veritysetup_layout) {
+  std::string params;
+  uint64_t sectors = 0;
+  const char* bad = "";
+  CHECK(kata::VerityTable(Good(), "7:3", &params, &sectors, &bad));
+  CHECK_EQ(params, "1 7:3 7:3 4096 4096 1024 1025 sha256 " + std::string(64, 'a') + " -");
+  CHECK_EQ(sectors, uint64_t{8192});
+  kata::VerityInfo v = Good();
+  v.no_superblock = true;
+  v.hash_type = 0;
+  v.salt = "00FF";
+  CHECK(kata::VerityTable(v, "254:16", &params, &sectors, &bad));
+  CHECK_EQ(params, "0 254:16 254:16 4096 4096 1024 1024 sha256 " + std::string(64, 'a') + " 00ff");
+}
+
+KATA_TEST(verity_table_refuses_each_field) {
+  kata::VerityInfo v = Good();
+  v.hashtype = "md5";
+  CHECK_EQ(std::string(Refused(v)), "hashtype");
+  v = Good();
+  v.hash.pop_back();
+  CHECK_EQ(std::string(Refused(v)), "hash");
+  v = Good();
+  v.blocknum = 0;
+  CHECK_EQ(std::string(Refused(v)), "blocknum");
+  v = Good();
+  v.blocksize = 4095;
+  CHECK_EQ(std::string(Refused(v)), "blocksize");
+  v = Good();
+  v.hashsize = 256;
+  CHECK_EQ(std::string(Refused(v)), "hashsize");
+  v = Good();
+  v.offset = 4096;
+  CHECK_EQ(std::string(Refused(v)), "offset");
+  v = Good();
+  v.salt = "a b";
+  CHECK_EQ(std::string(Refused(v)), "salt");
+  v = Good();
+  v.hash_type = 2;
+  CHECK_EQ(std::string(Refused(v)), "hash_type");
+  CHECK_EQ(std::string(Refused(Good(), "/dev/vda")), "data_dev");
+  CHECK_EQ(std::string(Refused(Good(), "7:")), "data_dev");
+}
+
+KATA_TEST(dm_calls_report_the_control_node) {
+  kata::SysError e;
+  unsigned major = 0, minor = 0;
+  CHECK(!kata::DmCreateVerity("/nonexistent/control", "kata-verity-x", 8, "p", "/nonexistent/node", &major, &minor, &e));
+  CHECK_EQ(e.err, ENOENT);
+  CHECK_EQ(std::string(e.syscall), "open");
+  kata::SysError too_long;
+  CHECK(!kata::DmCreateVerity("/dev/null", std::string(200, 'n'), 8, "p", "/x", &major, &minor, &too_long));
+  CHECK_EQ(too_long.err, EINVAL);
+  // /dev/null opens but is no device-mapper: the first ioctl says so.
+  kata::SysError not_dm;
+  CHECK(!kata::DmCreateVerity("/dev/null", "kata-verity-x", 8, "p", "/x", &major, &minor, &not_dm));
+  CHECK_EQ(not_dm.err, ENOTTY);
+  CHECK_EQ(std::string(not_dm.syscall), "ioctl(DM_DEV_CREATE)");
+  kata::SysError rm;
+  CHECK(!kata::DmRemove("/dev/null", "kata-verity-x", "", true, &rm));
+  CHECK_EQ(rm.err, ENOTTY);
+}
