@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MULTI_LAYER_DRIVER, MultiLayerMarkers as M, Sandbox, defaultRegistry, groupMultiLayer, type Storage } from '../lib/index';
-import { attachLoop } from './helpers/loop';
+import { attachImage, attachLoop } from './helpers/loop';
 import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 
@@ -27,9 +27,7 @@ function erofsLoop(t: Teardown, files: Record<string, string>): string {
   mkdirSync(tree, { recursive: true });
   const img = join(dir, 'layer.erofs');
   execFileSync('mkfs.erofs', ['--quiet', img, tree]);
-  const dev = execFileSync('losetup', ['--find', '--show', '--read-only', img], { encoding: 'utf8' }).trim();
-  t.teardown(() => void spawnSync('losetup', ['-d', dev]));
-  return dev;
+  return attachImage(t, img, { readOnly: true });
 }
 
 const upper = (dev: string, mountPoint: string, extra: string[] = []): Storage => ({

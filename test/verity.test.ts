@@ -7,6 +7,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox, deviceNumber, parseVerityInfo, verityDeviceName, verityTable, type DmVerityInfo, type Storage } from '../lib/index';
+import { attachImage } from './helpers/loop';
 import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 
@@ -100,11 +101,6 @@ t.test('a veritysetup image: the table we build is the one its header describes'
 });
 
 t.test('dm-verity on block drivers, this machine', { skip: cannotMount || (!haveVeritysetup && 'veritysetup missing') }, async (t) => {
-  function loop(t: Teardown, img: string): string {
-    const dev = execFileSync('losetup', ['--find', '--show', '--read-only', img], { encoding: 'utf8' }).trim();
-    t.teardown(() => void spawnSync('losetup', ['-d', dev]));
-    return dev;
-  }
   const storage = (source: string, mountPoint: string, info: unknown, extra: Partial<Storage> = {}): Storage => ({
     driver: 'blk',
     source,
@@ -130,7 +126,7 @@ t.test('dm-verity on block drivers, this machine', { skip: cannotMount || (!have
 
   t.test('ioctl error paths: no control node, a control node that is no device-mapper', async (t) => {
     const { img, info } = verityImage(t);
-    const dev = loop(t, img);
+    const dev = attachImage(t, img, { readOnly: true });
     const root = scratchDir(t);
     const devRoot = scratchDir(t, 'kata-storage-dev-');
     const sb = new Sandbox({ allowedRoots: [root], devRoot });
@@ -150,7 +146,7 @@ t.test('dm-verity on block drivers, this machine', { skip: cannotMount || (!have
     const { img, info } = verityImage(t);
     const root = scratchDir(t);
     const sb = new Sandbox({ allowedRoots: [root] });
-    const dev = loop(t, img);
+    const dev = attachImage(t, img, { readOnly: true });
     const mp = join(root, 'v');
     const before = mountSnapshot();
     await sb.addStorages([storage(dev, mp, info)], { containerId: 'c' });

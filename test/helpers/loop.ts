@@ -16,12 +16,16 @@ function image(t: Teardown, sizeMb: number, ext4: boolean): string {
   return img;
 }
 
-/** A loop device over a fresh image (blank, or ext4), detached at teardown. */
-export function attachLoop(t: Teardown, opts: { sizeMb?: number; ext4?: boolean } = {}): string {
-  const img = image(t, opts.sizeMb ?? 16, opts.ext4 === true);
-  const dev = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
+/** A loop device over an existing image file, detached at teardown. */
+export function attachImage(t: Teardown, img: string, opts: { readOnly?: boolean } = {}): string {
+  const dev = execFileSync('losetup', ['--find', '--show', ...(opts.readOnly ? ['--read-only'] : []), img], { encoding: 'utf8' }).trim();
   t.teardown(() => void spawnSync('losetup', ['-d', dev]));
   return dev;
+}
+
+/** A loop device over a fresh image (blank, or ext4), detached at teardown. */
+export function attachLoop(t: Teardown, opts: { sizeMb?: number; ext4?: boolean } = {}): string {
+  return attachImage(t, image(t, opts.sizeMb ?? 16, opts.ext4 === true));
 }
 
 /** A loop device number that does not exist now (so its appearance is a real hot-plug). */
