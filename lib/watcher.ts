@@ -8,7 +8,7 @@
 // applied before deletions (Kubernetes' `..data` link swap never points at a removed directory),
 // and each source polls on its own timer with asynchronous fs calls, so neither the JS thread nor
 // another source waits for a slow one.
-import { copyFile, lchown, lstat, mkdir, readdir, readlink, rename, rm, symlink, chmod, chown } from 'node:fs/promises';
+import { copyFile, lchown, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, chmod, chown } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { channels, type WatchEvent } from './events';
@@ -42,7 +42,7 @@ export class WatchLimitExceeded extends Error {
 }
 
 /**
- * Walks `source` (lstat, never following symlinks) into relative path -> Node, parents before
+ * Walks `source` (lstat below it: no symlink inside is followed) into relative path -> Node, parents before
  * children; throws WatchLimitExceeded as soon as a limit is passed, or the fs error.
  */
 export async function scanTree(source: string): Promise<Map<string, Node>> {
@@ -50,7 +50,8 @@ export async function scanTree(source: string): Promise<Map<string, Node>> {
   let bytes = 0;
   const visit = async (rel: string): Promise<void> => {
     const path = rel === '' ? source : join(source, rel);
-    const st = await lstat(path, { bigint: true });
+    // The source itself may be a link to its directory (Kata's is_dir follows it); nothing below is followed.
+    const st = rel === '' ? await stat(path, { bigint: true }) : await lstat(path, { bigint: true });
     const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : undefined;
     if (type === undefined) return; // sockets, fifos, devices: Kata copies none either
     const node: Node = { type, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), size: st.size, mtimeNs: st.mtimeNs, ino: st.ino };
@@ -201,7 +202,7 @@ export class Watch {
       }
       // A file vanishing between scan and copy is an ordinary race (the next poll settles it);
       // the source itself vanishing is what gets reported as missing.
-      const gone = await lstat(source).then(
+      const gone = await stat(source).then(
         () => false,
         () => true,
       );

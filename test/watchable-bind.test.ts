@@ -224,6 +224,22 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     t.equal(activeWatches(), 0);
   });
 
+  t.test('a source reached through a symlink is mirrored; links inside are copied, not followed', async (t) => {
+    const root = scratchDir(t);
+    const src = scratchDir(t, 'kata-storage-src-');
+    mkdirSync(join(src, 'real'));
+    writeFileSync(join(src, 'real', 'f'), 'via link');
+    symlinkSync('/etc', join(src, 'real', 'outside'));
+    symlinkSync(join(src, 'real'), join(src, 'link'));
+    const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
+    const mp = join(root, 'l');
+    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'link'), fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    t.equal(mountAt(mp)?.fstype, 'tmpfs');
+    t.equal(read(join(mp, 'f')), 'via link');
+    t.equal(readlinkSync(join(mp, 'outside')), '/etc', 'a link inside stays a link');
+    await sb.removeContainer('c');
+  });
+
   t.test('a file source is a plain bind of the file', async (t) => {
     const root = scratchDir(t);
     const src = scratchDir(t, 'kata-storage-src-');

@@ -3,7 +3,7 @@
 // (lib/watcher.ts), so a container sees configmap/secret updates as inotify events. A source over
 // Kata's limits (16 entries, 1 MiB) is a plain bind instead, from the start or as soon as it
 // grows past them. A file source is a plain bind (a tmpfs cannot be mounted on a file).
-import { lstat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { StorageError } from '../errors';
 import { channels } from '../events';
@@ -32,7 +32,7 @@ export const watchableBindHandler: StorageHandler = {
   },
   async create(storage: Storage, ctx: StorageContext): Promise<string> {
     const { source, mountPoint } = storage;
-    const st = await lstat(source);
+    const st = await stat(source);
     const bind = async (file: boolean): Promise<string> => {
       await ctx.makeMountPoint({ file });
       await ctx.mount(source, mountPoint, '', ['bind']);
