@@ -5,6 +5,7 @@
 #include <linux/dm-ioctl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -78,6 +79,12 @@ class ControlFd {
  private:
   int fd_;
 };
+
+// mknod(3) is a symbol of glibc 2.33; the addon's floor is 2.28 (glibc_compat.cc), and mknodat(2)
+// exists on every architecture (arm64 has no mknod(2)).
+int MakeNode(const std::string& path, dev_t dev) {
+  return static_cast<int>(syscall(SYS_mknodat, AT_FDCWD, path.c_str(), S_IFBLK | 0600, dev));
+}
 
 bool Ioctl(int fd, unsigned long cmd, const char* what, DmBuffer* b, const std::string& name,
            SysError* error) {
@@ -177,8 +184,8 @@ bool DmCreateVerity(const std::string& control, const std::string& name, uint64_
   *major = ::major(dev);
   *minor = ::minor(dev);
 
-  if (mknod(node.c_str(), S_IFBLK | 0600, dev) != 0) {
-    if (errno != EEXIST || unlink(node.c_str()) != 0 || mknod(node.c_str(), S_IFBLK | 0600, dev) != 0) {
+  if (MakeNode(node, dev) != 0) {
+    if (errno != EEXIST || unlink(node.c_str()) != 0 || MakeNode(node, dev) != 0) {
       error->Set(errno, "mknod", node);
       return undo();
     }
