@@ -9,7 +9,8 @@ import { activeWatches } from '../lib/handlers/watchable-bind';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 
-const INTERVAL = 100;
+// Short for the tests, long enough that a loaded 2-core CI machine keeps to it.
+const INTERVAL = 200;
 
 function events(t: { teardown(fn: () => void): void }): WatchEvent[] {
   const seen: WatchEvent[] = [];
@@ -62,8 +63,8 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     writeFileSync(join(src, 'a'), 'two');
     writeFileSync(join(src, 'new'), 'added');
     rmSync(join(src, 'dir'), { recursive: true });
-    const took = await within(2 * INTERVAL + 50, () => read(join(mp, 'a')) === 'two' && read(join(mp, 'new')) === 'added' && !existsSync(join(mp, 'dir')));
-    t.ok(took <= 2 * INTERVAL + 50, `changed, added and deleted within two intervals (${took.toFixed(0)} ms)`);
+    const took = await within(2 * INTERVAL + 100, () => read(join(mp, 'a')) === 'two' && read(join(mp, 'new')) === 'added' && !existsSync(join(mp, 'dir')));
+    t.ok(took <= 2 * INTERVAL + 100, `changed, added and deleted within two intervals (${took.toFixed(0)} ms)`);
     t.notOk(readdirSync(mp).some((n) => n.startsWith('.kata-watch-')), 'no file written aside is left');
     t.ok(seen.some((e) => e.event === 'sync' && e.mountPoint === mp), 'sync events published');
 
@@ -140,7 +141,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     t.equal(mountAt(mp)?.fstype, 'tmpfs');
     writeFileSync(join(src, 'large'), '');
     truncateSync(join(src, 'large'), WATCH_MAX_BYTES); // with 'small': one byte over
-    await within(2 * INTERVAL + 50, () => statSync(mp).ino === statSync(src).ino);
+    await within(2 * INTERVAL + 100, () => statSync(mp).ino === statSync(src).ino);
     t.equal(mountsUnder(mp).length, 2, 'the bind sits on the tmpfs');
     t.match(seen.find((e) => e.event === 'fallback'), { limit: 'bytes', value: WATCH_MAX_BYTES + 1 });
     t.equal(activeWatches(), 1, 'held until release');
@@ -193,11 +194,11 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
       last = now;
     }, 5);
     writeFileSync(join(fast, 'f'), '1');
-    const took = await within(2 * INTERVAL + 50, () => read(join(root, 'fast', 'f')) === '1');
+    const took = await within(2 * INTERVAL + 100, () => read(join(root, 'fast', 'f')) === '1');
     await within(2000, () => statSync(join(root, 'slow', 'f')).size === WATCH_MAX_BYTES - 16);
     clearInterval(ticker);
-    t.ok(took <= 2 * INTERVAL + 50, `fast source updated in ${took.toFixed(0)} ms`);
-    t.ok(maxGap < 100, `event loop never stalled ${maxGap.toFixed(1)} ms`);
+    t.ok(took <= 2 * INTERVAL + 100, `fast source updated in ${took.toFixed(0)} ms`);
+    t.ok(maxGap < 200, `event loop never stalled ${maxGap.toFixed(1)} ms`);
     await sb.removeContainer('c');
   });
 
