@@ -13,6 +13,7 @@ export type StorageErrorCode =
   | 'ERR_NOT_BLOCK_DEVICE'
   | 'ERR_STORAGE_NOT_FOUND'
   | 'ERR_STORAGE_DRIVER_EXISTS'
+  | 'ERR_SANDBOX_DESTROYED'
   | 'ERR_SYSFS'
   | 'ERR_NATIVE_LOAD'
   | (string & {});

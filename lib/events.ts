@@ -9,6 +9,8 @@ export interface MountEvent {
   fstype: string;
   options: readonly string[];
   containerId?: string;
+  /** The storage asks for fsGroup (or fsgid=) but its mount is read-only: ownership left as is. */
+  fsGroupSkipped?: 'read-only';
   durationMs: number;
   error?: Error;
 }
@@ -18,6 +20,14 @@ export interface UmountEvent {
   mountPoint: string;
   /** Why the storage was released: 'release' (last reference), 'rollback' (failed request), 'destroy'. */
   reason: 'release' | 'rollback' | 'destroy';
+  /**
+   * 'umount': the unmount of `path` (published every time). 'remove': a best-effort removal of a
+   * directory the sandbox created (published only when it failed: the release still succeeded,
+   * `path` is kept and its removal retried by later releases and destroy()).
+   */
+  step: 'umount' | 'remove';
+  /** What was unmounted or could not be removed. */
+  path: string;
   durationMs: number;
   error?: Error;
 }

@@ -4,13 +4,22 @@
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
-import { channels, timed } from './events';
+import { channels, now, timed } from './events';
 import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { native } from './native';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
-import { checkAllowedRoots, normalizeStorage, placeMountPoint, validateStorage, type Placement, type Storage } from './storage';
+import {
+  allowedRootOf,
+  checkAllowedRoots,
+  normalizeStorage,
+  ownershipSkipped,
+  placeMountPoint,
+  validateStorage,
+  type Placement,
+  type Storage,
+} from './storage';
 
 export interface SandboxOptions {
   registry?: StorageHandlerRegistry;
@@ -20,7 +29,7 @@ export interface SandboxOptions {
   devRoot?: string;
   /** How long block drivers wait for a hot-plugged device. Default 3000 ms. */
   hotplugTimeoutMs?: number;
-  /** Unmounts retry EBUSY for this long before the cleanup is reported as failed. Default 0. */
+  /** Each unmount retries EBUSY for this long before the cleanup is reported as failed. Default 0. */
   umountBusyTimeoutMs?: number;
   /** Which kernel mount API the sandbox's mounts use. Default 'auto' (or KATA_STORAGE_MOUNT_API). */
   mountApi?: MountApi;
@@ -38,7 +47,7 @@ export interface StorageInfo {
   /** '' for entries made with setSandboxStorage. */
   driver: string;
   shared: boolean;
-  /** A cleanup failed; the next release or destroy() retries it. */
+  /** An unmount (or a driver's release) failed; the next release, add of it or destroy() retries it. */
   cleanupPending: boolean;
 }
 
@@ -85,8 +94,13 @@ export class Sandbox {
   readonly #containers = new Map<string, Taken[]>();
   readonly #locks = new Map<string, Promise<void>>();
   readonly #pendingCleanup = new Set<string>();
-  /** Directories we created that were not empty when their storage went; pruned later. */
-  readonly #orphanDirs = new Set<string>();
+  /**
+   * Directories we created that could not be removed when their storage went (not empty: another
+   * storage lives below; or EROFS/EBUSY/EACCES): removed by later releases and destroy(), or
+   * taken over by the next storage made there.
+   */
+  readonly #leftovers = new Set<string>();
+  #destroyed = false;
 
   constructor(opts: SandboxOptions = {}) {
     if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'of type object', opts);
@@ -116,14 +130,17 @@ export class Sandbox {
     const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
     const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
     if (containerId !== undefined && typeof containerId !== 'string') throw invalidArgType('options.containerId', 'of type string', containerId);
+    if (this.#destroyed) throw destroyedError();
     // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
     const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((storage) => {
       const placement = validateStorage(storage, this.allowedRoots);
       const handler = this.registry.get(storage.driver);
       if (handler === undefined) {
-        throw new StorageError('ERR_UNKNOWN_STORAGE_DRIVER', `no handler is registered for storage driver '${storage.driver}'`, {
-          value: storage.driver,
-        });
+        throw new StorageError(
+          'ERR_UNKNOWN_STORAGE_DRIVER',
+          `no handler is registered for storage driver '${storage.driver}' (registered: ${this.registry.drivers().join(', ') || 'none'})`,
+          { value: storage.driver, registered: this.registry.drivers() },
+        );
       }
       handler.validate?.(storage, containerId === undefined ? { allowedRoots: this.allowedRoots } : { allowedRoots: this.allowedRoots, containerId });
       return { storage, placement, handler };
@@ -159,20 +176,28 @@ export class Sandbox {
     return held;
   }
 
-  /** Gives back exactly the references that container's addStorages calls took. */
+  /**
+   * Gives back exactly the references that container's addStorages calls took, then retries
+   * cleanups left pending by earlier calls. An id the sandbox does not know (never added, already
+   * removed, or cleared by destroy()) holds nothing: it resolves having released nothing, so a
+   * runtime may retry a RemoveContainer safely. Rejects with the first failed unmount (each waits
+   * at most umountBusyTimeoutMs), `cleanupErrors` holding the others.
+   */
   async removeContainer(containerId: string): Promise<void> {
     if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
     const refs = this.#containers.get(containerId);
     this.#containers.delete(containerId);
+    const pendingBefore = new Set(this.#pendingCleanup);
     const errors: Error[] = [];
     for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
+      pendingBefore.delete(refs![i]!.path);
       try {
         await this.#release(refs![i]!.path, 'release', false);
       } catch (e) {
         if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
       }
     }
-    await this.#retryPending();
+    await this.#retryPending(pendingBefore);
     if (errors.length > 0) {
       errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
       throw errors[0];
@@ -182,6 +207,7 @@ export class Sandbox {
   /** Kata's add_sandbox_storage: a reference without a mount. True when the entry is new. */
   setSandboxStorage(path: string, shared = false): boolean {
     checkPathArg(path);
+    if (this.#destroyed) throw destroyedError();
     const e = this.#entries.get(path);
     if (e) {
       e.refcount++;
@@ -210,8 +236,10 @@ export class Sandbox {
   /** Drops one reference and, when it was the last, unmounts and removes what was created. */
   async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
     checkPathArg(path);
+    const pendingBefore = new Set(this.#pendingCleanup);
+    pendingBefore.delete(path);
     const gone = await this.#release(path, 'release', true);
-    await this.#retryPending();
+    await this.#retryPending(pendingBefore);
     return gone;
   }
 
@@ -239,8 +267,13 @@ export class Sandbox {
     });
   }
 
-  /** Releases everything, shared storages too. Entries whose cleanup fails stay, marked. */
+  /**
+   * Releases everything, shared storages too, and retires the sandbox: addStorages and
+   * setSandboxStorage are refused from now on (ERR_SANDBOX_DESTROYED), even while this runs.
+   * Entries whose unmount fails stay, marked; calling destroy() again retries them.
+   */
   async destroy(): Promise<void> {
+    this.#destroyed = true;
     this.#containers.clear();
     const errors: Error[] = [];
     for (const path of [...this.#entries.keys()].reverse()) {
@@ -255,10 +288,16 @@ export class Sandbox {
         errors.push(err as Error);
       }
     }
+    await this.#retryLeftovers();
     if (errors.length > 0) {
       errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
       throw errors[0];
     }
+  }
+
+  /** True once destroy() was called. */
+  get destroyed(): boolean {
+    return this.#destroyed;
   }
 
   async #withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
@@ -285,6 +324,7 @@ export class Sandbox {
   ): Promise<{ taken: Taken; held: string }> {
     const path = storage.mountPoint;
     return this.#withLock(path, async () => {
+      if (this.#destroyed) throw destroyedError();
       const existing = this.#entries.get(path);
       if (existing && existing.refcount === 0 && this.#pendingCleanup.has(path)) {
         // Half torn down: finish the job first; if that still fails, this request fails too.
@@ -300,13 +340,16 @@ export class Sandbox {
       let held: string;
       try {
         held = await handler.create(storage, ctx);
+        // destroy() ran meanwhile: it did not see this entry, so it must not outlive the call.
+        if (this.#destroyed) throw destroyedError();
       } catch (err) {
         if (signal?.aborted) await abortedMountsSettled();
         try {
           await this.#cleanup(e, 'rollback');
         } catch (undoErr) {
-          // Keep what could not be undone visible and retried rather than forgotten.
-          this.#entries.set(path, e);
+          // Still mounted: keep it in the table, held by nobody and marked, so the next add of
+          // this mount point, a release or destroy() finishes the job. Never claim it is held.
+          this.#keepUndone(e);
           errorsOf(err, 'rollbackErrors', [undoErr as Error]);
         }
         throw err;
@@ -323,6 +366,21 @@ export class Sandbox {
     });
   }
 
+  /** An entry whose rollback failed: held by nobody, marked for cleanup (merged into a raced entry). */
+  #keepUndone(e: Entry): void {
+    const raced = this.#entries.get(e.path);
+    if (raced && raced !== e) {
+      // setSandboxStorage() took a reference meanwhile: what is still mounted becomes that entry's.
+      raced.mounts.push(...e.mounts);
+      raced.created.push(...e.created);
+      for (const tree of e.trees) raced.trees.add(tree);
+      return;
+    }
+    e.refcount = 0;
+    this.#entries.set(e.path, e);
+    this.#pendingCleanup.add(e.path);
+  }
+
   #context(
     e: Entry,
     storage: Storage,
@@ -331,11 +389,15 @@ export class Sandbox {
     signal: AbortSignal | undefined,
   ): StorageContext {
     const sandbox = this;
-    const make = async (p: Placement, file: boolean): Promise<void> => {
+    const make = async (target: string, p: Placement, file: boolean): Promise<string[]> => {
+      // Directories an earlier storage left behind on the way become this entry's (shallowest
+      // first, before what is created now), so its release removes them and nobody else does.
+      const claimed = sandbox.#claimLeftovers(target);
+      e.created.push(...claimed);
       const r = await native.makeBeneath(p.root, p.rel, 0o755, file);
       if (!Array.isArray(r)) throw fromNative(r);
       e.created.push(...r);
-      return undefined;
+      return [...claimed, ...r];
     };
     return {
       driver: storage.driver,
@@ -349,21 +411,32 @@ export class Sandbox {
       allowedRoots: this.allowedRoots,
       placement,
       async makeMountPoint(opts = {}) {
-        const before = e.created.length;
-        await make(placement, opts.file === true);
-        if (e.created.slice(before).includes(storage.mountPoint)) e.createdMountPoint = true;
+        if ((await make(storage.mountPoint, placement, opts.file === true)).includes(storage.mountPoint)) e.createdMountPoint = true;
       },
       async makeDirectory(path: string) {
-        const before = e.created.length;
-        await make(placeMountPoint(path, sandbox.allowedRoots), false);
-        if (e.created.slice(before).includes(path)) e.trees.add(path);
+        if ((await make(path, placeMountPoint(path, sandbox.allowedRoots), false)).includes(path)) e.trees.add(path);
       },
       async mount(source, target, fstype, options = []) {
-        const opts = { signal, mountApi: sandbox.mountApi, beneath: sandbox.#beneath(target) };
+        // The storage's own mount point was placed once at validation; another target (a custom
+        // driver's) is placed by the same rule.
+        const root = target === storage.mountPoint ? placement.root : sandbox.#rootOf(target);
+        const opts = { signal, mountApi: sandbox.mountApi, beneath: beneathAvailable() ? root : undefined };
+        const own = target === storage.mountPoint && (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
+        const fsGroupSkipped = own ? ownershipSkipped(storage) : undefined;
         await timed(
           channels.mount,
           () => mount(source, target, fstype, options, opts),
-          (durationMs, error) => ({ driver: storage.driver, source, mountPoint: target, fstype, options, containerId, durationMs, error }),
+          (durationMs, error) => ({
+            driver: storage.driver,
+            source,
+            mountPoint: target,
+            fstype,
+            options,
+            containerId,
+            ...(fsGroupSkipped ? { fsGroupSkipped } : {}),
+            durationMs,
+            error,
+          }),
         );
         e.mounts.push(target);
       },
@@ -376,15 +449,18 @@ export class Sandbox {
   /**
    * The allowed root a mount target is resolved beneath (openat2 RESOLVE_BENEATH |
    * RESOLVE_NO_SYMLINKS, then the mount goes onto that fd), so a directory swapped for a symlink
-   * between validation and mount cannot redirect it. Kernels before 5.6 lack openat2: there
+   * between validation and mount cannot redirect it: the innermost matching root, the rule
+   * validation placed the mount point by (allowedRootOf). Kernels before 5.6 lack openat2: there
    * the validation-time walk is the only defence.
    */
-  #beneath(target: string): string | undefined {
-    const root = this.allowedRoots.find((r) => target === r || target.startsWith(r.endsWith('/') ? r : `${r}/`));
+  #rootOf(target: string): string {
+    const root = allowedRootOf(target, this.allowedRoots);
     if (root === undefined) {
-      throw new StorageError('ERR_INVALID_STORAGE', `mount target ${target} is outside the allowed roots`, { value: target });
+      throw new StorageError('ERR_INVALID_STORAGE', `mount target ${target} is not strictly beneath an allowed root (${this.allowedRoots.join(', ')})`, {
+        value: target,
+      });
     }
-    return beneathAvailable() ? root : undefined;
+    return root;
   }
 
   /** Drops a reference under the mount point's lock; cleans up when it was the last. */
@@ -402,8 +478,13 @@ export class Sandbox {
     });
   }
 
-  async #retryPending(): Promise<void> {
-    for (const path of [...this.#pendingCleanup]) {
+  /**
+   * Retries the cleanups in `paths` that are still pending (those the caller did not just attempt:
+   * each unmount waits at most umountBusyTimeoutMs once per call), then the leftover directories.
+   */
+  async #retryPending(paths: ReadonlySet<string>): Promise<void> {
+    for (const path of paths) {
+      if (!this.#pendingCleanup.has(path)) continue;
       await this.#withLock(path, async () => {
         const e = this.#entries.get(path);
         if (!e || e.refcount > 0) {
@@ -413,9 +494,17 @@ export class Sandbox {
         await this.#cleanup(e, 'release').catch(() => undefined);
       });
     }
+    await this.#retryLeftovers();
   }
 
-  /** Undoes what the entry's creation did; on failure the entry stays, marked for a retry. */
+  /**
+   * Undoes what the entry's creation did. Essential, in order: the driver's own release (e.g.
+   * `local` removing its directory) and every unmount; if one fails the entry stays, held by
+   * nobody and marked (cleanupPending), and the error is thrown. Best effort, once the unmounts
+   * succeeded: removing the directories this sandbox created. A failure there (EROFS, EBUSY,
+   * EACCES, ENOTEMPTY) is published on kata-storage:umount (step 'remove') and the directory is
+   * kept as a leftover, retried later; the release itself succeeds and the entry goes.
+   */
   async #cleanup(e: Entry, reason: Reason): Promise<void> {
     try {
       if (e.handler?.release && !e.releaseDone && e.storage) {
@@ -427,19 +516,9 @@ export class Sandbox {
         await timed(
           channels.umount,
           () => umount(target, { busyTimeoutMs: this.umountBusyTimeoutMs }),
-          (durationMs, error) => ({ driver: e.driver, mountPoint: target, reason, durationMs, error }),
+          (durationMs, error) => ({ driver: e.driver, mountPoint: e.path, reason, step: 'umount', path: target, durationMs, error }),
         );
         e.mounts.pop();
-      }
-      while (e.created.length > 0) {
-        const p = e.created[e.created.length - 1]!;
-        if (e.trees.has(p)) {
-          const r = await native.removeTree(p);
-          if (r) throw fromNative(r);
-        } else {
-          await removeCreated(p, this.#orphanDirs);
-        }
-        e.created.pop();
       }
     } catch (err) {
       e.cleanupError = err as Error;
@@ -448,21 +527,52 @@ export class Sandbox {
     }
     if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
     this.#pendingCleanup.delete(e.path);
-    await this.#pruneOrphans(e.path);
+    while (e.created.length > 0) {
+      const p = e.created.pop()!;
+      const started = now();
+      const r = e.trees.has(p) ? await native.removeTree(p) : await native.removeEntry(p);
+      if (r === undefined || ('errno' in r && r.errno === ENOENT)) continue;
+      this.#leftovers.add(p);
+      const expected = 'errno' in r && (r.errno === ENOTEMPTY || r.errno === EEXIST) && p !== e.path && !e.trees.has(p);
+      // A parent still holding another storage's directory is the normal case, not news.
+      if (!expected && channels.umount.hasSubscribers) {
+        channels.umount.publish({ driver: e.driver, mountPoint: e.path, reason, step: 'remove', path: p, durationMs: now() - started, error: fromNative(r) });
+      }
+    }
+    await this.#retryLeftovers();
   }
 
-  /** Removes now-empty directories we created for earlier storages above `path`. */
-  async #pruneOrphans(path: string): Promise<void> {
-    if (this.#orphanDirs.size === 0) return;
-    for (let dir = posix.dirname(path); dir !== '/' && this.#orphanDirs.has(dir); dir = posix.dirname(dir)) {
+  /** Leftover directories at or above `path`, shallowest first, taken out of the leftover set. */
+  #claimLeftovers(path: string): string[] {
+    if (this.#leftovers.size === 0) return [];
+    const claimed: string[] = [];
+    for (let dir = path; dir !== '/' && dir !== '.'; dir = posix.dirname(dir)) {
+      if (this.#leftovers.delete(dir)) claimed.unshift(dir);
+    }
+    return claimed;
+  }
+
+  /**
+   * Removes leftover directories that can go now (deepest first; never recursively, so a tree
+   * that kept content keeps it). A path some entry holds is never touched.
+   */
+  async #retryLeftovers(): Promise<void> {
+    if (this.#leftovers.size === 0) return;
+    const held = new Set<string>();
+    for (const x of this.#entries.values()) {
+      held.add(x.path);
+      for (const tree of x.trees) held.add(tree);
+    }
+    for (const dir of [...this.#leftovers].sort((a, b) => b.length - a.length)) {
+      // Claimed by an add while an earlier removal was in flight: it is that storage's now.
+      if (held.has(dir) || !this.#leftovers.has(dir)) continue;
       const r = await native.removeEntry(dir);
-      if (r !== undefined && !('errno' in r && r.errno === ENOENT)) return;
-      this.#orphanDirs.delete(dir);
+      if (r === undefined || ('errno' in r && r.errno === ENOENT)) this.#leftovers.delete(dir);
     }
   }
 }
 
-const ENOENT = constants.errno.ENOENT;
+const { ENOENT, ENOTEMPTY, EEXIST } = constants.errno;
 
 let openat2: boolean | undefined;
 const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);
@@ -471,19 +581,8 @@ function newEntry(path: string, driver: string, shared: boolean): Entry {
   return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], trees: new Set(), createdMountPoint: false };
 }
 
-// Off the JS thread: during a burst of unmounts rmdir waits on the kernel's mount locks, which
-// blocked the event loop for 100+ ms when it ran here synchronously.
-async function removeCreated(p: string, orphans: Set<string>): Promise<void> {
-  const r = await native.removeEntry(p);
-  if (r === undefined) return;
-  const err = fromNative(r) as NodeJS.ErrnoException;
-  if (err.code === 'ENOENT') return;
-  // Something else lives in it now (another storage's directory): prune it when that goes.
-  if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') {
-    orphans.add(p);
-    return;
-  }
-  throw err;
+function destroyedError(): StorageError {
+  return new StorageError('ERR_SANDBOX_DESTROYED', 'the sandbox was destroyed; create a new Sandbox to add storages', { value: 'destroyed' });
 }
 
 function notFound(path: string): StorageError {

@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import { StorageError, fromNative } from './errors';
 import { native } from './native';
-import { parseMountOptions } from './options';
+import { MountFlags, parseMountOptions } from './options';
 
 export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
 
@@ -62,12 +62,39 @@ const policies: Record<string, GroupChangePolicy> = {
   OnRootMismatch: 'OnRootMismatch',
 };
 
+// Every key a Storage may carry, in each form (ours, agent.proto's field names, and the
+// lowerCamel JSON names proto3 JSON also emits); anything else is a typo and refused.
+const STORAGE_KEYS = new Set([
+  'driver',
+  'driverOptions',
+  'driver_options',
+  'source',
+  'fstype',
+  'options',
+  'mountPoint',
+  'mount_point',
+  'fsGroup',
+  'fs_group',
+  'shared',
+]);
+const FS_GROUP_KEYS = new Set(['groupId', 'group_id', 'groupChangePolicy', 'group_change_policy']);
+
+function unknownKeys(o: Record<string, unknown>, known: Set<string>, parent?: string): void {
+  for (const k of Object.keys(o)) {
+    if (known.has(k)) continue;
+    const field = parent === undefined ? k : `${parent}.${k}`;
+    throw new StorageError('ERR_INVALID_STORAGE', `storage has an unknown key '${field}' (known: ${[...known].join(', ')})`, { value: k, field });
+  }
+}
+
+// proto3 JSON omits every field at its default: an absent group_id is 0, an absent policy Always.
 function fsGroupField(o: Record<string, unknown>): FsGroup | undefined {
   const v = pick(o, 'fsGroup', 'fs_group');
   if (v === undefined) return undefined;
   if (typeof v !== 'object' || Array.isArray(v)) throw invalid('fsGroup', v, 'must be an object');
   const g = v as Record<string, unknown>;
-  let id = pick(g, 'groupId', 'group_id');
+  unknownKeys(g, FS_GROUP_KEYS, 'fsGroup');
+  let id = pick(g, 'groupId', 'group_id') ?? 0;
   // proto3 JSON may carry integers as strings.
   if (typeof id === 'string' && /^\d+$/.test(id)) id = Number(id);
   if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
@@ -83,17 +110,20 @@ function fsGroupField(o: Record<string, unknown>): FsGroup | undefined {
 }
 
 /**
- * Shapes a Storage from our camelCase form or Kata's protobuf JSON (`driver_options`,
- * `mount_point`, `fs_group.group_id`, `fs_group.group_change_policy` 0/1, `shared`).
- * Only types are checked here; `validateStorage` checks the values.
+ * Shapes a Storage from our camelCase form or Kata's protobuf JSON (agent.proto `Storage`:
+ * `driver_options`, `mount_point`, `fs_group.group_id`, `fs_group.group_change_policy` 0/1 or its
+ * name, and the lowerCamel JSON names). As proto3 JSON omits defaults, an absent or null field is
+ * its default ('' / [] / false, group 0, policy Always); a key no form knows is refused
+ * (ERR_INVALID_STORAGE naming it). Only types are checked here; `validateStorage` checks values.
  */
 export function normalizeStorage(x: unknown): Storage {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) throw invalid('request', x, 'must be an object');
   const o = x as Record<string, unknown>;
+  unknownKeys(o, STORAGE_KEYS);
   const s: Storage = {
     driver: stringField(o, 'driver', 'driver'),
     source: stringField(o, 'source', 'source'),
-    fstype: stringField(o, 'fstype', 'fstype', 'fsType', 'fs_type'),
+    fstype: stringField(o, 'fstype', 'fstype'),
     mountPoint: stringField(o, 'mountPoint', 'mountPoint', 'mount_point'),
   };
   const driverOptions = stringList(o, 'driverOptions', 'driverOptions', 'driver_options');
@@ -128,7 +158,27 @@ export function checkAllowedRoots(roots: unknown): string[] {
   });
 }
 
-/** Checks a mount point is absolute, normalized, beneath an allowed root and reached without symlinks. */
+// The kernel's limits (linux/limits.h): a path of PATH_MAX bytes with its NUL, a name of NAME_MAX.
+const PATH_MAX = 4096;
+const NAME_MAX = 255;
+
+/**
+ * The allowed root a path lies strictly beneath: the longest (innermost) that matches. The one
+ * rule for validation, directory creation and the mount's resolve-beneath root.
+ */
+export function allowedRootOf(path: string, roots: readonly string[]): string | undefined {
+  let root: string | undefined;
+  for (const r of roots) {
+    const prefix = r === '/' ? '/' : `${r}/`;
+    if (path.startsWith(prefix) && (root === undefined || r.length > root.length)) root = r;
+  }
+  return root;
+}
+
+/**
+ * Checks a mount point is absolute, normalized, within the kernel's path limits, strictly beneath
+ * an allowed root and reached without symlinks.
+ */
 export function placeMountPoint(mountPoint: string, roots: readonly string[]): Placement {
   if (mountPoint === '') throw invalid('mountPoint', mountPoint, 'must not be empty');
   if (mountPoint.includes('\0')) throw invalid('mountPoint', mountPoint, 'must not contain NUL bytes');
@@ -136,11 +186,16 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
   if (posix.normalize(mountPoint) !== mountPoint || mountPoint.endsWith('/') || mountPoint.split('/').includes('..')) {
     throw invalid('mountPoint', mountPoint, 'must be normalized (no "..", ".", "//" or trailing "/")');
   }
-  let root: string | undefined;
-  for (const r of roots) {
-    const prefix = r === '/' ? '/' : `${r}/`;
-    if (mountPoint.startsWith(prefix) && (root === undefined || r.length > root.length)) root = r;
+  const bytes = Buffer.byteLength(mountPoint);
+  if (bytes >= PATH_MAX) throw invalid('mountPoint', mountPoint, `is ${bytes} bytes long; the kernel takes paths of at most ${PATH_MAX - 1} (PATH_MAX)`);
+  const long = mountPoint.split('/').find((c) => Buffer.byteLength(c) > NAME_MAX);
+  if (long !== undefined) {
+    throw invalid('mountPoint', mountPoint, `has a component of ${Buffer.byteLength(long)} bytes; the kernel takes names of at most ${NAME_MAX} (NAME_MAX)`);
   }
+  if (roots.includes(mountPoint)) {
+    throw invalid('mountPoint', mountPoint, 'is an allowed root itself; storages are mounted strictly beneath a root, not on it');
+  }
+  const root = allowedRootOf(mountPoint, roots);
   if (root === undefined) throw invalid('mountPoint', mountPoint, `is outside the allowed roots (${roots.join(', ')})`);
   const rel = mountPoint.slice(root === '/' ? 1 : root.length + 1);
   const r = native.checkBeneath(root, rel);
@@ -175,6 +230,16 @@ export function validateStorage(s: Storage, roots: readonly string[]): Placement
   // `loop` and over-long data are refused now rather than after earlier storages were mounted.
   parseMountOptions(s.options ?? []);
   return placeMountPoint(s.mountPoint, roots);
+}
+
+/**
+ * Why the group ownership a storage asks for (`fsGroup`, ephemeral `fsgid=`) is not applied to
+ * its mount, or undefined when it is: a volume mounted read-only is left as it is, as Kubernetes
+ * does (a chown there could only fail with EROFS). Read-only means an `ro` word in `options`
+ * (last of ro/rw wins), the same flags the mount is made with.
+ */
+export function ownershipSkipped(s: Storage): 'read-only' | undefined {
+  return (parseMountOptions(s.options ?? []).flags & MountFlags.RDONLY) !== 0 ? 'read-only' : undefined;
 }
 
 /** Every `key=value` word of an option list (elements are also split on commas), last one wins. */

@@ -4,7 +4,7 @@ import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
 import { MountFlags, parseMountOptions } from '../options';
 import type { StorageContext } from '../registry';
-import { optionValues, type Storage } from '../storage';
+import { optionValues, ownershipSkipped, type Storage } from '../storage';
 
 export interface MountPlan {
   source?: string;
@@ -21,10 +21,18 @@ export async function mountStorage(storage: Storage, ctx: StorageContext, plan: 
   return storage.mountPoint;
 }
 
-/** Kata's set_ownership: recursive chgrp + rw/ro bits + setgid on dirs, OnRootMismatch short-cut. */
-export async function applyFsGroup(storage: Storage): Promise<{ skipped: boolean; changed: number } | undefined> {
+/**
+ * Kata's set_ownership: recursive chgrp + rw/ro bits + setgid on dirs, OnRootMismatch short-cut.
+ * On a mount made read-only it does nothing (Kubernetes' rule, `ownershipSkipped`; the mount
+ * event says so); a directory that is not a mount (`local`) takes the ro bits as in Kata.
+ */
+export async function applyFsGroup(
+  storage: Storage,
+  { mounted = true }: { mounted?: boolean } = {},
+): Promise<{ skipped: boolean | 'read-only'; changed: number } | undefined> {
   if (!storage.fsGroup) return undefined;
   const readOnly = (parseMountOptions(storage.options ?? []).flags & MountFlags.RDONLY) !== 0;
+  if (mounted && ownershipSkipped(storage)) return { skipped: 'read-only', changed: 0 };
   const r = await native.applyFsGroup(
     storage.mountPoint,
     storage.fsGroup.groupId,

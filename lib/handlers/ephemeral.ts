@@ -4,7 +4,7 @@ import { chmodSync, chownSync, statSync } from 'node:fs';
 import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler } from '../registry';
-import { withoutOptions, type Storage } from '../storage';
+import { ownershipSkipped, withoutOptions, type Storage } from '../storage';
 import { fsGidOption, mountStorage, octalModeOption, positiveIntegerOption } from './common';
 
 const S_ISGID = 0o2000;
@@ -47,7 +47,7 @@ export const ephemeralHandler: StorageHandler = {
     const gid = fsGidOption(storage);
     const options = withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
     await mountStorage(storage, ctx, { options });
-    if (gid !== undefined) {
+    if (gid !== undefined && !ownershipSkipped(storage)) {
       chownSync(storage.mountPoint, -1, gid);
       chmodSync(storage.mountPoint, (statSync(storage.mountPoint).mode & 0o7777) | S_ISGID);
     }

@@ -20,7 +20,7 @@ export const localHandler: StorageHandler = {
     await ctx.makeMountPoint();
     if (gid !== undefined) chownSync(storage.mountPoint, -1, gid);
     if (mode !== undefined) chmodSync(storage.mountPoint, mode | (gid !== undefined ? S_ISGID : 0));
-    await applyFsGroup(storage);
+    await applyFsGroup(storage, { mounted: false });
     return storage.mountPoint;
   },
   async release(path: string, ctx: ReleaseContext): Promise<void> {
