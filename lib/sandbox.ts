@@ -9,12 +9,12 @@ import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi 
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { native } from './native';
+import { ownershipSkipped } from './handlers/common';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
 import {
   allowedRootOf,
   checkAllowedRoots,
   normalizeStorage,
-  ownershipSkipped,
   placeMountPoint,
   validateStorage,
   type Placement,
@@ -421,22 +421,15 @@ export class Sandbox {
         // driver's) is placed by the same rule.
         const root = target === storage.mountPoint ? placement.root : sandbox.#rootOf(target);
         const opts = { signal, mountApi: sandbox.mountApi, beneath: beneathAvailable() ? root : undefined };
-        const own = target === storage.mountPoint && (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
-        const fsGroupSkipped = own ? ownershipSkipped(storage) : undefined;
+        const ownership = target === storage.mountPoint && (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
         await timed(
           channels.mount,
           () => mount(source, target, fstype, options, opts),
-          (durationMs, error) => ({
-            driver: storage.driver,
-            source,
-            mountPoint: target,
-            fstype,
-            options,
-            containerId,
-            ...(fsGroupSkipped ? { fsGroupSkipped } : {}),
-            durationMs,
-            error,
-          }),
+          (durationMs, error) => {
+            // Read from the mount just made, the same test the handler's ownership step makes.
+            const fsGroupSkipped = ownership && error === undefined ? ownershipSkipped(storage) : undefined;
+            return { driver: storage.driver, source, mountPoint: target, fstype, options, containerId, ...(fsGroupSkipped ? { fsGroupSkipped } : {}), durationMs, error };
+          },
         );
         e.mounts.push(target);
       },

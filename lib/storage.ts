@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import { StorageError, fromNative } from './errors';
 import { native } from './native';
-import { MountFlags, parseMountOptions } from './options';
+import { parseMountOptions } from './options';
 
 export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
 
@@ -230,16 +230,6 @@ export function validateStorage(s: Storage, roots: readonly string[]): Placement
   // `loop` and over-long data are refused now rather than after earlier storages were mounted.
   parseMountOptions(s.options ?? []);
   return placeMountPoint(s.mountPoint, roots);
-}
-
-/**
- * Why the group ownership a storage asks for (`fsGroup`, ephemeral `fsgid=`) is not applied to
- * its mount, or undefined when it is: a volume mounted read-only is left as it is, as Kubernetes
- * does (a chown there could only fail with EROFS). Read-only means an `ro` word in `options`
- * (last of ro/rw wins), the same flags the mount is made with.
- */
-export function ownershipSkipped(s: Storage): 'read-only' | undefined {
-  return (parseMountOptions(s.options ?? []).flags & MountFlags.RDONLY) !== 0 ? 'read-only' : undefined;
 }
 
 /** Every `key=value` word of an option list (elements are also split on commas), last one wins. */

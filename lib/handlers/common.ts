@@ -4,7 +4,7 @@ import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
 import { MountFlags, parseMountOptions } from '../options';
 import type { StorageContext } from '../registry';
-import { optionValues, ownershipSkipped, type Storage } from '../storage';
+import { optionValues, type Storage } from '../storage';
 
 export interface MountPlan {
   source?: string;
@@ -22,9 +22,19 @@ export async function mountStorage(storage: Storage, ctx: StorageContext, plan: 
 }
 
 /**
- * Kata's set_ownership: recursive chgrp + rw/ro bits + setgid on dirs, OnRootMismatch short-cut.
- * On a mount made read-only it does nothing (Kubernetes' rule, `ownershipSkipped`; the mount
- * event says so); a directory that is not a mount (`local`) takes the ro bits as in Kata.
+ * Why the group ownership a storage asks for (`fsGroup`, ephemeral `fsgid=`) is not applied, or
+ * undefined when it is: a volume whose mount is read-only (per-mount or superblock `ro` in
+ * /proc/self/mountinfo, whatever the options said) is left as it is, as Kubernetes does; a chown
+ * there could only fail with EROFS. A writable mount asked for with `ro` keeps Kata's ro bits.
+ */
+export function ownershipSkipped(storage: Storage): 'read-only' | undefined {
+  return mountedSourceAt(storage.mountPoint)?.readOnly === true ? 'read-only' : undefined;
+}
+
+/**
+ * Kata's set_ownership: recursive chgrp + rw/ro bits (ro when `ro` is among the options) +
+ * setgid on dirs, OnRootMismatch short-cut. Skipped on a read-only mount (`ownershipSkipped`; the
+ * mount event says so); `local` (no mount) is never skipped.
  */
 export async function applyFsGroup(
   storage: Storage,
@@ -73,9 +83,9 @@ export function positiveIntegerOption(storage: Storage, name: string): number | 
   return Number(v);
 }
 
-/** The source of the mount at `path`, if `path` is a mount point (last entry wins: the top one). */
-export function mountedSourceAt(path: string): { source: string; fstype: string } | undefined {
-  let found: { source: string; fstype: string } | undefined;
+/** The mount at `path`, if `path` is a mount point (last entry wins: the top one). */
+export function mountedSourceAt(path: string): { source: string; fstype: string; readOnly: boolean } | undefined {
+  let found: { source: string; fstype: string; readOnly: boolean } | undefined;
   const esc = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const sep = line.indexOf(' - ');
@@ -83,7 +93,8 @@ export function mountedSourceAt(path: string): { source: string; fstype: string 
     const left = line.slice(0, sep).split(' ');
     if (esc(left[4] ?? '') !== path) continue;
     const right = line.slice(sep + 3).split(' ');
-    found = { fstype: right[0] ?? '', source: esc(right[1] ?? '') };
+    const ro = (list: string | undefined): boolean => (list ?? '').split(',').includes('ro');
+    found = { fstype: right[0] ?? '', source: esc(right[1] ?? ''), readOnly: ro(left[5]) || ro(right[2]) };
   }
   return found;
 }

@@ -4,8 +4,8 @@ import { chmodSync, chownSync, statSync } from 'node:fs';
 import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler } from '../registry';
-import { ownershipSkipped, withoutOptions, type Storage } from '../storage';
-import { fsGidOption, mountStorage, octalModeOption, positiveIntegerOption } from './common';
+import { withoutOptions, type Storage } from '../storage';
+import { fsGidOption, mountStorage, octalModeOption, ownershipSkipped, positiveIntegerOption } from './common';
 
 const S_ISGID = 0o2000;
 
