@@ -1,18 +1,23 @@
 // Model-checked stress: fast-check drives a Sandbox with random sequences of addStorages,
 // removeContainer and destroy across containers and shared volumes, with failures injected (a
 // driver that mounts then fails, a filesystem type that does not exist, a file held open so an
-// unmount is EBUSY). After every step the real mountinfo and refcount() must equal a plain model.
+// unmount is EBUSY, the root remounted read-only so directories can be neither made nor removed).
+// After every step the real mountinfo, refcount(), storages() and the directories under the root
+// must equal a plain model. A destroyed sandbox refuses adds; once destroy() left nothing behind
+// the run goes on with a fresh Sandbox.
 import t from 'tap';
 import fc from 'fast-check';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, defaultRegistry, type Storage } from '../lib/index';
+import { Sandbox, defaultRegistry, mountSync, umountSync, type Storage } from '../lib/index';
 import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
 
 const VOLUMES = 5;
 const SHARED = new Set([0, 1]);
 const CONTAINERS = ['c0', 'c1', 'c2', 'c3'];
 type Item = number | 'fail' | 'nodev';
+type Key = number | 'fail' | 'nodev';
 
 interface ModelEntry {
   refcount: number;
@@ -24,8 +29,39 @@ class Model {
   entries = new Map<number, ModelEntry>();
   containers = new Map<string, number[]>();
   busy = new Set<number>();
+  /** The run's root is mounted read-only: mkdir and rmdir below it fail with EROFS. */
+  frozen = false;
+  destroyed = false;
+  /** Directories under the root (v<n>, fail, nodev). */
+  dirs = new Set<Key>();
+  /** Those the sandbox created but could not remove: removed by a later cleanup or taken over. */
+  leftovers = new Set<Key>();
 
-  // Returns false when cleanup failed (busy): the entry stays, marked.
+  // Best effort: a directory that cannot go stays as a leftover.
+  removeDir(k: Key): void {
+    if (this.frozen) this.leftovers.add(k);
+    else this.dirs.delete(k);
+  }
+
+  retryLeftovers(): void {
+    if (this.frozen) return;
+    for (const k of [...this.leftovers]) {
+      if (typeof k === 'number' && this.entries.has(k)) continue;
+      this.leftovers.delete(k);
+      this.dirs.delete(k);
+    }
+  }
+
+  // Makes the mount point: an existing leftover is taken over, a missing one made (EROFS when frozen).
+  makeDir(k: Key): boolean {
+    if (this.leftovers.delete(k)) return true;
+    if (this.dirs.has(k)) return true;
+    if (this.frozen) return false;
+    this.dirs.add(k);
+    return true;
+  }
+
+  // Returns false when cleanup failed (the unmount is busy): the entry stays, marked.
   cleanup(v: number): boolean {
     const e = this.entries.get(v)!;
     if (this.busy.has(v)) {
@@ -33,6 +69,8 @@ class Model {
       return false;
     }
     this.entries.delete(v);
+    this.removeDir(v);
+    this.retryLeftovers();
     return true;
   }
 
@@ -46,10 +84,16 @@ class Model {
   }
 
   add(cid: string, items: Item[]): boolean {
+    if (this.destroyed) return false;
     const taken: { v: number; created: boolean }[] = [];
     let failed = false;
     for (const item of items) {
       if (typeof item !== 'number') {
+        // Both injected failures make their mount point, then fail and roll it back.
+        if (this.makeDir(item)) {
+          this.removeDir(item);
+          this.retryLeftovers();
+        }
         failed = true;
         break;
       }
@@ -63,6 +107,11 @@ class Model {
         e.refcount++;
         taken.push({ v: item, created: false });
         continue;
+      }
+      if (!this.makeDir(item)) {
+        this.retryLeftovers(); // the rollback of the failed storage itself
+        failed = true;
+        break;
       }
       this.entries.set(item, { refcount: 1, shared: SHARED.has(item), pending: false });
       taken.push({ v: item, created: true });
@@ -83,6 +132,7 @@ class Model {
       if (e.refcount > 0) e.pending = false;
       else this.cleanup(v);
     }
+    this.retryLeftovers();
   }
 
   remove(cid: string): boolean {
@@ -95,24 +145,33 @@ class Model {
   }
 
   destroy(): boolean {
+    this.destroyed = true;
     this.containers.clear();
     let ok = true;
     for (const [v, e] of [...this.entries]) {
       e.refcount = 0;
       ok = this.cleanup(v) && ok;
     }
+    this.retryLeftovers();
     return ok;
+  }
+
+  /** Nothing left for the destroyed sandbox to retry: the run may go on with a new one. */
+  renewable(): boolean {
+    return this.destroyed && this.entries.size === 0 && this.leftovers.size === 0;
   }
 }
 
 interface Real {
   sandbox: Sandbox;
+  makeSandbox: () => Sandbox;
   root: string;
   fds: Map<number, number>;
   steps: number;
 }
 
 const volPath = (root: string, v: number): string => join(root, `v${v}`);
+const dirName = (k: Key): string => (typeof k === 'number' ? `v${k}` : k);
 
 function storageFor(root: string, item: Item): Storage {
   if (item === 'fail') return { driver: 'test-fail', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'fail') };
@@ -131,7 +190,10 @@ async function settle<T>(p: Promise<T>): Promise<boolean> {
 
 function check(m: Model, r: Real): void {
   r.steps++;
-  const mounted = new Set(mountsUnder(r.root).map((x) => x.mountPoint));
+  const dirs = readdirSync(r.root).sort().join();
+  const want = [...m.dirs].map(dirName).sort().join();
+  if (dirs !== want) throw new Error(`directories ${dirs} but model ${want}`);
+  const mounted = new Set(mountsUnder(r.root).map((x) => x.mountPoint).filter((p) => p !== r.root));
   const expected = new Set([...m.entries.keys()].map((v) => volPath(r.root, v)));
   if ([...mounted].sort().join() !== [...expected].sort().join()) {
     throw new Error(`mountinfo ${[...mounted].sort().join()} but model ${[...expected].sort().join()}`);
@@ -187,8 +249,12 @@ class DestroyCommand implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real): Promise<void> {
     const want = m.destroy();
     const got = await settle(r.sandbox.destroy());
-    if (got !== want) throw new Error(`destroy ${got ? 'succeeded' : 'failed'}, model says ${want}`);
+    if (got !== want) throw new Error(`destroy ${got ? 'succeeded' : 'failed'}, model says ${want ? 'success' : 'failure'}`);
     check(m, r);
+    if (m.renewable()) {
+      r.sandbox = r.makeSandbox();
+      m.destroyed = false;
+    }
   }
   toString(): string {
     return 'destroy()';
@@ -226,6 +292,21 @@ class UnholdCommand implements fc.AsyncCommand<Model, Real> {
   }
 }
 
+class FreezeCommand implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly frozen: boolean) {}
+  check(m: Readonly<Model>): boolean {
+    return m.frozen !== this.frozen;
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    m.frozen = this.frozen;
+    execFileSync('mount', ['-o', `remount,${this.frozen ? 'ro' : 'rw'}`, r.root]);
+    check(m, r);
+  }
+  toString(): string {
+    return this.frozen ? 'freeze()' : 'thaw()';
+  }
+}
+
 const item: fc.Arbitrary<Item> = fc.oneof(
   { weight: 8, arbitrary: fc.integer({ min: 0, max: VOLUMES - 1 }) },
   { weight: 1, arbitrary: fc.constant<Item>('fail') },
@@ -238,6 +319,7 @@ const commands = [
   fc.integer({ min: 0, max: 9 }).filter((n) => n === 0).map(() => new DestroyCommand()),
   fc.integer({ min: 0, max: VOLUMES - 1 }).map((v) => new HoldCommand(v)),
   fc.integer({ min: 0, max: VOLUMES - 1 }).map((v) => new UnholdCommand(v)),
+  fc.boolean().map((frozen) => new FreezeCommand(frozen)),
 ];
 
 t.test('Sandbox matches its model under random operations and injected failures', { skip: cannotMount }, async (t) => {
@@ -264,15 +346,22 @@ t.test('Sandbox matches its model under random operations and injected failures'
           return storage.mountPoint;
         },
       });
-      const real: Real = { sandbox: new Sandbox({ registry, allowedRoots: [root] }), root, fds: new Map(), steps: 0 };
+      // The root is a tmpfs of its own so it can be remounted read-only.
+      mkdirSync(root);
+      mountSync('tmpfs', root, 'tmpfs', ['size=1m']);
+      const makeSandbox = (): Sandbox => new Sandbox({ registry, allowedRoots: [root] });
+      const real: Real = { sandbox: makeSandbox(), makeSandbox, root, fds: new Map(), steps: 0 };
       try {
         await fc.asyncModelRun(() => ({ model: new Model(), real }), cmds);
       } finally {
         for (const fd of real.fds.values()) closeSync(fd);
+        execFileSync('mount', ['-o', 'remount,rw', root]);
         await real.sandbox.destroy().catch(() => undefined);
         totalSteps += real.steps;
       }
-      if (mountsUnder(root).length !== 0) throw new Error(`left mounted after destroy: ${mountsUnder(root).map((m) => m.mountPoint)}`);
+      const left = mountsUnder(root).filter((m) => m.mountPoint !== root);
+      umountSync(root);
+      if (left.length !== 0) throw new Error(`left mounted after destroy: ${left.map((m) => m.mountPoint)}`);
     }),
     { numRuns: runs, seed: process.env.KATA_STRESS_SEED ? Number(process.env.KATA_STRESS_SEED) : undefined },
   );
