@@ -49,7 +49,11 @@ function events(root: string, print: Print): () => void {
     ['kata-storage:wait', (m) => { const e = m as WaitEvent; print(`      wait   ${e.driver} ${e.source} -> ${e.device ?? e.error?.message} (${ms(e.durationMs)})`); }],
     ['kata-storage:mkfs', (m) => { const e = m as MkfsEvent; print(`      mkfs   ${e.fstype} ${e.device} (${ms(e.durationMs)})`); }],
     ['kata-storage:mount', (m) => { const e = m as MountEvent; print(`      mount  ${e.fstype || 'bind'} ${e.source} -> ${rel(e.mountPoint)} (${ms(e.durationMs)})`); }],
-    ['kata-storage:umount', (m) => { const e = m as UmountEvent; print(`      umount ${rel(e.mountPoint)} [${e.reason}] (${ms(e.durationMs)})`); }],
+    ['kata-storage:umount', (m) => {
+      const e = m as UmountEvent;
+      if (e.step === 'remove') print(`      kept ${rel(e.path)}: ${(e.error as NodeJS.ErrnoException | undefined)?.code ?? 'error'} (retried later)`);
+      else print(`      umount ${rel(e.mountPoint)} [${e.reason}] (${ms(e.durationMs)})`);
+    }],
   ];
   for (const [name, fn] of subs) subscribe(name, fn);
   return () => {
