@@ -1,10 +1,10 @@
 import t from 'tap';
 import { chownSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { Sandbox, effectiveMountApi, mountSync, umountSync, type MountEvent, type Storage, type UmountEvent } from '../lib/index';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { unusedLoopNumber } from './helpers/loop';
+import { listen } from './helpers/events';
 import { treeSnapshot } from './helpers/tree';
 
 const tmpfs = (mountPoint: string, extra: Partial<Storage> = {}): Storage => ({
@@ -15,14 +15,6 @@ const tmpfs = (mountPoint: string, extra: Partial<Storage> = {}): Storage => ({
   mountPoint,
   ...extra,
 });
-
-function listen<T>(t: { teardown(fn: () => void): void }, name: string): T[] {
-  const seen: T[] = [];
-  const fn = (m: unknown): void => void seen.push(m as T);
-  subscribe(name, fn);
-  t.teardown(() => unsubscribe(name, fn));
-  return seen;
-}
 
 const HUGEPAGES = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
 

@@ -2,12 +2,12 @@
 // against real mounts, mountinfo (and the tree) checked before and after.
 import t from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Sandbox, defaultRegistry, mountSync, normalizeStorage, umountSync, type MountEvent, type Storage, type UmountEvent } from '../lib/index';
 import { attachLoop } from './helpers/loop';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { listen } from './helpers/events';
 import { treeSnapshot } from './helpers/tree';
 
 const tmpfs = (mountPoint: string, options: string[] = ['size=64k'], extra: Partial<Storage> = {}): Storage => ({
@@ -18,14 +18,6 @@ const tmpfs = (mountPoint: string, options: string[] = ['size=64k'], extra: Part
   mountPoint,
   ...extra,
 });
-
-function listen<T>(t: { teardown(fn: () => void): void }, name: string): T[] {
-  const got: T[] = [];
-  const fn = (m: unknown): void => void got.push(m as T);
-  subscribe(name, fn);
-  t.teardown(() => unsubscribe(name, fn));
-  return got;
-}
 
 const remount = (path: string, mode: 'ro' | 'rw'): void => void execFileSync('mount', ['-o', `remount,${mode}`, path]);
 
