@@ -5,6 +5,8 @@ import { StorageError, fromNative } from './errors';
 import { native } from './native';
 import { parseMountOptions } from './options';
 
+export { optionValues, withoutOptions } from './option-words';
+
 export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
 
 export interface FsGroup {
@@ -230,26 +232,4 @@ export function validateStorage(s: Storage, roots: readonly string[]): Placement
   // `loop` and over-long data are refused now rather than after earlier storages were mounted.
   parseMountOptions(s.options ?? []);
   return placeMountPoint(s.mountPoint, roots);
-}
-
-/** Every `key=value` word of an option list (elements are also split on commas), last one wins. */
-export function optionValues(options: readonly string[] | undefined): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const element of options ?? []) {
-    for (const word of element.split(',')) {
-      const eq = word.indexOf('=');
-      if (eq > 0) m.set(word.slice(0, eq), word.slice(eq + 1));
-    }
-  }
-  return m;
-}
-
-/** The option list without the words for which `drop(word)` is true. */
-export function withoutOptions(options: readonly string[] | undefined, drop: (word: string) => boolean): string[] {
-  const out: string[] = [];
-  for (const element of options ?? []) {
-    const kept = element.split(',').filter((w) => w !== '' && !drop(w));
-    if (kept.length > 0) out.push(kept.join(','));
-  }
-  return out;
 }

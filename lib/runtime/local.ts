@@ -1,0 +1,21 @@
+// Kata's handleLocalStorage: a `local` mount (a disk emptyDir made in the guest) becomes a
+// directory the agent creates under the sandbox's rootfs in the shared dir, mode 0777 and the
+// volume's group; the OCI mount's source is that directory (its type stays `local` and its
+// rbind option makes it a bind, in Kata's Go and Rust runtimes alike).
+import { posix } from 'node:path';
+import type { Storage } from '../storage';
+import { fsGidOptions } from './ephemeral';
+import type { ResolvedSettings } from './settings';
+import type { WorkingMount } from './working';
+
+export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[] {
+  const storages: Storage[] = [];
+  for (const m of mounts) {
+    if (m.removed || m.type !== 'local') continue;
+    // Kata relies on the sandbox's first container having the sandbox's id (the pause container).
+    const mountPoint = posix.join(s.guestSharedDir, s.sandboxId, s.rootfsSuffix, 'local', posix.basename(posix.normalize(m.source)));
+    storages.push({ driver: 'local', source: 'local', fstype: 'local', options: ['mode=0777', ...fsGidOptions(m.source, s)], mountPoint });
+    m.source = mountPoint;
+  }
+  return storages;
+}
