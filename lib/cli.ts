@@ -5,6 +5,8 @@ import { runDemo, storageTable } from './demo';
 import { findPciBlockDevice } from './devices';
 import { MountFlags, parseMountOptions } from './index';
 import { Sandbox } from './sandbox';
+import { PLAN_OPTIONS, PLAN_USAGE, plan } from './runtime/cli-plan';
+import { parseArgs as parseCommandArgs } from 'node:util';
 
 const usage = `usage: kata-storage <command>
   demo                      a sandbox, two containers sharing an emptyDir and a loop-device disk,
@@ -15,7 +17,8 @@ const usage = `usage: kata-storage <command>
                             unless --keep (root)
   parse-options <opt>...    show how mount option words are parsed
   resolve-pci <pci-path> [--sysfs DIR] [--dev DIR] [--timeout MS]
-                            the block device of a virtio-blk disk at a PCI path (e.g. 02/03)`;
+                            the block device of a virtio-blk disk at a PCI path (e.g. 02/03)
+${PLAN_USAGE}`;
 
 export interface Io {
   out(line: string): void;
@@ -102,6 +105,9 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
       return apply(rest, io);
     case 'resolve-pci':
       return resolvePci(rest, io);
+    case 'plan':
+      io.out(plan(parseCommandArgs({ args: rest, options: PLAN_OPTIONS, allowPositionals: true })));
+      return 0;
     case 'parse-options': {
       const p = parseMountOptions(rest);
       io.out(JSON.stringify({ ...p, flagNames: flagNames(p.flags), propagationNames: flagNames(p.propagation) }));

@@ -9,6 +9,7 @@ import type { AttachBlockDeviceAction } from './host-actions';
 import type { AttachedBlockDevice, ResolvedSettings } from './settings';
 import { FILE_BLOCK_DEVICE_OPTION, LAYER_OPTION } from './spec';
 import { mountPath, type WorkingMount } from './working';
+import { cleanPath } from './classify';
 
 /** Kata's encryptionKeyDriverOption and direct-volume BlockVolumeCreateFsDriverKey. */
 const ENCRYPTION_KEY_OPTION = 'encryption_key';
@@ -41,12 +42,12 @@ export function blockDriverSource(dev: AttachedBlockDevice, settings: ResolvedSe
 
 /** True when the mount names a block device: attached, flagged by Kata's option, or stat'd as one. */
 export function isBlockVolume(m: WorkingMount, settings: ResolvedSettings): boolean {
-  return settings.blockDevices.has(posix.normalize(m.source)) || m.options.includes(FILE_BLOCK_DEVICE_OPTION) || settings.volumes.get(posix.normalize(m.source))?.kind === 'block';
+  return settings.blockDevices.has(cleanPath(m.source)) || m.options.includes(FILE_BLOCK_DEVICE_OPTION) || settings.volumes.get(cleanPath(m.source))?.kind === 'block';
 }
 
 /** The attached device of a block volume, or ERR_BLOCK_DEVICE_NOT_ATTACHED naming the mount's source. */
 export function attachedDevice(m: WorkingMount, settings: ResolvedSettings): { device: AttachedBlockDevice; devicePath: string } {
-  const key = posix.normalize(m.source);
+  const key = cleanPath(m.source);
   const device = settings.blockDevices.get(key);
   if (device === undefined) {
     throw planError(
@@ -96,7 +97,8 @@ export function planBlockVolume(m: WorkingMount, settings: ResolvedSettings): Bl
     fstype = device.fstype ?? m.type;
     options = device.options !== undefined ? [...device.options] : ociOptions;
     if (fstype === 'bind') {
-      if (!options.some(isBindWord)) options.push('bind');
+      // The node itself is bound; with no options at all, Kata's vhost-user-blk default.
+      if (options.length === 0) options = ['bind'];
     } else {
       options = options.filter((o) => !isBindWord(o) && !PROPAGATION.has(o));
     }

@@ -9,8 +9,14 @@ import type { WorkingMount } from './working';
 /** mount.go systemMountPrefixes: host paths never shared into the guest. */
 const SYSTEM_MOUNT_PREFIXES = ['/proc', '/sys'];
 
+/** Go's filepath.Clean for absolute paths: normalized, no trailing "/" (except the root). */
+export function cleanPath(p: string): string {
+  const n = posix.normalize(p);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
 export function isSystemMount(source: string): boolean {
-  const p = posix.normalize(source);
+  const p = cleanPath(source);
   return SYSTEM_MOUNT_PREFIXES.some((s) => p === s || p.startsWith(`${s}/`));
 }
 
@@ -20,7 +26,7 @@ export function isSystemMount(source: string): boolean {
  * kind given counts as a device (what it nearly always is).
  */
 export function isHostDevice(source: string, settings: ResolvedSettings): boolean {
-  const p = posix.normalize(source);
+  const p = cleanPath(source);
   if (p === '/dev') return true;
   if (!p.startsWith('/dev/')) return false;
   return settings.volumes.get(p)?.kind !== 'file';
@@ -47,7 +53,7 @@ export function kubernetesVolume(source: string): KubernetesVolume | undefined {
 
 /** The filesystem the host has at a volume source (mountinfo), as the runtime reported it. */
 export function hostFstype(source: string, settings: ResolvedSettings): string | undefined {
-  return settings.volumes.get(posix.normalize(source))?.fstype;
+  return settings.volumes.get(cleanPath(source))?.fstype;
 }
 
 /**

@@ -5,10 +5,11 @@ import type { Storage } from '../storage';
 import { optionValues } from '../option-words';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
+import { cleanPath } from './classify';
 
 /** `fsgid=<gid>` when the host volume's group is not root: kubelet set an fsGroup on it. */
 export function fsGidOptions(source: string, s: ResolvedSettings): string[] {
-  const gid = s.volumes.get(posix.normalize(source))?.gid;
+  const gid = s.volumes.get(cleanPath(source))?.gid;
   return gid !== undefined && gid !== 0 ? [`fsgid=${gid}`] : [];
 }
 
@@ -22,9 +23,9 @@ export function planEphemeral(mounts: WorkingMount[], s: ResolvedSettings): Stor
   for (const m of mounts) {
     if (m.removed || m.type !== 'ephemeral') continue;
     const options = fsGidOptions(m.source, s);
-    const size = optionValues(s.volumes.get(posix.normalize(m.source))?.options).get('size');
+    const size = optionValues(s.volumes.get(cleanPath(m.source))?.options).get('size');
     if (size !== undefined) options.push(`size=${size}`);
-    const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(posix.normalize(m.source)));
+    const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options, mountPoint });
     m.source = mountPoint;
     m.type = 'bind';

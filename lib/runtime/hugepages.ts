@@ -8,6 +8,7 @@ import { at, planError } from './errors';
 import type { ResolvedSettings } from './settings';
 import type { OciSpec } from './spec';
 import { mountPath, type WorkingMount } from './working';
+import { cleanPath } from './classify';
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
@@ -33,10 +34,10 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
   const storages: Storage[] = [];
   for (const m of mounts) {
     if (m.removed || m.type !== 'local') continue;
-    const host = s.volumes.get(posix.normalize(m.source));
+    const host = s.volumes.get(cleanPath(m.source));
     if (host?.fstype !== 'hugetlbfs') continue;
     const pageText = optionValues(host.options).get('pagesize');
-    const volumePath = at('volumes', posix.normalize(m.source));
+    const volumePath = at('volumes', cleanPath(m.source));
     if (pageText === undefined) throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(volumePath, 'options'), host.options, 'a hugetlbfs volume needs its pagesize= option');
     const pageSize = ramBytes(pageText);
     if (pageSize === undefined) throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(volumePath, 'options'), pageText, 'pagesize= is not a size');
@@ -45,7 +46,7 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
     if (limit === undefined) {
       throw planError('ERR_INVALID_SPEC', 'linux.resources.hugepageLimits', spec.linux?.resources?.hugepageLimits, `has no limit for ${pageText} pages, which ${mountPath(m)} uses`);
     }
-    const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(posix.normalize(m.source)));
+    const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({ driver: 'ephemeral', source: 'nodev', fstype: 'hugetlbfs', options: [`pagesize=${pageSize},size=${limit}`], mountPoint });
     m.source = mountPoint;
     m.type = 'bind';

@@ -7,13 +7,14 @@ import type { Storage } from '../storage';
 import { fsGidOptions } from './ephemeral';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
+import { cleanPath } from './classify';
 
 export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
   for (const m of mounts) {
     if (m.removed || m.type !== 'local') continue;
     // Kata relies on the sandbox's first container having the sandbox's id (the pause container).
-    const mountPoint = posix.join(s.guestSharedDir, s.sandboxId, s.rootfsSuffix, 'local', posix.basename(posix.normalize(m.source)));
+    const mountPoint = posix.join(s.guestSharedDir, s.sandboxId, s.rootfsSuffix, 'local', posix.basename(cleanPath(m.source)));
     storages.push({ driver: 'local', source: 'local', fstype: 'local', options: ['mode=0777', ...fsGidOptions(m.source, s)], mountPoint });
     m.source = mountPoint;
   }

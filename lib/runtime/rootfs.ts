@@ -9,6 +9,7 @@ import type { AttachBlockDeviceAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
 import { hostMountsDir } from './share';
 import type { OciSpec } from './spec';
+import { cleanPath } from './classify';
 
 export interface RootfsPlan {
   storages: Storage[];
@@ -24,7 +25,7 @@ export function planRootfs(containerId: string, spec: OciSpec, s: ResolvedSettin
     if (s.bundle === undefined) throw planError('ERR_INVALID_SPEC', 'root.path', hostPath, 'is relative to the bundle: pass settings.bundle');
     hostPath = posix.join(s.bundle, hostPath);
   }
-  hostPath = posix.normalize(hostPath);
+  hostPath = cleanPath(hostPath);
   const guestPath = posix.join(s.guestSharedDir, containerId, s.rootfsSuffix);
   const device = s.blockDevices.get(hostPath);
   if (device !== undefined) {

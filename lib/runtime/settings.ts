@@ -6,6 +6,7 @@
 import { posix } from 'node:path';
 import type { FsGroup } from '../storage';
 import { at, planError } from './errors';
+import { cleanPath } from './classify';
 
 /** Kata's `shared_fs`. `virtio-9p` mounts 9p; `none` shares nothing (files are copied). */
 export type SharedFs = 'virtio-fs' | 'virtio-9p' | 'none';
@@ -176,7 +177,7 @@ function name(o: Record<string, unknown>, key: string, dflt: string | undefined)
 function absDir(o: Record<string, unknown>, key: string, dflt: string | undefined): string | undefined {
   const v = own(o, key);
   if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0') || (v.length > 1 && (posix.normalize(v) !== v || v.endsWith('/')))) {
+  if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0') || (v.length > 1 && (cleanPath(v) !== v || v.endsWith('/')))) {
     throw bad(key, v, 'must be an absolute, normalized path');
   }
   return v;
@@ -260,7 +261,7 @@ function hostPathMap<T>(o: Record<string, unknown>, key: string, each: (v: unkno
   for (const [hostPath, entry] of Object.entries(v)) {
     const path = at(key, hostPath);
     if (!hostPath.startsWith('/') || hostPath.includes('\0')) throw bad(path, hostPath, 'keys must be absolute host paths');
-    m.set(posix.normalize(hostPath), each(entry, path));
+    m.set(cleanPath(hostPath), each(entry, path));
   }
   return m;
 }

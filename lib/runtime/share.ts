@@ -8,6 +8,7 @@ import { isHostDevice, isSystemMount, isWatchable, kubernetesVolume } from './cl
 import type { CopyAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
 import { mountPath, type WorkingMount } from './working';
+import { cleanPath } from './classify';
 
 /** The host directory whose content the guest sees at guestSharedDir (Kata's getMountPath). */
 export function hostMountsDir(s: ResolvedSettings): string {
@@ -23,7 +24,7 @@ export function shareFileName(containerId: string, m: WorkingMount, sandboxScope
   const h = createHash('sha256');
   if (sandboxScoped) {
     h.update(`${sandboxId}\0${m.hostSource}`);
-    return `sandbox-${h.digest('hex').slice(0, 16)}-${posix.basename(posix.normalize(m.hostSource))}`;
+    return `sandbox-${h.digest('hex').slice(0, 16)}-${posix.basename(cleanPath(m.hostSource))}`;
   }
   h.update(`${containerId}\0${m.index}\0${m.hostSource}\0${m.destination}`);
   return `${containerId}-${h.digest('hex').slice(0, 16)}-${posix.basename(m.destination)}`;
@@ -46,7 +47,7 @@ export function planSharedDirMounts(containerId: string, mounts: WorkingMount[],
   for (const m of mounts) {
     if (m.removed || isSystemMount(m.source) || blockVolumes.has(m.index)) continue;
     if (m.type !== 'bind' || m.destination === '/dev/shm' || isHostDevice(m.source, s)) continue;
-    const kind = s.volumes.get(posix.normalize(m.source))?.kind;
+    const kind = s.volumes.get(cleanPath(m.source))?.kind;
     if (!sharing) {
       if (kind !== undefined && kind !== 'directory' && kind !== 'file') {
         m.removed = true; // removeIgnoredOCIMount

@@ -1,0 +1,108 @@
+// `kata-storage plan <config.json>`: the planner from the command line. The command's whole logic
+// is here; lib/cli.ts only parses the arguments with PLAN_OPTIONS and prints what plan() returns.
+import { readFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import type { Storage } from '../storage';
+import { planContainer } from './container';
+import { planError } from './errors';
+import type { HostAction } from './host-actions';
+import { planSandbox } from './sandbox';
+import type { RuntimeSettings } from './settings';
+import type { OciMount } from './spec';
+
+export const PLAN_USAGE = `  plan <config.json> [--shared-fs virtio-fs|virtio-9p|none] [--block-device-driver DRIVER]
+       [--shm-size BYTES] [--settings settings.json] [--container ID] [--sandbox ID] [--json]
+                            plan a container from an OCI spec as Kata's runtime would: the sandbox's
+                            and the container's storages, the rewritten mounts, the host actions`;
+
+/** util.parseArgs options of the plan command. */
+export const PLAN_OPTIONS = {
+  'shared-fs': { type: 'string' },
+  'block-device-driver': { type: 'string' },
+  'shm-size': { type: 'string' },
+  settings: { type: 'string' },
+  container: { type: 'string' },
+  sandbox: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+export interface PlanArgs {
+  values: { 'shared-fs'?: string; 'block-device-driver'?: string; 'shm-size'?: string; settings?: string; container?: string; sandbox?: string; json?: boolean };
+  positionals: string[];
+}
+
+function readJson(file: string, what: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw planError('ERR_INVALID_SPEC', what, file, `cannot be read as JSON: ${(e as Error).message}`);
+  }
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]): string => `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+function storageRows(storages: Storage[]): string[] {
+  if (storages.length === 0) return ['  (none)'];
+  return table(
+    ['DRIVER', 'SOURCE', 'FSTYPE', 'MOUNT POINT', 'OPTIONS'],
+    storages.map((s) => [s.driver, s.source, s.fstype, s.mountPoint, [...(s.options ?? []), ...(s.driverOptions ?? []).map((o) => `driver:${o}`)].join(',')]),
+  );
+}
+
+function mountRows(mounts: OciMount[]): string[] {
+  return table(['DESTINATION', 'TYPE', 'SOURCE', 'OPTIONS'], mounts.map((m) => [m.destination, m.type ?? '', m.source ?? '', (m.options ?? []).join(',')]));
+}
+
+function actionRows(actions: HostAction[]): string[] {
+  if (actions.length === 0) return ['  (none)'];
+  return table(
+    ['ACTION', 'FOR', 'SOURCE', 'TARGET'],
+    actions.map((a) => {
+      switch (a.action) {
+        case 'share':
+          return [a.readonly ? 'share (ro)' : 'share', a.for, a.source, `${a.hostPath} -> guest ${a.guestPath}`];
+        case 'copy':
+          return ['copy', a.for, a.source, `guest ${a.guestPath}`];
+        case 'attach-block-device':
+          return ['attach-block-device', a.for, a.source, `${a.driver} ${a.address}`];
+      }
+    }),
+  );
+}
+
+/**
+ * Runs the plan command on parsed arguments and returns what to print. The bundle is the spec's
+ * directory (runc's relative `root.path` resolves there); the container id defaults to the
+ * bundle's name. --settings names a JSON RuntimeSettings; the flags override it.
+ */
+export function plan(args: PlanArgs): string {
+  const file = args.positionals[0];
+  if (file === undefined) throw planError('ERR_INVALID_SPEC', 'config.json', undefined, 'is required: kata-storage plan <config.json>');
+  const spec = readJson(file, 'config.json');
+  const settings = (args.values.settings !== undefined ? readJson(args.values.settings, 'settings') : {}) as RuntimeSettings;
+  const bundle = dirname(resolve(file));
+  const merged: Record<string, unknown> = { bundle, ...settings };
+  if (args.values['shared-fs'] !== undefined) merged.sharedFs = args.values['shared-fs'];
+  if (args.values['block-device-driver'] !== undefined) merged.blockDeviceDriver = args.values['block-device-driver'];
+  if (args.values['shm-size'] !== undefined) merged.shmSize = /^\d+$/.test(args.values['shm-size']) ? Number(args.values['shm-size']) : args.values['shm-size'];
+  if (args.values.sandbox !== undefined) merged.sandboxId = args.values.sandbox;
+  const fromBundle = basename(bundle);
+  const containerId = args.values.container ?? (/^[\w][\w.-]*$/.test(fromBundle) ? fromBundle : 'container');
+  const sandbox = planSandbox(merged as RuntimeSettings);
+  const container = planContainer(containerId, spec, merged as RuntimeSettings);
+  if (args.values.json === true) return JSON.stringify({ containerId, sandbox, container }, null, 2);
+  return [
+    `sandbox storages (CreateSandbox)`,
+    ...storageRows(sandbox.storages),
+    `container ${containerId} storages (CreateContainer)`,
+    ...storageRows(container.storages),
+    `container ${containerId} mounts (root ${container.spec.root?.path ?? ''})`,
+    ...mountRows(container.spec.mounts ?? []),
+    `host actions`,
+    ...actionRows(container.hostActions),
+  ].join('\n');
+}
