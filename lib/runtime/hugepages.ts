@@ -17,7 +17,7 @@ const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 **
  * runtime-spec hugepage size and hugetlbfs's `pagesize=` (go-units RAMInBytes). undefined if not a size.
  */
 export function ramBytes(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$/i.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:ib|i|b)?$/i.exec(text.trim());
   if (m === null) return undefined;
   const n = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
