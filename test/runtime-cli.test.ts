@@ -1,0 +1,90 @@
+// `kata-storage plan` as a process: the table, --json, the flags, and a bad spec's exit status.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../lib/cli';
+
+const cliPath = join(__dirname, '..', 'lib', 'cli.ts');
+
+/** In-process, for the cases that need no process of their own (each spawn transpiles the CLI anew). */
+async function inProcess(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const status = await run(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { status, stdout: out.join('\n'), stderr: err.join('\n') };
+}
+
+function kataStorage(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [...process.execArgv, cliPath, ...args], {
+    encoding: 'utf8',
+    timeout: 100000,
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
+  });
+}
+
+t.test('kata-storage plan <config.json>', async (t) => {
+  const bundle = mkdtempSync(join(tmpdir(), 'kata-storage-plan-'));
+  t.teardown(() => rmSync(bundle, { recursive: true, force: true }));
+  const config = join(bundle, 'config.json');
+  const secret = '/var/lib/kubelet/pods/u/volumes/kubernetes.io~secret/token';
+  writeFileSync(
+    config,
+    JSON.stringify({
+      ociVersion: '1.0.2-dev',
+      root: { path: 'rootfs', readonly: true },
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+        { destination: '/var/run/secrets/token', type: 'bind', source: secret, options: ['rbind', 'rprivate', 'ro'] },
+        { destination: '/data', type: 'bind', source: '/dev/sdb', options: ['rbind', 'rprivate', 'rw'] },
+      ],
+    }),
+  );
+  const settings = join(bundle, 'settings.json');
+  writeFileSync(settings, JSON.stringify({ sandboxId: 'pod', blockDevices: { '/dev/sdb': { pciPath: '02/03', scsiAddr: '0:1', fstype: 'ext4' } } }));
+
+  const table = kataStorage('plan', config, '--settings', settings, '--container', 'app', '--shm-size', '67108864', '--block-device-driver', 'virtio-blk');
+  t.equal(table.status, 0, table.stderr);
+  t.equal(table.stderr, '');
+  const lines = table.stdout.split('\n');
+  t.match(lines[0], /^sandbox storages/);
+  t.match(table.stdout, /virtio-fs +kataShared +virtiofs +\/run\/kata-containers\/shared\/containers/);
+  t.match(table.stdout, /ephemeral +shm +tmpfs +\/run\/kata-containers\/sandbox\/shm +noexec,nosuid,nodev,mode=1777,size=67108864/);
+  t.match(table.stdout, /blk +02\/03 +ext4 +\/run\/kata-containers\/sandbox\/storage\/MDIvMDM= +rw/);
+  t.match(table.stdout, /\/dev\/shm +bind +\/run\/kata-containers\/sandbox\/shm +rbind/);
+  t.match(table.stdout, /\/var\/run\/secrets\/token +bind +\/run\/kata-containers\/shared\/containers\/app-[0-9a-f]{16}-token +rbind,rprivate,ro/);
+  t.match(table.stdout, /container app mounts \(root \/run\/kata-containers\/shared\/containers\/app\/rootfs\)/);
+  t.match(table.stdout, new RegExp(`share +root.path +${bundle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/rootfs`));
+  t.match(table.stdout, /share \(ro\) +mounts\[2\]/);
+  t.match(table.stdout, /attach-block-device +mounts\[3\] +\/dev\/sdb +blk 02\/03/);
+
+  const json = await inProcess('plan', config, '--settings', settings, '--container', 'app', '--shared-fs', 'virtio-9p', '--json');
+  t.equal(json.status, 0, json.stderr);
+  const out = JSON.parse(json.stdout) as { containerId: string; sandbox: { storages: { driver: string }[] }; container: { storages: { driver: string; source: string }[]; spec: { mounts: { destination: string; source: string }[] } } };
+  t.equal(out.containerId, 'app');
+  t.same(out.sandbox.storages.map((s) => s.driver), ['9p']);
+  t.same(out.container.storages.map((s) => [s.driver, s.source]), [['scsi', '0:1']], 'the default block driver is virtio-scsi');
+  t.equal(out.container.spec.mounts.find((m) => m.destination === '/dev/shm')!.source, 'shm', 'no sandbox shm: a tmpfs of its own');
+
+  const bad = kataStorage('plan', config, '--shared-fs', 'nfs');
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /ERR_INVALID_RUNTIME_SETTINGS: sharedFs: must be one of/);
+  // Without a device a /dev source is a host device node (Kata's isHostDevice): left as it is.
+  const node = JSON.parse((await inProcess('plan', config, '--json')).stdout) as typeof out;
+  t.equal(node.container.spec.mounts.find((m) => m.destination === '/data')!.source, '/dev/sdb');
+  // Known to be a block device (stat), but not attached: refused.
+  const statOnly = join(bundle, 'stat-only.json');
+  writeFileSync(statOnly, JSON.stringify({ volumes: { '/dev/sdb': { kind: 'block' } } }));
+  const noDevice = await inProcess('plan', config, '--settings', statOnly);
+  t.equal(noDevice.status, 1);
+  t.match(noDevice.stderr, /ERR_BLOCK_DEVICE_NOT_ATTACHED: mounts\[3\]\.source: is a block device but the runtime attached none/);
+  const missing = await inProcess('plan', join(bundle, 'nope.json'));
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, /ERR_INVALID_SPEC: config.json: cannot be read as JSON/);
+  const noFile = await inProcess('plan');
+  t.equal(noFile.status, 1);
+  t.match(noFile.stderr, /config.json: is required/);
+  t.match((await inProcess('help')).stderr, /plan <config.json> \[--shared-fs/);
+});
