@@ -51,7 +51,7 @@ function main() {
   const files = info.files.map((f) => f.path).sort();
   const stray = files.filter((f) => !ALLOWED.some((re) => re.test(f)));
   if (stray.length) throw new Error(`the tarball would carry files outside the whitelist:\n  ${stray.join('\n  ')}`);
-  const required = ['dist/index.js', 'dist/index.d.ts', 'CMakeLists.txt', ...ARCHES.map((a) => `prebuilds/linux-${a}/kata-storage.glibc.node`)];
+  const required = ['dist/index.js', 'dist/index.d.ts', 'dist/runtime/index.js', 'dist/runtime/index.d.ts', 'CMakeLists.txt', ...ARCHES.map((a) => `prebuilds/linux-${a}/kata-storage.glibc.node`)];
   const missing = required.filter((f) => !files.includes(f));
   if (missing.length) throw new Error(`the tarball would lack: ${missing.join(', ')} (npm run build:ts && npm run prebuild first)`);
   console.log(`  ${files.length} files, ${(info.size / 1024).toFixed(0)} KiB packed: ${[...new Set(files.map((f) => f.split('/')[0]))].join(' ')}`);
@@ -118,6 +118,9 @@ ks.umountSync(dir);
 assert.deepEqual(at(), []);
 fs.rmdirSync(dir);
 console.log('mounted and unmounted a tmpfs at ' + dir);
+const { planSandbox } = require('kata-storage/runtime');
+assert.equal(planSandbox({ sharedFs: 'virtio-9p' }).storages[0].driver, '9p');
+console.log('kata-storage/runtime planned a sandbox');
 `;
 
 const SOURCE_BUILD_CHECK = `
