@@ -373,3 +373,59 @@ t.test('kata-storage/runtime loads no native code', async (t) => {
   t.ok(loaded.some((f) => f.endsWith(join('runtime', 'container.ts'))), 'the planner was loaded');
   t.same(loaded.filter((f) => f.endsWith('.node') || /lib[\\/](native|mount|storage|sandbox)\.ts$/.test(f)), [], 'no addon, no module that loads it');
 });
+
+t.test('any spec: a plan that keeps every destination, or a refusal whose path is in the input', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const word = fc.constantFrom('a', 'b', 'data', 'kubernetes.io~secret', 'kubernetes.io~empty-dir', 'dev', 'sys', '..', '.', '');
+  const path = fc.array(word, { minLength: 0, maxLength: 4 }).chain((parts) => fc.constantFrom(`/${parts.join('/')}`, parts.join('/')));
+  const mount = fc.record(
+    {
+      destination: fc.oneof(path, fc.constant(undefined), fc.constant(7)),
+      type: fc.constantFrom(undefined, 'bind', 'tmpfs', 'proc', 'ephemeral', 'local', 'ext4', 'bogus'),
+      source: fc.oneof(path, fc.constantFrom('/dev/sdb', '/dev/shm', 'tmpfs', undefined)),
+      options: fc.subarray(['rbind', 'bind', 'ro', 'rw', 'rprivate', 'io.katacontainers.fs-opt.is-layer', 'io.katacontainers.fs-opt.block_device=file']),
+    },
+    { requiredKeys: [] },
+  );
+  const settings: RuntimeSettings = {
+    bundle: '/b',
+    shmSize: 4096,
+    blockDeviceDriver: 'virtio-blk',
+    blockDevices: { '/dev/sdb': { pciPath: '02', fstype: 'ext4' } },
+    volumes: { '/a/kubernetes.io~empty-dir/data': { fstype: 'tmpfs' } },
+  };
+  let planned = 0;
+  let refused = 0;
+  fc.assert(
+    fc.property(fc.array(mount, { maxLength: 6 }), fc.constantFrom<RuntimeSettings['sharedFs']>('virtio-fs', 'virtio-9p', 'none'), (mounts, sharedFs) => {
+      const input = { root: { path: sharedFs === 'none' ? '/dev/sdb' : 'rootfs' }, mounts };
+      const before = structuredClone(input);
+      const s = { ...settings, sharedFs };
+      let plan;
+      try {
+        plan = planContainer('c', input, s);
+      } catch (e) {
+        const err = e as { code: string; path: string; name: string };
+        refused++;
+        if (err.name !== 'StorageError' || !['ERR_INVALID_SPEC', 'ERR_BLOCK_DEVICE_NOT_ATTACHED', 'ERR_INVALID_RUNTIME_SETTINGS'].includes(err.code)) throw e;
+        // The path names a place in the input: `mounts[i]...`, `root...` or `linux...`.
+        const m = /^mounts\[(\d+)\]/.exec(err.path);
+        if (m !== null && Number(m[1]) >= mounts.length) throw new Error(`path ${err.path} is outside the input`);
+        if (!/^(mounts|root|linux|blockDevices|volumes)/.test(err.path)) throw new Error(`unexpected path ${err.path}`);
+        return;
+      }
+      planned++;
+      if (JSON.stringify(input) !== JSON.stringify(before)) throw new Error('the input was modified');
+      const kept = plan.spec.mounts!.map((x) => x.destination);
+      const layers = mounts.filter((x) => x.options?.includes('io.katacontainers.fs-opt.is-layer')).length;
+      // Only image layers leave the spec (no source here is a socket or fifo to ignore).
+      if (kept.length !== mounts.length - layers) throw new Error(`mounts were lost: ${JSON.stringify(kept)}`);
+      for (const st of plan.storages) {
+        if (!st.mountPoint.startsWith('/') || st.driver === '' || st.source === '' || st.fstype === '') throw new Error(`bad storage ${JSON.stringify(st)}`);
+      }
+      if (JSON.stringify(planContainer('c', before, s)) !== JSON.stringify(plan)) throw new Error('not deterministic');
+    }),
+    { numRuns: 400, seed: Number(process.env.KATA_PLAN_SEED ?? 42) },
+  );
+  t.ok(planned > 20 && refused > 20, `both outcomes exercised (${planned} planned, ${refused} refused)`);
+});
