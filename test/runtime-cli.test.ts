@@ -71,6 +71,14 @@ t.test('kata-storage plan <config.json>', async (t) => {
   const bad = kataStorage('plan', config, '--shared-fs', 'nfs');
   t.equal(bad.status, 1);
   t.match(bad.stderr, /ERR_INVALID_RUNTIME_SETTINGS: sharedFs: must be one of/);
+  // shared_fs=none: the rootfs must be a disk; the secret is copied in.
+  const noneSettings = join(bundle, 'none.json');
+  writeFileSync(noneSettings, JSON.stringify({ blockDevices: { [join(bundle, 'rootfs')]: { scsiAddr: '0:0', fstype: 'ext4' }, '/dev/sdb': { scsiAddr: '0:1' } } }));
+  const none = await inProcess('plan', config, '--settings', noneSettings, '--shared-fs', 'none', '--container', 'app');
+  t.equal(none.status, 0, none.stderr);
+  t.match(none.stdout, /scsi +0:0 +ext4 +\/run\/kata-containers\/shared\/containers\/app\n/);
+  t.match(none.stdout, /copy +mounts\[2\] +\/var\/lib\/kubelet\/pods\/u\/volumes\/kubernetes.io~secret\/token +guest \/run\/kata-containers\/shared\/containers\/app-[0-9a-f]{16}-token/);
+  t.match(none.stdout, /sandbox storages \(CreateSandbox\)\n  \(none\)/);
   // Without a device a /dev source is a host device node (Kata's isHostDevice): left as it is.
   const node = JSON.parse((await inProcess('plan', config, '--json')).stdout) as typeof out;
   t.equal(node.container.spec.mounts.find((m) => m.destination === '/data')!.source, '/dev/sdb');

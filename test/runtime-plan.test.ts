@@ -156,6 +156,15 @@ t.test('mountSharedDirMounts / ShareFile: binds reach the guest through the shar
   });
   t.same(skip.hostActions.map((a) => a.for), ['root.path', 'mounts[4]']);
   t.same(skip.spec.mounts!.slice(0, 4).map((m) => m.source), ['/sys/fs/cgroup', '/dev/fuse', '/dev', 'tmpfs']);
+  // A disk emptyDir shared with shared_fs=none is copied once for the whole sandbox (Kata's
+  // mustCopyEmptyDir: sandbox-<16 hex>-<basename of the source>), whichever container asks.
+  const disk = `${POD}/kubernetes.io~empty-dir/scratch`;
+  const copy = (cid: string, dest: string) =>
+    planContainer(cid, spec(bindMount(dest, disk)), { sandboxId: 'pod', sharedFs: 'none', disableGuestEmptyDir: true, blockDevices: { '/bundle/rootfs': { scsiAddr: '0:0', fstype: 'ext4' } } });
+  const first = copy('a', '/scratch');
+  t.match(first.spec.mounts![0]!.source, new RegExp(`^${SHARED}/sandbox-[0-9a-f]{16}-scratch$`));
+  t.equal(copy('b', '/other/').spec.mounts![0]!.source, first.spec.mounts![0]!.source, 'one copy for the sandbox');
+  t.equal(copy('b', '/other/').spec.mounts![0]!.destination, '/other/', 'the destination is the spec’s own string');
   // Names are a pure function of the input: the same plan twice.
   t.same(planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar' }), base);
 });

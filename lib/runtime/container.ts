@@ -85,7 +85,7 @@ export function planContainer(containerId: string, spec: unknown, settings?: Run
   out.mounts = mounts
     .filter((m) => !m.removed)
     .map((m) => {
-      const o: OciMount = { ...structuredClone(original[m.index]!), destination: m.destination, type: m.type, source: m.source };
+      const o: OciMount = { ...structuredClone(original[m.index]!), type: m.type, source: m.source };
       if (m.options.length > 0) o.options = [...m.options];
       else delete o.options;
       return o;

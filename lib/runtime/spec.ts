@@ -1,7 +1,7 @@
 // The parts of an OCI runtime spec (config.json, opencontainers/runtime-spec config.md) the
 // planner reads, and the one check of them: every mount is validated here, before anything is
 // planned, so a bad spec yields one error with a path into it and no partial plan.
-import { posix } from 'node:path';
+import { cleanPath } from './classify';
 import { at, planError } from './errors';
 
 export interface OciMount {
@@ -53,7 +53,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A checked mount: `type` is what Kata's oci.newMount makes of it (`bind` when bind/rbind is an option). */
+/**
+ * A checked mount: `destination` cleaned (for comparisons and names; the rewritten spec keeps the
+ * spec's own string), `type` what Kata's oci.newMount makes of it (`bind` when bind/rbind is an option).
+ */
 export interface CheckedMount {
   index: number;
   destination: string;
@@ -90,7 +93,7 @@ function checkMount(m: unknown, i: number): CheckedMount {
   if ((type === 'bind' || type === 'ephemeral' || type === 'local') && !source.startsWith('/')) {
     throw invalid(at(path, 'source'), source, `must be an absolute host path for a ${type} mount`);
   }
-  return { index: i, destination: posix.normalize(dest), type, source, options: [...(options as string[])] };
+  return { index: i, destination: cleanPath(dest), type, source, options: [...(options as string[])] };
 }
 
 /** Validates the spec's mounts and root. Throws ERR_INVALID_SPEC with the path of the first fault. */
