@@ -54,7 +54,8 @@ t.test('kata-storage plan <config.json>', async (t) => {
   t.match(table.stdout, /ephemeral +shm +tmpfs +\/run\/kata-containers\/sandbox\/shm +noexec,nosuid,nodev,mode=1777,size=67108864/);
   t.match(table.stdout, /blk +02\/03 +ext4 +\/run\/kata-containers\/sandbox\/storage\/MDIvMDM= +rw/);
   t.match(table.stdout, /\/dev\/shm +bind +\/run\/kata-containers\/sandbox\/shm +rbind/);
-  t.match(table.stdout, /\/var\/run\/secrets\/token +bind +\/run\/kata-containers\/shared\/containers\/app-[0-9a-f]{16}-token +rbind,rprivate,ro/);
+  t.match(table.stdout, /\/var\/run\/secrets\/token +bind +\/run\/kata-containers\/shared\/containers\/watchable\/app-[0-9a-f]{16}-token +rbind,rprivate,ro/);
+  t.match(table.stdout, /watchable-bind +\/run\/kata-containers\/shared\/containers\/app-[0-9a-f]{16}-token +bind +\/run\/kata-containers\/shared\/containers\/watchable\/app-/);
   t.match(table.stdout, /container app mounts \(root \/run\/kata-containers\/shared\/containers\/app\/rootfs\)/);
   t.match(table.stdout, new RegExp(`share +root.path +${bundle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/rootfs`));
   t.match(table.stdout, /share \(ro\) +mounts\[2\]/);
@@ -65,7 +66,8 @@ t.test('kata-storage plan <config.json>', async (t) => {
   const out = JSON.parse(json.stdout) as { containerId: string; sandbox: { storages: { driver: string }[] }; container: { storages: { driver: string; source: string }[]; spec: { mounts: { destination: string; source: string }[] } } };
   t.equal(out.containerId, 'app');
   t.same(out.sandbox.storages.map((s) => s.driver), ['9p']);
-  t.same(out.container.storages.map((s) => [s.driver, s.source]), [['scsi', '0:1']], 'the default block driver is virtio-scsi');
+  t.same(out.container.storages.map((s) => s.driver), ['watchable-bind', 'scsi']);
+  t.equal(out.container.storages[1]!.source, '0:1', 'the default block driver is virtio-scsi');
   t.equal(out.container.spec.mounts.find((m) => m.destination === '/dev/shm')!.source, 'shm', 'no sandbox shm: a tmpfs of its own');
 
   const bad = kataStorage('plan', config, '--shared-fs', 'nfs');

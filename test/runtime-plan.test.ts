@@ -125,7 +125,7 @@ t.test('handleHugepages: hugetlbfs emptyDirs sized by the container’s limit', 
 
 t.test('mountSharedDirMounts / ShareFile: binds reach the guest through the share', async (t) => {
   const secret = `${POD}/kubernetes.io~secret/super-secret-thing`;
-  const base = planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar' });
+  const base = planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar', watchableBind: false });
   const share = base.hostActions[1]!;
   t.equal(share.action, 'share');
   if (share.action !== 'share') return;
@@ -135,9 +135,9 @@ t.test('mountSharedDirMounts / ShareFile: binds reach the guest through the shar
   t.equal(share.readonly, true);
   t.same(base.storages, []);
   t.same(base.spec.mounts, [{ destination: '/fluffhead/token', type: 'bind', source: share.guestPath, options: ['rbind', 'ro'] }]);
-  // TestMountSharedDirMounts: with watchable binds, one watchable-bind storage whose source is the
+  // TestMountSharedDirMounts (the default, as Kata): one watchable-bind storage whose source is the
   // shared path and mount point <shared>/watchable/<name>; the OCI source is the watchable path.
-  const w = planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar', watchableBind: true });
+  const w = planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar' });
   t.same(w.storages, [{ driver: 'watchable-bind', source: `${SHARED}/${name}`, fstype: 'bind', options: ['rbind', 'ro'], mountPoint: `${SHARED}/watchable/${name}` }]);
   t.equal(w.spec.mounts![0]!.source, `${SHARED}/watchable/${name}`);
   // 9p shares too; shared_fs=none copies, and a socket cannot be copied so its mount is removed.
@@ -166,7 +166,7 @@ t.test('mountSharedDirMounts / ShareFile: binds reach the guest through the shar
   t.equal(copy('b', '/other/').spec.mounts![0]!.source, first.spec.mounts![0]!.source, 'one copy for the sandbox');
   t.equal(copy('b', '/other/').spec.mounts![0]!.destination, '/other/', 'the destination is the spec’s own string');
   // Names are a pure function of the input: the same plan twice.
-  t.same(planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar' }), base);
+  t.same(planContainer('test-ctr', spec(bindMount('/fluffhead/token', secret, ['rbind', 'ro'])), { sandboxId: 'foobar', watchableBind: false }), base);
 });
 
 t.test('handleDeviceBlockVolume / createBlkStorageObject: drivers by block_device_driver', async (t) => {

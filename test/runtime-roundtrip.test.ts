@@ -209,16 +209,21 @@ t.test('runc spec + kubelet volumes: plan, apply in the guest, check, release', 
     // It lives in the sandbox's rootfs as the host shares it (Kata's <shared>/<sandbox>/rootfs/local).
     t.ok(statSync(join(host, 'bundles', 'pod', 'rootfs', 'local', 'cache')).isDirectory());
   });
-  for (const [dest, hostDir, file, content, ro] of [
-    ['/var/run/secrets/token', secret, 'token', 's3cret', true],
-    ['/etc/config', configmap, 'app.conf', 'level=debug', true],
+  // Secrets and configmaps: shared from the host (the very directory, read-only as asked), then
+  // Kata's watchable-bind copy of it on a tmpfs, which the container binds.
+  for (const [dest, hostDir, file, content] of [
+    ['/var/run/secrets/token', secret, 'token', 's3cret'],
+    ['/etc/config', configmap, 'app.conf', 'level=debug'],
   ] as const) {
     check(dest, (src) => {
-      const a = statSync(src);
+      const watchable = app.storages.find((st) => st.mountPoint === src)!;
+      t.equal(watchable?.driver, 'watchable-bind', `${dest}: a watchable-bind storage`);
+      const a = statSync(watchable.source);
       const b = statSync(hostDir);
-      t.same([a.dev, a.ino], [b.dev, b.ino], `${dest}: the very host directory, through the share`);
+      t.same([a.dev, a.ino], [b.dev, b.ino], `${dest}: the share is the very host directory`);
+      t.ok(mountAt(watchable.source)?.mountOptions.includes('ro'), `${dest}: shared read-only as asked`);
+      t.equal(mountAt(src)?.fstype, 'tmpfs', `${dest}: the watchable copy is a tmpfs`);
       t.equal(readFileSync(join(src, file), 'utf8'), content);
-      t.equal(mountAt(src)?.mountOptions.includes('ro'), ro, `${dest}: read-only as asked`);
     });
   }
   check('/data', (src) => {

@@ -74,9 +74,9 @@ export interface RuntimeSettings {
   /** `disable_guest_empty_dir`: share disk emptyDirs from the host instead of making them in the guest. */
   disableGuestEmptyDir?: boolean;
   /**
-   * Emit Kata's `watchable-bind` storages for secrets and configmaps (the agent polls the shared
-   * copy so inotify works). Off by default: this package's Sandbox has no such driver, and the
-   * plain shared bind is what Kata itself does for them when it cannot watch.
+   * Kata's `watchable-bind` storages for secrets and configmaps when a filesystem is shared (the
+   * agent keeps a polled copy so inotify works in the container). Default true, as Kata; false
+   * gives a plain shared bind.
    */
   watchableBind?: boolean;
   /** Kata's rootfsSuffix, default `rootfs`. */
@@ -158,9 +158,9 @@ function integer(o: Record<string, unknown>, key: string, dflt: number, min = 0)
   return v;
 }
 
-function flag(o: Record<string, unknown>, key: string): boolean {
+function flag(o: Record<string, unknown>, key: string, dflt = false): boolean {
   const v = own(o, key);
-  if (v === undefined) return false;
+  if (v === undefined) return dflt;
   if (typeof v !== 'boolean') throw bad(key, v, 'must be a boolean');
   return v;
 }
@@ -287,7 +287,7 @@ export function resolveSettings(settings: unknown, containerId?: string): Resolv
     blockDeviceDriver: oneOf(o, 'blockDeviceDriver', blockDrivers, 'virtio-scsi'),
     shmSize: integer(o, 'shmSize', 0),
     disableGuestEmptyDir: flag(o, 'disableGuestEmptyDir'),
-    watchableBind: flag(o, 'watchableBind'),
+    watchableBind: flag(o, 'watchableBind', true),
     rootfsSuffix: name(o, 'rootfsSuffix', 'rootfs')!,
     bundle: absDir(o, 'bundle', undefined),
     guestSharedDir: absDir(o, 'guestSharedDir', KATA_GUEST_SHARED_DIR)!,

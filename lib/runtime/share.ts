@@ -38,8 +38,8 @@ export interface SharedDirPlan {
 /**
  * For each bind mount that is not a system path, a block volume, /dev/shm or a host device: share
  * (or copy) it and point the OCI mount at the guest path. Secrets and configmaps get Kata's
- * `watchable-bind` storage when settings.watchableBind. A source that cannot be copied (a socket,
- * fifo or device node with shared_fs=none) is removed from the spec, as Kata ignores it.
+ * `watchable-bind` storage (unless settings.watchableBind is false). A source that cannot be
+ * copied (a socket, fifo or device node with shared_fs=none) is removed, as Kata ignores it.
  */
 export function planSharedDirMounts(containerId: string, mounts: WorkingMount[], blockVolumes: ReadonlySet<number>, s: ResolvedSettings): SharedDirPlan {
   const plan: SharedDirPlan = { storages: [], actions: [] };
