@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <climits>
 #include <cstring>
 #include <string_view>
 
@@ -120,10 +121,11 @@ bool ListDir(int dirfd, std::vector<std::string>* names, SysError* error, const 
   return true;
 }
 
-// Visits the tree below `dirfd`, refusing (EBUSY) any directory that is a mount point; with
-// `remove` it also deletes what it visits, children first. RemoveTree walks twice: a scan that
-// deletes nothing if any mount lies below, then the removal, which checks again because a mount
-// may have appeared in between.
+// Visits the tree below `dirfd`, refusing (EBUSY) any entry that is a mount point: directories
+// and files alike (a file bind-mounted into a volume is as much a mount as a directory), at any
+// depth. With `remove` it also deletes what it visits, children first. RemoveTree walks twice: a
+// scan that deletes nothing if any mount lies below, then the removal, which checks each entry
+// again because a mount may have appeared in between.
 bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysError* error) {
   std::vector<std::string> names;
   if (!ListDir(dirfd, &names, error, shown)) return false;
@@ -135,18 +137,18 @@ bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysEr
       error->Set(errno, "lstat", child);
       return false;
     }
+    bool mounted = false;
+    if (!IsMountRootAt(dirfd, name.c_str(), dev, &mounted, error, child)) return false;
+    if (mounted) {
+      error->Set(EBUSY, S_ISDIR(st.st_mode) ? "rmdir" : "unlink", child);
+      return false;
+    }
     if (!S_ISDIR(st.st_mode)) {
       if (remove && unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
         error->Set(errno, "unlink", child);
         return false;
       }
       continue;
-    }
-    bool mounted = false;
-    if (!IsMountRootAt(dirfd, name.c_str(), dev, &mounted, error, child)) return false;
-    if (mounted) {
-      error->Set(EBUSY, "rmdir", child);
-      return false;
     }
     Fd sub(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!sub.ok()) {
@@ -158,6 +160,75 @@ bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysEr
       error->Set(errno, "rmdir", child);
       return false;
     }
+  }
+  return true;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeMountinfoField(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool octal = true;
+      for (size_t k = 1; k <= 3; ++k) {
+        const char c = s[i + k];
+        if (c < '0' || c > '7') octal = false;
+        v = v * 8 + (c - '0');
+      }
+      if (octal) {
+        out.push_back(static_cast<char>(v));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+// The first mount point (from /proc/self/mountinfo) at `dir` or anywhere below it, "" if none.
+// This sees every mount by its path, including ones a walk cannot reach (under a directory that
+// cannot be listed) and on kernels without STATX_ATTR_MOUNT_ROOT.
+bool MountBelow(const std::string& dir, std::string* found, SysError* error) {
+  found->clear();
+  Fd fd(open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+  if (!fd.ok()) {
+    error->Set(errno, "open", "/proc/self/mountinfo");
+    return false;
+  }
+  std::string table;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error->Set(errno, "read", "/proc/self/mountinfo");
+      return false;
+    }
+    if (n == 0) break;
+    table.append(buf, static_cast<size_t>(n));
+  }
+  const std::string prefix = dir == "/" ? "/" : dir + "/";
+  for (size_t line = 0; line < table.size();) {
+    size_t end = table.find('\n', line);
+    if (end == std::string::npos) end = table.size();
+    // id parent major:minor root mount-point ...
+    size_t field = line;
+    for (int i = 0; i < 4 && field < end; ++i) {
+      const size_t sp = table.find(' ', field);
+      field = sp == std::string::npos || sp >= end ? end : sp + 1;
+    }
+    size_t stop = table.find(' ', field);
+    if (stop == std::string::npos || stop > end) stop = end;
+    if (field < end) {
+      const std::string point = UnescapeMountinfoField(std::string_view(table).substr(field, stop - field));
+      if (point == dir || point.compare(0, prefix.size(), prefix) == 0) {
+        *found = point;
+        return true;
+      }
+    }
+    line = end + 1;
   }
   return true;
 }
@@ -379,6 +450,21 @@ bool RemoveTree(const std::string& path, SysError* error) {
   if (!fd.ok()) {
     error->Set(errno, "open", path);
     return false;
+  }
+  // Nothing is deleted until the whole tree is known to hold no mount: first every mount point
+  // the kernel lists below the tree's real path, then every entry of the tree, files included.
+  char real[PATH_MAX];
+  const std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+  const ssize_t n = readlink(link.c_str(), real, sizeof(real) - 1);
+  if (n > 0) {
+    std::string below;
+    if (!MountBelow(std::string(real, static_cast<size_t>(n)), &below, error)) return false;
+    if (!below.empty()) {
+      // Report it under the caller's spelling of the tree when it lies below it.
+      const std::string shown = below.size() > static_cast<size_t>(n) ? Join(path, below.substr(static_cast<size_t>(n) + 1)) : path;
+      error->Set(EBUSY, "rmdir", shown);
+      return false;
+    }
   }
   if (!WalkTree(fd.get(), st.st_dev, path, /*remove=*/false, error)) return false;
   if (!WalkTree(fd.get(), st.st_dev, path, /*remove=*/true, error)) return false;
