@@ -71,7 +71,7 @@ export function systemError(errno: number, syscall: string, path?: string, dest?
 
 /** What the native layer hands back for a failure: a system call or one of our codes. */
 export type NativeError =
-  | { errno: number; syscall: string; path?: string; dest?: string; kernelMessages?: string[] }
+  | { errno: number; syscall: string; path?: string; dest?: string; kernelMessages?: string[]; detail?: string }
   | { code: string; value: string };
 
 export function fromNative(e: NativeError): Error {
@@ -80,6 +80,10 @@ export function fromNative(e: NativeError): Error {
     if (e.kernelMessages && e.kernelMessages.length > 0) {
       (err as SystemError & { kernelMessages: string[] }).kernelMessages = e.kernelMessages;
       err.message += ` (${e.kernelMessages.join('; ')})`;
+    }
+    if (e.detail) {
+      (err as SystemError & { detail: string }).detail = e.detail;
+      err.message += `: ${e.detail}`;
     }
     return err;
   }

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "bindflags.h"
 #include "newmount.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
@@ -22,10 +23,6 @@ namespace kata {
 namespace {
 
 constexpr unsigned long kPropagationMask = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
-// Per-mount-point flags that a bind only takes through MS_REMOUNT|MS_BIND.
-constexpr unsigned long kBindRemountFlags =
-    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW;
-constexpr unsigned long kAtimeFlags = MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME;
 
 void SleepMs(long ms) {
   timespec ts{ms / 1000, (ms % 1000) * 1000000L};
@@ -124,11 +121,18 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
   const bool is_bind = (flags & MS_BIND) && !(flags & MS_REMOUNT);
   const char* data = opts.data.empty() ? nullptr : opts.data.c_str();
 
+  // A bind's per-mount flags are its source's changed by the words (see bindflags.h). The
+  // remount sets them all at once, so the source's must be read first, as libmount does.
+  const bool remount_bind = is_bind && ChangesPerMountFlags(opts);
+  unsigned long source_flags = 0;
+  if (remount_bind && !SourceMountFlags(source, -1, &source_flags)) {
+    error->Set(errno, "statfs", source, target);
+    return false;
+  }
   if (mount(source, where.at, fstype, flags, data) != 0) {
     error->Set(errno, "mount", source, target);
     return false;
   }
-  const bool remount_bind = is_bind && (flags & kBindRemountFlags);
   if (opts.propagation == 0 && !remount_bind) return true;
 
   // An O_PATH fd names the directory below the new mount, and following its /proc link does not
@@ -162,9 +166,11 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
     ok = undo(errno);
   }
   if (ok && remount_bind) {
-    const unsigned long remount =
-        MS_REMOUNT | MS_BIND | (flags & (kBindRemountFlags | kAtimeFlags));
-    if (mount(nullptr, mounted.c_str(), nullptr, remount, nullptr) != 0) ok = undo(errno);
+    const unsigned long wanted = BindMountFlags(source_flags, opts);
+    if (mount(nullptr, mounted.c_str(), nullptr, MS_REMOUNT | MS_BIND | wanted, nullptr) != 0) {
+      ok = undo(errno);
+      if (error->err == EPERM) error->detail = LockedFlagsDetail(source_flags, wanted);
+    }
   }
   if (reopened >= 0) close(reopened);
   return ok;

@@ -10,6 +10,8 @@
 
 #include <string>
 
+#include "bindflags.h"
+
 // glibc 2.36's <sys/mount.h> and <linux/mount.h> cannot both be included, and the glibc wrappers
 // (fsopen, ...) would raise the addon's symbol floor above 2.28: the kernel ABI is spelled out
 // here and reached through syscall(2). The numbers are the same on every architecture.
@@ -319,7 +321,7 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
   const uint64_t recursive = AttrsOf(opts.recursive_flags);
 
   Fd mnt;
-  uint64_t pending;  // attributes still to set on the detached mount
+  uint64_t pending = 0;  // attributes still to set on a detached new superblock's mount
   if (is_bind) {
     const unsigned tree_flags =
         kOpenTreeClone | O_CLOEXEC | ((flags & MS_REC) ? AT_RECURSIVE : 0);
@@ -328,8 +330,30 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
       error->Set(errno, "open_tree", source, target);
       return false;
     }
-    // As with mount(2)'s bind remount, only the per-mount flags and atime apply to a bind.
-    pending = attrs;
+    if (recursive) {
+      MountAttr a{recursive, 0, 0, 0};
+      if (SysMountSetattr(mnt.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &a) != 0) {
+        error->Set(errno, "mount_setattr", source, target);
+        return false;
+      }
+    }
+    // The clone carries its source's flags; the words change them exactly as mount(2)'s bind
+    // remount does (bindflags.h): every per-mount attribute and the atime mode are named, so
+    // the result does not depend on which API made it.
+    if (ChangesPerMountFlags(opts)) {
+      unsigned long source_flags = 0;
+      if (!SourceMountFlags(nullptr, mnt.get(), &source_flags)) {
+        error->Set(errno, "statfs", source, target);
+        return false;
+      }
+      const unsigned long wanted = BindMountFlags(source_flags, opts);
+      MountAttr a{AttrsOf(wanted), AttrsOf(kPerMountFlags) | kAttrAtimeField, 0, 0};
+      if (SysMountSetattr(mnt.get(), "", AT_EMPTY_PATH, &a) != 0) {
+        error->Set(errno, "mount_setattr", source, target);
+        if (errno == EPERM) error->detail = LockedFlagsDetail(source_flags, wanted);
+        return false;
+      }
+    }
   } else {
     // A fresh superblock has no sub-mounts: recursive attributes are plain ones here.
     mnt.reset(CreateFilesystemMount(source, target, fstype, opts, attrs | recursive, error));
@@ -337,14 +361,6 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
     pending = (attrs | recursive) & ~kFsmountAttrs;
   }
 
-  if (is_bind && recursive) {
-    MountAttr a{recursive, 0, 0, 0};
-    if (SysMountSetattr(mnt.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &a) != 0) {
-      error->Set(errno, "mount_setattr", source, target);
-      return false;
-    }
-    pending &= ~recursive;
-  }
   if (pending) {
     MountAttr a{pending, 0, 0, 0};
     // The atime mode is one field: setting it requires naming the whole field in attr_clr.

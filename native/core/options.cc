@@ -121,9 +121,11 @@ bool ApplyWord(std::string_view word, MountOptions* out, OptionError* err, std::
     switch (w->kind) {
       case Kind::kSet:
         out->flags |= w->value;
+        out->cleared &= ~w->value;
         return true;
       case Kind::kClear:
         out->flags &= ~w->value;
+        out->cleared |= w->value;
         return true;
       case Kind::kPropagation:
         out->propagation = w->value;
@@ -157,6 +159,7 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
   // clear() rather than a fresh MountOptions: a caller that reuses `out` keeps the data buffer.
   out->flags = 0;
   out->propagation = 0;
+  out->cleared = 0;
   out->recursive_flags = 0;
   out->recursive_word.clear();
   out->data.clear();

@@ -9,6 +9,9 @@ namespace kata {
 struct MountOptions {
   unsigned long flags = 0;        // MS_* passed to the main mount(2)
   unsigned long propagation = 0;  // MS_{PRIVATE,SHARED,SLAVE,UNBINDABLE}[|MS_REC], applied separately
+  // The flags a clear word (rw, suid, dev, exec, atime, ...) named last: a bind starts from its
+  // source's flags, so "not set" and "cleared" differ there.
+  unsigned long cleared = 0;
   std::string data;               // everything that is not a flag, comma-joined in order
   // runc's rro/rnosuid/rnodev/rnoexec as MS_* bits: only mount_setattr(AT_RECURSIVE) can apply
   // them, so the legacy API must refuse them; `recursive_word` is the first one, for that error.
