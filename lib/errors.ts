@@ -95,6 +95,15 @@ function nativeCodeMessage(code: string, value: string): string {
     case 'ERR_MOUNT_OPTIONS_TOO_LONG':
       return `mount data is ${Buffer.byteLength(value)} bytes; the kernel takes at most one page less its NUL`;
     case 'ERR_INVALID_MOUNT_OPTION':
+      if (/^\s|\s$/.test(value)) {
+        return `mount option '${value}' starts or ends with whitespace; option words are separated by commas only, remove the spaces`;
+      }
+      if ((value.match(/"/g)?.length ?? 0) % 2 === 1) {
+        return `mount option '${value}' has an unclosed double quote; quotes must come in pairs around a value holding commas`;
+      }
+      if (/(^|[^\\])(\\\\)*\\$/.test(value)) {
+        return `mount option '${value}' ends with a backslash that escapes nothing; write \\\\ for a backslash`;
+      }
       return `mount option '${value}' is not supported`;
     default:
       return `${code}: ${JSON.stringify(value)}`;

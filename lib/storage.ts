@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import { StorageError, fromNative } from './errors';
 import { native } from './native';
-import { parseMountOptions } from './options';
+import { optionWords, parseMountOptions } from './options';
 
 export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
 
@@ -177,24 +177,17 @@ export function validateStorage(s: Storage, roots: readonly string[]): Placement
   return placeMountPoint(s.mountPoint, roots);
 }
 
-/** Every `key=value` word of an option list (elements are also split on commas), last one wins. */
+/** Every `key=value` word of an option list (split by the mount tokenizer), last one wins. */
 export function optionValues(options: readonly string[] | undefined): Map<string, string> {
   const m = new Map<string, string>();
-  for (const element of options ?? []) {
-    for (const word of element.split(',')) {
-      const eq = word.indexOf('=');
-      if (eq > 0) m.set(word.slice(0, eq), word.slice(eq + 1));
-    }
+  for (const word of optionWords(options)) {
+    const eq = word.indexOf('=');
+    if (eq > 0) m.set(word.slice(0, eq), word.slice(eq + 1));
   }
   return m;
 }
 
-/** The option list without the words for which `drop(word)` is true. */
+/** The option list without the words for which `drop(word)` is true (one word per element). */
 export function withoutOptions(options: readonly string[] | undefined, drop: (word: string) => boolean): string[] {
-  const out: string[] = [];
-  for (const element of options ?? []) {
-    const kept = element.split(',').filter((w) => w !== '' && !drop(w));
-    if (kept.length > 0) out.push(kept.join(','));
-  }
-  return out;
+  return optionWords(options).filter((w) => !drop(w));
 }

@@ -203,21 +203,17 @@ bool ConfigureWord(int fs_fd, std::string word, SysError* error, const char* sou
   return true;
 }
 
-// Every data word of `data` through fsconfig. The parser joined data words with commas, keeping
-// quoted commas inside their word. On failure the context's kernel messages are in `error`.
+// Every data word of `data` through fsconfig. The parser joined data words with commas; the same
+// tokenizer (NextOptionWord) finds them again, so a quoted or escaped comma stays inside its
+// word exactly as mount(2)'s filesystem would see it. On failure the context's kernel messages
+// are in `error`.
 bool ConfigureData(int fs_fd, const std::string& data, SysError* error, const char* source,
                    const char* target) {
-  size_t start = 0;
-  bool quoted = false;
-  for (size_t i = 0; i <= data.size(); ++i) {
-    const bool end = i == data.size();
-    if (!end && data[i] == '"') quoted = !quoted;
-    if (end || (data[i] == ',' && !quoted)) {
-      if (i > start && !ConfigureWord(fs_fd, data.substr(start, i - start), error, source, target)) {
-        ReadKernelMessages(fs_fd, &error->kernel_messages);
-        return false;
-      }
-      start = i + 1;
+  std::string_view word;
+  for (size_t pos = 0; NextOptionWord(data, &pos, &word);) {
+    if (!word.empty() && !ConfigureWord(fs_fd, std::string(word), error, source, target)) {
+      ReadKernelMessages(fs_fd, &error->kernel_messages);
+      return false;
     }
   }
   return true;
@@ -274,24 +270,12 @@ const NewMountSupport& ProbeNewMountApi() {
 bool FitsFsconfig(const MountOptions& opts) {
   if (opts.data.size() <= kFsconfigMaxString) return true;
   // Per word, conservatively counting quotes (they only shorten a value).
-  size_t word = 0, key = 0;
-  bool in_value = false, quoted = false;
-  for (size_t i = 0; i <= opts.data.size(); ++i) {
-    const char c = i < opts.data.size() ? opts.data[i] : ',';
-    if (c == '"') quoted = !quoted;
-    if (c == ',' && (!quoted || i == opts.data.size())) {
-      if ((in_value ? word - key - 1 : word) > kFsconfigMaxString || key > kFsconfigMaxString) {
-        return false;
-      }
-      word = key = 0;
-      in_value = false;
-      continue;
-    }
-    if (c == '=' && !in_value) {
-      in_value = true;
-      key = word;
-    }
-    ++word;
+  std::string_view word;
+  for (size_t pos = 0; NextOptionWord(opts.data, &pos, &word);) {
+    const size_t eq = word.find('=');
+    const size_t key = eq == std::string_view::npos ? word.size() : eq;
+    const size_t value = eq == std::string_view::npos ? 0 : word.size() - eq - 1;
+    if (key > kFsconfigMaxString || value > kFsconfigMaxString) return false;
   }
   return true;
 }
