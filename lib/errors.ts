@@ -1,5 +1,6 @@
 // Errors shaped like Node's own: system-call failures carry code/errno/syscall/path/dest exactly as
 // fs errors do; our own failures are StorageError with a stable `code` and the offending value.
+import { readFileSync } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
 
 export type StorageErrorCode =
@@ -108,6 +109,56 @@ function nativeCodeMessage(code: string, value: string): string {
     default:
       return `${code}: ${JSON.stringify(value)}`;
   }
+}
+
+// CAP_SYS_ADMIN is bit 21 of the capability sets (linux/capability.h).
+const CAP_SYS_ADMIN = 21n;
+
+/** True when this process has CAP_SYS_ADMIN in its effective set (/proc/self/status CapEff). */
+export function hasSysAdmin(status = (): string => readFileSync('/proc/self/status', 'utf8')): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status());
+    return m !== null && ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+  } catch {
+    return true; // unknown: do not claim the caller lacks it
+  }
+}
+
+/** The filesystem types this kernel knows now (/proc/filesystems), or undefined if unreadable. */
+export function knownFilesystems(read = (): string => readFileSync('/proc/filesystems', 'utf8')): Set<string> | undefined {
+  try {
+    return new Set(read().split('\n').map((l) => l.split('\t').pop()!.trim()).filter((f) => f !== ''));
+  } catch {
+    return undefined;
+  }
+}
+
+function explain(err: Error, why: string, props: Record<string, unknown>): Error {
+  err.message += `: ${why}`;
+  Object.assign(err, props);
+  return err;
+}
+
+/**
+ * Adds to a failed mount(2)/umount2 (or new-API call) what errno alone hides: ENODEV from a
+ * filesystem type this kernel does not know names the type (else a virtio-fs mount without
+ * virtiofs reads like a wrong tag), and EPERM/EACCES without CAP_SYS_ADMIN says that mounting
+ * needs root. The Node error shape (code, errno, syscall, path, dest) is kept; `fstype` is added.
+ */
+export function explainMountError(err: Error, fstype?: string): Error {
+  const e = err as SystemError & { detail?: string };
+  if (e.code === 'ENODEV' && fstype) {
+    const known = knownFilesystems();
+    if (known !== undefined && !known.has(fstype)) {
+      return explain(err, `filesystem type '${fstype}' is not known to this kernel (not in /proc/filesystems): check fstype, or load its module`, {
+        fstype,
+      });
+    }
+  }
+  if ((e.code === 'EPERM' || e.code === 'EACCES') && e.detail === undefined && !hasSysAdmin()) {
+    return explain(err, 'mounting needs root (CAP_SYS_ADMIN), which this process does not have', {});
+  }
+  return err;
 }
 
 /** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
