@@ -16,7 +16,7 @@ export interface DeviceNativeError {
 /** How a device wait ended: found (and how), timed out (with what was seen), or an error. */
 export type DeviceWaitResult =
   | { path: string; via: 'sysfs' | 'sysfs-poll' | 'cache' | 'uevent' | 'cancelled' }
-  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number }
+  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number; failures: DeviceNativeError[] }
   | DeviceNativeError
   | NativeError;
 
