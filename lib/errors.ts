@@ -91,19 +91,35 @@ export function fromNative(e: NativeError): Error {
   return new StorageError(e.code, nativeCodeMessage(e.code, e.value), { value: e.value });
 }
 
+/** Why the native tokenizer refused a word (the same scan: a backslash escapes the next byte). */
+function refusedShape(word: string): 'space' | 'quote' | 'escape' | undefined {
+  if (/^\s|\s$/.test(word)) return 'space';
+  let quoted = false;
+  for (let i = 0; i < word.length; i++) {
+    if (word[i] === '\\') {
+      if (i + 1 === word.length) return 'escape';
+      i++;
+    } else if (word[i] === '"') {
+      quoted = !quoted;
+    }
+  }
+  return quoted ? 'quote' : undefined;
+}
+
 function nativeCodeMessage(code: string, value: string): string {
   switch (code) {
     case 'ERR_MOUNT_OPTIONS_TOO_LONG':
       return `mount data is ${Buffer.byteLength(value)} bytes; the kernel takes at most one page less its NUL`;
     case 'ERR_INVALID_MOUNT_OPTION':
-      if (/^\s|\s$/.test(value)) {
-        return `mount option '${value}' starts or ends with whitespace; option words are separated by commas only, remove the spaces`;
-      }
-      if ((value.match(/"/g)?.length ?? 0) % 2 === 1) {
-        return `mount option '${value}' has an unclosed double quote; quotes must come in pairs around a value holding commas`;
-      }
-      if (/(^|[^\\])(\\\\)*\\$/.test(value)) {
-        return `mount option '${value}' ends with a backslash that escapes nothing; write \\\\ for a backslash`;
+      switch (refusedShape(value)) {
+        case 'space':
+          return `mount option '${value}' starts or ends with whitespace; option words are separated by commas only, remove the spaces`;
+        case 'quote':
+          return `mount option '${value}' has an unclosed double quote; quotes must come in pairs around a value holding commas`;
+        case 'escape':
+          return `mount option '${value}' ends with a backslash that escapes nothing; write \\\\ for a backslash`;
+        default:
+          break;
       }
       return `mount option '${value}' is not supported`;
     default:

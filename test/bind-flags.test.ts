@@ -10,6 +10,16 @@ import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mount
 
 const apis: Array<'new' | 'legacy'> = newMountApiSupport().complete ? ['new', 'legacy'] : ['legacy'];
 
+/** Empty `src` and `dst` directories in a scratch directory. */
+function srcDst(t: Parameters<typeof scratchDir>[0]): { src: string; dst: string } {
+  const dir = scratchDir(t);
+  const src = join(dir, 'src');
+  const dst = join(dir, 'dst');
+  mkdirSync(src);
+  mkdirSync(dst);
+  return { src, dst };
+}
+
 /** The per-mount options mountinfo shows, without the ones every mount has. */
 const perMount = (path: string): string => mountAt(path)!.mountOptions.join(',');
 
@@ -44,11 +54,7 @@ const cases: Array<[string[], string[], string]> = [
 ];
 
 t.test('bind flags = source flags changed by the words, on both APIs, bind and rbind', { skip: cannotMount }, async (t) => {
-  const dir = scratchDir(t);
-  const src = join(dir, 'src');
-  const dst = join(dir, 'dst');
-  mkdirSync(src);
-  mkdirSync(dst);
+  const { src, dst } = srcDst(t);
   for (const [srcWords, words, want] of cases) {
     mountSync('tmpfs', src, 'tmpfs', ['size=64k', ...srcWords]);
     const sourceBefore = perMount(src);
@@ -68,11 +74,7 @@ t.test('bind flags = source flags changed by the words, on both APIs, bind and r
 });
 
 t.test('a flag the kernel refuses to clear is EPERM naming it, on both APIs', { skip: cannotMount }, async (t) => {
-  const dir = scratchDir(t);
-  const src = join(dir, 'src');
-  const dst = join(dir, 'dst');
-  mkdirSync(src);
-  mkdirSync(dst);
+  const { src, dst } = srcDst(t);
   mountSync('tmpfs', src, 'tmpfs', ['size=64k', 'nosuid', 'noexec', 'ro']);
   t.teardown(() => umountSync(src));
   const before = mountSnapshot();

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "mountinfo.h"
+
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x2000
 #endif
@@ -164,71 +166,19 @@ bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysEr
   return true;
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountinfoField(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool octal = true;
-      for (size_t k = 1; k <= 3; ++k) {
-        const char c = s[i + k];
-        if (c < '0' || c > '7') octal = false;
-        v = v * 8 + (c - '0');
-      }
-      if (octal) {
-        out.push_back(static_cast<char>(v));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 // The first mount point (from /proc/self/mountinfo) at `dir` or anywhere below it, "" if none.
 // This sees every mount by its path, including ones a walk cannot reach (under a directory that
 // cannot be listed) and on kernels without STATX_ATTR_MOUNT_ROOT.
 bool MountBelow(const std::string& dir, std::string* found, SysError* error) {
   found->clear();
-  Fd fd(open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
-  if (!fd.ok()) {
-    error->Set(errno, "open", "/proc/self/mountinfo");
-    return false;
-  }
-  std::string table;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      error->Set(errno, "read", "/proc/self/mountinfo");
-      return false;
-    }
-    if (n == 0) break;
-    table.append(buf, static_cast<size_t>(n));
-  }
+  std::vector<MountinfoEntry> mounts;
+  if (!ReadMountinfo(&mounts, error)) return false;
   const std::string prefix = dir == "/" ? "/" : dir + "/";
-  for (size_t line = 0; line < table.size();) {
-    size_t end = table.find('\n', line);
-    if (end == std::string::npos) end = table.size();
-    // id parent major:minor root mount-point ...
-    size_t field = line;
-    for (int i = 0; i < 4 && field < end; ++i) {
-      const size_t sp = table.find(' ', field);
-      field = sp == std::string::npos || sp >= end ? end : sp + 1;
+  for (const MountinfoEntry& m : mounts) {
+    if (m.mount_point == dir || m.mount_point.compare(0, prefix.size(), prefix) == 0) {
+      *found = m.mount_point;
+      return true;
     }
-    size_t stop = table.find(' ', field);
-    if (stop == std::string::npos || stop > end) stop = end;
-    if (field < end) {
-      const std::string point = UnescapeMountinfoField(std::string_view(table).substr(field, stop - field));
-      if (point == dir || point.compare(0, prefix.size(), prefix) == 0) {
-        *found = point;
-        return true;
-      }
-    }
-    line = end + 1;
   }
   return true;
 }

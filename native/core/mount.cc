@@ -13,6 +13,7 @@
 #include <string>
 
 #include "bindflags.h"
+#include "mountinfo.h"
 #include "newmount.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
@@ -62,20 +63,6 @@ long FdMountId(int fd) {
   return at == std::string::npos ? -1 : std::strtol(info.c_str() + at + 7, nullptr, 10);
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8)));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // True when mount `id` sits exactly on the directory that `mountpoint_fd` names: its mountinfo
 // line has the fd's mount as parent and the fd's current path as mount point (two dentries of
 // one mount never share a path).
@@ -86,19 +73,11 @@ bool MountedOn(long id, int mountpoint_fd) {
   const ssize_t n = readlink(link.c_str(), where, sizeof(where));
   if (id < 0 || parent < 0 || n <= 0 || static_cast<size_t>(n) >= sizeof(where)) return false;
   const std::string path(where, static_cast<size_t>(n));
-  const std::string table = ReadSmallFile("/proc/self/mountinfo");
-  const std::string prefix = std::to_string(id) + " " + std::to_string(parent) + " ";
-  for (size_t line = 0; line < table.size();) {
-    size_t end = table.find('\n', line);
-    if (end == std::string::npos) end = table.size();
-    if (table.compare(line, prefix.size(), prefix) == 0) {
-      // id parent major:minor root mount-point ...
-      size_t field = line;
-      for (int i = 0; i < 4 && field < end; ++i) field = table.find(' ', field) + 1;
-      const size_t stop = table.find(' ', field);
-      return UnescapeMountinfo(table.substr(field, stop - field)) == path;
-    }
-    line = end + 1;
+  std::vector<MountinfoEntry> mounts;
+  SysError ignored;
+  if (!ReadMountinfo(&mounts, &ignored)) return false;
+  for (const MountinfoEntry& m : mounts) {
+    if (m.id == id && m.parent == parent) return m.mount_point == path;
   }
   return false;
 }

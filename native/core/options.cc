@@ -125,8 +125,13 @@ void AppendData(std::string_view word, std::string* data) {
     data->append(word);
     return;
   }
-  for (char c : word) {
-    if (c != '"') data->push_back(c);
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (word[i] == '\\' && i + 1 < word.size()) {
+      data->push_back(word[i++]);  // an escaped quote is the filesystem's, not ours
+    } else if (word[i] == '"') {
+      continue;
+    }
+    data->push_back(word[i]);
   }
   if (data->size() == mark + (mark > 0 ? 1 : 0)) data->resize(mark);  // the word was only quotes
 }
@@ -139,17 +144,23 @@ bool ApplyWord(std::string_view word, MountOptions* out, OptionError* err, std::
     if (bad) bad->assign(word);
     return false;
   }
-  size_t quotes = 0;
-  for (char c : word) quotes += c == '"';
-  if (quotes % 2 != 0) {
-    *err = OptionError::kQuote;
-    if (bad) bad->assign(word);
-    return false;
+  // Read the word as the tokenizer did: a quote still open or a backslash escaping nothing at
+  // its end would swallow the next word when the data is split again (fsconfig, overlayfs).
+  bool quoted = false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (word[i] == '\\') {
+      if (i + 1 == word.size()) {
+        *err = OptionError::kEscape;
+        if (bad) bad->assign(word);
+        return false;
+      }
+      ++i;
+    } else if (word[i] == '"') {
+      quoted = !quoted;
+    }
   }
-  size_t backslashes = 0;
-  while (backslashes < word.size() && word[word.size() - 1 - backslashes] == '\\') ++backslashes;
-  if (backslashes % 2 != 0) {
-    *err = OptionError::kEscape;
+  if (quoted) {
+    *err = OptionError::kQuote;
     if (bad) bad->assign(word);
     return false;
   }
