@@ -144,14 +144,45 @@ function waitOptions(opts: WaitOptions | undefined): ResolvedWait {
   };
 }
 
+/**
+ * A target that failed without stopping the search (a SCSI host that refused its scan, a PCI bus
+ * whose rescan was refused, one device's unreadable sysfs entry): the sysfs path, what went
+ * wrong, and the system call and error code underneath when there was one.
+ */
+export interface TargetFailure {
+  path: string;
+  reason: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+function targetFailure(f: DeviceNativeError): TargetFailure {
+  const out: TargetFailure = { path: f.value, reason: f.reason ?? f.code };
+  if (f.errno !== undefined && f.errno !== 0) {
+    out.errno = -Math.abs(f.errno);
+    out.code = systemError(f.errno, f.syscall ?? '').code;
+    out.syscall = f.syscall;
+  }
+  return out;
+}
+
 function settle(r: DeviceWaitResult): string {
   if ('via' in r) return r.path;
   if ('awaited' in r) {
-    const err = systemError(r.errno, 'uevent', r.awaited) as ReturnType<typeof systemError> & { awaited: string; nearestEvents: string[] };
+    const err = systemError(r.errno, 'uevent', r.awaited) as ReturnType<typeof systemError> & {
+      awaited: string;
+      nearestEvents: string[];
+      details: TargetFailure[];
+    };
     const seen = r.nearest.length > 0 ? r.nearest.join(', ') : 'none';
     err.message = `${err.code}: no device after ${r.timeoutMs} ms waiting for ${r.awaited}; nearest events seen: ${seen}`;
     err.awaited = r.awaited;
     err.nearestEvents = r.nearest;
+    err.details = (r.failures ?? []).map(targetFailure);
+    if (err.details.length > 0) {
+      err.message += `; targets that failed on the way: ${err.details.map((d) => `${d.path}: ${d.reason}`).join('; ')}`;
+    }
     throw err;
   }
   throw deviceError(r);

@@ -1,6 +1,6 @@
 // The public surface. Everything an agent uses is exported from here and nowhere else.
 export { StorageError, type StorageErrorCode, type SystemError } from './errors';
-export { MountFlags, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
+export { MountFlags, optionWords, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
 export {
   mount,
   mountSync,
@@ -27,5 +27,5 @@ export { tmpfsSizeBytes, type EphemeralUpdate } from './ephemeral-update';
 export {
   parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
   parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,
-  ueventMonitorState, type PciSlot, type ParsedPciPath, type WaitOptions,
+  ueventMonitorState, type PciSlot, type ParsedPciPath, type WaitOptions, type TargetFailure,
 } from './devices';

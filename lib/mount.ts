@@ -1,7 +1,7 @@
 // mount/umount from Node. Each call is one native call that parses, mounts, applies propagation
 // and the bind remount; the async forms run on the addon's own threads, never libuv's pool.
 import { isAbsolute, normalize } from 'node:path';
-import { abortError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
+import { abortError, explainMountError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
 import { native, type NewMountApiSupport } from './native';
 
 export type { NewMountApiSupport };
@@ -129,8 +129,8 @@ export async function abortedMountsSettled(): Promise<void> {
   while (undoing.size > 0) await Promise.all([...undoing]);
 }
 
-function check(result: NativeError | undefined): void {
-  if (result !== undefined) throw fromNative(result);
+function check(result: NativeError | undefined, fstype?: string): void {
+  if (result !== undefined) throw explainMountError(fromNative(result), fstype);
 }
 
 export function mountSync(
@@ -140,7 +140,8 @@ export function mountSync(
   options?: readonly string[],
   opts?: MountSyncOptions,
 ): void {
-  check(native.mountSync(...mountArgs(source, target, fstype, options, opts)));
+  const args = mountArgs(source, target, fstype, options, opts);
+  check(native.mountSync(...args), args[2]);
 }
 
 export function mount(
@@ -159,7 +160,7 @@ export function mount(
   const signal = opts?.signal;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const pending = native.mount(...args);
-  if (!signal) return pending.then(check);
+  if (!signal) return pending.then((r) => check(r, args[2]));
   return new Promise<void>((resolve, reject) => {
     let aborted = false;
     const onAbort = (): void => {
@@ -171,7 +172,7 @@ export function mount(
       signal.removeEventListener('abort', onAbort);
       if (!aborted) {
         if (result === undefined) resolve();
-        else reject(fromNative(result));
+        else reject(explainMountError(fromNative(result), args[2]));
         return;
       }
       // The caller has moved on: do not leave behind a mount nobody will release.
@@ -209,7 +210,7 @@ export function umount(target: string, opts?: UmountOptions): Promise<void> {
   } catch (err) {
     return Promise.reject(err);
   }
-  return native.umount(...args).then(check);
+  return native.umount(...args).then((r) => check(r));
 }
 
 /** True when `path` is the root of a mount (bind mounts included); false when it does not exist. */

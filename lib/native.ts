@@ -16,7 +16,7 @@ export interface DeviceNativeError {
 /** How a device wait ended: found (and how), timed out (with what was seen), or an error. */
 export type DeviceWaitResult =
   | { path: string; via: 'sysfs' | 'sysfs-poll' | 'cache' | 'uevent' | 'cancelled' }
-  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number }
+  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number; failures: DeviceNativeError[] }
   | DeviceNativeError
   | NativeError;
 
@@ -42,6 +42,7 @@ export interface NativeBinding {
   readonly mountFlags: Record<string, number>;
   readonly maxMountDataLength: number;
   parseMountOptions(list: string): string | [code: string, value: string];
+  optionWords(list: string): string[];
   /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
   mountSync(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): NativeError | undefined;
   mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;

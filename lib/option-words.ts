@@ -1,5 +1,6 @@
-// Reading and filtering `key=value` words of mount option lists. No native code: the runtime
-// planner (lib/runtime) uses these too and must load without the addon.
+// Reading `key=value` words of the host's mount option lists for the runtime planner (lib/runtime),
+// which must load without the addon. The guest side (lib/storage.ts) reads options through the
+// native tokenizer instead, the one that also feeds mount(2) and fsconfig.
 
 /** Every `key=value` word of an option list (elements are also split on commas), last one wins. */
 export function optionValues(options: readonly string[] | undefined): Map<string, string> {

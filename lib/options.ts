@@ -52,3 +52,21 @@ export function parseMountOptions(options: readonly string[]): ParsedMountOption
   const scratch = native.scratch;
   return { flags: scratch[0]!, propagation: scratch[1]!, data: r, recursiveFlags: scratch[2]! };
 }
+
+/**
+ * The words of an option list as every mount path reads them (the native tokenizer): elements
+ * split on commas, except commas inside double quotes or escaped with a backslash (overlayfs'
+ * `lowerdir=/a\,b`). Quotes and backslashes stay in the words; see `overlayPath`.
+ */
+export function optionWords(options: readonly string[] | undefined): string[] {
+  return native.optionWords(joinOptions(options));
+}
+
+/**
+ * The path overlayfs makes of an `upperdir=`/`workdir=` value (kernel ovl_unescape after the
+ * option splitter): double quotes dropped, then each backslash taken as escaping the next byte
+ * (`up\,per` is `up,per`, `c\:1` is `c:1`).
+ */
+export function overlayPath(value: string): string {
+  return value.replace(/"/g, '').replace(/\\(.?)/gs, '$1');
+}

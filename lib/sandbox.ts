@@ -99,7 +99,8 @@ export class Sandbox {
    * storage lives below; or EROFS/EBUSY/EACCES): removed by later releases and destroy(), or
    * taken over by the next storage made there.
    */
-  readonly #leftovers = new Set<string>();
+  /** Directories whose best-effort removal failed, retried later; true for a makeDirectory tree. */
+  readonly #leftovers = new Map<string, boolean>();
   #destroyed = false;
 
   constructor(opts: SandboxOptions = {}) {
@@ -525,7 +526,7 @@ export class Sandbox {
       const started = now();
       const r = e.trees.has(p) ? await native.removeTree(p) : await native.removeEntry(p);
       if (r === undefined || ('errno' in r && r.errno === ENOENT)) continue;
-      this.#leftovers.add(p);
+      this.#leftovers.set(p, e.trees.has(p));
       const expected = 'errno' in r && (r.errno === ENOTEMPTY || r.errno === EEXIST) && p !== e.path && !e.trees.has(p);
       // A parent still holding another storage's directory is the normal case, not news.
       if (!expected && channels.umount.hasSubscribers) {
@@ -546,8 +547,10 @@ export class Sandbox {
   }
 
   /**
-   * Removes leftover directories that can go now (deepest first; never recursively, so a tree
-   * that kept content keeps it). A path some entry holds is never touched.
+   * Removes leftover directories that can go now (deepest first). A mount point directory is
+   * removed only when empty, so one that kept content keeps it; a makeDirectory tree (overlay
+   * upper/work) goes with its content, as its release would have done, once nothing is mounted
+   * in it (removeTree checks the whole tree first). A path some entry holds is never touched.
    */
   async #retryLeftovers(): Promise<void> {
     if (this.#leftovers.size === 0) return;
@@ -556,10 +559,10 @@ export class Sandbox {
       held.add(x.path);
       for (const tree of x.trees) held.add(tree);
     }
-    for (const dir of [...this.#leftovers].sort((a, b) => b.length - a.length)) {
+    for (const dir of [...this.#leftovers.keys()].sort((a, b) => b.length - a.length)) {
       // Claimed by an add while an earlier removal was in flight: it is that storage's now.
       if (held.has(dir) || !this.#leftovers.has(dir)) continue;
-      const r = await native.removeEntry(dir);
+      const r = this.#leftovers.get(dir) ? await native.removeTree(dir) : await native.removeEntry(dir);
       if (r === undefined || ('errno' in r && r.errno === ENOENT)) this.#leftovers.delete(dir);
     }
   }

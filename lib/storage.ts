@@ -3,9 +3,7 @@
 import { posix } from 'node:path';
 import { StorageError, fromNative } from './errors';
 import { native } from './native';
-import { parseMountOptions } from './options';
-
-export { optionValues, withoutOptions } from './option-words';
+import { optionWords, parseMountOptions } from './options';
 
 export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
 
@@ -232,4 +230,19 @@ export function validateStorage(s: Storage, roots: readonly string[]): Placement
   // `loop` and over-long data are refused now rather than after earlier storages were mounted.
   parseMountOptions(s.options ?? []);
   return placeMountPoint(s.mountPoint, roots);
+}
+
+/** Every `key=value` word of an option list (split by the mount tokenizer), last one wins. */
+export function optionValues(options: readonly string[] | undefined): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const word of optionWords(options)) {
+    const eq = word.indexOf('=');
+    if (eq > 0) m.set(word.slice(0, eq), word.slice(eq + 1));
+  }
+  return m;
+}
+
+/** The option list without the words for which `drop(word)` is true (one word per element). */
+export function withoutOptions(options: readonly string[] | undefined, drop: (word: string) => boolean): string[] {
+  return optionWords(options).filter((w) => !drop(w));
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
@@ -184,10 +184,70 @@ t.test('rescan writes 1 to bus/pci/rescan before waiting', async (t) => {
   const e = await rejection(findPciBlockDevice('0a', { sysfsRoot: fs.root, timeoutMs: 50, rescan: true }));
   t.equal(e.code, 'ETIMEDOUT');
   t.equal(readFileSync(rescan, 'utf8'), '1');
+  // A refused rescan does not end the wait (the device may still be hot-plugged); it is reported
+  // with the timeout.
   const fs2 = new FakeSysfs(t);
   const noFile = await rejection(findPciBlockDevice('0a', { sysfsRoot: fs2.root, timeoutMs: 50, rescan: true }));
-  t.equal(noFile.code, 'ERR_SYSFS', 'no rescan attribute');
-  t.equal(noFile.syscall, 'open');
+  t.equal(noFile.code, 'ETIMEDOUT', 'no rescan attribute: still waited');
+  t.match((noFile as unknown as { details: unknown }).details, [{ path: join(fs2.root, 'bus/pci/rescan'), code: 'ENOENT', syscall: 'open' }]);
+  t.match(noFile.message, /targets that failed on the way: .*bus\/pci\/rescan: cannot open sysfs attribute/);
+  const fs3 = new FakeSysfs(t);
+  fs3.dir('bus/pci/rescan'); // a rescan the kernel refuses (EISDIR stands in for it)
+  const late = findPciBlockDevice('0b', { sysfsRoot: fs3.root, timeoutMs: 2000, rescan: true });
+  setTimeout(() => fs3.virtioBlk(fs3.pciDevice(['0000:00:0b.0']), 4, 'vdr'), 50);
+  t.equal(await late, '/dev/vdr', 'the device that appears after a refused rescan is found');
+});
+
+t.test('SCSI: hosts that refuse their scan never stop the others (several failing)', async (t) => {
+  const fs = new FakeSysfs(t);
+  const hosts = [0, 1, 2, 3, 4].map((h) => fs.scsiHost(h));
+  // host0: no scan attribute; host2: a directory where the attribute belongs; host4: a symlink
+  // (refused with O_NOFOLLOW). host1 and host3 take the scan.
+  rmSync(join(fs.root, hosts[0]!, 'scsi_host/host0/scan'));
+  rmSync(join(fs.root, hosts[2]!, 'scsi_host/host2/scan'));
+  mkdirSync(join(fs.root, hosts[2]!, 'scsi_host/host2/scan'));
+  rmSync(join(fs.root, hosts[4]!, 'scsi_host/host4/scan'));
+  symlinkSync('/dev/null', join(fs.root, hosts[4]!, 'scsi_host/host4/scan'));
+  const e = (await rejection(findScsiBlockDevice('3:4', { sysfsRoot: fs.root, timeoutMs: 100 }))) as Coded & { details: Array<Record<string, unknown>> };
+  t.equal(e.code, 'ETIMEDOUT');
+  for (const h of [1, 3]) t.equal(readFileSync(join(fs.root, hosts[h]!, `scsi_host/host${h}/scan`), 'utf8'), '0 3 4', `host${h} was asked`);
+  t.match(
+    e.details.map((d) => [d.path, d.code]),
+    [
+      [join(fs.root, 'class/scsi_host/host0/scan'), 'ENOENT'],
+      [join(fs.root, 'class/scsi_host/host2/scan'), 'EISDIR'],
+      [join(fs.root, 'class/scsi_host/host4/scan'), 'ELOOP'],
+    ],
+    'each failing host is in the details',
+  );
+  t.match(e.message, /host0\/scan.*host2\/scan.*host4\/scan/);
+
+  // Scans refused everywhere, but the disk is hot-plugged anyway: it is found.
+  const late = findScsiBlockDevice('5:6', { sysfsRoot: fs.root, timeoutMs: 2000 });
+  setTimeout(() => fs.scsiDisk(3, 5, 6, 'sdz'), 50);
+  t.equal(await late, '/dev/sdz');
+});
+
+t.test('SCSI: one unreadable device entry does not hide the disk on another host', async (t) => {
+  const fs = new FakeSysfs(t);
+  fs.scsiHost(0);
+  fs.scsiHost(1);
+  fs.scsiHost(2);
+  // host0's entry for 7:8 has two disks (a broken tree), host1's has a file where block/ belongs.
+  fs.scsiDisk(0, 7, 8, 'sda');
+  fs.disk('devices/pci0000:00/0000:00:03.0/virtio2/host0/target0:0:7/0:0:7:8', 'sdb');
+  const rel1 = 'devices/pci0000:00/0000:00:03.0/virtio2/host1/target1:0:7/1:0:7:8';
+  fs.file(`${rel1}/block`, 'not a directory');
+  fs.link('bus/scsi/devices/1:0:7:8', rel1);
+  fs.scsiDisk(2, 7, 8, 'sdc');
+  t.equal(await findScsiBlockDevice('7:8', { sysfsRoot: fs.root }), '/dev/sdc', 'found on the host that can be read');
+  rmSync(join(fs.root, 'bus/scsi/devices/2:0:7:8'));
+  const e = (await rejection(findScsiBlockDevice('7:8', { sysfsRoot: fs.root, timeoutMs: 100 }))) as Coded & { details: Array<Record<string, unknown>> };
+  t.equal(e.code, 'ETIMEDOUT', 'never an ERR_SYSFS for one bad entry');
+  t.match(e.details, [
+    { path: join(fs.root, 'bus/scsi/devices/0:0:7:8/block'), reason: /expected one disk, found 2/ },
+    { path: join(fs.root, 'bus/scsi/devices/1:0:7:8/block') },
+  ]);
 });
 
 t.test('the real machine: PCI 02 is /dev/vda', async (t) => {

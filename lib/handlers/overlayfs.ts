@@ -2,14 +2,16 @@
 // and for Kata's rw-overlay option the per-container ones, then mounts.
 import { join } from 'node:path';
 import { StorageError } from '../errors';
+import { optionWords, overlayPath } from '../options';
 import type { StorageContext, StorageHandler } from '../registry';
 import { optionValues, placeMountPoint, withoutOptions, type Storage } from '../storage';
 import { mountStorage } from './common';
 
 const OVERLAY_RW = 'io.katacontainers.fs-opt.overlay-rw';
+const CREATED = ['upperdir', 'workdir'] as const;
 
 function wantsRw(storage: Storage): boolean {
-  return (storage.options ?? []).some((o) => o.split(',').includes(OVERLAY_RW));
+  return optionWords(storage.options).includes(OVERLAY_RW);
 }
 
 function overlayOptions(storage: Storage, ctx: { allowedRoots: readonly string[]; containerId?: string }): string[] {
@@ -20,24 +22,48 @@ function overlayOptions(storage: Storage, ctx: { allowedRoots: readonly string[]
     throw new StorageError('ERR_INVALID_STORAGE', `${OVERLAY_RW} needs a containerId usable as a directory name`, { value: id, field: 'containerId' });
   }
   const base = join(ctx.allowedRoots[0]!, id);
-  return [...options, `upperdir=${join(base, 'upper')}`, `workdir=${join(base, 'work')}`];
+  // Escaped as overlayfs reads them, like any path given in the options.
+  const esc = (p: string): string => p.replace(/[\\,:]/g, '\\$&');
+  return [...options, `upperdir=${esc(join(base, 'upper'))}`, `workdir=${esc(join(base, 'work'))}`];
+}
+
+/**
+ * The directories to create, as overlayfs will resolve them (its own unescaping of `\,` and
+ * `\:`, so `up\,per` is the directory `up,per`), each checked against the allowed roots. A
+ * refusal names the option, not the storage's mountPoint.
+ */
+function createdDirs(options: readonly string[], roots: readonly string[]): string[] {
+  const v = optionValues(options);
+  const dirs: string[] = [];
+  for (const key of CREATED) {
+    const raw = v.get(key);
+    if (raw === undefined) continue;
+    const dir = overlayPath(raw);
+    try {
+      placeMountPoint(dir, roots);
+    } catch (err) {
+      const e = err as StorageError;
+      if (e.code !== 'ERR_INVALID_STORAGE') throw err;
+      throw new StorageError('ERR_INVALID_STORAGE', `overlay option ${key}=${raw}: ${e.message.replace(/^storage mountPoint /, '')}`, {
+        value: `${key}=${raw}`,
+        field: 'options',
+        option: key,
+        path: dir,
+        cause: err,
+      });
+    }
+    dirs.push(dir);
+  }
+  return dirs;
 }
 
 export const overlayfsHandler: StorageHandler = {
   validate(storage: Storage, ctx: { allowedRoots: readonly string[]; containerId?: string }): void {
-    const v = optionValues(overlayOptions(storage, ctx));
-    for (const key of ['upperdir', 'workdir']) {
-      const dir = v.get(key);
-      if (dir !== undefined) placeMountPoint(dir, ctx.allowedRoots);
-    }
+    createdDirs(overlayOptions(storage, ctx), ctx.allowedRoots);
   },
   async create(storage: Storage, ctx: StorageContext): Promise<string> {
     const options = overlayOptions(storage, ctx);
-    const v = optionValues(options);
-    for (const key of ['upperdir', 'workdir']) {
-      const dir = v.get(key);
-      if (dir !== undefined) await ctx.makeDirectory(dir);
-    }
+    for (const dir of createdDirs(options, ctx.allowedRoots)) await ctx.makeDirectory(dir);
     return mountStorage(storage, ctx, { fstype: 'overlay', options });
   },
 };

@@ -8,7 +8,10 @@ import { applyFsGroup, mountStorage, mountedSourceAt } from './common';
 export function sharedFsHandler(extraOptions: (storage: Storage) => string[]): StorageHandler {
   return {
     async create(storage: Storage, ctx: StorageContext): Promise<string> {
-      if (isMountPoint(storage.mountPoint) && mountedSourceAt(storage.mountPoint)?.source === storage.source) {
+      // Only what was asked counts as a pre-mount: the tag and the filesystem type (a tmpfs or
+      // an old 9p share that happens to carry the tag's name is not the virtio-fs share).
+      const there = isMountPoint(storage.mountPoint) ? mountedSourceAt(storage.mountPoint) : undefined;
+      if (there !== undefined && there.source === storage.source && there.fstype === storage.fstype) {
         // Not ours: nothing is recorded, so release never unmounts it.
         await applyFsGroup(storage);
         return storage.mountPoint;

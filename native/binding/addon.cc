@@ -182,6 +182,7 @@ Napi::Value ErrorValue(Napi::Env env, const SysError& error) {
     for (uint32_t i = 0; i < error.kernel_messages.size(); ++i) m.Set(i, error.kernel_messages[i]);
     o.Set("kernelMessages", m);
   }
+  if (!error.detail.empty()) o.Set("detail", error.detail);
   return o;
 }
 

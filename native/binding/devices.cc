@@ -194,6 +194,10 @@ class WaitJob : public Job {
     Napi::Array nearest = Napi::Array::New(env, nearest_.size());
     for (size_t i = 0; i < nearest_.size(); ++i) nearest.Set(static_cast<uint32_t>(i), nearest_[i]);
     o.Set("nearest", nearest);
+    const std::vector<DeviceError>& failures = matcher_->Failures();
+    Napi::Array details = Napi::Array::New(env, failures.size());
+    for (size_t i = 0; i < failures.size(); ++i) details.Set(static_cast<uint32_t>(i), DeviceErrorValue(env, failures[i]));
+    o.Set("failures", details);
     return o;
   }
 
@@ -210,7 +214,7 @@ class WaitJob : public Job {
 
   void Run(UeventMonitor& monitor, UeventWaiter* w, std::chrono::steady_clock::time_point deadline) {
     if (monitor.Wait(w, std::chrono::steady_clock::time_point::min()) == WaitStatus::kDeadline) {
-      if (!matcher_->Prepare(rescan_, &error_)) return;
+      matcher_->Prepare(rescan_);
       if (LookNow("sysfs")) return;
     }
     for (;;) {

@@ -199,6 +199,20 @@ Napi::Value EffectiveMountApiOf(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, EffectiveMountApi(api, opts) == MountApi::kNew ? "new" : "legacy");
 }
 
+// optionWords(list): string[], the words of the option elements exactly as the parser and the
+// new API split them (quotes and escapes kept), for drivers that read options themselves.
+Napi::Value OptionWords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string list = StringArg(info, 0, "options");
+  Napi::Array out = Napi::Array::New(env);
+  std::string_view word;
+  uint32_t n = 0;
+  for (size_t pos = 0; NextOptionWord(list, &pos, &word);) {
+    if (!word.empty()) out.Set(n++, Napi::String::New(env, word.data(), word.size()));
+  }
+  return out;
+}
+
 // newMountApiSupport(): which calls of the new mount API this process may make (probed once).
 Napi::Value NewMountApiSupport(const Napi::CallbackInfo& info) {
   const NewMountSupport& s = ProbeNewMountApi();
@@ -252,6 +266,7 @@ Napi::Object MountFlagValues(Napi::Env env) {
 
 void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("parseMountOptions", Napi::Function::New(env, ParseOptions, "parseMountOptions"));
+  exports.Set("optionWords", Napi::Function::New(env, OptionWords, "optionWords"));
   exports.Set("mountSync", Napi::Function::New(env, MountSync, "mountSync"));
   exports.Set("mount", Napi::Function::New(env, MountAsync, "mount"));
   exports.Set("remount", Napi::Function::New(env, RemountAsync, "remount"));

@@ -107,8 +107,9 @@ class PciMatcher : public DeviceMatcher {
       : text_(std::move(text)), dir_(std::move(dir)), rel_(std::move(rel)), sysfs_(std::move(sysfs)) {}
 
   bool Find(std::string* name, DeviceError* err) const override { return FindVirtioDisk(dir_, name, err); }
-  bool Prepare(bool rescan, DeviceError* err) const override {
-    return !rescan || WriteAttribute(sysfs_ + "/bus/pci/rescan", "1", err);
+  void Prepare(bool rescan) const override {
+    DeviceError e;
+    if (rescan && !WriteAttribute(sysfs_ + "/bus/pci/rescan", "1", &e)) NoteFailure(e);
   }
   std::string Describe() const override { return "virtio-blk disk at PCI path " + text_ + " (" + rel_ + ")"; }
   std::string Anchor() const override { return rel_ + "/virtio"; }
@@ -171,24 +172,34 @@ class ScsiMatcher : public DeviceMatcher {
     std::vector<std::string> names;
     bool missing = false;
     if (!ListDir(dir, &names, &missing, err)) return false;
+    // Our target:lun on every host: one entry that cannot be read must not hide the disk on
+    // another host.
     for (const std::string& n : names) {
       if (!IsOurs(n)) continue;
       bool found = false;
-      if (!FindSingleDisk(dir + "/" + n + "/block", name, &found, err)) return false;
+      DeviceError e;
+      if (!FindSingleDisk(dir + "/" + n + "/block", name, &found, &e)) {
+        NoteFailure(e);
+        continue;
+      }
       if (found) return true;
     }
     return false;
   }
-  bool Prepare(bool, DeviceError* err) const override {
+  void Prepare(bool) const override {
     std::string dir = sysfs_ + "/class/scsi_host";
     std::vector<std::string> hosts;
     bool missing = false;
-    if (!ListDir(dir, &hosts, &missing, err)) return false;
+    DeviceError e;
+    if (!ListDir(dir, &hosts, &missing, &e)) {
+      NoteFailure(e);
+      return;
+    }
     std::string request = "0 " + std::to_string(addr_.target) + " " + std::to_string(addr_.lun);
     for (const std::string& h : hosts) {
-      if (!WriteAttribute(dir + "/" + h + "/scan", request, err)) return false;
+      DeviceError host_error;
+      if (!WriteAttribute(dir + "/" + h + "/scan", request, &host_error)) NoteFailure(host_error);
     }
-    return true;
   }
   std::string Describe() const override { return "SCSI disk at target:lun " + text_ + " (<host>" + suffix_ + "/block/*)"; }
   std::string Anchor() const override { return suffix_ + "/block/"; }
@@ -295,7 +306,15 @@ bool DeviceMatcher::Matches(const Uevent& ev) const {
          !ev.devname.empty() && MatchesPath(ev.devpath);
 }
 
-bool DeviceMatcher::Prepare(bool, DeviceError*) const { return true; }
+void DeviceMatcher::Prepare(bool) const {}
+
+void DeviceMatcher::NoteFailure(const DeviceError& e) const {
+  // The same failure seen again by a later look is one failure.
+  for (const DeviceError& f : failures_) {
+    if (f.value == e.value && f.reason == e.reason) return;
+  }
+  if (failures_.size() < 64) failures_.push_back(e);
+}
 
 std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spec, const std::string& root_complex,
                                                  const std::string& sysfs_root, DeviceError* err) {

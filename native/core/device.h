@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "syserror.h"
 #include "sysfs.h"
@@ -41,7 +42,13 @@ class DeviceMatcher : public UeventMatcher {
   // The disk in sysfs now: true with its node name, false (no error) when it is not there.
   virtual bool Find(std::string* name, DeviceError* err) const = 0;
   // Makes the kernel look for the device before waiting (PCI rescan, SCSI scan). May block.
-  virtual bool Prepare(bool rescan, DeviceError* err) const;
+  // A target that refuses (one host's scan, the bus rescan) does not stop the others or the
+  // wait: it is recorded in Failures().
+  virtual void Prepare(bool rescan) const;
+  // What went wrong with single targets along the way without stopping the search (a host that
+  // refused its scan, one device entry that could not be read): reported if the device never
+  // appears. Each failure is a DeviceError naming the sysfs path.
+  const std::vector<DeviceError>& Failures() const { return failures_; }
   // What is awaited, for timeout messages.
   virtual std::string Describe() const = 0;
   // A devpath close to the awaited one, to rank the events seen by similarity.
@@ -49,6 +56,11 @@ class DeviceMatcher : public UeventMatcher {
 
  protected:
   virtual bool MatchesPath(std::string_view devpath) const = 0;
+  void NoteFailure(const DeviceError& e) const;
+
+ private:
+  // Written only by the thread that owns the matcher (Find/Prepare), never by uevent matching.
+  mutable std::vector<DeviceError> failures_;
 };
 
 // Parses `spec` for `bus` (a PCI path, CCW bus id, SCSI address, or node name for MMIO/pmem) and

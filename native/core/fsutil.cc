@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <climits>
 #include <cstring>
 #include <string_view>
+
+#include "mountinfo.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x2000
@@ -120,10 +123,11 @@ bool ListDir(int dirfd, std::vector<std::string>* names, SysError* error, const 
   return true;
 }
 
-// Visits the tree below `dirfd`, refusing (EBUSY) any directory that is a mount point; with
-// `remove` it also deletes what it visits, children first. RemoveTree walks twice: a scan that
-// deletes nothing if any mount lies below, then the removal, which checks again because a mount
-// may have appeared in between.
+// Visits the tree below `dirfd`, refusing (EBUSY) any entry that is a mount point: directories
+// and files alike (a file bind-mounted into a volume is as much a mount as a directory), at any
+// depth. With `remove` it also deletes what it visits, children first. RemoveTree walks twice: a
+// scan that deletes nothing if any mount lies below, then the removal, which checks each entry
+// again because a mount may have appeared in between.
 bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysError* error) {
   std::vector<std::string> names;
   if (!ListDir(dirfd, &names, error, shown)) return false;
@@ -135,18 +139,18 @@ bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysEr
       error->Set(errno, "lstat", child);
       return false;
     }
+    bool mounted = false;
+    if (!IsMountRootAt(dirfd, name.c_str(), dev, &mounted, error, child)) return false;
+    if (mounted) {
+      error->Set(EBUSY, S_ISDIR(st.st_mode) ? "rmdir" : "unlink", child);
+      return false;
+    }
     if (!S_ISDIR(st.st_mode)) {
       if (remove && unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
         error->Set(errno, "unlink", child);
         return false;
       }
       continue;
-    }
-    bool mounted = false;
-    if (!IsMountRootAt(dirfd, name.c_str(), dev, &mounted, error, child)) return false;
-    if (mounted) {
-      error->Set(EBUSY, "rmdir", child);
-      return false;
     }
     Fd sub(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!sub.ok()) {
@@ -157,6 +161,23 @@ bool WalkTree(int dirfd, dev_t dev, const std::string& shown, bool remove, SysEr
     if (remove && unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) {
       error->Set(errno, "rmdir", child);
       return false;
+    }
+  }
+  return true;
+}
+
+// The first mount point (from /proc/self/mountinfo) at `dir` or anywhere below it, "" if none.
+// This sees every mount by its path, including ones a walk cannot reach (under a directory that
+// cannot be listed) and on kernels without STATX_ATTR_MOUNT_ROOT.
+bool MountBelow(const std::string& dir, std::string* found, SysError* error) {
+  found->clear();
+  std::vector<MountinfoEntry> mounts;
+  if (!ReadMountinfo(&mounts, error)) return false;
+  const std::string prefix = dir == "/" ? "/" : dir + "/";
+  for (const MountinfoEntry& m : mounts) {
+    if (m.mount_point == dir || m.mount_point.compare(0, prefix.size(), prefix) == 0) {
+      *found = m.mount_point;
+      return true;
     }
   }
   return true;
@@ -379,6 +400,21 @@ bool RemoveTree(const std::string& path, SysError* error) {
   if (!fd.ok()) {
     error->Set(errno, "open", path);
     return false;
+  }
+  // Nothing is deleted until the whole tree is known to hold no mount: first every mount point
+  // the kernel lists below the tree's real path, then every entry of the tree, files included.
+  char real[PATH_MAX];
+  const std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+  const ssize_t n = readlink(link.c_str(), real, sizeof(real) - 1);
+  if (n > 0) {
+    std::string below;
+    if (!MountBelow(std::string(real, static_cast<size_t>(n)), &below, error)) return false;
+    if (!below.empty()) {
+      // Report it under the caller's spelling of the tree when it lies below it.
+      const std::string shown = below.size() > static_cast<size_t>(n) ? Join(path, below.substr(static_cast<size_t>(n) + 1)) : path;
+      error->Set(EBUSY, "rmdir", shown);
+      return false;
+    }
   }
   if (!WalkTree(fd.get(), st.st_dev, path, /*remove=*/false, error)) return false;
   if (!WalkTree(fd.get(), st.st_dev, path, /*remove=*/true, error)) return false;

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "bindflags.h"
+#include "mountinfo.h"
 #include "newmount.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
@@ -22,10 +24,6 @@ namespace kata {
 namespace {
 
 constexpr unsigned long kPropagationMask = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
-// Per-mount-point flags that a bind only takes through MS_REMOUNT|MS_BIND.
-constexpr unsigned long kBindRemountFlags =
-    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW;
-constexpr unsigned long kAtimeFlags = MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME;
 
 void SleepMs(long ms) {
   timespec ts{ms / 1000, (ms % 1000) * 1000000L};
@@ -65,20 +63,6 @@ long FdMountId(int fd) {
   return at == std::string::npos ? -1 : std::strtol(info.c_str() + at + 7, nullptr, 10);
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8)));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // True when mount `id` sits exactly on the directory that `mountpoint_fd` names: its mountinfo
 // line has the fd's mount as parent and the fd's current path as mount point (two dentries of
 // one mount never share a path).
@@ -89,19 +73,11 @@ bool MountedOn(long id, int mountpoint_fd) {
   const ssize_t n = readlink(link.c_str(), where, sizeof(where));
   if (id < 0 || parent < 0 || n <= 0 || static_cast<size_t>(n) >= sizeof(where)) return false;
   const std::string path(where, static_cast<size_t>(n));
-  const std::string table = ReadSmallFile("/proc/self/mountinfo");
-  const std::string prefix = std::to_string(id) + " " + std::to_string(parent) + " ";
-  for (size_t line = 0; line < table.size();) {
-    size_t end = table.find('\n', line);
-    if (end == std::string::npos) end = table.size();
-    if (table.compare(line, prefix.size(), prefix) == 0) {
-      // id parent major:minor root mount-point ...
-      size_t field = line;
-      for (int i = 0; i < 4 && field < end; ++i) field = table.find(' ', field) + 1;
-      const size_t stop = table.find(' ', field);
-      return UnescapeMountinfo(table.substr(field, stop - field)) == path;
-    }
-    line = end + 1;
+  std::vector<MountinfoEntry> mounts;
+  SysError ignored;
+  if (!ReadMountinfo(&mounts, &ignored)) return false;
+  for (const MountinfoEntry& m : mounts) {
+    if (m.id == id && m.parent == parent) return m.mount_point == path;
   }
   return false;
 }
@@ -124,11 +100,18 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
   const bool is_bind = (flags & MS_BIND) && !(flags & MS_REMOUNT);
   const char* data = opts.data.empty() ? nullptr : opts.data.c_str();
 
+  // A bind's per-mount flags are its source's changed by the words (see bindflags.h). The
+  // remount sets them all at once, so the source's must be read first, as libmount does.
+  const bool remount_bind = is_bind && ChangesPerMountFlags(opts);
+  unsigned long source_flags = 0;
+  if (remount_bind && !SourceMountFlags(source, -1, &source_flags)) {
+    error->Set(errno, "statfs", source, target);
+    return false;
+  }
   if (mount(source, where.at, fstype, flags, data) != 0) {
     error->Set(errno, "mount", source, target);
     return false;
   }
-  const bool remount_bind = is_bind && (flags & kBindRemountFlags);
   if (opts.propagation == 0 && !remount_bind) return true;
 
   // An O_PATH fd names the directory below the new mount, and following its /proc link does not
@@ -162,9 +145,11 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
     ok = undo(errno);
   }
   if (ok && remount_bind) {
-    const unsigned long remount =
-        MS_REMOUNT | MS_BIND | (flags & (kBindRemountFlags | kAtimeFlags));
-    if (mount(nullptr, mounted.c_str(), nullptr, remount, nullptr) != 0) ok = undo(errno);
+    const unsigned long wanted = BindMountFlags(source_flags, opts);
+    if (mount(nullptr, mounted.c_str(), nullptr, MS_REMOUNT | MS_BIND | wanted, nullptr) != 0) {
+      ok = undo(errno);
+      if (error->err == EPERM) error->detail = LockedFlagsDetail(source_flags, wanted);
+    }
   }
   if (reopened >= 0) close(reopened);
   return ok;

@@ -10,6 +10,8 @@
 
 #include <string>
 
+#include "bindflags.h"
+
 // glibc 2.36's <sys/mount.h> and <linux/mount.h> cannot both be included, and the glibc wrappers
 // (fsopen, ...) would raise the addon's symbol floor above 2.28: the kernel ABI is spelled out
 // here and reached through syscall(2). The numbers are the same on every architecture.
@@ -201,21 +203,17 @@ bool ConfigureWord(int fs_fd, std::string word, SysError* error, const char* sou
   return true;
 }
 
-// Every data word of `data` through fsconfig. The parser joined data words with commas, keeping
-// quoted commas inside their word. On failure the context's kernel messages are in `error`.
+// Every data word of `data` through fsconfig. The parser joined data words with commas; the same
+// tokenizer (NextOptionWord) finds them again, so a quoted or escaped comma stays inside its
+// word exactly as mount(2)'s filesystem would see it. On failure the context's kernel messages
+// are in `error`.
 bool ConfigureData(int fs_fd, const std::string& data, SysError* error, const char* source,
                    const char* target) {
-  size_t start = 0;
-  bool quoted = false;
-  for (size_t i = 0; i <= data.size(); ++i) {
-    const bool end = i == data.size();
-    if (!end && data[i] == '"') quoted = !quoted;
-    if (end || (data[i] == ',' && !quoted)) {
-      if (i > start && !ConfigureWord(fs_fd, data.substr(start, i - start), error, source, target)) {
-        ReadKernelMessages(fs_fd, &error->kernel_messages);
-        return false;
-      }
-      start = i + 1;
+  std::string_view word;
+  for (size_t pos = 0; NextOptionWord(data, &pos, &word);) {
+    if (!word.empty() && !ConfigureWord(fs_fd, std::string(word), error, source, target)) {
+      ReadKernelMessages(fs_fd, &error->kernel_messages);
+      return false;
     }
   }
   return true;
@@ -272,24 +270,12 @@ const NewMountSupport& ProbeNewMountApi() {
 bool FitsFsconfig(const MountOptions& opts) {
   if (opts.data.size() <= kFsconfigMaxString) return true;
   // Per word, conservatively counting quotes (they only shorten a value).
-  size_t word = 0, key = 0;
-  bool in_value = false, quoted = false;
-  for (size_t i = 0; i <= opts.data.size(); ++i) {
-    const char c = i < opts.data.size() ? opts.data[i] : ',';
-    if (c == '"') quoted = !quoted;
-    if (c == ',' && (!quoted || i == opts.data.size())) {
-      if ((in_value ? word - key - 1 : word) > kFsconfigMaxString || key > kFsconfigMaxString) {
-        return false;
-      }
-      word = key = 0;
-      in_value = false;
-      continue;
-    }
-    if (c == '=' && !in_value) {
-      in_value = true;
-      key = word;
-    }
-    ++word;
+  std::string_view word;
+  for (size_t pos = 0; NextOptionWord(opts.data, &pos, &word);) {
+    const size_t eq = word.find('=');
+    const size_t key = eq == std::string_view::npos ? word.size() : eq;
+    const size_t value = eq == std::string_view::npos ? 0 : word.size() - eq - 1;
+    if (key > kFsconfigMaxString || value > kFsconfigMaxString) return false;
   }
   return true;
 }
@@ -319,7 +305,7 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
   const uint64_t recursive = AttrsOf(opts.recursive_flags);
 
   Fd mnt;
-  uint64_t pending;  // attributes still to set on the detached mount
+  uint64_t pending = 0;  // attributes still to set on a detached new superblock's mount
   if (is_bind) {
     const unsigned tree_flags =
         kOpenTreeClone | O_CLOEXEC | ((flags & MS_REC) ? AT_RECURSIVE : 0);
@@ -328,8 +314,30 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
       error->Set(errno, "open_tree", source, target);
       return false;
     }
-    // As with mount(2)'s bind remount, only the per-mount flags and atime apply to a bind.
-    pending = attrs;
+    if (recursive) {
+      MountAttr a{recursive, 0, 0, 0};
+      if (SysMountSetattr(mnt.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &a) != 0) {
+        error->Set(errno, "mount_setattr", source, target);
+        return false;
+      }
+    }
+    // The clone carries its source's flags; the words change them exactly as mount(2)'s bind
+    // remount does (bindflags.h): every per-mount attribute and the atime mode are named, so
+    // the result does not depend on which API made it.
+    if (ChangesPerMountFlags(opts)) {
+      unsigned long source_flags = 0;
+      if (!SourceMountFlags(nullptr, mnt.get(), &source_flags)) {
+        error->Set(errno, "statfs", source, target);
+        return false;
+      }
+      const unsigned long wanted = BindMountFlags(source_flags, opts);
+      MountAttr a{AttrsOf(wanted), AttrsOf(kPerMountFlags) | kAttrAtimeField, 0, 0};
+      if (SysMountSetattr(mnt.get(), "", AT_EMPTY_PATH, &a) != 0) {
+        error->Set(errno, "mount_setattr", source, target);
+        if (errno == EPERM) error->detail = LockedFlagsDetail(source_flags, wanted);
+        return false;
+      }
+    }
   } else {
     // A fresh superblock has no sub-mounts: recursive attributes are plain ones here.
     mnt.reset(CreateFilesystemMount(source, target, fstype, opts, attrs | recursive, error));
@@ -337,14 +345,6 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
     pending = (attrs | recursive) & ~kFsmountAttrs;
   }
 
-  if (is_bind && recursive) {
-    MountAttr a{recursive, 0, 0, 0};
-    if (SysMountSetattr(mnt.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &a) != 0) {
-      error->Set(errno, "mount_setattr", source, target);
-      return false;
-    }
-    pending &= ~recursive;
-  }
   if (pending) {
     MountAttr a{pending, 0, 0, 0};
     // The atime mode is one field: setting it requires naming the whole field in attr_clr.

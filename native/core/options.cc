@@ -114,16 +114,65 @@ const Word* Lookup(std::string_view word) {
   }
 }
 
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+// A data word as the filesystem gets it: quotes that protect no comma are dropped (size="1m" is
+// size=1m through both APIs); around a comma they stay, for mount(2)'s sake.
+void AppendData(std::string_view word, std::string* data) {
+  const size_t mark = data->size();
+  if (!data->empty()) data->push_back(',');
+  if (word.find('"') == std::string_view::npos || word.find(',') != std::string_view::npos) {
+    data->append(word);
+    return;
+  }
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (word[i] == '\\' && i + 1 < word.size()) {
+      data->push_back(word[i++]);  // an escaped quote is the filesystem's, not ours
+    } else if (word[i] == '"') {
+      continue;
+    }
+    data->push_back(word[i]);
+  }
+  if (data->size() == mark + (mark > 0 ? 1 : 0)) data->resize(mark);  // the word was only quotes
+}
+
 // Returns false (and fills `bad`) when the word is refused.
 bool ApplyWord(std::string_view word, MountOptions* out, OptionError* err, std::string* bad) {
   if (word.empty()) return true;
+  if (IsSpace(word.front()) || IsSpace(word.back())) {
+    *err = OptionError::kSpace;
+    if (bad) bad->assign(word);
+    return false;
+  }
+  // Read the word as the tokenizer did: a quote still open or a backslash escaping nothing at
+  // its end would swallow the next word when the data is split again (fsconfig, overlayfs).
+  bool quoted = false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (word[i] == '\\') {
+      if (i + 1 == word.size()) {
+        *err = OptionError::kEscape;
+        if (bad) bad->assign(word);
+        return false;
+      }
+      ++i;
+    } else if (word[i] == '"') {
+      quoted = !quoted;
+    }
+  }
+  if (quoted) {
+    *err = OptionError::kQuote;
+    if (bad) bad->assign(word);
+    return false;
+  }
   if (const Word* w = Lookup(word)) {
     switch (w->kind) {
       case Kind::kSet:
         out->flags |= w->value;
+        out->cleared &= ~w->value;
         return true;
       case Kind::kClear:
         out->flags &= ~w->value;
+        out->cleared |= w->value;
         return true;
       case Kind::kPropagation:
         out->propagation = w->value;
@@ -138,12 +187,35 @@ bool ApplyWord(std::string_view word, MountOptions* out, OptionError* err, std::
         return false;
     }
   }
-  if (!out->data.empty()) out->data.push_back(',');
-  out->data.append(word);
+  AppendData(word, &out->data);
   return true;
 }
 
 }  // namespace
+
+bool NextOptionWord(std::string_view list, size_t* pos, std::string_view* word) {
+  const char* const p = list.data();
+  const size_t n = list.size();
+  size_t i = *pos;
+  if (i > n) return false;
+  const size_t start = i;
+  bool quoted = false;
+    // Skip ordinary bytes in a tight loop (parsing is on every mount's path, DESIGN 6).
+  for (;; ++i) {
+    while (i < n && p[i] != ',' && p[i] != '"' && p[i] != '\\' && p[i] != '\0') ++i;
+    if (i >= n || p[i] == '\0') break;  // an element boundary also ends a quote left open
+    if (p[i] == '"') {
+      quoted = !quoted;
+    } else if (p[i] == '\\') {
+      if (i + 1 < n && p[i + 1] != '\0') ++i;  // the escaped byte belongs to the word
+    } else if (!quoted) {
+      break;  // a comma outside quotes
+    }
+  }
+  *word = std::string_view(p + start, i - start);
+  *pos = i + 1;
+  return true;
+}
 
 size_t MaxMountDataLength() {
   static const size_t page = [] {
@@ -157,28 +229,14 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
   // clear() rather than a fresh MountOptions: a caller that reuses `out` keeps the data buffer.
   out->flags = 0;
   out->propagation = 0;
+  out->cleared = 0;
   out->recursive_flags = 0;
   out->recursive_word.clear();
   out->data.clear();
   OptionError err = OptionError::kNone;
-  const char* const p = list.data();
-  const size_t n = list.size();
-  size_t start = 0;
-  bool quoted = false;
-  for (size_t i = 0;; ++i) {
-    // Skip ordinary bytes in a tight loop; only , " and NUL (between elements) matter.
-    while (i < n && p[i] != ',' && p[i] != '"' && p[i] != '\0') ++i;
-    if (i < n && p[i] == '"') {
-      quoted = !quoted;
-      continue;
-    }
-    if (i < n && quoted && p[i] == ',') continue;
-    // A comma outside quotes, an element boundary or the end. An element boundary also ends any
-    // quote left open inside that element.
-    quoted = false;
-    if (!ApplyWord(std::string_view(p + start, i - start), out, &err, bad)) return err;
-    if (i >= n) break;
-    start = i + 1;
+  std::string_view word;
+  for (size_t pos = 0; NextOptionWord(list, &pos, &word);) {
+    if (!ApplyWord(word, out, &err, bad)) return err;
   }
   if (out->data.size() > MaxMountDataLength()) {
     if (bad) *bad = out->data;

@@ -14,6 +14,8 @@ struct SysError {
   // What the kernel wrote to a filesystem context (fsopen fd) about the failure, e.g.
   // "tmpfs: Bad value for 'size'"; mount(2) sends the same text only to dmesg.
   std::vector<std::string> kernel_messages;
+  // Our own explanation when errno alone misleads (which flag the kernel refused to clear).
+  std::string detail;
 
   explicit operator bool() const { return err != 0; }
   void Set(int e, const char* sc, std::string p = {}, std::string d = {}) {
@@ -22,6 +24,7 @@ struct SysError {
     path = std::move(p);
     dest = std::move(d);
     kernel_messages.clear();
+    detail.clear();
   }
 };
 

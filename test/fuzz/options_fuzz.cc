@@ -35,5 +35,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require((a.propagation & ~(kPropagation | MS_REC)) == 0);
   // Empty words are dropped, so data never starts with a separator (a quoted comma may end it).
   Require(a.data.empty() || a.data.front() != ',');
+  // The new API splits the data again with the same tokenizer: it must find exactly the words
+  // the parser joined, none empty, so fsconfig and mount(2) see the same words.
+  std::string rejoined;
+  std::string_view word;
+  for (size_t pos = 0; kata::NextOptionWord(a.data, &pos, &word);) {
+    if (a.data.empty()) break;
+    Require(!word.empty());
+    if (!rejoined.empty()) rejoined.push_back(',');
+    rejoined.append(word);
+  }
+  Require(rejoined == a.data);
   return 0;
 }

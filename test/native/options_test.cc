@@ -134,8 +134,9 @@ KATA_TEST(every_word_and_near_misses) {
     CHECK_EQ(o.data, std::string());
     CHECK(ParseMountOptions(all_words + c.word, &o, nullptr) == OptionError::kNone);
     CHECK_EQ(o.flags, (kAll | c.set) & ~c.cleared);
+    CHECK_EQ(o.cleared, c.cleared);
   }
-  for (const char* near : {"r", "rox", "nodevs", "Nodev", "nodeV", "roo", "o", "rw=1", "bind ",
+  for (const char* near : {"r", "rox", "nodevs", "Nodev", "nodeV", "roo", "o", "rw=1", "bind=",
                            "nostrictatimes", "size=65536k", "mode=755", "dax", "lop", "loops"}) {
     CHECK(ParseMountOptions(near, &o, nullptr) == OptionError::kNone);
     CHECK_EQ(o.flags, 0ul);
@@ -151,12 +152,23 @@ KATA_TEST(every_word_and_near_misses) {
 KATA_TEST(quotes_across_words_and_elements) {
   MountOptions o;
   // A quote left open runs to the end of its element and no further.
-  CHECK(ParseMountOptions(Join({"a=\"x,ro", "nodev"}), &o, nullptr) == OptionError::kNone);
-  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_NODEV));
-  CHECK_EQ(o.data, std::string("a=\"x,ro"));
-  CHECK(ParseMountOptions("\"ro\",ro,,\"\"", &o, nullptr) == OptionError::kNone);
+  // A quote left open runs to the end of its element and no further, and is refused: no mount
+  // API could read that word the same way.
+  std::string bad;
+  CHECK(ParseMountOptions(Join({"a=\"x,ro", "nodev"}), &o, &bad) == OptionError::kQuote);
+  CHECK_EQ(bad, std::string("a=\"x,ro"));
+  // Quotes that protect no comma are dropped, so both APIs give the filesystem the same word.
+  CHECK(ParseMountOptions("\"ro\",ro,,\"\",size=\"1m\"", &o, nullptr) == OptionError::kNone);
   CHECK_EQ(o.flags, static_cast<unsigned long>(MS_RDONLY));
-  CHECK_EQ(o.data, std::string("\"ro\",\"\""));
+  CHECK_EQ(o.data, std::string("ro,size=1m"));
+  // An escaped comma stays in its word, the backslash too (the filesystem unescapes).
+  CHECK(ParseMountOptions("lowerdir=/a\\,b:/c\\:d,nodev", &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.data, std::string("lowerdir=/a\\,b:/c\\:d"));
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_NODEV));
+  for (const char* spaced : {" ro", "ro ", "size=1m\t", "\nnodev"}) {
+    CHECK(ParseMountOptions(spaced, &o, &bad) == OptionError::kSpace);
+    CHECK_EQ(bad, std::string(spaced));
+  }
   CHECK(ParseMountOptions(",,,", &o, nullptr) == OptionError::kNone);
   CHECK_EQ(o.data, std::string());
 }
