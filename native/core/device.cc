@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "busroot.h"
 #include "hex.h"
 #include "pci.h"
 
@@ -133,23 +134,23 @@ class CcwMatcher : public DeviceMatcher {
     if (!ResolvePath(link, &real, &missing, err)) return false;
     if (missing) return false;
     if (!ResolvePath(sysfs_.empty() ? "/" : sysfs_, &root, &missing, err)) return false;
-    std::string prefix = (root == "/" ? "" : root) + "/devices/css0/";
+    std::string prefix = (root == "/" ? "" : root) + kCcwRootDevpath + "/";
     std::string_view rest(real);
     if (missing || !StartsWith(rest, prefix) || !IsSubchannel(rest.substr(prefix.size(), 8)) ||
         rest.substr(prefix.size() + 8) != "/" + bus_id_) {
-      err->Set("ERR_SYSFS", link, "CCW device is not under /devices/css0/<subchannel>/");
+      err->Set("ERR_SYSFS", link, std::string("CCW device is not under ") + kCcwRootDevpath + "/<subchannel>/");
       return false;
     }
     return FindVirtioDisk(real, name, err);
   }
   std::string Describe() const override { return "virtio-blk disk of CCW device " + bus_id_; }
-  std::string Anchor() const override { return "/devices/css0/0.0.0000/" + bus_id_ + "/virtio"; }
+  std::string Anchor() const override { return std::string(kCcwRootDevpath) + "/0.0.0000/" + bus_id_ + "/virtio"; }
 
  protected:
   bool MatchesPath(std::string_view devpath) const override {
-    constexpr std::string_view kCss = "/devices/css0/";
-    if (!StartsWith(devpath, kCss)) return false;
-    devpath.remove_prefix(kCss.size());
+    const std::string css = std::string(kCcwRootDevpath) + "/";
+    if (!StartsWith(devpath, css)) return false;
+    devpath.remove_prefix(css.size());
     if (!IsSubchannel(devpath.substr(0, 8))) return false;
     devpath.remove_prefix(8);
     std::string dev = "/" + bus_id_;
