@@ -8,7 +8,9 @@
 // Every run keeps its serial console and QMP traffic in <work>/<plan>.log.
 //   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs scenario), microvm (virtio-mmio),
 //   old (bullseye 5.10: auto falls back to mount(2)). Default: all three. arm64 (virt with a
-//   device tree, the arm64 prebuild on Debian's arm64 Node) runs when named: it is slower.
+//   device tree, the arm64 prebuild on Debian's arm64 Node) and s390x (blk-ccw, the s390x prebuild)
+//   run when named: they are slower. verity (dm-verity images from veritysetup) runs by default
+//   once dist/verity.js exists (the parity work's verity_info), and when named.
 // Kernels and virtiofsd come from Debian (scripts/guest/fetch.sh) into .cache/guest (git-ignored).
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
@@ -22,11 +24,13 @@ const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: { work: { type: 'string', default: '/tmp/kata-guest' }, cache: { type: 'string', default: path.join(repo, '.cache/guest') } },
 });
-const plans = positionals.length ? positionals : ['q35', 'microvm', 'old'];
+// dm-verity runs by default once the package has verity_info support (the parity work).
+const hasVerity = fs.existsSync(path.join(repo, 'dist/verity.js'));
+const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', ...(hasVerity ? ['verity'] : [])];
 const work = path.resolve(opts.work);
 const cache = path.resolve(opts.cache);
 
-const APT = ['qemu-system-x86', 'busybox-static', 'kmod', 'cpio', 'e2fsprogs', ...(plans.includes('arm64') ? ['qemu-system-arm'] : [])];
+const APT = ['qemu-system-x86', 'busybox-static', 'kmod', 'cpio', 'e2fsprogs', ...(plans.includes('arm64') ? ['qemu-system-arm'] : []), ...(plans.includes('s390x') ? ['qemu-system-misc'] : []), ...(plans.includes('verity') ? ['cryptsetup-bin'] : [])];
 const MODULES = [
   'crc32c_generic', 'virtio_pci', 'virtio_mmio', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'ext4', 'overlay',
   '9pnet_virtio', '9p', 'virtiofs', 'nfit', 'nd_pmem', 'dm_verity',
@@ -159,8 +163,9 @@ poweroff -f
 `,
     { mode: 0o755 },
   );
-  const initrd = path.join(work, `${name}.initrd.gz`);
-  execFileSync('sh', ['-c', `cd '${root}' && find . | cpio -o -H newc --quiet | gzip -1 > '${initrd}'`], { stdio: 'inherit' });
+  // Uncompressed: under TCG the guest's gunzip of ~45 MB took longer than the rest of its boot.
+  const initrd = path.join(work, `${name}.initrd`);
+  execFileSync('sh', ['-c', `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`], { stdio: 'inherit' });
   fs.rmSync(root, { recursive: true, force: true });
   return { initrd, vmlinuz, kver };
 }
@@ -181,6 +186,29 @@ function image(name, marker, sizeMb = 32) {
   }
   fs.rmSync(dir, { recursive: true, force: true });
   return img;
+}
+
+/** veritysetup on an ext4 image: data then hash tree on the one file (--hash-offset). */
+function verityImage(name, marker) {
+  const dir = path.join(work, `${name}.d`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
+  // One recognizable 4 KiB block, to corrupt in a copy.
+  fs.writeFileSync(path.join(dir, 'payload'), 'KATA-VERITY-PAYLOAD-'.repeat(4096 / 20 + 1).slice(0, 4096));
+  const img = path.join(work, `${name}.img`);
+  fs.rmSync(img, { force: true });
+  const dataBytes = 16 << 20;
+  sh('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', dir, img, `${dataBytes >> 10}K`]);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const out = sh('veritysetup', ['format', `--hash-offset=${dataBytes}`, img, img]);
+  const field = (k) => (new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(out) || [])[1];
+  const info = {
+    hashtype: field('Hash algorithm'), hash: field('Root hash'), blocknum: Number(field('Data blocks')),
+    blocksize: Number(field('Data block size')), hashsize: Number(field('Hash block size')), offset: dataBytes,
+    salt: field('Salt'), hash_type: Number(field('Hash type')),
+  };
+  return { img, info };
 }
 
 /** A QMP client logging every message to `log`. */
@@ -257,6 +285,45 @@ function planSpec(plan, virtiofs) {
   fs.rmSync(shared, { recursive: true, force: true });
   fs.mkdirSync(shared);
   fs.writeFileSync(path.join(shared, 'kata-marker'), '9p\n');
+  if (plan === 'verity') {
+    const good = verityImage('verity-good', 'verity');
+    const corrupt = verityImage('verity-corrupt', 'verity');
+    const bytes = fs.readFileSync(corrupt.img);
+    const at = bytes.indexOf('KATA-VERITY-PAYLOAD-');
+    if (at < 0 || at >= corrupt.info.offset) throw new Error('verity: payload block not found in the data area');
+    const fd = fs.openSync(corrupt.img, 'r+');
+    fs.writeSync(fd, Buffer.from('X'), 0, 1, at + 100);
+    fs.closeSync(fd);
+    const wrongImg = path.join(work, 'verity-wrong.img');
+    fs.copyFileSync(good.img, wrongImg);
+    const wrong = { ...good.info, hash: good.info.hash.replace(/^./, (c) => (c === '0' ? '1' : '0')) };
+    fs.writeFileSync(path.join(shared, 'verity.json'), JSON.stringify({ good: good.info, corrupt: corrupt.info, wrong }));
+    const blk = (id, bus, img) => [{ id, img, device: { driver: 'virtio-blk-pci', bus, addr: '00.0' } }];
+    return {
+      kernel: 'kernel-bookworm-amd64',
+      args: [
+        '-machine', 'q35,accel=tcg', '-m', '1G', '-nodefaults', '-no-reboot', '-smp', '1',
+        '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
+        '-device', 'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
+        '-device', 'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
+        '-fsdev', `local,id=fs9p,path=${shared},security_model=none`,
+        '-device', 'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+      ],
+      cmdline: 'console=ttyS0 kata.plan=verity',
+      devices: { 'verity-good': blk('vgood', 'rp1', good.img), 'verity-corrupt': blk('vcorrupt', 'rp2', corrupt.img), 'verity-wrong': blk('vwrong', 'rp3', wrongImg) },
+    };
+  }
+  if (plan === 's390x') {
+    const sysroot = path.join(cache, 'sysroot-s390x');
+    sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), 's390x', sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (!fs.existsSync(path.join(repo, 'prebuilds/linux-s390x'))) sh('npm', ['run', '-s', 'prebuild', '--', 's390x'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    return {
+      qemu: 'qemu-system-s390x', kernel: 'kernel-bookworm-s390x', sysroot, arch: 's390x',
+      args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
+      cmdline: 'console=ttysclp0 kata.plan=s390x',
+      devices: { ccw: [{ id: 'ccw', img: image('ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }] },
+    };
+  }
   if (plan === 'arm64') {
     const sysroot = path.join(cache, 'sysroot-arm64');
     sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), 'arm64', sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -277,7 +344,7 @@ function planSpec(plan, virtiofs) {
     return {
       kernel: 'kernel-bookworm-amd64',
       args: [
-        '-machine', 'microvm,accel=tcg,acpi=on,rtc=on,pit=on,pic=on', '-m', '512M', '-no-reboot',
+        '-machine', 'microvm,accel=tcg,acpi=on,rtc=on,pit=on,pic=on', '-m', '1G', '-no-reboot',
         '-drive', `id=d0,if=none,format=raw,file=${image('mmio0', 'mmio0')}`, '-device', 'virtio-blk-device,drive=d0',
         '-drive', `id=d1,if=none,format=raw,file=${image('mmio1', 'mmio')}`, '-device', 'virtio-blk-device,drive=d1',
       ],
@@ -300,7 +367,7 @@ function planSpec(plan, virtiofs) {
   if (plan === 'old') {
     return {
       kernel: 'kernel-bullseye-amd64',
-      args: ['-machine', 'q35,accel=tcg', '-m', '768M', ...common],
+      args: ['-machine', 'q35,accel=tcg', '-m', '1G', ...common],
       cmdline: 'console=ttyS0 kata.plan=old',
       devices: { rootport: [blk('rootport', 'rp1', '00.0', image('old-blank', undefined))] },
     };
