@@ -234,6 +234,15 @@ async function q35() {
   check('destroy: nothing left mounted under /run/kata-containers', mounts().length === 0, JSON.stringify(mounts()));
 }
 
+/** Container c1 goes, then the sandbox: nothing of either may stay mounted. */
+async function finish(label) {
+  await scenario(`${label} removeContainer`, async () => {
+    await sandbox.removeContainer('c1');
+    await sandbox.destroy();
+    check(`${label}: removeContainer and destroy leave nothing mounted`, mounts().length === 0, JSON.stringify(mounts()));
+  });
+}
+
 /** Older kernel (5.10): `auto` must take mount(2) there, and the blk path must still work. */
 async function old() {
   const support = ks.newMountApiSupport();
@@ -244,10 +253,8 @@ async function old() {
     proveMount('5.10 blk 05/00', point, 'ext4', undefined, /^\/dev\/vd/);
     await sandbox.addStorages([{ driver: '9p', source: 'kataShared', fstype: '9p', options: ['version=9p2000.L'], mountPoint: `${SB}/shared` }], { containerId: 'c1' });
     proveMount('5.10 9p', `${SB}/shared`, '9p', '9p');
-    await sandbox.removeContainer('c1');
-    check('5.10: removeContainer leaves nothing mounted', mounts().length === 0, JSON.stringify(mounts()));
   });
-  await sandbox.destroy();
+  await finish('5.10');
 }
 
 /** microvm: virtio-mmio disks, cold-plugged (no hot-plug on mmio), known by predicted name. */
@@ -257,10 +264,8 @@ async function microvm() {
     await sandbox.addStorages([{ driver: 'mmioblk', source: '/dev/vdb', fstype: 'ext4', mountPoint: point }], { containerId: 'c1' });
     const m = proveMount('mmioblk /dev/vdb', point, 'ext4', 'mmio', /^\/dev\/vdb$/);
     check('mmioblk: the disk sits on a virtio_mmio device', /virtio.mmio|LNRO0005/i.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)), fs.realpathSync(`/sys/block/${blockOf(m)}`));
-    await sandbox.removeContainer('c1');
-    check('mmioblk: removeContainer leaves nothing mounted', mounts().length === 0, JSON.stringify(mounts()));
   });
-  await sandbox.destroy();
+  await finish('mmioblk');
 }
 
 /**
@@ -283,9 +288,7 @@ async function arm64() {
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
     check('arm64: the hot-plugged disk is behind the root port at 02', /\/pci0000:00\/0000:00:02\.0\/0000:[0-9a-f]{2}:00\.0\/virtio/.test(real), real);
   });
-  await sandbox.removeContainer('c1');
-  check('arm64: removeContainer leaves nothing mounted', mounts().length === 0, JSON.stringify(mounts()));
-  await sandbox.destroy();
+  await finish('arm64');
 }
 
 /** s390x: a virtio-blk-ccw disk hot-plugged with a devno, found through findCcwBlockDevice. */
@@ -297,9 +300,7 @@ async function s390x() {
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
     check('blk-ccw: the disk is under css0/<subchannel>/0.0.0005', /^\/sys\/devices\/css0\/0\.0\.[0-9a-f]{4}\/0\.0\.0005\/virtio\d+\/block\//.test(real), real);
   });
-  await sandbox.removeContainer('c1');
-  check('s390x: removeContainer leaves nothing mounted', mounts().length === 0, JSON.stringify(mounts()));
-  await sandbox.destroy();
+  await finish('s390x');
 }
 
 /**

@@ -279,6 +279,14 @@ class Qmp {
   }
 }
 
+/** Debian's Node for `arch` unpacked (scripts/qemu-sysroot.sh) and the package's prebuild for it. */
+function foreignNode(arch) {
+  const sysroot = path.join(cache, `sysroot-${arch}`);
+  sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), arch, sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (!fs.existsSync(path.join(repo, `prebuilds/linux-${arch}`))) sh('npm', ['run', '-s', 'prebuild', '--', arch], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+  return sysroot;
+}
+
 /** The machine and devices of each plan. */
 function planSpec(plan, virtiofs) {
   const shared = path.join(work, `${plan}.shared`);
@@ -314,9 +322,7 @@ function planSpec(plan, virtiofs) {
     };
   }
   if (plan === 's390x') {
-    const sysroot = path.join(cache, 'sysroot-s390x');
-    sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), 's390x', sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (!fs.existsSync(path.join(repo, 'prebuilds/linux-s390x'))) sh('npm', ['run', '-s', 'prebuild', '--', 's390x'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    const sysroot = foreignNode('s390x');
     return {
       qemu: 'qemu-system-s390x', kernel: 'kernel-bookworm-s390x', sysroot, arch: 's390x',
       args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
@@ -325,9 +331,7 @@ function planSpec(plan, virtiofs) {
     };
   }
   if (plan === 'arm64') {
-    const sysroot = path.join(cache, 'sysroot-arm64');
-    sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), 'arm64', sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (!fs.existsSync(path.join(repo, 'prebuilds/linux-arm64'))) sh('npm', ['run', '-s', 'prebuild', '--', 'arm64'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    const sysroot = foreignNode('arm64');
     // No firmware, so no ACPI: the kernel gets QEMU's device tree, as the failing guest did.
     return {
       qemu: 'qemu-system-aarch64', kernel: 'kernel-bookworm-arm64', sysroot, arch: 'arm64',
