@@ -1,7 +1,9 @@
 #include "device.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -346,6 +348,15 @@ std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spe
   }
   err->Set("ERR_INVALID_ARG_VALUE", std::to_string(static_cast<int>(bus)), "unknown bus");
   return nullptr;
+}
+
+bool BlockNodeLive(const std::string& node) {
+  int fd = open(node.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return true;
+  }
+  return errno != ENXIO;
 }
 
 bool StatNode(const char* path, NodeType* type, unsigned* major_out, unsigned* minor_out, SysError* err) {
