@@ -7,10 +7,9 @@
 // "unplug X" becomes device_del. The guest's Sandbox waits, mounts and checks; this side counts.
 // Every run keeps its serial console and QMP traffic in <work>/<plan>.log.
 //   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs scenario), microvm (virtio-mmio),
-//   old (bullseye 5.10: auto falls back to mount(2)). Default: all three. arm64 (virt with a
+//   old (bullseye 5.10: auto falls back to mount(2)), verity. Default: these four. arm64 (virt with a
 //   device tree, the arm64 prebuild on Debian's arm64 Node) and s390x (blk-ccw, the s390x prebuild)
-//   run when named: they are slower. verity (dm-verity images from veritysetup) runs by default
-//   once dist/verity.js exists (the parity work's verity_info), and when named.
+//   run when named: they are slower. verity: dm-verity images from veritysetup (verity_info).
 // Kernels and virtiofsd come from Debian (scripts/guest/fetch.sh) into .cache/guest (git-ignored).
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
@@ -24,9 +23,7 @@ const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: { work: { type: 'string', default: '/tmp/kata-guest' }, cache: { type: 'string', default: path.join(repo, '.cache/guest') } },
 });
-// dm-verity runs by default once the package has verity_info support (the parity work).
-const hasVerity = fs.existsSync(path.join(repo, 'dist/verity.js'));
-const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', ...(hasVerity ? ['verity'] : [])];
+const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', 'verity'];
 const work = path.resolve(opts.work);
 const cache = path.resolve(opts.cache);
 
