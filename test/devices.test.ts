@@ -168,6 +168,75 @@ t.test('findPciBlockDevice on fixture trees', async (t) => {
   t.equal((await rejection(findPciBlockDevice('xyz', { sysfsRoot }))).code, 'ERR_INVALID_PCI_PATH');
 });
 
+t.test('the PCI root bus is found where the firmware put it (ACPI, device tree, class link)', async (t) => {
+  // arm64 `virt` with a device tree: the host bridge is a platform device (found on a real guest).
+  const dt = new FakeSysfs(t);
+  const rb = 'devices/platform/4010000000.pcie/pci0000:00';
+  dt.dir('devices/platform/9000000.pl011');
+  dt.virtioBlk(dt.dir(`${rb}/0000:00:01.0`).slice(dt.root.length + 1), 1, 'vda');
+  dt.pciBus(dt.dir(`${rb}/0000:00:02.0`).slice(dt.root.length + 1), '0000:01');
+  dt.virtioBlk(dt.dir(`${rb}/0000:00:02.0/0000:01:00.0`).slice(dt.root.length + 1), 2, 'vdb');
+  t.equal(pciPathToSysfs('02/00', { sysfsRoot: dt.root }), join(dt.root, rb, '0000:00:02.0/0000:01:00.0'));
+  t.equal(await findPciBlockDevice('01', { sysfsRoot: dt.root }), '/dev/vda', 'cold-plugged on the root bus');
+  t.equal(await findPciBlockDevice('02/00', { sysfsRoot: dt.root }), '/dev/vdb', 'behind a root port');
+  const late = await rejection(findPciBlockDevice('03', { sysfsRoot: dt.root, timeoutMs: 30 }));
+  t.equal(late.code, 'ETIMEDOUT');
+  t.match(late.message, `/${rb}/0000:00:03.0`, 'the awaited devpath is under the platform device');
+
+  // Deeper nesting that only the kernel's pci_bus class link names (an SoC bus in between).
+  const soc = new FakeSysfs(t);
+  const deep = 'devices/platform/soc/30000000.pcie/pci0000:00';
+  soc.dir(`${deep}/pci_bus/0000:00`);
+  soc.link('class/pci_bus/0000:00', `${deep}/pci_bus/0000:00`);
+  t.equal(pciPathToSysfs('04', { sysfsRoot: soc.root }), join(soc.root, deep, '0000:00:04.0'));
+
+  // ACPI (x86-64 q35, arm64 with UEFI) wins when both exist, as in Kata's agent.
+  const acpi = new FakeSysfs(t);
+  acpi.pciDevice(['0000:00:02.0']);
+  acpi.dir('devices/platform/4010000000.pcie/pci0000:00');
+  t.equal(pciPathToSysfs('02', { sysfsRoot: acpi.root }), join(acpi.root, 'devices/pci0000:00/0000:00:02.0'));
+
+  // A root complex other than 00 is looked up the same way.
+  acpi.dir('devices/platform/4020000000.pcie/pci0000:20');
+  t.equal(pciPathToSysfs('20/05', { sysfsRoot: acpi.root }), join(acpi.root, 'devices/platform/4020000000.pcie/pci0000:20/0000:20:05.0'));
+
+  // Two platform devices claiming one root bus: refused, nothing guessed.
+  dt.dir('devices/platform/3f000000.pcie/pci0000:00');
+  const two = codeOf(() => pciPathToSysfs('01', { sysfsRoot: dt.root }));
+  t.equal(two.code, 'ERR_SYSFS');
+  t.match(two.message, /two platform devices hold PCI root bus pci0000:00/);
+});
+
+t.test('SCSI and CCW lookups do not depend on where the host adapter sits', async (t) => {
+  // virtio-scsi behind the device-tree root bus: the host is found through bus/scsi and class/scsi_host.
+  const fs = new FakeSysfs(t);
+  const hba = 'devices/platform/4010000000.pcie/pci0000:00/0000:00:03.0/virtio3';
+  fs.dir(`${hba}/host2/scsi_host/host2`);
+  fs.file(`${hba}/host2/scsi_host/host2/scan`);
+  fs.link('class/scsi_host/host2', `${hba}/host2/scsi_host/host2`);
+  const target = `${hba}/host2/target2:0:1/2:0:1:3`;
+  fs.disk(target, 'sdb');
+  fs.link('bus/scsi/devices/2:0:1:3', target);
+  t.equal(await findScsiBlockDevice('1:3', { sysfsRoot: fs.root }), '/dev/sdb');
+  await rejection(findScsiBlockDevice('1:4', { sysfsRoot: fs.root, timeoutMs: 20 }));
+  t.equal(readFileSync(join(fs.root, hba, 'host2/scsi_host/host2/scan'), 'utf8'), '0 1 4', 'scan reached the host');
+});
+
+// Found on a real q35 guest: a SCSI disk in sysfs whose node opened with ENXIO (the kernel had
+// not finished adding it) was handed to mount. Such a disk is not found until its add uevent.
+t.test('a disk in sysfs whose node opens with ENXIO is not yet found', { skip: process.getuid?.() !== 0 && 'mknod needs root' }, async (t) => {
+  const fs = new FakeSysfs(t);
+  const dev = fs.pciDevice(['0000:00:0b.0']);
+  fs.virtioBlk(dev, 5, 'vdz');
+  const devRoot = fs.dir('dev');
+  // Major 240 is reserved for local/experimental use: no driver answers it, so open(2) is ENXIO.
+  execFileSync('mknod', [join(devRoot, 'vdz'), 'b', '240', '0']);
+  const e = await rejection(findPciBlockDevice('0b', { sysfsRoot: fs.root, devRoot, timeoutMs: 50 }));
+  t.equal(e.code, 'ETIMEDOUT', 'not live: waited, then timed out');
+  execFileSync('rm', [join(devRoot, 'vdz')]);
+  t.equal(await findPciBlockDevice('0b', { sysfsRoot: fs.root, devRoot, timeoutMs: 50 }), join(devRoot, 'vdz'), 'no node: the mount decides, as before');
+});
+
 t.test('a device that appears in sysfs without an event is still found at the deadline', async (t) => {
   const fs = new FakeSysfs(t);
   const dev = fs.pciDevice(['0000:00:09.0']);

@@ -119,7 +119,9 @@ Napi::Value FindNow(const Napi::CallbackInfo& info) {
   DeviceError e;
   std::unique_ptr<DeviceMatcher> m = MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
   std::string name;
-  if (m && m->Find(&name, &e)) return Napi::String::New(env, NodePath(l.dev_root, name));
+  if (m && m->Find(&name, &e) && BlockNodeLive(NodePath(l.dev_root, name))) {
+    return Napi::String::New(env, NodePath(l.dev_root, name));
+  }
   if (e) return DeviceErrorValue(env, e);
   return env.Null();
 }
@@ -204,7 +206,8 @@ class WaitJob : public Job {
  private:
   bool LookNow(const char* via) {
     std::string name;
-    if (matcher_->Find(&name, &error_)) {
+    // A disk not yet live is not found: its add uevent, still to come, ends the wait.
+    if (matcher_->Find(&name, &error_) && BlockNodeLive(NodePath(dev_root_, name))) {
       found_ = name;
       via_ = via;
       return true;

@@ -1,11 +1,14 @@
 #include "device.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
+#include "busroot.h"
 #include "hex.h"
 #include "pci.h"
 
@@ -134,23 +137,23 @@ class CcwMatcher : public DeviceMatcher {
     if (!ResolvePath(link, &real, &missing, err)) return false;
     if (missing) return false;
     if (!ResolvePath(sysfs_.empty() ? "/" : sysfs_, &root, &missing, err)) return false;
-    std::string prefix = (root == "/" ? "" : root) + "/devices/css0/";
+    std::string prefix = (root == "/" ? "" : root) + kCcwRootDevpath + "/";
     std::string_view rest(real);
     if (missing || !StartsWith(rest, prefix) || !IsSubchannel(rest.substr(prefix.size(), 8)) ||
         rest.substr(prefix.size() + 8) != "/" + bus_id_) {
-      err->Set("ERR_SYSFS", link, "CCW device is not under /devices/css0/<subchannel>/");
+      err->Set("ERR_SYSFS", link, std::string("CCW device is not under ") + kCcwRootDevpath + "/<subchannel>/");
       return false;
     }
     return FindVirtioDisk(real, name, err);
   }
   std::string Describe() const override { return "virtio-blk disk of CCW device " + bus_id_; }
-  std::string Anchor() const override { return "/devices/css0/0.0.0000/" + bus_id_ + "/virtio"; }
+  std::string Anchor() const override { return std::string(kCcwRootDevpath) + "/0.0.0000/" + bus_id_ + "/virtio"; }
 
  protected:
   bool MatchesPath(std::string_view devpath) const override {
-    constexpr std::string_view kCss = "/devices/css0/";
-    if (!StartsWith(devpath, kCss)) return false;
-    devpath.remove_prefix(kCss.size());
+    const std::string css = std::string(kCcwRootDevpath) + "/";
+    if (!StartsWith(devpath, css)) return false;
+    devpath.remove_prefix(css.size());
     if (!IsSubchannel(devpath.substr(0, 8))) return false;
     devpath.remove_prefix(8);
     std::string dev = "/" + bus_id_;
@@ -364,6 +367,15 @@ std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spe
   }
   err->Set("ERR_INVALID_ARG_VALUE", std::to_string(static_cast<int>(bus)), "unknown bus");
   return nullptr;
+}
+
+bool BlockNodeLive(const std::string& node) {
+  int fd = open(node.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return true;
+  }
+  return errno != ENXIO;
 }
 
 bool StatNode(const char* path, NodeType* type, unsigned* major_out, unsigned* minor_out, SysError* err) {

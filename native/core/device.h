@@ -68,6 +68,12 @@ class DeviceMatcher : public UeventMatcher {
 std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spec, const std::string& root_complex,
                                                  const std::string& sysfs_root, DeviceError* err);
 
+// False only when opening the node fails with ENXIO: the disk is in sysfs (and devtmpfs made
+// its node) but the kernel has not finished adding it; its "add" uevent comes once it has. Seen
+// on a real guest when a SCSI scan we asked for raced the hot-plug's own scan. Any other outcome
+// (opened, no node, no permission) leaves the verdict to the mount, as before.
+bool BlockNodeLive(const std::string& node);
+
 enum class NodeType { kBlock, kChar, kOther };
 // stat(2) of a device node: its type and number.
 bool StatNode(const char* path, NodeType* type, unsigned* major, unsigned* minor, SysError* err);

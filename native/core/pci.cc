@@ -2,6 +2,7 @@
 
 #include <cerrno>
 
+#include "busroot.h"
 #include "hex.h"
 
 namespace kata {
@@ -97,8 +98,10 @@ bool IsPciDeviceName(std::string_view name, size_t* bus_len) {
 bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root_complex, std::string* out,
                     DeviceError* err) {
   int rc = path.root_complex >= 0 ? path.root_complex : root_complex;
-  std::string dir = SysfsPrefix(sysfs_root) + "/devices/pci0000:";
-  AppendHexByte(&dir, rc);
+  const std::string sysfs = SysfsPrefix(sysfs_root);
+  std::string root_bus;
+  if (!LocatePciRootBus(sysfs, rc, &root_bus, err)) return false;
+  std::string dir = sysfs + root_bus;
   std::string bus = "0000:";
   AppendHexByte(&bus, rc);
   std::vector<std::string> names;

@@ -31,8 +31,9 @@ bool ParsePciPath(std::string_view text, PciPath* out);
 // One or two hex digits ("00", "20"); "" means the default root complex 00.
 bool ParseRootComplex(std::string_view text, int* out);
 
-// The absolute sysfs directory of the device at `path`, starting at
-// <sysfs_root>/devices/pci0000:<rc>. Each bridge's bus comes from its pci_bus/ entry (exactly
+// The absolute sysfs directory of the device at `path`, starting at the root bus pci0000:<rc>
+// wherever this guest has it (LocatePciRootBus: /devices/pci0000:<rc> under ACPI,
+// /devices/platform/<host bridge>/pci0000:<rc> under a device tree). Each bridge's bus comes from its pci_bus/ entry (exactly
 // one) or, when it has none, from its child devices (exactly one bus among them). Bridges must
 // exist; the final device need not. `root_complex` applies when the path does not name one.
 bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root_complex, std::string* out,

@@ -3,6 +3,8 @@
 // depend on byte order or on this machine's devices.
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <unistd.h>
 #include <random>
 #include <string>
 
@@ -254,6 +256,31 @@ KATA_TEST(pci_matcher_exact) {
   Uevent net = Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda", "vda");
   net.subsystem = "bdi";
   CHECK(!m->Matches(net));
+}
+
+// The PCI root bus where a device tree puts it (arm64 `virt`): lookups and uevent matches start
+// there, and the ACPI location no longer matches.
+KATA_TEST(pci_matcher_on_device_tree_root_bus) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("kata-dt-sysfs-" + std::to_string(::getpid()));
+  const std::string rb = "/devices/platform/4010000000.pcie/pci0000:00";
+  fs::create_directories(root.string() + rb + "/0000:00:02.0/pci_bus/0000:01");
+  DeviceError err;
+  auto m = MakeDeviceMatcher(Bus::kPci, "02/00", "", root.string(), &err);
+  CHECK(m != nullptr);
+  CHECK(m->Matches(Block("add", (rb + "/0000:00:02.0/0000:01:00.0/virtio2/block/vda").c_str(), "vda")));
+  CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio2/block/vda", "vda")));
+  CHECK(!m->Matches(Block("add", (rb + "/0000:00:02.0/0000:01:00.1/virtio2/block/vda").c_str(), "vda")));
+  CHECK(m->Describe().find(rb + "/0000:00:02.0/0000:01:00.0") != std::string::npos);
+  auto one = MakeDeviceMatcher(Bus::kPci, "01", "", root.string(), &err);
+  CHECK(one != nullptr);
+  CHECK(one->Matches(Block("add", (rb + "/0000:00:01.0/virtio1/block/vdb").c_str(), "vdb")));
+  // A second host bridge holding the same root bus is a tree we do not understand.
+  fs::create_directories(root.string() + "/devices/platform/3f000000.pcie/pci0000:00");
+  DeviceError two;
+  CHECK(MakeDeviceMatcher(Bus::kPci, "01", "", root.string(), &two) == nullptr);
+  CHECK(std::string(two.code) == "ERR_SYSFS");
+  fs::remove_all(root);
 }
 
 KATA_TEST(ccw_matcher_exact) {

@@ -1,0 +1,562 @@
+#!/usr/bin/env node
+// npm run test:guest [-- plan...]: real guests under QEMU (TCG), driven the way a Kata runtime
+// drives one. For each plan it builds an initramfs (busybox-static, this machine's node and
+// mkfs.ext4 with their libraries, the package as installed, the guest kernel's modules with their
+// dependencies), boots Debian's own kernel package, and answers the guest agent
+// (scripts/guest/agent.js) on the serial console: "plug X" becomes QMP blockdev-add + device_add,
+// "unplug X" becomes device_del. The guest's Sandbox waits, mounts and checks; this side counts.
+// Every run keeps its serial console and QMP traffic in <work>/<plan>.log.
+//   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs scenario), microvm (virtio-mmio),
+//   old (bullseye 5.10: auto falls back to mount(2)), verity. Default: these four. arm64 (virt with a
+//   device tree, the arm64 prebuild on Debian's arm64 Node) and s390x (blk-ccw, the s390x prebuild)
+//   run when named: they are slower. verity: dm-verity images from veritysetup (verity_info).
+// Kernels and virtiofsd come from Debian (scripts/guest/fetch.sh) into .cache/guest (git-ignored).
+'use strict';
+const { execFileSync, spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+
+const repo = path.resolve(__dirname, '../..');
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { work: { type: 'string', default: '/tmp/kata-guest' }, cache: { type: 'string', default: path.join(repo, '.cache/guest') } },
+});
+const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', 'verity'];
+const work = path.resolve(opts.work);
+const cache = path.resolve(opts.cache);
+
+const APT = ['qemu-system-x86', 'busybox-static', 'kmod', 'cpio', 'e2fsprogs', ...(plans.includes('arm64') ? ['qemu-system-arm'] : []), ...(plans.includes('s390x') ? ['qemu-system-misc'] : []), ...(plans.includes('verity') ? ['cryptsetup-bin'] : [])];
+const MODULES = [
+  'crc32c_generic', 'virtio_pci', 'virtio_mmio', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'ext4', 'overlay',
+  '9pnet_virtio', '9p', 'virtiofs', 'nfit', 'nd_pmem', 'dm_verity',
+];
+
+function sh(cmd, args, o = {}) {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], ...o });
+}
+const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+function ensureApt() {
+  const missing = APT.filter((p) => {
+    try {
+      return !/install ok installed/.test(sh('dpkg-query', ['-W', '-f=${Status}', p], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return;
+  console.log(`guest: installing ${missing.join(' ')}`);
+  sh('apt-get', ['update', '-qq']);
+  sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+function fetch(what) {
+  return sh('sh', [path.join(__dirname, 'fetch.sh'), what, cache]).trim().split('\n').pop();
+}
+
+/** Copies `file` (and, for a binary, every library ldd names) into `root` at the same path. */
+function copyWithLibs(root, file) {
+  const files = new Set([file]);
+  let ldd = '';
+  try {
+    ldd = sh('ldd', [file]);
+  } catch {
+    // static
+  }
+  for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) files.add(m[1]);
+  for (const f of files) {
+    const dst = path.join(root, f);
+    fs.mkdirSync(path.dirname(dst), { recursive: true });
+    fs.copyFileSync(fs.realpathSync(f), dst);
+    fs.chmodSync(dst, 0o755);
+  }
+}
+
+/**
+ * The guest's initramfs for the kernel unpacked in `kroot`; returns { initrd, vmlinuz, kver }.
+ * x86-64 guests get this machine's node, busybox and mke2fs with their libraries and the addon
+ * from build/Release; a foreign guest (`sysroot`: Debian's Node for that arch, unpacked by
+ * scripts/qemu-sysroot.sh) gets that whole tree, busybox-static from the kernel's cache dir and
+ * the package's prebuild for its arch (prebuilds/linux-<arch>, from `npm run prebuild -- <arch>`).
+ */
+function buildInitramfs(name, kroot, sysroot, arch) {
+  const kver = fs.readdirSync(path.join(kroot, 'lib/modules'))[0];
+  const vmlinuz = path.join(kroot, 'boot', `vmlinuz-${kver}`);
+  const root = path.join(work, `${name}.root`);
+  fs.rmSync(root, { recursive: true, force: true });
+  if (sysroot) execFileSync('cp', ['-a', `${sysroot}/.`, root]);
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'run', 'tmp', 'etc', 'opt/kata/node_modules']) {
+    fs.mkdirSync(path.join(root, d), { recursive: true });
+  }
+  fs.rmSync(path.join(root, 'bin/busybox'), { force: true });
+  fs.copyFileSync(sysroot ? path.join(kroot, 'bin/busybox') : '/bin/busybox', path.join(root, 'bin/busybox'));
+  fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
+  if (!sysroot) {
+    copyWithLibs(root, '/usr/bin/node');
+    copyWithLibs(root, '/sbin/mke2fs');
+    fs.symlinkSync('mke2fs', path.join(root, 'sbin/mkfs.ext4'));
+    if (fs.existsSync('/etc/mke2fs.conf')) fs.copyFileSync('/etc/mke2fs.conf', path.join(root, 'etc/mke2fs.conf'));
+  }
+
+  // The package as npm installs it: package.json, dist/, the addon, and its runtime dependency.
+  const pkg = path.join(root, 'opt/kata/node_modules/kata-storage');
+  const addonDir = sysroot ? `prebuilds/linux-${arch}` : 'build/Release';
+  fs.mkdirSync(path.join(pkg, addonDir), { recursive: true });
+  fs.copyFileSync(path.join(repo, 'package.json'), path.join(pkg, 'package.json'));
+  fs.cpSync(path.join(repo, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+  const addons = fs.existsSync(path.join(repo, addonDir)) ? fs.readdirSync(path.join(repo, addonDir)).filter((f) => f.endsWith('.node')) : [];
+  if (addons.length === 0) throw new Error(`no addon in ${path.join(repo, addonDir)}${sysroot ? ` (npm run prebuild -- ${arch})` : ''}`);
+  for (const f of addons) fs.copyFileSync(path.join(repo, addonDir, f), path.join(pkg, addonDir, f));
+  fs.cpSync(path.join(repo, 'node_modules/node-gyp-build'), path.join(root, 'opt/kata/node_modules/node-gyp-build'), { recursive: true });
+  fs.copyFileSync(path.join(__dirname, 'agent.js'), path.join(root, 'opt/kata/agent.js'));
+
+  // Modules with their dependencies, in load order; the kernel's modules.dep made by depmod.
+  if (!fs.existsSync(path.join(kroot, 'lib/modules', kver, 'modules.dep'))) sh('depmod', ['-b', kroot, kver]);
+  const order = [];
+  for (const m of MODULES) {
+    let out = '';
+    try {
+      out = sh('modprobe', ['-d', kroot, '-S', kver, '--show-depends', m], { stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      continue; // not in this kernel (dm_verity is, 9p is; a missing one fails its scenario)
+    }
+    for (const line of out.split('\n')) {
+      const ko = /^insmod (\S+)/.exec(line);
+      if (!ko) continue;
+      const rel = path.relative(kroot, ko[1]);
+      if (!order.includes(rel)) order.push(rel);
+    }
+  }
+  for (const rel of order) {
+    const dst = path.join(root, rel);
+    fs.mkdirSync(path.dirname(dst), { recursive: true });
+    fs.copyFileSync(path.join(kroot, rel), dst);
+  }
+  for (const f of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) {
+    const src = path.join(kroot, 'lib/modules', kver, f);
+    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(root, 'lib/modules', kver, f));
+  }
+  sh('depmod', ['-b', root, kver]);
+  fs.writeFileSync(path.join(root, 'etc/kata-modules'), `${order.map((r) => `/${r}`).join('\n')}\n`);
+  fs.writeFileSync(
+    path.join(root, 'init'),
+    `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+# crc32c_generic comes first in the list: ext4 cannot load its checksum driver otherwise.
+for m in $(cat /etc/kata-modules); do insmod "$m" 2>/dev/null; done
+echo "@@KATA init {\\"uptime\\": $(cut -d' ' -f1 /proc/uptime)}"
+node /opt/kata/agent.js
+echo "@@KATA exit {\\"code\\": $?}"
+sync
+poweroff -f
+`,
+    { mode: 0o755 },
+  );
+  // Uncompressed: under TCG the guest's gunzip of ~45 MB took longer than the rest of its boot.
+  const initrd = path.join(work, `${name}.initrd`);
+  execFileSync('sh', ['-c', `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`], { stdio: 'inherit' });
+  fs.rmSync(root, { recursive: true, force: true });
+  return { initrd, vmlinuz, kver };
+}
+
+/** An ext4 image whose kata-marker file holds `marker` (made by the host, read by the guest). */
+function image(name, marker, sizeMb = 32) {
+  const dir = path.join(work, `${name}.d`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir);
+  if (marker !== undefined) fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
+  const img = path.join(work, `${name}.img`);
+  fs.rmSync(img, { force: true });
+  if (marker === undefined) {
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, sizeMb << 20);
+  } else {
+    sh('mkfs.ext4', ['-q', '-F', '-d', dir, img, `${sizeMb}M`]);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  return img;
+}
+
+/** veritysetup on an ext4 image: data then hash tree on the one file (--hash-offset). */
+function verityImage(name, marker) {
+  const dir = path.join(work, `${name}.d`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
+  // One recognizable 4 KiB block, to corrupt in a copy.
+  fs.writeFileSync(path.join(dir, 'payload'), 'KATA-VERITY-PAYLOAD-'.repeat(4096 / 20 + 1).slice(0, 4096));
+  const img = path.join(work, `${name}.img`);
+  fs.rmSync(img, { force: true });
+  const dataBytes = 16 << 20;
+  sh('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', dir, img, `${dataBytes >> 10}K`]);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const out = sh('veritysetup', ['format', `--hash-offset=${dataBytes}`, img, img]);
+  const field = (k) => (new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(out) || [])[1];
+  const info = {
+    hashtype: field('Hash algorithm'), hash: field('Root hash'), blocknum: Number(field('Data blocks')),
+    blocksize: Number(field('Data block size')), hashsize: Number(field('Hash block size')), offset: dataBytes,
+    salt: field('Salt'), hash_type: Number(field('Hash type')),
+  };
+  return { img, info };
+}
+
+/** A QMP client logging every message to `log`. */
+class Qmp {
+  constructor(sock, log) {
+    this.sock = sock;
+    this.log = log;
+    this.id = 0;
+    this.pending = new Map();
+    this.events = [];
+    this.waiters = [];
+  }
+  async connect() {
+    for (let i = 0; i < 200; i++) {
+      try {
+        this.conn = await new Promise((res, rej) => {
+          const c = net.createConnection(this.sock, () => res(c));
+          c.once('error', rej);
+        });
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    if (!this.conn) throw new Error(`QMP socket ${this.sock} never accepted`);
+    let buf = '';
+    this.conn.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        this.log(`QMP <- ${line}`);
+        const msg = JSON.parse(line);
+        if (msg.id !== undefined && this.pending.has(msg.id)) {
+          this.pending.get(msg.id)(msg);
+          this.pending.delete(msg.id);
+        } else if (msg.event) {
+          this.events.push(msg);
+          for (const w of this.waiters.splice(0)) w();
+        }
+      }
+    });
+    this.conn.on('error', () => {});
+    await this.cmd('qmp_capabilities');
+  }
+  cmd(execute, args) {
+    const id = ++this.id;
+    const msg = JSON.stringify(args ? { execute, arguments: args, id } : { execute, id });
+    this.log(`QMP -> ${msg}`);
+    return new Promise((res, rej) => {
+      this.pending.set(id, (r) => (r.error ? rej(new Error(`${execute}: ${r.error.desc}`)) : res(r.return)));
+      this.conn.write(`${msg}\n`);
+    });
+  }
+  async event(pred, ms) {
+    const until = Date.now() + ms;
+    for (;;) {
+      const i = this.events.findIndex(pred);
+      if (i >= 0) return this.events.splice(i, 1)[0];
+      if (Date.now() > until) return null;
+      await new Promise((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 200);
+      });
+    }
+  }
+}
+
+/** Debian's Node for `arch` unpacked (scripts/qemu-sysroot.sh) and the package's prebuild for it. */
+function foreignNode(arch) {
+  const sysroot = path.join(cache, `sysroot-${arch}`);
+  sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), arch, sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (!fs.existsSync(path.join(repo, `prebuilds/linux-${arch}`))) sh('npm', ['run', '-s', 'prebuild', '--', arch], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+  return sysroot;
+}
+
+/** The machine and devices of each plan. */
+function planSpec(plan, virtiofs) {
+  const shared = path.join(work, `${plan}.shared`);
+  fs.rmSync(shared, { recursive: true, force: true });
+  fs.mkdirSync(shared);
+  fs.writeFileSync(path.join(shared, 'kata-marker'), '9p\n');
+  if (plan === 'verity') {
+    const good = verityImage('verity-good', 'verity');
+    const corrupt = verityImage('verity-corrupt', 'verity');
+    const bytes = fs.readFileSync(corrupt.img);
+    const at = bytes.indexOf('KATA-VERITY-PAYLOAD-');
+    if (at < 0 || at >= corrupt.info.offset) throw new Error('verity: payload block not found in the data area');
+    const fd = fs.openSync(corrupt.img, 'r+');
+    fs.writeSync(fd, Buffer.from('X'), 0, 1, at + 100);
+    fs.closeSync(fd);
+    const wrongImg = path.join(work, 'verity-wrong.img');
+    fs.copyFileSync(good.img, wrongImg);
+    const wrong = { ...good.info, hash: good.info.hash.replace(/^./, (c) => (c === '0' ? '1' : '0')) };
+    fs.writeFileSync(path.join(shared, 'verity.json'), JSON.stringify({ good: good.info, corrupt: corrupt.info, wrong }));
+    const blk = (id, bus, img) => [{ id, img, device: { driver: 'virtio-blk-pci', bus, addr: '00.0' } }];
+    return {
+      kernel: 'kernel-bookworm-amd64',
+      args: [
+        '-machine', 'q35,accel=tcg', '-m', '1G', '-nodefaults', '-no-reboot', '-smp', '1',
+        '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
+        '-device', 'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
+        '-device', 'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
+        '-fsdev', `local,id=fs9p,path=${shared},security_model=none`,
+        '-device', 'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+      ],
+      cmdline: 'console=ttyS0 kata.plan=verity',
+      devices: { 'verity-good': blk('vgood', 'rp1', good.img), 'verity-corrupt': blk('vcorrupt', 'rp2', corrupt.img), 'verity-wrong': blk('vwrong', 'rp3', wrongImg) },
+    };
+  }
+  if (plan === 's390x') {
+    const sysroot = foreignNode('s390x');
+    return {
+      qemu: 'qemu-system-s390x', kernel: 'kernel-bookworm-s390x', sysroot, arch: 's390x',
+      args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
+      cmdline: 'console=ttysclp0 kata.plan=s390x',
+      devices: { ccw: [{ id: 'ccw', img: image('ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }] },
+    };
+  }
+  if (plan === 'arm64') {
+    const sysroot = foreignNode('arm64');
+    // No firmware, so no ACPI: the kernel gets QEMU's device tree, as the failing guest did.
+    return {
+      qemu: 'qemu-system-aarch64', kernel: 'kernel-bookworm-arm64', sysroot, arch: 'arm64',
+      args: [
+        '-machine', 'virt,accel=tcg', '-cpu', 'cortex-a57', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot',
+        '-drive', `id=cold,if=none,format=raw,file=${image('arm-cold', 'cold')}`, '-device', 'virtio-blk-pci,drive=cold,bus=pcie.0,addr=01.0',
+        '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=02.0',
+      ],
+      cmdline: 'console=ttyAMA0 kata.plan=arm64',
+      devices: { rootport: [{ id: 'rootport', img: image('arm-hot', 'hotplugged'), device: { driver: 'virtio-blk-pci', bus: 'rp1', addr: '00.0' } }] },
+    };
+  }
+  if (plan === 'microvm') {
+    return {
+      kernel: 'kernel-bookworm-amd64',
+      args: [
+        '-machine', 'microvm,accel=tcg,acpi=on,rtc=on,pit=on,pic=on', '-m', '1G', '-no-reboot',
+        '-drive', `id=d0,if=none,format=raw,file=${image('mmio0', 'mmio0')}`, '-device', 'virtio-blk-device,drive=d0',
+        '-drive', `id=d1,if=none,format=raw,file=${image('mmio1', 'mmio')}`, '-device', 'virtio-blk-device,drive=d1',
+      ],
+      // Under TCG a microvm has no timer the kernel can calibrate the TSC against: name its rate.
+      cmdline: 'console=ttyS0 kata.plan=microvm tsc_early_khz=2000000',
+      devices: {},
+    };
+  }
+  const common = [
+    '-nodefaults', '-no-reboot', '-smp', '1',
+    '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
+    '-device', 'pcie-pci-bridge,id=br1,bus=pcie.0,addr=06.0',
+    '-device', 'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
+    '-device', 'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
+    '-device', 'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0a.0',
+    '-fsdev', `local,id=fs9p,path=${shared},security_model=none`,
+    '-device', 'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+  ];
+  const blk = (id, bus, addr, img, extra = {}) => ({ id, img, device: { driver: 'virtio-blk-pci', bus, addr, ...extra } });
+  if (plan === 'old') {
+    return {
+      kernel: 'kernel-bullseye-amd64',
+      args: ['-machine', 'q35,accel=tcg', '-m', '1G', ...common],
+      cmdline: 'console=ttyS0 kata.plan=old',
+      devices: { rootport: [blk('rootport', 'rp1', '00.0', image('old-blank', undefined))] },
+    };
+  }
+  const pmem = image('pmem', 'nvdimm', 64);
+  const mem = virtiofs ? ['-object', 'memory-backend-memfd,id=mem,size=1G,share=on', '-machine', 'memory-backend=mem'] : [];
+  const fsArgs = virtiofs ? ['-chardev', `socket,id=vfs,path=${virtiofs.sock}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataFs,bus=pcie.0,addr=0c.0'] : [];
+  return {
+    kernel: 'kernel-bookworm-amd64',
+    args: [
+      '-machine', 'q35,accel=tcg,nvdimm=on', '-m', '1G,slots=2,maxmem=2G', ...mem, ...common, ...fsArgs,
+      '-object', `memory-backend-file,id=pm0,share=on,mem-path=${pmem},size=64M`, '-device', 'nvdimm,id=nv0,memdev=pm0',
+    ],
+    cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
+    devices: {
+      rootport: [blk('rootport', 'rp1', '00.0', image('blank', undefined))],
+      bridge: [blk('bridge', 'br1', '03.0', image('bridge', 'bridge'))],
+      // Function 1 first: the slot appears to the guest when function 0 arrives.
+      multifunction: [
+        blk('mf1', 'rp3', '00.1', image('fn1', 'function1')),
+        blk('mf0', 'rp3', '00.0', image('fn0', 'function0'), { multifunction: 'on' }),
+      ],
+      scsi: [{ id: 'scsi12', img: image('scsi', 'scsi'), device: { driver: 'scsi-hd', bus: 'scsi0.0', 'scsi-id': 1, lun: 2 } }],
+      surprise: [blk('surprise', 'rp2', '00.0', image('surprise', 'surprise'))],
+    },
+  };
+}
+
+function startVirtiofsd(plan, log) {
+  let dir;
+  try {
+    dir = fetch('virtiofsd-trixie');
+  } catch (e) {
+    log(`virtiofsd: cannot fetch: ${e.message}`);
+    return null;
+  }
+  const shared = path.join(work, `${plan}.vfs`);
+  fs.rmSync(shared, { recursive: true, force: true });
+  fs.mkdirSync(shared);
+  fs.writeFileSync(path.join(shared, 'kata-marker'), 'virtiofs\n');
+  const sock = path.join(work, `${plan}.vfs.sock`);
+  fs.rmSync(sock, { force: true });
+  const lib = path.join(dir, 'usr/lib/x86_64-linux-gnu');
+  const child = spawn(path.join(lib, 'ld-linux-x86-64.so.2'), ['--library-path', lib, path.join(dir, 'usr/libexec/virtiofsd'), '--socket-path', sock, '--shared-dir', shared, '--sandbox', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.on('data', (d) => log(`virtiofsd: ${String(d).trimEnd()}`));
+  child.stderr.on('data', (d) => log(`virtiofsd: ${String(d).trimEnd()}`));
+  return { sock, child };
+}
+
+async function runPlan(plan, counts) {
+  const logFile = path.join(work, `${plan}.log`);
+  const logFd = fs.openSync(logFile, 'w');
+  const t0 = Date.now();
+  const log = (s) => fs.writeSync(logFd, `[${secs(Date.now() - t0).padStart(7)}] ${s}\n`);
+  const fail = (name, detail) => {
+    counts.failed++;
+    console.log(`not ok - ${plan}: ${name}${detail ? ` (${detail})` : ''}`);
+  };
+  let virtiofs = null;
+  if (plan === 'q35') {
+    virtiofs = startVirtiofsd(plan, log);
+    for (let i = 0; virtiofs && i < 100 && !fs.existsSync(virtiofs.sock); i++) await new Promise((r) => setTimeout(r, 50));
+    if (virtiofs && !fs.existsSync(virtiofs.sock)) virtiofs = null;
+    if (!virtiofs) fail('virtio-fs', 'no virtiofsd from trixie; see the log');
+  }
+  const spec = planSpec(plan, virtiofs);
+  const { initrd, vmlinuz } = buildInitramfs(plan, fetch(spec.kernel), spec.sysroot, spec.arch);
+  const qmpSock = path.join(work, `${plan}.qmp`);
+  fs.rmSync(qmpSock, { force: true });
+  const args = [...spec.args, '-display', 'none', '-serial', 'stdio', '-qmp', `unix:${qmpSock},server=on,wait=off`,
+    '-kernel', vmlinuz, '-initrd', initrd, '-append', `${spec.cmdline} panic=-1 loglevel=4`];
+  const binary = spec.qemu || 'qemu-system-x86_64';
+  log(`${binary} ${args.join(' ')}`);
+  const started = Date.now();
+  const qemu = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  qemu.stderr.on('data', (d) => log(`qemu stderr: ${String(d).trimEnd()}`));
+  const qmp = new Qmp(qmpSock, log);
+  await qmp.connect();
+  const plugged = new Map(); // id -> device_add time
+  const timings = { boot: 0, plugs: [] };
+  let done = null;
+  let queue = Promise.resolve();
+  const act = (fn) => {
+    queue = queue.then(fn).catch((e) => fail('QMP', e.message));
+  };
+
+  const onLine = (line) => {
+    log(`console: ${line}`);
+    const m = /@@KATA (\w+) ?(.*)$/.exec(line);
+    if (!m) return;
+    const body = m[2] ? JSON.parse(m[2]) : {};
+    switch (m[1]) {
+      case 'node':
+        timings.boot = Date.now() - started;
+        timings.guestUptime = body.uptime;
+        break;
+      case 'plug':
+        act(async () => {
+          for (const d of spec.devices[body.id] || []) {
+            await qmp.cmd('blockdev-add', { driver: 'raw', 'node-name': `n-${d.id}`, file: { driver: 'file', filename: d.img } });
+            await qmp.cmd('device_add', { ...d.device, id: d.id, drive: `n-${d.id}` });
+          }
+          plugged.set(body.id, Date.now());
+        });
+        break;
+      case 'mounted':
+        act(() => {
+          const at = plugged.get(body.id);
+          if (at) timings.plugs.push([body.id, Date.now() - at]);
+        });
+        break;
+      case 'unplug':
+        act(async () => {
+          for (const d of [...(spec.devices[body.id] || [])].reverse()) {
+            await qmp.cmd('device_del', { id: d.id });
+            const ev = await qmp.event((e) => e.event === 'DEVICE_DELETED' && e.data && e.data.device === d.id, 60000);
+            if (!ev) fail(`device_del ${d.id}`, 'no DEVICE_DELETED within 60 s');
+            else await qmp.cmd('blockdev-del', { 'node-name': `n-${d.id}` });
+          }
+        });
+        break;
+      case 'result':
+        if (body.ok) {
+          counts.passed++;
+          console.log(`ok - ${plan}: ${body.name}`);
+        } else fail(body.name, body.detail);
+        break;
+      case 'done':
+        done = body;
+        break;
+      default:
+    }
+  };
+  let buf = '';
+  qemu.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, nl).replace(/\r$/, ''));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  const limit = 600000;
+  const exited = await new Promise((res) => {
+    const timer = setTimeout(() => res(false), limit);
+    qemu.on('exit', () => {
+      clearTimeout(timer);
+      res(true);
+    });
+  });
+  if (!exited) {
+    qemu.kill('SIGKILL');
+    fail('guest', `no poweroff within ${limit / 1000} s`);
+  }
+  await queue;
+  qmp.conn?.destroy();
+  if (virtiofs) virtiofs.child.kill();
+  if (!done) fail('guest', 'the agent never reported done');
+  const whole = Date.now() - t0;
+  const plugs = timings.plugs.map(([id, ms]) => `${id} ${secs(ms)}`).join(', ');
+  console.log(`# ${plan}: boot to node ${secs(timings.boot)} (guest uptime ${timings.guestUptime} s), device_add -> mounted: ${plugs || 'none'}, whole run ${secs(whole)}`);
+  log(`timings ${JSON.stringify({ ...timings, whole })}`);
+  fs.closeSync(logFd);
+  return logFile;
+}
+
+(async () => {
+  if (process.getuid() !== 0) {
+    console.log('guest: needs root (apt, QEMU images)');
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  fs.mkdirSync(work, { recursive: true });
+  ensureApt();
+  const counts = { passed: 0, failed: 0 };
+  const t0 = Date.now();
+  for (const plan of plans) {
+    const before = counts.failed;
+    let logFile = path.join(work, `${plan}.log`);
+    try {
+      logFile = await runPlan(plan, counts);
+    } catch (e) {
+      counts.failed++;
+      console.log(`not ok - ${plan}: ${e.stack}`);
+    }
+    if (counts.failed > before) console.log(`# ${plan}: serial console and QMP traffic in ${logFile}`);
+  }
+  console.log(`# guests: ${secs(Date.now() - t0)} in all`);
+  console.log(`guest: ${counts.passed} passed, ${counts.failed} failed`);
+  process.exit(counts.failed ? 1 : 0);
+})();
