@@ -117,7 +117,8 @@ export function loadBinding(root: string = packageRoot): NativeBinding {
         `(Node ${process.version}, Node-API ${process.versions.napi}${prebuildsOnly ? ', PREBUILDS_ONLY' : ''}).\n` +
         `Tried:\n${lines.join('\n')}\nReason: ${reason}\n` +
         'Supported prebuilt platforms: linux-x64, linux-arm64, linux-s390x (glibc >= 2.28). ' +
-        'Elsewhere build from source: apt-get install cmake g++ && npm rebuild kata-storage',
+        'Elsewhere build from source: apt-get install cmake g++ make && npm install -D cmake-js@8 node-addon-api@8 ' +
+          '&& npm rebuild kata-storage --build-from-source',
       { cause },
     );
   }

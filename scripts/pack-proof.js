@@ -1,27 +1,19 @@
 #!/usr/bin/env node
-// The published shape, proven (run as root after npm run prebuild): the tarball `npm pack` makes
-// holds exactly the whitelist (dist/, the three prebuilds, native sources, CMakeLists.txt, cmake/);
-// installed into an empty project by a clean npm (no user config, install scripts not approved),
-// it loads its prebuild without compiling anything and mounts a tmpfs; and the sources it ships
-// still build where a compiler exists.
+// The published shape, proven (run as root after npm run prebuild): the tarball release:pack makes
+// (gated prebuilds, exactly the whitelist, source maps with their sources), installed into an
+// empty project by a clean npm (no user config, install scripts not approved) with no compiler on
+// PATH, pulls in only node-gyp-build, loads its prebuild without compiling and mounts a tmpfs; and
+// the sources it ships still build from source the way the README says.
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const ARCHES = ['x64', 'arm64', 's390x'];
-const ALLOWED = [
-  /^package\.json$/,
-  /^README\.md$/,
-  /^LICEN[CS]E(\.\w+)?$/,
-  /^dist\/([\w-]+\/)*[\w.-]+\.(js|d\.ts|js\.map)$/,
-  /^prebuilds\/linux-(x64|arm64|s390x)\/kata-storage\.glibc\.node$/,
-  /^native\/(core|binding)\/[\w-]+\.(cc|h)$/,
-  /^cmake\/[\w.-]+\.cmake$/,
-  /^CMakeLists\.txt$/,
-];
+const { ARCHES } = require('./release-pack');
+// What an installed kata-storage may pull in: only what loading a prebuild needs.
+const RUNTIME_DEPENDENCIES = ['node-gyp-build'];
 
 function step(what) {
   console.log(`pack-proof: ${what}`);
@@ -42,27 +34,35 @@ function run(cmd, args, opts = {}) {
   if (r.status !== 0) {
     throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}\n${r.stdout ?? ''}${r.stderr ?? ''}`);
   }
-  return r.stdout;
+  return r;
+}
+
+/**
+ * A PATH with node, npm and a shell and nothing else: no cc, c++, g++, cmake, make or ninja, as
+ * in a guest image. Proves the install neither compiles nor needs to.
+ */
+function pathWithoutCompiler(work) {
+  const bin = path.join(work, 'bin');
+  fs.mkdirSync(bin);
+  const npmCli = fs.realpathSync(run('sh', ['-c', 'command -v npm']).stdout.trim());
+  fs.symlinkSync(process.execPath, path.join(bin, 'node'));
+  fs.symlinkSync(npmCli, path.join(bin, 'npm'));
+  fs.symlinkSync('/bin/sh', path.join(bin, 'sh'));
+  for (const tool of ['cc', 'c++', 'g++', 'gcc', 'cmake', 'make', 'ninja']) {
+    const found = spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: bin } });
+    if (found.status === 0) throw new Error(`${tool} is still reachable on the stripped PATH`);
+  }
+  return bin;
 }
 
 function main() {
-  step('npm pack --dry-run: the file list');
-  const [info] = JSON.parse(run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, env: cleanEnv() }));
-  const files = info.files.map((f) => f.path).sort();
-  const stray = files.filter((f) => !ALLOWED.some((re) => re.test(f)));
-  if (stray.length) throw new Error(`the tarball would carry files outside the whitelist:\n  ${stray.join('\n  ')}`);
-  const required = ['dist/index.js', 'dist/index.d.ts', 'dist/runtime/index.js', 'dist/runtime/index.d.ts', 'CMakeLists.txt', ...ARCHES.map((a) => `prebuilds/linux-${a}/kata-storage.glibc.node`)];
-  const missing = required.filter((f) => !files.includes(f));
-  if (missing.length) throw new Error(`the tarball would lack: ${missing.join(', ')} (npm run build:ts && npm run prebuild first)`);
-  console.log(`  ${files.length} files, ${(info.size / 1024).toFixed(0)} KiB packed: ${[...new Set(files.map((f) => f.split('/')[0]))].join(' ')}`);
-
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-pack-'));
   try {
-    step('npm pack');
-    run('npm', ['pack', '--ignore-scripts', '--pack-destination', work], { cwd: root, env: cleanEnv() });
-    const tarball = path.join(work, fs.readdirSync(work).find((f) => f.endsWith('.tgz')));
+    step('npm run release:pack (prebuild gate, whitelist, source maps)');
+    const tarball = run('npm', ['run', '-s', 'release:pack', '--', '--pack-destination', work], { cwd: root, env: cleanEnv() }).stdout.trim().split('\n').pop();
+    console.log(`  ${path.basename(tarball)}`);
 
-    step('npm install of the tarball into an empty project (clean npm config, scripts not approved)');
+    step('npm install of the tarball into an empty project: clean npm config, no compiler on PATH');
     const project = path.join(work, 'consumer');
     fs.mkdirSync(project);
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
@@ -70,28 +70,46 @@ function main() {
     const globalconfig = path.join(work, 'global-npmrc');
     fs.writeFileSync(userconfig, '');
     fs.writeFileSync(globalconfig, '');
-    const npmEnv = cleanEnv({ npm_config_userconfig: userconfig, npm_config_globalconfig: globalconfig });
-    const out = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], { cwd: project, env: npmEnv });
-    console.log(`  ${out.trim().split('\n').pop()}`);
+    const bare = pathWithoutCompiler(work);
+    const npmEnv = cleanEnv({ npm_config_userconfig: userconfig, npm_config_globalconfig: globalconfig, PATH: bare });
+    const out = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', tarball], { cwd: project, env: npmEnv });
+    const said = `${out.stdout}${out.stderr}`;
+    console.log(`  ${out.stdout.trim().split('\n').pop()}`);
+    // What this npm does with a dependency's install script nobody approved (README "Install").
+    const warning = said.split('\n').find((l) => /allowScripts|allow-scripts/i.test(l));
+    const ran = /kata-storage: the addon for linux-\w+ loads: nothing to build/.test(said);
+    console.log(`  npm ${run('npm', ['--version'], { env: npmEnv }).stdout.trim()}: ${warning ? `warned (${warning.trim()})` : 'no install-script warning'}; ` +
+      `the install script ${ran ? 'ran (and built nothing)' : 'did not run'}`);
     const installed = path.join(project, 'node_modules', 'kata-storage');
     if (fs.existsSync(path.join(installed, 'build'))) {
       throw new Error(`installing compiled the addon (${installed}/build exists): the prebuild was not used`);
     }
+    const lock = JSON.parse(fs.readFileSync(path.join(project, 'package-lock.json'), 'utf8'));
+    const deps = Object.keys(lock.packages).filter((p) => p.startsWith('node_modules/') && p !== 'node_modules/kata-storage').map((p) => p.slice('node_modules/'.length));
+    console.log(`  runtime dependencies installed: ${deps.length} (${deps.join(', ')})`);
+    if (deps.join() !== RUNTIME_DEPENDENCIES.join()) throw new Error(`expected exactly ${RUNTIME_DEPENDENCIES.join(', ')}`);
 
-    step('require it and mount a tmpfs (private mount namespace)');
+    step('require it and mount a tmpfs (private mount namespace, no compiler on PATH)');
     const consumer = path.join(project, 'consumer.js');
     fs.writeFileSync(consumer, CONSUMER);
-    const r = spawnSync('unshare', ['-m', '--propagation', 'private', process.execPath, consumer], {
-      cwd: project, encoding: 'utf8', env: cleanEnv(),
+    const unshare = run('sh', ['-c', 'command -v unshare']).stdout.trim();
+    const r = spawnSync(unshare, ['-m', '--propagation', 'private', process.execPath, consumer], {
+      cwd: project, encoding: 'utf8', env: cleanEnv({ PATH: bare }),
     });
-    process.stdout.write(r.stdout.trimEnd().replace(/^/gm, '  ') + '\n');
-    if (r.status !== 0) throw new Error(`the consumer failed:\n${r.stderr}`);
+    process.stdout.write(`${(r.stdout ?? '').trimEnd().replace(/^/gm, '  ')}\n`);
+    if (r.status !== 0) throw new Error(`the consumer failed (${r.error?.message ?? r.status}):\n${r.stderr}`);
     if (fs.existsSync(path.join(installed, 'build'))) throw new Error('loading compiled the addon');
+    const help = run(path.join(project, 'node_modules', '.bin', 'kata-storage'), ['--version'], { cwd: project, env: cleanEnv({ PATH: bare }) });
+    console.log(`  the bin runs: kata-storage --version -> ${help.stdout.trim()}`);
 
-    step('the shipped sources still build (cmake-js compile inside the installed package)');
-    run(path.join(project, 'node_modules', '.bin', 'cmake-js'), ['compile'], { cwd: installed, env: cleanEnv() });
+    step('building from source as the README says: build-time packages, then npm rebuild --build-from-source');
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    const buildDeps = ['cmake-js', 'node-addon-api'].map((d) => `${d}@${pkg.devDependencies[d]}`);
+    const fullEnv = cleanEnv({ npm_config_userconfig: userconfig, npm_config_globalconfig: globalconfig });
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '-D', ...buildDeps], { cwd: project, env: fullEnv });
+    run('npm', ['rebuild', 'kata-storage', '--build-from-source', '--foreground-scripts'], { cwd: project, env: fullEnv });
     const built = run(process.execPath, ['-e', SOURCE_BUILD_CHECK], { cwd: project, env: cleanEnv() });
-    console.log(`  ${built.trim()}`);
+    console.log(`  ${built.stdout.trim()}`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
