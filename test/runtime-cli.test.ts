@@ -93,8 +93,18 @@ t.test('kata-storage plan <config.json>', async (t) => {
   const missing = await inProcess('plan', join(bundle, 'nope.json'));
   t.equal(missing.status, 1);
   t.match(missing.stderr, /ERR_INVALID_SPEC: config.json: cannot be read as JSON/);
+  // Usage errors are the command line's (exit 2, named); help is on stdout.
   const noFile = await inProcess('plan');
-  t.equal(noFile.status, 1);
-  t.match(noFile.stderr, /config.json: is required/);
-  t.match((await inProcess('help')).stderr, /plan <config.json> \[--shared-fs/);
+  t.equal(noFile.status, 2);
+  t.match(noFile.stderr, /kata-storage plan: missing <config.json>/);
+  const typo = await inProcess('plan', config, '--shared', 'virtio-9p');
+  t.equal(typo.status, 2);
+  t.match(typo.stderr, /kata-storage plan: Unknown option '--shared'/);
+  t.equal(typo.stdout, '');
+  t.match((await inProcess('help')).stdout, /\n  plan +plan a container from an OCI spec/);
+  const help = await inProcess('plan', '--help');
+  t.equal(help.status, 0);
+  t.match(help.stdout, /^usage: kata-storage plan <config.json> \[options\]/);
+  t.match(help.stdout, /--shared-fs virtio-fs\|virtio-9p\|none +the sandbox's shared filesystem/);
+  t.equal(help.stderr, '');
 });

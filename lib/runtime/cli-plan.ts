@@ -10,20 +10,18 @@ import { planSandbox } from './sandbox';
 import type { RuntimeSettings } from './settings';
 import type { OciMount } from './spec';
 
-export const PLAN_USAGE = `  plan <config.json> [--shared-fs virtio-fs|virtio-9p|none] [--block-device-driver DRIVER]
-       [--shm-size BYTES] [--settings settings.json] [--container ID] [--sandbox ID] [--json]
-                            plan a container from an OCI spec as Kata's runtime would: the sandbox's
-                            and the container's storages, the rewritten mounts, the host actions`;
-
-/** util.parseArgs options of the plan command. */
+/**
+ * util.parseArgs options of the plan command, with the placeholder (`arg`) and the line (`help`)
+ * lib/cli.ts shows for each in `kata-storage plan --help` (parseArgs ignores those two keys).
+ */
 export const PLAN_OPTIONS = {
-  'shared-fs': { type: 'string' },
-  'block-device-driver': { type: 'string' },
-  'shm-size': { type: 'string' },
-  settings: { type: 'string' },
-  container: { type: 'string' },
-  sandbox: { type: 'string' },
-  json: { type: 'boolean' },
+  'shared-fs': { type: 'string', arg: 'virtio-fs|virtio-9p|none', help: "the sandbox's shared filesystem (Kata's shared_fs; default virtio-fs)" },
+  'block-device-driver': { type: 'string', arg: 'DRIVER', help: "how block volumes are attached (Kata's block_device_driver; default virtio-scsi)" },
+  'shm-size': { type: 'string', arg: 'BYTES', help: "the size of the sandbox's /dev/shm (0: each container gets its own)" },
+  settings: { type: 'string', arg: 'FILE', help: 'a JSON RuntimeSettings (paths, attached block devices, ...); the flags override it' },
+  container: { type: 'string', arg: 'ID', help: "the container's id (default: the bundle directory's name)" },
+  sandbox: { type: 'string', arg: 'ID', help: "the sandbox's id" },
+  json: { type: 'boolean', help: 'print the plan as JSON instead of tables' },
 } as const;
 
 export interface PlanArgs {
