@@ -3,26 +3,80 @@
 import { readFileSync } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
 
-export type StorageErrorCode =
-  | 'ERR_INVALID_STORAGE'
-  | 'ERR_UNKNOWN_STORAGE_DRIVER'
-  | 'ERR_INVALID_MOUNT_OPTION'
-  | 'ERR_MOUNT_OPTIONS_TOO_LONG'
-  | 'ERR_INVALID_PCI_PATH'
-  | 'ERR_INVALID_CCW_DEVICE'
-  | 'ERR_INVALID_SCSI_ADDRESS'
-  | 'ERR_NOT_BLOCK_DEVICE'
-  | 'ERR_STORAGE_NOT_FOUND'
-  | 'ERR_STORAGE_DRIVER_EXISTS'
-  | 'ERR_SANDBOX_DESTROYED'
-  | 'ERR_SYSFS'
-  | 'ERR_NATIVE_LOAD'
-  | (string & {});
+/**
+ * Every code a StorageError of this package carries, with the fields it adds besides `code`,
+ * `message` and `value` (the refused input).
+ */
+export interface StorageErrorFields {
+  /** A Storage field is wrong: `field` names it ('mountPoint', 'fsGroup.groupId', 'source', ...); `path` is the symlink or non-directory met on the way to the mount point. */
+  ERR_INVALID_STORAGE: { value: unknown; field: string; path?: string };
+  /** No handler is registered for `value` (the driver). */
+  ERR_UNKNOWN_STORAGE_DRIVER: { value: string };
+  /** A mount option or driver option is refused: `loop`, rro with the legacy API, bad mode=/fsgid=/size=/pagesize=, unsupported driver options. */
+  ERR_INVALID_MOUNT_OPTION: { value: string };
+  /** The mount data is longer than the page the kernel copies (page size - 1 bytes). */
+  ERR_MOUNT_OPTIONS_TOO_LONG: { value: string };
+  ERR_INVALID_PCI_PATH: { value: string };
+  ERR_INVALID_CCW_DEVICE: { value: string };
+  ERR_INVALID_SCSI_ADDRESS: { value: string };
+  /** stat(2) says the path is not S_ISBLK. */
+  ERR_NOT_BLOCK_DEVICE: { value: string };
+  /** stat(2) says the path is neither S_ISBLK nor S_ISCHR. */
+  ERR_NOT_DEVICE_NODE: { value: string };
+  /** The sandbox holds no storage at `value`. */
+  ERR_STORAGE_NOT_FOUND: { value: string };
+  ERR_STORAGE_DRIVER_EXISTS: { value: string };
+  /** The sysfs tree cannot be walked as the kernel lays it out; `errno`/`syscall` when a system call failed. */
+  ERR_SYSFS: { value: string; errno?: number; syscall?: string };
+  /** The addon could not be loaded (platform without a prebuild, musl, glibc < 2.28); `cause` is the loader's error. */
+  ERR_NATIVE_LOAD: { cause: unknown };
+  /** mkfs.ext4 of `value` (the device) failed; `cause` is the child-process error. */
+  ERR_MKFS_FAILED: { value: string; cause: unknown };
+  /** The kernel allocated `allocated` of the `value` huge pages asked for (the count was put back). */
+  ERR_HUGEPAGES_UNAVAILABLE: { value: number; allocated: number };
+  /** The Sandbox was destroyed: addStorages and setSandboxStorage are refused (`value` is 'destroyed'). */
+  ERR_SANDBOX_DESTROYED: { value: 'destroyed' };
+  /** A Sandbox option is unusable (allowedRoots not absolute, normalized paths). */
+  ERR_INVALID_ARG_VALUE: { value: unknown };
+  /** kata-storage/runtime: the OCI spec is malformed or asks for something the guest cannot do; `path` is where in the spec (`mounts[3].destination`). */
+  ERR_INVALID_SPEC: { value: unknown; path: string };
+  /** kata-storage/runtime: a runtime setting is malformed (unknown sharedFs, block driver, ...); `path` is where in the settings (`blockDevices["/dev/sdb"].pciPath`). */
+  ERR_INVALID_RUNTIME_SETTINGS: { value: unknown; path: string };
+  /** kata-storage/runtime: the mount at `path` (`mounts[3].source`) is a block volume, but the runtime attached no device for `value`. */
+  ERR_BLOCK_DEVICE_NOT_ATTACHED: { value: unknown; path: string };
+}
 
-export class StorageError extends Error {
+export type StorageErrorCode = keyof StorageErrorFields;
+
+/** A StorageError narrowed to one code, with that code's fields. */
+export type StorageErrorOf<C extends StorageErrorCode> = StorageError & { readonly code: C } & Readonly<StorageErrorFields[C]>;
+
+/** Errors a Sandbox attaches when undoing or cleaning up also failed (on the error it rethrows). */
+export interface SandboxErrorFields {
+  /** addStorages: failures while giving back what the failed request had taken. */
+  rollbackErrors?: Error[];
+  /** removeContainer/destroy: the cleanup failures after the first (which is the error thrown). */
+  cleanupErrors?: Error[];
+}
+
+export class StorageError extends Error implements SandboxErrorFields {
   readonly code: StorageErrorCode;
   /** The input that was refused, when there is one. */
-  readonly value?: unknown;
+  declare readonly value?: unknown;
+  /** ERR_INVALID_STORAGE: the Storage field at fault. */
+  declare readonly field?: string;
+  /**
+   * ERR_INVALID_STORAGE: the symlink or non-directory met on the way to the mount point;
+   * kata-storage/runtime's codes: where in the OCI spec or the settings the offending value is.
+   */
+  declare readonly path?: string;
+  /** ERR_HUGEPAGES_UNAVAILABLE: the pages the kernel did allocate. */
+  declare readonly allocated?: number;
+  /** ERR_SYSFS: the failed system call's errno (negative, as Node's) and name. */
+  declare readonly errno?: number;
+  declare readonly syscall?: string;
+  declare rollbackErrors?: Error[];
+  declare cleanupErrors?: Error[];
 
   constructor(code: StorageErrorCode, message: string, props?: { value?: unknown; cause?: unknown } & Record<string, unknown>) {
     super(message, props && 'cause' in props ? { cause: props.cause } : undefined);
@@ -39,13 +93,31 @@ export class StorageError extends Error {
   }
 }
 
+/**
+ * True when `err` is a StorageError (with `code`, when given), narrowed to that code's fields:
+ * `if (isStorageError(err, 'ERR_INVALID_STORAGE')) console.log(err.field)`.
+ */
+export function isStorageError<C extends StorageErrorCode = StorageErrorCode>(err: unknown, code?: C): err is StorageErrorOf<C> {
+  return err instanceof StorageError && (code === undefined || err.code === code);
+}
+
 /** A failed system call, the way Node reports one (`err.errno` is negative, as in Node). */
-export interface SystemError extends Error {
+export interface SystemError extends Error, SandboxErrorFields {
+  /** The errno name, e.g. 'EBUSY'. */
   code: string;
+  /** Negative, as in Node. */
   errno: number;
+  /** 'mount', 'umount2', 'fsconfig', 'openat2', 'uevent' (a device wait), ... */
   syscall: string;
   path?: string;
+  /** mount: the target. */
   dest?: string;
+  /** New mount API: the filesystem's own messages read from the filesystem context (also in `message`). */
+  kernelMessages?: string[];
+  /** ETIMEDOUT of a device wait: what was awaited, e.g. 'virtio-blk disk at PCI path 02 (...)'. */
+  awaited?: string;
+  /** ETIMEDOUT of a device wait: the nearest uevents seen meanwhile. */
+  nearestEvents?: string[];
 }
 
 let errorMap: Map<number, [string, string]> | undefined;
@@ -80,7 +152,7 @@ export function fromNative(e: NativeError): Error {
   if ('errno' in e) {
     const err = systemError(e.errno, e.syscall, e.path, e.dest);
     if (e.kernelMessages && e.kernelMessages.length > 0) {
-      (err as SystemError & { kernelMessages: string[] }).kernelMessages = e.kernelMessages;
+      err.kernelMessages = e.kernelMessages;
       err.message += ` (${e.kernelMessages.join('; ')})`;
     }
     if (e.detail) {
@@ -89,7 +161,7 @@ export function fromNative(e: NativeError): Error {
     }
     return err;
   }
-  return new StorageError(e.code, nativeCodeMessage(e.code, e.value), { value: e.value });
+  return new StorageError(e.code as StorageErrorCode, nativeCodeMessage(e.code, e.value), { value: e.value });
 }
 
 /** Why the native tokenizer refused a word (the same scan: a backslash escapes the next byte). */

@@ -13,12 +13,22 @@ export interface FsGroup {
   groupChangePolicy?: GroupChangePolicy;
 }
 
+/**
+ * A storage request (Kata's agent.proto `message Storage`) in our form, which is also its proto3
+ * canonical JSON (lowerCamelCase field names).
+ */
 export interface Storage {
+  /** The handler: 'virtio-fs', '9p', 'blk', 'blk-ccw', 'mmioblk', 'scsi', 'nvdimm', 'ephemeral', 'local', 'overlayfs' or a registered one. */
   driver: string;
-  driverOptions?: string[];
+  /** Driver words, e.g. 'create_filesystem' for block storages. */
+  driverOptions?: readonly string[];
+  /** What to mount: a tag, PCI path, bus id, /dev node or filesystem name, as the driver reads it. */
   source: string;
+  /** The filesystem type passed to the kernel ('ext4', 'tmpfs', 'virtiofs', ...). */
   fstype: string;
-  options?: string[];
+  /** mount(8)-style option words, split on commas (see parseMountOptions). */
+  options?: readonly string[];
+  /** Absolute, normalized path beneath one of the sandbox's allowed roots. */
   mountPoint: string;
   fsGroup?: FsGroup;
   /** Survives its last container; released by Sandbox.destroy(). */
@@ -29,6 +39,33 @@ export interface Storage {
    */
   layers?: Storage[];
 }
+
+/** Kata's agent.proto `message FSGroup` in protobuf JSON with the proto field names. */
+export interface KataFsGroup {
+  /** uint32 gid (proto3 JSON may carry it as a decimal string). */
+  group_id: number | string;
+  /** types.proto FSGroupChangePolicy: 0 / 'Always' (default), 1 / 'OnRootMismatch'. */
+  group_change_policy?: 0 | 1 | GroupChangePolicy;
+}
+
+/**
+ * Kata's agent.proto `message Storage` as the runtime's JSON carries it with the proto field
+ * names (`driver_options`, `mount_point`, `fs_group`), as in a CreateContainerRequest's `storages`.
+ */
+export interface KataStorage {
+  driver: string;
+  driver_options?: readonly string[];
+  source: string;
+  fstype: string;
+  options?: readonly string[];
+  mount_point: string;
+  fs_group?: KataFsGroup;
+  /** Survives its last container (an extension of this package; Kata's message has no such field). */
+  shared?: boolean;
+}
+
+/** What Sandbox.addStorages and normalizeStorage take: our form or Kata's protobuf JSON. */
+export type StorageInput = Storage | KataStorage;
 
 function invalid(field: string, value: unknown, why: string): StorageError {
   return new StorageError('ERR_INVALID_STORAGE', `storage ${field} ${why}`, { value, field });
