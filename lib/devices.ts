@@ -1,7 +1,10 @@
 // Finding the block device the kernel created for a disk the runtime announced: PCI paths, CCW bus
 // ids, SCSI addresses and predicted /dev names. Parsing, the sysfs walk and the uevent wait are
 // native; this file checks arguments and shapes results and errors.
-import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue, systemError, type NativeError } from './errors';
+import { statSync } from 'node:fs';
+import { constants } from 'node:os';
+import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue, systemError, type NativeError, type StorageErrorCode } from './errors';
+import { tracePromise } from './events';
 import { native, type DeviceWaitResult, type DeviceNativeError } from './native';
 
 export interface PciSlot {
@@ -64,7 +67,7 @@ function deviceError(e: DeviceNativeError | NativeError): Error {
       props.errno = -Math.abs(e.errno);
       props.syscall = e.syscall;
     }
-    return new StorageError(e.code, `${e.reason}: '${e.value}'`, props);
+    return new StorageError(e.code as StorageErrorCode, `${e.reason}: '${e.value}'`, props);
   }
   return fromNative(e as NativeError);
 }
@@ -188,6 +191,16 @@ function settle(r: DeviceWaitResult): string {
   throw deviceError(r);
 }
 
+function checkSysfsRoot(root: string): void {
+  try {
+    if (statSync(root).isDirectory()) return;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw systemError(constants.errno[err.code as keyof typeof constants.errno] ?? constants.errno.ENOENT, 'stat', root);
+  }
+  throw systemError(constants.errno.ENOTDIR, 'stat', root);
+}
+
 /**
  * The core of every finder: a synchronous look in sysfs first (an existing device costs one short
  * walk on this thread); only a device that is not there yet goes to a native thread that
@@ -198,6 +211,15 @@ async function findBlockDevice(bus: Bus, spec: string, rootComplex: string, o: R
   const found = native.findBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot);
   if (typeof found === 'string') return found;
   if (found !== null) throw deviceError(found);
+  // Waiting under a sysfs that is not there could only time out: say so now.
+  checkSysfsRoot(o.sysfsRoot);
+  return tracePromise('wait', () => ({ bus: BUS_NAMES[bus], source: spec, timeoutMs: o.timeoutMs }), () => waitBlockDevice(bus, spec, rootComplex, o, rescan));
+}
+
+const BUS_NAMES = ['pci', 'ccw', 'scsi', 'mmio', 'pmem'] as const;
+
+/** The device is not there yet: a native thread subscribes to uevents, looks again and waits. */
+async function waitBlockDevice(bus: Bus, spec: string, rootComplex: string, o: ResolvedWait, rescan: boolean): Promise<string> {
   const [id, pending] = native.waitBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot, o.timeoutMs, rescan);
   const signal = o.signal;
   if (!signal) return settle(await pending);

@@ -1,7 +1,16 @@
-// Operator-facing events on node:diagnostics_channel. Publishing costs nothing when nobody
-// subscribes, so every mount, unmount and device wait is reported with its duration.
+// Operator-facing events on node:diagnostics_channel, and NODE_DEBUG=kata-storage.
+//
+// Two layers. Tracing channels (diagnostics_channel.tracingChannel, named as Node's own traced
+// operations: tracing:kata-storage:<op>:start/end/asyncStart/asyncEnd/error) follow every
+// operation from the moment it starts, direct mount()/umount() calls and device waits included,
+// so a long wait is visible while it lasts. The plain `kata-storage:<op>` channels carry one
+// message per sandbox operation once it is over, with its duration. Nothing is measured, built or
+// logged when nobody listens.
 import * as diagnostics_channel from 'node:diagnostics_channel';
+import { debuglog } from 'node:util';
+import type { Storage } from './storage';
 
+/** `kata-storage:mount`: a mount a Sandbox made for a storage, once it is done. */
 export interface MountEvent {
   driver: string;
   source: string;
@@ -11,10 +20,12 @@ export interface MountEvent {
   containerId?: string;
   /** The storage asks for fsGroup (or fsgid=) but its mount is read-only: ownership left as is. */
   fsGroupSkipped?: 'read-only';
+  /** Wall time of the whole mount (mount(2) or the new API's calls), milliseconds. */
   durationMs: number;
   error?: Error;
 }
 
+/** `kata-storage:umount`: an unmount a Sandbox made when it gave a storage back. */
 export interface UmountEvent {
   driver: string;
   mountPoint: string;
@@ -28,19 +39,24 @@ export interface UmountEvent {
   step: 'umount' | 'remove';
   /** What was unmounted or could not be removed. */
   path: string;
+  /** The container whose removal (or failed request) released it; absent for destroy() and sandbox-level storages. */
+  containerId?: string;
   durationMs: number;
   error?: Error;
 }
 
+/** `kata-storage:wait`: a Sandbox's wait for a hot-plugged device. */
 export interface WaitEvent {
   driver: string;
   /** What was waited for: a PCI path, CCW bus id, SCSI address or /dev node. */
   source: string;
+  /** The device node found, e.g. '/dev/vda'. */
   device?: string;
   durationMs: number;
   error?: Error;
 }
 
+/** `kata-storage:mkfs`: mkfs.ext4 of a `create_filesystem` block storage. */
 export interface MkfsEvent {
   device: string;
   fstype: string;
@@ -67,23 +83,192 @@ export interface WatchEvent {
   error?: Error;
 }
 
+/** A diagnostics channel whose messages have a known shape. */
+export interface StorageChannel<T> {
+  readonly name: string | symbol;
+  readonly hasSubscribers: boolean;
+  subscribe(onMessage: (message: T, name: string | symbol) => void): void;
+  unsubscribe(onMessage: (message: T, name: string | symbol) => void): boolean | void;
+  publish(message: T): void;
+}
+
+const plain = <T>(name: string): StorageChannel<T> => diagnostics_channel.channel(name) as unknown as StorageChannel<T>;
+
+/** The plain channels: one message per finished sandbox operation. */
 export const channels = Object.freeze({
-  mount: diagnostics_channel.channel('kata-storage:mount'),
-  umount: diagnostics_channel.channel('kata-storage:umount'),
-  wait: diagnostics_channel.channel('kata-storage:wait'),
-  mkfs: diagnostics_channel.channel('kata-storage:mkfs'),
-  watch: diagnostics_channel.channel('kata-storage:watch'),
+  mount: plain<MountEvent>('kata-storage:mount'),
+  umount: plain<UmountEvent>('kata-storage:umount'),
+  wait: plain<WaitEvent>('kata-storage:wait'),
+  mkfs: plain<MkfsEvent>('kata-storage:mkfs'),
+  watch: plain<WatchEvent>('kata-storage:watch'),
 });
+
+// Contexts of the tracing channels. Node adds `result` (on success, asyncStart/asyncEnd) or
+// `error` (error channel) to the same object before publishing the end of the operation.
+
+/** mount()/mountSync() and every mount a Sandbox makes (kernel: mount(2) or fsopen/fsmount/move_mount). */
+export interface MountTrace {
+  source: string;
+  target: string;
+  fstype: string;
+  options: readonly string[];
+  mountApi?: 'auto' | 'new' | 'legacy';
+  beneath?: string;
+  error?: unknown;
+}
+
+/** umount()/umountSync() and every unmount a Sandbox makes (kernel: umount2(2)). */
+export interface UmountTrace {
+  target: string;
+  detach: boolean;
+  force: boolean;
+  busyTimeoutMs: number;
+  error?: unknown;
+}
+
+/** A device lookup that had to wait (sysfs had no such device yet): uevents until it appears. */
+export interface WaitTrace {
+  bus: 'pci' | 'ccw' | 'scsi' | 'mmio' | 'pmem';
+  /** The PCI path, CCW bus id, SCSI address or node name awaited. */
+  source: string;
+  timeoutMs: number;
+  /** The device node, e.g. '/dev/vda'. */
+  result?: string;
+  error?: unknown;
+}
+
+/** mkfs.ext4 (spawned, with Kata's options). */
+export interface MkfsTrace {
+  device: string;
+  fstype: string;
+  error?: unknown;
+}
+
+/**
+ * A Sandbox taking a reference on one storage of an addStorages request, whatever its driver
+ * (`local` included): either it makes the storage (device wait, mkfs, mount, directories) or the
+ * mount point is already held and it only counts another user (`result.taken.created` false).
+ */
+export interface StorageTrace {
+  driver: string;
+  mountPoint: string;
+  containerId?: string;
+  storage: Storage;
+  /** `held`: the path held (normally the mount point); `taken.created`: false for a reference-only add. */
+  result?: { held: string; taken: { path: string; created: boolean } };
+  error?: unknown;
+}
+
+/** Sandbox.addStorages / removeContainer / destroy as a whole. */
+export interface SandboxTrace {
+  call: 'addStorages' | 'removeContainer' | 'destroy';
+  containerId?: string;
+  /** addStorages: how many storages the request holds. */
+  storages?: number;
+  result?: unknown;
+  error?: unknown;
+}
+
+/** What a tracing channel's subscriber may handle (any subset, as Node's TracingChannel takes). */
+export interface TracingSubscribers<C> {
+  /** Published when the operation starts, before any system call. */
+  start?(context: C): void;
+  /** The synchronous part returned (for async operations the work is still under way). */
+  end?(context: C): void;
+  /** The operation settled: `result` or `error` is on the context. */
+  asyncStart?(context: C): void;
+  asyncEnd?(context: C): void;
+  error?(context: C & { error: unknown }): void;
+}
+
+/** One traced operation: its five channels (tracing:kata-storage:<op>:start, ...). */
+export interface StorageTracingChannel<C> {
+  readonly start: StorageChannel<C>;
+  readonly end: StorageChannel<C>;
+  readonly asyncStart: StorageChannel<C>;
+  readonly asyncEnd: StorageChannel<C>;
+  readonly error: StorageChannel<C & { error: unknown }>;
+  subscribe(subscribers: TracingSubscribers<C>): void;
+  unsubscribe(subscribers: TracingSubscribers<C>): boolean | void;
+}
+
+const traced = <C extends object>(name: string): StorageTracingChannel<C> =>
+  diagnostics_channel.tracingChannel(`kata-storage:${name}`) as unknown as StorageTracingChannel<C>;
+
+/** Tracing channels: subscribe with `storageTracing.mount.subscribe({ start, asyncEnd, error })`. */
+export const tracing = Object.freeze({
+  mount: traced<MountTrace>('mount'),
+  umount: traced<UmountTrace>('umount'),
+  wait: traced<WaitTrace>('wait'),
+  mkfs: traced<MkfsTrace>('mkfs'),
+  storage: traced<StorageTrace>('storage'),
+  addStorages: traced<SandboxTrace>('addStorages'),
+  removeContainer: traced<SandboxTrace>('removeContainer'),
+  destroy: traced<SandboxTrace>('destroy'),
+});
+
+const debug = debuglog('kata-storage');
+
+function active(tc: diagnostics_channel.TracingChannel<object, object>): boolean {
+  return tc.start.hasSubscribers || tc.end.hasSubscribers || tc.asyncStart.hasSubscribers || tc.asyncEnd.hasSubscribers || tc.error.hasSubscribers;
+}
+
+function describe(context: object): string {
+  return JSON.stringify(context, (k, v: unknown) => (k === 'storage' || k === 'result' || k === 'error' ? undefined : v));
+}
+
+/**
+ * Runs the async operation `fn` as `tracePromise` does (start, end, then asyncStart/asyncEnd or
+ * error), and logs it under NODE_DEBUG=kata-storage. `context` is built only when someone listens.
+ */
+export function tracePromise<C extends object, T>(name: keyof typeof tracing, context: () => C, fn: () => Promise<T>): Promise<T> {
+  const tc = tracing[name] as unknown as diagnostics_channel.TracingChannel<object, object>;
+  const on = active(tc);
+  if (!on && !debug.enabled) return fn();
+  const ctx = context();
+  if (!debug.enabled) return tc.tracePromise(fn, ctx) as Promise<T>;
+  const start = now();
+  debug('%s start %s', name, describe(ctx));
+  const p = on ? (tc.tracePromise(fn, ctx) as Promise<T>) : fn();
+  return p.then(
+    (v) => {
+      debug('%s done in %s ms %s', name, (now() - start).toFixed(2), describe(ctx));
+      return v;
+    },
+    (err: unknown) => {
+      debug('%s failed in %s ms: %s', name, (now() - start).toFixed(2), (err as Error)?.message ?? String(err));
+      throw err;
+    },
+  );
+}
+
+/** traceSync for the synchronous calls (start, end, error), logged the same way. */
+export function traceSync<C extends object, T>(name: keyof typeof tracing, context: () => C, fn: () => T): T {
+  const tc = tracing[name] as unknown as diagnostics_channel.TracingChannel<object, object>;
+  const on = active(tc);
+  if (!on && !debug.enabled) return fn();
+  const ctx = context();
+  const start = now();
+  debug('%s start %s', name, describe(ctx));
+  try {
+    const v = on ? (tc.traceSync(fn, ctx) as T) : fn();
+    debug('%s done in %s ms', name, (now() - start).toFixed(2));
+    return v;
+  } catch (err) {
+    debug('%s failed in %s ms: %s', name, (now() - start).toFixed(2), (err as Error)?.message ?? String(err));
+    throw err;
+  }
+}
 
 export function now(): number {
   return performance.now();
 }
 
 /** Runs `fn`, publishing `build(durationMs, error)` on `channel` when someone listens. */
-export async function timed<T>(
-  channel: diagnostics_channel.Channel,
+export async function timed<T, M>(
+  channel: StorageChannel<M>,
   fn: () => Promise<T>,
-  build: (durationMs: number, error: Error | undefined, value: T | undefined) => object,
+  build: (durationMs: number, error: Error | undefined, value: T | undefined) => M,
 ): Promise<T> {
   if (!channel.hasSubscribers) return fn();
   const start = now();

@@ -1,5 +1,13 @@
 // The public surface. Everything an agent uses is exported from here and nowhere else.
-export { StorageError, type StorageErrorCode, type SystemError } from './errors';
+export {
+  StorageError,
+  isStorageError,
+  type StorageErrorCode,
+  type StorageErrorFields,
+  type StorageErrorOf,
+  type SandboxErrorFields,
+  type SystemError,
+} from './errors';
 export { MountFlags, optionWords, parseMountOptions, type MountFlagName, type ParsedMountOptions } from './options';
 export {
   mount,
@@ -16,10 +24,27 @@ export {
   type NewMountApiSupport,
   type UmountOptions,
 } from './mount';
-export { normalizeStorage, type Storage, type FsGroup, type GroupChangePolicy } from './storage';
+export { normalizeStorage, type Storage, type StorageInput, type KataStorage, type KataFsGroup, type FsGroup, type GroupChangePolicy } from './storage';
 export { StorageHandlerRegistry, defaultRegistry, type StorageHandler, type StorageContext, type ReleaseContext } from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
-export { channels as storageChannels, type MountEvent, type UmountEvent, type WaitEvent, type MkfsEvent, type WatchEvent } from './events';
+export {
+  channels as storageChannels,
+  tracing as storageTracing,
+  type StorageChannel,
+  type StorageTracingChannel,
+  type TracingSubscribers,
+  type MountEvent,
+  type UmountEvent,
+  type WaitEvent,
+  type MkfsEvent,
+  type WatchEvent,
+  type MountTrace,
+  type UmountTrace,
+  type WaitTrace,
+  type MkfsTrace,
+  type StorageTrace,
+  type SandboxTrace,
+} from './events';
 export { WATCH_MAX_ENTRIES, WATCH_MAX_BYTES, WATCH_INTERVAL_MS } from './watcher';
 export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './multi-layer';
 export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './verity';

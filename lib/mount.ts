@@ -2,6 +2,7 @@
 // and the bind remount; the async forms run on the addon's own threads, never libuv's pool.
 import { isAbsolute, normalize } from 'node:path';
 import { abortError, explainMountError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
+import { traceSync, tracePromise, type MountTrace, type UmountTrace } from './events';
 import { native, type NewMountApiSupport } from './native';
 
 export type { NewMountApiSupport };
@@ -133,6 +134,14 @@ function check(result: NativeError | undefined, fstype?: string): void {
   if (result !== undefined) throw explainMountError(fromNative(result), fstype);
 }
 
+const API_NAMES = ['auto', 'new', 'legacy'] as const;
+
+function mountTrace(args: MountArgs, options: readonly string[] | undefined): MountTrace {
+  const t: MountTrace = { source: args[0], target: args[1], fstype: args[2], options: options ?? [], mountApi: API_NAMES[args[4]] };
+  if (args[5] !== '') t.beneath = args[5];
+  return t;
+}
+
 export function mountSync(
   source: string,
   target: string,
@@ -141,7 +150,7 @@ export function mountSync(
   opts?: MountSyncOptions,
 ): void {
   const args = mountArgs(source, target, fstype, options, opts);
-  check(native.mountSync(...args), args[2]);
+  traceSync('mount', () => mountTrace(args, options), () => check(native.mountSync(...args), args[2]));
 }
 
 export function mount(
@@ -159,6 +168,10 @@ export function mount(
   }
   const signal = opts?.signal;
   if (signal?.aborted) return Promise.reject(abortError(signal));
+  return tracePromise('mount', () => mountTrace(args, options), () => mountNow(args, signal));
+}
+
+function mountNow(args: MountArgs, signal: AbortSignal | undefined): Promise<void> {
   const pending = native.mount(...args);
   if (!signal) return pending.then((r) => check(r, args[2]));
   return new Promise<void>((resolve, reject) => {
@@ -186,7 +199,7 @@ export function mount(
   });
 }
 
-function umountArgs(target: unknown, opts: UmountOptions | undefined): [string, boolean, boolean, boolean, number] {
+function umountArgs(target: unknown, opts: UmountOptions | undefined): UmountArgs {
   const t = checkPath(target, 'target');
   if (opts === undefined || opts === null) return [t, false, false, false, 0];
   if (typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
@@ -199,18 +212,23 @@ function umountArgs(target: unknown, opts: UmountOptions | undefined): [string, 
   return [t, own('detach') === true, own('force') === true, own('expire') === true, busy];
 }
 
+type UmountArgs = [string, boolean, boolean, boolean, number];
+
+const umountTrace = (a: UmountArgs): UmountTrace => ({ target: a[0], detach: a[1], force: a[2], busyTimeoutMs: a[4] });
+
 export function umountSync(target: string, opts?: UmountOptions): void {
-  check(native.umountSync(...umountArgs(target, opts)));
+  const args = umountArgs(target, opts);
+  traceSync('umount', () => umountTrace(args), () => check(native.umountSync(...args)));
 }
 
 export function umount(target: string, opts?: UmountOptions): Promise<void> {
-  let args: [string, boolean, boolean, boolean, number];
+  let args: UmountArgs;
   try {
     args = umountArgs(target, opts);
   } catch (err) {
     return Promise.reject(err);
   }
-  return native.umount(...args).then((r) => check(r));
+  return tracePromise('umount', () => umountTrace(args), () => native.umount(...args).then((r) => check(r)));
 }
 
 /** True when `path` is the root of a mount (bind mounts included); false when it does not exist. */

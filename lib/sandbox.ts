@@ -4,7 +4,7 @@
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
-import { channels, now, timed } from './events';
+import { channels, now, timed, tracePromise } from './events';
 import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
@@ -19,6 +19,7 @@ import {
   validateStorage,
   type Placement,
   type Storage,
+  type StorageInput,
 } from './storage';
 
 export interface SandboxOptions {
@@ -126,7 +127,16 @@ export class Sandbox {
    * (unmounting and removing only what this call created) and the first error is rethrown, with
    * `rollbackErrors` when giving back failed too.
    */
-  async addStorages(storages: readonly unknown[], opts: AddStoragesOptions = {}): Promise<string[]> {
+  addStorages(storages: readonly StorageInput[], opts: AddStoragesOptions = {}): Promise<string[]> {
+    const containerId = typeof opts === 'object' && opts !== null && Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
+    return tracePromise(
+      'addStorages',
+      () => ({ call: 'addStorages' as const, containerId, storages: Array.isArray(storages) ? storages.length : 0 }),
+      () => this.#addStorages(storages, opts),
+    );
+  }
+
+  async #addStorages(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
     if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
     const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
     const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
@@ -153,7 +163,12 @@ export class Sandbox {
     try {
       for (const item of plan) {
         if (signal?.aborted) throw abortError(signal);
-        const r = await this.#acquire(item.storage, item.placement, item.handler, containerId, signal);
+        const { storage } = item;
+        const r = await tracePromise(
+          'storage',
+          () => ({ driver: storage.driver, mountPoint: storage.mountPoint, containerId, storage }),
+          () => this.#acquire(storage, item.placement, item.handler, containerId, signal),
+        );
         taken.push(r.taken);
         held.push(r.held);
       }
@@ -161,7 +176,7 @@ export class Sandbox {
       const rollbackErrors: Error[] = [];
       for (let i = taken.length - 1; i >= 0; i--) {
         try {
-          await this.#release(taken[i]!.path, 'rollback', taken[i]!.created);
+          await this.#release(taken[i]!.path, 'rollback', taken[i]!.created, containerId);
         } catch (e) {
           rollbackErrors.push(e as Error);
         }
@@ -184,7 +199,11 @@ export class Sandbox {
    * runtime may retry a RemoveContainer safely. Rejects with the first failed unmount (each waits
    * at most umountBusyTimeoutMs), `cleanupErrors` holding the others.
    */
-  async removeContainer(containerId: string): Promise<void> {
+  removeContainer(containerId: string): Promise<void> {
+    return tracePromise('removeContainer', () => ({ call: 'removeContainer' as const, containerId }), () => this.#removeContainer(containerId));
+  }
+
+  async #removeContainer(containerId: string): Promise<void> {
     if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
     const refs = this.#containers.get(containerId);
     this.#containers.delete(containerId);
@@ -193,7 +212,7 @@ export class Sandbox {
     for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
       pendingBefore.delete(refs![i]!.path);
       try {
-        await this.#release(refs![i]!.path, 'release', false);
+        await this.#release(refs![i]!.path, 'release', false, containerId);
       } catch (e) {
         if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
       }
@@ -273,7 +292,11 @@ export class Sandbox {
    * setSandboxStorage are refused from now on (ERR_SANDBOX_DESTROYED), even while this runs.
    * Entries whose unmount fails stay, marked; calling destroy() again retries them.
    */
-  async destroy(): Promise<void> {
+  destroy(): Promise<void> {
+    return tracePromise('destroy', () => ({ call: 'destroy' as const }), () => this.#destroy());
+  }
+
+  async #destroy(): Promise<void> {
     this.#destroyed = true;
     this.#containers.clear();
     const errors: Error[] = [];
@@ -346,7 +369,7 @@ export class Sandbox {
       } catch (err) {
         if (signal?.aborted) await abortedMountsSettled();
         try {
-          await this.#cleanup(e, 'rollback');
+          await this.#cleanup(e, 'rollback', containerId);
         } catch (undoErr) {
           // Still mounted: keep it in the table, held by nobody and marked, so the next add of
           // this mount point, a release or destroy() finishes the job. Never claim it is held.
@@ -458,7 +481,7 @@ export class Sandbox {
   }
 
   /** Drops a reference under the mount point's lock; cleans up when it was the last. */
-  #release(path: string, reason: Reason, evenShared: boolean): Promise<boolean> {
+  #release(path: string, reason: Reason, evenShared: boolean, containerId?: string): Promise<boolean> {
     return this.#withLock(path, async () => {
       const e = this.#entries.get(path);
       if (!e) throw notFound(path);
@@ -467,7 +490,7 @@ export class Sandbox {
       // A shared storage outlives its containers; only destroy(), an explicit remove or the
       // rollback of the request that made it take it down.
       if (e.shared && !evenShared) return true;
-      await this.#cleanup(e, reason);
+      await this.#cleanup(e, reason, containerId);
       return true;
     });
   }
@@ -499,7 +522,7 @@ export class Sandbox {
    * EACCES, ENOTEMPTY) is published on kata-storage:umount (step 'remove') and the directory is
    * kept as a leftover, retried later; the release itself succeeds and the entry goes.
    */
-  async #cleanup(e: Entry, reason: Reason): Promise<void> {
+  async #cleanup(e: Entry, reason: Reason, containerId?: string): Promise<void> {
     try {
       if (e.handler?.release && !e.releaseDone && e.storage) {
         await e.handler.release(e.path, { driver: e.driver, storage: e.storage, createdMountPoint: e.createdMountPoint });
@@ -510,7 +533,7 @@ export class Sandbox {
         await timed(
           channels.umount,
           () => umount(target, { busyTimeoutMs: this.umountBusyTimeoutMs }),
-          (durationMs, error) => ({ driver: e.driver, mountPoint: e.path, reason, step: 'umount', path: target, durationMs, error }),
+          (durationMs, error) => ({ driver: e.driver, mountPoint: e.path, reason, containerId, step: 'umount' as const, path: target, durationMs, error }),
         );
         e.mounts.pop();
       }
@@ -530,7 +553,7 @@ export class Sandbox {
       const expected = 'errno' in r && (r.errno === ENOTEMPTY || r.errno === EEXIST) && p !== e.path && !e.trees.has(p);
       // A parent still holding another storage's directory is the normal case, not news.
       if (!expected && channels.umount.hasSubscribers) {
-        channels.umount.publish({ driver: e.driver, mountPoint: e.path, reason, step: 'remove', path: p, durationMs: now() - started, error: fromNative(r) });
+        channels.umount.publish({ driver: e.driver, mountPoint: e.path, reason, ...(containerId === undefined ? {} : { containerId }), step: 'remove', path: p, durationMs: now() - started, error: fromNative(r) });
       }
     }
     await this.#retryLeftovers();

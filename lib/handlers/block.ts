@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { assertBlockDevice, type WaitOptions } from '../devices';
 import { StorageError } from '../errors';
-import { channels, timed } from '../events';
+import { channels, timed, tracePromise } from '../events';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../registry';
 import type { Storage } from '../storage';
 import { VERITY_INFO, createVerityDevice, parseVerityInfo, removeVerityDevice, type DmVerityInfo, type VerityDevice } from '../verity';
@@ -42,9 +42,8 @@ function checkDriverOptions(storage: Storage): void {
 
 /** mkfs.ext4 as Kata runs it; spawned, as Kata does. */
 export function makeExt4(device: string, signal?: AbortSignal): Promise<void> {
-  return timed(
-    channels.mkfs,
-    () =>
+  const run = (): Promise<void> =>
+    tracePromise('mkfs', () => ({ device, fstype: 'ext4' }), () =>
       new Promise<void>((resolve, reject) => {
         execFile('mkfs.ext4', [...MKFS_EXT4_ARGS, device], signal ? { signal } : {}, (err, _stdout, stderr) => {
           if (!err) return resolve();
@@ -52,8 +51,8 @@ export function makeExt4(device: string, signal?: AbortSignal): Promise<void> {
           reject(new StorageError('ERR_MKFS_FAILED', `mkfs.ext4 ${device} failed: ${String(stderr).trim() || err.message}`, { value: device, cause: err }));
         });
       }),
-    (durationMs, error) => ({ device, fstype: 'ext4', durationMs, error }),
-  );
+    );
+  return timed(channels.mkfs, run, (durationMs, error) => ({ device, fstype: 'ext4', durationMs, error }));
 }
 
 function verityInfo(storage: Storage): DmVerityInfo | undefined {
