@@ -93,7 +93,7 @@ for arch in arm64 s390x; do
   step "native core tests for $arch under $(qemu "$arch")" native_tests_qemu "$arch"
 done
 step "PREBUILDS_ONLY=1 npm test (x64 suite against the prebuild)" suite_on_prebuild
-step "packed tarball: whitelist, install without scripts, require, tmpfs" npm run -s prebuild:pack-proof
+step "packed tarball: release:pack, install with no compiler on PATH, runtime dependencies, tmpfs, source build" npm run -s prebuild:pack-proof
 
 printf '\n=== prebuilds: %ss in all\n' "$((SECONDS - start))"
 for f in "${failures[@]}"; do echo "=== prebuilds: FAILED: $f"; done

@@ -80,6 +80,13 @@ function main() {
     const ran = /kata-storage: the addon for linux-\w+ loads: nothing to build/.test(said);
     console.log(`  npm ${run('npm', ['--version'], { env: npmEnv }).stdout.trim()}: ${warning ? `warned (${warning.trim()})` : 'no install-script warning'}; ` +
       `the install script ${ran ? 'ran (and built nothing)' : 'did not run'}`);
+    // The README's Install section must say what this npm really did.
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8').replace(/\s+/g, ' ');
+    const npmVersion = run('npm', ['--version'], { env: npmEnv }).stdout.trim();
+    const claim = warning && ran ? 'warns that it is "not yet covered by allowScripts" and still runs it' : null;
+    if (!claim || !readme.includes(`npm ${npmVersion.split('.').slice(0, 2).join('.')} ${claim}`)) {
+      throw new Error(`README's Install section does not describe npm ${npmVersion} (warned: ${Boolean(warning)}, ran the script: ${ran})`);
+    }
     const installed = path.join(project, 'node_modules', 'kata-storage');
     if (fs.existsSync(path.join(installed, 'build'))) {
       throw new Error(`installing compiled the addon (${installed}/build exists): the prebuild was not used`);

@@ -153,3 +153,22 @@ t.test('every error code thrown anywhere is in the StorageErrorCode union', asyn
   t.ok(codes.size >= 15, `found ${codes.size} codes`);
   for (const code of codes) t.match(union, new RegExp(`\\n  ${code}: \\{`), `${code} is in StorageErrorFields`);
 });
+
+t.test('docs: every export is in docs/api.md; LICENSE, CHANGELOG; MountFlags described as it is', async (t) => {
+  const index = readFileSync(join(root, 'lib', 'index.ts'), 'utf8');
+  const names = [...index.matchAll(/export \{([^}]*)\}/g)].flatMap((m) =>
+    m[1]!.split(',').map((n) => n.trim().replace(/^type /, '').split(/\s+as\s+/).pop()!).filter(Boolean),
+  );
+  t.ok(names.length > 50, `${names.length} exports`);
+  const api = readFileSync(join(root, 'docs', 'api.md'), 'utf8');
+  for (const n of names) t.ok(new RegExp(`\`[^\`\n]*\\b${n}\\b[^\`\n]*\``).test(api), `docs/api.md documents ${n}`);
+  const license = readFileSync(join(root, 'LICENSE'), 'utf8');
+  t.match(license, /Apache License\s+Version 2\.0, January 2004/);
+  t.match(license, /END OF TERMS AND CONDITIONS/);
+  t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), /^# Changelog\n/);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { MountFlags } = require('../lib/index') as typeof import('../lib/index');
+  const keys = Object.keys(MountFlags);
+  t.ok(keys.includes('BIND') && keys.every((k) => /^[A-Z_]+$/.test(k) && !k.startsWith('MS_')), 'keys are MS_ names without MS_');
+  t.match(readFileSync(join(root, 'README.md'), 'utf8'), /keyed by the name\s+without `MS_` \(`MountFlags\.BIND === MS_BIND`/);
+});
