@@ -138,8 +138,10 @@ const commands: Record<string, Command> = {
             io.out(`not mounted: ${s.mountPoint}`);
           }
           for (let d = s.mountPoint; d !== root && d.startsWith(`${root}/`); d = dirname(d)) {
-            if (!removeEmptyDir(d)) break;
-            io.out(`removed ${d}`);
+            const r = removeEmptyDir(d);
+            if (r === 'removed') io.out(`removed ${d}`);
+            if (r === 'not empty' && d === s.mountPoint) io.out(`kept ${d} (not empty)`);
+            if (r !== 'removed') break;
           }
         } catch (e) {
           failed++;
@@ -200,14 +202,15 @@ const commands: Record<string, Command> = {
   },
 };
 
-/** rmdir when empty; false when the directory is not empty or gone. */
-function removeEmptyDir(dir: string): boolean {
+/** rmdir, never recursive: a directory with content stays. */
+function removeEmptyDir(dir: string): 'removed' | 'not empty' | 'gone' {
   try {
     rmdirSync(dir);
-    return true;
+    return 'removed';
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT' || code === 'ENOTDIR') return false;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return 'not empty';
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'gone';
     throw e;
   }
 }

@@ -93,7 +93,8 @@ function main() {
     }
     const lock = JSON.parse(fs.readFileSync(path.join(project, 'package-lock.json'), 'utf8'));
     const deps = Object.keys(lock.packages).filter((p) => p.startsWith('node_modules/') && p !== 'node_modules/kata-storage').map((p) => p.slice('node_modules/'.length));
-    console.log(`  runtime dependencies installed: ${deps.length} (${deps.join(', ')})`);
+    const kib = run('du', ['-sk', path.join(project, 'node_modules')]).stdout.split('\t')[0];
+    console.log(`  runtime dependencies installed: ${deps.length} (${deps.join(', ')}); node_modules ${kib} KiB in all`);
     if (deps.join() !== RUNTIME_DEPENDENCIES.join()) throw new Error(`expected exactly ${RUNTIME_DEPENDENCIES.join(', ')}`);
 
     step('require it and mount a tmpfs (private mount namespace, no compiler on PATH)');
@@ -108,6 +109,17 @@ function main() {
     if (fs.existsSync(path.join(installed, 'build'))) throw new Error('loading compiled the addon');
     const help = run(path.join(project, 'node_modules', '.bin', 'kata-storage'), ['--version'], { cwd: project, env: cleanEnv({ PATH: bare }) });
     console.log(`  the bin runs: kata-storage --version -> ${help.stdout.trim()}`);
+
+    step('the same with --ignore-scripts (README: skipping the install script changes nothing)');
+    const quiet = path.join(work, 'consumer-ignore-scripts');
+    fs.mkdirSync(quiet);
+    fs.writeFileSync(path.join(quiet, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], { cwd: quiet, env: npmEnv });
+    const loads = run(process.execPath, ['-e', "console.log(require('kata-storage').parseMountOptions(['ro']).flags === 1 ? 'loads and parses' : 'WRONG')"], {
+      cwd: quiet, env: cleanEnv({ PATH: bare }),
+    }).stdout.trim();
+    if (loads !== 'loads and parses') throw new Error(`with --ignore-scripts: ${loads}`);
+    console.log(`  ${loads}`);
 
     step('building from source as the README says: build-time packages, then npm rebuild --build-from-source');
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));

@@ -3,7 +3,7 @@
 // that mount, checked against /proc/self/mountinfo.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../lib/cli';
 import { ensureBuilt, packageRoot as root } from './helpers/build';
@@ -14,6 +14,8 @@ const bin = join(root, 'dist', 'cli.js');
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
 ensureBuilt();
+// About forty node processes: seconds each on a loaded machine.
+t.setTimeout(600000);
 
 interface Result {
   status: number | null;
@@ -188,6 +190,15 @@ t.test('apply, apply --keep then release, and the demo', { skip: cannotMount }, 
   t.match(released.stdout, `unmounted ${join(run, 'sandbox', 'shm')}`);
   t.equal(mountSnapshot(), before, 'release unmounted what apply --keep left');
   t.equal(treeSnapshot(run), tree, 'and removed the directories it had made');
+  // Content in a directory is never deleted: release keeps it and says so.
+  t.equal((await cli('apply', file, '--root', run, '--keep')).status, 0);
+  writeFileSync(join(run, 'sandbox', 'dir', 'data'), 'x');
+  const kept2 = await cli('release', file, '--root', run);
+  t.equal(kept2.status, 0, kept2.stderr);
+  t.match(kept2.stdout, `kept ${join(run, 'sandbox', 'dir')} (not empty)`);
+  t.equal(mountSnapshot(), before);
+  t.equal(readFileSync(join(run, 'sandbox', 'dir', 'data'), 'utf8'), 'x');
+  rmSync(join(run, 'sandbox'), { recursive: true });
   const again = await cli('release', file, '--root', run);
   t.equal(again.status, 0, 'releasing twice is harmless');
   t.match(again.stdout, /not mounted: /);
