@@ -3,7 +3,7 @@
 // `ephemeral` driver qualify, and never to a size below what is already in use.
 import { statfs } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { StorageError, invalidArgType } from './errors';
+import { StorageError, invalidArgType, type StorageErrorCode } from './errors';
 import { remount, type MountApi } from './mount';
 import { parseMountOptions } from './options';
 import { normalizeStorage, optionValues, withoutOptions, type Storage } from './storage';
@@ -44,7 +44,7 @@ export function tmpfsSizeBytes(value: string): number {
   return Number(m[1]) * SUFFIX[m[2]!.toLowerCase()]!;
 }
 
-function refuse(code: string, s: Storage, message: string, extra: Record<string, unknown> = {}): StorageError {
+function refuse(code: StorageErrorCode, s: Storage, message: string, extra: Record<string, unknown> = {}): StorageError {
   return new StorageError(code, message, { value: s.mountPoint, ...extra });
 }
 

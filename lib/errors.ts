@@ -8,8 +8,12 @@ import { getSystemErrorMap } from 'node:util';
  * `message` and `value` (the refused input).
  */
 export interface StorageErrorFields {
-  /** A Storage field is wrong: `field` names it ('mountPoint', 'fsGroup.groupId', 'source', ...); `path` is the symlink or non-directory met on the way to the mount point. */
-  ERR_INVALID_STORAGE: { value: unknown; field: string; path?: string };
+  /**
+   * A Storage field is wrong: `field` names it ('mountPoint', 'fsGroup.groupId', 'source', ...);
+   * `path` is the symlink or non-directory met on the way to the mount point; `verityField` the
+   * field of a `verity_info=` driver option.
+   */
+  ERR_INVALID_STORAGE: { value: unknown; field: string; path?: string; verityField?: string };
   /** No handler is registered for `value` (the driver). */
   ERR_UNKNOWN_STORAGE_DRIVER: { value: string };
   /** A mount option or driver option is refused: `loop`, rro with the legacy API, bad mode=/fsgid=/size=/pagesize=, unsupported driver options. */
@@ -34,6 +38,8 @@ export interface StorageErrorFields {
   ERR_MKFS_FAILED: { value: string; cause: unknown };
   /** The kernel allocated `allocated` of the `value` huge pages asked for (the count was put back). */
   ERR_HUGEPAGES_UNAVAILABLE: { value: number; allocated: number };
+  /** updateEphemeralMounts: the new size= (or nr_inodes=) is below what the tmpfs at `value` already uses. */
+  ERR_EPHEMERAL_SIZE_TOO_SMALL: { value: string; usedBytes?: number; requestedBytes?: number; usedInodes?: number; requestedInodes?: number };
   /** The Sandbox was destroyed: addStorages and setSandboxStorage are refused (`value` is 'destroyed'). */
   ERR_SANDBOX_DESTROYED: { value: 'destroyed' };
   /** A Sandbox option is unusable (allowedRoots not absolute, normalized paths). */
