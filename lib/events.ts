@@ -126,6 +126,18 @@ export interface UmountTrace {
   error?: unknown;
 }
 
+/**
+ * remount(), and so each tmpfs Sandbox.updateEphemeralMounts changes (kernel: fspick +
+ * fsconfig(FSCONFIG_CMD_RECONFIGURE), or mount(2) with MS_REMOUNT); `result` the API used.
+ */
+export interface RemountTrace {
+  target: string;
+  options: readonly string[];
+  mountApi?: 'auto' | 'new' | 'legacy';
+  result?: 'new' | 'legacy';
+  error?: unknown;
+}
+
 /** A device lookup that had to wait (sysfs had no such device yet): uevents until it appears. */
 export interface WaitTrace {
   bus: 'pci' | 'ccw' | 'scsi' | 'mmio' | 'pmem';
@@ -199,6 +211,7 @@ const traced = <C extends object>(name: string): StorageTracingChannel<C> =>
 export const tracing = Object.freeze({
   mount: traced<MountTrace>('mount'),
   umount: traced<UmountTrace>('umount'),
+  remount: traced<RemountTrace>('remount'),
   wait: traced<WaitTrace>('wait'),
   mkfs: traced<MkfsTrace>('mkfs'),
   storage: traced<StorageTrace>('storage'),

@@ -40,6 +40,7 @@ export {
   type WatchEvent,
   type MountTrace,
   type UmountTrace,
+  type RemountTrace,
   type WaitTrace,
   type MkfsTrace,
   type StorageTrace,

@@ -2,7 +2,7 @@
 // and the bind remount; the async forms run on the addon's own threads, never libuv's pool.
 import { isAbsolute, normalize } from 'node:path';
 import { abortError, explainMountError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
-import { traceSync, tracePromise, type MountTrace, type UmountTrace } from './events';
+import { traceSync, tracePromise, type MountTrace, type RemountTrace, type UmountTrace } from './events';
 import { native, type NewMountApiSupport } from './native';
 
 export type { NewMountApiSupport };
@@ -231,7 +231,6 @@ export function umount(target: string, opts?: UmountOptions): Promise<void> {
   return tracePromise('umount', () => umountTrace(args), () => native.umount(...args).then((r) => check(r)));
 }
 
-/** True when `path` is the root of a mount (bind mounts included); false when it does not exist. */
 /**
  * Remounts the mount at `target` with new superblock options (e.g. `['size=64m']` for a tmpfs).
  * The new API: `fspick(FSPICK_SYMLINK_NOFOLLOW | FSPICK_NO_AUTOMOUNT)`, `fsconfig` per word,
@@ -240,15 +239,26 @@ export function umount(target: string, opts?: UmountOptions): Promise<void> {
  * remount does not clear them). `'auto'` takes the new API when the kernel has `fspick`.
  * Resolves with the API used; rejects with the system error (`syscall` `fspick`, `fsconfig`,
  * `statvfs` or `mount`, the filesystem's complaint in `kernelMessages`) or
- * `ERR_INVALID_MOUNT_OPTION`.
+ * `ERR_INVALID_MOUNT_OPTION`. Traced on `tracing:kata-storage:remount:*` (RemountTrace).
  */
-export async function remount(target: string, options: readonly string[] = [], opts: MountSyncOptions = {}): Promise<'new' | 'legacy'> {
-  checkPath(target, 'target');
-  const r = await native.remount(target, joinOptions(options), mountApiOf(Object.hasOwn(opts, "mountApi") ? opts.mountApi : undefined));
-  if (typeof r === 'string') return r;
-  throw fromNative(r);
+export function remount(target: string, options: readonly string[] = [], opts: MountSyncOptions = {}): Promise<'new' | 'legacy'> {
+  let args: [string, string, number];
+  try {
+    args = [checkPath(target, 'target'), joinOptions(options), mountApiOf(Object.hasOwn(opts, 'mountApi') ? opts.mountApi : undefined)];
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return tracePromise(
+    'remount',
+    (): RemountTrace => ({ target: args[0], options, mountApi: API_NAMES[args[2]] }),
+    () => native.remount(...args).then((r) => {
+      if (typeof r === 'string') return r;
+      throw fromNative(r);
+    }),
+  );
 }
 
+/** True when `path` is the root of a mount (bind mounts included); false when it does not exist. */
 export function isMountPoint(path: string): boolean {
   const r = native.isMountPoint(checkPath(path, 'path'));
   if (typeof r === 'boolean') return r;

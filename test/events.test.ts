@@ -5,7 +5,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tracePromise, traceSync } from '../lib/events';
 import {
@@ -13,6 +13,7 @@ import {
   findPciBlockDevice,
   mount,
   mountSync,
+  remount,
   storageTracing,
   umount,
   umountSync,
@@ -90,6 +91,30 @@ t.test('direct mount()/umount() and their sync forms are traced, failures includ
   umounts.length = 0;
   t.throws(() => umountSync(dir), { code: 'EINVAL' });
   t.same(phases(umounts), ['start', 'error', 'end']);
+  t.equal(mountSnapshot(), before);
+});
+
+t.test('remount() is traced like mount()/umount(): published when called, the API used as result, failures included', { skip: cannotMount }, async (t) => {
+  const dir = scratchDir(t);
+  const before = mountSnapshot();
+  const remounts = record(t, storageTracing.remount);
+  await mount('tmpfs', dir, 'tmpfs', ['size=1m']);
+  const p = remount(dir, ['size=2m']);
+  t.same(phases(remounts), ['start', 'end'], 'published as soon as remount() is called');
+  const api = await p;
+  t.same(phases(remounts), ['start', 'end', 'asyncStart', 'asyncEnd']);
+  t.match(remounts[0]![1], { target: dir, options: ['size=2m'] });
+  t.ok(['auto', 'new', 'legacy'].includes(remounts[0]![1].mountApi as string), 'the mount API asked for');
+  t.equal(remounts[2]![1].result, api, 'result: the API the kernel was driven through');
+  t.match(readFileSync('/proc/self/mountinfo', 'utf8'), new RegExp(` ${dir} .* tmpfs tmpfs \\S*size=2048k`), 'the remount happened');
+  await umount(dir);
+
+  remounts.length = 0;
+  await t.rejects(remount(dir, ['size=2m']), { code: 'EINVAL' }, 'no longer a mount point');
+  t.same(phases(remounts), ['start', 'end', 'error', 'asyncStart', 'asyncEnd']);
+  remounts.length = 0;
+  await t.rejects(remount('', []), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.same(remounts, [], 'a refused argument is refused before anything is traced');
   t.equal(mountSnapshot(), before);
 });
 
