@@ -157,11 +157,15 @@ t.test('every error code thrown anywhere is in the StorageErrorCode union', asyn
 });
 
 t.test('docs: every export is in docs/api.md; LICENSE, CHANGELOG; MountFlags described as it is', async (t) => {
-  const index = readFileSync(join(root, 'lib', 'index.ts'), 'utf8');
-  const names = [...index.matchAll(/export \{([^}]*)\}/g)].flatMap((m) =>
-    m[1]!.split(',').map((n) => n.trim().replace(/^type /, '').split(/\s+as\s+/).pop()!).filter(Boolean),
-  );
-  t.ok(names.length > 50, `${names.length} exports`);
+  // kata-storage and kata-storage/runtime: `export { ... }` and `export type { ... }` lists.
+  const exportsOf = (file: string): string[] =>
+    [...readFileSync(join(root, 'lib', file), 'utf8').matchAll(/export (?:type )?\{([^}]*)\}/g)].flatMap((m) =>
+      m[1]!.split(',').map((n) => n.trim().replace(/^type /, '').split(/\s+as\s+/).pop()!).filter(Boolean),
+    );
+  const runtime = exportsOf(join('runtime', 'index.ts'));
+  t.ok(runtime.includes('planContainer') && runtime.includes('PlanErrorCode'), `${runtime.length} kata-storage/runtime exports`);
+  const names = [...exportsOf('index.ts'), ...runtime];
+  t.ok(names.length > 80, `${names.length} exports`);
   const api = readFileSync(join(root, 'docs', 'api.md'), 'utf8');
   for (const n of names) t.ok(new RegExp(`\`[^\`\n]*\\b${n}\\b[^\`\n]*\``).test(api), `docs/api.md documents ${n}`);
   const license = readFileSync(join(root, 'LICENSE'), 'utf8');
