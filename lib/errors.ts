@@ -2,6 +2,7 @@
 // fs errors do; our own failures are StorageError with a stable `code` and the offending value.
 import { readFileSync } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
+import type { TargetFailure } from './devices';
 
 /**
  * Every code a StorageError of this package carries, with the fields it adds besides `code`,
@@ -11,11 +12,12 @@ export interface StorageErrorFields {
   /**
    * A Storage field is wrong: `field` names it ('mountPoint', 'fsGroup.groupId', 'source', ...);
    * `path` is the symlink or non-directory met on the way to the mount point; `verityField` the
-   * field of a `verity_info=` driver option.
+   * field of a `verity_info=` driver option; `option` the overlay option (`upperdir`, `workdir`)
+   * whose directory is refused (`path` is that directory, as overlayfs unescapes it).
    */
-  ERR_INVALID_STORAGE: { value: unknown; field: string; path?: string; verityField?: string };
-  /** No handler is registered for `value` (the driver). */
-  ERR_UNKNOWN_STORAGE_DRIVER: { value: string };
+  ERR_INVALID_STORAGE: { value: unknown; field: string; path?: string; verityField?: string; option?: string };
+  /** No handler is registered for `value` (the driver); `registered` lists the drivers that are. */
+  ERR_UNKNOWN_STORAGE_DRIVER: { value: string; registered: string[] };
   /** A mount option or driver option is refused: `loop`, rro with the legacy API, bad mode=/fsgid=/size=/pagesize=, unsupported driver options. */
   ERR_INVALID_MOUNT_OPTION: { value: string };
   /** The mount data is longer than the page the kernel copies (page size - 1 bytes). */
@@ -124,6 +126,12 @@ export interface SystemError extends Error, SandboxErrorFields {
   awaited?: string;
   /** ETIMEDOUT of a device wait: the nearest uevents seen meanwhile. */
   nearestEvents?: string[];
+  /** ETIMEDOUT of a device wait: the candidate devices that failed on the way, each with why. */
+  details?: TargetFailure[];
+  /** EPERM of a bind remount: the flags the kernel refuses to clear (locked by a more privileged namespace). */
+  detail?: string;
+  /** ENODEV of a mount: the filesystem type this kernel does not know (not in /proc/filesystems). */
+  fstype?: string;
 }
 
 let errorMap: Map<number, [string, string]> | undefined;
