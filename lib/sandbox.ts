@@ -412,11 +412,14 @@ export class Sandbox {
     containerId: string | undefined,
     signal: AbortSignal | undefined,
   ): StorageContext {
-    const sandbox = this;
+    // The context's methods run with the context as `this`: the sandbox's parts they need, bound here.
+    const claimLeftovers = (target: string): string[] => this.#claimLeftovers(target);
+    const rootOf = (target: string): string => this.#rootOf(target);
+    const { allowedRoots, mountApi } = this;
     const make = async (target: string, p: Placement, file: boolean): Promise<string[]> => {
       // Directories an earlier storage left behind on the way become this entry's (shallowest
       // first, before what is created now), so its release removes them and nobody else does.
-      const claimed = sandbox.#claimLeftovers(target);
+      const claimed = claimLeftovers(target);
       e.created.push(...claimed);
       const r = await native.makeBeneath(p.root, p.rel, 0o755, file);
       if (!Array.isArray(r)) throw fromNative(r);
@@ -438,13 +441,13 @@ export class Sandbox {
         if ((await make(storage.mountPoint, placement, opts.file === true)).includes(storage.mountPoint)) e.createdMountPoint = true;
       },
       async makeDirectory(path: string) {
-        if ((await make(path, placeMountPoint(path, sandbox.allowedRoots), false)).includes(path)) e.trees.add(path);
+        if ((await make(path, placeMountPoint(path, allowedRoots), false)).includes(path)) e.trees.add(path);
       },
       async mount(source, target, fstype, options = []) {
         // The storage's own mount point was placed once at validation; another target (a custom
         // driver's) is placed by the same rule.
-        const root = target === storage.mountPoint ? placement.root : sandbox.#rootOf(target);
-        const opts = { signal, mountApi: sandbox.mountApi, beneath: beneathAvailable() ? root : undefined };
+        const root = target === storage.mountPoint ? placement.root : rootOf(target);
+        const opts = { signal, mountApi, beneath: beneathAvailable() ? root : undefined };
         const ownership = target === storage.mountPoint && (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
         await timed(
           channels.mount,

@@ -10,7 +10,7 @@ const notStrings: unknown[] = [undefined, null, 1, 1n, true, {}, [], Symbol('s')
 
 t.test('parseMountOptions refuses what is not a string array', async (t) => {
   for (const v of [undefined, null, 'ro', 1, {}, { length: 1, 0: 'ro' }, new Set(['ro'])]) {
-    t.throws(() => parseMountOptions(v as string[]), { code: 'ERR_INVALID_ARG_TYPE' }, `options = ${String(v)}`);
+    t.throws(() => parseMountOptions(v as unknown as string[]), { code: 'ERR_INVALID_ARG_TYPE' }, `options = ${String(v)}`);
   }
   for (const v of notStrings) {
     t.throws(() => parseMountOptions([v as string]), { code: 'ERR_INVALID_ARG_TYPE' }, `element ${typeof v}`);

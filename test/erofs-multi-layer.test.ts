@@ -137,7 +137,7 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
     const rootfs = join(root, 'c', 'rootfs');
     const sb = new Sandbox({ allowedRoots: [root] });
     const before = mountSnapshot();
-    const cases: [string, Storage[], object][] = [
+    const cases: [string, Storage[], { code: string; field?: string; value?: unknown }][] = [
       ['two uppers', [upper('/dev/vdb', rootfs), upper('/dev/vdc', rootfs), lower('/dev/vdd', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'options' }],
       ['no lower', [upper('/dev/vdb', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'options' }],
       ['upper marker on xfs', [{ ...upper('/dev/vdb', rootfs), fstype: 'xfs' }, lower('/dev/vdc', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'fstype', value: 'xfs' }],

@@ -80,7 +80,7 @@ t.test('kata-storage plan <config.json>', async (t) => {
   t.equal(none.status, 0, none.stderr);
   t.match(none.stdout, /scsi +0:0 +ext4 +\/run\/kata-containers\/shared\/containers\/app\n/);
   t.match(none.stdout, /copy +mounts\[2\] +\/var\/lib\/kubelet\/pods\/u\/volumes\/kubernetes.io~secret\/token +guest \/run\/kata-containers\/shared\/containers\/app-[0-9a-f]{16}-token/);
-  t.match(none.stdout, /sandbox storages \(CreateSandbox\)\n  \(none\)/);
+  t.match(none.stdout, /sandbox storages \(CreateSandbox\)\n {2}\(none\)/);
   // Without a device a /dev source is a host device node (Kata's isHostDevice): left as it is.
   const node = JSON.parse((await inProcess('plan', config, '--json')).stdout) as typeof out;
   t.equal(node.container.spec.mounts.find((m) => m.destination === '/data')!.source, '/dev/sdb');

@@ -419,8 +419,8 @@ t.test('any spec: a plan that keeps every destination, or a refusal whose path i
         if (err.name !== 'StorageError' || !['ERR_INVALID_SPEC', 'ERR_BLOCK_DEVICE_NOT_ATTACHED', 'ERR_INVALID_RUNTIME_SETTINGS'].includes(err.code)) throw e;
         // The path names a place in the input: `mounts[i]...`, `root...` or `linux...`.
         const m = /^mounts\[(\d+)\]/.exec(err.path);
-        if (m !== null && Number(m[1]) >= mounts.length) throw new Error(`path ${err.path} is outside the input`);
-        if (!/^(mounts|root|linux|blockDevices|volumes)/.test(err.path)) throw new Error(`unexpected path ${err.path}`);
+        if (m !== null && Number(m[1]) >= mounts.length) throw new Error(`path ${err.path} is outside the input`, { cause: e });
+        if (!/^(mounts|root|linux|blockDevices|volumes)/.test(err.path)) throw new Error(`unexpected path ${err.path}`, { cause: e });
         return;
       }
       planned++;

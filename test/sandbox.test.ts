@@ -1,8 +1,8 @@
 import t from 'tap';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { join } from 'node:path';
-import { Sandbox, StorageHandlerRegistry, defaultRegistry, effectiveMountApi, normalizeStorage, mountSync, umountSync, type Storage } from '../lib/index';
+import { Sandbox, StorageHandlerRegistry, defaultRegistry, effectiveMountApi, normalizeStorage, type Storage } from '../lib/index';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 

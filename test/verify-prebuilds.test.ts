@@ -11,7 +11,7 @@ const script = join(root, 'scripts', 'verify-prebuilds.js');
 const haveCc = spawnSync('cc', ['--version']).status === 0 && spawnSync('strip', ['--version']).status === 0;
 const skip = process.arch !== 'x64' ? 'the fixtures are x86-64 ELF files' : !haveCc ? 'needs cc and strip (apt-get install g++ binutils)' : false;
 
-function scratch(t: Tap.Test): string {
+function scratch(t: tap.Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'kata-verify-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;

@@ -40,7 +40,7 @@ function mountAt(point) {
 function snapshot() {
   const tree = [];
   const walk = (d) => {
-    let names = [];
+    let names;
     try {
       names = fs.readdirSync(d);
     } catch {
@@ -97,7 +97,7 @@ function proveMount(name, point, fstype, want, sourceRe) {
   const m = mountAt(point);
   check(`${name}: in mountinfo as ${fstype}`, m && m.fstype === fstype && (!sourceRe || sourceRe.test(m.source)), JSON.stringify(m));
   if (want !== undefined) {
-    let got = '';
+    let got;
     try {
       got = fs.readFileSync(path.join(point, MARKER), 'utf8').trim();
     } catch (e) {

@@ -52,7 +52,7 @@ function ensureApt() {
   sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
-function fetch(what) {
+function fetchDeb(what) {
   return sh('sh', [path.join(__dirname, 'fetch.sh'), what, cache]).trim().split('\n').pop();
 }
 
@@ -116,7 +116,7 @@ function buildInitramfs(name, kroot, sysroot, arch) {
   if (!fs.existsSync(path.join(kroot, 'lib/modules', kver, 'modules.dep'))) sh('depmod', ['-b', kroot, kver]);
   const order = [];
   for (const m of MODULES) {
-    let out = '';
+    let out;
     try {
       out = sh('modprobe', ['-d', kroot, '-S', kver, '--show-depends', m], { stdio: ['ignore', 'pipe', 'ignore'] });
     } catch {
@@ -400,7 +400,7 @@ function planSpec(plan, virtiofs) {
 function startVirtiofsd(plan, log) {
   let dir;
   try {
-    dir = fetch('virtiofsd-trixie');
+    dir = fetchDeb('virtiofsd-trixie');
   } catch (e) {
     log(`virtiofsd: cannot fetch: ${e.message}`);
     return null;
@@ -435,7 +435,7 @@ async function runPlan(plan, counts) {
     if (!virtiofs) fail('virtio-fs', 'no virtiofsd from trixie; see the log');
   }
   const spec = planSpec(plan, virtiofs);
-  const { initrd, vmlinuz } = buildInitramfs(plan, fetch(spec.kernel), spec.sysroot, spec.arch);
+  const { initrd, vmlinuz } = buildInitramfs(plan, fetchDeb(spec.kernel), spec.sysroot, spec.arch);
   const qmpSock = path.join(work, `${plan}.qmp`);
   fs.rmSync(qmpSock, { force: true });
   const args = [...spec.args, '-display', 'none', '-serial', 'stdio', '-qmp', `unix:${qmpSock},server=on,wait=off`,

@@ -4,7 +4,7 @@
 'use strict';
 const { readdirSync, readFileSync, mkdtempSync, rmSync } = require('node:fs');
 const { join } = require('node:path');
-const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
 const { Sandbox } = require('../../dist/index.js');
 
 const openFds = () => readdirSync('/proc/self/fd').length;
