@@ -14,7 +14,8 @@ import {
   type OciSpec,
   type RuntimeSettings,
 } from '../lib/runtime/index';
-import { cleanPath, isSystemMount, kubernetesVolume } from '../lib/runtime/classify';
+import { isSystemMount, kubernetesVolume } from '../lib/runtime/classify';
+import { cleanPath } from '../lib/runtime/paths';
 import { ramBytes } from '../lib/runtime/hugepages';
 import { base64Url } from '../lib/runtime/block';
 

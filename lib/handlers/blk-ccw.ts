@@ -1,6 +1,6 @@
 // blk-ccw: virtio-blk on s390x's channel subsystem, source '0.<ssid>.<devno>'.
 import { findCcwBlockDevice, parseCcwDevice } from '../devices';
-import type { StorageHandler } from '../registry';
+import type { StorageHandler } from '../handler';
 import { blockHandler } from './block';
 
 export const blkCcwHandler: StorageHandler = blockHandler(

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { assertBlockDevice, type WaitOptions } from '../devices';
 import { StorageError } from '../errors';
 import { channels, timed, tracePromise } from '../events';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../registry';
+import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
 import { VERITY_INFO, createVerityDevice, parseVerityInfo, removeVerityDevice, type DmVerityInfo, type VerityDevice } from '../verity';
 import { mountStorage } from './common';

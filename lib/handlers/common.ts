@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
 import { MountFlags, parseMountOptions } from '../options';
-import type { StorageContext } from '../registry';
+import type { StorageContext } from '../handler';
 import { optionValues, type Storage } from '../storage';
 
 export interface MountPlan {

@@ -3,7 +3,7 @@
 import { chmodSync, chownSync, statSync } from 'node:fs';
 import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
-import type { StorageContext, StorageHandler } from '../registry';
+import type { StorageContext, StorageHandler } from '../handler';
 import { withoutOptions, type Storage } from '../storage';
 import { fsGidOption, mountStorage, octalModeOption, ownershipSkipped, positiveIntegerOption } from './common';
 

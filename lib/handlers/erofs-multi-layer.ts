@@ -12,7 +12,7 @@ import { assertBlockDevice, findPciBlockDevice, findScsiBlockDevice, parsePciPat
 import { StorageError, fromNative } from '../errors';
 import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from '../multi-layer';
 import { native } from '../native';
-import type { StorageContext, StorageHandler } from '../registry';
+import type { StorageContext, StorageHandler } from '../handler';
 import { validateStorage, type Storage } from '../storage';
 
 const MOUNT_UPPER = '{{ mount 0 }}';

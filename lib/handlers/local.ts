@@ -3,7 +3,7 @@
 import { chmodSync, chownSync } from 'node:fs';
 import { fromNative } from '../errors';
 import { native } from '../native';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../registry';
+import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
 import { applyFsGroup, fsGidOption, octalModeOption } from './common';
 

@@ -1,7 +1,7 @@
 // mmioblk: virtio-blk over MMIO (Firecracker). Only the predicted /dev name is known: wait for it.
 import { StorageError } from '../errors';
 import { findMmioBlockDevice } from '../devices';
-import type { StorageHandler } from '../registry';
+import type { StorageHandler } from '../handler';
 import { blockHandler } from './block';
 
 export function checkDevNode(driver: string, source: string): void {

@@ -1,6 +1,6 @@
 // nvdimm: a pmem disk (/dev/pmemN) under the ACPI NVDIMM root, usually mounted with dax.
 import { findPmemDevice } from '../devices';
-import type { StorageHandler } from '../registry';
+import type { StorageHandler } from '../handler';
 import { blockHandler } from './block';
 import { checkDevNode } from './mmioblk';
 

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { StorageError } from '../errors';
 import { optionWords, overlayPath } from '../options';
-import type { StorageContext, StorageHandler } from '../registry';
+import type { StorageContext, StorageHandler } from '../handler';
 import { optionValues, placeMountPoint, withoutOptions, type Storage } from '../storage';
 import { mountStorage } from './common';
 

@@ -1,6 +1,6 @@
 // scsi: virtio-scsi disk at 'target:lun'; hosts are asked to scan for it, then it is waited for.
 import { findScsiBlockDevice, parseScsiAddress } from '../devices';
-import type { StorageHandler } from '../registry';
+import type { StorageHandler } from '../handler';
 import { blockHandler } from './block';
 
 export const scsiHandler: StorageHandler = blockHandler(

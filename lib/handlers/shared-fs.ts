@@ -1,7 +1,7 @@
 // virtio-fs and 9p: the source is a tag the hypervisor exposes. An agent started with the shared
 // filesystem already mounted (Kata's guest pre-mount) must accept that mount, not fail on it.
 import { isMountPoint } from '../mount';
-import type { StorageContext, StorageHandler } from '../registry';
+import type { StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
 import { applyFsGroup, mountStorage, mountedSourceAt } from './common';
 

@@ -8,7 +8,7 @@ import { posix } from 'node:path';
 import { StorageError } from '../errors';
 import { channels } from '../events';
 import { mount, umount } from '../mount';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../registry';
+import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
 import { Watch, WatchLimitExceeded, applyTree, scanTree } from '../watcher';
 

@@ -9,7 +9,7 @@ import type { AttachBlockDeviceAction } from './host-actions';
 import type { AttachedBlockDevice, ResolvedSettings } from './settings';
 import { FILE_BLOCK_DEVICE_OPTION, LAYER_OPTION } from './spec';
 import { mountPath, type WorkingMount } from './working';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 /** Kata's encryptionKeyDriverOption and direct-volume BlockVolumeCreateFsDriverKey. */
 const ENCRYPTION_KEY_OPTION = 'encryption_key';

@@ -2,18 +2,13 @@
 // predicates (isSystemMount, isHostDevice, the Kubernetes volume kinds) and katautils'
 // SetEphemeralStorageType, which turns kubelet's emptyDir binds into Kata's `ephemeral` and
 // `local` mount types before the container is created.
-import { posix } from 'node:path';
+import { cleanPath } from './paths';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
 
 /** mount.go systemMountPrefixes: host paths never shared into the guest. */
 const SYSTEM_MOUNT_PREFIXES = ['/proc', '/sys'];
 
-/** Go's filepath.Clean for absolute paths: normalized, no trailing "/" (except the root). */
-export function cleanPath(p: string): string {
-  const n = posix.normalize(p);
-  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
-}
 
 export function isSystemMount(source: string): boolean {
   const p = cleanPath(source);

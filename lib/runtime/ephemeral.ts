@@ -5,7 +5,7 @@ import type { Storage } from '../storage';
 import { optionValues } from '../option-words';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 /** `fsgid=<gid>` when the host volume's group is not root: kubelet set an fsGroup on it. */
 export function fsGidOptions(source: string, s: ResolvedSettings): string[] {

@@ -8,7 +8,7 @@ import { at, planError } from './errors';
 import type { ResolvedSettings } from './settings';
 import type { OciSpec } from './spec';
 import { mountPath, type WorkingMount } from './working';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 

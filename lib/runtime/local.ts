@@ -7,7 +7,7 @@ import type { Storage } from '../storage';
 import { fsGidOptions } from './ephemeral';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];

@@ -9,7 +9,7 @@ import type { AttachBlockDeviceAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
 import { hostMountsDir } from './share';
 import type { OciSpec } from './spec';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 export interface RootfsPlan {
   storages: Storage[];

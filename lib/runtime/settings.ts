@@ -6,7 +6,7 @@
 import { posix } from 'node:path';
 import type { FsGroup } from '../storage';
 import { at, planError } from './errors';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 /** Kata's `shared_fs`. `virtio-9p` mounts 9p; `none` shares nothing (files are copied). */
 export type SharedFs = 'virtio-fs' | 'virtio-9p' | 'none';

@@ -8,7 +8,7 @@ import { isHostDevice, isSystemMount, isWatchable, kubernetesVolume } from './cl
 import type { CopyAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
 import { mountPath, type WorkingMount } from './working';
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 
 /** The host directory whose content the guest sees at guestSharedDir (Kata's getMountPath). */
 export function hostMountsDir(s: ResolvedSettings): string {

@@ -1,7 +1,7 @@
 // The parts of an OCI runtime spec (config.json, opencontainers/runtime-spec config.md) the
 // planner reads, and the one check of them: every mount is validated here, before anything is
 // planned, so a bad spec yields one error with a path into it and no partial plan.
-import { cleanPath } from './classify';
+import { cleanPath } from './paths';
 import { at, planError } from './errors';
 
 export interface OciMount {

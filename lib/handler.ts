@@ -1,0 +1,50 @@
+// What a storage driver implements (StorageHandler) and what the Sandbox hands it (StorageContext,
+// ReleaseContext). Kept apart from the registry and the driver list so that handlers depend on
+// this file alone, never on the list that names them.
+import type { MountApi } from './mount';
+import type { Placement, Storage } from './storage';
+
+export interface StorageContext {
+  readonly driver: string;
+  readonly containerId?: string;
+  readonly signal?: AbortSignal;
+  readonly sysfsRoot: string;
+  readonly devRoot: string;
+  readonly hotplugTimeoutMs: number;
+  /** How often watchable-bind storages poll their source (the Sandbox's watchIntervalMs). */
+  readonly watchIntervalMs: number;
+  /** The Sandbox's mount API, for mounts a handler makes outside create (watchable-bind's fallback). */
+  readonly mountApi: MountApi | undefined;
+  readonly allowedRoots: readonly string[];
+  /** Where the storage's mount point lies (its allowed root and the path below it). */
+  readonly placement: Placement;
+  /**
+   * Creates the mount point (a file when `file`, for binding a device node) and its missing
+   * parents beneath the allowed root, refusing symlinks; whatever it creates is removed again
+   * on release or rollback.
+   */
+  makeMountPoint(opts?: { file?: boolean }): Promise<void>;
+  /** Creates a directory (and parents) beneath an allowed root; on release it goes with its content. */
+  makeDirectory(path: string): Promise<void>;
+  /** Mounts through the package's mount() and records it, so release or rollback unmounts it. */
+  mount(source: string, target: string, fstype: string, options?: readonly string[]): Promise<void>;
+  /** Times a device wait and reports it on the `kata-storage:wait` channel. */
+  waitFor(source: string, wait: () => Promise<string>): Promise<string>;
+}
+
+export interface ReleaseContext {
+  readonly driver: string;
+  /** The storage as it was added. */
+  readonly storage: Storage;
+  /** True when this sandbox created the mount point (so it may remove it). */
+  readonly createdMountPoint: boolean;
+}
+
+export interface StorageHandler {
+  /** Driver-specific checks, run for the whole request before anything is touched. Throws. */
+  validate?(storage: Storage, ctx: { allowedRoots: readonly string[]; containerId?: string }): void;
+  /** Makes the storage exist; resolves with the path to hold (normally the mount point). */
+  create(storage: Storage, ctx: StorageContext): Promise<string>;
+  /** Cleanup other than the unmounts and directories the context recorded. */
+  release?(path: string, ctx: ReleaseContext): Promise<void>;
+}
