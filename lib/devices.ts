@@ -3,7 +3,7 @@
 // native; this file checks arguments and shapes results and errors.
 import { statSync } from 'node:fs';
 import { constants } from 'node:os';
-import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue, systemError, type NativeError, type StorageErrorCode } from './errors';
+import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue, systemError, type NativeError, type StorageErrorCode, type TargetFailure } from './errors';
 import { tracePromise } from './events';
 import { native, type DeviceWaitResult, type DeviceNativeError } from './native';
 
@@ -147,18 +147,7 @@ function waitOptions(opts: WaitOptions | undefined): ResolvedWait {
   };
 }
 
-/**
- * A target that failed without stopping the search (a SCSI host that refused its scan, a PCI bus
- * whose rescan was refused, one device's unreadable sysfs entry): the sysfs path, what went
- * wrong, and the system call and error code underneath when there was one.
- */
-export interface TargetFailure {
-  path: string;
-  reason: string;
-  code?: string;
-  errno?: number;
-  syscall?: string;
-}
+export type { TargetFailure } from './errors';
 
 function targetFailure(f: DeviceNativeError): TargetFailure {
   const out: TargetFailure = { path: f.value, reason: f.reason ?? f.code };

@@ -2,7 +2,6 @@
 // fs errors do; our own failures are StorageError with a stable `code` and the offending value.
 import { readFileSync } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
-import type { TargetFailure } from './devices';
 
 /**
  * Every code a StorageError of this package carries, with the fields it adds besides `code`,
@@ -291,4 +290,17 @@ function describeValue(v: unknown): string {
   if (typeof v === 'string') return `'${v.length > 64 ? `${v.slice(0, 64)}...` : v}'`.replace(/\0/g, '\\x00');
   if (typeof v === 'object') return Array.isArray(v) ? 'an array' : 'an object';
   return `type ${typeof v} (${String(v)})`;
+}
+
+/**
+ * A target that failed without stopping the search (a SCSI host that refused its scan, a PCI bus
+ * whose rescan was refused, one device's unreadable sysfs entry): the sysfs path, what went
+ * wrong, and the system call and error code underneath when there was one.
+ */
+export interface TargetFailure {
+  path: string;
+  reason: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
 }
