@@ -63,7 +63,7 @@ function readStorages(file: string): unknown[] {
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
   const storages = Array.isArray(parsed) ? parsed : (parsed as { storages?: unknown } | null)?.storages;
   if (!Array.isArray(storages)) throw new Error(`${file}: expected an array of storages or { "storages": [...] }`);

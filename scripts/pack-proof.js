@@ -11,7 +11,6 @@ const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const { ARCHES } = require('./release-pack');
 // What an installed kata-storage may pull in: only what loading a prebuild needs.
 const RUNTIME_DEPENDENCIES = ['node-gyp-build'];
 

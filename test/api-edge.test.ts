@@ -3,7 +3,7 @@
 import t from 'tap';
 import { openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { mount, mountSync, umount, umountSync, isMountPoint, parseMountOptions, Sandbox } from '../lib/index';
+import { mount, mountSync, umount, umountSync, isMountPoint, parseMountOptions, Sandbox, type StorageInput } from '../lib/index';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 
 const notStrings: unknown[] = [undefined, null, 1, 1n, true, {}, [], Symbol('s'), () => 'x', new String('tmpfs')];
@@ -84,7 +84,7 @@ t.test('Sandbox.addStorages refuses wrong types, NUL, huge input and inherited f
     ['a valid storage then 10,000 broken ones', [good, ...new Array(10000).fill({ ...good, mountPoint: 'relative' })], 'ERR_INVALID_STORAGE'],
   ];
   for (const [name, input, code] of cases) {
-    await t.rejects(sandbox.addStorages(input as unknown[], { containerId: 'c' }), { code }, name);
+    await t.rejects(sandbox.addStorages(input as unknown as StorageInput[], { containerId: 'c' }), { code }, name);
   }
   await t.rejects(sandbox.addStorages([good], { containerId: 5 as unknown as string }), { code: 'ERR_INVALID_ARG_TYPE' });
   await t.rejects(sandbox.removeContainer(undefined as unknown as string), { code: 'ERR_INVALID_ARG_TYPE' });
@@ -94,7 +94,7 @@ t.test('Sandbox.addStorages refuses wrong types, NUL, huge input and inherited f
   proto.mountPoint = '/etc';
   proto.driver = 'ephemeral';
   try {
-    await t.rejects(sandbox.addStorages([{ source: 'tmpfs', fstype: 'tmpfs' }], { containerId: 'c' }), { code: 'ERR_INVALID_STORAGE' });
+    await t.rejects(sandbox.addStorages([{ source: 'tmpfs', fstype: 'tmpfs' } as unknown as StorageInput], { containerId: 'c' }), { code: 'ERR_INVALID_STORAGE' });
   } finally {
     delete proto.mountPoint;
     delete proto.driver;

@@ -32,7 +32,7 @@ t.test('StorageError carries code, value, cause and extra fields', async (t) => 
   const cause = new Error('inner');
   const e = new StorageError('ERR_INVALID_STORAGE', 'bad', { value: 'x', cause, field: 'mountPoint' });
   t.match(e, { code: 'ERR_INVALID_STORAGE', value: 'x', field: 'mountPoint', cause });
-  t.equal(new StorageError('ERR_X', 'm').value, undefined);
+  t.equal(new StorageError('ERR_X' as 'ERR_INVALID_STORAGE', 'm').value, undefined);
 });
 
 t.test('AbortError has Node shape', async (t) => {

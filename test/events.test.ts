@@ -26,7 +26,7 @@ import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
 type Seen = [phase: string, context: Record<string, unknown>][];
 
 /** Subscribes to every phase of a tracing channel for the test's lifetime. */
-function record<C>(t: Tap.Test, channel: { subscribe(s: TracingSubscribers<C>): void; unsubscribe(s: TracingSubscribers<C>): unknown }): Seen {
+function record<C>(t: tap.Test, channel: { subscribe(s: TracingSubscribers<C>): void; unsubscribe(s: TracingSubscribers<C>): unknown }): Seen {
   const seen: Seen = [];
   const at = (phase: string) => (ctx: C) => void seen.push([phase, { ...(ctx as Record<string, unknown>) }]);
   const subs: TracingSubscribers<C> = { start: at('start'), end: at('end'), asyncStart: at('asyncStart'), asyncEnd: at('asyncEnd'), error: at('error') };
@@ -37,7 +37,7 @@ function record<C>(t: Tap.Test, channel: { subscribe(s: TracingSubscribers<C>): 
 
 const phases = (seen: Seen): string[] => seen.map(([p]) => p);
 
-function emptySysfs(t: Tap.Test): string {
+function emptySysfs(t: tap.Test): string {
   const sys = scratchDir(t, 'kata-storage-sys-');
   mkdirSync(join(sys, 'devices', 'pci0000:00'), { recursive: true });
   return sys;

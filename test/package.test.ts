@@ -26,7 +26,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 };
 const bin = (name: string): string => join(root, 'node_modules', '.bin', name);
 
-function scratch(t: Tap.Test): string {
+function scratch(t: tap.Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'kata-package-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;

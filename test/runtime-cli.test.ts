@@ -101,7 +101,7 @@ t.test('kata-storage plan <config.json>', async (t) => {
   t.equal(typo.status, 2);
   t.match(typo.stderr, /kata-storage plan: Unknown option '--shared'/);
   t.equal(typo.stdout, '');
-  t.match((await inProcess('help')).stdout, /\n  plan +plan a container from an OCI spec/);
+  t.match((await inProcess('help')).stdout, /\n {2}plan +plan a container from an OCI spec/);
   const help = await inProcess('plan', '--help');
   t.equal(help.status, 0);
   t.match(help.stdout, /^usage: kata-storage plan <config.json> \[options\]/);

@@ -4,7 +4,7 @@ import t from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Sandbox, defaultRegistry, mountSync, normalizeStorage, umountSync, type MountEvent, type Storage, type UmountEvent } from '../lib/index';
+import { Sandbox, defaultRegistry, mountSync, normalizeStorage, umountSync, type MountEvent, type Storage, type StorageInput, type UmountEvent } from '../lib/index';
 import { attachLoop } from './helpers/loop';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { listen } from './helpers/events';
@@ -58,7 +58,7 @@ t.test('errors name the culprit', async (t) => {
   t.match(atRoot, { code: 'ERR_INVALID_STORAGE', field: 'mountPoint', message: /is an allowed root itself/ });
   const outside = await sb.addStorages([tmpfs('/elsewhere/x')]).catch((e: Error) => e);
   t.match(outside, { code: 'ERR_INVALID_STORAGE', message: /outside the allowed roots/ });
-  const typo = await sb.addStorages([{ ...tmpfs(join(root, 'y')), mount_pont: join(root, 'y') }]).catch((e: Error) => e);
+  const typo = await sb.addStorages([{ ...tmpfs(join(root, 'y')), mount_pont: join(root, 'y') } as StorageInput]).catch((e: Error) => e);
   t.match(typo, { code: 'ERR_INVALID_STORAGE', field: 'mount_pont', value: 'mount_pont' }, 'a typo is named, not "mountPoint must not be empty"');
   t.equal(sb.storages().size, 0);
 });
