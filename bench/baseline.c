@@ -7,9 +7,9 @@
  *   kata_bench_baseline <op> <iterations> <warmup> args...
  *     tmpfs   <target>                  mount("tmpfs", target, "tmpfs", 0, NULL) + umount2
  *     bind    <source> <target>         mount(MS_BIND) + umount2
- *     bind-ro <source> <target>         mount(MS_BIND|MS_RDONLY) + remount(MS_BIND|MS_RDONLY) + umount2
- *     ext4-ro <device> <target>         mount(device, "ext4", MS_RDONLY) + umount2
- *     pci     <sysfs> <dev> <pci-path>  resolve a PCI path to its virtio block node, as findPciBlockDevice
+ *     bind-ro <source> <target>         mount(MS_BIND|MS_RDONLY) + remount(MS_BIND|MS_RDONLY) +
+ * umount2 ext4-ro <device> <target>         mount(device, "ext4", MS_RDONLY) + umount2 pci <sysfs>
+ * <dev> <pci-path>  resolve a PCI path to its virtio block node, as findPciBlockDevice
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -61,7 +61,8 @@ static void cycle_bind(char **argv) {
 /* A bind ignores MS_RDONLY on its first mount(2); the remount is what makes it read-only. */
 static void cycle_bind_ro(char **argv) {
   if (mount(argv[0], argv[1], NULL, MS_BIND | MS_RDONLY, NULL) != 0) die("mount bind", argv[1]);
-  if (mount(NULL, argv[1], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) die("remount", argv[1]);
+  if (mount(NULL, argv[1], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+    die("remount", argv[1]);
   do_umount(argv[1]);
 }
 
@@ -83,7 +84,7 @@ static int only_entry(const char *dir, const char *prefix, char *out, size_t len
     if (found++ == 0 && (size_t)snprintf(out, len, "%s", e->d_name) >= len) found = -1;
   }
   closedir(d);
-  return found == 1 ? 0 : -1;  /* none, several, or a name too long */
+  return found == 1 ? 0 : -1; /* none, several, or a name too long */
 }
 
 /*
@@ -111,7 +112,8 @@ static void cycle_pci(char **argv) {
     if (*p == '/') {
       p++;
       char bridge[4096];
-      if ((size_t)snprintf(bridge, sizeof bridge, "%s/pci_bus", path) >= sizeof bridge) die("path", path);
+      if ((size_t)snprintf(bridge, sizeof bridge, "%s/pci_bus", path) >= sizeof bridge)
+        die("path", path);
       if (only_entry(bridge, "", bus, sizeof bus) != 0) die("pci_bus", bridge);
     } else if (*p) {
       die("pci path", pci);
@@ -122,7 +124,8 @@ static void cycle_pci(char **argv) {
   n += snprintf(path + n, sizeof path - n, "/%s/block", virtio);
   if (only_entry(path, "", name, sizeof name) != 0) die("block", path);
   /* Like findPciBlockDevice, name the node without a stat: the blk driver checks it afterwards. */
-  if ((size_t)snprintf(pci_result, sizeof pci_result, "%s/%s", dev, name) >= sizeof pci_result) die("name", name);
+  if ((size_t)snprintf(pci_result, sizeof pci_result, "%s/%s", dev, name) >= sizeof pci_result)
+    die("name", name);
 }
 
 struct op {

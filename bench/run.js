@@ -46,7 +46,9 @@ if (!fs.existsSync(path.join(root, 'dist', 'index.js')) || !fs.existsSync(path.j
   console.error('kata-storage bench: building the package first (npm run build:all)');
   sh('npm', ['run', 'build:all'], { stdio: 'inherit' });
 }
-sh('cmake', ['-S', 'bench', '-B', 'build-bench', '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
+sh('cmake', ['-S', 'bench', '-B', 'build-bench', '-DCMAKE_BUILD_TYPE=Release'], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 sh('cmake', ['--build', 'build-bench'], { stdio: ['ignore', 'ignore', 'inherit'] });
 const BASELINE = path.join(root, 'build-bench', 'kata_bench_baseline');
 
@@ -157,7 +159,9 @@ function setUpLoop() {
     fs.truncateSync(image, 16 << 20);
     sh('mkfs.ext4', ['-q', '-F', image], { stdio: 'ignore' });
     // Loop devices are shared by everyone on the machine: take whichever is free, detach it after.
-    loopDevice = sh('losetup', ['--find', '--show', '--read-only', image], { stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    loopDevice = sh('losetup', ['--find', '--show', '--read-only', image], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
     return undefined;
   } catch (err) {
     return /** @type {Error} */ (err).message.split('\n')[0];
@@ -176,24 +180,48 @@ function setUpLoop() {
 /** @type {Target[]} */
 const targets = [
   {
-    name: 'tmpfs', label: 'tmpfs mount+umount', options: [], fstype: 'tmpfs', source: () => 'tmpfs',
-    cArgs: (d) => [d], spawnArgs: (d) => ['-t', 'tmpfs', 'tmpfs', d],
-    iterations: quick ? 60 : 400, spawnIterations: quick ? 8 : 40,
+    name: 'tmpfs',
+    label: 'tmpfs mount+umount',
+    options: [],
+    fstype: 'tmpfs',
+    source: () => 'tmpfs',
+    cArgs: (d) => [d],
+    spawnArgs: (d) => ['-t', 'tmpfs', 'tmpfs', d],
+    iterations: quick ? 60 : 400,
+    spawnIterations: quick ? 8 : 40,
   },
   {
-    name: 'bind', label: 'bind mount+umount', options: ['bind'], fstype: '', source: () => bindSource,
-    cArgs: (d) => [bindSource, d], spawnArgs: (d) => ['--bind', bindSource, d],
-    iterations: quick ? 40 : 300, spawnIterations: quick ? 5 : 25,
+    name: 'bind',
+    label: 'bind mount+umount',
+    options: ['bind'],
+    fstype: '',
+    source: () => bindSource,
+    cArgs: (d) => [bindSource, d],
+    spawnArgs: (d) => ['--bind', bindSource, d],
+    iterations: quick ? 40 : 300,
+    spawnIterations: quick ? 5 : 25,
   },
   {
-    name: 'bind-ro', label: 'bind,ro (+ remount)', options: ['bind', 'ro'], fstype: '', source: () => bindSource,
-    cArgs: (d) => [bindSource, d], spawnArgs: (d) => ['--bind', '-o', 'ro', bindSource, d],
-    iterations: quick ? 40 : 300, spawnIterations: quick ? 5 : 25,
+    name: 'bind-ro',
+    label: 'bind,ro (+ remount)',
+    options: ['bind', 'ro'],
+    fstype: '',
+    source: () => bindSource,
+    cArgs: (d) => [bindSource, d],
+    spawnArgs: (d) => ['--bind', '-o', 'ro', bindSource, d],
+    iterations: quick ? 40 : 300,
+    spawnIterations: quick ? 5 : 25,
   },
   {
-    name: 'ext4-ro', label: 'ext4 ro on loop', options: ['ro'], fstype: 'ext4', source: () => /** @type {string} */ (loopDevice),
-    cArgs: (d) => [/** @type {string} */ (loopDevice), d], spawnArgs: (d) => ['-t', 'ext4', '-o', 'ro', /** @type {string} */ (loopDevice), d],
-    iterations: quick ? 40 : 300, spawnIterations: quick ? 5 : 25,
+    name: 'ext4-ro',
+    label: 'ext4 ro on loop',
+    options: ['ro'],
+    fstype: 'ext4',
+    source: () => /** @type {string} */ (loopDevice),
+    cArgs: (d) => [/** @type {string} */ (loopDevice), d],
+    spawnArgs: (d) => ['-t', 'ext4', '-o', 'ro', /** @type {string} */ (loopDevice), d],
+    iterations: quick ? 40 : 300,
+    spawnIterations: quick ? 5 : 25,
   },
 ];
 const CONCURRENCY = [1, 2, 4, 8];
@@ -204,7 +232,12 @@ function runC(op, iterations, warmup, args) {
   /** @type {number[]} */
   const samples = out.samples_ns;
   // The loop's own time: the program's start-up is not part of a cycle.
-  return { samples, wall: samples.reduce((a, b) => a + b, 0), cpu: /** @type {number} */ (out.cpu_ns), result: out.result };
+  return {
+    samples,
+    wall: samples.reduce((a, b) => a + b, 0),
+    cpu: /** @type {number} */ (out.cpu_ns),
+    result: out.result,
+  };
 }
 
 // The C loop calls mount(2), so the package is measured through mount(2) too ('legacy'); the new
@@ -292,7 +325,9 @@ async function runHandoff(async, n) {
   const w0 = ns();
   for (let i = 0; i < n; i++) {
     const t0 = ns();
-    const e = async ? await binding.umount(dir, false, false, false, 0) : binding.umountSync(dir, false, false, false, 0);
+    const e = async
+      ? await binding.umount(dir, false, false, false, 0)
+      : binding.umountSync(dir, false, false, false, 0);
     samples[i] = ns() - t0;
     if (e?.errno === undefined) throw new Error(`umount of a non-mount did not fail: ${JSON.stringify(e)}`);
   }
@@ -398,13 +433,18 @@ async function main() {
     node: process.version,
     load_before: os.loadavg().map((x) => round(x, 2)),
   };
-  console.log(`kata-storage bench${quick ? ' (quick)' : ''}: ${ROUNDS} rounds; ${machine.nproc} CPUs (${machine.cpu}), ` +
-    `Linux ${machine.kernel}, Node ${machine.node}, load ${machine.load_before.join(' ')}`);
+  console.log(
+    `kata-storage bench${quick ? ' (quick)' : ''}: ${ROUNDS} rounds; ${machine.nproc} CPUs (${machine.cpu}), ` +
+      `Linux ${machine.kernel}, Node ${machine.node}, load ${machine.load_before.join(' ')}`,
+  );
 
   const noLoop = setUpLoop();
   if (noLoop !== undefined) {
     console.log(`ext4 on a loop device skipped: ${noLoop}`);
-    targets.splice(targets.findIndex((t) => t.name === 'ext4-ro'), 1);
+    targets.splice(
+      targets.findIndex((t) => t.name === 'ext4-ro'),
+      1,
+    );
   }
   const hasPci = typeof kata.findPciBlockDevice === 'function';
   const hasSandbox = typeof kata.Sandbox === 'function';
@@ -474,7 +514,8 @@ async function main() {
         /** @type {{add: number, remove: number, total: number, cpu: number}[]} */
         const group = [];
         for (let i = 0; i < 1000 / n; i++) group.push(await runSandbox(n));
-        const mean = (/** @type {'add' | 'remove' | 'total' | 'cpu'} */ k) => group.reduce((a, x) => a + x[k], 0) / group.length;
+        const mean = (/** @type {'add' | 'remove' | 'total' | 'cpu'} */ k) =>
+          group.reduce((a, x) => a + x[k], 0) / group.length;
         sandboxRuns[n].push({ add: mean('add'), remove: mean('remove'), total: mean('total'), cpu: mean('cpu') });
       }
     }
@@ -483,9 +524,29 @@ async function main() {
   // -------------------------------------------------------------------------------------------
   // Report.
   /** @type {Record<string, any>} */
-  const results = { machine: { ...machine, load_after: os.loadavg().map((x) => round(x, 2)) }, quick, rounds: ROUNDS, mount: {}, handoff: null, parse: {}, pci: null, sandbox: null };
-  const labels = { c: 'raw C', sync: 'sync API', syncnew: 'sync, new mount API', async1: 'async, 1 in flight', async2: 'async, 2 in flight', async4: 'async, 4 in flight', async8: 'async, 8 in flight', spawn: 'spawn mount(8)' };
-  const rows = [['operation', 'method', 'median µs', 'p99 µs', 'µs/cycle', 'CPU µs/cycle', '× C (median)', '× C (CPU)']];
+  const results = {
+    machine: { ...machine, load_after: os.loadavg().map((x) => round(x, 2)) },
+    quick,
+    rounds: ROUNDS,
+    mount: {},
+    handoff: null,
+    parse: {},
+    pci: null,
+    sandbox: null,
+  };
+  const labels = {
+    c: 'raw C',
+    sync: 'sync API',
+    syncnew: 'sync, new mount API',
+    async1: 'async, 1 in flight',
+    async2: 'async, 2 in flight',
+    async4: 'async, 4 in flight',
+    async8: 'async, 8 in flight',
+    spawn: 'spawn mount(8)',
+  };
+  const rows = [
+    ['operation', 'method', 'median µs', 'p99 µs', 'µs/cycle', 'CPU µs/cycle', '× C (median)', '× C (CPU)'],
+  ];
   for (const t of targets) {
     /** @type {Record<string, any>} */
     const out = {};
@@ -493,27 +554,67 @@ async function main() {
     for (const [m, s] of Object.entries(series[t.name])) {
       const sum = s.summary();
       out[m] = { ...sum, vs_c: sum.median_us / c.median_us, cpu_vs_c: sum.cpu_per_cycle_us / c.cpu_per_cycle_us };
-      rows.push([t.label, labels[/** @type {keyof labels} */ (m)], sum.median_us.toFixed(1), sum.p99_us.toFixed(1), sum.per_cycle_us.toFixed(1),
-        sum.cpu_per_cycle_us.toFixed(1), out[m].vs_c.toFixed(2), out[m].cpu_vs_c.toFixed(2)]);
+      rows.push([
+        t.label,
+        labels[/** @type {keyof labels} */ (m)],
+        sum.median_us.toFixed(1),
+        sum.p99_us.toFixed(1),
+        sum.per_cycle_us.toFixed(1),
+        sum.cpu_per_cycle_us.toFixed(1),
+        out[m].vs_c.toFixed(2),
+        out[m].cpu_vs_c.toFixed(2),
+      ]);
     }
     /** @type {Record<string, any>} */ (results.mount)[t.name] = out;
   }
   {
     const sy = get('handoff', 'sync').summary();
     const as = get('handoff', 'async1').summary();
-    results.handoff = { sync: sy, async: as, overhead_us: as.median_us - sy.median_us, cpu_overhead_us: as.cpu_per_cycle_us - sy.cpu_per_cycle_us };
-    rows.push(['umount2 of a non-mount', 'sync (no hand-off)', sy.median_us.toFixed(1), sy.p99_us.toFixed(1), sy.per_cycle_us.toFixed(1), sy.cpu_per_cycle_us.toFixed(1), '', '']);
-    rows.push(['umount2 of a non-mount', 'async (hand-off)', as.median_us.toFixed(1), as.p99_us.toFixed(1), as.per_cycle_us.toFixed(1), as.cpu_per_cycle_us.toFixed(1),
-      `+${(as.median_us - sy.median_us).toFixed(1)} µs`, `+${(as.cpu_per_cycle_us - sy.cpu_per_cycle_us).toFixed(1)} µs`]);
+    results.handoff = {
+      sync: sy,
+      async: as,
+      overhead_us: as.median_us - sy.median_us,
+      cpu_overhead_us: as.cpu_per_cycle_us - sy.cpu_per_cycle_us,
+    };
+    rows.push([
+      'umount2 of a non-mount',
+      'sync (no hand-off)',
+      sy.median_us.toFixed(1),
+      sy.p99_us.toFixed(1),
+      sy.per_cycle_us.toFixed(1),
+      sy.cpu_per_cycle_us.toFixed(1),
+      '',
+      '',
+    ]);
+    rows.push([
+      'umount2 of a non-mount',
+      'async (hand-off)',
+      as.median_us.toFixed(1),
+      as.p99_us.toFixed(1),
+      as.per_cycle_us.toFixed(1),
+      as.cpu_per_cycle_us.toFixed(1),
+      `+${(as.median_us - sy.median_us).toFixed(1)} µs`,
+      `+${(as.cpu_per_cycle_us - sy.cpu_per_cycle_us).toFixed(1)} µs`,
+    ]);
   }
   const parsePerSec = median(parseRates.map((x) => x.wall));
   const parseCpuPerSec = median(parseRates.map((x) => x.cpu));
   results.parse = {
-    options: KATA_OPTIONS, per_sec: parsePerSec, per_cpu_sec: parseCpuPerSec,
+    options: KATA_OPTIONS,
+    per_sec: parsePerSec,
+    per_cpu_sec: parseCpuPerSec,
     rounds: parseRates.map((x) => ({ wall: Math.round(x.wall), cpu: Math.round(x.cpu) })),
   };
-  rows.push(['parseMountOptions', 'JS → native', `${(1e6 / parsePerSec).toFixed(3)}`, '', '', `${(1e6 / parseCpuPerSec).toFixed(3)}`,
-    `${(parsePerSec / 1e6).toFixed(2)} M/s`, `${(parseCpuPerSec / 1e6).toFixed(2)} M/s`]);
+  rows.push([
+    'parseMountOptions',
+    'JS → native',
+    `${(1e6 / parsePerSec).toFixed(3)}`,
+    '',
+    '',
+    `${(1e6 / parseCpuPerSec).toFixed(3)}`,
+    `${(parsePerSec / 1e6).toFixed(2)} M/s`,
+    `${(parseCpuPerSec / 1e6).toFixed(2)} M/s`,
+  ]);
   let pciRatio = null;
   if (hasPci) {
     const c = get('pci', 'c');
@@ -521,10 +622,34 @@ async function main() {
     const cs = c.summary();
     const js = j.summary();
     pciRatio = js.median_us / cs.median_us;
-    results.pci = { path: PCI_PATH, resolved: pciResult, c: cs, js, vs_c: pciRatio, cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us };
-    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'raw C walk', cs.median_us.toFixed(1), cs.p99_us.toFixed(1), cs.per_cycle_us.toFixed(1), cs.cpu_per_cycle_us.toFixed(1), '1.00', '1.00']);
-    rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'API (await)', js.median_us.toFixed(1), js.p99_us.toFixed(1), js.per_cycle_us.toFixed(1), js.cpu_per_cycle_us.toFixed(1),
-      pciRatio.toFixed(2), (js.cpu_per_cycle_us / cs.cpu_per_cycle_us).toFixed(2)]);
+    results.pci = {
+      path: PCI_PATH,
+      resolved: pciResult,
+      c: cs,
+      js,
+      vs_c: pciRatio,
+      cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us,
+    };
+    rows.push([
+      `findPciBlockDevice('${PCI_PATH}')`,
+      'raw C walk',
+      cs.median_us.toFixed(1),
+      cs.p99_us.toFixed(1),
+      cs.per_cycle_us.toFixed(1),
+      cs.cpu_per_cycle_us.toFixed(1),
+      '1.00',
+      '1.00',
+    ]);
+    rows.push([
+      `findPciBlockDevice('${PCI_PATH}')`,
+      'API (await)',
+      js.median_us.toFixed(1),
+      js.p99_us.toFixed(1),
+      js.per_cycle_us.toFixed(1),
+      js.cpu_per_cycle_us.toFixed(1),
+      pciRatio.toFixed(2),
+      (js.cpu_per_cycle_us / cs.cpu_per_cycle_us).toFixed(2),
+    ]);
   } else {
     rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'not exported by this build', '', '', '', '', '', '']);
   }
@@ -542,7 +667,16 @@ async function main() {
         per_storage_us: median(runs.map((x) => x.total)) / 1e3,
         cpu_per_storage_us: median(runs.map((x) => x.cpu)) / 1e3,
       };
-      rows.push([`Sandbox, ${n} ephemeral`, 'add+removeContainer', sb[n].per_storage_us.toFixed(1), '', '', sb[n].cpu_per_storage_us.toFixed(1), 'per storage', '']);
+      rows.push([
+        `Sandbox, ${n} ephemeral`,
+        'add+removeContainer',
+        sb[n].per_storage_us.toFixed(1),
+        '',
+        '',
+        sb[n].cpu_per_storage_us.toFixed(1),
+        'per storage',
+        '',
+      ]);
     }
     scaling = sb[1000].per_storage_us / sb[10].per_storage_us;
     cpuScaling = sb[1000].cpu_per_storage_us / sb[10].cpu_per_storage_us;
@@ -552,14 +686,20 @@ async function main() {
   }
 
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const line = (/** @type {string[]} */ r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (/** @type {string[]} */ r) =>
+    r
+      .map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   console.log();
   console.log(line(rows[0]));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows.slice(1)) console.log(line(r));
   if (noLoop === undefined) {
-    console.log('ext4 with more than one in flight: the mounts share one superblock, so only the first\n' +
-      'mount and the last umount reach the disk; compare ext4 on the first three methods.');
+    console.log(
+      'ext4 with more than one in flight: the mounts share one superblock, so only the first\n' +
+        'mount and the last umount reach the disk; compare ext4 on the first three methods.',
+    );
   }
 
   const m = /** @type {Record<string, any>} */ (results.mount);
@@ -573,7 +713,9 @@ async function main() {
     parse_per_sec: Math.round(parsePerSec),
     scaling_1000_vs_10: scaling === null ? null : round(scaling, 3),
     // Not a DESIGN 6 target: what the new mount API costs over mount(2) for a tmpfs cycle.
-    new_api_vs_mount2: NEW_API ? round(median(get('tmpfs', 'syncnew').samples) / median(get('tmpfs', 'sync').samples), 3) : null,
+    new_api_vs_mount2: NEW_API
+      ? round(median(get('tmpfs', 'syncnew').samples) / median(get('tmpfs', 'sync').samples), 3)
+      : null,
   };
   // The same targets judged by CPU time per cycle, which the machine's other tenants inflate far
   // less than wall-clock latency: a thread hand-off that waits for a free CPU costs wall time only.
@@ -600,11 +742,18 @@ async function main() {
   console.log();
   console.log(`${'target'.padEnd(42)} ${'wall clock'.padEnd(20)} CPU time`);
   for (const [name, wall, c, ok] of checks) console.log(`${name.padEnd(42)} ${judge(wall, ok)} ${judge(c, ok)}`);
-  console.log(`load average during the run: ${machine.load_before.join(' ')} -> ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} on ${machine.nproc} CPUs`);
+  console.log(
+    `load average during the run: ${machine.load_before.join(' ')} -> ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} on ${machine.nproc} CPUs`,
+  );
   Object.assign(results, {
     summary,
     cpu_ratios: cpu,
-    targets: Object.fromEntries(checks.map(([n, w, c, ok]) => [n, { wall: w === null ? null : ok(w), cpu: c === null ? null : ok(c) }])),
+    targets: Object.fromEntries(
+      checks.map(([n, w, c, ok]) => [n, { wall: w === null ? null : ok(w), cpu: c === null ? null : ok(c) }]),
+    ),
   });
   fs.writeFileSync(path.join(__dirname, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`(details: ${path.relative(process.cwd(), path.join(__dirname, 'results.json'))})`);

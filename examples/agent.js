@@ -25,7 +25,15 @@ const defaultRequests = [
     method: 'CreateSandbox',
     request: {
       sandbox_id: 'pod',
-      storages: [{ driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['noexec,nosuid,nodev', 'mode=1777', 'size=64m'], mount_point: at('sandbox', 'shm') }],
+      storages: [
+        {
+          driver: 'ephemeral',
+          source: 'shm',
+          fstype: 'tmpfs',
+          options: ['noexec,nosuid,nodev', 'mode=1777', 'size=64m'],
+          mount_point: at('sandbox', 'shm'),
+        },
+      ],
     },
   },
   {
@@ -33,8 +41,21 @@ const defaultRequests = [
     request: {
       container_id: 'app',
       storages: [
-        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0777', 'fsgid=2000'], mount_point: at('sandbox', 'local', 'cache') },
-        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=16m'], mount_point: at('app', 'scratch'), fs_group: { group_id: 2000, group_change_policy: 1 } },
+        {
+          driver: 'local',
+          source: 'local',
+          fstype: 'local',
+          options: ['mode=0777', 'fsgid=2000'],
+          mount_point: at('sandbox', 'local', 'cache'),
+        },
+        {
+          driver: 'ephemeral',
+          source: 'tmpfs',
+          fstype: 'tmpfs',
+          options: ['size=16m'],
+          mount_point: at('app', 'scratch'),
+          fs_group: { group_id: 2000, group_change_policy: 1 },
+        },
       ],
     },
   },
@@ -42,7 +63,15 @@ const defaultRequests = [
     method: 'CreateContainer',
     request: {
       container_id: 'sidecar',
-      storages: [{ driver: 'local', source: 'local', fstype: 'local', options: ['mode=0777', 'fsgid=2000'], mount_point: at('sandbox', 'local', 'cache') }],
+      storages: [
+        {
+          driver: 'local',
+          source: 'local',
+          fstype: 'local',
+          options: ['mode=0777', 'fsgid=2000'],
+          mount_point: at('sandbox', 'local', 'cache'),
+        },
+      ],
     },
   },
   { method: 'RemoveContainer', request: { container_id: 'app', timeout: 0 } },
@@ -64,7 +93,10 @@ async function main() {
   const sandbox = new Sandbox({ allowedRoots: [root] });
   // What an agent would log: each storage as it is taken, reference-only adds included.
   storageTracing.storage.subscribe({
-    asyncEnd: (c) => console.log(`    ${c.result.taken.created ? 'created' : 'referenced'} ${c.driver} ${path.relative(root, c.mountPoint)}`),
+    asyncEnd: (c) =>
+      console.log(
+        `    ${c.result.taken.created ? 'created' : 'referenced'} ${c.driver} ${path.relative(root, c.mountPoint)}`,
+      ),
   });
   try {
     for (const { method, request } of requests) {

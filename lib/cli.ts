@@ -45,7 +45,11 @@ class UsageError extends Error {}
 const help: OptionSpec = { type: 'boolean', short: 'h', help: 'show this help' };
 
 const sandboxOptions: Record<string, OptionSpec> = {
-  root: { type: 'string', arg: 'DIR', help: 'the allowed root mount points must lie beneath (default /run/kata-containers)' },
+  root: {
+    type: 'string',
+    arg: 'DIR',
+    help: 'the allowed root mount points must lie beneath (default /run/kata-containers)',
+  },
   container: { type: 'string', arg: 'ID', help: 'the container the storages belong to' },
   sysfs: { type: 'string', arg: 'DIR', help: 'where sysfs is mounted (default /sys)' },
   dev: { type: 'string', arg: 'DIR', help: 'where device nodes appear (default /dev)' },
@@ -76,7 +80,8 @@ const commands: Record<string, Command> = {
   demo: {
     args: '',
     summary: 'a walk-through: a sandbox, two containers, a shared emptyDir and disk (root)',
-    details: 'A sandbox, two containers sharing an emptyDir and a loop-device disk: each step\'s mounts,\n' +
+    details:
+      "A sandbox, two containers sharing an emptyDir and a loop-device disk: each step's mounts,\n" +
       'reference counts and timings, and nothing left behind (npm run demo runs it in a private\nmount namespace).',
     positionals: [0, 0],
     options: {},
@@ -88,18 +93,29 @@ const commands: Record<string, Command> = {
   apply: {
     args: '<storages.json>',
     summary: 'add the storages of a JSON file to a sandbox, show them, release them (root)',
-    details: 'Adds the Storage list (our form or Kata\'s protobuf JSON: an array, or { "storages": [...] })\n' +
+    details:
+      'Adds the Storage list (our form or Kata\'s protobuf JSON: an array, or { "storages": [...] })\n' +
       'to a sandbox, shows the table, then releases it unless --keep.',
     positionals: [1, 1],
-    options: { ...sandboxOptions, keep: { type: 'boolean', help: 'leave the storages in place (undo with kata-storage release)' } },
+    options: {
+      ...sandboxOptions,
+      keep: { type: 'boolean', help: 'leave the storages in place (undo with kata-storage release)' },
+    },
     async run([file], v, io) {
       const storages = readStorages(file!);
       const { Sandbox } = lib();
       const root = (v.root as string | undefined) ?? '/run/kata-containers';
-      const sb = new Sandbox({ allowedRoots: [root], sysfsRoot: (v.sysfs as string | undefined) ?? '/sys', devRoot: (v.dev as string | undefined) ?? '/dev' });
+      const sb = new Sandbox({
+        allowedRoots: [root],
+        sysfsRoot: (v.sysfs as string | undefined) ?? '/sys',
+        devRoot: (v.dev as string | undefined) ?? '/dev',
+      });
       const containerId = v.container as string | undefined;
       const t0 = performance.now();
-      const held = await sb.addStorages(storages as Parameters<typeof sb.addStorages>[0], containerId === undefined ? {} : { containerId });
+      const held = await sb.addStorages(
+        storages as Parameters<typeof sb.addStorages>[0],
+        containerId === undefined ? {} : { containerId },
+      );
       io.out(`added ${held.length} storage(s) in ${ms(t0)}`);
       for (const line of demo().storageTable(sb, root)) io.out(`  ${line}`);
       if (v.keep === true) {
@@ -115,7 +131,8 @@ const commands: Record<string, Command> = {
   release: {
     args: '<storages.json>',
     summary: 'undo `apply --keep` of the same JSON file (root)',
-    details: 'Unmounts each storage\'s mount point (last first) and removes the directories left empty,\n' +
+    details:
+      "Unmounts each storage's mount point (last first) and removes the directories left empty,\n" +
       'up to the root. Directories with content stay.',
     positionals: [1, 1],
     options: { root: sandboxOptions.root! },
@@ -159,7 +176,9 @@ const commands: Record<string, Command> = {
     async run(words, _v, io) {
       const { parseMountOptions, MountFlags } = lib();
       const names = (bits: number): string => {
-        const set = Object.entries(MountFlags).filter(([, f]) => f !== 0 && (bits & f) === f).map(([k]) => k);
+        const set = Object.entries(MountFlags)
+          .filter(([, f]) => f !== 0 && (bits & f) === f)
+          .map(([k]) => k);
         return set.length > 0 ? set.join('|') : '0';
       };
       const p = parseMountOptions(words);
@@ -178,7 +197,8 @@ const commands: Record<string, Command> = {
     },
     async run([pciPath], v, io) {
       const timeout = v.timeout as string | undefined;
-      if (timeout !== undefined && !/^\d{1,10}$/.test(timeout)) throw new UsageError(`--timeout must be a number of milliseconds, got '${timeout}'`);
+      if (timeout !== undefined && !/^\d{1,10}$/.test(timeout))
+        throw new UsageError(`--timeout must be a number of milliseconds, got '${timeout}'`);
       const dev = await lib().findPciBlockDevice(pciPath!, {
         sysfsRoot: (v.sysfs as string | undefined) ?? '/sys',
         devRoot: (v.dev as string | undefined) ?? '/dev',
@@ -191,7 +211,8 @@ const commands: Record<string, Command> = {
   plan: {
     args: '<config.json>',
     summary: "plan a container from an OCI spec as Kata's runtime would (no addon, no mounts)",
-    details: "Plans a container from its OCI spec (config.json) as Kata's runtime would: the sandbox's and\n" +
+    details:
+      "Plans a container from its OCI spec (config.json) as Kata's runtime would: the sandbox's and\n" +
       "the container's storages, the rewritten mounts and the host actions (kata-storage/runtime).",
     positionals: [1, 1],
     options: PLAN_OPTIONS,
@@ -232,7 +253,14 @@ function optionLines(options: Record<string, OptionSpec>): string[] {
 function commandHelp(name: string): string {
   const c = commands[name]!;
   const opts = Object.keys(c.options).length > 0 ? ' [options]' : '';
-  return [`usage: kata-storage ${name}${c.args ? ` ${c.args}` : ''}${opts}`, '', c.details ?? c.summary, '', 'options:', ...optionLines(c.options)].join('\n');
+  return [
+    `usage: kata-storage ${name}${c.args ? ` ${c.args}` : ''}${opts}`,
+    '',
+    c.details ?? c.summary,
+    '',
+    'options:',
+    ...optionLines(c.options),
+  ].join('\n');
 }
 
 function programHelp(): string {
@@ -289,7 +317,8 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
     io.out(commandHelp(topic));
     return 0;
   }
-  if (first.startsWith('-')) return usageError('kata-storage', `unknown option '${first}' (options come after the command)`, io);
+  if (first.startsWith('-'))
+    return usageError('kata-storage', `unknown option '${first}' (options come after the command)`, io);
   if (!Object.hasOwn(commands, first)) {
     return usageError('kata-storage', `unknown command '${first}' (commands: ${Object.keys(commands).join(', ')})`, io);
   }
@@ -297,7 +326,12 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
   const prog = `kata-storage ${first}`;
   let parsed: { values: Values; positionals: string[] };
   try {
-    parsed = parseArgs({ args: rest, options: { ...cmd.options, help }, allowPositionals: true, strict: true }) as typeof parsed;
+    parsed = parseArgs({
+      args: rest,
+      options: { ...cmd.options, help },
+      allowPositionals: true,
+      strict: true,
+    }) as typeof parsed;
   } catch (e) {
     return usageError(prog, (e as Error).message, io);
   }

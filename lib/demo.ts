@@ -33,12 +33,20 @@ export function storageTable(sb: Sandbox, root: string): string[] {
   for (const [path, info] of sb.storages()) {
     const m = mounted.get(path);
     const rel = path.slice(root.length + 1);
-    rows.push([rel, info.driver + (info.shared ? ' (shared)' : ''), String(info.refcount), m ? `${m.fstype} ${m.source}` : '(directory, no mount)']);
+    rows.push([
+      rel,
+      info.driver + (info.shared ? ' (shared)' : ''),
+      String(info.refcount),
+      m ? `${m.fstype} ${m.source}` : '(directory, no mount)',
+    ]);
   }
   if (rows.length === 1) rows.push(['(none)', '', '', '']);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r, i) => {
-    const line = r.map((c, j) => c.padEnd(widths[j]!)).join('  ').trimEnd();
+    const line = r
+      .map((c, j) => c.padEnd(widths[j]!))
+      .join('  ')
+      .trimEnd();
     return i === 0 ? `${line}\n    ${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
   });
 }
@@ -46,14 +54,38 @@ export function storageTable(sb: Sandbox, root: string): string[] {
 function events(root: string, print: Print): () => void {
   const rel = (p: string): string => (p.startsWith(`${root}/`) ? p.slice(root.length + 1) : p);
   const subs: [string, (m: unknown) => void][] = [
-    ['kata-storage:wait', (m) => { const e = m as WaitEvent; print(`      wait   ${e.driver} ${e.source} -> ${e.device ?? e.error?.message} (${ms(e.durationMs)})`); }],
-    ['kata-storage:mkfs', (m) => { const e = m as MkfsEvent; print(`      mkfs   ${e.fstype} ${e.device} (${ms(e.durationMs)})`); }],
-    ['kata-storage:mount', (m) => { const e = m as MountEvent; print(`      mount  ${e.fstype || 'bind'} ${e.source} -> ${rel(e.mountPoint)} (${ms(e.durationMs)})`); }],
-    ['kata-storage:umount', (m) => {
-      const e = m as UmountEvent;
-      if (e.step === 'remove') print(`      kept ${rel(e.path)}: ${(e.error as NodeJS.ErrnoException | undefined)?.code ?? 'error'} (retried later)`);
-      else print(`      umount ${rel(e.mountPoint)} [${e.reason}] (${ms(e.durationMs)})`);
-    }],
+    [
+      'kata-storage:wait',
+      (m) => {
+        const e = m as WaitEvent;
+        print(`      wait   ${e.driver} ${e.source} -> ${e.device ?? e.error?.message} (${ms(e.durationMs)})`);
+      },
+    ],
+    [
+      'kata-storage:mkfs',
+      (m) => {
+        const e = m as MkfsEvent;
+        print(`      mkfs   ${e.fstype} ${e.device} (${ms(e.durationMs)})`);
+      },
+    ],
+    [
+      'kata-storage:mount',
+      (m) => {
+        const e = m as MountEvent;
+        print(`      mount  ${e.fstype || 'bind'} ${e.source} -> ${rel(e.mountPoint)} (${ms(e.durationMs)})`);
+      },
+    ],
+    [
+      'kata-storage:umount',
+      (m) => {
+        const e = m as UmountEvent;
+        if (e.step === 'remove')
+          print(
+            `      kept ${rel(e.path)}: ${(e.error as NodeJS.ErrnoException | undefined)?.code ?? 'error'} (retried later)`,
+          );
+        else print(`      umount ${rel(e.mountPoint)} [${e.reason}] (${ms(e.durationMs)})`);
+      },
+    ],
   ];
   for (const [name, fn] of subs) subscribe(name, fn);
   return () => {
@@ -62,7 +94,8 @@ function events(root: string, print: Print): () => void {
 }
 
 export async function runDemo(print: Print = (l) => console.log(l)): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the demo mounts filesystems and attaches a loop device: run it as root (npm run demo)');
+  if (process.getuid?.() !== 0)
+    throw new Error('the demo mounts filesystems and attaches a loop device: run it as root (npm run demo)');
   const work = mkdtempSync(join(tmpdir(), 'kata-storage-demo-'));
   const root = join(work, 'run');
   mkdirSync(root);
@@ -83,9 +116,30 @@ export async function runDemo(print: Print = (l) => console.log(l)): Promise<voi
 
     sb = new Sandbox({ allowedRoots: [root], sysfsRoot, hotplugTimeoutMs: 3000 });
     stopEvents = events(root, print);
-    const shm: Storage = { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['noexec,nosuid,nodev', 'mode=1777', 'size=64m'], mountPoint: join(root, 'sandbox', 'shm'), shared: true };
-    const emptyDir: Storage = { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0777', 'fsgid=2000'], mountPoint: join(root, 'sandbox', 'local', 'cache') };
-    const disk: Storage = { driver: 'blk', source: '02', fstype: 'ext4', driverOptions: ['create_filesystem'], options: ['nodev'], mountPoint: join(root, 'sandbox', 'disks', 'data'), fsGroup: { groupId: 2000 } };
+    const shm: Storage = {
+      driver: 'ephemeral',
+      source: 'shm',
+      fstype: 'tmpfs',
+      options: ['noexec,nosuid,nodev', 'mode=1777', 'size=64m'],
+      mountPoint: join(root, 'sandbox', 'shm'),
+      shared: true,
+    };
+    const emptyDir: Storage = {
+      driver: 'local',
+      source: 'local',
+      fstype: 'local',
+      options: ['mode=0777', 'fsgid=2000'],
+      mountPoint: join(root, 'sandbox', 'local', 'cache'),
+    };
+    const disk: Storage = {
+      driver: 'blk',
+      source: '02',
+      fstype: 'ext4',
+      driverOptions: ['create_filesystem'],
+      options: ['nodev'],
+      mountPoint: join(root, 'sandbox', 'disks', 'data'),
+      fsGroup: { groupId: 2000 },
+    };
 
     const box = sb;
     const steps: [string, () => Promise<unknown>][] = [
@@ -117,6 +171,8 @@ export async function runDemo(print: Print = (l) => console.log(l)): Promise<voi
     if (loop) spawnSync('losetup', ['-d', loop]);
     const attached = loop ? spawnSync('losetup', ['-j', image], { encoding: 'utf8' }).stdout.trim() : '';
     rmSync(work, { recursive: true, force: true });
-    print(`\nleft behind: ${left.length === 0 && attached === '' ? 'nothing (no mount, loop device detached, directories removed)' : `${left.join(', ')} ${attached}`}`);
+    print(
+      `\nleft behind: ${left.length === 0 && attached === '' ? 'nothing (no mount, loop device detached, directories removed)' : `${left.join(', ')} ${attached}`}`,
+    );
   }
 }

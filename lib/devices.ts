@@ -3,7 +3,17 @@
 // native; this file checks arguments and shapes results and errors.
 import { statSync } from 'node:fs';
 import { constants } from 'node:os';
-import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue, systemError, type NativeError, type StorageErrorCode, type TargetFailure } from './errors';
+import {
+  StorageError,
+  abortError,
+  fromNative,
+  invalidArgType,
+  invalidArgValue,
+  systemError,
+  type NativeError,
+  type StorageErrorCode,
+  type TargetFailure,
+} from './errors';
 import { tracePromise } from './events';
 import { native, type DeviceWaitResult, type DeviceNativeError } from './native';
 
@@ -54,7 +64,8 @@ function checkString(value: unknown, name: string): string {
 function checkRoot(value: unknown, name: string, fallback: string): string {
   if (value === undefined) return fallback;
   const s = checkString(value, name);
-  if (!s.startsWith('/') || s.includes('\0')) throw invalidArgValue(name, s, 'must be an absolute path without null bytes');
+  if (!s.startsWith('/') || s.includes('\0'))
+    throw invalidArgValue(name, s, 'must be an absolute path without null bytes');
   // A trailing slash would make the paths we hand back non-normalized ('/dev//vda').
   return s.length > 1 ? s.replace(/\/+$/, '') : s;
 }
@@ -138,7 +149,8 @@ function waitOptions(opts: WaitOptions | undefined): ResolvedWait {
     throw invalidArgValue('options.timeoutMs', timeoutMs, 'must be a non-negative integer number of milliseconds');
   }
   const signal = opts.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
   return {
     sysfsRoot: checkRoot(opts.sysfsRoot, 'options.sysfsRoot', '/sys'),
     devRoot: checkRoot(opts.devRoot, 'options.devRoot', '/dev'),
@@ -185,7 +197,11 @@ function checkSysfsRoot(root: string): void {
     if (statSync(root).isDirectory()) return;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw systemError(constants.errno[err.code as keyof typeof constants.errno] ?? constants.errno.ENOENT, 'stat', root);
+    throw systemError(
+      constants.errno[err.code as keyof typeof constants.errno] ?? constants.errno.ENOENT,
+      'stat',
+      root,
+    );
   }
   throw systemError(constants.errno.ENOTDIR, 'stat', root);
 }
@@ -195,20 +211,36 @@ function checkSysfsRoot(root: string): void {
  * walk on this thread); only a device that is not there yet goes to a native thread that
  * subscribes to uevents, looks again, and waits.
  */
-async function findBlockDevice(bus: Bus, spec: string, rootComplex: string, o: ResolvedWait, rescan: boolean): Promise<string> {
+async function findBlockDevice(
+  bus: Bus,
+  spec: string,
+  rootComplex: string,
+  o: ResolvedWait,
+  rescan: boolean,
+): Promise<string> {
   if (o.signal?.aborted) throw abortError(o.signal);
   const found = native.findBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot);
   if (typeof found === 'string') return found;
   if (found !== null) throw deviceError(found);
   // Waiting under a sysfs that is not there could only time out: say so now.
   checkSysfsRoot(o.sysfsRoot);
-  return tracePromise('wait', () => ({ bus: BUS_NAMES[bus], source: spec, timeoutMs: o.timeoutMs }), () => waitBlockDevice(bus, spec, rootComplex, o, rescan));
+  return tracePromise(
+    'wait',
+    () => ({ bus: BUS_NAMES[bus], source: spec, timeoutMs: o.timeoutMs }),
+    () => waitBlockDevice(bus, spec, rootComplex, o, rescan),
+  );
 }
 
 const BUS_NAMES = ['pci', 'ccw', 'scsi', 'mmio', 'pmem'] as const;
 
 /** The device is not there yet: a native thread subscribes to uevents, looks again and waits. */
-async function waitBlockDevice(bus: Bus, spec: string, rootComplex: string, o: ResolvedWait, rescan: boolean): Promise<string> {
+async function waitBlockDevice(
+  bus: Bus,
+  spec: string,
+  rootComplex: string,
+  o: ResolvedWait,
+  rescan: boolean,
+): Promise<string> {
   const [id, pending] = native.waitBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot, o.timeoutMs, rescan);
   const signal = o.signal;
   if (!signal) return settle(await pending);
@@ -245,7 +277,10 @@ function reject<T>(fn: () => T): T | Promise<never> {
  * `<device>/virtio<N>/block/`, never a partition. Waits for its uevent when it is not there yet;
  * `rescan` first writes 1 to `<sysfsRoot>/bus/pci/rescan` (guests without ACPI hot-plug need it).
  */
-export function findPciBlockDevice(path: string, opts?: WaitOptions & { rescan?: boolean; rootComplex?: string }): Promise<string> {
+export function findPciBlockDevice(
+  path: string,
+  opts?: WaitOptions & { rescan?: boolean; rootComplex?: string },
+): Promise<string> {
   return reject(() => {
     const p = checkString(path, 'path');
     const o = waitOptions(opts);
@@ -330,6 +365,13 @@ export function assertBlockDevice(path: string): { major: number; minor: number 
 }
 
 /** State of the shared uevent listener (diagnostics and tests). */
-export function ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number; matched: number } {
+export function ueventMonitorState(): {
+  running: boolean;
+  events: number;
+  cached: number;
+  overflows: number;
+  waiters: number;
+  matched: number;
+} {
   return native.ueventMonitorState();
 }

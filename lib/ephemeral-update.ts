@@ -29,7 +29,15 @@ export interface EphemeralUpdateHooks {
   mountApi: MountApi | undefined;
 }
 
-const SUFFIX: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };
+const SUFFIX: Record<string, number> = {
+  '': 1,
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+  p: 2 ** 50,
+  e: 2 ** 60,
+};
 
 /** tmpfs `size=`: bytes with an optional k/m/g/t/p/e suffix, or a percentage of RAM; 0 is unlimited. */
 export function tmpfsSizeBytes(value: string): number {
@@ -37,14 +45,23 @@ export function tmpfsSizeBytes(value: string): number {
   if (pct) return Math.floor((totalmem() * Number(pct[1])) / 100);
   const m = /^(\d{1,19})([kmgtpe]?)$/i.exec(value);
   if (!m) {
-    throw new StorageError('ERR_INVALID_MOUNT_OPTION', `mount option 'size=${value}' must be bytes with an optional k/m/g/t/p/e suffix, or a percentage`, {
-      value: `size=${value}`,
-    });
+    throw new StorageError(
+      'ERR_INVALID_MOUNT_OPTION',
+      `mount option 'size=${value}' must be bytes with an optional k/m/g/t/p/e suffix, or a percentage`,
+      {
+        value: `size=${value}`,
+      },
+    );
   }
   return Number(m[1]) * SUFFIX[m[2]!.toLowerCase()]!;
 }
 
-function refuse(code: StorageErrorCode, s: Storage, message: string, extra: Record<string, unknown> = {}): StorageError {
+function refuse(
+  code: StorageErrorCode,
+  s: Storage,
+  message: string,
+  extra: Record<string, unknown> = {},
+): StorageError {
   return new StorageError(code, message, { value: s.mountPoint, ...extra });
 }
 
@@ -56,27 +73,42 @@ function refuse(code: StorageErrorCode, s: Storage, message: string, extra: Reco
  * `ERR_INVALID_MOUNT_OPTION`, `ERR_EPHEMERAL_SIZE_TOO_SMALL` (with `usedBytes`, `requestedBytes`,
  * or `usedInodes`, `requestedInodes`). A storage with no options is skipped, as in Kata.
  */
-export async function updateEphemeralMounts(storages: readonly unknown[], hooks: EphemeralUpdateHooks): Promise<EphemeralUpdate[]> {
+export async function updateEphemeralMounts(
+  storages: readonly unknown[],
+  hooks: EphemeralUpdateHooks,
+): Promise<EphemeralUpdate[]> {
   if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
   const plan: { storage: Storage; options: string[] }[] = [];
   for (const x of storages) {
     const s = normalizeStorage(x);
     if (s.driver !== 'ephemeral') {
-      throw new StorageError('ERR_INVALID_STORAGE', `only ephemeral storages can be updated, not driver '${s.driver}'`, { value: s.driver, field: 'driver' });
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `only ephemeral storages can be updated, not driver '${s.driver}'`,
+        { value: s.driver, field: 'driver' },
+      );
     }
     const held = hooks.held(s.mountPoint);
     if (held === undefined) {
       throw refuse('ERR_STORAGE_NOT_FOUND', s, `the sandbox holds no storage at ${s.mountPoint} to update`);
     }
     if (held.driver !== 'ephemeral') {
-      throw new StorageError('ERR_INVALID_STORAGE', `${s.mountPoint} is held by driver '${held.driver}', not ephemeral`, { value: held.driver, field: 'driver' });
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `${s.mountPoint} is held by driver '${held.driver}', not ephemeral`,
+        { value: held.driver, field: 'driver' },
+      );
     }
     const fstype = held.storage?.fstype;
     if (fstype !== 'tmpfs' || (s.fstype !== '' && s.fstype !== 'tmpfs')) {
-      throw new StorageError('ERR_INVALID_STORAGE', `only tmpfs ephemeral storages can be resized (${s.mountPoint} is ${fstype})`, {
-        value: s.mountPoint,
-        field: 'fstype',
-      });
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `only tmpfs ephemeral storages can be resized (${s.mountPoint} is ${fstype})`,
+        {
+          value: s.mountPoint,
+          field: 'fstype',
+        },
+      );
     }
     if ((s.options ?? []).length === 0) continue;
     fsGidOption(s);
@@ -94,10 +126,15 @@ export async function updateEphemeralMounts(storages: readonly unknown[], hooks:
       const requestedBytes = tmpfsSizeBytes(size);
       const usedBytes = Number((st.blocks - st.bfree) * st.bsize);
       if (requestedBytes !== 0 && requestedBytes < usedBytes) {
-        throw refuse('ERR_EPHEMERAL_SIZE_TOO_SMALL', s, `size=${size} (${requestedBytes} bytes) is below the ${usedBytes} bytes in use at ${s.mountPoint}`, {
-          usedBytes,
-          requestedBytes,
-        });
+        throw refuse(
+          'ERR_EPHEMERAL_SIZE_TOO_SMALL',
+          s,
+          `size=${size} (${requestedBytes} bytes) is below the ${usedBytes} bytes in use at ${s.mountPoint}`,
+          {
+            usedBytes,
+            requestedBytes,
+          },
+        );
       }
     }
     const inodes = v.get('nr_inodes');
@@ -105,10 +142,15 @@ export async function updateEphemeralMounts(storages: readonly unknown[], hooks:
       const requestedInodes = tmpfsSizeBytes(inodes);
       const usedInodes = Number(st.files - st.ffree);
       if (requestedInodes !== 0 && requestedInodes < usedInodes) {
-        throw refuse('ERR_EPHEMERAL_SIZE_TOO_SMALL', s, `nr_inodes=${inodes} is below the ${usedInodes} inodes in use at ${s.mountPoint}`, {
-          usedInodes,
-          requestedInodes,
-        });
+        throw refuse(
+          'ERR_EPHEMERAL_SIZE_TOO_SMALL',
+          s,
+          `nr_inodes=${inodes} is below the ${usedInodes} inodes in use at ${s.mountPoint}`,
+          {
+            usedInodes,
+            requestedInodes,
+          },
+        );
       }
     }
   }

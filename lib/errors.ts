@@ -40,7 +40,13 @@ export interface StorageErrorFields {
   /** The kernel allocated `allocated` of the `value` huge pages asked for (the count was put back). */
   ERR_HUGEPAGES_UNAVAILABLE: { value: number; allocated: number };
   /** updateEphemeralMounts: the new size= (or nr_inodes=) is below what the tmpfs at `value` already uses. */
-  ERR_EPHEMERAL_SIZE_TOO_SMALL: { value: string; usedBytes?: number; requestedBytes?: number; usedInodes?: number; requestedInodes?: number };
+  ERR_EPHEMERAL_SIZE_TOO_SMALL: {
+    value: string;
+    usedBytes?: number;
+    requestedBytes?: number;
+    usedInodes?: number;
+    requestedInodes?: number;
+  };
   /** The Sandbox was destroyed: addStorages and setSandboxStorage are refused (`value` is 'destroyed'). */
   ERR_SANDBOX_DESTROYED: { value: 'destroyed' };
   /** A Sandbox option is unusable (allowedRoots not absolute, normalized paths). */
@@ -56,7 +62,9 @@ export interface StorageErrorFields {
 export type StorageErrorCode = keyof StorageErrorFields;
 
 /** A StorageError narrowed to one code, with that code's fields. */
-export type StorageErrorOf<C extends StorageErrorCode> = StorageError & { readonly code: C } & Readonly<StorageErrorFields[C]>;
+export type StorageErrorOf<C extends StorageErrorCode> = StorageError & { readonly code: C } & Readonly<
+    StorageErrorFields[C]
+  >;
 
 /** Errors a Sandbox attaches when undoing or cleaning up also failed (on the error it rethrows). */
 export interface SandboxErrorFields {
@@ -85,7 +93,11 @@ export class StorageError extends Error implements SandboxErrorFields {
   declare rollbackErrors?: Error[];
   declare cleanupErrors?: Error[];
 
-  constructor(code: StorageErrorCode, message: string, props?: { value?: unknown; cause?: unknown } & Record<string, unknown>) {
+  constructor(
+    code: StorageErrorCode,
+    message: string,
+    props?: { value?: unknown; cause?: unknown } & Record<string, unknown>,
+  ) {
     super(message, props && 'cause' in props ? { cause: props.cause } : undefined);
     this.code = code;
     if (props) {
@@ -104,7 +116,10 @@ export class StorageError extends Error implements SandboxErrorFields {
  * True when `err` is a StorageError (with `code`, when given), narrowed to that code's fields:
  * `if (isStorageError(err, 'ERR_INVALID_STORAGE')) console.log(err.field)`.
  */
-export function isStorageError<C extends StorageErrorCode = StorageErrorCode>(err: unknown, code?: C): err is StorageErrorOf<C> {
+export function isStorageError<C extends StorageErrorCode = StorageErrorCode>(
+  err: unknown,
+  code?: C,
+): err is StorageErrorOf<C> {
   return err instanceof StorageError && (code === undefined || err.code === code);
 }
 
@@ -227,9 +242,16 @@ export function hasSysAdmin(status = (): string => readFileSync('/proc/self/stat
 }
 
 /** The filesystem types this kernel knows now (/proc/filesystems), or undefined if unreadable. */
-export function knownFilesystems(read = (): string => readFileSync('/proc/filesystems', 'utf8')): Set<string> | undefined {
+export function knownFilesystems(
+  read = (): string => readFileSync('/proc/filesystems', 'utf8'),
+): Set<string> | undefined {
   try {
-    return new Set(read().split('\n').map((l) => l.split('\t').pop()!.trim()).filter((f) => f !== ''));
+    return new Set(
+      read()
+        .split('\n')
+        .map((l) => l.split('\t').pop()!.trim())
+        .filter((f) => f !== ''),
+    );
   } catch {
     return undefined;
   }
@@ -252,9 +274,13 @@ export function explainMountError(err: Error, fstype?: string): Error {
   if (e.code === 'ENODEV' && fstype) {
     const known = knownFilesystems();
     if (known !== undefined && !known.has(fstype)) {
-      return explain(err, `filesystem type '${fstype}' is not known to this kernel (not in /proc/filesystems): check fstype, or load its module`, {
-        fstype,
-      });
+      return explain(
+        err,
+        `filesystem type '${fstype}' is not known to this kernel (not in /proc/filesystems): check fstype, or load its module`,
+        {
+          fstype,
+        },
+      );
     }
   }
   if ((e.code === 'EPERM' || e.code === 'EACCES') && e.detail === undefined && !hasSysAdmin()) {
@@ -265,7 +291,9 @@ export function explainMountError(err: Error, fstype?: string): Error {
 
 /** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
 export function abortError(signal?: AbortSignal): Error {
-  const err = new Error('The operation was aborted', signal ? { cause: signal.reason } : undefined) as Error & { code: string };
+  const err = new Error('The operation was aborted', signal ? { cause: signal.reason } : undefined) as Error & {
+    code: string;
+  };
   err.name = 'AbortError';
   err.code = 'ABORT_ERR';
   return err;
@@ -273,13 +301,18 @@ export function abortError(signal?: AbortSignal): Error {
 
 /** Node-style argument errors for callers that pass the wrong type or an impossible value. */
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describeValue(actual)}`) as TypeError & { code: string };
+  const err = new TypeError(
+    `The "${name}" argument must be ${expected}. Received ${describeValue(actual)}`,
+  ) as TypeError & { code: string };
   err.code = 'ERR_INVALID_ARG_TYPE';
   return err;
 }
 
 export function invalidArgValue(name: string, value: unknown, reason: string): TypeError {
-  const err = new TypeError(`The argument '${name}' ${reason}. Received ${describeValue(value)}`) as TypeError & { code: string; value: unknown };
+  const err = new TypeError(`The argument '${name}' ${reason}. Received ${describeValue(value)}`) as TypeError & {
+    code: string;
+    value: unknown;
+  };
   err.code = 'ERR_INVALID_ARG_VALUE';
   err.value = value;
   return err;

@@ -223,18 +223,30 @@ export const tracing = Object.freeze({
 const debug = debuglog('kata-storage');
 
 function active(tc: diagnostics_channel.TracingChannel<object, object>): boolean {
-  return tc.start.hasSubscribers || tc.end.hasSubscribers || tc.asyncStart.hasSubscribers || tc.asyncEnd.hasSubscribers || tc.error.hasSubscribers;
+  return (
+    tc.start.hasSubscribers ||
+    tc.end.hasSubscribers ||
+    tc.asyncStart.hasSubscribers ||
+    tc.asyncEnd.hasSubscribers ||
+    tc.error.hasSubscribers
+  );
 }
 
 function describe(context: object): string {
-  return JSON.stringify(context, (k, v: unknown) => (k === 'storage' || k === 'result' || k === 'error' ? undefined : v));
+  return JSON.stringify(context, (k, v: unknown) =>
+    k === 'storage' || k === 'result' || k === 'error' ? undefined : v,
+  );
 }
 
 /**
  * Runs the async operation `fn` as `tracePromise` does (start, end, then asyncStart/asyncEnd or
  * error), and logs it under NODE_DEBUG=kata-storage. `context` is built only when someone listens.
  */
-export function tracePromise<C extends object, T>(name: keyof typeof tracing, context: () => C, fn: () => Promise<T>): Promise<T> {
+export function tracePromise<C extends object, T>(
+  name: keyof typeof tracing,
+  context: () => C,
+  fn: () => Promise<T>,
+): Promise<T> {
   const tc = tracing[name] as unknown as diagnostics_channel.TracingChannel<object, object>;
   const on = active(tc);
   if (!on && !debug.enabled) return fn();

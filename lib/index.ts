@@ -24,8 +24,22 @@ export {
   type NewMountApiSupport,
   type UmountOptions,
 } from './mount';
-export { normalizeStorage, type Storage, type StorageInput, type KataStorage, type KataFsGroup, type FsGroup, type GroupChangePolicy } from './storage';
-export { StorageHandlerRegistry, defaultRegistry, type StorageHandler, type StorageContext, type ReleaseContext } from './registry';
+export {
+  normalizeStorage,
+  type Storage,
+  type StorageInput,
+  type KataStorage,
+  type KataFsGroup,
+  type FsGroup,
+  type GroupChangePolicy,
+} from './storage';
+export {
+  StorageHandlerRegistry,
+  defaultRegistry,
+  type StorageHandler,
+  type StorageContext,
+  type ReleaseContext,
+} from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
 export {
   channels as storageChannels,
@@ -51,7 +65,21 @@ export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './multi-
 export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './verity';
 export { tmpfsSizeBytes, type EphemeralUpdate } from './ephemeral-update';
 export {
-  parsePciPath, parsePciPathFull, pciPathToSysfs, findPciBlockDevice, parseCcwDevice, findCcwBlockDevice,
-  parseScsiAddress, findScsiBlockDevice, findMmioBlockDevice, findPmemDevice, deviceNumber, assertBlockDevice,
-  ueventMonitorState, type PciSlot, type ParsedPciPath, type WaitOptions, type TargetFailure,
+  parsePciPath,
+  parsePciPathFull,
+  pciPathToSysfs,
+  findPciBlockDevice,
+  parseCcwDevice,
+  findCcwBlockDevice,
+  parseScsiAddress,
+  findScsiBlockDevice,
+  findMmioBlockDevice,
+  findPmemDevice,
+  deviceNumber,
+  assertBlockDevice,
+  ueventMonitorState,
+  type PciSlot,
+  type ParsedPciPath,
+  type WaitOptions,
+  type TargetFailure,
 } from './devices';

@@ -137,7 +137,13 @@ function check(result: NativeError | undefined, fstype?: string): void {
 const API_NAMES = ['auto', 'new', 'legacy'] as const;
 
 function mountTrace(args: MountArgs, options: readonly string[] | undefined): MountTrace {
-  const t: MountTrace = { source: args[0], target: args[1], fstype: args[2], options: options ?? [], mountApi: API_NAMES[args[4]] };
+  const t: MountTrace = {
+    source: args[0],
+    target: args[1],
+    fstype: args[2],
+    options: options ?? [],
+    mountApi: API_NAMES[args[4]],
+  };
   if (args[5] !== '') t.beneath = args[5];
   return t;
 }
@@ -150,7 +156,11 @@ export function mountSync(
   opts?: MountSyncOptions,
 ): void {
   const args = mountArgs(source, target, fstype, options, opts);
-  traceSync('mount', () => mountTrace(args, options), () => check(native.mountSync(...args), args[2]));
+  traceSync(
+    'mount',
+    () => mountTrace(args, options),
+    () => check(native.mountSync(...args), args[2]),
+  );
 }
 
 export function mount(
@@ -168,7 +178,11 @@ export function mount(
   }
   const signal = opts?.signal;
   if (signal?.aborted) return Promise.reject(abortError(signal));
-  return tracePromise('mount', () => mountTrace(args, options), () => mountNow(args, signal));
+  return tracePromise(
+    'mount',
+    () => mountTrace(args, options),
+    () => mountNow(args, signal),
+  );
 }
 
 function mountNow(args: MountArgs, signal: AbortSignal | undefined): Promise<void> {
@@ -218,7 +232,11 @@ const umountTrace = (a: UmountArgs): UmountTrace => ({ target: a[0], detach: a[1
 
 export function umountSync(target: string, opts?: UmountOptions): void {
   const args = umountArgs(target, opts);
-  traceSync('umount', () => umountTrace(args), () => check(native.umountSync(...args)));
+  traceSync(
+    'umount',
+    () => umountTrace(args),
+    () => check(native.umountSync(...args)),
+  );
 }
 
 export function umount(target: string, opts?: UmountOptions): Promise<void> {
@@ -228,7 +246,11 @@ export function umount(target: string, opts?: UmountOptions): Promise<void> {
   } catch (err) {
     return Promise.reject(err);
   }
-  return tracePromise('umount', () => umountTrace(args), () => native.umount(...args).then((r) => check(r)));
+  return tracePromise(
+    'umount',
+    () => umountTrace(args),
+    () => native.umount(...args).then((r) => check(r)),
+  );
 }
 
 /**
@@ -241,20 +263,29 @@ export function umount(target: string, opts?: UmountOptions): Promise<void> {
  * `statvfs` or `mount`, the filesystem's complaint in `kernelMessages`) or
  * `ERR_INVALID_MOUNT_OPTION`. Traced on `tracing:kata-storage:remount:*` (RemountTrace).
  */
-export function remount(target: string, options: readonly string[] = [], opts: MountSyncOptions = {}): Promise<'new' | 'legacy'> {
+export function remount(
+  target: string,
+  options: readonly string[] = [],
+  opts: MountSyncOptions = {},
+): Promise<'new' | 'legacy'> {
   let args: [string, string, number];
   try {
-    args = [checkPath(target, 'target'), joinOptions(options), mountApiOf(Object.hasOwn(opts, 'mountApi') ? opts.mountApi : undefined)];
+    args = [
+      checkPath(target, 'target'),
+      joinOptions(options),
+      mountApiOf(Object.hasOwn(opts, 'mountApi') ? opts.mountApi : undefined),
+    ];
   } catch (err) {
     return Promise.reject(err);
   }
   return tracePromise(
     'remount',
     (): RemountTrace => ({ target: args[0], options, mountApi: API_NAMES[args[2]] }),
-    () => native.remount(...args).then((r) => {
-      if (typeof r === 'string') return r;
-      throw fromNative(r);
-    }),
+    () =>
+      native.remount(...args).then((r) => {
+        if (typeof r === 'string') return r;
+        throw fromNative(r);
+      }),
   );
 }
 

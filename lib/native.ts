@@ -44,23 +44,63 @@ export interface NativeBinding {
   parseMountOptions(list: string): string | [code: string, value: string];
   optionWords(list: string): string[];
   /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
-  mountSync(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): NativeError | undefined;
-  mount(source: string, target: string, fstype: string, list: string, api?: number, beneath?: string): Promise<NativeError | undefined>;
+  mountSync(
+    source: string,
+    target: string,
+    fstype: string,
+    list: string,
+    api?: number,
+    beneath?: string,
+  ): NativeError | undefined;
+  mount(
+    source: string,
+    target: string,
+    fstype: string,
+    list: string,
+    api?: number,
+    beneath?: string,
+  ): Promise<NativeError | undefined>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | NativeError>;
   /** The dm-verity target line for DmVerityInfo fields, or the offending field's name. */
   verityTable(
-    hashtype: string, hash: string, blocknum: number, blocksize: number, hashsize: number, offset: number,
-    salt: string, hashType: number, noSuperblock: boolean, dataDev: string,
+    hashtype: string,
+    hash: string,
+    blocknum: number,
+    blocksize: number,
+    hashsize: number,
+    offset: number,
+    salt: string,
+    hashType: number,
+    noSuperblock: boolean,
+    dataDev: string,
   ): { params: string; sectors: number } | { code: string; value: string };
   /** DM_DEV_CREATE + DM_TABLE_LOAD (verity, read-only) + resume + mknod `node`. */
-  dmVerityCreate(control: string, name: string, sectors: number, params: string, node: string): Promise<{ major: number; minor: number } | NativeError>;
+  dmVerityCreate(
+    control: string,
+    name: string,
+    sectors: number,
+    params: string,
+    node: string,
+  ): Promise<{ major: number; minor: number } | NativeError>;
   /** DM_DEV_REMOVE (deferred: when its last opener closes) and unlink of `node`. */
   dmRemove(control: string, name: string, node: string, deferred: boolean): Promise<NativeError | undefined>;
-  umountSync(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): NativeError | undefined;
-  umount(target: string, detach: boolean, force: boolean, expire: boolean, busyTimeoutMs: number): Promise<NativeError | undefined>;
+  umountSync(
+    target: string,
+    detach: boolean,
+    force: boolean,
+    expire: boolean,
+    busyTimeoutMs: number,
+  ): NativeError | undefined;
+  umount(
+    target: string,
+    detach: boolean,
+    force: boolean,
+    expire: boolean,
+    busyTimeoutMs: number,
+  ): Promise<NativeError | undefined>;
   isMountPoint(path: string): boolean | NativeError;
   poolThreads(): number;
   /** Walks `rel` beneath `root` without creating anything: a symlink or non-directory on the way comes back as a code. */
@@ -71,22 +111,50 @@ export interface NativeBinding {
   removeTree(path: string): Promise<NativeError | undefined>;
   /** rmdir, or unlink for a non-directory, on the addon's threads. */
   removeEntry(path: string): Promise<NativeError | undefined>;
-  applyFsGroup(path: string, gid: number, readOnly: boolean, onRootMismatch: boolean): Promise<{ skipped: boolean; changed: number } | NativeError>;
-  ensureHugepages(sysfsRoot: string, pageKb: number, pages: number): Promise<{ previous: number; allocated: number } | NativeError>;
+  applyFsGroup(
+    path: string,
+    gid: number,
+    readOnly: boolean,
+    onRootMismatch: boolean,
+  ): Promise<{ skipped: boolean; changed: number } | NativeError>;
+  ensureHugepages(
+    sysfsRoot: string,
+    pageKb: number,
+    pages: number,
+  ): Promise<{ previous: number; allocated: number } | NativeError>;
   /** [rootComplex or -1, slot, fn, slot, fn, ...] */
   parsePciPath(path: string): number[] | DeviceNativeError;
   parseCcwDevice(busId: string): number[] | DeviceNativeError;
   parseScsiAddress(addr: string): number[] | DeviceNativeError;
   pciPathToSysfs(path: string, sysfsRoot: string, rootComplex: string): string | DeviceNativeError;
   /** The node path when the device is there now, null when it is not (yet). */
-  findBlockDevice(bus: number, spec: string, rootComplex: string, sysfsRoot: string, devRoot: string): string | null | DeviceNativeError | NativeError;
+  findBlockDevice(
+    bus: number,
+    spec: string,
+    rootComplex: string,
+    sysfsRoot: string,
+    devRoot: string,
+  ): string | null | DeviceNativeError | NativeError;
   waitBlockDevice(
-    bus: number, spec: string, rootComplex: string, sysfsRoot: string, devRoot: string, timeoutMs: number, rescan: boolean,
+    bus: number,
+    spec: string,
+    rootComplex: string,
+    sysfsRoot: string,
+    devRoot: string,
+    timeoutMs: number,
+    rescan: boolean,
   ): [id: number, result: Promise<DeviceWaitResult>];
   cancelDeviceWait(id: number): void;
   /** [0 block | 1 char | 2 other, major, minor] */
   deviceNumber(path: string): number[] | NativeError;
-  ueventMonitorState(): { running: boolean; events: number; cached: number; overflows: number; waiters: number; matched: number };
+  ueventMonitorState(): {
+    running: boolean;
+    events: number;
+    cached: number;
+    overflows: number;
+    waiters: number;
+    matched: number;
+  };
 }
 
 export const packageRoot = join(__dirname, '..');
@@ -118,7 +186,7 @@ export function loadBinding(root: string = packageRoot): NativeBinding {
         `Tried:\n${lines.join('\n')}\nReason: ${reason}\n` +
         'Supported prebuilt platforms: linux-x64, linux-arm64, linux-s390x (glibc >= 2.28). ' +
         'Elsewhere build from source: apt-get install cmake g++ make && npm install -D cmake-js@8 node-addon-api@8 ' +
-          '&& npm rebuild kata-storage --build-from-source',
+        '&& npm rebuild kata-storage --build-from-source',
       { cause },
     );
   }

@@ -4,9 +4,30 @@ import { StorageError, fromNative, invalidArgType } from './errors';
 import { native } from './native';
 
 export type MountFlagName =
-  | 'RDONLY' | 'NOSUID' | 'NODEV' | 'NOEXEC' | 'SYNCHRONOUS' | 'REMOUNT' | 'MANDLOCK' | 'DIRSYNC'
-  | 'NOSYMFOLLOW' | 'NOATIME' | 'NODIRATIME' | 'BIND' | 'MOVE' | 'REC' | 'SILENT' | 'POSIXACL'
-  | 'UNBINDABLE' | 'PRIVATE' | 'SLAVE' | 'SHARED' | 'RELATIME' | 'I_VERSION' | 'STRICTATIME' | 'LAZYTIME';
+  | 'RDONLY'
+  | 'NOSUID'
+  | 'NODEV'
+  | 'NOEXEC'
+  | 'SYNCHRONOUS'
+  | 'REMOUNT'
+  | 'MANDLOCK'
+  | 'DIRSYNC'
+  | 'NOSYMFOLLOW'
+  | 'NOATIME'
+  | 'NODIRATIME'
+  | 'BIND'
+  | 'MOVE'
+  | 'REC'
+  | 'SILENT'
+  | 'POSIXACL'
+  | 'UNBINDABLE'
+  | 'PRIVATE'
+  | 'SLAVE'
+  | 'SHARED'
+  | 'RELATIME'
+  | 'I_VERSION'
+  | 'STRICTATIME'
+  | 'LAZYTIME';
 
 /** The kernel's MS_* values, as compiled from <sys/mount.h>. */
 export const MountFlags: Readonly<Record<MountFlagName, number>> = Object.freeze({ ...native.mountFlags }) as Readonly<

@@ -15,9 +15,13 @@ export class StorageHandlerRegistry {
       throw invalidArgType('handler', 'an object with a create(storage, ctx) method', handler);
     }
     if (this.#handlers.has(driver)) {
-      throw new StorageError('ERR_STORAGE_DRIVER_EXISTS', `a handler for storage driver '${driver}' is already registered`, {
-        value: driver,
-      });
+      throw new StorageError(
+        'ERR_STORAGE_DRIVER_EXISTS',
+        `a handler for storage driver '${driver}' is already registered`,
+        {
+          value: driver,
+        },
+      );
     }
     this.#handlers.set(driver, handler);
     return this;

@@ -106,7 +106,8 @@ export class Sandbox {
 
   constructor(opts: SandboxOptions = {}) {
     if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'of type object', opts);
-    const own = <K extends keyof SandboxOptions>(k: K): SandboxOptions[K] => (Object.hasOwn(opts, k) ? opts[k] : undefined);
+    const own = <K extends keyof SandboxOptions>(k: K): SandboxOptions[K] =>
+      Object.hasOwn(opts, k) ? opts[k] : undefined;
     this.allowedRoots = Object.freeze(checkAllowedRoots(own('allowedRoots') ?? ['/run/kata-containers']));
     this.sysfsRoot = own('sysfsRoot') ?? '/sys';
     this.devRoot = own('devRoot') ?? '/dev';
@@ -128,7 +129,8 @@ export class Sandbox {
    * `rollbackErrors` when giving back failed too.
    */
   addStorages(storages: readonly StorageInput[], opts: AddStoragesOptions = {}): Promise<string[]> {
-    const containerId = typeof opts === 'object' && opts !== null && Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
+    const containerId =
+      typeof opts === 'object' && opts !== null && Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
     return tracePromise(
       'addStorages',
       () => ({ call: 'addStorages' as const, containerId, storages: Array.isArray(storages) ? storages.length : 0 }),
@@ -140,7 +142,8 @@ export class Sandbox {
     if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
     const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
     const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
-    if (containerId !== undefined && typeof containerId !== 'string') throw invalidArgType('options.containerId', 'of type string', containerId);
+    if (containerId !== undefined && typeof containerId !== 'string')
+      throw invalidArgType('options.containerId', 'of type string', containerId);
     if (this.#destroyed) throw destroyedError();
     // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
     const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((storage) => {
@@ -153,7 +156,12 @@ export class Sandbox {
           { value: storage.driver, registered: this.registry.drivers() },
         );
       }
-      handler.validate?.(storage, containerId === undefined ? { allowedRoots: this.allowedRoots } : { allowedRoots: this.allowedRoots, containerId });
+      handler.validate?.(
+        storage,
+        containerId === undefined
+          ? { allowedRoots: this.allowedRoots }
+          : { allowedRoots: this.allowedRoots, containerId },
+      );
       return { storage, placement, handler };
     });
     if (signal?.aborted) throw abortError(signal);
@@ -200,7 +208,11 @@ export class Sandbox {
    * at most umountBusyTimeoutMs), `cleanupErrors` holding the others.
    */
   removeContainer(containerId: string): Promise<void> {
-    return tracePromise('removeContainer', () => ({ call: 'removeContainer' as const, containerId }), () => this.#removeContainer(containerId));
+    return tracePromise(
+      'removeContainer',
+      () => ({ call: 'removeContainer' as const, containerId }),
+      () => this.#removeContainer(containerId),
+    );
   }
 
   async #removeContainer(containerId: string): Promise<void> {
@@ -270,7 +282,12 @@ export class Sandbox {
   storages(): Map<string, StorageInfo> {
     const m = new Map<string, StorageInfo>();
     for (const [p, e] of this.#entries) {
-      m.set(p, { refcount: e.refcount, driver: e.driver, shared: e.shared, cleanupPending: this.#pendingCleanup.has(p) });
+      m.set(p, {
+        refcount: e.refcount,
+        driver: e.driver,
+        shared: e.shared,
+        cleanupPending: this.#pendingCleanup.has(p),
+      });
     }
     return m;
   }
@@ -293,7 +310,11 @@ export class Sandbox {
    * Entries whose unmount fails stay, marked; calling destroy() again retries them.
    */
   destroy(): Promise<void> {
-    return tracePromise('destroy', () => ({ call: 'destroy' as const }), () => this.#destroy());
+    return tracePromise(
+      'destroy',
+      () => ({ call: 'destroy' as const }),
+      () => this.#destroy(),
+    );
   }
 
   async #destroy(): Promise<void> {
@@ -438,7 +459,8 @@ export class Sandbox {
       allowedRoots: this.allowedRoots,
       placement,
       async makeMountPoint(opts = {}) {
-        if ((await make(storage.mountPoint, placement, opts.file === true)).includes(storage.mountPoint)) e.createdMountPoint = true;
+        if ((await make(storage.mountPoint, placement, opts.file === true)).includes(storage.mountPoint))
+          e.createdMountPoint = true;
       },
       async makeDirectory(path: string) {
         if ((await make(path, placeMountPoint(path, allowedRoots), false)).includes(path)) e.trees.add(path);
@@ -448,20 +470,38 @@ export class Sandbox {
         // driver's) is placed by the same rule.
         const root = target === storage.mountPoint ? placement.root : rootOf(target);
         const opts = { signal, mountApi, beneath: beneathAvailable() ? root : undefined };
-        const ownership = target === storage.mountPoint && (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
+        const ownership =
+          target === storage.mountPoint &&
+          (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
         await timed(
           channels.mount,
           () => mount(source, target, fstype, options, opts),
           (durationMs, error) => {
             // Read from the mount just made, the same test the handler's ownership step makes.
             const fsGroupSkipped = ownership && error === undefined ? ownershipSkipped(storage) : undefined;
-            return { driver: storage.driver, source, mountPoint: target, fstype, options, containerId, ...(fsGroupSkipped ? { fsGroupSkipped } : {}), durationMs, error };
+            return {
+              driver: storage.driver,
+              source,
+              mountPoint: target,
+              fstype,
+              options,
+              containerId,
+              ...(fsGroupSkipped ? { fsGroupSkipped } : {}),
+              durationMs,
+              error,
+            };
           },
         );
         e.mounts.push(target);
       },
       waitFor(source, wait) {
-        return timed(channels.wait, wait, (durationMs, error, device) => ({ driver: storage.driver, source, device, durationMs, error }));
+        return timed(channels.wait, wait, (durationMs, error, device) => ({
+          driver: storage.driver,
+          source,
+          device,
+          durationMs,
+          error,
+        }));
       },
     };
   }
@@ -476,9 +516,13 @@ export class Sandbox {
   #rootOf(target: string): string {
     const root = allowedRootOf(target, this.allowedRoots);
     if (root === undefined) {
-      throw new StorageError('ERR_INVALID_STORAGE', `mount target ${target} is not strictly beneath an allowed root (${this.allowedRoots.join(', ')})`, {
-        value: target,
-      });
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `mount target ${target} is not strictly beneath an allowed root (${this.allowedRoots.join(', ')})`,
+        {
+          value: target,
+        },
+      );
     }
     return root;
   }
@@ -528,7 +572,11 @@ export class Sandbox {
   async #cleanup(e: Entry, reason: Reason, containerId?: string): Promise<void> {
     try {
       if (e.handler?.release && !e.releaseDone && e.storage) {
-        await e.handler.release(e.path, { driver: e.driver, storage: e.storage, createdMountPoint: e.createdMountPoint });
+        await e.handler.release(e.path, {
+          driver: e.driver,
+          storage: e.storage,
+          createdMountPoint: e.createdMountPoint,
+        });
         e.releaseDone = true;
       }
       while (e.mounts.length > 0) {
@@ -536,7 +584,16 @@ export class Sandbox {
         await timed(
           channels.umount,
           () => umount(target, { busyTimeoutMs: this.umountBusyTimeoutMs }),
-          (durationMs, error) => ({ driver: e.driver, mountPoint: e.path, reason, containerId, step: 'umount' as const, path: target, durationMs, error }),
+          (durationMs, error) => ({
+            driver: e.driver,
+            mountPoint: e.path,
+            reason,
+            containerId,
+            step: 'umount' as const,
+            path: target,
+            durationMs,
+            error,
+          }),
         );
         e.mounts.pop();
       }
@@ -556,7 +613,16 @@ export class Sandbox {
       const expected = 'errno' in r && (r.errno === ENOTEMPTY || r.errno === EEXIST) && p !== e.path && !e.trees.has(p);
       // A parent still holding another storage's directory is the normal case, not news.
       if (!expected && channels.umount.hasSubscribers) {
-        channels.umount.publish({ driver: e.driver, mountPoint: e.path, reason, ...(containerId === undefined ? {} : { containerId }), step: 'remove', path: p, durationMs: now() - started, error: fromNative(r) });
+        channels.umount.publish({
+          driver: e.driver,
+          mountPoint: e.path,
+          reason,
+          ...(containerId === undefined ? {} : { containerId }),
+          step: 'remove',
+          path: p,
+          durationMs: now() - started,
+          error: fromNative(r),
+        });
       }
     }
     await this.#retryLeftovers();
@@ -600,11 +666,23 @@ let openat2: boolean | undefined;
 const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);
 
 function newEntry(path: string, driver: string, shared: boolean): Entry {
-  return { path, refcount: 1, driver, shared, releaseDone: false, mounts: [], created: [], trees: new Set(), createdMountPoint: false };
+  return {
+    path,
+    refcount: 1,
+    driver,
+    shared,
+    releaseDone: false,
+    mounts: [],
+    created: [],
+    trees: new Set(),
+    createdMountPoint: false,
+  };
 }
 
 function destroyedError(): StorageError {
-  return new StorageError('ERR_SANDBOX_DESTROYED', 'the sandbox was destroyed; create a new Sandbox to add storages', { value: 'destroyed' });
+  return new StorageError('ERR_SANDBOX_DESTROYED', 'the sandbox was destroyed; create a new Sandbox to add storages', {
+    value: 'destroyed',
+  });
 }
 
 function notFound(path: string): StorageError {

@@ -120,7 +120,11 @@ function unknownKeys(o: Record<string, unknown>, known: Set<string>, parent?: st
   for (const k of Object.keys(o)) {
     if (known.has(k)) continue;
     const field = parent === undefined ? k : `${parent}.${k}`;
-    throw new StorageError('ERR_INVALID_STORAGE', `storage has an unknown key '${field}' (known: ${[...known].join(', ')})`, { value: k, field });
+    throw new StorageError(
+      'ERR_INVALID_STORAGE',
+      `storage has an unknown key '${field}' (known: ${[...known].join(', ')})`,
+      { value: k, field },
+    );
   }
 }
 
@@ -185,11 +189,23 @@ export interface Placement {
 
 export function checkAllowedRoots(roots: unknown): string[] {
   if (!Array.isArray(roots) || roots.length === 0) {
-    throw new StorageError('ERR_INVALID_ARG_VALUE', 'allowedRoots must be a non-empty array of absolute paths', { value: roots });
+    throw new StorageError('ERR_INVALID_ARG_VALUE', 'allowedRoots must be a non-empty array of absolute paths', {
+      value: roots,
+    });
   }
   return roots.map((r: unknown) => {
-    if (typeof r !== 'string' || !r.startsWith('/') || r.includes('\0') || posix.normalize(r) !== r || (r.length > 1 && r.endsWith('/'))) {
-      throw new StorageError('ERR_INVALID_ARG_VALUE', `allowed root ${JSON.stringify(r)} must be an absolute, normalized path`, { value: r });
+    if (
+      typeof r !== 'string' ||
+      !r.startsWith('/') ||
+      r.includes('\0') ||
+      posix.normalize(r) !== r ||
+      (r.length > 1 && r.endsWith('/'))
+    ) {
+      throw new StorageError(
+        'ERR_INVALID_ARG_VALUE',
+        `allowed root ${JSON.stringify(r)} must be an absolute, normalized path`,
+        { value: r },
+      );
     }
     return r;
   });
@@ -224,13 +240,26 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
     throw invalid('mountPoint', mountPoint, 'must be normalized (no "..", ".", "//" or trailing "/")');
   }
   const bytes = Buffer.byteLength(mountPoint);
-  if (bytes >= PATH_MAX) throw invalid('mountPoint', mountPoint, `is ${bytes} bytes long; the kernel takes paths of at most ${PATH_MAX - 1} (PATH_MAX)`);
+  if (bytes >= PATH_MAX)
+    throw invalid(
+      'mountPoint',
+      mountPoint,
+      `is ${bytes} bytes long; the kernel takes paths of at most ${PATH_MAX - 1} (PATH_MAX)`,
+    );
   const long = mountPoint.split('/').find((c) => Buffer.byteLength(c) > NAME_MAX);
   if (long !== undefined) {
-    throw invalid('mountPoint', mountPoint, `has a component of ${Buffer.byteLength(long)} bytes; the kernel takes names of at most ${NAME_MAX} (NAME_MAX)`);
+    throw invalid(
+      'mountPoint',
+      mountPoint,
+      `has a component of ${Buffer.byteLength(long)} bytes; the kernel takes names of at most ${NAME_MAX} (NAME_MAX)`,
+    );
   }
   if (roots.includes(mountPoint)) {
-    throw invalid('mountPoint', mountPoint, 'is an allowed root itself; storages are mounted strictly beneath a root, not on it');
+    throw invalid(
+      'mountPoint',
+      mountPoint,
+      'is an allowed root itself; storages are mounted strictly beneath a root, not on it',
+    );
   }
   const root = allowedRootOf(mountPoint, roots);
   if (root === undefined) throw invalid('mountPoint', mountPoint, `is outside the allowed roots (${roots.join(', ')})`);
@@ -239,17 +268,25 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
   if (r !== undefined) {
     if ('errno' in r) throw fromNative(r);
     if (r.code === 'symlink') {
-      throw new StorageError('ERR_INVALID_STORAGE', `storage mountPoint ${mountPoint} is reached through a symlink at ${r.value}`, {
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `storage mountPoint ${mountPoint} is reached through a symlink at ${r.value}`,
+        {
+          value: mountPoint,
+          field: 'mountPoint',
+          path: r.value,
+        },
+      );
+    }
+    throw new StorageError(
+      'ERR_INVALID_STORAGE',
+      `storage mountPoint ${mountPoint} goes through a non-directory at ${r.value}`,
+      {
         value: mountPoint,
         field: 'mountPoint',
         path: r.value,
-      });
-    }
-    throw new StorageError('ERR_INVALID_STORAGE', `storage mountPoint ${mountPoint} goes through a non-directory at ${r.value}`, {
-      value: mountPoint,
-      field: 'mountPoint',
-      path: r.value,
-    });
+      },
+    );
   }
   return { root, rel };
 }

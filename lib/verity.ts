@@ -62,7 +62,8 @@ export function parseVerityInfo(word: string): DmVerityInfo {
       if (optional) return undefined;
       throw invalid(word, k, 'is missing');
     }
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(word, k, 'must be a non-negative integer');
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      throw invalid(word, k, 'must be a non-negative integer');
     return v;
   };
   const info: DmVerityInfo = {
@@ -92,10 +93,23 @@ export function parseVerityInfo(word: string): DmVerityInfo {
  */
 export function verityTable(info: DmVerityInfo, dataDev: string, option = ''): { params: string; sectors: number } {
   const r = native.verityTable(
-    info.hashtype, info.hash, info.blocknum, info.blocksize, info.hashsize, info.offset,
-    info.salt ?? '', info.hash_type ?? 1, info.no_superblock === true, dataDev,
+    info.hashtype,
+    info.hash,
+    info.blocknum,
+    info.blocksize,
+    info.hashsize,
+    info.offset,
+    info.salt ?? '',
+    info.hash_type ?? 1,
+    info.no_superblock === true,
+    dataDev,
   );
-  if ('code' in r) throw invalid(option || JSON.stringify(info), r.value, 'is out of range or malformed (see Kata DmVerityInfo.IsValid)');
+  if ('code' in r)
+    throw invalid(
+      option || JSON.stringify(info),
+      r.value,
+      'is out of range or malformed (see Kata DmVerityInfo.IsValid)',
+    );
   return r;
 }
 
@@ -112,7 +126,12 @@ export interface VerityDevice {
 }
 
 /** Creates the read-only verity device over `device` (major:minor); resolves with its node. */
-export async function createVerityDevice(devRoot: string, device: string, dev: { major: number; minor: number }, info: DmVerityInfo): Promise<VerityDevice> {
+export async function createVerityDevice(
+  devRoot: string,
+  device: string,
+  dev: { major: number; minor: number },
+  info: DmVerityInfo,
+): Promise<VerityDevice> {
   const { params, sectors } = verityTable(info, `${dev.major}:${dev.minor}`);
   const name = verityDeviceName(device, info);
   const v = { control: join(devRoot, 'mapper', 'control'), name, node: join(devRoot, 'mapper', name) };

@@ -8,7 +8,20 @@
 // applied before deletions (Kubernetes' `..data` link swap never points at a removed directory),
 // and each source polls on its own timer with asynchronous fs calls, so neither the JS thread nor
 // another source waits for a slow one.
-import { copyFile, lchown, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, chmod, chown } from 'node:fs/promises';
+import {
+  copyFile,
+  lchown,
+  lstat,
+  mkdir,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+  chmod,
+  chown,
+} from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { channels, type WatchEvent } from './events';
@@ -37,7 +50,11 @@ export class WatchLimitExceeded extends Error {
     readonly limit: 'entries' | 'bytes',
     readonly value: number,
   ) {
-    super(limit === 'entries' ? `${value} entries (Kata watches at most ${WATCH_MAX_ENTRIES})` : `${value} bytes (Kata watches at most ${WATCH_MAX_BYTES})`);
+    super(
+      limit === 'entries'
+        ? `${value} entries (Kata watches at most ${WATCH_MAX_ENTRIES})`
+        : `${value} bytes (Kata watches at most ${WATCH_MAX_BYTES})`,
+    );
   }
 }
 
@@ -54,7 +71,15 @@ export async function scanTree(source: string): Promise<Map<string, Node>> {
     const st = rel === '' ? await stat(path, { bigint: true }) : await lstat(path, { bigint: true });
     const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : undefined;
     if (type === undefined) return; // sockets, fifos, devices: Kata copies none either
-    const node: Node = { type, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), size: st.size, mtimeNs: st.mtimeNs, ino: st.ino };
+    const node: Node = {
+      type,
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: st.size,
+      mtimeNs: st.mtimeNs,
+      ino: st.ino,
+    };
     if (type === 'symlink') node.link = await readlink(path);
     tree.set(rel, node);
     if (tree.size > WATCH_MAX_ENTRIES) throw new WatchLimitExceeded('entries', tree.size);
@@ -70,7 +95,10 @@ export async function scanTree(source: string): Promise<Map<string, Node>> {
 }
 
 const same = (a: Node, b: Node): boolean =>
-  a.type === b.type && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid &&
+  a.type === b.type &&
+  a.mode === b.mode &&
+  a.uid === b.uid &&
+  a.gid === b.gid &&
   (a.type === 'dir' || (a.size === b.size && a.mtimeNs === b.mtimeNs && a.ino === b.ino && a.link === b.link));
 
 const asideName = (target: string): string => join(dirname(target), `.kata-watch-${randomBytes(6).toString('hex')}`);

@@ -37,7 +37,9 @@ function resolveFrom(request) {
 
 function build() {
   const cmakeJsPkg = resolveFrom('cmake-js/package.json');
-  const missing = [cmakeJsPkg ? null : 'cmake-js', resolveFrom('node-addon-api') ? null : 'node-addon-api'].filter(Boolean);
+  const missing = [cmakeJsPkg ? null : 'cmake-js', resolveFrom('node-addon-api') ? null : 'node-addon-api'].filter(
+    Boolean,
+  );
   if (missing.length > 0) {
     say(`building from source needs ${missing.join(' and ')} (build-time only, not runtime dependencies):`);
     say('  npm install -D cmake-js@8 node-addon-api@8 && npm rebuild kata-storage --build-from-source');

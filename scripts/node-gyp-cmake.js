@@ -42,16 +42,22 @@ function main() {
   const config = opts.debug ? 'Debug' : 'Release';
   const cross = opts.arch !== process.arch;
   if (cross && !TOOLCHAINS[opts.arch]) {
-    throw new Error(`node-gyp-cmake: no toolchain file for --arch=${opts.arch} (have: ${Object.keys(TOOLCHAINS).join(', ')})`);
+    throw new Error(
+      `node-gyp-cmake: no toolchain file for --arch=${opts.arch} (have: ${Object.keys(TOOLCHAINS).join(', ')})`,
+    );
   }
   const out = join(root, 'build-prebuild', opts.arch);
   const args = [
     require.resolve('cmake-js/bin/cmake-js'),
     'build',
-    '--directory', root,
-    '--out', out,
-    '--arch', opts.arch,
-    '--config', config,
+    '--directory',
+    root,
+    '--out',
+    out,
+    '--arch',
+    opts.arch,
+    '--config',
+    config,
     '--CDKATA_WERROR=ON',
   ];
   if (cross) args.push(`--CDCMAKE_TOOLCHAIN_FILE=${join(root, TOOLCHAINS[opts.arch])}`);

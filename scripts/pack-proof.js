@@ -58,65 +58,106 @@ function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-pack-'));
   try {
     step('npm run release:pack (prebuild gate, whitelist, source maps)');
-    const tarball = run('npm', ['run', '-s', 'release:pack', '--', '--pack-destination', work], { cwd: root, env: cleanEnv() }).stdout.trim().split('\n').pop();
+    const tarball = run('npm', ['run', '-s', 'release:pack', '--', '--pack-destination', work], {
+      cwd: root,
+      env: cleanEnv(),
+    })
+      .stdout.trim()
+      .split('\n')
+      .pop();
     console.log(`  ${path.basename(tarball)}`);
 
     step('npm install of the tarball into an empty project: clean npm config, no compiler on PATH');
     const project = path.join(work, 'consumer');
     fs.mkdirSync(project);
-    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+    fs.writeFileSync(
+      path.join(project, 'package.json'),
+      JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
+    );
     const userconfig = path.join(work, 'user-npmrc');
     const globalconfig = path.join(work, 'global-npmrc');
     fs.writeFileSync(userconfig, '');
     fs.writeFileSync(globalconfig, '');
     const bare = pathWithoutCompiler(work);
     const npmEnv = cleanEnv({ npm_config_userconfig: userconfig, npm_config_globalconfig: globalconfig, PATH: bare });
-    const out = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', tarball], { cwd: project, env: npmEnv });
+    const out = run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', tarball],
+      { cwd: project, env: npmEnv },
+    );
     const said = `${out.stdout}${out.stderr}`;
     console.log(`  ${out.stdout.trim().split('\n').pop()}`);
     // What this npm does with a dependency's install script nobody approved (README "Install").
     const warning = said.split('\n').find((l) => /allowScripts|allow-scripts/i.test(l));
     const ran = /kata-storage: the addon for linux-\w+ loads: nothing to build/.test(said);
-    console.log(`  npm ${run('npm', ['--version'], { env: npmEnv }).stdout.trim()}: ${warning ? `warned (${warning.trim()})` : 'no install-script warning'}; ` +
-      `the install script ${ran ? 'ran (and built nothing)' : 'did not run'}`);
+    console.log(
+      `  npm ${run('npm', ['--version'], { env: npmEnv }).stdout.trim()}: ${warning ? `warned (${warning.trim()})` : 'no install-script warning'}; ` +
+        `the install script ${ran ? 'ran (and built nothing)' : 'did not run'}`,
+    );
     // The README's Install section must say what this npm really did.
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8').replace(/\s+/g, ' ');
     const npmVersion = run('npm', ['--version'], { env: npmEnv }).stdout.trim();
     const claim = warning && ran ? 'warns that it is "not yet covered by allowScripts" and still runs it' : null;
     if (!claim || !readme.includes(`npm ${npmVersion.split('.').slice(0, 2).join('.')} ${claim}`)) {
-      throw new Error(`README's Install section does not describe npm ${npmVersion} (warned: ${Boolean(warning)}, ran the script: ${ran})`);
+      throw new Error(
+        `README's Install section does not describe npm ${npmVersion} (warned: ${Boolean(warning)}, ran the script: ${ran})`,
+      );
     }
     const installed = path.join(project, 'node_modules', 'kata-storage');
     if (fs.existsSync(path.join(installed, 'build'))) {
       throw new Error(`installing compiled the addon (${installed}/build exists): the prebuild was not used`);
     }
     const lock = JSON.parse(fs.readFileSync(path.join(project, 'package-lock.json'), 'utf8'));
-    const deps = Object.keys(lock.packages).filter((p) => p.startsWith('node_modules/') && p !== 'node_modules/kata-storage').map((p) => p.slice('node_modules/'.length));
+    const deps = Object.keys(lock.packages)
+      .filter((p) => p.startsWith('node_modules/') && p !== 'node_modules/kata-storage')
+      .map((p) => p.slice('node_modules/'.length));
     const kib = run('du', ['-sk', path.join(project, 'node_modules')]).stdout.split('\t')[0];
-    console.log(`  runtime dependencies installed: ${deps.length} (${deps.join(', ')}); node_modules ${kib} KiB in all`);
-    if (deps.join() !== RUNTIME_DEPENDENCIES.join()) throw new Error(`expected exactly ${RUNTIME_DEPENDENCIES.join(', ')}`);
+    console.log(
+      `  runtime dependencies installed: ${deps.length} (${deps.join(', ')}); node_modules ${kib} KiB in all`,
+    );
+    if (deps.join() !== RUNTIME_DEPENDENCIES.join())
+      throw new Error(`expected exactly ${RUNTIME_DEPENDENCIES.join(', ')}`);
 
     step('require it and mount a tmpfs (private mount namespace, no compiler on PATH)');
     const consumer = path.join(project, 'consumer.js');
     fs.writeFileSync(consumer, CONSUMER);
     const unshare = run('sh', ['-c', 'command -v unshare']).stdout.trim();
     const r = spawnSync(unshare, ['-m', '--propagation', 'private', process.execPath, consumer], {
-      cwd: project, encoding: 'utf8', env: cleanEnv({ PATH: bare }),
+      cwd: project,
+      encoding: 'utf8',
+      env: cleanEnv({ PATH: bare }),
     });
     process.stdout.write(`${(r.stdout ?? '').trimEnd().replace(/^/gm, '  ')}\n`);
     if (r.status !== 0) throw new Error(`the consumer failed (${r.error?.message ?? r.status}):\n${r.stderr}`);
     if (fs.existsSync(path.join(installed, 'build'))) throw new Error('loading compiled the addon');
-    const help = run(path.join(project, 'node_modules', '.bin', 'kata-storage'), ['--version'], { cwd: project, env: cleanEnv({ PATH: bare }) });
+    const help = run(path.join(project, 'node_modules', '.bin', 'kata-storage'), ['--version'], {
+      cwd: project,
+      env: cleanEnv({ PATH: bare }),
+    });
     console.log(`  the bin runs: kata-storage --version -> ${help.stdout.trim()}`);
 
     step('the same with --ignore-scripts (README: skipping the install script changes nothing)');
     const quiet = path.join(work, 'consumer-ignore-scripts');
     fs.mkdirSync(quiet);
-    fs.writeFileSync(path.join(quiet, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], { cwd: quiet, env: npmEnv });
-    const loads = run(process.execPath, ['-e', "console.log(require('kata-storage').parseMountOptions(['ro']).flags === 1 ? 'loads and parses' : 'WRONG')"], {
-      cwd: quiet, env: cleanEnv({ PATH: bare }),
-    }).stdout.trim();
+    fs.writeFileSync(
+      path.join(quiet, 'package.json'),
+      JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
+    );
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], {
+      cwd: quiet,
+      env: npmEnv,
+    });
+    const loads = run(
+      process.execPath,
+      [
+        '-e',
+        "console.log(require('kata-storage').parseMountOptions(['ro']).flags === 1 ? 'loads and parses' : 'WRONG')",
+      ],
+      {
+        cwd: quiet,
+        env: cleanEnv({ PATH: bare }),
+      },
+    ).stdout.trim();
     if (loads !== 'loads and parses') throw new Error(`with --ignore-scripts: ${loads}`);
     console.log(`  ${loads}`);
 
@@ -124,8 +165,14 @@ function main() {
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
     const buildDeps = ['cmake-js', 'node-addon-api'].map((d) => `${d}@${pkg.devDependencies[d]}`);
     const fullEnv = cleanEnv({ npm_config_userconfig: userconfig, npm_config_globalconfig: globalconfig });
-    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '-D', ...buildDeps], { cwd: project, env: fullEnv });
-    run('npm', ['rebuild', 'kata-storage', '--build-from-source', '--foreground-scripts'], { cwd: project, env: fullEnv });
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '-D', ...buildDeps], {
+      cwd: project,
+      env: fullEnv,
+    });
+    run('npm', ['rebuild', 'kata-storage', '--build-from-source', '--foreground-scripts'], {
+      cwd: project,
+      env: fullEnv,
+    });
     const built = run(process.execPath, ['-e', SOURCE_BUILD_CHECK], { cwd: project, env: cleanEnv() });
     console.log(`  ${built.stdout.trim()}`);
   } finally {

@@ -27,8 +27,17 @@ const ALLOWED = [
   /^scripts\/install\.js$/,
 ];
 const REQUIRED = [
-  'package.json', 'LICENSE', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/runtime/index.js', 'dist/runtime/index.d.ts', 'dist/cli.js', 'CMakeLists.txt',
-  'scripts/install.js', ...ARCHES.map((a) => `prebuilds/linux-${a}/kata-storage.glibc.node`),
+  'package.json',
+  'LICENSE',
+  'README.md',
+  'dist/index.js',
+  'dist/index.d.ts',
+  'dist/runtime/index.js',
+  'dist/runtime/index.d.ts',
+  'dist/cli.js',
+  'CMakeLists.txt',
+  'scripts/install.js',
+  ...ARCHES.map((a) => `prebuilds/linux-${a}/kata-storage.glibc.node`),
 ];
 
 /**
@@ -53,9 +62,13 @@ function fileListProblems(files, readFile) {
 /** Runs the prebuild gate on <root>/prebuilds for every arch; returns its exit status. */
 function guard(root) {
   const dir = path.join(root, 'prebuilds');
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'verify-prebuilds.js'), dir, '--arch', ARCHES.join(',')], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    process.execPath,
+    [path.join(__dirname, 'verify-prebuilds.js'), dir, '--arch', ARCHES.join(',')],
+    {
+      encoding: 'utf8',
+    },
+  );
   process.stdout.write(r.stdout);
   if (r.status === 0) return 0;
   process.stderr.write(r.stderr);
@@ -68,7 +81,8 @@ function guard(root) {
 
 function run(cmd, args, opts) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}\n${r.stdout ?? ''}${r.stderr ?? ''}`);
   return r.stdout;
 }
 
@@ -81,7 +95,10 @@ function main(argv) {
   if (guard(root) !== 0) return 1;
   run('npm', ['run', '-s', 'build:ts'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
   // npm pack runs prepack (the guard again: it also protects a plain npm pack) and prepare.
-  const out = run('npm', ['pack', '--json', '--pack-destination', dest], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = run('npm', ['pack', '--json', '--pack-destination', dest], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const info = JSON.parse(out.slice(out.indexOf('[')))[0];
   const files = info.files.map((f) => f.path).sort();
   const problems = fileListProblems(files, (rel) => fs.readFileSync(path.join(root, rel), 'utf8'));
@@ -91,7 +108,9 @@ function main(argv) {
     console.error(`release:pack: the tarball is wrong, removed it:\n  ${problems.join('\n  ')}`);
     return 1;
   }
-  console.error(`release:pack: ${files.length} files, ${(info.size / 1024).toFixed(0)} KiB packed, unpacked ${(info.unpackedSize / 1024).toFixed(0)} KiB`);
+  console.error(
+    `release:pack: ${files.length} files, ${(info.size / 1024).toFixed(0)} KiB packed, unpacked ${(info.unpackedSize / 1024).toFixed(0)} KiB`,
+  );
   console.log(tarball);
   return 0;
 }

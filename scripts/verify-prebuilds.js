@@ -55,8 +55,13 @@ function readElf(buf) {
   for (let i = 0; i < shnum; i++) {
     const o = shoff + i * shentsize;
     sections.push({
-      nameOffset: u32(o), type: u32(o + 4), offset: u64(o + 24), size: u64(o + 32),
-      link: u32(o + 40), info: u32(o + 44), entsize: u64(o + 56),
+      nameOffset: u32(o),
+      type: u32(o + 4),
+      offset: u64(o + 24),
+      size: u64(o + 32),
+      link: u32(o + 40),
+      info: u32(o + 44),
+      entsize: u64(o + 56),
     });
   }
   const cstr = (section, at) => {
@@ -102,7 +107,11 @@ function readElf(buf) {
     }
   }
   return {
-    type, machine, bigEndian, needed, requirements,
+    type,
+    machine,
+    bigEndian,
+    needed,
+    requirements,
     versionsRequired: [...versions.values()],
     symtab: sections.some((s) => s.type === SHT_SYMTAB),
     debugSections: sections.filter((s) => s.name.startsWith('.debug')).map((s) => s.name),
@@ -120,9 +129,12 @@ function offences(file, arch) {
   }
   const out = [];
   if (elf.type !== ET_DYN) out.push(`ELF type ${elf.type}, expected ${ET_DYN} (shared object)`);
-  if (elf.machine !== want.machine) out.push(`ELF machine ${elf.machine}, expected ${want.machine} (${want.machineName})`);
+  if (elf.machine !== want.machine)
+    out.push(`ELF machine ${elf.machine}, expected ${want.machine} (${want.machineName})`);
   if (elf.bigEndian !== want.bigEndian) {
-    out.push(`byte order ${elf.bigEndian ? 'big' : 'little'}-endian, expected ${want.bigEndian ? 'big' : 'little'}-endian`);
+    out.push(
+      `byte order ${elf.bigEndian ? 'big' : 'little'}-endian, expected ${want.bigEndian ? 'big' : 'little'}-endian`,
+    );
   }
   if (elf.symtab) out.push('not stripped: has a .symtab');
   if (elf.debugSections.length) out.push(`not stripped: has ${elf.debugSections.join(', ')}`);
@@ -192,8 +204,10 @@ function main(argv) {
       for (const b of bad) fail(what, b);
       if (!bad.length) {
         const { needed } = readElf(readFileSync(join(sub, f)));
-        console.log(`ok ${what}: ${ARCHES[arch].machineName} ${ARCHES[arch].bigEndian ? 'MSB' : 'LSB'}, ` +
-          `stripped, NEEDED ${needed.join(' ')}, ${newest(join(sub, f))}`);
+        console.log(
+          `ok ${what}: ${ARCHES[arch].machineName} ${ARCHES[arch].bigEndian ? 'MSB' : 'LSB'}, ` +
+            `stripped, NEEDED ${needed.join(' ')}, ${newest(join(sub, f))}`,
+        );
       }
     }
   }

@@ -3,14 +3,27 @@
 import t from 'tap';
 import { openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { mount, mountSync, umount, umountSync, isMountPoint, parseMountOptions, Sandbox, type StorageInput } from '../lib/index';
+import {
+  mount,
+  mountSync,
+  umount,
+  umountSync,
+  isMountPoint,
+  parseMountOptions,
+  Sandbox,
+  type StorageInput,
+} from '../lib/index';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 
 const notStrings: unknown[] = [undefined, null, 1, 1n, true, {}, [], Symbol('s'), () => 'x', new String('tmpfs')];
 
 t.test('parseMountOptions refuses what is not a string array', async (t) => {
   for (const v of [undefined, null, 'ro', 1, {}, { length: 1, 0: 'ro' }, new Set(['ro'])]) {
-    t.throws(() => parseMountOptions(v as unknown as string[]), { code: 'ERR_INVALID_ARG_TYPE' }, `options = ${String(v)}`);
+    t.throws(
+      () => parseMountOptions(v as unknown as string[]),
+      { code: 'ERR_INVALID_ARG_TYPE' },
+      `options = ${String(v)}`,
+    );
   }
   for (const v of notStrings) {
     t.throws(() => parseMountOptions([v as string]), { code: 'ERR_INVALID_ARG_TYPE' }, `element ${typeof v}`);
@@ -66,39 +79,52 @@ t.test('a polluted Object.prototype does not turn on detach or force', { skip: c
   t.equal(mountAt(dir), undefined);
 });
 
-t.test('Sandbox.addStorages refuses wrong types, NUL, huge input and inherited fields', { skip: cannotMount }, async (t) => {
-  const root = scratchDir(t);
-  const sandbox = new Sandbox({ allowedRoots: [root] });
-  const good = { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'v') };
-  const before = mountSnapshot();
-  const cases: [string, unknown, string][] = [
-    ['not an array', good, 'ERR_INVALID_ARG_TYPE'],
-    ['a number for a storage', [42], 'ERR_INVALID_STORAGE'],
-    ['a number for driver', [{ ...good, driver: 7 }], 'ERR_INVALID_STORAGE'],
-    ['undefined source', [{ ...good, source: undefined }], 'ERR_INVALID_STORAGE'],
-    ['NUL in the mount point', [{ ...good, mountPoint: `${root}/v\0x` }], 'ERR_INVALID_STORAGE'],
-    ['NUL in an option', [{ ...good, options: ['size=1m\0'] }], 'ERR_INVALID_STORAGE'],
-    ['a 1 MB option string', [{ ...good, options: ['x'.repeat(1 << 20)] }], 'ERR_MOUNT_OPTIONS_TOO_LONG'],
-    ['options not an array', [{ ...good, options: 'size=1m' }], 'ERR_INVALID_STORAGE'],
-    ['shared not a boolean', [{ ...good, shared: 'yes' }], 'ERR_INVALID_STORAGE'],
-    ['a valid storage then 10,000 broken ones', [good, ...new Array(10000).fill({ ...good, mountPoint: 'relative' })], 'ERR_INVALID_STORAGE'],
-  ];
-  for (const [name, input, code] of cases) {
-    await t.rejects(sandbox.addStorages(input as unknown as StorageInput[], { containerId: 'c' }), { code }, name);
-  }
-  await t.rejects(sandbox.addStorages([good], { containerId: 5 as unknown as string }), { code: 'ERR_INVALID_ARG_TYPE' });
-  await t.rejects(sandbox.removeContainer(undefined as unknown as string), { code: 'ERR_INVALID_ARG_TYPE' });
+t.test(
+  'Sandbox.addStorages refuses wrong types, NUL, huge input and inherited fields',
+  { skip: cannotMount },
+  async (t) => {
+    const root = scratchDir(t);
+    const sandbox = new Sandbox({ allowedRoots: [root] });
+    const good = { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'v') };
+    const before = mountSnapshot();
+    const cases: [string, unknown, string][] = [
+      ['not an array', good, 'ERR_INVALID_ARG_TYPE'],
+      ['a number for a storage', [42], 'ERR_INVALID_STORAGE'],
+      ['a number for driver', [{ ...good, driver: 7 }], 'ERR_INVALID_STORAGE'],
+      ['undefined source', [{ ...good, source: undefined }], 'ERR_INVALID_STORAGE'],
+      ['NUL in the mount point', [{ ...good, mountPoint: `${root}/v\0x` }], 'ERR_INVALID_STORAGE'],
+      ['NUL in an option', [{ ...good, options: ['size=1m\0'] }], 'ERR_INVALID_STORAGE'],
+      ['a 1 MB option string', [{ ...good, options: ['x'.repeat(1 << 20)] }], 'ERR_MOUNT_OPTIONS_TOO_LONG'],
+      ['options not an array', [{ ...good, options: 'size=1m' }], 'ERR_INVALID_STORAGE'],
+      ['shared not a boolean', [{ ...good, shared: 'yes' }], 'ERR_INVALID_STORAGE'],
+      [
+        'a valid storage then 10,000 broken ones',
+        [good, ...new Array(10000).fill({ ...good, mountPoint: 'relative' })],
+        'ERR_INVALID_STORAGE',
+      ],
+    ];
+    for (const [name, input, code] of cases) {
+      await t.rejects(sandbox.addStorages(input as unknown as StorageInput[], { containerId: 'c' }), { code }, name);
+    }
+    await t.rejects(sandbox.addStorages([good], { containerId: 5 as unknown as string }), {
+      code: 'ERR_INVALID_ARG_TYPE',
+    });
+    await t.rejects(sandbox.removeContainer(undefined as unknown as string), { code: 'ERR_INVALID_ARG_TYPE' });
 
-  // Fields inherited from a polluted prototype are not part of a request.
-  const proto = Object.prototype as Record<string, unknown>;
-  proto.mountPoint = '/etc';
-  proto.driver = 'ephemeral';
-  try {
-    await t.rejects(sandbox.addStorages([{ source: 'tmpfs', fstype: 'tmpfs' } as unknown as StorageInput], { containerId: 'c' }), { code: 'ERR_INVALID_STORAGE' });
-  } finally {
-    delete proto.mountPoint;
-    delete proto.driver;
-  }
-  t.equal(mountSnapshot(), before, 'nothing mounted');
-  t.same(sandbox.storages().size, 0, 'no entry left behind');
-});
+    // Fields inherited from a polluted prototype are not part of a request.
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.mountPoint = '/etc';
+    proto.driver = 'ephemeral';
+    try {
+      await t.rejects(
+        sandbox.addStorages([{ source: 'tmpfs', fstype: 'tmpfs' } as unknown as StorageInput], { containerId: 'c' }),
+        { code: 'ERR_INVALID_STORAGE' },
+      );
+    } finally {
+      delete proto.mountPoint;
+      delete proto.driver;
+    }
+    t.equal(mountSnapshot(), before, 'nothing mounted');
+    t.same(sandbox.storages().size, 0, 'no entry left behind');
+  },
+);

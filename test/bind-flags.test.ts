@@ -53,25 +53,29 @@ const cases: Array<[string[], string[], string]> = [
   [['nodiratime'], ['diratime'], 'rw,relatime'],
 ];
 
-t.test('bind flags = source flags changed by the words, on both APIs, bind and rbind', { skip: cannotMount }, async (t) => {
-  const { src, dst } = srcDst(t);
-  for (const [srcWords, words, want] of cases) {
-    mountSync('tmpfs', src, 'tmpfs', ['size=64k', ...srcWords]);
-    const sourceBefore = perMount(src);
-    try {
-      for (const api of apis) {
-        for (const bind of ['bind', 'rbind']) {
-          mountSync(src, dst, '', [bind, ...words], { mountApi: api });
-          t.equal(perMount(dst), want, `${api}: [${srcWords}] + ${bind},${words.join(',')}`);
-          umountSync(dst);
+t.test(
+  'bind flags = source flags changed by the words, on both APIs, bind and rbind',
+  { skip: cannotMount },
+  async (t) => {
+    const { src, dst } = srcDst(t);
+    for (const [srcWords, words, want] of cases) {
+      mountSync('tmpfs', src, 'tmpfs', ['size=64k', ...srcWords]);
+      const sourceBefore = perMount(src);
+      try {
+        for (const api of apis) {
+          for (const bind of ['bind', 'rbind']) {
+            mountSync(src, dst, '', [bind, ...words], { mountApi: api });
+            t.equal(perMount(dst), want, `${api}: [${srcWords}] + ${bind},${words.join(',')}`);
+            umountSync(dst);
+          }
         }
+        t.equal(perMount(src), sourceBefore, 'the source is unchanged');
+      } finally {
+        umountSync(src);
       }
-      t.equal(perMount(src), sourceBefore, 'the source is unchanged');
-    } finally {
-      umountSync(src);
     }
-  }
-});
+  },
+);
 
 t.test('a flag the kernel refuses to clear is EPERM naming it, on both APIs', { skip: cannotMount }, async (t) => {
   const { src, dst } = srcDst(t);
@@ -84,7 +88,19 @@ t.test('a flag the kernel refuses to clear is EPERM naming it, on both APIs', { 
   const list = apis.flatMap((api) => words.map((w) => [api, ...w]));
   const r = spawnSync(
     'unshare',
-    ['-U', '-r', '-m', '--propagation', 'private', process.execPath, ...process.execArgv, join(__dirname, 'fixtures', 'bind-in-userns.ts'), src, dst, JSON.stringify(list)],
+    [
+      '-U',
+      '-r',
+      '-m',
+      '--propagation',
+      'private',
+      process.execPath,
+      ...process.execArgv,
+      join(__dirname, 'fixtures', 'bind-in-userns.ts'),
+      src,
+      dst,
+      JSON.stringify(list),
+    ],
     { encoding: 'utf8', timeout: 120000 },
   );
   t.equal(r.status, 0, `the child ran (${r.stderr})`);

@@ -13,7 +13,13 @@ function pciSysfs(t: Parameters<typeof scratchDir>[0], name: string): string {
   return sys;
 }
 
-const ephemeral = (mountPoint: string): Storage => ({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=1m'], mountPoint });
+const ephemeral = (mountPoint: string): Storage => ({
+  driver: 'ephemeral',
+  source: 'tmpfs',
+  fstype: 'tmpfs',
+  options: ['size=1m'],
+  mountPoint,
+});
 
 t.test('block drivers for real', { skip: cannotMount }, async (t) => {
   t.test('two containers share ephemeral + local + blk (PCI path through a sysfs tree)', async (t) => {
@@ -26,7 +32,13 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const disk = join(root, 'disks', 'data');
     const req: Storage[] = [
       ephemeral(join(root, 'shm')),
-      { driver: 'local', source: 'local', fstype: 'local', mountPoint: join(root, 'empty'), options: ['mode=0770', 'fsgid=1234'] },
+      {
+        driver: 'local',
+        source: 'local',
+        fstype: 'local',
+        mountPoint: join(root, 'empty'),
+        options: ['mode=0770', 'fsgid=1234'],
+      },
       { driver: 'blk', source: '02', fstype: 'ext4', options: ['nodev'], mountPoint: disk },
     ];
     await sb.addStorages(req, { containerId: 'a' });
@@ -56,7 +68,10 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const onMkfs = (m: unknown): void => void events.push(m as { device: string; durationMs: number });
     subscribe('kata-storage:mkfs', onMkfs);
     t.teardown(() => unsubscribe('kata-storage:mkfs', onMkfs));
-    await sb.addStorages([{ driver: 'blk', source: dev, fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: p }], { containerId: 'c' });
+    await sb.addStorages(
+      [{ driver: 'blk', source: dev, fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: p }],
+      { containerId: 'c' },
+    );
     t.equal(mountAt(p)?.fstype, 'ext4');
     t.equal(events.length, 1);
     t.equal(events[0]!.device, dev);
@@ -91,7 +106,9 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const onWait = (m: unknown): void => void waits.push(m as (typeof waits)[number]);
     subscribe('kata-storage:wait', onWait);
     t.teardown(() => unsubscribe('kata-storage:wait', onWait));
-    const pending = sb.addStorages([{ driver: 'mmioblk', source: `/dev/loop${n}`, fstype: 'ext4', mountPoint: p }], { containerId: 'c' });
+    const pending = sb.addStorages([{ driver: 'mmioblk', source: `/dev/loop${n}`, fstype: 'ext4', mountPoint: p }], {
+      containerId: 'c',
+    });
     await new Promise((r) => setTimeout(r, 300));
     t.equal(mountAt(p), undefined, 'nothing mounted while the device is missing');
     createLoopLater(t, n);
@@ -110,20 +127,74 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const before = mountSnapshot();
     const tree = treeSnapshot(root);
     const cases: [string, Storage, string][] = [
-      ['bad PCI path', { driver: 'blk', source: '02/zz', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ERR_INVALID_PCI_PATH'],
-      ['bad CCW id', { driver: 'blk-ccw', source: '1.2', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ERR_INVALID_CCW_DEVICE'],
-      ['bad SCSI address', { driver: 'scsi', source: '0-1', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ERR_INVALID_SCSI_ADDRESS'],
-      ['mmio not a node', { driver: 'mmioblk', source: 'vdb', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ERR_INVALID_STORAGE'],
-      ['ephemeral encryption', { driver: 'blk', source: '/dev/vda', fstype: 'ext4', driverOptions: ['create_filesystem', 'encryption_key=ephemeral'], mountPoint: join(root, 'a') }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['mkfs of xfs', { driver: 'blk', source: '/dev/vda', fstype: 'xfs', driverOptions: ['create_filesystem'], mountPoint: join(root, 'a') }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['unknown driver option', { driver: 'blk', source: '/dev/vda', fstype: 'ext4', driverOptions: ['turbo'], mountPoint: join(root, 'a') }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['char device', { driver: 'blk', source: '/dev/null', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ERR_NOT_BLOCK_DEVICE'],
-      ['directory', { driver: 'blk', source: '/dev', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ERR_NOT_BLOCK_DEVICE'],
+      [
+        'bad PCI path',
+        { driver: 'blk', source: '02/zz', fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ERR_INVALID_PCI_PATH',
+      ],
+      [
+        'bad CCW id',
+        { driver: 'blk-ccw', source: '1.2', fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ERR_INVALID_CCW_DEVICE',
+      ],
+      [
+        'bad SCSI address',
+        { driver: 'scsi', source: '0-1', fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ERR_INVALID_SCSI_ADDRESS',
+      ],
+      [
+        'mmio not a node',
+        { driver: 'mmioblk', source: 'vdb', fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ERR_INVALID_STORAGE',
+      ],
+      [
+        'ephemeral encryption',
+        {
+          driver: 'blk',
+          source: '/dev/vda',
+          fstype: 'ext4',
+          driverOptions: ['create_filesystem', 'encryption_key=ephemeral'],
+          mountPoint: join(root, 'a'),
+        },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
+      [
+        'mkfs of xfs',
+        {
+          driver: 'blk',
+          source: '/dev/vda',
+          fstype: 'xfs',
+          driverOptions: ['create_filesystem'],
+          mountPoint: join(root, 'a'),
+        },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
+      [
+        'unknown driver option',
+        { driver: 'blk', source: '/dev/vda', fstype: 'ext4', driverOptions: ['turbo'], mountPoint: join(root, 'a') },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
+      [
+        'char device',
+        { driver: 'blk', source: '/dev/null', fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ERR_NOT_BLOCK_DEVICE',
+      ],
+      [
+        'directory',
+        { driver: 'blk', source: '/dev', fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ERR_NOT_BLOCK_DEVICE',
+      ],
       ['missing PCI disk', { driver: 'blk', source: '1f', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ETIMEDOUT'],
-      ['missing mmio disk', { driver: 'mmioblk', source: `/dev/loop${unusedLoopNumber()}`, fstype: 'ext4', mountPoint: join(root, 'a') }, 'ETIMEDOUT'],
+      [
+        'missing mmio disk',
+        { driver: 'mmioblk', source: `/dev/loop${unusedLoopNumber()}`, fstype: 'ext4', mountPoint: join(root, 'a') },
+        'ETIMEDOUT',
+      ],
     ];
     for (const [name, bad, code] of cases) {
-      const err = (await sb.addStorages([ok, bad], { containerId: 'c' }).catch((e: Error) => e)) as Error & { code?: string };
+      const err = (await sb.addStorages([ok, bad], { containerId: 'c' }).catch((e: Error) => e)) as Error & {
+        code?: string;
+      };
       t.equal(err.code, code, `${name}: ${err.message}`);
     }
     t.equal(mountSnapshot(), before, 'nothing mounted');

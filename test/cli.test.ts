@@ -27,7 +27,11 @@ interface Result {
 /** kata-storage as a process. */
 function proc(args: string[], env: NodeJS.ProcessEnv = {}): Result {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 100000, env: { ...process.env, ...env } });
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    encoding: 'utf8',
+    timeout: 100000,
+    env: { ...process.env, ...env },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: performance.now() - t0 };
 }
 
@@ -51,7 +55,11 @@ t.test('help: exit 0 on stdout for the program and every command, without runnin
     t.equal(r.stderr, '');
   }
   for (const c of COMMANDS) {
-    for (const args of [[c, '--help'], [c, '-h'], ['help', c]]) {
+    for (const args of [
+      [c, '--help'],
+      [c, '-h'],
+      ['help', c],
+    ]) {
       const r = proc(args);
       t.equal(r.status, 0, args.join(' '));
       t.match(r.stdout, new RegExp(`^usage: kata-storage ${c}`), args.join(' '));
@@ -60,7 +68,11 @@ t.test('help: exit 0 on stdout for the program and every command, without runnin
   }
   const demo = proc(['demo', '--help']);
   t.notMatch(demo.stdout, /allowed root|step 1/, 'demo --help does not run the demo');
-  t.match(proc(['parse-options', '--help']).stdout, /^usage: kata-storage parse-options/, '--help is not parsed as a mount option');
+  t.match(
+    proc(['parse-options', '--help']).stdout,
+    /^usage: kata-storage parse-options/,
+    '--help is not parsed as a mount option',
+  );
 });
 
 t.test('--version and -V print the version', async (t) => {
@@ -79,7 +91,10 @@ t.test('help and --version work where the addon cannot load; commands that need 
   t.equal(proc(['plan', '--help'], env).status, 0);
   // plan is pure TypeScript: it runs without the addon.
   const bundle = scratchDir(t, 'kata-storage-plan-');
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, mounts: [] }));
+  writeFileSync(
+    join(bundle, 'config.json'),
+    JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, mounts: [] }),
+  );
   const planned = proc(['plan', join(bundle, 'config.json'), '--container', 'app'], env);
   t.equal(planned.status, 0, planned.stderr);
   t.match(planned.stdout, /^sandbox storages \(CreateSandbox\)\n +DRIVER +SOURCE.*\n +virtio-fs +kataShared /);
@@ -149,7 +164,9 @@ t.test('parse-options and resolve-pci', async (t) => {
   t.match(JSON.parse(p.stdout), { data: 'size=1m', flagNames: 'RDONLY|BIND|REC', propagationNames: 'REC|SHARED' });
   const sys = scratchDir(t, 'kata-storage-sys-');
   mkdirSync(join(sys, 'devices', 'pci0000:00', '0000:00:02.0', 'pci_bus', '0000:01'), { recursive: true });
-  mkdirSync(join(sys, 'devices', 'pci0000:00', '0000:00:02.0', '0000:01:03.0', 'virtio4', 'block', 'vdz'), { recursive: true });
+  mkdirSync(join(sys, 'devices', 'pci0000:00', '0000:00:02.0', '0000:01:03.0', 'virtio4', 'block', 'vdz'), {
+    recursive: true,
+  });
   const r = await cli('resolve-pci', '02/03', `--sysfs=${sys}`, '--dev', '/devroot', '--timeout', '100');
   t.equal(r.stderr, '');
   t.equal(r.stdout.trim(), '/devroot/vdz');
@@ -166,8 +183,20 @@ t.test('apply, apply --keep then release, and the demo', { skip: cannotMount }, 
     file,
     JSON.stringify({
       storages: [
-        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=1m'], mount_point: join(run, 'sandbox', 'shm') },
-        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0700'], mount_point: join(run, 'sandbox', 'dir') },
+        {
+          driver: 'ephemeral',
+          source: 'tmpfs',
+          fstype: 'tmpfs',
+          options: ['size=1m'],
+          mount_point: join(run, 'sandbox', 'shm'),
+        },
+        {
+          driver: 'local',
+          source: 'local',
+          fstype: 'local',
+          options: ['mode=0700'],
+          mount_point: join(run, 'sandbox', 'dir'),
+        },
       ],
     }),
   );

@@ -4,8 +4,18 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync,
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  assertBlockDevice, deviceNumber, findCcwBlockDevice, findMmioBlockDevice, findPciBlockDevice, findPmemDevice,
-  findScsiBlockDevice, parseCcwDevice, parsePciPath, parsePciPathFull, parseScsiAddress, pciPathToSysfs,
+  assertBlockDevice,
+  deviceNumber,
+  findCcwBlockDevice,
+  findMmioBlockDevice,
+  findPciBlockDevice,
+  findPmemDevice,
+  findScsiBlockDevice,
+  parseCcwDevice,
+  parsePciPath,
+  parsePciPathFull,
+  parseScsiAddress,
+  pciPathToSysfs,
   ueventMonitorState,
 } from '../lib/index';
 import { FakeSysfs } from './fixtures/sysfs';
@@ -33,13 +43,60 @@ async function rejection(p: Promise<unknown>): Promise<Coded> {
 
 t.test('parsePciPath', async (t) => {
   t.same(parsePciPath('02'), [{ slot: 2, fn: 0 }]);
-  t.same(parsePciPath('02/03'), [{ slot: 2, fn: 0 }, { slot: 3, fn: 0 }]);
-  t.same(parsePciPath('0a/00/1f'), [{ slot: 10, fn: 0 }, { slot: 0, fn: 0 }, { slot: 31, fn: 0 }]);
-  t.same(parsePciPath('02.1/1f.7'), [{ slot: 2, fn: 1 }, { slot: 31, fn: 7 }]);
-  t.same(parsePciPathFull('02/03'), { slots: [{ slot: 2, fn: 0 }, { slot: 3, fn: 0 }] }, 'no root complex in the ordinary form');
-  t.same(parsePciPathFull('20/00/02'), { rootComplex: '20', slots: [{ slot: 0, fn: 0 }, { slot: 2, fn: 0 }] }, 'NUMA form');
-  t.same(parsePciPath('20/00/02'), [{ slot: 0, fn: 0 }, { slot: 2, fn: 0 }]);
-  for (const bad of ['', '20', '00.8', '//', 'xyz', '02 ', '0x2', '02/', '/02', '002', '02.', '02/20', '20.1/00', '02\u0000']) {
+  t.same(parsePciPath('02/03'), [
+    { slot: 2, fn: 0 },
+    { slot: 3, fn: 0 },
+  ]);
+  t.same(parsePciPath('0a/00/1f'), [
+    { slot: 10, fn: 0 },
+    { slot: 0, fn: 0 },
+    { slot: 31, fn: 0 },
+  ]);
+  t.same(parsePciPath('02.1/1f.7'), [
+    { slot: 2, fn: 1 },
+    { slot: 31, fn: 7 },
+  ]);
+  t.same(
+    parsePciPathFull('02/03'),
+    {
+      slots: [
+        { slot: 2, fn: 0 },
+        { slot: 3, fn: 0 },
+      ],
+    },
+    'no root complex in the ordinary form',
+  );
+  t.same(
+    parsePciPathFull('20/00/02'),
+    {
+      rootComplex: '20',
+      slots: [
+        { slot: 0, fn: 0 },
+        { slot: 2, fn: 0 },
+      ],
+    },
+    'NUMA form',
+  );
+  t.same(parsePciPath('20/00/02'), [
+    { slot: 0, fn: 0 },
+    { slot: 2, fn: 0 },
+  ]);
+  for (const bad of [
+    '',
+    '20',
+    '00.8',
+    '//',
+    'xyz',
+    '02 ',
+    '0x2',
+    '02/',
+    '/02',
+    '002',
+    '02.',
+    '02/20',
+    '20.1/00',
+    '02\u0000',
+  ]) {
     const e = codeOf(() => parsePciPath(bad));
     t.equal(e.code, 'ERR_INVALID_PCI_PATH', JSON.stringify(bad));
     t.equal(e.value, bad, 'carries the refused path');
@@ -65,7 +122,7 @@ t.test('parseCcwDevice and parseScsiAddress hold Kata vectors', async (t) => {
   }
 });
 
-t.test('pciPathToSysfs follows Kata\'s progression: zero, one and two bridges', async (t) => {
+t.test("pciPathToSysfs follows Kata's progression: zero, one and two bridges", async (t) => {
   const fs = new FakeSysfs(t);
   const sysfsRoot = fs.root;
   const rootBus = join(sysfsRoot, 'devices/pci0000:00');
@@ -87,11 +144,15 @@ t.test('pciPathToSysfs follows Kata\'s progression: zero, one and two bridges', 
   fs.pciBus('devices/pci0000:00/0000:00:02.0/0000:01:03.0', '0000:02');
   t.equal(walk('02/03/04'), `${rootBus}/0000:00:02.0/0000:01:03.0/0000:02:04.0`);
   t.equal(walk('02/03/04.1'), `${rootBus}/0000:00:02.0/0000:01:03.0/0000:02:04.1`, 'the function is kept');
-  t.equal(pciPathToSysfs('02', { sysfsRoot: `${sysfsRoot}/` }), `${rootBus}/0000:00:02.0`, 'trailing slash on the root');
+  t.equal(
+    pciPathToSysfs('02', { sysfsRoot: `${sysfsRoot}/` }),
+    `${rootBus}/0000:00:02.0`,
+    'trailing slash on the root',
+  );
   t.equal(pciPathToSysfs('02'), '/sys/devices/pci0000:00/0000:00:02.0', 'default root is /sys');
 });
 
-t.test('pciPathToSysfs falls back to the bus of a bridge\'s child devices', async (t) => {
+t.test("pciPathToSysfs falls back to the bus of a bridge's child devices", async (t) => {
   const fs = new FakeSysfs(t);
   const bridge = fs.pciDevice(['0000:00:05.0']);
   fs.dir(`${bridge}/0000:07:00.0`);
@@ -108,15 +169,26 @@ t.test('pciPathToSysfs falls back to the bus of a bridge\'s child devices', asyn
 t.test('pciPathToSysfs refuses broken and hostile trees with ERR_SYSFS', async (t) => {
   const fs = new FakeSysfs(t);
   const cases: [string, (bridge: string) => void, RegExp][] = [
-    ['two buses in pci_bus/', (b) => { fs.pciBus(b, '0000:01'); fs.pciBus(b, '0000:02'); }, /exactly one PCI bus.*found 2/],
+    [
+      'two buses in pci_bus/',
+      (b) => {
+        fs.pciBus(b, '0000:01');
+        fs.pciBus(b, '0000:02');
+      },
+      /exactly one PCI bus.*found 2/,
+    ],
     ['no bus in pci_bus/', (b) => fs.dir(`${b}/pci_bus`), /found 0/],
     ['pci_bus/ is a file', (b) => fs.file(`${b}/pci_bus`, 'x'), /cannot list/],
     ['a bus name that is not one', (b) => fs.dir(`${b}/pci_bus/${'0'.repeat(200)}`), /not a PCI bus name/],
     ['pci_bus/ links to itself', (b) => symlinkSync('pci_bus', join(fs.root, b, 'pci_bus')), /cannot list/],
-    ['a runaway directory', (b) => {
-      fs.dir(`${b}/pci_bus`);
-      for (let i = 0; i < 4100; i++) mkdirSync(join(fs.root, b, 'pci_bus', `0000:${i}`));
-    }, /more than 4096 entries/],
+    [
+      'a runaway directory',
+      (b) => {
+        fs.dir(`${b}/pci_bus`);
+        for (let i = 0; i < 4100; i++) mkdirSync(join(fs.root, b, 'pci_bus', `0000:${i}`));
+      },
+      /more than 4096 entries/,
+    ],
   ];
   let slot = 1;
   for (const [name, build, message] of cases) {
@@ -132,7 +204,10 @@ t.test('pciPathToSysfs refuses broken and hostile trees with ERR_SYSFS', async (
 
 t.test('pciPathToSysfs with a root complex', async (t) => {
   const fs = new FakeSysfs(t);
-  t.equal(pciPathToSysfs('02', { sysfsRoot: fs.root, rootComplex: '20' }), join(fs.root, 'devices/pci0000:20/0000:20:02.0'));
+  t.equal(
+    pciPathToSysfs('02', { sysfsRoot: fs.root, rootComplex: '20' }),
+    join(fs.root, 'devices/pci0000:20/0000:20:02.0'),
+  );
   const rp = fs.pciDevice(['0000:20:00.0'], '20');
   fs.pciBus(rp, '0000:21');
   t.equal(pciPathToSysfs('20/00/02', { sysfsRoot: fs.root }), join(fs.root, rp, '0000:21:02.0'), 'NUMA form');
@@ -162,9 +237,17 @@ t.test('findPciBlockDevice on fixture trees', async (t) => {
   const twoDisks = fs.pciDevice(['0000:00:06.0']);
   fs.file(`${twoDisks}/virtio4/block/vdx/dev`);
   fs.file(`${twoDisks}/virtio4/block/vdy/dev`);
-  t.equal((await rejection(findPciBlockDevice('06', { sysfsRoot }))).code, 'ERR_SYSFS', 'two disks under one virtio device');
+  t.equal(
+    (await rejection(findPciBlockDevice('06', { sysfsRoot }))).code,
+    'ERR_SYSFS',
+    'two disks under one virtio device',
+  );
 
-  t.equal((await rejection(findPciBlockDevice('03/04/05', { sysfsRoot }))).code, 'ERR_SYSFS', 'a bridge that is not there');
+  t.equal(
+    (await rejection(findPciBlockDevice('03/04/05', { sysfsRoot }))).code,
+    'ERR_SYSFS',
+    'a bridge that is not there',
+  );
   t.equal((await rejection(findPciBlockDevice('xyz', { sysfsRoot }))).code, 'ERR_INVALID_PCI_PATH');
 });
 
@@ -198,7 +281,10 @@ t.test('the PCI root bus is found where the firmware put it (ACPI, device tree, 
 
   // A root complex other than 00 is looked up the same way.
   acpi.dir('devices/platform/4020000000.pcie/pci0000:20');
-  t.equal(pciPathToSysfs('20/05', { sysfsRoot: acpi.root }), join(acpi.root, 'devices/platform/4020000000.pcie/pci0000:20/0000:20:05.0'));
+  t.equal(
+    pciPathToSysfs('20/05', { sysfsRoot: acpi.root }),
+    join(acpi.root, 'devices/platform/4020000000.pcie/pci0000:20/0000:20:05.0'),
+  );
 
   // Two platform devices claiming one root bus: refused, nothing guessed.
   dt.dir('devices/platform/3f000000.pcie/pci0000:00');
@@ -224,18 +310,26 @@ t.test('SCSI and CCW lookups do not depend on where the host adapter sits', asyn
 
 // Found on a real q35 guest: a SCSI disk in sysfs whose node opened with ENXIO (the kernel had
 // not finished adding it) was handed to mount. Such a disk is not found until its add uevent.
-t.test('a disk in sysfs whose node opens with ENXIO is not yet found', { skip: process.getuid?.() !== 0 && 'mknod needs root' }, async (t) => {
-  const fs = new FakeSysfs(t);
-  const dev = fs.pciDevice(['0000:00:0b.0']);
-  fs.virtioBlk(dev, 5, 'vdz');
-  const devRoot = fs.dir('dev');
-  // Major 240 is reserved for local/experimental use: no driver answers it, so open(2) is ENXIO.
-  execFileSync('mknod', [join(devRoot, 'vdz'), 'b', '240', '0']);
-  const e = await rejection(findPciBlockDevice('0b', { sysfsRoot: fs.root, devRoot, timeoutMs: 50 }));
-  t.equal(e.code, 'ETIMEDOUT', 'not live: waited, then timed out');
-  execFileSync('rm', [join(devRoot, 'vdz')]);
-  t.equal(await findPciBlockDevice('0b', { sysfsRoot: fs.root, devRoot, timeoutMs: 50 }), join(devRoot, 'vdz'), 'no node: the mount decides, as before');
-});
+t.test(
+  'a disk in sysfs whose node opens with ENXIO is not yet found',
+  { skip: process.getuid?.() !== 0 && 'mknod needs root' },
+  async (t) => {
+    const fs = new FakeSysfs(t);
+    const dev = fs.pciDevice(['0000:00:0b.0']);
+    fs.virtioBlk(dev, 5, 'vdz');
+    const devRoot = fs.dir('dev');
+    // Major 240 is reserved for local/experimental use: no driver answers it, so open(2) is ENXIO.
+    execFileSync('mknod', [join(devRoot, 'vdz'), 'b', '240', '0']);
+    const e = await rejection(findPciBlockDevice('0b', { sysfsRoot: fs.root, devRoot, timeoutMs: 50 }));
+    t.equal(e.code, 'ETIMEDOUT', 'not live: waited, then timed out');
+    execFileSync('rm', [join(devRoot, 'vdz')]);
+    t.equal(
+      await findPciBlockDevice('0b', { sysfsRoot: fs.root, devRoot, timeoutMs: 50 }),
+      join(devRoot, 'vdz'),
+      'no node: the mount decides, as before',
+    );
+  },
+);
 
 t.test('a device that appears in sysfs without an event is still found at the deadline', async (t) => {
   const fs = new FakeSysfs(t);
@@ -258,7 +352,9 @@ t.test('rescan writes 1 to bus/pci/rescan before waiting', async (t) => {
   const fs2 = new FakeSysfs(t);
   const noFile = await rejection(findPciBlockDevice('0a', { sysfsRoot: fs2.root, timeoutMs: 50, rescan: true }));
   t.equal(noFile.code, 'ETIMEDOUT', 'no rescan attribute: still waited');
-  t.match((noFile as unknown as { details: unknown }).details, [{ path: join(fs2.root, 'bus/pci/rescan'), code: 'ENOENT', syscall: 'open' }]);
+  t.match((noFile as unknown as { details: unknown }).details, [
+    { path: join(fs2.root, 'bus/pci/rescan'), code: 'ENOENT', syscall: 'open' },
+  ]);
   t.match(noFile.message, /targets that failed on the way: .*bus\/pci\/rescan: cannot open sysfs attribute/);
   const fs3 = new FakeSysfs(t);
   fs3.dir('bus/pci/rescan'); // a rescan the kernel refuses (EISDIR stands in for it)
@@ -277,9 +373,12 @@ t.test('SCSI: hosts that refuse their scan never stop the others (several failin
   mkdirSync(join(fs.root, hosts[2]!, 'scsi_host/host2/scan'));
   rmSync(join(fs.root, hosts[4]!, 'scsi_host/host4/scan'));
   symlinkSync('/dev/null', join(fs.root, hosts[4]!, 'scsi_host/host4/scan'));
-  const e = (await rejection(findScsiBlockDevice('3:4', { sysfsRoot: fs.root, timeoutMs: 100 }))) as Coded & { details: Array<Record<string, unknown>> };
+  const e = (await rejection(findScsiBlockDevice('3:4', { sysfsRoot: fs.root, timeoutMs: 100 }))) as Coded & {
+    details: Array<Record<string, unknown>>;
+  };
   t.equal(e.code, 'ETIMEDOUT');
-  for (const h of [1, 3]) t.equal(readFileSync(join(fs.root, hosts[h]!, `scsi_host/host${h}/scan`), 'utf8'), '0 3 4', `host${h} was asked`);
+  for (const h of [1, 3])
+    t.equal(readFileSync(join(fs.root, hosts[h]!, `scsi_host/host${h}/scan`), 'utf8'), '0 3 4', `host${h} was asked`);
   t.match(
     e.details.map((d) => [d.path, d.code]),
     [
@@ -311,7 +410,9 @@ t.test('SCSI: one unreadable device entry does not hide the disk on another host
   fs.scsiDisk(2, 7, 8, 'sdc');
   t.equal(await findScsiBlockDevice('7:8', { sysfsRoot: fs.root }), '/dev/sdc', 'found on the host that can be read');
   rmSync(join(fs.root, 'bus/scsi/devices/2:0:7:8'));
-  const e = (await rejection(findScsiBlockDevice('7:8', { sysfsRoot: fs.root, timeoutMs: 100 }))) as Coded & { details: Array<Record<string, unknown>> };
+  const e = (await rejection(findScsiBlockDevice('7:8', { sysfsRoot: fs.root, timeoutMs: 100 }))) as Coded & {
+    details: Array<Record<string, unknown>>;
+  };
   t.equal(e.code, 'ETIMEDOUT', 'never an ERR_SYSFS for one bad entry');
   t.match(e.details, [
     { path: join(fs.root, 'bus/scsi/devices/0:0:7:8/block'), reason: /expected one disk, found 2/ },
@@ -345,7 +446,11 @@ t.test('CCW on a fixture tree', async (t) => {
   t.equal((await rejection(findCcwBlockDevice('0.0.0006', { sysfsRoot: fs.root, timeoutMs: 30 }))).code, 'ETIMEDOUT');
   fs.dir('devices/platform/elsewhere/0.0.0007');
   fs.link('bus/ccw/devices/0.0.0007', 'devices/platform/elsewhere/0.0.0007');
-  t.equal((await rejection(findCcwBlockDevice('0.0.0007', { sysfsRoot: fs.root }))).code, 'ERR_SYSFS', 'not under css0');
+  t.equal(
+    (await rejection(findCcwBlockDevice('0.0.0007', { sysfsRoot: fs.root }))).code,
+    'ERR_SYSFS',
+    'not under css0',
+  );
   const bad = await rejection(findCcwBlockDevice('0.4.0000', { sysfsRoot: fs.root }));
   t.equal(bad.code, 'ERR_INVALID_CCW_DEVICE');
   t.equal(bad.value, '0.4.0000');
@@ -379,10 +484,18 @@ t.test('MMIO and pmem on fixture trees', async (t) => {
   fs.disk('devices/platform/e820_pmem/ndbus1/region1/namespace1.0', 'pmem1');
   const sysfsRoot = fs.root;
   t.equal(await findMmioBlockDevice('/dev/vdb', { sysfsRoot }), '/dev/vdb');
-  t.equal((await rejection(findMmioBlockDevice('/dev/vdb1', { sysfsRoot, timeoutMs: 30 }))).code, 'ETIMEDOUT', 'a partition is not a disk');
+  t.equal(
+    (await rejection(findMmioBlockDevice('/dev/vdb1', { sysfsRoot, timeoutMs: 30 }))).code,
+    'ETIMEDOUT',
+    'a partition is not a disk',
+  );
   t.equal(await findPmemDevice('/dev/pmem0', { sysfsRoot }), '/dev/pmem0');
   t.equal(await findPmemDevice('/x/pmem0', { sysfsRoot, devRoot: '/x' }), '/x/pmem0');
-  t.equal((await rejection(findPmemDevice('/dev/pmem1', { sysfsRoot, timeoutMs: 30 }))).code, 'ETIMEDOUT', 'not under LNXSYSTM');
+  t.equal(
+    (await rejection(findPmemDevice('/dev/pmem1', { sysfsRoot, timeoutMs: 30 }))).code,
+    'ETIMEDOUT',
+    'not under LNXSYSTM',
+  );
   for (const bad of ['vdb', '/dev/', '/dev/a/b', '/dev/..', '/dev/.', '/other/vdb', '/dev/a\u0000']) {
     const e = await rejection(findMmioBlockDevice(bad));
     t.equal(e.code, 'ERR_INVALID_ARG_VALUE', JSON.stringify(bad));
@@ -451,7 +564,10 @@ t.test('timeouts are bounded and name what was awaited', async (t) => {
   t.equal(e.code, 'ETIMEDOUT');
   t.equal(e.errno, -110);
   t.equal(e.syscall, 'uevent');
-  t.match(e.message, /after 200 ms waiting for disk kata-never-0 \(\.\.\.\/block\/kata-never-0\); nearest events seen: /);
+  t.match(
+    e.message,
+    /after 200 ms waiting for disk kata-never-0 \(\.\.\.\/block\/kata-never-0\); nearest events seen: /,
+  );
   t.ok(took >= 190 && took < 1500, `took ${took} ms`);
   t.equal(await waitersSettle(), 0, 'no waiter left registered');
   const zero = Date.now();
@@ -462,7 +578,11 @@ t.test('timeouts are bounded and name what was awaited', async (t) => {
 t.test('aborts are prompt and free the native waiter', async (t) => {
   const pre = new AbortController();
   pre.abort();
-  t.equal((await rejection(findMmioBlockDevice('/dev/kata-never-1', { signal: pre.signal }))).code, 'ABORT_ERR', 'already aborted');
+  t.equal(
+    (await rejection(findMmioBlockDevice('/dev/kata-never-1', { signal: pre.signal }))).code,
+    'ABORT_ERR',
+    'already aborted',
+  );
 
   const ac = new AbortController();
   const pending = findMmioBlockDevice('/dev/kata-never-1', { timeoutMs: 60000, signal: ac.signal });
@@ -476,30 +596,56 @@ t.test('aborts are prompt and free the native waiter', async (t) => {
   t.equal(await waitersSettle(), 0, 'the native waiter is gone long before its 60 s deadline');
 
   const late = new AbortController();
-  t.equal(await findPciBlockDevice('02', { sysfsRoot: new FakeSysfs(t).root, timeoutMs: 0, signal: late.signal }).catch((x: Coded) => x.code), 'ETIMEDOUT', 'timeout with a signal that never fires');
+  t.equal(
+    await findPciBlockDevice('02', { sysfsRoot: new FakeSysfs(t).root, timeoutMs: 0, signal: late.signal }).catch(
+      (x: Coded) => x.code,
+    ),
+    'ETIMEDOUT',
+    'timeout with a signal that never fires',
+  );
 });
 
 t.test('timeouts and aborts leave nothing that keeps the process alive', async (t) => {
   // The child's start-up (a TypeScript loader: seconds on a loaded machine) is not what is measured:
   // only the time from its last result to its exit, which an aborted 60 s wait would hold open.
-  const out = execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'device-wait-exit.ts')], {
-    timeout: 120000,
-    encoding: 'utf8',
-  });
+  const out = execFileSync(
+    process.execPath,
+    [...process.execArgv, join(__dirname, 'fixtures', 'device-wait-exit.ts')],
+    {
+      timeout: 120000,
+      encoding: 'utf8',
+    },
+  );
   const exitedAt = Date.now();
-  const r = JSON.parse(out) as { timedOut: string; aborted: string; running: boolean; elapsedMs: number; doneAt: number };
+  const r = JSON.parse(out) as {
+    timedOut: string;
+    aborted: string;
+    running: boolean;
+    elapsedMs: number;
+    doneAt: number;
+  };
   t.equal(r.timedOut, 'ETIMEDOUT');
   t.equal(r.aborted, 'ABORT_ERR');
   t.ok(r.elapsedMs < 5000, `waits done in ${r.elapsedMs} ms`);
-  t.ok(exitedAt - r.doneAt < 10000, `the child exited on its own ${exitedAt - r.doneAt} ms after its last wait, long before the aborted 60 s wait would have ended`);
+  t.ok(
+    exitedAt - r.doneAt < 10000,
+    `the child exited on its own ${exitedAt - r.doneAt} ms after its last wait, long before the aborted 60 s wait would have ended`,
+  );
 });
 
 // LOOP_CTL_ADD / LOOP_CTL_REMOVE through perl's ioctl (perl-base is always on Debian/Ubuntu).
 function loopCtl(op: 'add' | 'remove', index: number): { ok: boolean; err: string } {
   const request = op === 'add' ? 0x4c80 : 0x4c81;
-  const r = spawnSync('perl', ['-e', `open(my $f, '+<', '/dev/loop-control') or die "open: $!"; defined(ioctl($f, ${request}, ${index})) or die "ioctl: $!";`], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    'perl',
+    [
+      '-e',
+      `open(my $f, '+<', '/dev/loop-control') or die "open: $!"; defined(ioctl($f, ${request}, ${index})) or die "ioctl: $!";`,
+    ],
+    {
+      encoding: 'utf8',
+    },
+  );
   return { ok: r.status === 0, err: `${r.stderr ?? ''}${r.error?.message ?? ''}` };
 }
 
@@ -520,7 +666,7 @@ function freeLoopIndex(): number {
   throw new Error('no free loop index found');
 }
 
-t.test('a real hot-plug resolves through the kernel\'s add uevent', { skip: cannotHotplug }, async (t) => {
+t.test("a real hot-plug resolves through the kernel's add uevent", { skip: cannotHotplug }, async (t) => {
   let n = -1;
   t.teardown(() => {
     if (n >= 0) loopCtl('remove', n);
@@ -532,7 +678,8 @@ t.test('a real hot-plug resolves through the kernel\'s add uevent', { skip: cann
   const second = findMmioBlockDevice(node, { timeoutMs: 10000 });
   // A neighbour's name: its timeout must mention the add we are about to cause.
   const neighbour = findMmioBlockDevice(`/dev/loop${n}9`, { timeoutMs: 1500 });
-  for (let i = 0; i < 200 && ueventMonitorState().waiters < before.waiters + 3; i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 200 && ueventMonitorState().waiters < before.waiters + 3; i++)
+    await new Promise((r) => setTimeout(r, 5));
   t.equal(ueventMonitorState().waiters, before.waiters + 3, 'all three waits are subscribed before the device exists');
   t.equal(ueventMonitorState().running, true, 'the listener started on first need');
 
@@ -549,7 +696,11 @@ t.test('a real hot-plug resolves through the kernel\'s add uevent', { skip: cann
 
   const e = await rejection(neighbour);
   t.equal(e.code, 'ETIMEDOUT');
-  t.match(e.message, new RegExp(`nearest events seen: .*add@/devices/virtual/block/loop${n}\\b`), 'the near miss is named');
+  t.match(
+    e.message,
+    new RegExp(`nearest events seen: .*add@/devices/virtual/block/loop${n}\\b`),
+    'the near miss is named',
+  );
 
   t.equal(await findMmioBlockDevice(node, { timeoutMs: 0 }), node, 'once there, found without waiting');
   t.ok(loopCtl('remove', n).ok, 'LOOP_CTL_REMOVE');
@@ -560,7 +711,10 @@ t.test('a settled wait keeps no handle open', async (t) => {
   const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
   await rejection(findMmioBlockDevice('/dev/kata-never-2', { timeoutMs: 20 }));
   await new Promise((r) => setImmediate(r));
-  t.ok((process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length <= handles, 'no new handles');
+  t.ok(
+    (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length <= handles,
+    'no new handles',
+  );
 });
 
 t.test('worker_threads: the addon works per environment; a terminated worker cancels its waits', async (t) => {
@@ -570,7 +724,13 @@ t.test('worker_threads: the addon works per environment; a terminated worker can
     w.once('message', resolve);
     w.once('error', reject);
   });
-  t.same(msg, { slots: [{ slot: 2, fn: 0 }, { slot: 3, fn: 0 }], waiting: true });
+  t.same(msg, {
+    slots: [
+      { slot: 2, fn: 0 },
+      { slot: 3, fn: 0 },
+    ],
+    waiting: true,
+  });
   await w.terminate();
-  t.equal(await waitersSettle(before), before, 'the worker\'s 60 s wait ended with it');
+  t.equal(await waitersSettle(before), before, "the worker's 60 s wait ended with it");
 });

@@ -1,7 +1,24 @@
 import t from 'tap';
-import { chownSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, effectiveMountApi, mountSync, umountSync, type MountEvent, type Storage, type UmountEvent } from '../lib/index';
+import {
+  Sandbox,
+  effectiveMountApi,
+  mountSync,
+  umountSync,
+  type MountEvent,
+  type Storage,
+  type UmountEvent,
+} from '../lib/index';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { unusedLoopNumber } from './helpers/loop';
 import { listen } from './helpers/events';
@@ -19,22 +36,37 @@ const tmpfs = (mountPoint: string, extra: Partial<Storage> = {}): Storage => ({
 const HUGEPAGES = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
 
 t.test('drivers for real', { skip: cannotMount }, async (t) => {
-  t.test('hugetlbfs allocates its pages through sysfs and mounts', { skip: !existsSync(HUGEPAGES) && 'no 2 MiB hugepages here' }, async (t) => {
-    const previous = readFileSync(HUGEPAGES, 'utf8').trim();
-    t.teardown(() => writeFileSync(HUGEPAGES, previous));
-    const root = scratchDir(t);
-    const sb = new Sandbox({ allowedRoots: [root] });
-    const p = join(root, 'hugepages');
-    await sb.addStorages([{ driver: 'ephemeral', source: 'nodev', fstype: 'hugetlbfs', options: ['pagesize=2097152,size=4194304'], mountPoint: p }], {
-      containerId: 'c',
-    });
-    t.ok(Number(readFileSync(HUGEPAGES, 'utf8')) >= 2, 'at least the 2 pages asked for');
-    const m = mountAt(p)!;
-    t.equal(m.fstype, 'hugetlbfs');
-    t.ok(m.superOptions.includes('pagesize=2M'), `${m.superOptions}`);
-    await sb.removeContainer('c');
-    t.equal(mountAt(p), undefined);
-  });
+  t.test(
+    'hugetlbfs allocates its pages through sysfs and mounts',
+    { skip: !existsSync(HUGEPAGES) && 'no 2 MiB hugepages here' },
+    async (t) => {
+      const previous = readFileSync(HUGEPAGES, 'utf8').trim();
+      t.teardown(() => writeFileSync(HUGEPAGES, previous));
+      const root = scratchDir(t);
+      const sb = new Sandbox({ allowedRoots: [root] });
+      const p = join(root, 'hugepages');
+      await sb.addStorages(
+        [
+          {
+            driver: 'ephemeral',
+            source: 'nodev',
+            fstype: 'hugetlbfs',
+            options: ['pagesize=2097152,size=4194304'],
+            mountPoint: p,
+          },
+        ],
+        {
+          containerId: 'c',
+        },
+      );
+      t.ok(Number(readFileSync(HUGEPAGES, 'utf8')) >= 2, 'at least the 2 pages asked for');
+      const m = mountAt(p)!;
+      t.equal(m.fstype, 'hugetlbfs');
+      t.ok(m.superOptions.includes('pagesize=2M'), `${m.superOptions}`);
+      await sb.removeContainer('c');
+      t.equal(mountAt(p), undefined);
+    },
+  );
 
   t.test('hugetlbfs: a sysfs that cannot be read is a clear error, nothing mounted', async (t) => {
     const root = scratchDir(t);
@@ -42,8 +74,18 @@ t.test('drivers for real', { skip: cannotMount }, async (t) => {
     mkdirSync(join(sys, 'kernel', 'mm', 'hugepages'), { recursive: true });
     const sb = new Sandbox({ allowedRoots: [root], sysfsRoot: sys });
     const before = mountSnapshot();
-    const s: Storage = { driver: 'ephemeral', source: 'nodev', fstype: 'hugetlbfs', options: ['pagesize=2097152', 'size=2097152'], mountPoint: join(root, 'h') };
-    await t.rejects(sb.addStorages([tmpfs(join(root, 'first')), s]), { code: 'ENOENT', syscall: 'open', path: join(sys, 'kernel/mm/hugepages/hugepages-2048kB/nr_hugepages') });
+    const s: Storage = {
+      driver: 'ephemeral',
+      source: 'nodev',
+      fstype: 'hugetlbfs',
+      options: ['pagesize=2097152', 'size=2097152'],
+      mountPoint: join(root, 'h'),
+    };
+    await t.rejects(sb.addStorages([tmpfs(join(root, 'first')), s]), {
+      code: 'ENOENT',
+      syscall: 'open',
+      path: join(sys, 'kernel/mm/hugepages/hugepages-2048kB/nr_hugepages'),
+    });
     t.equal(mountSnapshot(), before);
   });
 
@@ -60,7 +102,13 @@ t.test('drivers for real', { skip: cannotMount }, async (t) => {
     writeFileSync(join(shared, 'd', 'f'), 'x', { mode: 0o600 });
     writeFileSync(join(outside, 'target'), 'x', { mode: 0o600 });
     symlinkSync(join(outside, 'target'), join(shared, 'link'));
-    const storage: Storage = { driver: 'virtio-fs', source: 'kataShared', fstype: 'tmpfs', mountPoint: shared, fsGroup: { groupId: 4321 } };
+    const storage: Storage = {
+      driver: 'virtio-fs',
+      source: 'kataShared',
+      fstype: 'tmpfs',
+      mountPoint: shared,
+      fsGroup: { groupId: 4321 },
+    };
     const sb = new Sandbox({ allowedRoots: [root] });
     await sb.addStorages([storage], { containerId: 'a' });
     t.equal(statSync(join(shared, 'd', 'f')).gid, 4321);
@@ -74,10 +122,14 @@ t.test('drivers for real', { skip: cannotMount }, async (t) => {
     t.ok(mountAt(shared), 'a pre-mounted share is not ours to unmount');
 
     chownSync(join(shared, 'd', 'f'), 0, 0);
-    await sb.addStorages([{ ...storage, fsGroup: { groupId: 4321, groupChangePolicy: 'OnRootMismatch' } }], { containerId: 'b' });
+    await sb.addStorages([{ ...storage, fsGroup: { groupId: 4321, groupChangePolicy: 'OnRootMismatch' } }], {
+      containerId: 'b',
+    });
     t.equal(statSync(join(shared, 'd', 'f')).gid, 0, 'OnRootMismatch: root already right, nothing walked');
     await sb.removeContainer('b');
-    await sb.addStorages([{ ...storage, fsGroup: { groupId: 4321, groupChangePolicy: 'Always' } }], { containerId: 'c' });
+    await sb.addStorages([{ ...storage, fsGroup: { groupId: 4321, groupChangePolicy: 'Always' } }], {
+      containerId: 'c',
+    });
     t.equal(statSync(join(shared, 'd', 'f')).gid, 4321, 'Always walks again');
     await sb.removeContainer('c');
 
@@ -92,10 +144,16 @@ t.test('drivers for real', { skip: cannotMount }, async (t) => {
     const sb = new Sandbox({ allowedRoots: [root] });
     const a = join(root, 'a');
     const b = join(root, 'b');
-    await sb.addStorages([tmpfs(a, { options: ['size=1m', 'mode=0750', 'fsgid=2000'] }), tmpfs(b, { fsGroup: { groupId: 3000 } })], { containerId: 'c' });
+    await sb.addStorages(
+      [tmpfs(a, { options: ['size=1m', 'mode=0750', 'fsgid=2000'] }), tmpfs(b, { fsGroup: { groupId: 3000 } })],
+      { containerId: 'c' },
+    );
     t.equal(statSync(a).gid, 2000);
     t.equal(statSync(a).mode & 0o7777, 0o2750);
-    t.notOk(mountAt(a)!.superOptions.some((o) => o.startsWith('fsgid')), 'fsgid is not passed to the kernel');
+    t.notOk(
+      mountAt(a)!.superOptions.some((o) => o.startsWith('fsgid')),
+      'fsgid is not passed to the kernel',
+    );
     t.equal(statSync(b).gid, 3000);
     t.equal(statSync(b).mode & 0o2000, 0o2000);
     await sb.removeContainer('c');
@@ -202,11 +260,19 @@ t.test('drivers for real', { skip: cannotMount }, async (t) => {
     const tree = treeSnapshot(root);
     // The new mount API fails at fsopen (no such filesystem) or fsconfig (no such tag).
     const syscall = effectiveMountApi() === 'new' ? /^(fsopen|fsconfig)$/ : 'mount';
-    await t.rejects(sb.addStorages([{ driver: 'virtio-fs', source: 'noSuchTag', fstype: 'virtiofs', options: ['dax'], mountPoint: join(root, 'v') }]), {
-      name: 'Error',
-      syscall,
-    });
-    await t.rejects(sb.addStorages([{ driver: '9p', source: 'noSuchTag', fstype: '9p', mountPoint: join(root, 'n') }]), { name: 'Error', syscall });
+    await t.rejects(
+      sb.addStorages([
+        { driver: 'virtio-fs', source: 'noSuchTag', fstype: 'virtiofs', options: ['dax'], mountPoint: join(root, 'v') },
+      ]),
+      {
+        name: 'Error',
+        syscall,
+      },
+    );
+    await t.rejects(
+      sb.addStorages([{ driver: '9p', source: 'noSuchTag', fstype: '9p', mountPoint: join(root, 'n') }]),
+      { name: 'Error', syscall },
+    );
     t.same(mounts[0]!.options, ['dax']);
     t.equal(mounts[0]!.fstype, 'virtiofs');
     t.ok(mounts[0]!.error, 'the failure is published too');
@@ -226,7 +292,10 @@ t.test('drivers for real', { skip: cannotMount }, async (t) => {
     const ac2 = new AbortController();
     const started = Date.now();
     const p = sb.addStorages(
-      [tmpfs(join(root, 'first')), { driver: 'mmioblk', source: `/dev/loop${unusedLoopNumber()}`, fstype: 'ext4', mountPoint: join(root, 'disk') }],
+      [
+        tmpfs(join(root, 'first')),
+        { driver: 'mmioblk', source: `/dev/loop${unusedLoopNumber()}`, fstype: 'ext4', mountPoint: join(root, 'disk') },
+      ],
       { signal: ac2.signal, containerId: 'c' },
     );
     setTimeout(() => ac2.abort(), 200);

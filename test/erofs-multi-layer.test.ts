@@ -5,7 +5,14 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MULTI_LAYER_DRIVER, MultiLayerMarkers as M, Sandbox, defaultRegistry, groupMultiLayer, type Storage } from '../lib/index';
+import {
+  MULTI_LAYER_DRIVER,
+  MultiLayerMarkers as M,
+  Sandbox,
+  defaultRegistry,
+  groupMultiLayer,
+  type Storage,
+} from '../lib/index';
 import { attachImage, attachLoop } from './helpers/loop';
 import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
@@ -13,7 +20,10 @@ import { treeSnapshot } from './helpers/tree';
 type Teardown = { teardown(fn: () => void): void };
 const haveMkfsErofs = spawnSync('mkfs.erofs', ['--help']).error === undefined;
 const erofsInKernel = existsSync('/proc/filesystems') && /\berofs\b/.test(readFileSync('/proc/filesystems', 'utf8'));
-const cannot = cannotMount || (!haveMkfsErofs && 'mkfs.erofs missing (apt-get install erofs-utils)') || (!erofsInKernel && 'kernel has no erofs');
+const cannot =
+  cannotMount ||
+  (!haveMkfsErofs && 'mkfs.erofs missing (apt-get install erofs-utils)') ||
+  (!erofsInKernel && 'kernel has no erofs');
 
 /** A loop device over an EROFS image of `files`, detached at teardown. */
 function erofsLoop(t: Teardown, files: Record<string, string>): string {
@@ -47,7 +57,12 @@ const lower = (dev: string, mountPoint: string, extra: string[] = []): Storage =
 
 t.test('grouping: marked storages become one erofs.multi-layer storage at the upper mount point', async (t) => {
   t.ok(defaultRegistry().has(MULTI_LAYER_DRIVER));
-  const other: Storage = { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', mountPoint: '/run/kata-containers/shm' };
+  const other: Storage = {
+    driver: 'ephemeral',
+    source: 'shm',
+    fstype: 'tmpfs',
+    mountPoint: '/run/kata-containers/shm',
+  };
   const u = upper('/dev/vdb', '/run/kata-containers/c/rootfs');
   const l = lower('/dev/vdc', '/run/kata-containers/c/rootfs');
   const g = groupMultiLayer([other, l, u]);
@@ -67,7 +82,11 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
     const before = mountSnapshot();
     const sb = new Sandbox({ allowedRoots: [root] });
     const held = await sb.addStorages(
-      [upper(up, rootfs), lower(l0, rootfs, [`${M.mkdirPath}{{ mount 0 }}/upper/var/run:0755`, `${M.mkdirPath}{{ mount 1 }}/etc`]), lower(l1, rootfs)],
+      [
+        upper(up, rootfs),
+        lower(l0, rootfs, [`${M.mkdirPath}{{ mount 0 }}/upper/var/run:0755`, `${M.mkdirPath}{{ mount 1 }}/etc`]),
+        lower(l1, rootfs),
+      ],
       { containerId: 'c1' },
     );
     t.same(held, [rootfs]);
@@ -75,7 +94,10 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
     const base = join(root, 'c1', 'multi-layer');
     const ov = mountAt(rootfs)!;
     t.equal(ov.fstype, 'overlay');
-    t.ok(ov.superOptions.includes(`lowerdir=${join(base, 'lower-0')}:${join(base, 'lower-1')}`), ov.superOptions.join(','));
+    t.ok(
+      ov.superOptions.includes(`lowerdir=${join(base, 'lower-0')}:${join(base, 'lower-1')}`),
+      ov.superOptions.join(','),
+    );
     t.ok(ov.superOptions.includes(`upperdir=${join(base, 'upper', 'upper')}`));
     t.equal(mountAt(join(base, 'upper'))?.fstype, 'ext4');
     t.equal(mountAt(join(base, 'lower-0'))?.fstype, 'erofs');
@@ -103,7 +125,7 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
 
   t.test('without an upper storage: a directory-backed upper at the first lower mount point', async (t) => {
     const root = scratchDir(t);
-    const l0 = erofsLoop(t, { 'x': 'x' });
+    const l0 = erofsLoop(t, { x: 'x' });
     const rootfs = join(root, 'c2', 'rootfs');
     const sb = new Sandbox({ allowedRoots: [root] });
     await sb.addStorages([lower(l0, rootfs)], { containerId: 'c2' });
@@ -116,15 +138,23 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
   t.test('a layer that fails to mount rolls back everything before it', async (t) => {
     const root = scratchDir(t);
     const up = attachLoop(t, { ext4: true });
-    const l0 = erofsLoop(t, { 'a': 'a' });
+    const l0 = erofsLoop(t, { a: 'a' });
     const notErofs = attachLoop(t, { ext4: true });
     const rootfs = join(root, 'c3', 'rootfs');
     const before = mountSnapshot();
     const sb = new Sandbox({ allowedRoots: [root] });
     await t.rejects(
-      sb.addStorages([{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'shm') }, upper(up, rootfs), lower(l0, rootfs), lower(notErofs, rootfs)], {
-        containerId: 'c3',
-      }),
+      sb.addStorages(
+        [
+          { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'shm') },
+          upper(up, rootfs),
+          lower(l0, rootfs),
+          lower(notErofs, rootfs),
+        ],
+        {
+          containerId: 'c3',
+        },
+      ),
       { code: 'EINVAL' },
     );
     t.equal(mountSnapshot(), before, 'upper, lower-0 and the earlier tmpfs unmounted');
@@ -138,22 +168,58 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
     const sb = new Sandbox({ allowedRoots: [root] });
     const before = mountSnapshot();
     const cases: [string, Storage[], { code: string; field?: string; value?: unknown }][] = [
-      ['two uppers', [upper('/dev/vdb', rootfs), upper('/dev/vdc', rootfs), lower('/dev/vdd', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'options' }],
+      [
+        'two uppers',
+        [upper('/dev/vdb', rootfs), upper('/dev/vdc', rootfs), lower('/dev/vdd', rootfs)],
+        { code: 'ERR_INVALID_STORAGE', field: 'options' },
+      ],
       ['no lower', [upper('/dev/vdb', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'options' }],
-      ['upper marker on xfs', [{ ...upper('/dev/vdb', rootfs), fstype: 'xfs' }, lower('/dev/vdc', rootfs)], { code: 'ERR_INVALID_STORAGE', field: 'fstype', value: 'xfs' }],
-      ['lower through virtio-fs', [{ ...lower('kataShared', rootfs), driver: 'virtio-fs' }], { code: 'ERR_INVALID_STORAGE', field: 'driver', value: 'virtio-fs' }],
+      [
+        'upper marker on xfs',
+        [{ ...upper('/dev/vdb', rootfs), fstype: 'xfs' }, lower('/dev/vdc', rootfs)],
+        { code: 'ERR_INVALID_STORAGE', field: 'fstype', value: 'xfs' },
+      ],
+      [
+        'lower through virtio-fs',
+        [{ ...lower('kataShared', rootfs), driver: 'virtio-fs' }],
+        { code: 'ERR_INVALID_STORAGE', field: 'driver', value: 'virtio-fs' },
+      ],
       ['bad PCI path', [lower('zz/zz', rootfs)], { code: 'ERR_INVALID_PCI_PATH' }],
-      ['mkdir escape', [lower('/dev/vdc', rootfs, [`${M.mkdirPath}{{ mount 0 }}/../../etc`])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
+      [
+        'mkdir escape',
+        [lower('/dev/vdc', rootfs, [`${M.mkdirPath}{{ mount 0 }}/../../etc`])],
+        { code: 'ERR_INVALID_MOUNT_OPTION' },
+      ],
       ['empty mkdir', [lower('/dev/vdc', rootfs, [M.mkdirPath])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
       ['GPT without a partition', [lower('/dev/vdc', rootfs, [M.gptPartitioned])], { code: 'ERR_INVALID_STORAGE' }],
-      ['bad partition number', [lower('/dev/vdc', rootfs, [M.gptPartitioned, `${M.partitionNumber}x`])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
+      [
+        'bad partition number',
+        [lower('/dev/vdc', rootfs, [M.gptPartitioned, `${M.partitionNumber}x`])],
+        { code: 'ERR_INVALID_MOUNT_OPTION' },
+      ],
       ['dm-verity marker', [lower('/dev/vdc', rootfs, [M.dmverityEnabled])], { code: 'ERR_INVALID_MOUNT_OPTION' }],
-      ['neither upper nor lower', [{ driver: 'blk', source: '/dev/vdc', fstype: 'xfs', options: [M.multiLayer], mountPoint: rootfs }], { code: 'ERR_INVALID_STORAGE' }],
-      ['driver alone', [{ driver: MULTI_LAYER_DRIVER, source: '/dev/vdc', fstype: 'erofs', mountPoint: rootfs }], { code: 'ERR_INVALID_STORAGE' }],
-      ['member outside the roots', [lower('/dev/vdc', rootfs), lower('/dev/vdd', '/etc/x')], { code: 'ERR_INVALID_STORAGE', field: 'mountPoint' }],
+      [
+        'neither upper nor lower',
+        [{ driver: 'blk', source: '/dev/vdc', fstype: 'xfs', options: [M.multiLayer], mountPoint: rootfs }],
+        { code: 'ERR_INVALID_STORAGE' },
+      ],
+      [
+        'driver alone',
+        [{ driver: MULTI_LAYER_DRIVER, source: '/dev/vdc', fstype: 'erofs', mountPoint: rootfs }],
+        { code: 'ERR_INVALID_STORAGE' },
+      ],
+      [
+        'member outside the roots',
+        [lower('/dev/vdc', rootfs), lower('/dev/vdd', '/etc/x')],
+        { code: 'ERR_INVALID_STORAGE', field: 'mountPoint' },
+      ],
     ];
-    for (const [name, storages, err] of cases) await t.rejects(sb.addStorages(storages, { containerId: 'c' }), err, name);
-    await t.rejects(sb.addStorages([lower('/dev/vdc', rootfs)], { containerId: '../x' }), { code: 'ERR_INVALID_STORAGE', field: 'containerId' });
+    for (const [name, storages, err] of cases)
+      await t.rejects(sb.addStorages(storages, { containerId: 'c' }), err, name);
+    await t.rejects(sb.addStorages([lower('/dev/vdc', rootfs)], { containerId: '../x' }), {
+      code: 'ERR_INVALID_STORAGE',
+      field: 'containerId',
+    });
     t.equal(mountSnapshot(), before);
     t.equal(treeSnapshot(root), '');
   });

@@ -18,7 +18,13 @@ t.test('system errors look like Node fs errors', async (t) => {
 });
 
 t.test('native descriptors become errors', async (t) => {
-  const k = fromNative({ errno: 22, syscall: 'fsconfig', path: 'tmpfs', dest: '/m', kernelMessages: ["tmpfs: Bad value for 'size'"] });
+  const k = fromNative({
+    errno: 22,
+    syscall: 'fsconfig',
+    path: 'tmpfs',
+    dest: '/m',
+    kernelMessages: ["tmpfs: Bad value for 'size'"],
+  });
   t.match(k, { code: 'EINVAL', syscall: 'fsconfig', kernelMessages: ["tmpfs: Bad value for 'size'"] });
   t.match(k.message, /Bad value for 'size'/);
   const s = fromNative({ code: 'ERR_MOUNT_OPTIONS_TOO_LONG', value: 'x'.repeat(5000) });

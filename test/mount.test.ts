@@ -76,11 +76,20 @@ t.test('mounts for real', { skip: cannotMount }, async (t) => {
     await mount(src, dst, '', ['rbind', 'rshared']);
     const top = mountAt(dst)!;
     const sub = mountAt(join(dst, 'sub'))!;
-    t.ok(top.optionalFields.some((f) => /^shared:\d+$/.test(f)), `top: ${top.optionalFields}`);
+    t.ok(
+      top.optionalFields.some((f) => /^shared:\d+$/.test(f)),
+      `top: ${top.optionalFields}`,
+    );
     t.ok(sub, 'rbind carried the sub-mount');
-    t.ok(sub.optionalFields.some((f) => /^shared:\d+$/.test(f)), `sub: ${sub.optionalFields}`);
+    t.ok(
+      sub.optionalFields.some((f) => /^shared:\d+$/.test(f)),
+      `sub: ${sub.optionalFields}`,
+    );
     const srcTop = mountAt(src)!;
-    t.notOk(srcTop.optionalFields.some((f) => f.startsWith('shared:')), 'source mount left private');
+    t.notOk(
+      srcTop.optionalFields.some((f) => f.startsWith('shared:')),
+      'source mount left private',
+    );
     mountSync('tmpfs', dst, 'tmpfs', ['private', 'size=4k']);
     t.same(mountAt(dst)!.optionalFields, [], 'private: no propagation fields');
     umountSync(dst);
@@ -103,9 +112,24 @@ t.test('mounts for real', { skip: cannotMount }, async (t) => {
       dest: missing,
       message: `ENOENT: no such file or directory, ${attach} 'tmpfs' -> '${missing}'`,
     });
-    await t.rejects(mount('x', dir, 'no-such-fs'), { code: 'ENODEV', errno: -19, syscall: newApi ? 'fsopen' : 'mount', path: 'x', dest: dir });
-    await t.rejects(mount('tmpfs', dir, 'tmpfs', ['size=bogus']), { code: 'EINVAL', errno: -22, syscall: newApi ? 'fsconfig' : 'mount' });
-    t.throws(() => umountSync(dir), { code: 'EINVAL', syscall: 'umount2', path: dir, message: `EINVAL: invalid argument, umount2 '${dir}'` });
+    await t.rejects(mount('x', dir, 'no-such-fs'), {
+      code: 'ENODEV',
+      errno: -19,
+      syscall: newApi ? 'fsopen' : 'mount',
+      path: 'x',
+      dest: dir,
+    });
+    await t.rejects(mount('tmpfs', dir, 'tmpfs', ['size=bogus']), {
+      code: 'EINVAL',
+      errno: -22,
+      syscall: newApi ? 'fsconfig' : 'mount',
+    });
+    t.throws(() => umountSync(dir), {
+      code: 'EINVAL',
+      syscall: 'umount2',
+      path: dir,
+      message: `EINVAL: invalid argument, umount2 '${dir}'`,
+    });
     await t.rejects(umount(missing), { code: 'ENOENT', syscall: 'umount2' });
     t.throws(() => mountSync('tmpfs', `${dir}\0x`, 'tmpfs'), { code: 'ERR_INVALID_ARG_VALUE', name: 'TypeError' });
     t.throws(() => mountSync(42 as unknown as string, dir, 'tmpfs'), { code: 'ERR_INVALID_ARG_TYPE' });

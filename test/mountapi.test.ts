@@ -13,7 +13,15 @@ import {
   type MountApi,
 } from '../lib/index';
 import { defaultMountApi } from '../lib/mount';
-import { cannotMount, mountAt, mountSnapshot, mountsUnder, readMountinfo, scratchDir, nestedMounts } from './helpers/mountinfo';
+import {
+  cannotMount,
+  mountAt,
+  mountSnapshot,
+  mountsUnder,
+  readMountinfo,
+  scratchDir,
+  nestedMounts,
+} from './helpers/mountinfo';
 
 const support = newMountApiSupport();
 const noNewApi = support.complete ? false : 'this kernel or seccomp profile refuses the new mount API';
@@ -40,10 +48,27 @@ t.test('mountApi setting', async (t) => {
   t.equal(effectiveMountApi('new', long), 'new', 'unless the new API is forced');
   if (support.complete) t.equal(effectiveMountApi('auto', ['rro', ...long]), 'new', 'rro cannot take mount(2)');
   t.throws(() => effectiveMountApi('auto', ['loop']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
-  for (const k of ['fsopen', 'fsconfig', 'fsmount', 'move_mount', 'open_tree', 'mount_setattr', 'openat2', 'complete'] as const) {
+  for (const k of [
+    'fsopen',
+    'fsconfig',
+    'fsmount',
+    'move_mount',
+    'open_tree',
+    'mount_setattr',
+    'openat2',
+    'complete',
+  ] as const) {
     t.type(support[k], 'boolean', k);
   }
-  t.equal(support.complete, support.fsopen && support.fsconfig && support.fsmount && support.move_mount && support.open_tree && support.mount_setattr);
+  t.equal(
+    support.complete,
+    support.fsopen &&
+      support.fsconfig &&
+      support.fsmount &&
+      support.move_mount &&
+      support.open_tree &&
+      support.mount_setattr,
+  );
 });
 
 t.test('KATA_STORAGE_MOUNT_API is the default for a whole process', async (t) => {
@@ -75,7 +100,9 @@ t.test('bad settings are refused before anything happens', { skip: cannotMount }
     code: 'ERR_INVALID_ARG_VALUE',
     value: 'newer',
   });
-  await t.rejects(mount('tmpfs', dir, 'tmpfs', [], { mountApi: 1 as unknown as MountApi }), { code: 'ERR_INVALID_ARG_VALUE' });
+  await t.rejects(mount('tmpfs', dir, 'tmpfs', [], { mountApi: 1 as unknown as MountApi }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
   t.throws(() => mountSync('tmpfs', dir, 'tmpfs', [], 'new' as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => mountSync('tmpfs', dir, 'tmpfs', [], { beneath: 'relative/root' }), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => mountSync('tmpfs', dir, 'tmpfs', [], { beneath: `${dir}\0` }), { code: 'ERR_INVALID_ARG_VALUE' });
@@ -84,7 +111,11 @@ t.test('bad settings are refused before anything happens', { skip: cannotMount }
     value: '/etc',
     message: /must be inside options\.beneath/,
   });
-  t.throws(() => mountSync('tmpfs', `${dir}x`, 'tmpfs', [], { beneath: dir }), { code: 'ERR_INVALID_ARG_VALUE' }, 'a prefix is not a parent');
+  t.throws(
+    () => mountSync('tmpfs', `${dir}x`, 'tmpfs', [], { beneath: dir }),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+    'a prefix is not a parent',
+  );
   t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['rro'], { mountApi: 'legacy' }), {
     code: 'ERR_INVALID_MOUNT_OPTION',
     value: 'rro',
@@ -95,15 +126,22 @@ t.test('bad settings are refused before anything happens', { skip: cannotMount }
     value: 'rnodev',
   });
   // A remount always goes through mount(2), whatever was asked for.
-  t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['remount', 'rro'], { mountApi: 'new' }), { code: 'ERR_INVALID_MOUNT_OPTION' });
+  t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['remount', 'rro'], { mountApi: 'new' }), {
+    code: 'ERR_INVALID_MOUNT_OPTION',
+  });
   const proto = Object.prototype as Record<string, unknown>;
   proto.mountApi = 'legacy';
   proto.beneath = '/nonexistent';
   try {
     // With the new API in use the filesystem itself refuses size=bogus: neither the inherited
     // 'legacy' (which would refuse rro first) nor the inherited root (ENOENT from open) applied.
-    const expected = effectiveMountApi() === 'new' ? { code: 'EINVAL', syscall: 'fsconfig' } : { code: 'ERR_INVALID_MOUNT_OPTION' };
-    t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['rro', 'size=bogus'], {}), expected, 'a polluted prototype is ignored');
+    const expected =
+      effectiveMountApi() === 'new' ? { code: 'EINVAL', syscall: 'fsconfig' } : { code: 'ERR_INVALID_MOUNT_OPTION' };
+    t.throws(
+      () => mountSync('tmpfs', dir, 'tmpfs', ['rro', 'size=bogus'], {}),
+      expected,
+      'a polluted prototype is ignored',
+    );
   } finally {
     delete proto.mountApi;
     delete proto.beneath;
@@ -131,27 +169,50 @@ t.test('the kernel says why, and the failing call is named', { skip: cannotMount
     syscall: 'fsconfig',
     kernelMessages: ["tmpfs: Unknown parameter 'bogus_flag'"],
   });
-  const legacy = (await mount('tmpfs', dir, 'tmpfs', ['size=bogus'], { mountApi: 'legacy' }).catch((e: unknown) => e)) as Error & {
+  const legacy = (await mount('tmpfs', dir, 'tmpfs', ['size=bogus'], { mountApi: 'legacy' }).catch(
+    (e: unknown) => e,
+  )) as Error & {
     kernelMessages?: string[];
   };
   t.match(legacy, { code: 'EINVAL', syscall: 'mount' });
   t.equal(legacy.kernelMessages, undefined, 'mount(2) sends its reason to dmesg only');
-  await t.rejects(mount('none', dir, 'no-such-fs', [], { mountApi: 'new' }), { code: 'ENODEV', syscall: 'fsopen', path: 'none', dest: dir });
+  await t.rejects(mount('none', dir, 'no-such-fs', [], { mountApi: 'new' }), {
+    code: 'ENODEV',
+    syscall: 'fsopen',
+    path: 'none',
+    dest: dir,
+  });
   const missing = join(dir, 'missing');
-  t.throws(() => mountSync(missing, dir, '', ['bind'], { mountApi: 'new' }), { code: 'ENOENT', syscall: 'open_tree', path: missing, dest: dir });
-  t.throws(() => mountSync('tmpfs', missing, 'tmpfs', [], { mountApi: 'new' }), { code: 'ENOENT', syscall: 'move_mount', dest: missing });
+  t.throws(() => mountSync(missing, dir, '', ['bind'], { mountApi: 'new' }), {
+    code: 'ENOENT',
+    syscall: 'open_tree',
+    path: missing,
+    dest: dir,
+  });
+  t.throws(() => mountSync('tmpfs', missing, 'tmpfs', [], { mountApi: 'new' }), {
+    code: 'ENOENT',
+    syscall: 'move_mount',
+    dest: missing,
+  });
   t.equal(mountSnapshot(), before, 'no failure left anything mounted');
 });
 
 t.test('data words reach the filesystem one by one', { skip: cannotMount || noNewApi }, async (t) => {
   const dir = scratchDir(t);
   // Quotes only protect commas from the splitter; the filesystem gets the bare value.
-  mountSync('tmpfs', dir, 'tmpfs', ['size=1m,mode="750"', 'nr_inodes=100', 'ro', 'noatime', 'nodiratime', 'nosymfollow'], { mountApi: 'new' });
+  mountSync(
+    'tmpfs',
+    dir,
+    'tmpfs',
+    ['size=1m,mode="750"', 'nr_inodes=100', 'ro', 'noatime', 'nodiratime', 'nosymfollow'],
+    { mountApi: 'new' },
+  );
   const m = mountAt(dir)!;
   t.ok(m.superOptions.includes('mode=750'), `mode in ${m.superOptions}`);
   t.ok(m.superOptions.includes('nr_inodes=100'), 'nr_inodes');
   t.ok(m.superOptions.includes('ro'), 'superblock read-only, as mount(2) makes it');
-  for (const f of ['ro', 'noatime', 'nodiratime', 'nosymfollow']) t.ok(m.mountOptions.includes(f), `${f} in ${m.mountOptions}`);
+  for (const f of ['ro', 'noatime', 'nodiratime', 'nosymfollow'])
+    t.ok(m.mountOptions.includes(f), `${f} in ${m.mountOptions}`);
   umountSync(dir);
   mountSync('tmpfs', dir, 'tmpfs', ['strictatime', 'noatime', 'sync', 'dirsync'], { mountApi: 'new' });
   const s = mountAt(dir)!;
@@ -175,7 +236,11 @@ t.test('values longer than fsconfig takes (a many-layer overlay)', { skip: canno
   umountSync(m);
   if (support.complete) {
     const before = mountSnapshot();
-    t.throws(() => mountSync('overlay', m, 'overlay', [lowerdir], { mountApi: 'new' }), { code: 'EINVAL', syscall: 'fsconfig' }, 'forced new meets the limit');
+    t.throws(
+      () => mountSync('overlay', m, 'overlay', [lowerdir], { mountApi: 'new' }),
+      { code: 'EINVAL', syscall: 'fsconfig' },
+      'forced new meets the limit',
+    );
     t.equal(mountSnapshot(), before);
   }
 });
@@ -191,7 +256,10 @@ for (const api of apis) {
     await mount(src, dst, '', ['bind', 'ro', 'nodev', 'rshared'], { mountApi: api });
     const m = mountAt(dst)!;
     t.ok(m.mountOptions.includes('ro') && m.mountOptions.includes('nodev'), `${m.mountOptions}`);
-    t.ok(m.optionalFields.some((f) => /^shared:\d+$/.test(f)), `shared: ${m.optionalFields}`);
+    t.ok(
+      m.optionalFields.some((f) => /^shared:\d+$/.test(f)),
+      `shared: ${m.optionalFields}`,
+    );
     t.throws(() => writeFileSync(join(dst, 'g'), 'y'), { code: 'EROFS' });
     t.equal(readFileSync(join(dst, 'f'), 'utf8'), 'x');
     umountSync(dst);
@@ -234,50 +302,60 @@ t.test('rro makes a bind read-only all the way down', { skip: cannotMount || noN
 });
 
 for (const api of apis) {
-  t.test(`${api}: beneath mounts on the opened target and refuses symlinks and escapes`, { skip: cannotMount || noOpenat2 }, async (t) => {
-    const dir = scratchDir(t);
-    const root = join(dir, 'root');
-    const outside = join(dir, 'outside');
-    mkdirSync(join(root, 'a', 'b'), { recursive: true });
-    mkdirSync(join(outside, 'b'), { recursive: true });
-    symlinkSync(outside, join(root, 'link'));
-    const target = join(root, 'a', 'b');
+  t.test(
+    `${api}: beneath mounts on the opened target and refuses symlinks and escapes`,
+    { skip: cannotMount || noOpenat2 },
+    async (t) => {
+      const dir = scratchDir(t);
+      const root = join(dir, 'root');
+      const outside = join(dir, 'outside');
+      mkdirSync(join(root, 'a', 'b'), { recursive: true });
+      mkdirSync(join(outside, 'b'), { recursive: true });
+      symlinkSync(outside, join(root, 'link'));
+      const target = join(root, 'a', 'b');
 
-    mountSync('tmpfs', target, 'tmpfs', ['size=64k'], { mountApi: api, beneath: root });
-    t.equal(mountAt(target)?.fstype, 'tmpfs', 'absolute target below the root');
-    umountSync(target);
-    await mount('tmpfs', 'a/b', 'tmpfs', ['size=64k'], { mountApi: api, beneath: `${root}/` });
-    t.ok(mountAt(target), 'relative target, root with a trailing slash');
-    umountSync(target);
+      mountSync('tmpfs', target, 'tmpfs', ['size=64k'], { mountApi: api, beneath: root });
+      t.equal(mountAt(target)?.fstype, 'tmpfs', 'absolute target below the root');
+      umountSync(target);
+      await mount('tmpfs', 'a/b', 'tmpfs', ['size=64k'], { mountApi: api, beneath: `${root}/` });
+      t.ok(mountAt(target), 'relative target, root with a trailing slash');
+      umountSync(target);
 
-    // The later steps (propagation, bind remount) must act on the new mount, not what is below.
-    mkdirSync(join(root, 'src'));
-    mountSync(join(root, 'src'), target, '', ['bind', 'ro', 'rshared'], { mountApi: api, beneath: root });
-    const m = mountAt(target)!;
-    t.ok(m.mountOptions.includes('ro'), `ro: ${m.mountOptions}`);
-    t.ok(m.optionalFields.some((f) => f.startsWith('shared:')), 'shared');
-    t.notOk(mountAt(root), 'the root itself was not touched');
-    t.throws(() => writeFileSync(join(target, 'x'), ''), { code: 'EROFS' });
-    umountSync(target);
+      // The later steps (propagation, bind remount) must act on the new mount, not what is below.
+      mkdirSync(join(root, 'src'));
+      mountSync(join(root, 'src'), target, '', ['bind', 'ro', 'rshared'], { mountApi: api, beneath: root });
+      const m = mountAt(target)!;
+      t.ok(m.mountOptions.includes('ro'), `ro: ${m.mountOptions}`);
+      t.ok(
+        m.optionalFields.some((f) => f.startsWith('shared:')),
+        'shared',
+      );
+      t.notOk(mountAt(root), 'the root itself was not touched');
+      t.throws(() => writeFileSync(join(target, 'x'), ''), { code: 'EROFS' });
+      umountSync(target);
 
-    const before = mountSnapshot();
-    const via = join(root, 'link', 'b');
-    t.throws(() => mountSync('tmpfs', via, 'tmpfs', [], { mountApi: api, beneath: root }), {
-      code: 'ELOOP',
-      syscall: 'openat2',
-      path: via,
-    });
-    await t.rejects(mount('tmpfs', `${root}/a/../../outside/b`, 'tmpfs', [], { mountApi: api, beneath: root }), {
-      code: 'EXDEV',
-      syscall: 'openat2',
-    });
-    t.throws(() => mountSync('tmpfs', join(root, 'nope'), 'tmpfs', [], { mountApi: api, beneath: root }), { code: 'ENOENT', syscall: 'openat2' });
-    t.throws(() => mountSync('tmpfs', 'a/b', 'tmpfs', [], { mountApi: api, beneath: join(dir, 'missing') }), {
-      code: 'ENOENT',
-      syscall: 'open',
-    });
-    t.equal(mountSnapshot(), before, 'refusals change nothing');
-  });
+      const before = mountSnapshot();
+      const via = join(root, 'link', 'b');
+      t.throws(() => mountSync('tmpfs', via, 'tmpfs', [], { mountApi: api, beneath: root }), {
+        code: 'ELOOP',
+        syscall: 'openat2',
+        path: via,
+      });
+      await t.rejects(mount('tmpfs', `${root}/a/../../outside/b`, 'tmpfs', [], { mountApi: api, beneath: root }), {
+        code: 'EXDEV',
+        syscall: 'openat2',
+      });
+      t.throws(() => mountSync('tmpfs', join(root, 'nope'), 'tmpfs', [], { mountApi: api, beneath: root }), {
+        code: 'ENOENT',
+        syscall: 'openat2',
+      });
+      t.throws(() => mountSync('tmpfs', 'a/b', 'tmpfs', [], { mountApi: api, beneath: join(dir, 'missing') }), {
+        code: 'ENOENT',
+        syscall: 'open',
+      });
+      t.equal(mountSnapshot(), before, 'refusals change nothing');
+    },
+  );
 }
 
 // A child process swaps root/a between a directory and a symlink to outside the root as fast as it
@@ -302,7 +380,11 @@ loop();
 
 type RaceTest = Parameters<typeof scratchDir>[0] & Pick<typeof t, 'ok' | 'equal'>;
 
-async function race(t: RaceTest, api: 'new' | 'legacy' | null, iterations: number): Promise<{ ok: number; refused: Record<string, number>; escaped: number }> {
+async function race(
+  t: RaceTest,
+  api: 'new' | 'legacy' | null,
+  iterations: number,
+): Promise<{ ok: number; refused: Record<string, number>; escaped: number }> {
   const dir = scratchDir(t);
   const root = join(dir, 'root');
   const outside = join(dir, 'outside');
@@ -312,7 +394,9 @@ async function race(t: RaceTest, api: 'new' | 'legacy' | null, iterations: numbe
   const child = spawn(process.execPath, ['-e', SWAPPER, root, outside], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.setEncoding('utf8');
-  await new Promise<void>((resolve) => child.stdout.on('data', (d: string) => ((out += d), out.includes('ready\n') && resolve())));
+  await new Promise<void>((resolve) =>
+    child.stdout.on('data', (d: string) => ((out += d), out.includes('ready\n') && resolve())),
+  );
 
   const target = join(root, 'a', 't');
   const refused: Record<string, number> = {};
@@ -339,7 +423,9 @@ async function race(t: RaceTest, api: 'new' | 'legacy' | null, iterations: numbe
   const escaped = mountsUnder(outside).length;
   const inside = mountsUnder(root).length;
   // Take everything down (deepest and newest first) before scratchDir removes the tree.
-  for (const m of readMountinfo().filter((m) => m.mountPoint.startsWith(`${dir}/`)).reverse()) {
+  for (const m of readMountinfo()
+    .filter((m) => m.mountPoint.startsWith(`${dir}/`))
+    .reverse()) {
     umountSync(m.mountPoint, { detach: true });
   }
   t.equal(inside + escaped, ok, 'every successful mount is in mountinfo');
@@ -349,25 +435,41 @@ async function race(t: RaceTest, api: 'new' | 'legacy' | null, iterations: numbe
 // It forces each API itself, so runs with KATA_STORAGE_MOUNT_API set would only repeat it.
 const forced = process.env.KATA_STORAGE_MOUNT_API ? 'the default run covers it (it forces each API itself)' : false;
 
-t.test('symlink-swap race: no mount with beneath ever lands outside the root', { skip: cannotMount || noOpenat2 || forced }, async (t) => {
-  const iterations = 3000;
-  for (const api of apis) {
-    const r = await race(t, api, iterations);
-    t.equal(r.escaped, 0, `${api}: no mount outside the root (${r.ok} mounted inside, refused: ${JSON.stringify(r.refused)})`);
-    t.ok(r.ok > 0, `${api}: some mounts happened while the directory was in place`);
-    t.ok((r.refused.ELOOP ?? 0) > 0, `${api}: some met the symlink and were refused with ELOOP`);
-    t.same(Object.keys(r.refused).filter((c) => c !== 'ELOOP' && c !== 'ENOENT'), [], 'only ELOOP or ENOENT refusals');
-  }
-  // The control: the same race against a plain path shows the attack is real on this machine.
-  const control = await race(t, null, 1000);
-  t.comment(`without beneath: ${control.escaped} of ${control.ok} mounts landed outside the root`);
-  t.ok(control.ok > 0, 'the control mounted');
-});
+t.test(
+  'symlink-swap race: no mount with beneath ever lands outside the root',
+  { skip: cannotMount || noOpenat2 || forced },
+  async (t) => {
+    const iterations = 3000;
+    for (const api of apis) {
+      const r = await race(t, api, iterations);
+      t.equal(
+        r.escaped,
+        0,
+        `${api}: no mount outside the root (${r.ok} mounted inside, refused: ${JSON.stringify(r.refused)})`,
+      );
+      t.ok(r.ok > 0, `${api}: some mounts happened while the directory was in place`);
+      t.ok((r.refused.ELOOP ?? 0) > 0, `${api}: some met the symlink and were refused with ELOOP`);
+      t.same(
+        Object.keys(r.refused).filter((c) => c !== 'ELOOP' && c !== 'ENOENT'),
+        [],
+        'only ELOOP or ENOENT refusals',
+      );
+    }
+    // The control: the same race against a plain path shows the attack is real on this machine.
+    const control = await race(t, null, 1000);
+    t.comment(`without beneath: ${control.escaped} of ${control.ok} mounts landed outside the root`);
+    t.ok(control.ok > 0, 'the control mounted');
+  },
+);
 
-t.test('a missing new API fails cleanly when forced', { skip: cannotMount || (support.complete ? 'the new API is here' : false) }, async (t) => {
-  const dir = scratchDir(t);
-  t.throws(() => mountSync('tmpfs', dir, 'tmpfs', [], { mountApi: 'new' }), { code: /^(ENOSYS|EPERM)$/ });
-  mountSync('tmpfs', dir, 'tmpfs', [], { mountApi: 'auto' });
-  t.ok(mountAt(dir), 'auto fell back to mount(2)');
-  umountSync(dir);
-});
+t.test(
+  'a missing new API fails cleanly when forced',
+  { skip: cannotMount || (support.complete ? 'the new API is here' : false) },
+  async (t) => {
+    const dir = scratchDir(t);
+    t.throws(() => mountSync('tmpfs', dir, 'tmpfs', [], { mountApi: 'new' }), { code: /^(ENOSYS|EPERM)$/ });
+    mountSync('tmpfs', dir, 'tmpfs', [], { mountApi: 'auto' });
+    t.ok(mountAt(dir), 'auto fell back to mount(2)');
+    umountSync(dir);
+  },
+);

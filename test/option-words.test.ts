@@ -12,35 +12,55 @@ import { treeSnapshot } from './helpers/tree';
 const apis: Array<'new' | 'legacy'> = newMountApiSupport().complete ? ['new', 'legacy'] : ['legacy'];
 
 t.test('the tokenizer', async (t) => {
-  t.same(optionWords(['lowerdir=/x/lo\\,wer,upperdir=/u', 'ro']), ['lowerdir=/x/lo\\,wer', 'upperdir=/u', 'ro'], 'an escaped comma stays');
+  t.same(
+    optionWords(['lowerdir=/x/lo\\,wer,upperdir=/u', 'ro']),
+    ['lowerdir=/x/lo\\,wer', 'upperdir=/u', 'ro'],
+    'an escaped comma stays',
+  );
   t.same(optionWords(['context="a,b",ro']), ['context="a,b"', 'ro'], 'a quoted comma stays');
   t.same(optionWords(['a="open', 'b']), ['a="open', 'b'], 'an element boundary ends an open quote');
-  t.same(optionWords(['lowerdir=/a\\:b:/c', 'x\\']), ['lowerdir=/a\\:b:/c', 'x\\'], 'colons are not separators; a trailing backslash is kept');
+  t.same(
+    optionWords(['lowerdir=/a\\:b:/c', 'x\\']),
+    ['lowerdir=/a\\:b:/c', 'x\\'],
+    'colons are not separators; a trailing backslash is kept',
+  );
   t.same(optionWords(['a,,b,', '', 'c']), ['a', 'b', 'c'], 'empty words are dropped');
   t.same(parseMountOptions(['lowerdir=/x/lo\\,wer', 'ro']).data, 'lowerdir=/x/lo\\,wer');
-  t.same(parseMountOptions(['mode="755",size=1m']).data, 'mode=755,size=1m', 'quotes that protect no comma are dropped');
+  t.same(
+    parseMountOptions(['mode="755",size=1m']).data,
+    'mode=755,size=1m',
+    'quotes that protect no comma are dropped',
+  );
   t.same(parseMountOptions(['context="a,b"']).data, 'context="a,b"', 'quotes around a comma stay for mount(2)');
   t.equal(overlayPath('/r/up\\,per'), '/r/up,per');
   t.equal(overlayPath('/r/c\\:1'), '/r/c:1');
   t.equal(overlayPath('/r/b\\\\s'), '/r/b\\s');
   t.equal(overlayPath('"/r/q"'), '/r/q');
   for (const bad of ['size=1m, nosuid', ' ro', 'ro ', 'mode=755\t', '\nnodev']) {
-    t.throws(() => parseMountOptions([bad]), { code: 'ERR_INVALID_MOUNT_OPTION', message: /whitespace/ }, JSON.stringify(bad));
+    t.throws(
+      () => parseMountOptions([bad]),
+      { code: 'ERR_INVALID_MOUNT_OPTION', message: /whitespace/ },
+      JSON.stringify(bad),
+    );
   }
   t.same(parseMountOptions(['x="a b"']).data, 'x=a b', 'whitespace inside a word is the value');
 });
 
-t.test('whitespace around a word is refused before anything is touched, on both APIs', { skip: cannotMount }, async (t) => {
-  const dir = scratchDir(t);
-  for (const api of apis) {
-    const before = mountSnapshot();
-    t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['size=1m, nosuid'], { mountApi: api }), {
-      code: 'ERR_INVALID_MOUNT_OPTION',
-      value: ' nosuid',
-    });
-    t.equal(mountSnapshot(), before);
-  }
-});
+t.test(
+  'whitespace around a word is refused before anything is touched, on both APIs',
+  { skip: cannotMount },
+  async (t) => {
+    const dir = scratchDir(t);
+    for (const api of apis) {
+      const before = mountSnapshot();
+      t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['size=1m, nosuid'], { mountApi: api }), {
+        code: 'ERR_INVALID_MOUNT_OPTION',
+        value: ' nosuid',
+      });
+      t.equal(mountSnapshot(), before);
+    }
+  },
+);
 
 t.test('quotes mean the same through mount(2) and fsconfig', { skip: cannotMount }, async (t) => {
   const dir = scratchDir(t);
@@ -64,71 +84,119 @@ function layers(dir: string): { lower: string; colon: string } {
 }
 const esc = (p: string): string => p.replace(/[\\,:]/g, '\\$&');
 
-t.test('overlayfs paths with escaped commas and colons, mountSync on both APIs (issue 11, input 6)', { skip: cannotMount }, async (t) => {
-  const dir = scratchDir(t);
-  const { lower, colon } = layers(dir);
-  for (const api of apis) {
-    const base = join(dir, api);
-    const upper = join(base, 'up,per');
-    const work = join(base, 'c:1');
-    const merged = join(base, 'merged');
-    for (const d of [upper, work, merged]) mkdirSync(d, { recursive: true });
-    mountSync('overlay', merged, 'overlay', [`lowerdir=${esc(lower)}:${esc(colon)}`, `upperdir=${esc(upper)}`, `workdir=${esc(work)}`], { mountApi: api });
-    t.same(readdirSync(merged).sort(), ['from-colon', 'from-lower'], `${api}: both lower layers, the one with a colon too`);
-    writeFileSync(join(merged, 'new'), 'new\n');
-    t.equal(readFileSync(join(upper, 'new'), 'utf8'), 'new\n', `${api}: writes land in up,per`);
-    umountSync(merged);
-  }
-});
+t.test(
+  'overlayfs paths with escaped commas and colons, mountSync on both APIs (issue 11, input 6)',
+  { skip: cannotMount },
+  async (t) => {
+    const dir = scratchDir(t);
+    const { lower, colon } = layers(dir);
+    for (const api of apis) {
+      const base = join(dir, api);
+      const upper = join(base, 'up,per');
+      const work = join(base, 'c:1');
+      const merged = join(base, 'merged');
+      for (const d of [upper, work, merged]) mkdirSync(d, { recursive: true });
+      mountSync(
+        'overlay',
+        merged,
+        'overlay',
+        [`lowerdir=${esc(lower)}:${esc(colon)}`, `upperdir=${esc(upper)}`, `workdir=${esc(work)}`],
+        { mountApi: api },
+      );
+      t.same(
+        readdirSync(merged).sort(),
+        ['from-colon', 'from-lower'],
+        `${api}: both lower layers, the one with a colon too`,
+      );
+      writeFileSync(join(merged, 'new'), 'new\n');
+      t.equal(readFileSync(join(upper, 'new'), 'utf8'), 'new\n', `${api}: writes land in up,per`);
+      umountSync(merged);
+    }
+  },
+);
 
-t.test('the overlayfs driver creates exactly the directories overlayfs uses, on both APIs', { skip: cannotMount }, async (t) => {
-  for (const api of apis) {
-    const root = scratchDir(t);
-    const { lower } = layers(join(scratchDir(t)));
-    const sb = new Sandbox({ allowedRoots: [root], mountApi: api });
-    const mp = join(root, 'merged');
-    const before = treeSnapshot(root);
-    await sb.addStorages(
-      [
-        {
-          driver: 'overlayfs',
-          source: 'overlay',
-          fstype: 'overlay',
-          options: [`lowerdir=${esc(lower)}`, `upperdir=${esc(join(root, 'up,per'))}`, `workdir=${esc(join(root, 'wo,rk'))}`],
-          mountPoint: mp,
-        },
-        {
-          driver: 'overlayfs',
-          source: 'overlay',
-          fstype: 'overlay',
-          options: [`lowerdir=${esc(lower)},upperdir=${esc(join(root, 'c:1'))},workdir=${esc(join(root, 'w:1'))}`],
-          mountPoint: join(root, 'merged2'),
-        },
-      ],
-      { containerId: 'c' },
-    );
-    t.same(readdirSync(root).sort(), ['c:1', 'merged', 'merged2', 'up,per', 'w:1', 'wo,rk'], `${api}: no stray up\\ or wo\\, no literal c\\:1`);
-    t.equal(mountAt(mp)?.fstype, 'overlay');
-    writeFileSync(join(mp, 'f'), 'f');
-    t.ok(existsSync(join(root, 'up,per', 'f')), `${api}: the overlay writes into the directory the driver created`);
-    await sb.removeContainer('c');
-    t.equal(treeSnapshot(root), before, `${api}: release removes all of them`);
-  }
-});
+t.test(
+  'the overlayfs driver creates exactly the directories overlayfs uses, on both APIs',
+  { skip: cannotMount },
+  async (t) => {
+    for (const api of apis) {
+      const root = scratchDir(t);
+      const { lower } = layers(join(scratchDir(t)));
+      const sb = new Sandbox({ allowedRoots: [root], mountApi: api });
+      const mp = join(root, 'merged');
+      const before = treeSnapshot(root);
+      await sb.addStorages(
+        [
+          {
+            driver: 'overlayfs',
+            source: 'overlay',
+            fstype: 'overlay',
+            options: [
+              `lowerdir=${esc(lower)}`,
+              `upperdir=${esc(join(root, 'up,per'))}`,
+              `workdir=${esc(join(root, 'wo,rk'))}`,
+            ],
+            mountPoint: mp,
+          },
+          {
+            driver: 'overlayfs',
+            source: 'overlay',
+            fstype: 'overlay',
+            options: [`lowerdir=${esc(lower)},upperdir=${esc(join(root, 'c:1'))},workdir=${esc(join(root, 'w:1'))}`],
+            mountPoint: join(root, 'merged2'),
+          },
+        ],
+        { containerId: 'c' },
+      );
+      t.same(
+        readdirSync(root).sort(),
+        ['c:1', 'merged', 'merged2', 'up,per', 'w:1', 'wo,rk'],
+        `${api}: no stray up\\ or wo\\, no literal c\\:1`,
+      );
+      t.equal(mountAt(mp)?.fstype, 'overlay');
+      writeFileSync(join(mp, 'f'), 'f');
+      t.ok(existsSync(join(root, 'up,per', 'f')), `${api}: the overlay writes into the directory the driver created`);
+      await sb.removeContainer('c');
+      t.equal(treeSnapshot(root), before, `${api}: release removes all of them`);
+    }
+  },
+);
 
 t.test('an overlay upperdir outside the allowed roots names the option', { skip: cannotMount }, async (t) => {
   const root = scratchDir(t);
   const sb = new Sandbox({ allowedRoots: [root] });
   const before = treeSnapshot(root);
   await t.rejects(
-    sb.addStorages([{ driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: ['lowerdir=/usr', 'upperdir=/tmp/elsewhere', `workdir=${root}/w`], mountPoint: join(root, 'm') }]),
-    { code: 'ERR_INVALID_STORAGE', field: 'options', option: 'upperdir', value: 'upperdir=/tmp/elsewhere', message: /^overlay option upperdir=\/tmp\/elsewhere: is outside the allowed roots/ },
+    sb.addStorages([
+      {
+        driver: 'overlayfs',
+        source: 'overlay',
+        fstype: 'overlay',
+        options: ['lowerdir=/usr', 'upperdir=/tmp/elsewhere', `workdir=${root}/w`],
+        mountPoint: join(root, 'm'),
+      },
+    ]),
+    {
+      code: 'ERR_INVALID_STORAGE',
+      field: 'options',
+      option: 'upperdir',
+      value: 'upperdir=/tmp/elsewhere',
+      message: /^overlay option upperdir=\/tmp\/elsewhere: is outside the allowed roots/,
+    },
   );
   t.equal(treeSnapshot(root), before, 'nothing created');
 });
 
 t.test('words no API could read the same way are refused, naming the word', async (t) => {
-  t.throws(() => parseMountOptions(['a="x', 'b']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'a="x', message: /unclosed double quote/ });
-  t.throws(() => parseMountOptions(['upperdir=/a\\', 'b']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'upperdir=/a\\', message: /backslash that escapes nothing/ });
+  t.throws(() => parseMountOptions(['a="x', 'b']), {
+    code: 'ERR_INVALID_MOUNT_OPTION',
+    value: 'a="x',
+    message: /unclosed double quote/,
+  });
+  t.throws(() => parseMountOptions(['upperdir=/a\\', 'b']), {
+    code: 'ERR_INVALID_MOUNT_OPTION',
+    value: 'upperdir=/a\\',
+    message: /backslash that escapes nothing/,
+  });
   t.same(parseMountOptions(['x=/a\\\\', 'b']).data, 'x=/a\\\\,b', 'an escaped backslash is fine');
 });

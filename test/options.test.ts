@@ -41,7 +41,10 @@ t.test('order matters: later words win', async (t) => {
   t.same(all(['nosymfollow']), [F.NOSYMFOLLOW, '']);
   t.same(all(['nosymfollow', 'symfollow']), [0, '']);
   t.same(all(['relatime', 'norelatime', 'strictatime']), [F.STRICTATIME, '']);
-  t.same(all(['sync', 'async', 'dirsync', 'mand', 'nomand', 'silent', 'loud', 'iversion', 'noiversion']), [F.DIRSYNC, '']);
+  t.same(all(['sync', 'async', 'dirsync', 'mand', 'nomand', 'silent', 'loud', 'iversion', 'noiversion']), [
+    F.DIRSYNC,
+    '',
+  ]);
   t.same(all(['noatime', 'nodiratime', 'atime']), [F.NODIRATIME, '']);
   t.same(all(['remount', 'bind']), [F.REMOUNT | F.BIND, '']);
 });
@@ -67,8 +70,15 @@ t.test('elements split on commas outside double quotes; data keeps order', async
     'context="system_u:object_r:container_file_t:s0:c1,c2"',
   ]);
   t.same(all([',,a,,b,']), [0, 'a,b'], 'empty words are dropped');
-  t.throws(() => all(['a="x', 'b']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'a="x', message: /unclosed double quote/ }, 'an unclosed quote is refused');
-  t.same(all(['rw,nosuid,nodev,relatime,size=65536k,mode=755,dax']), [F.NOSUID | F.NODEV | F.RELATIME, 'size=65536k,mode=755,dax']);
+  t.throws(
+    () => all(['a="x', 'b']),
+    { code: 'ERR_INVALID_MOUNT_OPTION', value: 'a="x', message: /unclosed double quote/ },
+    'an unclosed quote is refused',
+  );
+  t.same(all(['rw,nosuid,nodev,relatime,size=65536k,mode=755,dax']), [
+    F.NOSUID | F.NODEV | F.RELATIME,
+    'size=65536k,mode=755,dax',
+  ]);
 });
 
 t.test('loop is refused', async (t) => {
@@ -78,7 +88,11 @@ t.test('loop is refused', async (t) => {
 
 t.test('data must fit in the page the kernel copies', async (t) => {
   t.throws(() => parseMountOptions(['x'.repeat(4097)]), { code: 'ERR_MOUNT_OPTIONS_TOO_LONG' });
-  t.throws(() => parseMountOptions(['x'.repeat(4096)]), { code: 'ERR_MOUNT_OPTIONS_TOO_LONG' }, 'the kernel would cut the last byte');
+  t.throws(
+    () => parseMountOptions(['x'.repeat(4096)]),
+    { code: 'ERR_MOUNT_OPTIONS_TOO_LONG' },
+    'the kernel would cut the last byte',
+  );
   t.equal(parseMountOptions(['x'.repeat(4095)]).data.length, 4095);
   t.throws(() => parseMountOptions(['a'.repeat(3000), 'b'.repeat(1200)]), { code: 'ERR_MOUNT_OPTIONS_TOO_LONG' });
   t.equal(parseMountOptions(['ro', 'x'.repeat(4095), 'nodev']).flags, F.RDONLY | F.NODEV, 'flag words do not count');
@@ -110,9 +124,13 @@ t.test('lists past the native inline buffer, with multi-byte text at its edge, p
 });
 
 t.test('a detached result buffer is refused rather than written through', async (t) => {
-  const out = execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'detached-scratch.ts')], {
-    encoding: 'utf8',
-    timeout: 60000,
-  });
+  const out = execFileSync(
+    process.execPath,
+    [...process.execArgv, join(__dirname, 'fixtures', 'detached-scratch.ts')],
+    {
+      encoding: 'utf8',
+      timeout: 60000,
+    },
+  );
   t.same(JSON.parse(out), { before: [F.RDONLY, ''], after: 'kata-storage: the native scratch buffer was detached' });
 });

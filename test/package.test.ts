@@ -3,7 +3,16 @@
 // runtime dependencies and the completeness of the error-code union.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBuilt, packageRoot as root } from './helpers/build';
@@ -14,7 +23,9 @@ const { fileListProblems, ARCHES } = require('../scripts/release-pack.js') as {
   ARCHES: string[];
 };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { fromSourceRequested } = require('../scripts/install.js') as { fromSourceRequested(env: NodeJS.ProcessEnv): boolean };
+const { fromSourceRequested } = require('../scripts/install.js') as {
+  fromSourceRequested(env: NodeJS.ProcessEnv): boolean;
+};
 
 ensureBuilt();
 // npm pack, tsc and attw each take seconds, and far more on a loaded machine.
@@ -41,19 +52,30 @@ function npmEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 
 /** The tarball of this tree as it is (the prepack guard skipped: this checks the layout, not the prebuilds). */
 function packHere(dir: string): { tarball: string; files: string[] } {
-  const r = spawnSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8', env: npmEnv() });
+  const r = spawnSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], {
+    cwd: root,
+    encoding: 'utf8',
+    env: npmEnv(),
+  });
   if (r.status !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
   const [info] = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as [{ filename: string; files: { path: string }[] }];
   return { tarball: join(dir, info.filename), files: info.files.map((f) => f.path) };
 }
 
 t.test('the published types: compile-time tests through the exports map', async (t) => {
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'test', 'types')], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'test', 'types')],
+    {
+      encoding: 'utf8',
+    },
+  );
   t.equal(r.status, 0, `tsc -p test/types:\n${r.stdout}${r.stderr}`);
   const source = readFileSync(join(root, 'test', 'types', 'api.ts'), 'utf8');
-  t.ok((source.match(/@ts-expect-error/g) ?? []).length >= 8, 'the negative cases are there ([42], key typos, unknown code)');
+  t.ok(
+    (source.match(/@ts-expect-error/g) ?? []).length >= 8,
+    'the negative cases are there ([42], key typos, unknown code)',
+  );
 });
 
 const packDir = mkdtempSync(join(tmpdir(), 'kata-package-'));
@@ -62,10 +84,16 @@ const packed = packHere(packDir);
 
 t.test('publint and arethetypeswrong on the packed tarball', async (t) => {
   const { tarball } = packed;
-  const lint = spawnSync(bin('publint'), ['run', tarball, '--strict', '--pack', 'false'], { encoding: 'utf8', env: npmEnv() });
+  const lint = spawnSync(bin('publint'), ['run', tarball, '--strict', '--pack', 'false'], {
+    encoding: 'utf8',
+    env: npmEnv(),
+  });
   t.equal(lint.status, 0, `publint:\n${lint.stdout}${lint.stderr}`);
   t.notMatch(lint.stdout, /warning|error|suggestion/i, lint.stdout);
-  const attw = spawnSync(bin('attw'), [tarball, '--format', 'ascii', '--no-color', '--no-emoji'], { encoding: 'utf8', env: npmEnv() });
+  const attw = spawnSync(bin('attw'), [tarball, '--format', 'ascii', '--no-color', '--no-emoji'], {
+    encoding: 'utf8',
+    env: npmEnv(),
+  });
   t.equal(attw.status, 0, `attw:\n${attw.stdout}${attw.stderr}`);
 });
 
@@ -74,8 +102,15 @@ t.test('the tarball: whitelist, LICENSE, source maps with their sources', async 
   const problems = fileListProblems(files, (rel) => readFileSync(join(root, rel), 'utf8'));
   // Prebuilds exist only after npm run prebuild; everything else must hold in every checkout.
   const prebuilt = existsSync(join(root, 'prebuilds')) && readdirSync(join(root, 'prebuilds')).length === ARCHES.length;
-  t.same(problems.filter((p) => prebuilt || !/^missing: prebuilds\//.test(p)), [], 'nothing stray, missing or dangling');
-  t.ok(files.some((f) => f.endsWith('.js.map')), 'source maps are shipped...');
+  t.same(
+    problems.filter((p) => prebuilt || !/^missing: prebuilds\//.test(p)),
+    [],
+    'nothing stray, missing or dangling',
+  );
+  t.ok(
+    files.some((f) => f.endsWith('.js.map')),
+    'source maps are shipped...',
+  );
   t.ok(files.includes('lib/index.ts'), '...with the sources they point at');
 
   // The check itself catches each kind of fault.
@@ -90,10 +125,15 @@ t.test('the tarball: whitelist, LICENSE, source maps with their sources', async 
 t.test('a plain npm pack without verified prebuilds is refused', async (t) => {
   const dir = scratch(t);
   mkdirSync(join(dir, 'scripts'));
-  for (const f of ['release-pack.js', 'verify-prebuilds.js']) copyFileSync(join(root, 'scripts', f), join(dir, 'scripts', f));
+  for (const f of ['release-pack.js', 'verify-prebuilds.js'])
+    copyFileSync(join(root, 'scripts', f), join(dir, 'scripts', f));
   writeFileSync(
     join(dir, 'package.json'),
-    JSON.stringify({ name: 'kata-storage', version: '0.0.0', scripts: { prepack: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.prepack } }),
+    JSON.stringify({
+      name: 'kata-storage',
+      version: '0.0.0',
+      scripts: { prepack: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.prepack },
+    }),
   );
   const none = spawnSync('npm', ['pack', '--dry-run'], { cwd: dir, encoding: 'utf8', env: npmEnv() });
   t.not(none.status, 0, 'no prebuilds: refused');
@@ -112,7 +152,10 @@ t.test('a plain npm pack without verified prebuilds is refused', async (t) => {
 
 t.test('installed dependencies: only what loading a prebuild needs', async (t) => {
   t.same(Object.keys(pkg.dependencies), ['node-gyp-build']);
-  t.ok(pkg.devDependencies['cmake-js'] && pkg.devDependencies['node-addon-api'], 'the build-time packages are devDependencies');
+  t.ok(
+    pkg.devDependencies['cmake-js'] && pkg.devDependencies['node-addon-api'],
+    'the build-time packages are devDependencies',
+  );
 });
 
 t.test('the install script honours npm_config_build_from_source and says what a source build needs', async (t) => {
@@ -139,7 +182,10 @@ t.test('the install script honours npm_config_build_from_source and says what a 
 
 t.test('every error code thrown anywhere is in the StorageErrorCode union', async (t) => {
   const errors = readFileSync(join(root, 'lib', 'errors.ts'), 'utf8');
-  const union = errors.slice(errors.indexOf('export interface StorageErrorFields'), errors.indexOf('export type StorageErrorCode'));
+  const union = errors.slice(
+    errors.indexOf('export interface StorageErrorFields'),
+    errors.indexOf('export type StorageErrorCode'),
+  );
   const codes = new Set<string>();
   const walk = (dir: string, re: RegExp): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -160,10 +206,22 @@ t.test('docs: every export is in docs/api.md; LICENSE, CHANGELOG; MountFlags des
   // kata-storage and kata-storage/runtime: `export { ... }` and `export type { ... }` lists.
   const exportsOf = (file: string): string[] =>
     [...readFileSync(join(root, 'lib', file), 'utf8').matchAll(/export (?:type )?\{([^}]*)\}/g)].flatMap((m) =>
-      m[1]!.split(',').map((n) => n.trim().replace(/^type /, '').split(/\s+as\s+/).pop()!).filter(Boolean),
+      m[1]!
+        .split(',')
+        .map((n) =>
+          n
+            .trim()
+            .replace(/^type /, '')
+            .split(/\s+as\s+/)
+            .pop()!,
+        )
+        .filter(Boolean),
     );
   const runtime = exportsOf(join('runtime', 'index.ts'));
-  t.ok(runtime.includes('planContainer') && runtime.includes('PlanErrorCode'), `${runtime.length} kata-storage/runtime exports`);
+  t.ok(
+    runtime.includes('planContainer') && runtime.includes('PlanErrorCode'),
+    `${runtime.length} kata-storage/runtime exports`,
+  );
   const names = [...exportsOf('index.ts'), ...runtime];
   t.ok(names.length > 80, `${names.length} exports`);
   const api = readFileSync(join(root, 'docs', 'api.md'), 'utf8');
@@ -175,6 +233,12 @@ t.test('docs: every export is in docs/api.md; LICENSE, CHANGELOG; MountFlags des
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { MountFlags } = require('../lib/index') as typeof import('../lib/index');
   const keys = Object.keys(MountFlags);
-  t.ok(keys.includes('BIND') && keys.every((k) => /^[A-Z_]+$/.test(k) && !k.startsWith('MS_')), 'keys are MS_ names without MS_');
-  t.match(readFileSync(join(root, 'README.md'), 'utf8'), /keyed by the name\s+without `MS_` \(`MountFlags\.BIND === MS_BIND`/);
+  t.ok(
+    keys.includes('BIND') && keys.every((k) => /^[A-Z_]+$/.test(k) && !k.startsWith('MS_')),
+    'keys are MS_ names without MS_',
+  );
+  t.match(
+    readFileSync(join(root, 'README.md'), 'utf8'),
+    /keyed by the name\s+without `MS_` \(`MountFlags\.BIND === MS_BIND`/,
+  );
 });

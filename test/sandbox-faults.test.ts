@@ -4,7 +4,17 @@ import t from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Sandbox, defaultRegistry, mountSync, normalizeStorage, umountSync, type MountEvent, type Storage, type StorageInput, type UmountEvent } from '../lib/index';
+import {
+  Sandbox,
+  defaultRegistry,
+  mountSync,
+  normalizeStorage,
+  umountSync,
+  type MountEvent,
+  type Storage,
+  type StorageInput,
+  type UmountEvent,
+} from '../lib/index';
 import { attachLoop } from './helpers/loop';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { listen } from './helpers/events';
@@ -28,23 +38,56 @@ t.test('protobuf JSON as a runtime emits it (proto3 omits defaults)', async (t) 
     groupId: 0,
     groupChangePolicy: 'OnRootMismatch',
   });
-  t.same(normalizeStorage({ ...base, fs_group: { group_id: 5 } }).fsGroup, { groupId: 5 }, 'absent policy: Always (the default)');
-  t.same(normalizeStorage({ ...base, fsGroup: { groupId: '7', groupChangePolicy: 1 } }).fsGroup, { groupId: 7, groupChangePolicy: 'OnRootMismatch' });
+  t.same(
+    normalizeStorage({ ...base, fs_group: { group_id: 5 } }).fsGroup,
+    { groupId: 5 },
+    'absent policy: Always (the default)',
+  );
+  t.same(normalizeStorage({ ...base, fsGroup: { groupId: '7', groupChangePolicy: 1 } }).fsGroup, {
+    groupId: 7,
+    groupChangePolicy: 'OnRootMismatch',
+  });
   // lowerCamel JSON names (what protobuf's JSON printers emit by default).
   t.same(
-    normalizeStorage({ driver: 'blk', driverOptions: ['create_filesystem'], source: '02', fstype: 'ext4', mountPoint: '/m', fsGroup: { groupId: 1 } }),
-    { driver: 'blk', driverOptions: ['create_filesystem'], source: '02', fstype: 'ext4', mountPoint: '/m', fsGroup: { groupId: 1 } },
+    normalizeStorage({
+      driver: 'blk',
+      driverOptions: ['create_filesystem'],
+      source: '02',
+      fstype: 'ext4',
+      mountPoint: '/m',
+      fsGroup: { groupId: 1 },
+    }),
+    {
+      driver: 'blk',
+      driverOptions: ['create_filesystem'],
+      source: '02',
+      fstype: 'ext4',
+      mountPoint: '/m',
+      fsGroup: { groupId: 1 },
+    },
   );
   const bare = normalizeStorage({ mount_point: '/m' });
-  t.same(bare, { driver: '', source: '', fstype: '', mountPoint: '/m' }, 'absent strings empty, absent lists and shared left out');
-  t.same(normalizeStorage({ ...base, options: null, driver_options: null, shared: null, fs_group: null }), normalizeStorage(base), 'null is absent');
+  t.same(
+    bare,
+    { driver: '', source: '', fstype: '', mountPoint: '/m' },
+    'absent strings empty, absent lists and shared left out',
+  );
+  t.same(
+    normalizeStorage({ ...base, options: null, driver_options: null, shared: null, fs_group: null }),
+    normalizeStorage(base),
+    'null is absent',
+  );
   for (const [bad, field] of [
     [{ ...base, mount_pont: '/x' }, 'mount_pont'],
     [{ ...base, fsType: 'ext4' }, 'fsType'],
     [{ ...base, fs_group: { group_idd: 1 } }, 'fsGroup.group_idd'],
     [{ ...base, fs_group: { groupId: 1, policy: 1 } }, 'fsGroup.policy'],
   ] as const) {
-    t.throws(() => normalizeStorage(bad), { code: 'ERR_INVALID_STORAGE', field, message: new RegExp(`unknown key '${field.replace('.', '\\.')}'`) }, field);
+    t.throws(
+      () => normalizeStorage(bad),
+      { code: 'ERR_INVALID_STORAGE', field, message: new RegExp(`unknown key '${field.replace('.', '\\.')}'`) },
+      field,
+    );
   }
 });
 
@@ -52,14 +95,24 @@ t.test('errors name the culprit', async (t) => {
   const root = scratchDir(t);
   const sb = new Sandbox({ allowedRoots: [root] });
   const err = await sb.addStorages([tmpfs(join(root, 'x'), [], { driver: 'floppy' })]).catch((e: Error) => e);
-  t.match(err, { code: 'ERR_UNKNOWN_STORAGE_DRIVER', value: 'floppy', message: /registered: virtio-fs, 9p, blk, .*overlayfs/ });
+  t.match(err, {
+    code: 'ERR_UNKNOWN_STORAGE_DRIVER',
+    value: 'floppy',
+    message: /registered: virtio-fs, 9p, blk, .*overlayfs/,
+  });
   t.match((err as { registered?: string[] }).registered, defaultRegistry().drivers());
   const atRoot = await sb.addStorages([tmpfs(root)]).catch((e: Error) => e);
   t.match(atRoot, { code: 'ERR_INVALID_STORAGE', field: 'mountPoint', message: /is an allowed root itself/ });
   const outside = await sb.addStorages([tmpfs('/elsewhere/x')]).catch((e: Error) => e);
   t.match(outside, { code: 'ERR_INVALID_STORAGE', message: /outside the allowed roots/ });
-  const typo = await sb.addStorages([{ ...tmpfs(join(root, 'y')), mount_pont: join(root, 'y') } as StorageInput]).catch((e: Error) => e);
-  t.match(typo, { code: 'ERR_INVALID_STORAGE', field: 'mount_pont', value: 'mount_pont' }, 'a typo is named, not "mountPoint must not be empty"');
+  const typo = await sb
+    .addStorages([{ ...tmpfs(join(root, 'y')), mount_pont: join(root, 'y') } as StorageInput])
+    .catch((e: Error) => e);
+  t.match(
+    typo,
+    { code: 'ERR_INVALID_STORAGE', field: 'mount_pont', value: 'mount_pont' },
+    'a typo is named, not "mountPoint must not be empty"',
+  );
   t.equal(sb.storages().size, 0);
 });
 
@@ -73,14 +126,19 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     const tree = treeSnapshot(root);
     // The field input: an ext4 disk, options ['ro'], fsGroup 2000 (EROFS chown lost+found before).
     const ro = join(root, 'ro');
-    await sb.addStorages([{ driver: 'blk', source: dev, fstype: 'ext4', options: ['ro'], mountPoint: ro, fsGroup: { groupId: 2000 } }], { containerId: 'c' });
+    await sb.addStorages(
+      [{ driver: 'blk', source: dev, fstype: 'ext4', options: ['ro'], mountPoint: ro, fsGroup: { groupId: 2000 } }],
+      { containerId: 'c' },
+    );
     t.ok(mountAt(ro)?.mountOptions.includes('ro'), 'mounted read-only');
     t.equal(statSync(join(ro, 'lost+found')).gid, 0, 'nothing chowned');
     t.equal(mounts.at(-1)?.fsGroupSkipped, 'read-only', 'the mount event says why');
     await sb.removeContainer('c');
     // The same disk writable: the group change happens.
     const rw = join(root, 'rw');
-    await sb.addStorages([{ driver: 'blk', source: dev, fstype: 'ext4', mountPoint: rw, fsGroup: { groupId: 2000 } }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'blk', source: dev, fstype: 'ext4', mountPoint: rw, fsGroup: { groupId: 2000 } }], {
+      containerId: 'c',
+    });
     t.equal(statSync(join(rw, 'lost+found')).gid, 2000, 'writable: chowned');
     t.equal(statSync(join(rw, 'lost+found')).mode & 0o7777, 0o2770, 'writable: rw masks and setgid');
     t.equal(mounts.at(-1)?.fsGroupSkipped, undefined);
@@ -114,7 +172,11 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     t.equal(mountAt(a), undefined, 'unmounted');
     t.equal(sb.storages().size, 0, 'no entry left, nothing pending');
     const removal = umounts.find((u) => u.step === 'remove');
-    t.match(removal, { step: 'remove', path: a, mountPoint: a, reason: 'release', error: { code: 'EROFS', syscall: 'rmdir' } }, 'reported');
+    t.match(
+      removal,
+      { step: 'remove', path: a, mountPoint: a, reason: 'release', error: { code: 'EROFS', syscall: 'rmdir' } },
+      'reported',
+    );
     t.ok(existsSync(a), 'the directory stays (read-only parent)');
     // A later add of the same mount point mounts it again (the directory is there).
     await sb.addStorages([tmpfs(a)], { containerId: 'c2' });
@@ -131,69 +193,76 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     t.equal(mountSnapshot(), before, 'mountinfo as before');
   });
 
-  t.test('each best-effort step failing: mount point not empty, parent read-only on rollback, parent shared', async (t) => {
-    const root = scratchDir(t);
-    const umounts = listen<UmountEvent>(t, 'kata-storage:umount');
-    const registry = defaultRegistry();
-    // Writes below its mount point before mounting over it: after the unmount rmdir is ENOTEMPTY.
-    registry.register('test-dirty', {
-      async create(storage, ctx) {
-        await ctx.makeMountPoint();
-        writeFileSync(join(storage.mountPoint, 'hidden'), 'under the mount');
-        await ctx.mount('tmpfs', storage.mountPoint, 'tmpfs', ['size=64k']);
-        return storage.mountPoint;
-      },
-    });
-    // Mounts, makes its parent read-only, then fails: the rollback's rmdir is EROFS.
-    registry.register('test-ro-rollback', {
-      async create(storage, ctx) {
-        await ctx.makeMountPoint();
-        await ctx.mount('tmpfs', storage.mountPoint, 'tmpfs', ['size=64k']);
-        remount(join(storage.mountPoint, '..'), 'ro');
-        throw Object.assign(new Error('injected'), { code: 'ERR_TEST_INJECTED' });
-      },
-    });
-    const sb = new Sandbox({ allowedRoots: [root], registry });
-    const before = mountSnapshot();
+  t.test(
+    'each best-effort step failing: mount point not empty, parent read-only on rollback, parent shared',
+    async (t) => {
+      const root = scratchDir(t);
+      const umounts = listen<UmountEvent>(t, 'kata-storage:umount');
+      const registry = defaultRegistry();
+      // Writes below its mount point before mounting over it: after the unmount rmdir is ENOTEMPTY.
+      registry.register('test-dirty', {
+        async create(storage, ctx) {
+          await ctx.makeMountPoint();
+          writeFileSync(join(storage.mountPoint, 'hidden'), 'under the mount');
+          await ctx.mount('tmpfs', storage.mountPoint, 'tmpfs', ['size=64k']);
+          return storage.mountPoint;
+        },
+      });
+      // Mounts, makes its parent read-only, then fails: the rollback's rmdir is EROFS.
+      registry.register('test-ro-rollback', {
+        async create(storage, ctx) {
+          await ctx.makeMountPoint();
+          await ctx.mount('tmpfs', storage.mountPoint, 'tmpfs', ['size=64k']);
+          remount(join(storage.mountPoint, '..'), 'ro');
+          throw Object.assign(new Error('injected'), { code: 'ERR_TEST_INJECTED' });
+        },
+      });
+      const sb = new Sandbox({ allowedRoots: [root], registry });
+      const before = mountSnapshot();
 
-    const dirty = join(root, 'dirty');
-    await sb.addStorages([{ driver: 'test-dirty', source: 'x', fstype: 'x', mountPoint: dirty }], { containerId: 'c' });
-    await sb.removeContainer('c');
-    t.equal(mountAt(dirty), undefined);
-    t.equal(sb.storages().size, 0);
-    t.match(umounts.at(-1), { step: 'remove', path: dirty, error: { code: 'ENOTEMPTY' } });
-    t.ok(existsSync(join(dirty, 'hidden')), 'what was under the mount is not deleted');
+      const dirty = join(root, 'dirty');
+      await sb.addStorages([{ driver: 'test-dirty', source: 'x', fstype: 'x', mountPoint: dirty }], {
+        containerId: 'c',
+      });
+      await sb.removeContainer('c');
+      t.equal(mountAt(dirty), undefined);
+      t.equal(sb.storages().size, 0);
+      t.match(umounts.at(-1), { step: 'remove', path: dirty, error: { code: 'ENOTEMPTY' } });
+      t.ok(existsSync(join(dirty, 'hidden')), 'what was under the mount is not deleted');
 
-    const par = join(root, 'par');
-    mkdirSync(par);
-    mountSync('tmpfs', par, 'tmpfs', ['size=64k']);
-    const p = join(par, 'v');
-    const err = await sb.addStorages([{ driver: 'test-ro-rollback', source: 'x', fstype: 'x', mountPoint: p }], { containerId: 'c' }).catch((e: Error) => e);
-    t.match(err, { code: 'ERR_TEST_INJECTED' }, 'the original error');
-    t.notOk((err as { rollbackErrors?: unknown }).rollbackErrors, 'the rollback did what is essential');
-    t.equal(mountAt(p), undefined, 'unmounted');
-    t.equal(sb.storages().size, 0, 'no entry claims it');
-    t.match(umounts.at(-1), { step: 'remove', path: p, reason: 'rollback', error: { code: 'EROFS' } });
-    remount(par, 'rw');
-    await sb.addStorages([tmpfs(p)], { containerId: 'd' });
-    t.equal(mountAt(p)?.fstype, 'tmpfs', 'a later add of it really mounts');
-    await sb.removeContainer('d');
-    t.notOk(existsSync(p), 'taken over by that storage, removed with it');
+      const par = join(root, 'par');
+      mkdirSync(par);
+      mountSync('tmpfs', par, 'tmpfs', ['size=64k']);
+      const p = join(par, 'v');
+      const err = await sb
+        .addStorages([{ driver: 'test-ro-rollback', source: 'x', fstype: 'x', mountPoint: p }], { containerId: 'c' })
+        .catch((e: Error) => e);
+      t.match(err, { code: 'ERR_TEST_INJECTED' }, 'the original error');
+      t.notOk((err as { rollbackErrors?: unknown }).rollbackErrors, 'the rollback did what is essential');
+      t.equal(mountAt(p), undefined, 'unmounted');
+      t.equal(sb.storages().size, 0, 'no entry claims it');
+      t.match(umounts.at(-1), { step: 'remove', path: p, reason: 'rollback', error: { code: 'EROFS' } });
+      remount(par, 'rw');
+      await sb.addStorages([tmpfs(p)], { containerId: 'd' });
+      t.equal(mountAt(p)?.fstype, 'tmpfs', 'a later add of it really mounts');
+      await sb.removeContainer('d');
+      t.notOk(existsSync(p), 'taken over by that storage, removed with it');
 
-    // A parent we created that holds a directory someone else made: kept quietly, pruned later.
-    const shared = join(root, 'shared');
-    await sb.addStorages([tmpfs(join(shared, 'a'))], { containerId: 'e' });
-    mkdirSync(join(shared, 'theirs'));
-    const events = umounts.length;
-    await sb.removeContainer('e');
-    t.equal(umounts.length, events + 1, 'only the unmount is published (a non-empty parent is no news)');
-    t.ok(existsSync(shared), 'the parent stays while not empty');
-    execFileSync('rmdir', [join(shared, 'theirs')]);
-    await sb.removeContainer('nobody');
-    t.notOk(existsSync(shared), 'and goes at the next release once empty');
-    umountSync(par);
-    t.equal(mountSnapshot(), before, 'mountinfo as before');
-  });
+      // A parent we created that holds a directory someone else made: kept quietly, pruned later.
+      const shared = join(root, 'shared');
+      await sb.addStorages([tmpfs(join(shared, 'a'))], { containerId: 'e' });
+      mkdirSync(join(shared, 'theirs'));
+      const events = umounts.length;
+      await sb.removeContainer('e');
+      t.equal(umounts.length, events + 1, 'only the unmount is published (a non-empty parent is no news)');
+      t.ok(existsSync(shared), 'the parent stays while not empty');
+      execFileSync('rmdir', [join(shared, 'theirs')]);
+      await sb.removeContainer('nobody');
+      t.notOk(existsSync(shared), 'and goes at the next release once empty');
+      umountSync(par);
+      t.equal(mountSnapshot(), before, 'mountinfo as before');
+    },
+  );
 
   t.test('the table never claims what is not there', async (t) => {
     const root = scratchDir(t);
@@ -209,7 +278,9 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
       ['a multibyte component over NAME_MAX bytes', join(root, 'é'.repeat(128)), /NAME_MAX/],
     ] as const) {
       for (const cid of ['c1', 'c2']) {
-        const err = await sb.addStorages([tmpfs(join(root, 'ok')), tmpfs(mp)], { containerId: cid }).catch((e: Error) => e);
+        const err = await sb
+          .addStorages([tmpfs(join(root, 'ok')), tmpfs(mp)], { containerId: cid })
+          .catch((e: Error) => e);
         t.match(err, { code: 'ERR_INVALID_STORAGE', field: 'mountPoint', message: why }, `${name} (${cid})`);
       }
     }
@@ -242,11 +313,21 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     });
     const sb2 = new Sandbox({ allowedRoots: [root], registry });
     const p = join(root, 'busy');
-    const err = await sb2.addStorages([{ driver: 'test-busy-fail', source: 'x', fstype: 'x', mountPoint: p }], { containerId: 'c1' }).catch((e: Error) => e);
+    const err = await sb2
+      .addStorages([{ driver: 'test-busy-fail', source: 'x', fstype: 'x', mountPoint: p }], { containerId: 'c1' })
+      .catch((e: Error) => e);
     t.match(err, { code: 'ERR_TEST_INJECTED', rollbackErrors: [{ code: 'EBUSY', syscall: 'umount2' }] });
-    t.same(sb2.storages().get(p), { refcount: 0, driver: 'test-busy-fail', shared: false, cleanupPending: true }, 'held by nobody, marked');
+    t.same(
+      sb2.storages().get(p),
+      { refcount: 0, driver: 'test-busy-fail', shared: false, cleanupPending: true },
+      'held by nobody, marked',
+    );
     t.equal(sb2.refcount(p), 0);
-    await t.rejects(sb2.addStorages([tmpfs(p)], { containerId: 'c2' }), { code: 'EBUSY' }, 'a second add fails rather than resolving on a plain directory');
+    await t.rejects(
+      sb2.addStorages([tmpfs(p)], { containerId: 'c2' }),
+      { code: 'EBUSY' },
+      'a second add fails rather than resolving on a plain directory',
+    );
     t.equal(mountsUnder(p).length, 1, 'only the stuck mount');
     for (const fd of fds) closeSync(fd);
     t.same(await sb2.addStorages([tmpfs(p)], { containerId: 'c2' }), [p]);
@@ -281,7 +362,10 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     await sb.removeContainer('never-added');
     t.equal(sb.refcount(kept), 1, 'an unknown id releases nothing');
     // An add in flight when destroy() runs: destroy cannot see it, so it must not survive.
-    const inflight = sb.addStorages([{ driver: 'test-gated', source: 'x', fstype: 'x', mountPoint: join(root, 'late') }], { containerId: 'd' });
+    const inflight = sb.addStorages(
+      [{ driver: 'test-gated', source: 'x', fstype: 'x', mountPoint: join(root, 'late') }],
+      { containerId: 'd' },
+    );
     await entered;
     await sb.destroy();
     t.ok(sb.destroyed);
@@ -316,7 +400,10 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
       let started = performance.now();
       await t.rejects(sb.removeContainer('c'), { code: 'EBUSY' });
       let took = performance.now() - started;
-      t.ok(took >= timeout * 0.9 && took < timeout * 1.5 + 100, `removeContainer waited ${took.toFixed(0)} ms for ${timeout} ms`);
+      t.ok(
+        took >= timeout * 0.9 && took < timeout * 1.5 + 100,
+        `removeContainer waited ${took.toFixed(0)} ms for ${timeout} ms`,
+      );
       // A later call retries the pending one: again one bounded wait, not two.
       started = performance.now();
       await sb.removeContainer('other');

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { Sandbox, newMountApiSupport } from '../lib/index';
 import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
 
-const noOpenat2 = cannotMount || (newMountApiSupport().openat2 ? false : 'needs openat2 (Linux 5.6) to resolve beneath the root');
+const noOpenat2 =
+  cannotMount || (newMountApiSupport().openat2 ? false : 'needs openat2 (Linux 5.6) to resolve beneath the root');
 
 // Exchanges the pod directory and a symlink to outside atomically (renameat2 RENAME_EXCHANGE,
 // which Node lacks), so the path is always there, a directory or the symlink: the sandbox never
@@ -59,7 +60,10 @@ t.test('a symlink swapped in after validation never redirects a sandbox mount', 
   // Not the code under test: started without the sanitizer runtime a hardening run preloads.
   const env = { ...process.env };
   delete env.LD_PRELOAD;
-  const swapper = spawn(PYTHON, ['-c', SWAPPER, join(root, 'pod'), join(root, 'pod.link')], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const swapper = spawn(PYTHON, ['-c', SWAPPER, join(root, 'pod'), join(root, 'pod.link')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
   let stderr = '';
   swapper.stderr.setEncoding('utf8');
   swapper.stderr.on('data', (d: string) => (stderr += d));
@@ -74,19 +78,30 @@ t.test('a symlink swapped in after validation never redirects a sandbox mount', 
     new Promise<boolean>((r) => setTimeout(() => r(false), READY_TIMEOUT_MS).unref()),
   ]);
   if (!ready) {
-    t.fail(`the swapper never completed a swap within ${READY_TIMEOUT_MS} ms (exit code ${swapper.exitCode}, stderr: ${JSON.stringify(stderr)}); nothing to race against`);
+    t.fail(
+      `the swapper never completed a swap within ${READY_TIMEOUT_MS} ms (exit code ${swapper.exitCode}, stderr: ${JSON.stringify(stderr)}); nothing to race against`,
+    );
     return;
   }
 
   const sandbox = new Sandbox({ allowedRoots: [root] });
-  const storage = { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=16k'], mountPoint: join(root, 'pod', 'vol') };
+  const storage = {
+    driver: 'ephemeral',
+    source: 'tmpfs',
+    fstype: 'tmpfs',
+    options: ['size=16k'],
+    mountPoint: join(root, 'pod', 'vol'),
+  };
   const iterations = Number(process.env.KATA_RACE_ITERATIONS ?? 1000);
   let attempts = 0;
   let mounted = 0;
   let escapes = 0;
   const refused: Record<string, number> = {};
   // At least `iterations`, then on until both outcomes were seen, at most ten times as many.
-  while (attempts < iterations || ((mounted === 0 || Object.keys(refused).length === 0) && attempts < iterations * 10)) {
+  while (
+    attempts < iterations ||
+    ((mounted === 0 || Object.keys(refused).length === 0) && attempts < iterations * 10)
+  ) {
     attempts++;
     try {
       await sandbox.addStorages([storage], { containerId: 'c' });
@@ -105,7 +120,11 @@ t.test('a symlink swapped in after validation never redirects a sandbox mount', 
   const swaps = Number(/swaps (\d+)/.exec(out)?.[1] ?? 0);
   await sandbox.destroy().catch(() => undefined);
   t.ok(stillSwapping, `the swapper ran from before the first attempt to after the last (${swaps} swaps)`);
-  t.equal(escapes, 0, `no mount outside the root in ${attempts} attempts (${mounted} mounted inside, refused: ${JSON.stringify(refused)})`);
+  t.equal(
+    escapes,
+    0,
+    `no mount outside the root in ${attempts} attempts (${mounted} mounted inside, refused: ${JSON.stringify(refused)})`,
+  );
   t.ok(mounted > 0, 'some mounts went through between swaps');
   t.ok(Object.keys(refused).length > 0, 'some attempts met the swap and were refused');
   // Validation or the beneath walk met the symlink (ERR_INVALID_STORAGE, ELOOP, ENOTDIR), or the

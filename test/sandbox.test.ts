@@ -2,7 +2,14 @@ import t from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { join } from 'node:path';
-import { Sandbox, StorageHandlerRegistry, defaultRegistry, effectiveMountApi, normalizeStorage, type Storage } from '../lib/index';
+import {
+  Sandbox,
+  StorageHandlerRegistry,
+  defaultRegistry,
+  effectiveMountApi,
+  normalizeStorage,
+  type Storage,
+} from '../lib/index';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 
@@ -13,7 +20,13 @@ const tmpfs = (mountPoint: string, options: string[] = ['size=1m']): Storage => 
   options,
   mountPoint,
 });
-const local = (mountPoint: string, options: string[] = []): Storage => ({ driver: 'local', source: 'local', fstype: 'local', options, mountPoint });
+const local = (mountPoint: string, options: string[] = []): Storage => ({
+  driver: 'local',
+  source: 'local',
+  fstype: 'local',
+  options,
+  mountPoint,
+});
 
 t.test('normalizeStorage accepts our form and Kata protobuf JSON', async (t) => {
   const proto = normalizeStorage({
@@ -36,14 +49,32 @@ t.test('normalizeStorage accepts our form and Kata protobuf JSON', async (t) => 
     fsGroup: { groupId: 1234, groupChangePolicy: 'OnRootMismatch' },
     shared: true,
   });
-  t.same(normalizeStorage({ driver: 'local', source: 'local', fstype: 'local', mountPoint: '/m', fsGroup: { groupId: '7', groupChangePolicy: 'Always' } }).fsGroup, {
-    groupId: 7,
-    groupChangePolicy: 'Always',
-  });
-  t.same(normalizeStorage({ driver: 'x', source: 's', fstype: 'f', mount_point: '/m', fs_group: { group_id: 0, group_change_policy: 0 } }).fsGroup, {
-    groupId: 0,
-    groupChangePolicy: 'Always',
-  });
+  t.same(
+    normalizeStorage({
+      driver: 'local',
+      source: 'local',
+      fstype: 'local',
+      mountPoint: '/m',
+      fsGroup: { groupId: '7', groupChangePolicy: 'Always' },
+    }).fsGroup,
+    {
+      groupId: 7,
+      groupChangePolicy: 'Always',
+    },
+  );
+  t.same(
+    normalizeStorage({
+      driver: 'x',
+      source: 's',
+      fstype: 'f',
+      mount_point: '/m',
+      fs_group: { group_id: 0, group_change_policy: 0 },
+    }).fsGroup,
+    {
+      groupId: 0,
+      groupChangePolicy: 'Always',
+    },
+  );
   for (const bad of [
     null,
     [],
@@ -66,7 +97,12 @@ t.test('a polluted Object.prototype does not leak into requests or options', asy
   proto.fsGroup = { groupId: 0 };
   proto.allowedRoots = ['/'];
   try {
-    const s = normalizeStorage({ driver: 'local', source: 'local', fstype: 'local', mountPoint: '/run/kata-containers/x' });
+    const s = normalizeStorage({
+      driver: 'local',
+      source: 'local',
+      fstype: 'local',
+      mountPoint: '/run/kata-containers/x',
+    });
     t.notOk(Object.hasOwn(s, 'shared'));
     t.notOk(Object.hasOwn(s, 'fsGroup'));
     t.same(new Sandbox({}).allowedRoots, ['/run/kata-containers']);
@@ -80,10 +116,26 @@ t.test('a polluted Object.prototype does not leak into requests or options', asy
 t.test('registry: every built-in driver, custom drivers, duplicates refused', async (t) => {
   const r = defaultRegistry();
   // Every driver of Kata's agent (storage/mod.rs) but image_guest_pull, plus 9p.
-  const all = ['virtio-fs', '9p', 'blk', 'blk-ccw', 'mmioblk', 'scsi', 'nvdimm', 'ephemeral', 'local', 'overlayfs', 'watchable-bind', 'erofs.multi-layer'];
+  const all = [
+    'virtio-fs',
+    '9p',
+    'blk',
+    'blk-ccw',
+    'mmioblk',
+    'scsi',
+    'nvdimm',
+    'ephemeral',
+    'local',
+    'overlayfs',
+    'watchable-bind',
+    'erofs.multi-layer',
+  ];
   t.same(r.drivers().sort(), all.sort());
   t.not(defaultRegistry(), r, 'a fresh registry each time');
-  t.throws(() => r.register('local', { create: async () => '' }), { code: 'ERR_STORAGE_DRIVER_EXISTS', value: 'local' });
+  t.throws(() => r.register('local', { create: async () => '' }), {
+    code: 'ERR_STORAGE_DRIVER_EXISTS',
+    value: 'local',
+  });
   t.throws(() => r.register('', { create: async () => '' }), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => r.register('x', {} as never), { code: 'ERR_INVALID_ARG_TYPE' });
   const custom = { create: async () => '/p' };
@@ -116,7 +168,10 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
     t.equal(mountsUnder(shm).length, 1, 'mounted once');
     const m = mountAt(shm)!;
     t.equal(m.fstype, 'tmpfs');
-    t.ok(m.superOptions.includes('size=1024k') && m.superOptions.includes('mode=1770'), `options kept: ${m.superOptions}`);
+    t.ok(
+      m.superOptions.includes('size=1024k') && m.superOptions.includes('mode=1770'),
+      `options kept: ${m.superOptions}`,
+    );
     t.ok(m.mountOptions.includes('noexec'));
     t.equal(statSync(empty).mode & 0o7777, 0o750, 'local mode= is octal');
     t.equal(sb.refcount(shm), 2);
@@ -144,7 +199,9 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
     const tree = treeSnapshot(root);
     const failing = tmpfs(join(root, 'deep', 'failing'), ['size=bogus']);
     const err = await sb
-      .addStorages([tmpfs(held), tmpfs(join(root, 'new', 'a')), local(join(root, 'new', 'b'), ['mode=700']), failing], { containerId: 'c' })
+      .addStorages([tmpfs(held), tmpfs(join(root, 'new', 'a')), local(join(root, 'new', 'b'), ['mode=700']), failing], {
+        containerId: 'c',
+      })
       .catch((e: Error) => e);
     const syscall = effectiveMountApi() === 'new' ? 'fsconfig' : 'mount'; // where size=bogus is refused
     t.match(err, { code: 'EINVAL', syscall, dest: failing.mountPoint }, 'the original error');
@@ -189,12 +246,32 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
       ['loop option', { options: ['loop'] }, 'ERR_INVALID_MOUNT_OPTION'],
       ['options too long', { options: ['x'.repeat(70000)] }, 'ERR_MOUNT_OPTIONS_TOO_LONG'],
       ['bad fsgid', { options: ['fsgid=abc'] }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['bad mode', { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0999'] }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['pagesize=0', { fstype: 'hugetlbfs', source: 'nodev', options: ['pagesize=0,size=2097152'] }, 'ERR_INVALID_MOUNT_OPTION'],
+      [
+        'bad mode',
+        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0999'] },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
+      [
+        'pagesize=0',
+        { fstype: 'hugetlbfs', source: 'nodev', options: ['pagesize=0,size=2097152'] },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
       ['no size', { fstype: 'hugetlbfs', source: 'nodev', options: ['pagesize=2097152'] }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['size not pages', { fstype: 'hugetlbfs', source: 'nodev', options: ['pagesize=2097152,size=1000'] }, 'ERR_INVALID_MOUNT_OPTION'],
-      ['overlay upper outside', { driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: [`upperdir=${outside}/u`] }, 'ERR_INVALID_STORAGE'],
-      ['rw overlay, bad container', { driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: ['io.katacontainers.fs-opt.overlay-rw'] }, 'ERR_INVALID_STORAGE'],
+      [
+        'size not pages',
+        { fstype: 'hugetlbfs', source: 'nodev', options: ['pagesize=2097152,size=1000'] },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
+      [
+        'overlay upper outside',
+        { driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: [`upperdir=${outside}/u`] },
+        'ERR_INVALID_STORAGE',
+      ],
+      [
+        'rw overlay, bad container',
+        { driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: ['io.katacontainers.fs-opt.overlay-rw'] },
+        'ERR_INVALID_STORAGE',
+      ],
       ['bad fsGroup', { fsGroup: { groupId: 1.5 } } as never, 'ERR_INVALID_STORAGE'],
     ];
     const before = mountSnapshot();
@@ -203,7 +280,9 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
       const bad = { ...tmpfs(join(root, 'bad', name.replace(/\W/g, '_'))), ...patch };
       // The good storage comes first: validation of the whole request happens before it is mounted.
       const containerId = name.startsWith('rw overlay') ? '../escape' : 'c';
-      const err = await sb.addStorages([ok, bad], { containerId }).catch((e: Error & { code?: string; value?: unknown }) => e);
+      const err = await sb
+        .addStorages([ok, bad], { containerId })
+        .catch((e: Error & { code?: string; value?: unknown }) => e);
       t.equal((err as { code?: string }).code, code, name);
       t.ok('value' in (err as object), `${name}: the offending value is attached`);
     }
@@ -222,7 +301,9 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
     const onMount = (m: unknown): void => void mountEvents.push(m);
     subscribe('kata-storage:mount', onMount);
     t.teardown(() => unsubscribe('kata-storage:mount', onMount));
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => sb.addStorages([tmpfs(p)], { containerId: `c${i}` })));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => sb.addStorages([tmpfs(p)], { containerId: `c${i}` })),
+    );
     t.ok(results.every((r) => r[0] === p));
     t.equal(mountsUnder(p).length, 1, 'one mount');
     t.equal(sb.refcount(p), 20);
@@ -257,7 +338,11 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
     const fd = openSync(join(p, 'open-file'), 'w');
     await t.rejects(sb.removeContainer('c'), { code: 'EBUSY', syscall: 'umount2', path: p });
     t.ok(mountAt(p), 'still mounted');
-    t.same(sb.storages().get(p), { refcount: 0, driver: 'ephemeral', shared: false, cleanupPending: true }, 'kept, marked');
+    t.same(
+      sb.storages().get(p),
+      { refcount: 0, driver: 'ephemeral', shared: false, cleanupPending: true },
+      'kept, marked',
+    );
     t.ok(existsSync(p));
     await sb.removeContainer('other');
     t.equal(sb.storages().get(p)?.cleanupPending, true, 'a later release retries, still busy: still marked');

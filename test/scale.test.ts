@@ -26,13 +26,21 @@ t.test('addStorages + removeContainer at 10, 100 and 1,000 storages', { skip: ca
     t.equal(sb.storages().size, n, `n=${n}: ${n} entries`);
     const mounted = mountsUnder(dir);
     t.equal(mounted.length, n, `n=${n}: ${n} tmpfs mounts in mountinfo`);
-    t.ok(mounted.every((m) => m.fstype === 'tmpfs'), `n=${n}: all of them tmpfs`);
-    t.ok(storages.every((s) => sb.refcount(s.mountPoint) === 1), `n=${n}: each held once`);
+    t.ok(
+      mounted.every((m) => m.fstype === 'tmpfs'),
+      `n=${n}: all of them tmpfs`,
+    );
+    t.ok(
+      storages.every((s) => sb.refcount(s.mountPoint) === 1),
+      `n=${n}: each held once`,
+    );
     await sb.removeContainer('c');
     const end = performance.now();
     t.equal(sb.storages().size, 0, `n=${n}: table empty after the release`);
     t.same(mountsUnder(dir), [], `n=${n}: nothing mounted under the container's directory`);
-    t.comment(`n=${n}: add ${((added - start) / n).toFixed(3)} ms/storage, remove ${((end - added) / n).toFixed(3)} ms/storage (information only)`);
+    t.comment(
+      `n=${n}: add ${((added - start) / n).toFixed(3)} ms/storage, remove ${((end - added) / n).toFixed(3)} ms/storage (information only)`,
+    );
   }
   t.equal(mountSnapshot(), before, 'everything unmounted');
 });

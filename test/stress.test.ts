@@ -175,8 +175,16 @@ const dirName = (k: Key): string => (typeof k === 'number' ? `v${k}` : k);
 
 function storageFor(root: string, item: Item): Storage {
   if (item === 'fail') return { driver: 'test-fail', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'fail') };
-  if (item === 'nodev') return { driver: 'test-mount', source: 'none', fstype: 'kata-no-such-fs', mountPoint: join(root, 'nodev') };
-  return { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=64k'], mountPoint: volPath(root, item), shared: SHARED.has(item) };
+  if (item === 'nodev')
+    return { driver: 'test-mount', source: 'none', fstype: 'kata-no-such-fs', mountPoint: join(root, 'nodev') };
+  return {
+    driver: 'ephemeral',
+    source: 'tmpfs',
+    fstype: 'tmpfs',
+    options: ['size=64k'],
+    mountPoint: volPath(root, item),
+    shared: SHARED.has(item),
+  };
 }
 
 async function settle<T>(p: Promise<T>): Promise<boolean> {
@@ -193,7 +201,11 @@ function check(m: Model, r: Real): void {
   const dirs = readdirSync(r.root).sort().join();
   const want = [...m.dirs].map(dirName).sort().join();
   if (dirs !== want) throw new Error(`directories ${dirs} but model ${want}`);
-  const mounted = new Set(mountsUnder(r.root).map((x) => x.mountPoint).filter((p) => p !== r.root));
+  const mounted = new Set(
+    mountsUnder(r.root)
+      .map((x) => x.mountPoint)
+      .filter((p) => p !== r.root),
+  );
   const expected = new Set([...m.entries.keys()].map((v) => volPath(r.root, v)));
   if ([...mounted].sort().join() !== [...expected].sort().join()) {
     throw new Error(`mountinfo ${[...mounted].sort().join()} but model ${[...expected].sort().join()}`);
@@ -203,7 +215,8 @@ function check(m: Model, r: Real): void {
     const got = r.sandbox.refcount(volPath(r.root, v));
     if (got !== want) throw new Error(`refcount(v${v}) is ${got}, model says ${want}`);
     const info = r.sandbox.storages().get(volPath(r.root, v));
-    if (Boolean(info) !== m.entries.has(v)) throw new Error(`storages() has v${v}: ${Boolean(info)}, model: ${m.entries.has(v)}`);
+    if (Boolean(info) !== m.entries.has(v))
+      throw new Error(`storages() has v${v}: ${Boolean(info)}, model: ${m.entries.has(v)}`);
     if (info && info.cleanupPending !== m.entries.get(v)!.pending) {
       throw new Error(`v${v} cleanupPending ${info.cleanupPending}, model ${m.entries.get(v)!.pending}`);
     }
@@ -211,14 +224,23 @@ function check(m: Model, r: Real): void {
 }
 
 class AddCommand implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly cid: string, readonly items: Item[]) {}
+  constructor(
+    readonly cid: string,
+    readonly items: Item[],
+  ) {}
   check(): boolean {
     return true;
   }
   async run(m: Model, r: Real): Promise<void> {
     const want = m.add(this.cid, this.items);
-    const got = await settle(r.sandbox.addStorages(this.items.map((i) => storageFor(r.root, i)), { containerId: this.cid }));
-    if (got !== want) throw new Error(`addStorages ${got ? 'succeeded' : 'failed'}, model says ${want ? 'success' : 'failure'}`);
+    const got = await settle(
+      r.sandbox.addStorages(
+        this.items.map((i) => storageFor(r.root, i)),
+        { containerId: this.cid },
+      ),
+    );
+    if (got !== want)
+      throw new Error(`addStorages ${got ? 'succeeded' : 'failed'}, model says ${want ? 'success' : 'failure'}`);
     check(m, r);
   }
   toString(): string {
@@ -249,7 +271,8 @@ class DestroyCommand implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real): Promise<void> {
     const want = m.destroy();
     const got = await settle(r.sandbox.destroy());
-    if (got !== want) throw new Error(`destroy ${got ? 'succeeded' : 'failed'}, model says ${want ? 'success' : 'failure'}`);
+    if (got !== want)
+      throw new Error(`destroy ${got ? 'succeeded' : 'failed'}, model says ${want ? 'success' : 'failure'}`);
     check(m, r);
     if (m.renewable()) {
       r.sandbox = r.makeSandbox();
@@ -316,7 +339,10 @@ const cid = fc.constantFrom(...CONTAINERS);
 const commands = [
   fc.tuple(cid, fc.array(item, { minLength: 1, maxLength: 4 })).map(([c, items]) => new AddCommand(c, items)),
   cid.map((c) => new RemoveCommand(c)),
-  fc.integer({ min: 0, max: 9 }).filter((n) => n === 0).map(() => new DestroyCommand()),
+  fc
+    .integer({ min: 0, max: 9 })
+    .filter((n) => n === 0)
+    .map(() => new DestroyCommand()),
   fc.integer({ min: 0, max: VOLUMES - 1 }).map((v) => new HoldCommand(v)),
   fc.integer({ min: 0, max: VOLUMES - 1 }).map((v) => new UnholdCommand(v)),
   fc.boolean().map((frozen) => new FreezeCommand(frozen)),

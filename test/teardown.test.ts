@@ -84,46 +84,71 @@ t.test('RemoveTree refuses a tree holding any mount and leaves it untouched', { 
   t.equal(readFileSync(join(outsideDir, 'keep'), 'utf8'), 'keep\n');
 });
 
-t.test('a local storage with a file bind-mounted inside is refused whole on release (issue 11, input 2)', { skip: cannotMount }, async (t) => {
-  const root = scratchDir(t);
-  const sb = new Sandbox({ allowedRoots: [root] });
-  const vol = join(root, 'vol');
-  await sb.addStorages([{ driver: 'local', source: 'local', fstype: 'local', mountPoint: vol }], { containerId: 'c' });
-  for (const name of ['a1', 'b2', 'c3', 'x8', 'z9']) writeFileSync(join(vol, name), name);
-  const outside = join(scratchDir(t), 'outside');
-  writeFileSync(outside, 'outside');
-  writeFileSync(join(vol, 'm'), '');
-  mountSync(outside, join(vol, 'm'), '', ['bind']);
-  const before = contents(vol);
-  // Whether the release rejects or reports the failed cleanup, the data must all be there.
-  const r = await sb.removeContainer('c').then(() => undefined, (e: unknown) => e);
-  if (r !== undefined) t.match(r, { code: 'EBUSY' });
-  t.equal(contents(vol), before, 'a1 b2 c3 x8 z9 are all still there');
-  umountSync(join(vol, 'm'));
-  await sb.destroy();
-  t.throws(() => treeSnapshot(vol), { code: 'ENOENT' }, 'removed once nothing is mounted in it');
-});
+t.test(
+  'a local storage with a file bind-mounted inside is refused whole on release (issue 11, input 2)',
+  { skip: cannotMount },
+  async (t) => {
+    const root = scratchDir(t);
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const vol = join(root, 'vol');
+    await sb.addStorages([{ driver: 'local', source: 'local', fstype: 'local', mountPoint: vol }], {
+      containerId: 'c',
+    });
+    for (const name of ['a1', 'b2', 'c3', 'x8', 'z9']) writeFileSync(join(vol, name), name);
+    const outside = join(scratchDir(t), 'outside');
+    writeFileSync(outside, 'outside');
+    writeFileSync(join(vol, 'm'), '');
+    mountSync(outside, join(vol, 'm'), '', ['bind']);
+    const before = contents(vol);
+    // Whether the release rejects or reports the failed cleanup, the data must all be there.
+    const r = await sb.removeContainer('c').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (r !== undefined) t.match(r, { code: 'EBUSY' });
+    t.equal(contents(vol), before, 'a1 b2 c3 x8 z9 are all still there');
+    umountSync(join(vol, 'm'));
+    await sb.destroy();
+    t.throws(() => treeSnapshot(vol), { code: 'ENOENT' }, 'removed once nothing is mounted in it');
+  },
+);
 
-t.test('overlay upper/work directories (makeDirectory trees) are refused whole when a file is mounted inside', { skip: cannotMount }, async (t) => {
-  const root = scratchDir(t);
-  const lower = scratchDir(t);
-  writeFileSync(join(lower, 'l'), 'l');
-  const sb = new Sandbox({ allowedRoots: [root] });
-  const upper = join(root, 'upper');
-  await sb.addStorages(
-    [{ driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: [`lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${join(root, 'work')}`], mountPoint: join(root, 'm') }],
-    { containerId: 'c' },
-  );
-  mkdirSync(join(root, 'm', 'deep', 'er'), { recursive: true });
-  for (const name of ['a1', 'b2', 'deep/c3', 'deep/er/x8']) writeFileSync(join(root, 'm', name), name);
-  // Mounted into the upper directory itself, below the overlay: only the removal can meet it.
-  const outside = join(lower, 'l');
-  writeFileSync(join(upper, 'deep', 'er', 'z9'), 'z9');
-  mountSync(outside, join(upper, 'deep', 'er', 'z9'), '', ['bind']);
-  const r = await sb.removeContainer('c').then(() => undefined, (e: unknown) => e);
-  if (r !== undefined) t.match(r, { code: 'EBUSY' });
-  for (const name of ['a1', 'b2', 'deep/c3', 'deep/er/x8']) t.equal(readFileSync(join(upper, name), 'utf8'), name, `${name} is still in the upper directory`);
-  umountSync(join(upper, 'deep', 'er', 'z9'));
-  await sb.destroy();
-  t.throws(() => treeSnapshot(upper), { code: 'ENOENT' }, 'removed once nothing is mounted in it');
-});
+t.test(
+  'overlay upper/work directories (makeDirectory trees) are refused whole when a file is mounted inside',
+  { skip: cannotMount },
+  async (t) => {
+    const root = scratchDir(t);
+    const lower = scratchDir(t);
+    writeFileSync(join(lower, 'l'), 'l');
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const upper = join(root, 'upper');
+    await sb.addStorages(
+      [
+        {
+          driver: 'overlayfs',
+          source: 'overlay',
+          fstype: 'overlay',
+          options: [`lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${join(root, 'work')}`],
+          mountPoint: join(root, 'm'),
+        },
+      ],
+      { containerId: 'c' },
+    );
+    mkdirSync(join(root, 'm', 'deep', 'er'), { recursive: true });
+    for (const name of ['a1', 'b2', 'deep/c3', 'deep/er/x8']) writeFileSync(join(root, 'm', name), name);
+    // Mounted into the upper directory itself, below the overlay: only the removal can meet it.
+    const outside = join(lower, 'l');
+    writeFileSync(join(upper, 'deep', 'er', 'z9'), 'z9');
+    mountSync(outside, join(upper, 'deep', 'er', 'z9'), '', ['bind']);
+    const r = await sb.removeContainer('c').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (r !== undefined) t.match(r, { code: 'EBUSY' });
+    for (const name of ['a1', 'b2', 'deep/c3', 'deep/er/x8'])
+      t.equal(readFileSync(join(upper, name), 'utf8'), name, `${name} is still in the upper directory`);
+    umountSync(join(upper, 'deep', 'er', 'z9'));
+    await sb.destroy();
+    t.throws(() => treeSnapshot(upper), { code: 'ENOENT' }, 'removed once nothing is mounted in it');
+  },
+);

@@ -9,7 +9,12 @@ import { join } from 'node:path';
 const root = join(__dirname, '..');
 const script = join(root, 'scripts', 'verify-prebuilds.js');
 const haveCc = spawnSync('cc', ['--version']).status === 0 && spawnSync('strip', ['--version']).status === 0;
-const skip = process.arch !== 'x64' ? 'the fixtures are x86-64 ELF files' : !haveCc ? 'needs cc and strip (apt-get install g++ binutils)' : false;
+const skip =
+  process.arch !== 'x64'
+    ? 'the fixtures are x86-64 ELF files'
+    : !haveCc
+      ? 'needs cc and strip (apt-get install g++ binutils)'
+      : false;
 
 function scratch(t: tap.Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'kata-verify-'));
@@ -34,11 +39,17 @@ function strip(file: string): string {
 }
 
 /** Lays `files` out as prebuilds/linux-<arch>/<name> and runs the gate on it. */
-function verify(dir: string, files: Record<string, string[]>, arches: string): { status: number | null; stdout: string; stderr: string } {
+function verify(
+  dir: string,
+  files: Record<string, string[]>,
+  arches: string,
+): { status: number | null; stdout: string; stderr: string } {
   const prebuilds = join(dir, `prebuilds-${Math.random().toString(36).slice(2)}`);
   for (const [arch, list] of Object.entries(files)) {
     mkdirSync(join(prebuilds, `linux-${arch}`), { recursive: true });
-    list.forEach((f, i) => copyFileSync(f, join(prebuilds, `linux-${arch}`, i === 0 ? 'kata-storage.glibc.node' : `extra${i}.node`)));
+    list.forEach((f, i) =>
+      copyFileSync(f, join(prebuilds, `linux-${arch}`, i === 0 ? 'kata-storage.glibc.node' : `extra${i}.node`)),
+    );
   }
   const r = spawnSync(process.execPath, [script, prebuilds, '--arch', arches], { encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -71,17 +82,34 @@ t.test('each offence fails the gate and is named', { skip }, async (t) => {
     ['not stripped', () => ({ x64: [compile(dir, 'unstripped', GOOD)] }), 'x64', [/not stripped: has a \.symtab/]],
     [
       'a glibc symbol newer than 2.28',
-      () => ({ x64: [strip(compile(dir, 'new', '#include <unistd.h>\nint kata_probe(void) { return close_range(3, 3, 0); }\n'))] }),
+      () => ({
+        x64: [
+          strip(compile(dir, 'new', '#include <unistd.h>\nint kata_probe(void) { return close_range(3, 3, 0); }\n')),
+        ],
+      }),
       'x64',
-      [/FAIL linux-x64\/kata-storage\.glibc\.node: close_range@GLIBC_2\.34 \(from libc\.so\.6\): newer than the GLIBC 2\.28 floor/],
+      [
+        /FAIL linux-x64\/kata-storage\.glibc\.node: close_range@GLIBC_2\.34 \(from libc\.so\.6\): newer than the GLIBC 2\.28 floor/,
+      ],
     ],
     [
       'a library other than libc, libstdc++, libgcc_s',
       () => ({
-        x64: [strip(compile(dir, 'libm', '#include <math.h>\nvolatile double v = 1;\ndouble kata_probe(void) { return cos(v); }\n', ['-Wl,--no-as-needed', '-lm']))],
+        x64: [
+          strip(
+            compile(
+              dir,
+              'libm',
+              '#include <math.h>\nvolatile double v = 1;\ndouble kata_probe(void) { return cos(v); }\n',
+              ['-Wl,--no-as-needed', '-lm'],
+            ),
+          ),
+        ],
       }),
       'x64',
-      [/NEEDED libm\.so\.6: only libc\.so\.6, libstdc\+\+\.so\.6, libgcc_s\.so\.1, ld-linux-x86-64\.so\.2 may be needed/],
+      [
+        /NEEDED libm\.so\.6: only libc\.so\.6, libstdc\+\+\.so\.6, libgcc_s\.so\.1, ld-linux-x86-64\.so\.2 may be needed/,
+      ],
     ],
     [
       'the wrong machine',
@@ -95,9 +123,24 @@ t.test('each offence fails the gate and is named', { skip }, async (t) => {
       'x64',
       [/ELF machine 183, expected 62 \(x86-64\)/],
     ],
-    ['the wrong byte order', () => ({ s390x: [good] }), 's390x', [/ELF machine 62, expected 22 \(S\/390\)/, /byte order little-endian, expected big-endian/]],
-    ['a missing arch', () => ({ x64: [good] }), 'x64,arm64', [/FAIL linux-arm64: missing: .*linux-arm64 \(run npm run prebuild\)/]],
-    ['two files for one arch', () => ({ x64: [good, good] }), 'x64', [/expected exactly one \.node file, found: extra1\.node, kata-storage\.glibc\.node/]],
+    [
+      'the wrong byte order',
+      () => ({ s390x: [good] }),
+      's390x',
+      [/ELF machine 62, expected 22 \(S\/390\)/, /byte order little-endian, expected big-endian/],
+    ],
+    [
+      'a missing arch',
+      () => ({ x64: [good] }),
+      'x64,arm64',
+      [/FAIL linux-arm64: missing: .*linux-arm64 \(run npm run prebuild\)/],
+    ],
+    [
+      'two files for one arch',
+      () => ({ x64: [good, good] }),
+      'x64',
+      [/expected exactly one \.node file, found: extra1\.node, kata-storage\.glibc\.node/],
+    ],
     [
       'not an ELF file',
       () => {
@@ -109,7 +152,12 @@ t.test('each offence fails the gate and is named', { skip }, async (t) => {
       [/cannot be read as ELF: not an ELF file/],
     ],
     ['an unknown arch', () => ({}), 'ppc64', [/FAIL ppc64: unsupported arch/]],
-    ['a stray directory that would be published', () => ({ x64: [good], ia32: [good] }), 'x64', [/FAIL linux-ia32: unexpected entry in prebuilds\//]],
+    [
+      'a stray directory that would be published',
+      () => ({ x64: [good], ia32: [good] }),
+      'x64',
+      [/FAIL linux-ia32: unexpected entry in prebuilds\//],
+    ],
   ];
   for (const [name, make, arches, messages] of cases) {
     const r = verify(dir, make(), arches);

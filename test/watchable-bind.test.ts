@@ -1,6 +1,18 @@
 // watchable-bind: a tmpfs mirror of the source, polled; Kata's limits and plain-bind fallback.
 import t from 'tap';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,7 +63,9 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'watch', 'cm');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     t.equal(mountAt(mp)?.fstype, 'tmpfs', 'a tmpfs at the mount point');
     t.equal(read(join(mp, 'a')), 'one');
     t.equal(read(join(mp, 'dir', 'b')), 'bee');
@@ -63,10 +77,19 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     writeFileSync(join(src, 'a'), 'two');
     writeFileSync(join(src, 'new'), 'added');
     rmSync(join(src, 'dir'), { recursive: true });
-    const took = await within(2 * INTERVAL + 100, () => read(join(mp, 'a')) === 'two' && read(join(mp, 'new')) === 'added' && !existsSync(join(mp, 'dir')));
+    const took = await within(
+      2 * INTERVAL + 100,
+      () => read(join(mp, 'a')) === 'two' && read(join(mp, 'new')) === 'added' && !existsSync(join(mp, 'dir')),
+    );
     t.ok(took <= 2 * INTERVAL + 100, `changed, added and deleted within two intervals (${took.toFixed(0)} ms)`);
-    t.notOk(readdirSync(mp).some((n) => n.startsWith('.kata-watch-')), 'no file written aside is left');
-    t.ok(seen.some((e) => e.event === 'sync' && e.mountPoint === mp), 'sync events published');
+    t.notOk(
+      readdirSync(mp).some((n) => n.startsWith('.kata-watch-')),
+      'no file written aside is left',
+    );
+    t.ok(
+      seen.some((e) => e.event === 'sync' && e.mountPoint === mp),
+      'sync events published',
+    );
 
     await sb.removeContainer('c');
     t.equal(mountsUnder(root).length, 0, 'the tmpfs is gone');
@@ -89,7 +112,9 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     symlinkSync('..data/key', join(src, 'key'));
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: 20 });
     const mp = join(root, 'cm');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     let reads = 0;
     let bad = 0;
     let stop = false;
@@ -120,7 +145,9 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'big');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     const m = mountAt(mp)!;
     t.not(m.fstype, 'tmpfs', 'no tmpfs');
     t.equal(statSync(mp).ino, statSync(src).ino, 'the source itself is bound');
@@ -137,13 +164,18 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'grow');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     t.equal(mountAt(mp)?.fstype, 'tmpfs');
     writeFileSync(join(src, 'large'), '');
     truncateSync(join(src, 'large'), WATCH_MAX_BYTES); // with 'small': one byte over
     await within(2 * INTERVAL + 100, () => statSync(mp).ino === statSync(src).ino);
     t.equal(mountsUnder(mp).length, 2, 'the bind sits on the tmpfs');
-    t.match(seen.find((e) => e.event === 'fallback'), { limit: 'bytes', value: WATCH_MAX_BYTES + 1 });
+    t.match(
+      seen.find((e) => e.event === 'fallback'),
+      { limit: 'bytes', value: WATCH_MAX_BYTES + 1 },
+    );
     t.equal(activeWatches(), 1, 'held until release');
     await sb.removeContainer('c');
     t.equal(mountsUnder(root).length, 0, 'bind and tmpfs both unmounted');
@@ -159,7 +191,9 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'gone');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     renameSync(src, join(parent, 'away'));
     await within(3 * INTERVAL, () => seen.some((e) => e.event === 'source-missing'));
     t.equal(read(join(mp, 'a')), '1', 'the last copy stays readable');
@@ -207,11 +241,14 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const sb = new Sandbox({ allowedRoots: [root] });
     const before = mountSnapshot();
     for (const source of ['relative/dir', '/a/../b', '/trailing/']) {
-      await t.rejects(sb.addStorages([{ driver: 'watchable-bind', source, fstype: 'bind', mountPoint: join(root, 'x') }]), {
-        code: 'ERR_INVALID_STORAGE',
-        field: 'source',
-        value: source,
-      });
+      await t.rejects(
+        sb.addStorages([{ driver: 'watchable-bind', source, fstype: 'bind', mountPoint: join(root, 'x') }]),
+        {
+          code: 'ERR_INVALID_STORAGE',
+          field: 'source',
+          value: source,
+        },
+      );
     }
     await t.rejects(
       sb.addStorages([
@@ -234,7 +271,9 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     symlinkSync(join(src, 'real'), join(src, 'link'));
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'l');
-    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'link'), fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'link'), fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     t.equal(mountAt(mp)?.fstype, 'tmpfs');
     t.equal(read(join(mp, 'f')), 'via link');
     t.equal(readlinkSync(join(mp, 'outside')), '/etc', 'a link inside stays a link');
@@ -247,7 +286,9 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     writeFileSync(join(src, 'token'), 'secret');
     const sb = new Sandbox({ allowedRoots: [root] });
     const mp = join(root, 'token');
-    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'token'), fstype: 'bind', mountPoint: mp }], { containerId: 'c' });
+    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'token'), fstype: 'bind', mountPoint: mp }], {
+      containerId: 'c',
+    });
     t.equal(read(mp), 'secret');
     t.ok(mountAt(mp));
     await sb.removeContainer('c');

@@ -7,13 +7,19 @@ import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
 
 const fixture = join(__dirname, 'fixtures', 'worker-mounts.js');
 
-function runWorker(target: string, cycles: number, leavePending: boolean): Promise<{ seen: number; data: string; errors: unknown[]; exitCode: number }> {
+function runWorker(
+  target: string,
+  cycles: number,
+  leavePending: boolean,
+): Promise<{ seen: number; data: string; errors: unknown[]; exitCode: number }> {
   return new Promise((resolve, reject) => {
     const w = new Worker(fixture, { workerData: { target, cycles, leavePending }, execArgv: [] });
     let msg: { seen: number; data: string; errors: unknown[] } | undefined;
     w.on('message', (m) => (msg = m));
     w.on('error', reject);
-    w.on('exit', (exitCode) => (msg ? resolve({ ...msg, exitCode }) : reject(new Error(`worker exited ${exitCode} without a result`))));
+    w.on('exit', (exitCode) =>
+      msg ? resolve({ ...msg, exitCode }) : reject(new Error(`worker exited ${exitCode} without a result`)),
+    );
   });
 }
 

@@ -3,4 +3,6 @@ import type { StorageHandler } from '../handler';
 import { optionValues } from '../storage';
 import { sharedFsHandler } from './shared-fs';
 
-export const ninePHandler: StorageHandler = sharedFsHandler((s) => (optionValues(s.options).has('trans') ? [] : ['trans=virtio']));
+export const ninePHandler: StorageHandler = sharedFsHandler((s) =>
+  optionValues(s.options).has('trans') ? [] : ['trans=virtio'],
+);

@@ -6,7 +6,14 @@ import { StorageError } from '../errors';
 import { channels, timed, tracePromise } from '../events';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
-import { VERITY_INFO, createVerityDevice, parseVerityInfo, removeVerityDevice, type DmVerityInfo, type VerityDevice } from '../verity';
+import {
+  VERITY_INFO,
+  createVerityDevice,
+  parseVerityInfo,
+  removeVerityDevice,
+  type DmVerityInfo,
+  type VerityDevice,
+} from '../verity';
 import { mountStorage } from './common';
 
 /** dm-verity devices by the mount point they back, removed on release or rollback. */
@@ -26,14 +33,21 @@ function badDriverOption(word: string, why: string): StorageError {
 function checkDriverOptions(storage: Storage): void {
   for (const o of storage.driverOptions ?? []) {
     if (o === CREATE_FILESYSTEM) {
-      if (storage.fstype !== 'ext4') throw badDriverOption(o, `is only supported for ext4 (fstype is '${storage.fstype}')`);
+      if (storage.fstype !== 'ext4')
+        throw badDriverOption(o, `is only supported for ext4 (fstype is '${storage.fstype}')`);
     } else if (o.startsWith(VERITY_INFO)) {
       parseVerityInfo(o);
       if ((storage.driverOptions ?? []).includes(CREATE_FILESYSTEM) || storage.fstype === 'bind') {
-        throw badDriverOption(o, `is for a read-only filesystem; it cannot go with ${storage.fstype === 'bind' ? "fstype 'bind'" : CREATE_FILESYSTEM}`);
+        throw badDriverOption(
+          o,
+          `is for a read-only filesystem; it cannot go with ${storage.fstype === 'bind' ? "fstype 'bind'" : CREATE_FILESYSTEM}`,
+        );
       }
     } else if (o.startsWith('encryption_key=')) {
-      throw badDriverOption(o, 'needs the confidential data hub (LUKS on an ephemeral key), which this agent does not have');
+      throw badDriverOption(
+        o,
+        'needs the confidential data hub (LUKS on an ephemeral key), which this agent does not have',
+      );
     } else {
       throw badDriverOption(o, 'is not supported for block storage');
     }
@@ -43,14 +57,23 @@ function checkDriverOptions(storage: Storage): void {
 /** mkfs.ext4 as Kata runs it; spawned, as Kata does. */
 export function makeExt4(device: string, signal?: AbortSignal): Promise<void> {
   const run = (): Promise<void> =>
-    tracePromise('mkfs', () => ({ device, fstype: 'ext4' }), () =>
-      new Promise<void>((resolve, reject) => {
-        execFile('mkfs.ext4', [...MKFS_EXT4_ARGS, device], signal ? { signal } : {}, (err, _stdout, stderr) => {
-          if (!err) return resolve();
-          if ((err as { code?: unknown }).code === 'ABORT_ERR') return reject(err);
-          reject(new StorageError('ERR_MKFS_FAILED', `mkfs.ext4 ${device} failed: ${String(stderr).trim() || err.message}`, { value: device, cause: err }));
-        });
-      }),
+    tracePromise(
+      'mkfs',
+      () => ({ device, fstype: 'ext4' }),
+      () =>
+        new Promise<void>((resolve, reject) => {
+          execFile('mkfs.ext4', [...MKFS_EXT4_ARGS, device], signal ? { signal } : {}, (err, _stdout, stderr) => {
+            if (!err) return resolve();
+            if ((err as { code?: unknown }).code === 'ABORT_ERR') return reject(err);
+            reject(
+              new StorageError(
+                'ERR_MKFS_FAILED',
+                `mkfs.ext4 ${device} failed: ${String(stderr).trim() || err.message}`,
+                { value: device, cause: err },
+              ),
+            );
+          });
+        }),
     );
   return timed(channels.mkfs, run, (durationMs, error) => ({ device, fstype: 'ext4', durationMs, error }));
 }
@@ -84,7 +107,12 @@ export function blockHandler(validateSource: (source: string) => void, resolve: 
       if ((storage.driverOptions ?? []).includes(CREATE_FILESYSTEM)) await makeExt4(device, ctx.signal);
       if (storage.fstype === 'bind') {
         // vhost-user-blk: the device node itself is bound onto a file.
-        return mountStorage(storage, ctx, { source: device, fstype: '', options: ['bind', ...(storage.options ?? [])], file: true });
+        return mountStorage(storage, ctx, {
+          source: device,
+          fstype: '',
+          options: ['bind', ...(storage.options ?? [])],
+          file: true,
+        });
       }
       return mountStorage(storage, ctx, { source: device });
     },

@@ -16,7 +16,12 @@ export interface MountPlan {
 
 export async function mountStorage(storage: Storage, ctx: StorageContext, plan: MountPlan = {}): Promise<string> {
   await ctx.makeMountPoint({ file: plan.file === true });
-  await ctx.mount(plan.source ?? storage.source, storage.mountPoint, plan.fstype ?? storage.fstype, plan.options ?? storage.options ?? []);
+  await ctx.mount(
+    plan.source ?? storage.source,
+    storage.mountPoint,
+    plan.fstype ?? storage.fstype,
+    plan.options ?? storage.options ?? [],
+  );
   await applyFsGroup(storage);
   return storage.mountPoint;
 }

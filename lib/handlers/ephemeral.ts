@@ -18,9 +18,13 @@ function hugepages(storage: Storage): { pageSize: number; pages: number } {
     });
   }
   if (pageSize % 1024 !== 0 || size % pageSize !== 0) {
-    throw new StorageError('ERR_INVALID_MOUNT_OPTION', `size=${size} must be a multiple of pagesize=${pageSize} (itself a multiple of 1024)`, {
-      value: `pagesize=${pageSize},size=${size}`,
-    });
+    throw new StorageError(
+      'ERR_INVALID_MOUNT_OPTION',
+      `size=${size} must be a multiple of pagesize=${pageSize} (itself a multiple of 1024)`,
+      {
+        value: `pagesize=${pageSize},size=${size}`,
+      },
+    );
   }
   return { pageSize, pages: size / pageSize };
 }

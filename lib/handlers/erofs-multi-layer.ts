@@ -8,7 +8,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { assertBlockDevice, findPciBlockDevice, findScsiBlockDevice, parsePciPathFull, parseScsiAddress, type WaitOptions } from '../devices';
+import {
+  assertBlockDevice,
+  findPciBlockDevice,
+  findScsiBlockDevice,
+  parsePciPathFull,
+  parseScsiAddress,
+  type WaitOptions,
+} from '../devices';
 import { StorageError, fromNative } from '../errors';
 import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from '../multi-layer';
 import { native } from '../native';
@@ -45,14 +52,16 @@ interface Mkdir {
 // path is taken below the upper layer (scoped_join). Escapes are refused here, not clamped.
 function mkdirDirective(word: string): Mkdir {
   const raw = word.slice(M.mkdirPath.length).split(':')[0]!;
-  const bad = (why: string): StorageError => new StorageError('ERR_INVALID_MOUNT_OPTION', `'${word}' ${why}`, { value: word });
+  const bad = (why: string): StorageError =>
+    new StorageError('ERR_INVALID_MOUNT_OPTION', `'${word}' ${why}`, { value: word });
   if (raw === '') throw bad('names no directory');
   let base: Mkdir['base'] = 'upper';
   let rest = raw;
   if (raw.startsWith(MOUNT_UPPER)) rest = raw.slice(MOUNT_UPPER.length);
   else if (raw.startsWith(MOUNT_LOWER)) [base, rest] = ['lower', raw.slice(MOUNT_LOWER.length)];
   const parts = rest.split('/').filter((p) => p !== '');
-  if (parts.some((p) => p === '..' || p === '.' || p.includes('{{'))) throw bad("must stay below its layer (no '.', '..' or other templates)");
+  if (parts.some((p) => p === '..' || p === '.' || p.includes('{{')))
+    throw bad("must stay below its layer (no '.', '..' or other templates)");
   if (parts.length === 0) throw bad('names the layer itself, not a directory in it');
   return { base, rel: parts.join('/') };
 }
@@ -68,14 +77,23 @@ function checkLayer(s: Storage): void {
     parseScsiAddress(s.source);
   } else {
     // Kata's resolve_base_device_path knows these two.
-    throw invalid('driver', s.driver, `a multi-layer EROFS layer must come through driver 'blk' or 'scsi', not '${s.driver}'`);
+    throw invalid(
+      'driver',
+      s.driver,
+      `a multi-layer EROFS layer must come through driver 'blk' or 'scsi', not '${s.driver}'`,
+    );
   }
   if ((s.options ?? []).includes(M.dmverityEnabled)) {
-    throw new StorageError('ERR_INVALID_MOUNT_OPTION', `'${M.dmverityEnabled}' on a multi-layer layer is not supported: use a block storage with verity_info=`, {
-      value: M.dmverityEnabled,
-    });
+    throw new StorageError(
+      'ERR_INVALID_MOUNT_OPTION',
+      `'${M.dmverityEnabled}' on a multi-layer layer is not supported: use a block storage with verity_info=`,
+      {
+        value: M.dmverityEnabled,
+      },
+    );
   }
-  if (gpt(s) && partitionNumber(s) === undefined) throw invalid('options', s.options, `a GPT-partitioned layer needs ${M.partitionNumber}N`);
+  if (gpt(s) && partitionNumber(s) === undefined)
+    throw invalid('options', s.options, `a GPT-partitioned layer needs ${M.partitionNumber}N`);
   partitionNumber(s);
 }
 
@@ -88,7 +106,11 @@ interface Layout {
 function layout(storage: Storage, roots: readonly string[], containerId: string | undefined): Layout {
   const layers = storage.layers;
   if (layers === undefined || layers.length === 0) {
-    throw invalid('driver', storage.driver, `an ${storage.driver} request is made of storages carrying Kata's multi-layer markers (${M.multiLayer})`);
+    throw invalid(
+      'driver',
+      storage.driver,
+      `an ${storage.driver} request is made of storages carrying Kata's multi-layer markers (${M.multiLayer})`,
+    );
   }
   if (containerId !== undefined && (containerId === '' || containerId.includes('/') || containerId.includes('..'))) {
     throw invalid('containerId', containerId, 'a multi-layer EROFS container id must be usable as a directory name');
@@ -101,16 +123,22 @@ function layout(storage: Storage, roots: readonly string[], containerId: string 
       throw invalid('fstype', s.fstype, `the multi-layer upper layer must be ext4, not '${s.fstype}'`);
     }
     if (isUpperLayer(s)) {
-      if (upper !== undefined) throw invalid('options', s.options, 'a multi-layer EROFS request takes exactly one ext4 upper layer');
+      if (upper !== undefined)
+        throw invalid('options', s.options, 'a multi-layer EROFS request takes exactly one ext4 upper layer');
       upper = s;
     } else if (isLowerLayer(s)) {
       lowers.push(s);
     } else {
-      throw invalid('options', s.options, `storage at ${s.mountPoint} carries ${M.multiLayer} but is neither an ext4 upper nor an EROFS lower layer`);
+      throw invalid(
+        'options',
+        s.options,
+        `storage at ${s.mountPoint} carries ${M.multiLayer} but is neither an ext4 upper nor an EROFS lower layer`,
+      );
     }
     checkLayer(s);
   }
-  if (lowers.length === 0) throw invalid('options', storage.layers, 'a multi-layer EROFS request needs at least one EROFS lower layer');
+  if (lowers.length === 0)
+    throw invalid('options', storage.layers, 'a multi-layer EROFS request needs at least one EROFS lower layer');
   // GPT mode: lower partition number = higher overlay priority (Kata sorts by it).
   if (lowers.some(gpt)) lowers.sort((a, b) => (partitionNumber(a) ?? 0xffffffff) - (partitionNumber(b) ?? 0xffffffff));
   return { upper, lowers, mkdirs: mkdirDirectives(layers) };

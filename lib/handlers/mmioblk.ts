@@ -6,7 +6,10 @@ import { blockHandler } from './block';
 
 export function checkDevNode(driver: string, source: string): void {
   if (!source.startsWith('/') || source.endsWith('/')) {
-    throw new StorageError('ERR_INVALID_STORAGE', `${driver} source must be a device node path such as /dev/vdb`, { value: source, field: 'source' });
+    throw new StorageError('ERR_INVALID_STORAGE', `${driver} source must be a device node path such as /dev/vdb`, {
+      value: source,
+      field: 'source',
+    });
   }
 }
 

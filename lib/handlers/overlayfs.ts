@@ -19,7 +19,10 @@ function overlayOptions(storage: Storage, ctx: { allowedRoots: readonly string[]
   if (!wantsRw(storage)) return options;
   const id = ctx.containerId;
   if (id === undefined || id === '' || id.includes('/') || id === '.' || id === '..') {
-    throw new StorageError('ERR_INVALID_STORAGE', `${OVERLAY_RW} needs a containerId usable as a directory name`, { value: id, field: 'containerId' });
+    throw new StorageError('ERR_INVALID_STORAGE', `${OVERLAY_RW} needs a containerId usable as a directory name`, {
+      value: id,
+      field: 'containerId',
+    });
   }
   const base = join(ctx.allowedRoots[0]!, id);
   // Escaped as overlayfs reads them, like any path given in the options.
@@ -44,13 +47,17 @@ function createdDirs(options: readonly string[], roots: readonly string[]): stri
     } catch (err) {
       const e = err as StorageError;
       if (e.code !== 'ERR_INVALID_STORAGE') throw err;
-      throw new StorageError('ERR_INVALID_STORAGE', `overlay option ${key}=${raw}: ${e.message.replace(/^storage mountPoint /, '')}`, {
-        value: `${key}=${raw}`,
-        field: 'options',
-        option: key,
-        path: dir,
-        cause: err,
-      });
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `overlay option ${key}=${raw}: ${e.message.replace(/^storage mountPoint /, '')}`,
+        {
+          value: `${key}=${raw}`,
+          field: 'options',
+          option: key,
+          path: dir,
+          cause: err,
+        },
+      );
     }
     dirs.push(dir);
   }

@@ -24,10 +24,14 @@ export const watchableBindHandler: StorageHandler = {
   validate(storage: Storage): void {
     const s = storage.source;
     if (!s.startsWith('/') || posix.normalize(s) !== s || (s.length > 1 && s.endsWith('/'))) {
-      throw new StorageError('ERR_INVALID_STORAGE', `watchable-bind source ${JSON.stringify(s)} must be an absolute, normalized path`, {
-        value: s,
-        field: 'source',
-      });
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `watchable-bind source ${JSON.stringify(s)} must be an absolute, normalized path`,
+        {
+          value: s,
+          field: 'source',
+        },
+      );
     }
   },
   async create(storage: Storage, ctx: StorageContext): Promise<string> {
@@ -44,7 +48,8 @@ export const watchableBindHandler: StorageHandler = {
       initial = await scanTree(source);
     } catch (err) {
       if (!(err instanceof WatchLimitExceeded)) throw err;
-      if (channels.watch.hasSubscribers) channels.watch.publish({ mountPoint, source, event: 'fallback', limit: err.limit, value: err.value });
+      if (channels.watch.hasSubscribers)
+        channels.watch.publish({ mountPoint, source, event: 'fallback', limit: err.limit, value: err.value });
       return bind(false);
     }
     await ctx.makeMountPoint();

@@ -16,13 +16,22 @@ const ENCRYPTION_KEY_OPTION = 'encryption_key';
 const CREATE_FS_OPTION = 'create_filesystem';
 
 /** The agent driver and source for a device under the configured block driver (one table for rootfs and volumes). */
-export function blockDriverSource(dev: AttachedBlockDevice, settings: ResolvedSettings, devicePath: string): { driver: string; source: string } {
+export function blockDriverSource(
+  dev: AttachedBlockDevice,
+  settings: ResolvedSettings,
+  devicePath: string,
+): { driver: string; source: string } {
   // A pmem device is an nvdimm whatever block_device_driver says (handleBlockVolume).
   if (dev.pmem !== undefined) return { driver: 'nvdimm', source: dev.pmem };
   const need = (key: keyof AttachedBlockDevice, driver: string): { driver: string; source: string } => {
     const v = dev[key];
     if (typeof v !== 'string') {
-      throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(devicePath, key), v, `is required with blockDeviceDriver '${settings.blockDeviceDriver}' (the device's guest address)`);
+      throw planError(
+        'ERR_INVALID_RUNTIME_SETTINGS',
+        at(devicePath, key),
+        v,
+        `is required with blockDeviceDriver '${settings.blockDeviceDriver}' (the device's guest address)`,
+      );
     }
     return { driver, source: v };
   };
@@ -42,11 +51,18 @@ export function blockDriverSource(dev: AttachedBlockDevice, settings: ResolvedSe
 
 /** True when the mount names a block device: attached, flagged by Kata's option, or stat'd as one. */
 export function isBlockVolume(m: WorkingMount, settings: ResolvedSettings): boolean {
-  return settings.blockDevices.has(cleanPath(m.source)) || m.options.includes(FILE_BLOCK_DEVICE_OPTION) || settings.volumes.get(cleanPath(m.source))?.kind === 'block';
+  return (
+    settings.blockDevices.has(cleanPath(m.source)) ||
+    m.options.includes(FILE_BLOCK_DEVICE_OPTION) ||
+    settings.volumes.get(cleanPath(m.source))?.kind === 'block'
+  );
 }
 
 /** The attached device of a block volume, or ERR_BLOCK_DEVICE_NOT_ATTACHED naming the mount's source. */
-export function attachedDevice(m: WorkingMount, settings: ResolvedSettings): { device: AttachedBlockDevice; devicePath: string } {
+export function attachedDevice(
+  m: WorkingMount,
+  settings: ResolvedSettings,
+): { device: AttachedBlockDevice; devicePath: string } {
   const key = cleanPath(m.source);
   const device = settings.blockDevices.get(key);
   if (device === undefined) {
@@ -63,7 +79,16 @@ export function attachedDevice(m: WorkingMount, settings: ResolvedSettings): { d
 const isKataOption = (o: string): boolean => o.startsWith('io.katacontainers.');
 const isBindWord = (o: string): boolean => o === 'bind' || o === 'rbind';
 /** Propagation words describe the container's bind, not the device's own mount. */
-const PROPAGATION = new Set(['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable']);
+const PROPAGATION = new Set([
+  'private',
+  'rprivate',
+  'shared',
+  'rshared',
+  'slave',
+  'rslave',
+  'unbindable',
+  'runbindable',
+]);
 
 export interface BlockVolumePlan {
   storage: Storage;
@@ -89,7 +114,12 @@ export function planBlockVolume(m: WorkingMount, settings: ResolvedSettings): Bl
   if (device.pmem !== undefined) {
     // handleBlockVolume: an nvdimm volume is mounted with dax and the device's format.
     if (device.fstype === undefined) {
-      throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(devicePath, 'fstype'), undefined, "is required for a pmem device (Kata's BlockDrive.Format)");
+      throw planError(
+        'ERR_INVALID_RUNTIME_SETTINGS',
+        at(devicePath, 'fstype'),
+        undefined,
+        "is required for a pmem device (Kata's BlockDrive.Format)",
+      );
     }
     fstype = device.fstype;
     options = ['dax'];
@@ -111,7 +141,14 @@ export function planBlockVolume(m: WorkingMount, settings: ResolvedSettings): Bl
   if (driverOptions.length > 0) storage.driverOptions = driverOptions;
   if (device.fsGroup !== undefined) storage.fsGroup = { ...device.fsGroup };
   if (device.shared === true) storage.shared = true;
-  const action: AttachBlockDeviceAction = { action: 'attach-block-device', source: m.source, driver, address: source, readonly, for: mountPath(m) };
+  const action: AttachBlockDeviceAction = {
+    action: 'attach-block-device',
+    source: m.source,
+    driver,
+    address: source,
+    readonly,
+    for: mountPath(m),
+  };
   const layer = m.options.includes(LAYER_OPTION);
   if (!layer) {
     // One mount point per device (base64url of its guest address, as Kata), so containers that

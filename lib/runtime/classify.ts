@@ -9,7 +9,6 @@ import type { WorkingMount } from './working';
 /** mount.go systemMountPrefixes: host paths never shared into the guest. */
 const SYSTEM_MOUNT_PREFIXES = ['/proc', '/sys'];
 
-
 export function isSystemMount(source: string): boolean {
   const p = cleanPath(source);
   return SYSTEM_MOUNT_PREFIXES.some((s) => p === s || p.startsWith(`${s}/`));

@@ -15,17 +15,41 @@ import type { OciMount } from './spec';
  * lib/cli.ts shows for each in `kata-storage plan --help` (parseArgs ignores those two keys).
  */
 export const PLAN_OPTIONS = {
-  'shared-fs': { type: 'string', arg: 'virtio-fs|virtio-9p|none', help: "the sandbox's shared filesystem (Kata's shared_fs; default virtio-fs)" },
-  'block-device-driver': { type: 'string', arg: 'DRIVER', help: "how block volumes are attached (Kata's block_device_driver; default virtio-scsi)" },
-  'shm-size': { type: 'string', arg: 'BYTES', help: "the size of the sandbox's /dev/shm (0: each container gets its own)" },
-  settings: { type: 'string', arg: 'FILE', help: 'a JSON RuntimeSettings (paths, attached block devices, ...); the flags override it' },
+  'shared-fs': {
+    type: 'string',
+    arg: 'virtio-fs|virtio-9p|none',
+    help: "the sandbox's shared filesystem (Kata's shared_fs; default virtio-fs)",
+  },
+  'block-device-driver': {
+    type: 'string',
+    arg: 'DRIVER',
+    help: "how block volumes are attached (Kata's block_device_driver; default virtio-scsi)",
+  },
+  'shm-size': {
+    type: 'string',
+    arg: 'BYTES',
+    help: "the size of the sandbox's /dev/shm (0: each container gets its own)",
+  },
+  settings: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'a JSON RuntimeSettings (paths, attached block devices, ...); the flags override it',
+  },
   container: { type: 'string', arg: 'ID', help: "the container's id (default: the bundle directory's name)" },
   sandbox: { type: 'string', arg: 'ID', help: "the sandbox's id" },
   json: { type: 'boolean', help: 'print the plan as JSON instead of tables' },
 } as const;
 
 export interface PlanArgs {
-  values: { 'shared-fs'?: string; 'block-device-driver'?: string; 'shm-size'?: string; settings?: string; container?: string; sandbox?: string; json?: boolean };
+  values: {
+    'shared-fs'?: string;
+    'block-device-driver'?: string;
+    'shm-size'?: string;
+    settings?: string;
+    container?: string;
+    sandbox?: string;
+    json?: boolean;
+  };
   positionals: string[];
 }
 
@@ -39,7 +63,8 @@ function readJson(file: string, what: string): unknown {
 
 function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd();
+  const line = (r: string[]): string =>
+    `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd();
   return [line(header), ...rows.map(line)];
 }
 
@@ -47,12 +72,21 @@ function storageRows(storages: Storage[]): string[] {
   if (storages.length === 0) return ['  (none)'];
   return table(
     ['DRIVER', 'SOURCE', 'FSTYPE', 'MOUNT POINT', 'OPTIONS'],
-    storages.map((s) => [s.driver, s.source, s.fstype, s.mountPoint, [...(s.options ?? []), ...(s.driverOptions ?? []).map((o) => `driver:${o}`)].join(',')]),
+    storages.map((s) => [
+      s.driver,
+      s.source,
+      s.fstype,
+      s.mountPoint,
+      [...(s.options ?? []), ...(s.driverOptions ?? []).map((o) => `driver:${o}`)].join(','),
+    ]),
   );
 }
 
 function mountRows(mounts: OciMount[]): string[] {
-  return table(['DESTINATION', 'TYPE', 'SOURCE', 'OPTIONS'], mounts.map((m) => [m.destination, m.type ?? '', m.source ?? '', (m.options ?? []).join(',')]));
+  return table(
+    ['DESTINATION', 'TYPE', 'SOURCE', 'OPTIONS'],
+    mounts.map((m) => [m.destination, m.type ?? '', m.source ?? '', (m.options ?? []).join(',')]),
+  );
 }
 
 function actionRows(actions: HostAction[]): string[] {
@@ -79,14 +113,18 @@ function actionRows(actions: HostAction[]): string[] {
  */
 export function plan(args: PlanArgs): string {
   const file = args.positionals[0];
-  if (file === undefined) throw planError('ERR_INVALID_SPEC', 'config.json', undefined, 'is required: kata-storage plan <config.json>');
+  if (file === undefined)
+    throw planError('ERR_INVALID_SPEC', 'config.json', undefined, 'is required: kata-storage plan <config.json>');
   const spec = readJson(file, 'config.json');
-  const settings = (args.values.settings !== undefined ? readJson(args.values.settings, 'settings') : {}) as RuntimeSettings;
+  const settings = (
+    args.values.settings !== undefined ? readJson(args.values.settings, 'settings') : {}
+  ) as RuntimeSettings;
   const bundle = dirname(resolve(file));
   const merged: Record<string, unknown> = { bundle, ...settings };
   if (args.values['shared-fs'] !== undefined) merged.sharedFs = args.values['shared-fs'];
   if (args.values['block-device-driver'] !== undefined) merged.blockDeviceDriver = args.values['block-device-driver'];
-  if (args.values['shm-size'] !== undefined) merged.shmSize = /^\d+$/.test(args.values['shm-size']) ? Number(args.values['shm-size']) : args.values['shm-size'];
+  if (args.values['shm-size'] !== undefined)
+    merged.shmSize = /^\d+$/.test(args.values['shm-size']) ? Number(args.values['shm-size']) : args.values['shm-size'];
   if (args.values.sandbox !== undefined) merged.sandboxId = args.values.sandbox;
   const fromBundle = basename(bundle);
   const containerId = args.values.container ?? (/^[\w][\w.-]*$/.test(fromBundle) ? fromBundle : 'container');

@@ -40,13 +40,20 @@ export interface ContainerPlan {
  */
 export function planContainer(containerId: string, spec: unknown, settings?: RuntimeSettings): ContainerPlan {
   if (typeof containerId !== 'string' || !/^[\w][\w.-]*$/.test(containerId)) {
-    throw planError('ERR_INVALID_SPEC', 'containerId', containerId, 'must be a non-empty name of letters, digits, "_", "." and "-"');
+    throw planError(
+      'ERR_INVALID_SPEC',
+      'containerId',
+      containerId,
+      'must be a non-empty name of letters, digits, "_", "." and "-"',
+    );
   }
   const s = resolveSettings(settings, containerId);
   const checked = checkSpec(spec);
   const mounts = checked.mounts.map(working);
   // Block volumes are known, and each has its device, before anything else is planned.
-  const blockVolumes = new Set(mounts.filter((m) => !isSystemMount(m.source) && isBlockVolume(m, s)).map((m) => m.index));
+  const blockVolumes = new Set(
+    mounts.filter((m) => !isSystemMount(m.source) && isBlockVolume(m, s)).map((m) => m.index),
+  );
   for (const m of mounts) if (blockVolumes.has(m.index)) attachedDevice(m, s);
 
   classifyEmptyDirs(mounts, s);

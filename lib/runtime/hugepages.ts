@@ -28,7 +28,13 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
   (spec.linux?.resources?.hugepageLimits ?? []).forEach((l, i) => {
     if (l.limit === 0) return;
     const size = ramBytes(l.pageSize);
-    if (size === undefined) throw planError('ERR_INVALID_SPEC', at(at('linux.resources.hugepageLimits', i), 'pageSize'), l.pageSize, 'is not a page size such as 2MB or 1GB');
+    if (size === undefined)
+      throw planError(
+        'ERR_INVALID_SPEC',
+        at(at('linux.resources.hugepageLimits', i), 'pageSize'),
+        l.pageSize,
+        'is not a page size such as 2MB or 1GB',
+      );
     limits.set(size, l.limit);
   });
   const storages: Storage[] = [];
@@ -38,16 +44,34 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
     if (host?.fstype !== 'hugetlbfs') continue;
     const pageText = optionValues(host.options).get('pagesize');
     const volumePath = at('volumes', cleanPath(m.source));
-    if (pageText === undefined) throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(volumePath, 'options'), host.options, 'a hugetlbfs volume needs its pagesize= option');
+    if (pageText === undefined)
+      throw planError(
+        'ERR_INVALID_RUNTIME_SETTINGS',
+        at(volumePath, 'options'),
+        host.options,
+        'a hugetlbfs volume needs its pagesize= option',
+      );
     const pageSize = ramBytes(pageText);
-    if (pageSize === undefined) throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(volumePath, 'options'), pageText, 'pagesize= is not a size');
+    if (pageSize === undefined)
+      throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(volumePath, 'options'), pageText, 'pagesize= is not a size');
     const limit = limits.get(pageSize);
     // Kata would send `size=` empty here and the guest mount would fail; say why now instead.
     if (limit === undefined) {
-      throw planError('ERR_INVALID_SPEC', 'linux.resources.hugepageLimits', spec.linux?.resources?.hugepageLimits, `has no limit for ${pageText} pages, which ${mountPath(m)} uses`);
+      throw planError(
+        'ERR_INVALID_SPEC',
+        'linux.resources.hugepageLimits',
+        spec.linux?.resources?.hugepageLimits,
+        `has no limit for ${pageText} pages, which ${mountPath(m)} uses`,
+      );
     }
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
-    storages.push({ driver: 'ephemeral', source: 'nodev', fstype: 'hugetlbfs', options: [`pagesize=${pageSize},size=${limit}`], mountPoint });
+    storages.push({
+      driver: 'ephemeral',
+      source: 'nodev',
+      fstype: 'hugetlbfs',
+      options: [`pagesize=${pageSize},size=${limit}`],
+      mountPoint,
+    });
     m.source = mountPoint;
     m.type = 'bind';
   }

@@ -3,7 +3,14 @@
 // package's Sandbox) takes, the spec as the guest sees it, and the host actions assumed.
 export { planSandbox, virtioFsUsesDax, SHARED_FS_TAG } from './sandbox';
 export { planContainer, type ContainerPlan } from './container';
-export { rollbackHostActions, type HostAction, type ShareAction, type CopyAction, type AttachBlockDeviceAction, type UndoAction } from './host-actions';
+export {
+  rollbackHostActions,
+  type HostAction,
+  type ShareAction,
+  type CopyAction,
+  type AttachBlockDeviceAction,
+  type UndoAction,
+} from './host-actions';
 export {
   resolveSettings,
   DEFAULT_SHM_SIZE,
@@ -18,6 +25,13 @@ export {
   type AttachedBlockDevice,
   type HostVolume,
 } from './settings';
-export { KNOWN_MOUNT_TYPES, LAYER_OPTION, FILE_BLOCK_DEVICE_OPTION, type OciSpec, type OciMount, type OciHugepageLimit } from './spec';
+export {
+  KNOWN_MOUNT_TYPES,
+  LAYER_OPTION,
+  FILE_BLOCK_DEVICE_OPTION,
+  type OciSpec,
+  type OciMount,
+  type OciHugepageLimit,
+} from './spec';
 export { type PlanError, type PlanErrorCode } from './errors';
 export type { Storage, FsGroup } from '../storage';

@@ -14,8 +14,20 @@ export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[
   for (const m of mounts) {
     if (m.removed || m.type !== 'local') continue;
     // Kata relies on the sandbox's first container having the sandbox's id (the pause container).
-    const mountPoint = posix.join(s.guestSharedDir, s.sandboxId, s.rootfsSuffix, 'local', posix.basename(cleanPath(m.source)));
-    storages.push({ driver: 'local', source: 'local', fstype: 'local', options: ['mode=0777', ...fsGidOptions(m.source, s)], mountPoint });
+    const mountPoint = posix.join(
+      s.guestSharedDir,
+      s.sandboxId,
+      s.rootfsSuffix,
+      'local',
+      posix.basename(cleanPath(m.source)),
+    );
+    storages.push({
+      driver: 'local',
+      source: 'local',
+      fstype: 'local',
+      options: ['mode=0777', ...fsGidOptions(m.source, s)],
+      mountPoint,
+    });
     m.source = mountPoint;
   }
   return storages;

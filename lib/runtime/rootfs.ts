@@ -19,10 +19,12 @@ export interface RootfsPlan {
 }
 
 export function planRootfs(containerId: string, spec: OciSpec, s: ResolvedSettings): RootfsPlan {
-  if (spec.root === undefined) throw planError('ERR_INVALID_SPEC', 'root', undefined, 'is required (the container root filesystem)');
+  if (spec.root === undefined)
+    throw planError('ERR_INVALID_SPEC', 'root', undefined, 'is required (the container root filesystem)');
   let hostPath = spec.root.path;
   if (!hostPath.startsWith('/')) {
-    if (s.bundle === undefined) throw planError('ERR_INVALID_SPEC', 'root.path', hostPath, 'is relative to the bundle: pass settings.bundle');
+    if (s.bundle === undefined)
+      throw planError('ERR_INVALID_SPEC', 'root.path', hostPath, 'is relative to the bundle: pass settings.bundle');
     hostPath = posix.join(s.bundle, hostPath);
   }
   hostPath = cleanPath(hostPath);
@@ -31,29 +33,67 @@ export function planRootfs(containerId: string, spec: OciSpec, s: ResolvedSettin
   if (device !== undefined) {
     const devicePath = at('blockDevices', hostPath);
     if (device.fstype === undefined) {
-      throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(devicePath, 'fstype'), undefined, "is required for a block rootfs (Kata's container state Fstype)");
+      throw planError(
+        'ERR_INVALID_RUNTIME_SETTINGS',
+        at(devicePath, 'fstype'),
+        undefined,
+        "is required for a block rootfs (Kata's container state Fstype)",
+      );
     }
     if (device.pmem !== undefined || s.blockDeviceDriver === 'nvdimm') {
       // ShareRootFilesystem knows mmio, ccw, blk and scsi only.
-      throw planError('ERR_INVALID_RUNTIME_SETTINGS', devicePath, device, 'a container rootfs cannot be an nvdimm device');
+      throw planError(
+        'ERR_INVALID_RUNTIME_SETTINGS',
+        devicePath,
+        device,
+        'a container rootfs cannot be an nvdimm device',
+      );
     }
     const { driver, source } = blockDriverSource(device, s, devicePath);
-    const storage: Storage = { driver, source, fstype: device.fstype, mountPoint: posix.join(s.guestSharedDir, containerId) };
+    const storage: Storage = {
+      driver,
+      source,
+      fstype: device.fstype,
+      mountPoint: posix.join(s.guestSharedDir, containerId),
+    };
     // xfs refuses a second mount of a filesystem with the same UUID (cloned image layers).
     if (device.fstype === 'xfs') storage.options = ['nouuid'];
     else if (device.options !== undefined) storage.options = [...device.options];
     return {
       storages: [storage],
-      actions: [{ action: 'attach-block-device', source: hostPath, driver, address: source, readonly: spec.root.readonly === true, for: 'root.path' }],
+      actions: [
+        {
+          action: 'attach-block-device',
+          source: hostPath,
+          driver,
+          address: source,
+          readonly: spec.root.readonly === true,
+          for: 'root.path',
+        },
+      ],
       guestPath,
     };
   }
   if (s.sharedFs === 'none') {
-    throw planError('ERR_INVALID_SPEC', 'root.path', spec.root.path, 'cannot reach the guest with sharedFs none: attach it as a block device (settings.blockDevices)');
+    throw planError(
+      'ERR_INVALID_SPEC',
+      'root.path',
+      spec.root.path,
+      'cannot reach the guest with sharedFs none: attach it as a block device (settings.blockDevices)',
+    );
   }
   return {
     storages: [],
-    actions: [{ action: 'share', source: hostPath, hostPath: posix.join(hostMountsDir(s), containerId, s.rootfsSuffix), guestPath, readonly: false, for: 'root.path' }],
+    actions: [
+      {
+        action: 'share',
+        source: hostPath,
+        hostPath: posix.join(hostMountsDir(s), containerId, s.rootfsSuffix),
+        guestPath,
+        readonly: false,
+        for: 'root.path',
+      },
+    ],
     guestPath,
   };
 }

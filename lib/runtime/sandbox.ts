@@ -30,12 +30,30 @@ export function virtioFsUsesDax(s: Pick<ResolvedSettings, 'virtioFsCache' | 'vir
 export function sandboxStorages(s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
   if (s.sharedFs === 'virtio-fs') {
-    storages.push({ driver: 'virtio-fs', source: SHARED_FS_TAG, fstype: 'virtiofs', options: virtioFsUsesDax(s) ? ['dax'] : [], mountPoint: s.guestSharedDir });
+    storages.push({
+      driver: 'virtio-fs',
+      source: SHARED_FS_TAG,
+      fstype: 'virtiofs',
+      options: virtioFsUsesDax(s) ? ['dax'] : [],
+      mountPoint: s.guestSharedDir,
+    });
   } else if (s.sharedFs === 'virtio-9p') {
-    storages.push({ driver: '9p', source: SHARED_FS_TAG, fstype: '9p', options: [...NINE_P_OPTIONS, `msize=${s.msize9p}`], mountPoint: s.guestSharedDir });
+    storages.push({
+      driver: '9p',
+      source: SHARED_FS_TAG,
+      fstype: '9p',
+      options: [...NINE_P_OPTIONS, `msize=${s.msize9p}`],
+      mountPoint: s.guestSharedDir,
+    });
   }
   if (s.shmSize > 0) {
-    storages.push({ driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: shmOptions(s.shmSize), mountPoint: sandboxShmPath(s) });
+    storages.push({
+      driver: 'ephemeral',
+      source: 'shm',
+      fstype: 'tmpfs',
+      options: shmOptions(s.shmSize),
+      mountPoint: sandboxShmPath(s),
+    });
   }
   return storages;
 }

@@ -129,7 +129,13 @@ export const DEFAULT_SHM_SIZE = 65536 * 1024;
 
 const sharedFsValues: readonly SharedFs[] = ['virtio-fs', 'virtio-9p', 'none'];
 const cacheValues: readonly VirtioFsCache[] = ['never', 'metadata', 'auto', 'always'];
-const blockDrivers: readonly BlockDeviceDriver[] = ['virtio-blk', 'virtio-scsi', 'virtio-mmio', 'virtio-blk-ccw', 'nvdimm'];
+const blockDrivers: readonly BlockDeviceDriver[] = [
+  'virtio-blk',
+  'virtio-scsi',
+  'virtio-mmio',
+  'virtio-blk-ccw',
+  'nvdimm',
+];
 const volumeKinds = ['directory', 'file', 'block', 'char', 'socket', 'fifo'];
 
 function bad(path: string, value: unknown, why: string): Error {
@@ -147,7 +153,8 @@ function own(o: Record<string, unknown>, key: string): unknown {
 function oneOf<T extends string>(o: Record<string, unknown>, key: string, values: readonly T[], dflt: T): T {
   const v = own(o, key);
   if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !values.includes(v as T)) throw bad(key, v, `must be one of ${values.map((x) => `'${x}'`).join(', ')}`);
+  if (typeof v !== 'string' || !values.includes(v as T))
+    throw bad(key, v, `must be one of ${values.map((x) => `'${x}'`).join(', ')}`);
   return v as T;
 }
 
@@ -177,7 +184,12 @@ function name(o: Record<string, unknown>, key: string, dflt: string | undefined)
 function absDir(o: Record<string, unknown>, key: string, dflt: string | undefined): string | undefined {
   const v = own(o, key);
   if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0') || (v.length > 1 && (cleanPath(v) !== v || v.endsWith('/')))) {
+  if (
+    typeof v !== 'string' ||
+    !v.startsWith('/') ||
+    v.includes('\0') ||
+    (v.length > 1 && (cleanPath(v) !== v || v.endsWith('/')))
+  ) {
     throw bad(key, v, 'must be an absolute, normalized path');
   }
   return v;
@@ -185,7 +197,8 @@ function absDir(o: Record<string, unknown>, key: string, dflt: string | undefine
 
 function stringList(v: unknown, path: string): string[] | undefined {
   if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((e) => typeof e !== 'string' || e.includes('\0'))) throw bad(path, v, 'must be an array of strings');
+  if (!Array.isArray(v) || v.some((e) => typeof e !== 'string' || e.includes('\0')))
+    throw bad(path, v, 'must be an array of strings');
   return [...(v as string[])];
 }
 
@@ -226,7 +239,21 @@ function blockDevice(v: unknown, path: string): AttachedBlockDevice {
     d.fsGroup = policy === undefined ? { groupId: id } : { groupId: id, groupChangePolicy: policy };
   }
   for (const k of Object.keys(v)) {
-    if (!['pciPath', 'scsiAddr', 'devNo', 'virtPath', 'pmem', 'fstype', 'encryptionKey', 'options', 'createFilesystem', 'shared', 'fsGroup'].includes(k)) {
+    if (
+      ![
+        'pciPath',
+        'scsiAddr',
+        'devNo',
+        'virtPath',
+        'pmem',
+        'fstype',
+        'encryptionKey',
+        'options',
+        'createFilesystem',
+        'shared',
+        'fsGroup',
+      ].includes(k)
+    ) {
       throw bad(at(path, k), v[k], 'is not a block device property');
     }
   }
@@ -242,25 +269,32 @@ function hostVolume(v: unknown, path: string): HostVolume {
   if (options !== undefined) h.options = options;
   const gid = own(v, 'gid');
   if (gid !== undefined) {
-    if (typeof gid !== 'number' || !Number.isInteger(gid) || gid < 0 || gid > 0xfffffffe) throw bad(at(path, 'gid'), gid, 'must be an integer gid');
+    if (typeof gid !== 'number' || !Number.isInteger(gid) || gid < 0 || gid > 0xfffffffe)
+      throw bad(at(path, 'gid'), gid, 'must be an integer gid');
     h.gid = gid;
   }
   const kind = own(v, 'kind');
   if (kind !== undefined) {
-    if (typeof kind !== 'string' || !volumeKinds.includes(kind)) throw bad(at(path, 'kind'), kind, `must be one of ${volumeKinds.join(', ')}`);
+    if (typeof kind !== 'string' || !volumeKinds.includes(kind))
+      throw bad(at(path, 'kind'), kind, `must be one of ${volumeKinds.join(', ')}`);
     h.kind = kind as HostVolume['kind'];
   }
   return h;
 }
 
-function hostPathMap<T>(o: Record<string, unknown>, key: string, each: (v: unknown, path: string) => T): Map<string, T> {
+function hostPathMap<T>(
+  o: Record<string, unknown>,
+  key: string,
+  each: (v: unknown, path: string) => T,
+): Map<string, T> {
   const v = own(o, key);
   const m = new Map<string, T>();
   if (v === undefined) return m;
   if (!isRecord(v)) throw bad(key, v, 'must be an object keyed by host path');
   for (const [hostPath, entry] of Object.entries(v)) {
     const path = at(key, hostPath);
-    if (!hostPath.startsWith('/') || hostPath.includes('\0')) throw bad(path, hostPath, 'keys must be absolute host paths');
+    if (!hostPath.startsWith('/') || hostPath.includes('\0'))
+      throw bad(path, hostPath, 'keys must be absolute host paths');
     m.set(cleanPath(hostPath), each(entry, path));
   }
   return m;
@@ -272,9 +306,24 @@ export function resolveSettings(settings: unknown, containerId?: string): Resolv
   if (!isRecord(settings)) throw bad('settings', settings, 'must be an object');
   const o = settings;
   const known = new Set([
-    'sandboxId', 'sharedFs', 'virtioFsCache', 'virtioFsCacheSize', 'msize9p', 'blockDeviceDriver', 'shmSize',
-    'disableGuestEmptyDir', 'watchableBind', 'rootfsSuffix', 'bundle', 'guestSharedDir', 'guestSandboxDir',
-    'guestEphemeralDir', 'guestStorageDir', 'hostSharedDir', 'blockDevices', 'volumes',
+    'sandboxId',
+    'sharedFs',
+    'virtioFsCache',
+    'virtioFsCacheSize',
+    'msize9p',
+    'blockDeviceDriver',
+    'shmSize',
+    'disableGuestEmptyDir',
+    'watchableBind',
+    'rootfsSuffix',
+    'bundle',
+    'guestSharedDir',
+    'guestSandboxDir',
+    'guestEphemeralDir',
+    'guestStorageDir',
+    'hostSharedDir',
+    'blockDevices',
+    'volumes',
   ]);
   for (const k of Object.keys(o)) if (!known.has(k)) throw bad(k, o[k], 'is not a runtime setting');
   const guestSandboxDir = absDir(o, 'guestSandboxDir', KATA_GUEST_SANDBOX_DIR)!;

@@ -41,7 +41,12 @@ export interface SharedDirPlan {
  * `watchable-bind` storage (unless settings.watchableBind is false). A source that cannot be
  * copied (a socket, fifo or device node with shared_fs=none) is removed, as Kata ignores it.
  */
-export function planSharedDirMounts(containerId: string, mounts: WorkingMount[], blockVolumes: ReadonlySet<number>, s: ResolvedSettings): SharedDirPlan {
+export function planSharedDirMounts(
+  containerId: string,
+  mounts: WorkingMount[],
+  blockVolumes: ReadonlySet<number>,
+  s: ResolvedSettings,
+): SharedDirPlan {
   const plan: SharedDirPlan = { storages: [], actions: [] };
   const sharing = s.sharedFs !== 'none';
   for (const m of mounts) {
@@ -61,10 +66,23 @@ export function planSharedDirMounts(containerId: string, mounts: WorkingMount[],
     }
     const name = shareFileName(containerId, m, false, s.sandboxId);
     const guestPath = posix.join(s.guestSharedDir, name);
-    plan.actions.push({ action: 'share', source: m.source, hostPath: posix.join(hostMountsDir(s), name), guestPath, readonly: m.options.includes('ro'), for: mountPath(m) });
+    plan.actions.push({
+      action: 'share',
+      source: m.source,
+      hostPath: posix.join(hostMountsDir(s), name),
+      guestPath,
+      readonly: m.options.includes('ro'),
+      for: mountPath(m),
+    });
     if (s.watchableBind && isWatchable(m.source)) {
       const watchable = posix.join(s.guestSharedDir, 'watchable', name);
-      plan.storages.push({ driver: 'watchable-bind', source: guestPath, fstype: 'bind', options: [...m.options], mountPoint: watchable });
+      plan.storages.push({
+        driver: 'watchable-bind',
+        source: guestPath,
+        fstype: 'bind',
+        options: [...m.options],
+        mountPoint: watchable,
+      });
       m.source = watchable;
     } else {
       m.source = guestPath;

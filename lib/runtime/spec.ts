@@ -34,10 +34,45 @@ export interface OciSpec {
  * outside this list is refused rather than passed to the guest to fail there.
  */
 export const KNOWN_MOUNT_TYPES: ReadonlySet<string> = new Set([
-  'bind', 'rbind', 'none', 'proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2', 'hugetlbfs',
-  'ephemeral', 'local', 'overlay', 'securityfs', 'debugfs', 'tracefs', 'configfs', 'fusectl', 'pstore', 'bpf',
-  'binfmt_misc', 'ramfs', 'ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'vfat', 'fat', 'exfat', 'iso9660', 'squashfs', 'erofs',
-  'virtiofs', '9p', 'nfs', 'nfs4', 'fuse',
+  'bind',
+  'rbind',
+  'none',
+  'proc',
+  'sysfs',
+  'tmpfs',
+  'devpts',
+  'mqueue',
+  'cgroup',
+  'cgroup2',
+  'hugetlbfs',
+  'ephemeral',
+  'local',
+  'overlay',
+  'securityfs',
+  'debugfs',
+  'tracefs',
+  'configfs',
+  'fusectl',
+  'pstore',
+  'bpf',
+  'binfmt_misc',
+  'ramfs',
+  'ext2',
+  'ext3',
+  'ext4',
+  'xfs',
+  'btrfs',
+  'vfat',
+  'fat',
+  'exfat',
+  'iso9660',
+  'squashfs',
+  'erofs',
+  'virtiofs',
+  '9p',
+  'nfs',
+  'nfs4',
+  'fuse',
 ]);
 
 /** Kata's annotations.IsFileSystemLayer: a mount that is an image layer, not a volume. */
@@ -69,13 +104,15 @@ function checkMount(m: unknown, i: number): CheckedMount {
   const path = at('mounts', i);
   if (!isRecord(m)) throw invalid(path, m, 'must be an object');
   const dest = m.destination;
-  if (dest === undefined || dest === null || dest === '') throw invalid(at(path, 'destination'), dest, 'is required (the path in the container)');
+  if (dest === undefined || dest === null || dest === '')
+    throw invalid(at(path, 'destination'), dest, 'is required (the path in the container)');
   if (typeof dest !== 'string') throw invalid(at(path, 'destination'), dest, 'must be a string');
   if (dest.includes('\0')) throw invalid(at(path, 'destination'), dest, 'must not contain NUL');
   if (!dest.startsWith('/')) throw invalid(at(path, 'destination'), dest, 'must be an absolute path in the container');
   if (dest.split('/').includes('..')) throw invalid(at(path, 'destination'), dest, 'must not contain ".."');
   const source = m.source ?? '';
-  if (typeof source !== 'string' || source.includes('\0')) throw invalid(at(path, 'source'), source, 'must be a string without NUL');
+  if (typeof source !== 'string' || source.includes('\0'))
+    throw invalid(at(path, 'source'), source, 'must be a string without NUL');
   const options = m.options ?? [];
   if (!Array.isArray(options) || options.some((o) => typeof o !== 'string' || o.includes('\0'))) {
     throw invalid(at(path, 'options'), options, 'must be an array of strings');
@@ -89,7 +126,12 @@ function checkMount(m: unknown, i: number): CheckedMount {
   if (bind && type !== 'ephemeral' && type !== 'local') type = 'bind';
   if (type === '') throw invalid(at(path, 'type'), t, 'is required unless the options say bind or rbind');
   if (type === 'rbind') type = 'bind';
-  if (!KNOWN_MOUNT_TYPES.has(type)) throw invalid(at(path, 'type'), t, `is not a filesystem the guest mounts (${[...KNOWN_MOUNT_TYPES].slice(0, 8).join(', ')}, ...)`);
+  if (!KNOWN_MOUNT_TYPES.has(type))
+    throw invalid(
+      at(path, 'type'),
+      t,
+      `is not a filesystem the guest mounts (${[...KNOWN_MOUNT_TYPES].slice(0, 8).join(', ')}, ...)`,
+    );
   if ((type === 'bind' || type === 'ephemeral' || type === 'local') && !source.startsWith('/')) {
     throw invalid(at(path, 'source'), source, `must be an absolute host path for a ${type} mount`);
   }
@@ -105,15 +147,19 @@ export function checkSpec(spec: unknown): { spec: OciSpec; mounts: CheckedMount[
   const root = spec.root;
   if (root !== undefined) {
     if (!isRecord(root)) throw invalid('root', root, 'must be an object');
-    if (typeof root.path !== 'string' || root.path === '' || root.path.includes('\0')) throw invalid('root.path', root.path, 'must be a non-empty path');
+    if (typeof root.path !== 'string' || root.path === '' || root.path.includes('\0'))
+      throw invalid('root.path', root.path, 'must be a non-empty path');
   }
-  const limits = isRecord(spec.linux) && isRecord(spec.linux.resources) ? spec.linux.resources.hugepageLimits : undefined;
+  const limits =
+    isRecord(spec.linux) && isRecord(spec.linux.resources) ? spec.linux.resources.hugepageLimits : undefined;
   if (limits !== undefined) {
     const path = 'linux.resources.hugepageLimits';
     if (!Array.isArray(limits)) throw invalid(path, limits, 'must be an array');
     limits.forEach((l, i) => {
-      if (!isRecord(l) || typeof l.pageSize !== 'string') throw invalid(at(at(path, i), 'pageSize'), isRecord(l) ? l.pageSize : l, 'must be a string such as 2MB');
-      if (typeof l.limit !== 'number' || !Number.isSafeInteger(l.limit) || l.limit < 0) throw invalid(at(at(path, i), 'limit'), l.limit, 'must be a byte count');
+      if (!isRecord(l) || typeof l.pageSize !== 'string')
+        throw invalid(at(at(path, i), 'pageSize'), isRecord(l) ? l.pageSize : l, 'must be a string such as 2MB');
+      if (typeof l.limit !== 'number' || !Number.isSafeInteger(l.limit) || l.limit < 0)
+        throw invalid(at(at(path, i), 'limit'), l.limit, 'must be a byte count');
     });
   }
   return { spec: spec as OciSpec, mounts: checked };

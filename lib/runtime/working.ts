@@ -16,7 +16,15 @@ export interface WorkingMount {
 }
 
 export function working(m: CheckedMount): WorkingMount {
-  return { index: m.index, destination: m.destination, hostSource: m.source, type: m.type, source: m.source, options: [...m.options], removed: false };
+  return {
+    index: m.index,
+    destination: m.destination,
+    hostSource: m.source,
+    type: m.type,
+    source: m.source,
+    options: [...m.options],
+    removed: false,
+  };
 }
 
 /** `mounts[3]`: where a mount is in the input spec. */

@@ -29,8 +29,8 @@ struct JobAccess {
       return;
     }
     completion->done.push_back(job);
-    if (!completion->signaled &&
-        napi_call_threadsafe_function(completion->tsfn, nullptr, napi_tsfn_nonblocking) == napi_ok) {
+    if (!completion->signaled && napi_call_threadsafe_function(completion->tsfn, nullptr,
+                                                               napi_tsfn_nonblocking) == napi_ok) {
       completion->signaled = true;
     }
   }
@@ -122,7 +122,8 @@ Napi::Value Job::Start(Napi::Env env, Job* job) {
 
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsString()) {
-    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a string");
+    throw Napi::TypeError::New(info.Env(),
+                               std::string("The \"") + name + "\" argument must be a string");
   }
   return info[i].As<Napi::String>().Utf8Value();
 }
@@ -130,8 +131,8 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
 std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   std::string s = StringArg(info, i, name);
   if (s.find('\0') != std::string::npos) {
-    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name +
-                                               "\" argument must not contain null bytes");
+    throw Napi::TypeError::New(
+        info.Env(), std::string("The \"") + name + "\" argument must not contain null bytes");
   }
   return s;
 }
@@ -158,14 +159,16 @@ uint32_t* ScratchValues(Napi::Env env) {
 
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a number");
+    throw Napi::TypeError::New(info.Env(),
+                               std::string("The \"") + name + "\" argument must be a number");
   }
   return info[i].As<Napi::Number>().Int32Value();
 }
 
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsBoolean()) {
-    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a boolean");
+    throw Napi::TypeError::New(info.Env(),
+                               std::string("The \"") + name + "\" argument must be a boolean");
   }
   return info[i].As<Napi::Boolean>().Value();
 }

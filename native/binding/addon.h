@@ -44,7 +44,7 @@ struct AddonData {
   std::shared_ptr<Completion> completion;
   int pending = 0;  // jobs in flight; the function keeps the loop alive only while > 0
   Napi::Reference<Napi::Uint32Array> scratch;  // results returned without allocating
-  Napi::FunctionReference set_immediate;        // to resume draining after timers and I/O
+  Napi::FunctionReference set_immediate;       // to resume draining after timers and I/O
   Napi::FunctionReference drain;
   // scratch's ArrayBuffer and its storage, which never moves: writing through the pointer spares
   // two Node-API calls per parse. The buffer is checked for detachment before each write.

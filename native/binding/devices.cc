@@ -50,7 +50,8 @@ Napi::Value ParseCcw(const Napi::CallbackInfo& info) {
   CcwDevice dev;
   if (!ParseCcwDevice(text, &dev)) {
     DeviceError e;
-    e.Set("ERR_INVALID_CCW_DEVICE", text, "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
+    e.Set("ERR_INVALID_CCW_DEVICE", text,
+          "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
     return DeviceErrorValue(env, e);
   }
   Napi::Array a = Napi::Array::New(env, 3);
@@ -86,8 +87,10 @@ Napi::Value PciToSysfs(const Napi::CallbackInfo& info) {
   std::string dir;
   if (!ParsePciPath(text, &path)) {
     e.Set("ERR_INVALID_PCI_PATH", text, "invalid PCI path (SS or SS.F hex elements joined by '/')");
-  } else if (!ParseRootComplex(rc_text, &rc) || (!rc_text.empty() && path.root_complex >= 0 && path.root_complex != rc)) {
-    e.Set("ERR_INVALID_PCI_PATH", rc_text, "invalid PCI root complex (1-2 hex digits, as in the path)");
+  } else if (!ParseRootComplex(rc_text, &rc) ||
+             (!rc_text.empty() && path.root_complex >= 0 && path.root_complex != rc)) {
+    e.Set("ERR_INVALID_PCI_PATH", rc_text,
+          "invalid PCI root complex (1-2 hex digits, as in the path)");
   } else if (PciPathToSysfs(sysfs, path, rc, &dir, &e)) {
     return Napi::String::New(env, dir);
   }
@@ -101,7 +104,8 @@ struct Lookup {
 
 Lookup ReadLookup(const Napi::CallbackInfo& info) {
   int32_t bus = IntArg(info, 0, "bus");
-  if (bus < 0 || bus > static_cast<int32_t>(Bus::kPmem)) throw Napi::RangeError::New(info.Env(), "unknown bus");
+  if (bus < 0 || bus > static_cast<int32_t>(Bus::kPmem))
+    throw Napi::RangeError::New(info.Env(), "unknown bus");
   return Lookup{static_cast<Bus>(bus), PathArg(info, 1, "spec"), StringArg(info, 2, "rootComplex"),
                 PathArg(info, 3, "sysfsRoot"), PathArg(info, 4, "devRoot")};
 }
@@ -117,7 +121,8 @@ Napi::Value FindNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Lookup l = ReadLookup(info);
   DeviceError e;
-  std::unique_ptr<DeviceMatcher> m = MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
+  std::unique_ptr<DeviceMatcher> m =
+      MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
   std::string name;
   if (m && m->Find(&name, &e) && BlockNodeLive(NodePath(l.dev_root, name))) {
     return Napi::String::New(env, NodePath(l.dev_root, name));
@@ -146,17 +151,23 @@ void CancelById(uint32_t id) {
 }
 
 // A worker_thread that exits with waits pending frees their pool threads at once.
-void CancelOnTeardown(void* arg) { CancelById(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg))); }
+void CancelOnTeardown(void* arg) {
+  CancelById(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg)));
+}
 
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
 constexpr size_t kNearestEvents = 3;
 
 class WaitJob : public Job {
  public:
-  WaitJob(uint32_t id, std::shared_ptr<WaitState> state, std::unique_ptr<DeviceMatcher> matcher, std::string dev_root,
-          int32_t timeout_ms, bool rescan)
-      : id_(id), state_(std::move(state)), matcher_(std::move(matcher)), dev_root_(std::move(dev_root)),
-        timeout_ms_(timeout_ms), rescan_(rescan) {}
+  WaitJob(uint32_t id, std::shared_ptr<WaitState> state, std::unique_ptr<DeviceMatcher> matcher,
+          std::string dev_root, int32_t timeout_ms, bool rescan)
+      : id_(id),
+        state_(std::move(state)),
+        matcher_(std::move(matcher)),
+        dev_root_(std::move(dev_root)),
+        timeout_ms_(timeout_ms),
+        rescan_(rescan) {}
 
   void Execute() override {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
@@ -177,7 +188,8 @@ class WaitJob : public Job {
   }
 
   Napi::Value Complete(Napi::Env env) override {
-    napi_remove_env_cleanup_hook(env, CancelOnTeardown, reinterpret_cast<void*>(static_cast<uintptr_t>(id_)));
+    napi_remove_env_cleanup_hook(env, CancelOnTeardown,
+                                 reinterpret_cast<void*>(static_cast<uintptr_t>(id_)));
     if (error_) return DeviceErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
     if (!found_.empty()) {
@@ -198,7 +210,8 @@ class WaitJob : public Job {
     o.Set("nearest", nearest);
     const std::vector<DeviceError>& failures = matcher_->Failures();
     Napi::Array details = Napi::Array::New(env, failures.size());
-    for (size_t i = 0; i < failures.size(); ++i) details.Set(static_cast<uint32_t>(i), DeviceErrorValue(env, failures[i]));
+    for (size_t i = 0; i < failures.size(); ++i)
+      details.Set(static_cast<uint32_t>(i), DeviceErrorValue(env, failures[i]));
     o.Set("failures", details);
     return o;
   }
@@ -215,7 +228,8 @@ class WaitJob : public Job {
     return static_cast<bool>(error_);
   }
 
-  void Run(UeventMonitor& monitor, UeventWaiter* w, std::chrono::steady_clock::time_point deadline) {
+  void Run(UeventMonitor& monitor, UeventWaiter* w,
+           std::chrono::steady_clock::time_point deadline) {
     if (monitor.Wait(w, std::chrono::steady_clock::time_point::min()) == WaitStatus::kDeadline) {
       matcher_->Prepare(rescan_);
       if (LookNow("sysfs")) return;
@@ -245,9 +259,11 @@ class WaitJob : public Job {
     std::vector<std::string> recent = monitor.Recent();
     std::reverse(recent.begin(), recent.end());  // newest first among equals
     std::string anchor = matcher_->Anchor();
-    std::stable_sort(recent.begin(), recent.end(), [&anchor](const std::string& a, const std::string& b) {
-      return Similarity(a.substr(a.find('@') + 1), anchor) > Similarity(b.substr(b.find('@') + 1), anchor);
-    });
+    std::stable_sort(recent.begin(), recent.end(),
+                     [&anchor](const std::string& a, const std::string& b) {
+                       return Similarity(a.substr(a.find('@') + 1), anchor) >
+                              Similarity(b.substr(b.find('@') + 1), anchor);
+                     });
     if (recent.size() > kNearestEvents) recent.resize(kNearestEvents);
     nearest_ = std::move(recent);
   }
@@ -273,7 +289,8 @@ Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
   bool rescan = BoolArg(info, 6, "rescan");
   if (timeout_ms < 0) throw Napi::RangeError::New(env, "timeoutMs must not be negative");
   DeviceError e;
-  std::unique_ptr<DeviceMatcher> m = MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
+  std::unique_ptr<DeviceMatcher> m =
+      MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
   Napi::Array result = Napi::Array::New(env, 2);
   if (!m) {
     result.Set(uint32_t{0}, 0);
@@ -291,8 +308,10 @@ Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
     waits[id] = state;
   }
   result.Set(uint32_t{0}, id);
-  napi_add_env_cleanup_hook(env, CancelOnTeardown, reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
-  result.Set(uint32_t{1}, Job::Start(env, new WaitJob(id, state, std::move(m), l.dev_root, timeout_ms, rescan)));
+  napi_add_env_cleanup_hook(env, CancelOnTeardown,
+                            reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
+  result.Set(uint32_t{1},
+             Job::Start(env, new WaitJob(id, state, std::move(m), l.dev_root, timeout_ms, rescan)));
   return result;
 }
 

@@ -1,6 +1,6 @@
 // Bindings for device-mapper verity: argument conversion and results only.
-#include "addon.h"
 #include "dm.h"
+#include "addon.h"
 
 namespace kata {
 namespace binding {
@@ -8,11 +8,13 @@ namespace {
 
 uint64_t U64Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string("The \"") + name + "\" argument must be a number");
+    throw Napi::TypeError::New(info.Env(),
+                               std::string("The \"") + name + "\" argument must be a number");
   }
   const double d = info[i].As<Napi::Number>().DoubleValue();
   // Callers check Number.isSafeInteger; anything else becomes 0, which every field refuses.
-  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d))) return 0;
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d)))
+    return 0;
   return static_cast<uint64_t>(d);
 }
 
@@ -45,10 +47,16 @@ Napi::Value VerityTableSync(const Napi::CallbackInfo& info) {
 
 class CreateJob : public Job {
  public:
-  CreateJob(std::string control, std::string name, uint64_t sectors, std::string params, std::string node)
-      : control_(std::move(control)), name_(std::move(name)), sectors_(sectors), params_(std::move(params)),
+  CreateJob(std::string control, std::string name, uint64_t sectors, std::string params,
+            std::string node)
+      : control_(std::move(control)),
+        name_(std::move(name)),
+        sectors_(sectors),
+        params_(std::move(params)),
         node_(std::move(node)) {}
-  void Execute() override { DmCreateVerity(control_, name_, sectors_, params_, node_, &major_, &minor_, &error_); }
+  void Execute() override {
+    DmCreateVerity(control_, name_, sectors_, params_, node_, &major_, &minor_, &error_);
+  }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
@@ -72,14 +80,17 @@ Napi::Value DmVerityCreateAsync(const Napi::CallbackInfo& info) {
   const uint64_t sectors = U64Arg(info, 2, "sectors");
   std::string params = PathArg(info, 3, "params");
   std::string node = PathArg(info, 4, "node");
-  return Job::Start(info.Env(), new CreateJob(std::move(control), std::move(name), sectors, std::move(params),
-                                              std::move(node)));
+  return Job::Start(info.Env(), new CreateJob(std::move(control), std::move(name), sectors,
+                                              std::move(params), std::move(node)));
 }
 
 class RemoveJob : public Job {
  public:
   RemoveJob(std::string control, std::string name, std::string node, bool deferred)
-      : control_(std::move(control)), name_(std::move(name)), node_(std::move(node)), deferred_(deferred) {}
+      : control_(std::move(control)),
+        name_(std::move(name)),
+        node_(std::move(node)),
+        deferred_(deferred) {}
   void Execute() override { DmRemove(control_, name_, node_, deferred_, &error_); }
   Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
 
@@ -95,7 +106,8 @@ Napi::Value DmRemoveAsync(const Napi::CallbackInfo& info) {
   std::string name = PathArg(info, 1, "name");
   std::string node = PathArg(info, 2, "node");
   const bool deferred = BoolArg(info, 3, "deferred");
-  return Job::Start(info.Env(), new RemoveJob(std::move(control), std::move(name), std::move(node), deferred));
+  return Job::Start(info.Env(),
+                    new RemoveJob(std::move(control), std::move(name), std::move(node), deferred));
 }
 
 void Export(Napi::Env env, Napi::Object exports) {

@@ -90,8 +90,13 @@ Napi::Value RemoveEntryAsync(const Napi::CallbackInfo& info) {
 class FsGroupJob : public Job {
  public:
   FsGroupJob(std::string path, unsigned gid, bool read_only, bool on_root_mismatch)
-      : path_(std::move(path)), gid_(gid), read_only_(read_only), on_root_mismatch_(on_root_mismatch) {}
-  void Execute() override { ApplyFsGroup(path_, gid_, read_only_, on_root_mismatch_, &result_, &error_); }
+      : path_(std::move(path)),
+        gid_(gid),
+        read_only_(read_only),
+        on_root_mismatch_(on_root_mismatch) {}
+  void Execute() override {
+    ApplyFsGroup(path_, gid_, read_only_, on_root_mismatch_, &result_, &error_);
+  }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
@@ -111,19 +116,22 @@ class FsGroupJob : public Job {
 // applyFsGroup(path, gid, readOnly, onRootMismatch): Promise<{ skipped, changed } | NativeError>
 Napi::Value ApplyFsGroupAsync(const Napi::CallbackInfo& info) {
   std::string path = PathArg(info, 0, "path");
-  if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "The \"gid\" argument must be a number");
+  if (!info[1].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "The \"gid\" argument must be a number");
   const double gid = info[1].As<Napi::Number>().DoubleValue();
   bool read_only = BoolArg(info, 2, "readOnly");
   bool on_root_mismatch = BoolArg(info, 3, "onRootMismatch");
-  return Job::Start(info.Env(), new FsGroupJob(std::move(path), static_cast<unsigned>(gid), read_only,
-                                               on_root_mismatch));
+  return Job::Start(info.Env(), new FsGroupJob(std::move(path), static_cast<unsigned>(gid),
+                                               read_only, on_root_mismatch));
 }
 
 class HugepagesJob : public Job {
  public:
   HugepagesJob(std::string sysfs, unsigned long page_kb, unsigned long pages)
       : sysfs_(std::move(sysfs)), page_kb_(page_kb), pages_(pages) {}
-  void Execute() override { EnsureHugepages(sysfs_, page_kb_, pages_, &previous_, &allocated_, &error_); }
+  void Execute() override {
+    EnsureHugepages(sysfs_, page_kb_, pages_, &previous_, &allocated_, &error_);
+  }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
@@ -143,12 +151,14 @@ class HugepagesJob : public Job {
 Napi::Value EnsureHugepagesAsync(const Napi::CallbackInfo& info) {
   std::string sysfs = PathArg(info, 0, "sysfsRoot");
   if (!info[1].IsNumber() || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), "The \"pageKb\" and \"pages\" arguments must be numbers");
+    throw Napi::TypeError::New(info.Env(),
+                               "The \"pageKb\" and \"pages\" arguments must be numbers");
   }
   const double page_kb = info[1].As<Napi::Number>().DoubleValue();
   const double pages = info[2].As<Napi::Number>().DoubleValue();
-  return Job::Start(info.Env(), new HugepagesJob(std::move(sysfs), static_cast<unsigned long>(page_kb),
-                                                 static_cast<unsigned long>(pages)));
+  return Job::Start(info.Env(),
+                    new HugepagesJob(std::move(sysfs), static_cast<unsigned long>(page_kb),
+                                     static_cast<unsigned long>(pages)));
 }
 
 void Export(Napi::Env env, Napi::Object exports) {

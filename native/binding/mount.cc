@@ -46,7 +46,8 @@ struct MountArgs {
 MountApi MountApiArg(const Napi::CallbackInfo& info, size_t i) {
   if (info[i].IsUndefined()) return MountApi::kAuto;
   const int32_t v = IntArg(info, i, "mountApi");
-  if (v < 0 || v > 2) throw Napi::RangeError::New(info.Env(), "mountApi must be 0 (auto), 1 (new) or 2 (legacy)");
+  if (v < 0 || v > 2)
+    throw Napi::RangeError::New(info.Env(), "mountApi must be 0 (auto), 1 (new) or 2 (legacy)");
   return static_cast<MountApi>(v);
 }
 
@@ -139,7 +140,8 @@ Napi::Value RemountAsync(const Napi::CallbackInfo& info) {
     d.Resolve(CodeError(info.Env(), OptionErrorCode(err), bad));
     return d.Promise();
   }
-  return Job::Start(info.Env(), new RemountJob(std::move(target), std::move(options), MountApiArg(info, 2)));
+  return Job::Start(info.Env(),
+                    new RemountJob(std::move(target), std::move(options), MountApiArg(info, 2)));
 }
 
 struct UmountArgs {
@@ -273,12 +275,14 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
   exports.Set("umount", Napi::Function::New(env, UmountAsync, "umount"));
   exports.Set("isMountPoint", Napi::Function::New(env, IsMountPointSync, "isMountPoint"));
-  exports.Set("effectiveMountApi", Napi::Function::New(env, EffectiveMountApiOf, "effectiveMountApi"));
+  exports.Set("effectiveMountApi",
+              Napi::Function::New(env, EffectiveMountApiOf, "effectiveMountApi"));
   exports.Set("newMountApiSupport",
               Napi::Function::New(env, NewMountApiSupport, "newMountApiSupport"));
   exports.Set("poolThreads", Napi::Function::New(env, PoolThreads, "poolThreads"));
   exports.Set("mountFlags", MountFlagValues(env));
-  exports.Set("maxMountDataLength", Napi::Number::New(env, static_cast<double>(MaxMountDataLength())));
+  exports.Set("maxMountDataLength",
+              Napi::Number::New(env, static_cast<double>(MaxMountDataLength())));
 }
 
 const Registrar registrar(Export);

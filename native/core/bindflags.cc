@@ -6,24 +6,26 @@
 
 namespace kata {
 
-static_assert(kPerMountFlags == (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW | MS_NODIRATIME),
+static_assert(kPerMountFlags ==
+                  (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW | MS_NODIRATIME),
               "kPerMountFlags spells the MS_* per-mount bits");
-static_assert(kAtimeModeFlags == (MS_NOATIME | MS_RELATIME | MS_STRICTATIME), "kAtimeModeFlags spells the atime modes");
+static_assert(kAtimeModeFlags == (MS_NOATIME | MS_RELATIME | MS_STRICTATIME),
+              "kAtimeModeFlags spells the atime modes");
 
 namespace {
 
 // statfs f_flags bits (include/linux/statfs.h); glibc's ST_* have the same values where defined.
-constexpr unsigned long kStRdonly = 0x0001, kStNosuid = 0x0002, kStNodev = 0x0004, kStNoexec = 0x0008,
-                        kStNoatime = 0x0400, kStNodiratime = 0x0800, kStRelatime = 0x1000,
-                        kStNosymfollow = 0x2000;
+constexpr unsigned long kStRdonly = 0x0001, kStNosuid = 0x0002, kStNodev = 0x0004,
+                        kStNoexec = 0x0008, kStNoatime = 0x0400, kStNodiratime = 0x0800,
+                        kStRelatime = 0x1000, kStNosymfollow = 0x2000;
 
 constexpr struct {
   unsigned long ms;
   const char* word;
 } kNames[] = {
-    {MS_RDONLY, "ro"},         {MS_NOSUID, "nosuid"},           {MS_NODEV, "nodev"},
-    {MS_NOEXEC, "noexec"},     {MS_NOSYMFOLLOW, "nosymfollow"}, {MS_NODIRATIME, "nodiratime"},
-    {MS_NOATIME, "noatime"},   {MS_RELATIME, "relatime"},       {MS_STRICTATIME, "strictatime"},
+    {MS_RDONLY, "ro"},       {MS_NOSUID, "nosuid"},           {MS_NODEV, "nodev"},
+    {MS_NOEXEC, "noexec"},   {MS_NOSYMFOLLOW, "nosymfollow"}, {MS_NODIRATIME, "nodiratime"},
+    {MS_NOATIME, "noatime"}, {MS_RELATIME, "relatime"},       {MS_STRICTATIME, "strictatime"},
 };
 
 unsigned long AtimeMode(unsigned long ms) {

@@ -12,7 +12,8 @@ namespace kata {
 // The per-mount MS_* bits a bind can carry: ro, nosuid, nodev, noexec, nosymfollow, nodiratime,
 // and exactly one atime mode (MS_NOATIME, MS_RELATIME or MS_STRICTATIME).
 constexpr unsigned long kPerMountFlags = 0x1 | 0x2 | 0x4 | 0x8 | 0x100 | 0x800;  // see bindflags.cc
-constexpr unsigned long kAtimeModeFlags = 0x400 | (1UL << 21) | (1UL << 24);     // NOATIME RELATIME STRICTATIME
+constexpr unsigned long kAtimeModeFlags =
+    0x400 | (1UL << 21) | (1UL << 24);  // NOATIME RELATIME STRICTATIME
 
 // statfs(2) f_flags (ST_*) of the mount `path` (or the O_PATH/open `fd` when >= 0) lies on, as
 // MS_* per-mount bits with the atime mode made explicit. Returns false with errno set.

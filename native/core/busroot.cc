@@ -9,7 +9,9 @@ const char kHex[] = "0123456789abcdef";
 
 std::string HexByte(int v) { return std::string{kHex[(v >> 4) & 0xf], kHex[v & 0xf]}; }
 
-bool StartsWith(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+bool StartsWith(const std::string& s, const std::string& p) {
+  return s.compare(0, p.size(), p) == 0;
+}
 bool EndsWith(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
@@ -30,9 +32,11 @@ bool LocatePciRootBus(const std::string& sysfs, int rc, std::string* devpath, De
   // <root>/devices/.../pci0000:RC/pci_bus/0000:RC.
   std::string real, root;
   bool missing = false;
-  if (!ResolvePath(sysfs + "/class/pci_bus/0000:" + HexByte(rc), &real, &missing, err)) return false;
+  if (!ResolvePath(sysfs + "/class/pci_bus/0000:" + HexByte(rc), &real, &missing, err))
+    return false;
   if (!missing && ResolvePath(sysfs.empty() ? "/" : sysfs, &root, &missing, err) && !missing) {
-    std::string rel = root == "/" ? real : (StartsWith(real, root + "/") ? real.substr(root.size()) : "");
+    std::string rel =
+        root == "/" ? real : (StartsWith(real, root + "/") ? real.substr(root.size()) : "");
     const std::string bus_tail = "/pci_bus/0000:" + HexByte(rc);
     if (StartsWith(rel, "/devices/") && EndsWith(rel, bus_tail)) {
       rel.resize(rel.size() - bus_tail.size());
@@ -53,8 +57,9 @@ bool LocatePciRootBus(const std::string& sysfs, int rc, std::string* devpath, De
     if (!PathExists(sysfs + candidate, &exists, err)) return false;
     if (!exists) continue;
     if (!found.empty()) {
-      err->Set("ERR_SYSFS", sysfs + "/devices/platform", "two platform devices hold PCI root bus " + name + " (" +
-                                                             found + ", " + candidate + ")");
+      err->Set(
+          "ERR_SYSFS", sysfs + "/devices/platform",
+          "two platform devices hold PCI root bus " + name + " (" + found + ", " + candidate + ")");
       return false;
     }
     found = candidate;

@@ -23,7 +23,9 @@ bool AllDigits(std::string_view s) {
   return true;
 }
 
-bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
 // Decimal digits only (no sign, spaces or 0x), at most UINT32_MAX.
 bool ParseU32(std::string_view s, uint32_t* out) {
@@ -67,10 +69,13 @@ bool IsVirtioBlockTail(std::string_view rest) {
   return !rest.empty() && rest.find('/') == std::string_view::npos;
 }
 
-bool IsVirtioName(const std::string& n) { return n.size() > 6 && StartsWith(n, "virtio") && AllDigits(std::string_view(n).substr(6)); }
+bool IsVirtioName(const std::string& n) {
+  return n.size() > 6 && StartsWith(n, "virtio") && AllDigits(std::string_view(n).substr(6));
+}
 
 // The one disk under <dir>/block/; more than one means the tree is not what we think it is.
-bool FindSingleDisk(const std::string& block_dir, std::string* name, bool* found, DeviceError* err) {
+bool FindSingleDisk(const std::string& block_dir, std::string* name, bool* found,
+                    DeviceError* err) {
   std::vector<std::string> disks;
   bool missing = false;
   *found = false;
@@ -100,21 +105,29 @@ bool FindVirtioDisk(const std::string& dir, std::string* name, DeviceError* err)
 }
 
 bool IsSubchannel(std::string_view s) {
-  return s.size() == 8 && HexDigit(s[0]) >= 0 && s[1] == '.' && HexDigit(s[2]) >= 0 && s[3] == '.' &&
-         HexDigit(s[4]) >= 0 && HexDigit(s[5]) >= 0 && HexDigit(s[6]) >= 0 && HexDigit(s[7]) >= 0;
+  return s.size() == 8 && HexDigit(s[0]) >= 0 && s[1] == '.' && HexDigit(s[2]) >= 0 &&
+         s[3] == '.' && HexDigit(s[4]) >= 0 && HexDigit(s[5]) >= 0 && HexDigit(s[6]) >= 0 &&
+         HexDigit(s[7]) >= 0;
 }
 
 class PciMatcher : public DeviceMatcher {
  public:
   PciMatcher(std::string text, std::string dir, std::string rel, std::string sysfs)
-      : text_(std::move(text)), dir_(std::move(dir)), rel_(std::move(rel)), sysfs_(std::move(sysfs)) {}
+      : text_(std::move(text)),
+        dir_(std::move(dir)),
+        rel_(std::move(rel)),
+        sysfs_(std::move(sysfs)) {}
 
-  bool Find(std::string* name, DeviceError* err) const override { return FindVirtioDisk(dir_, name, err); }
+  bool Find(std::string* name, DeviceError* err) const override {
+    return FindVirtioDisk(dir_, name, err);
+  }
   void Prepare(bool rescan) const override {
     DeviceError e;
     if (rescan && !WriteAttribute(sysfs_ + "/bus/pci/rescan", "1", &e)) NoteFailure(e);
   }
-  std::string Describe() const override { return "virtio-blk disk at PCI path " + text_ + " (" + rel_ + ")"; }
+  std::string Describe() const override {
+    return "virtio-blk disk at PCI path " + text_ + " (" + rel_ + ")";
+  }
   std::string Anchor() const override { return rel_ + "/virtio"; }
 
  protected:
@@ -128,7 +141,8 @@ class PciMatcher : public DeviceMatcher {
 
 class CcwMatcher : public DeviceMatcher {
  public:
-  CcwMatcher(std::string bus_id, std::string sysfs) : bus_id_(std::move(bus_id)), sysfs_(std::move(sysfs)) {}
+  CcwMatcher(std::string bus_id, std::string sysfs)
+      : bus_id_(std::move(bus_id)), sysfs_(std::move(sysfs)) {}
 
   bool Find(std::string* name, DeviceError* err) const override {
     std::string link = sysfs_ + "/bus/ccw/devices/" + bus_id_;
@@ -141,13 +155,16 @@ class CcwMatcher : public DeviceMatcher {
     std::string_view rest(real);
     if (missing || !StartsWith(rest, prefix) || !IsSubchannel(rest.substr(prefix.size(), 8)) ||
         rest.substr(prefix.size() + 8) != "/" + bus_id_) {
-      err->Set("ERR_SYSFS", link, std::string("CCW device is not under ") + kCcwRootDevpath + "/<subchannel>/");
+      err->Set("ERR_SYSFS", link,
+               std::string("CCW device is not under ") + kCcwRootDevpath + "/<subchannel>/");
       return false;
     }
     return FindVirtioDisk(real, name, err);
   }
   std::string Describe() const override { return "virtio-blk disk of CCW device " + bus_id_; }
-  std::string Anchor() const override { return std::string(kCcwRootDevpath) + "/0.0.0000/" + bus_id_ + "/virtio"; }
+  std::string Anchor() const override {
+    return std::string(kCcwRootDevpath) + "/0.0.0000/" + bus_id_ + "/virtio";
+  }
 
  protected:
   bool MatchesPath(std::string_view devpath) const override {
@@ -167,7 +184,9 @@ class CcwMatcher : public DeviceMatcher {
 class ScsiMatcher : public DeviceMatcher {
  public:
   ScsiMatcher(ScsiAddress addr, std::string text, std::string sysfs)
-      : addr_(addr), text_(std::move(text)), sysfs_(std::move(sysfs)),
+      : addr_(addr),
+        text_(std::move(text)),
+        sysfs_(std::move(sysfs)),
         suffix_(":0:" + std::to_string(addr.target) + ":" + std::to_string(addr.lun)) {}
 
   bool Find(std::string* name, DeviceError* err) const override {
@@ -204,20 +223,24 @@ class ScsiMatcher : public DeviceMatcher {
       if (!WriteAttribute(dir + "/" + h + "/scan", request, &host_error)) NoteFailure(host_error);
     }
   }
-  std::string Describe() const override { return "SCSI disk at target:lun " + text_ + " (<host>" + suffix_ + "/block/*)"; }
+  std::string Describe() const override {
+    return "SCSI disk at target:lun " + text_ + " (<host>" + suffix_ + "/block/*)";
+  }
   std::string Anchor() const override { return suffix_ + "/block/"; }
 
  protected:
   bool MatchesPath(std::string_view devpath) const override {
     std::string_view parts[3];
-    return LastComponents(devpath, 3, parts) && IsOurs(parts[0]) && parts[1] == "block" && !parts[2].empty();
+    return LastComponents(devpath, 3, parts) && IsOurs(parts[0]) && parts[1] == "block" &&
+           !parts[2].empty();
   }
 
  private:
   // "<host>:0:<target>:<lun>" with a decimal host number and exactly our numbers.
   bool IsOurs(std::string_view n) const {
     size_t colon = n.find(':');
-    return colon != std::string_view::npos && AllDigits(n.substr(0, colon)) && n.substr(colon) == suffix_;
+    return colon != std::string_view::npos && AllDigits(n.substr(0, colon)) &&
+           n.substr(colon) == suffix_;
   }
 
   ScsiAddress addr_;
@@ -283,7 +306,8 @@ std::string CcwDevice::BusId() const {
 
 bool ParseCcwDevice(std::string_view text, CcwDevice* out) {
   // "0" "." ssid "." 1-4 hex digits: the only shape the guest's css0 ever shows.
-  if (text.size() < 5 || text.size() > 8 || text[0] != '0' || text[1] != '.' || text[3] != '.') return false;
+  if (text.size() < 5 || text.size() > 8 || text[0] != '0' || text[1] != '.' || text[3] != '.')
+    return false;
   if (text[2] < '0' || text[2] > '3') return false;
   std::string_view devno = text.substr(4);
   uint32_t v = 0;
@@ -301,12 +325,13 @@ bool ParseCcwDevice(std::string_view text, CcwDevice* out) {
 bool ParseScsiAddress(std::string_view text, ScsiAddress* out) {
   size_t colon = text.find(':');
   if (colon == std::string_view::npos) return false;
-  return ParseU32(text.substr(0, colon), &out->target) && ParseU32(text.substr(colon + 1), &out->lun);
+  return ParseU32(text.substr(0, colon), &out->target) &&
+         ParseU32(text.substr(colon + 1), &out->lun);
 }
 
 bool DeviceMatcher::Matches(const Uevent& ev) const {
-  return (ev.action == "add" || ev.action == "change") && ev.subsystem == "block" && ev.devtype != "partition" &&
-         !ev.devname.empty() && MatchesPath(ev.devpath);
+  return (ev.action == "add" || ev.action == "change") && ev.subsystem == "block" &&
+         ev.devtype != "partition" && !ev.devname.empty() && MatchesPath(ev.devpath);
 }
 
 void DeviceMatcher::Prepare(bool) const {}
@@ -319,20 +344,23 @@ void DeviceMatcher::NoteFailure(const DeviceError& e) const {
   if (failures_.size() < 64) failures_.push_back(e);
 }
 
-std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spec, const std::string& root_complex,
+std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spec,
+                                                 const std::string& root_complex,
                                                  const std::string& sysfs_root, DeviceError* err) {
   std::string sysfs = SysfsPrefix(sysfs_root);
   switch (bus) {
     case Bus::kPci: {
       PciPath path;
       if (!ParsePciPath(spec, &path)) {
-        err->Set("ERR_INVALID_PCI_PATH", spec, "invalid PCI path (SS or SS.F hex elements joined by '/')");
+        err->Set("ERR_INVALID_PCI_PATH", spec,
+                 "invalid PCI path (SS or SS.F hex elements joined by '/')");
         return nullptr;
       }
       int rc = 0;
       if (!ParseRootComplex(root_complex, &rc) ||
           (!root_complex.empty() && path.root_complex >= 0 && path.root_complex != rc)) {
-        err->Set("ERR_INVALID_PCI_PATH", root_complex, "invalid PCI root complex (1-2 hex digits, as in the path)");
+        err->Set("ERR_INVALID_PCI_PATH", root_complex,
+                 "invalid PCI root complex (1-2 hex digits, as in the path)");
         return nullptr;
       }
       std::string dir;
@@ -343,7 +371,8 @@ std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spe
     case Bus::kCcw: {
       CcwDevice dev;
       if (!ParseCcwDevice(spec, &dev)) {
-        err->Set("ERR_INVALID_CCW_DEVICE", spec, "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
+        err->Set("ERR_INVALID_CCW_DEVICE", spec,
+                 "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
         return nullptr;
       }
       return std::make_unique<CcwMatcher>(dev.BusId(), sysfs);
@@ -378,13 +407,16 @@ bool BlockNodeLive(const std::string& node) {
   return errno != ENXIO;
 }
 
-bool StatNode(const char* path, NodeType* type, unsigned* major_out, unsigned* minor_out, SysError* err) {
+bool StatNode(const char* path, NodeType* type, unsigned* major_out, unsigned* minor_out,
+              SysError* err) {
   struct stat st;
   if (stat(path, &st) != 0) {
     err->Set(errno, "stat", path);
     return false;
   }
-  *type = S_ISBLK(st.st_mode) ? NodeType::kBlock : S_ISCHR(st.st_mode) ? NodeType::kChar : NodeType::kOther;
+  *type = S_ISBLK(st.st_mode)   ? NodeType::kBlock
+          : S_ISCHR(st.st_mode) ? NodeType::kChar
+                                : NodeType::kOther;
   *major_out = major(st.st_rdev);
   *minor_out = minor(st.st_rdev);
   return true;
@@ -402,7 +434,8 @@ size_t Similarity(std::string_view devpath, std::string_view anchor) {
     ++suffix;
   }
   // Names alike ("loop12" for "loop120") count too: that is the usual near miss for a node name.
-  size_t name = common_prefix(devpath.substr(devpath.rfind('/') + 1), anchor.substr(anchor.rfind('/') + 1));
+  size_t name =
+      common_prefix(devpath.substr(devpath.rfind('/') + 1), anchor.substr(anchor.rfind('/') + 1));
   return std::max({common_prefix(devpath, anchor), suffix, name});
 }
 

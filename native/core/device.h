@@ -65,7 +65,8 @@ class DeviceMatcher : public UeventMatcher {
 
 // Parses `spec` for `bus` (a PCI path, CCW bus id, SCSI address, or node name for MMIO/pmem) and
 // builds its matcher; PCI walks the bridges now. Null with `err` set on bad input or sysfs.
-std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spec, const std::string& root_complex,
+std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spec,
+                                                 const std::string& root_complex,
                                                  const std::string& sysfs_root, DeviceError* err);
 
 // False only when opening the node fails with ENXIO: the disk is in sysfs (and devtmpfs made

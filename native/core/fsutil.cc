@@ -7,8 +7,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <string_view>
 
@@ -96,7 +96,8 @@ bool IsMountRootAt(int dirfd, const char* name, dev_t parent_dev, bool* is_root,
 }
 
 // Entry names of an open directory (the fd is duplicated; the caller keeps its own).
-bool ListDir(int dirfd, std::vector<std::string>* names, SysError* error, const std::string& shown) {
+bool ListDir(int dirfd, std::vector<std::string>* names, SysError* error,
+             const std::string& shown) {
   int dup_fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0) {
     error->Set(errno, "fcntl", shown);
@@ -111,7 +112,8 @@ bool ListDir(int dirfd, std::vector<std::string>* names, SysError* error, const 
   rewinddir(d);
   errno = 0;
   while (dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names->emplace_back(e->d_name);
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+      names->emplace_back(e->d_name);
     errno = 0;
   }
   const int err = errno;
@@ -213,7 +215,8 @@ bool FsGroupAt(int dirfd, const char* name, const std::string& shown, gid_t gid,
     std::vector<std::string> names;
     if (!ListDir(sub.get(), &names, error, shown)) return false;
     for (const std::string& child : names) {
-      if (!FsGroupAt(sub.get(), child.c_str(), Join(shown, child), gid, read_only, result, error)) return false;
+      if (!FsGroupAt(sub.get(), child.c_str(), Join(shown, child), gid, read_only, result, error))
+        return false;
     }
     mask |= kExecMask | S_ISGID;
   }
@@ -366,7 +369,9 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
       int err = errno;
       // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; say what it really is.
       struct stat st;
-      if (err == ENOTDIR && fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) err = ELOOP;
+      if (err == ENOTDIR && fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(st.st_mode))
+        err = ELOOP;
       error->Set(err, "open", shown);
       UndoCreated(created);
       return false;
@@ -411,7 +416,9 @@ bool RemoveTree(const std::string& path, SysError* error) {
     if (!MountBelow(std::string(real, static_cast<size_t>(n)), &below, error)) return false;
     if (!below.empty()) {
       // Report it under the caller's spelling of the tree when it lies below it.
-      const std::string shown = below.size() > static_cast<size_t>(n) ? Join(path, below.substr(static_cast<size_t>(n) + 1)) : path;
+      const std::string shown = below.size() > static_cast<size_t>(n)
+                                    ? Join(path, below.substr(static_cast<size_t>(n) + 1))
+                                    : path;
       error->Set(EBUSY, "rmdir", shown);
       return false;
     }
@@ -445,8 +452,8 @@ bool ApplyFsGroup(const std::string& path, unsigned gid, bool read_only, bool on
 
 bool EnsureHugepages(const std::string& sysfs_root, unsigned long page_kb, unsigned long pages,
                      unsigned long* previous, unsigned long* allocated, SysError* error) {
-  const std::string path = Join(sysfs_root, "kernel/mm/hugepages/hugepages-" +
-                                                std::to_string(page_kb) + "kB/nr_hugepages");
+  const std::string path = Join(
+      sysfs_root, "kernel/mm/hugepages/hugepages-" + std::to_string(page_kb) + "kB/nr_hugepages");
   if (!ReadCount(path, previous, error)) return false;
   if (*previous >= pages) {
     *allocated = *previous;

@@ -12,8 +12,8 @@ namespace kata {
 
 enum class BeneathError {
   kNone = 0,
-  kSymlink,     // a component (or the leaf) is a symlink: the path could be redirected
-  kNotDir,      // a component on the way is not a directory
+  kSymlink,  // a component (or the leaf) is a symlink: the path could be redirected
+  kNotDir,   // a component on the way is not a directory
 };
 
 // Walks `rel` (relative, normalized, no "." or "..") from the already existing directory `root`,

@@ -1,11 +1,13 @@
 // The glibc floor. Node's own Linux builds run on glibc 2.28, so the addon must too, but it is
 // built on Debian 12 (glibc 2.36) with libstdc++ and libgcc linked in statically, and those (and
 // the inline parts of the C++ headers) bind to symbol versions a 2.28 libc does not have:
-// pthread_* (including pthread_setname_np) moved into libc at 2.34 with new default versions, pthread_cond_clockwait (2.30),
-// __libc_single_threaded (2.32), stat/lstat/fstat/fstatat (2.33, inline __xstat calls before), _dl_find_object (2.35, the unwinder), arc4random (2.36,
-// std::random_device). CMake links with -Wl,--wrap=<each> (KATA_GLIBC_WRAPPED) so every reference,
-// including those inside the static archives, lands here instead, and each is served through an
-// interface 2.28 already has. scripts/verify-prebuilds.js proves the result symbol by symbol.
+// pthread_* (including pthread_setname_np) moved into libc at 2.34 with new default versions,
+// pthread_cond_clockwait (2.30),
+// __libc_single_threaded (2.32), stat/lstat/fstat/fstatat (2.33, inline __xstat calls before),
+// _dl_find_object (2.35, the unwinder), arc4random (2.36, std::random_device). CMake links with
+// -Wl,--wrap=<each> (KATA_GLIBC_WRAPPED) so every reference, including those inside the static
+// archives, lands here instead, and each is served through an interface 2.28 already has.
+// scripts/verify-prebuilds.js proves the result symbol by symbol.
 #if defined(KATA_GLIBC_COMPAT)
 
 #include <dlfcn.h>
@@ -39,12 +41,13 @@
 
 // The arch's first version of a libpthread function: on glibc < 2.34 it lives in libpthread.so.0
 // (which Node itself links), on newer glibc libc.so.6 still exports it under that version.
-#define KATA_OLD_VERSION(ret, name, params, version)                           \
-  extern "C" ret kata_base_##name params;                                       \
+#define KATA_OLD_VERSION(ret, name, params, version) \
+  extern "C" ret kata_base_##name params;            \
   __asm__(".symver kata_base_" #name "," #name "@" version)
 #define KATA_BASE_VERSION(ret, name, params) KATA_OLD_VERSION(ret, name, params, KATA_GLIBC_BASE)
 
-KATA_BASE_VERSION(int, pthread_create, (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*));
+KATA_BASE_VERSION(int, pthread_create,
+                  (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*));
 KATA_BASE_VERSION(int, pthread_join, (pthread_t, void**));
 KATA_BASE_VERSION(int, pthread_detach, (pthread_t));
 KATA_BASE_VERSION(int, pthread_once, (pthread_once_t*, void (*)()));
@@ -58,12 +61,17 @@ KATA_OLD_VERSION(int, pthread_getname_np, (pthread_t, char*, size_t), KATA_GLIBC
 
 extern "C" {
 
-KATA_HIDDEN int __wrap_pthread_create(pthread_t* t, const pthread_attr_t* attr, void* (*fn)(void*), void* arg) {
+KATA_HIDDEN int __wrap_pthread_create(pthread_t* t, const pthread_attr_t* attr, void* (*fn)(void*),
+                                      void* arg) {
   return kata_base_pthread_create(t, attr, fn, arg);
 }
-KATA_HIDDEN int __wrap_pthread_join(pthread_t t, void** ret) { return kata_base_pthread_join(t, ret); }
+KATA_HIDDEN int __wrap_pthread_join(pthread_t t, void** ret) {
+  return kata_base_pthread_join(t, ret);
+}
 KATA_HIDDEN int __wrap_pthread_detach(pthread_t t) { return kata_base_pthread_detach(t); }
-KATA_HIDDEN int __wrap_pthread_once(pthread_once_t* once, void (*fn)()) { return kata_base_pthread_once(once, fn); }
+KATA_HIDDEN int __wrap_pthread_once(pthread_once_t* once, void (*fn)()) {
+  return kata_base_pthread_once(once, fn);
+}
 KATA_HIDDEN int __wrap_pthread_key_create(pthread_key_t* key, void (*dtor)(void*)) {
   return kata_base_pthread_key_create(key, dtor);
 }
@@ -72,8 +80,12 @@ KATA_HIDDEN int __wrap_pthread_key_create(pthread_key_t* key, void (*dtor)(void*
 KATA_HIDDEN int __wrap___pthread_key_create(pthread_key_t* key, void (*dtor)(void*)) {
   return kata_base___pthread_key_create(key, dtor);
 }
-KATA_HIDDEN int __wrap_pthread_key_delete(pthread_key_t key) { return kata_base_pthread_key_delete(key); }
-KATA_HIDDEN void* __wrap_pthread_getspecific(pthread_key_t key) { return kata_base_pthread_getspecific(key); }
+KATA_HIDDEN int __wrap_pthread_key_delete(pthread_key_t key) {
+  return kata_base_pthread_key_delete(key);
+}
+KATA_HIDDEN void* __wrap_pthread_getspecific(pthread_key_t key) {
+  return kata_base_pthread_getspecific(key);
+}
 KATA_HIDDEN int __wrap_pthread_setspecific(pthread_key_t key, const void* value) {
   return kata_base_pthread_setspecific(key, value);
 }
@@ -91,8 +103,8 @@ KATA_HIDDEN char __wrap___libc_single_threaded = 0;
 // std::condition_variable waits on steady_clock through this. Without it libstdc++ falls back to a
 // CLOCK_REALTIME deadline too; it re-reads steady_clock after every wake-up, so a realtime clock
 // step only causes an early (spurious) or late wake-up, never a wrong result.
-KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock,
-                                              const struct timespec* abstime) {
+KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex,
+                                              clockid_t clock, const struct timespec* abstime) {
   constexpr long kNs = 1000000000L;
   if (abstime->tv_nsec < 0 || abstime->tv_nsec >= kNs) return EINVAL;
   if (clock == CLOCK_REALTIME) return pthread_cond_timedwait(cond, mutex, abstime);
@@ -105,7 +117,8 @@ KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mute
   constexpr time_t kMin = static_cast<time_t>(1) << (sizeof(time_t) * 8 - 1);
   constexpr time_t kMax = ~kMin;
   time_t sec;
-  if (__builtin_sub_overflow(abstime->tv_sec, mono.tv_sec, &sec)) sec = abstime->tv_sec < 0 ? kMin : kMax;
+  if (__builtin_sub_overflow(abstime->tv_sec, mono.tv_sec, &sec))
+    sec = abstime->tv_sec < 0 ? kMin : kMax;
   long nsec = abstime->tv_nsec - mono.tv_nsec;
   if (nsec < 0) {
     nsec += kNs;
@@ -118,7 +131,8 @@ KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mute
     at.tv_nsec -= kNs;
     carry = 1;
   }
-  if (__builtin_add_overflow(at.tv_sec, sec, &at.tv_sec) || __builtin_add_overflow(at.tv_sec, carry, &at.tv_sec)) {
+  if (__builtin_add_overflow(at.tv_sec, sec, &at.tv_sec) ||
+      __builtin_add_overflow(at.tv_sec, carry, &at.tv_sec)) {
     at.tv_sec = kMax;
     at.tv_nsec = kNs - 1;
   }
@@ -130,11 +144,15 @@ KATA_HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t* cond, pthread_mute
 KATA_HIDDEN int __wrap_fstatat(int dirfd, const char* path, struct stat* st, int flags) {
   return static_cast<int>(syscall(SYS_newfstatat, dirfd, path, st, flags));
 }
-KATA_HIDDEN int __wrap_stat(const char* path, struct stat* st) { return __wrap_fstatat(AT_FDCWD, path, st, 0); }
+KATA_HIDDEN int __wrap_stat(const char* path, struct stat* st) {
+  return __wrap_fstatat(AT_FDCWD, path, st, 0);
+}
 KATA_HIDDEN int __wrap_lstat(const char* path, struct stat* st) {
   return __wrap_fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
 }
-KATA_HIDDEN int __wrap_fstat(int fd, struct stat* st) { return __wrap_fstatat(fd, "", st, AT_EMPTY_PATH); }
+KATA_HIDDEN int __wrap_fstat(int fd, struct stat* st) {
+  return __wrap_fstatat(fd, "", st, AT_EMPTY_PATH);
+}
 
 // std::random_device. arc4random cannot fail, so neither may this: getrandom (2.25), then
 // /dev/urandom for kernels older than 3.17, else abort as glibc's own arc4random does.
@@ -151,8 +169,10 @@ KATA_HIDDEN uint32_t __wrap_arc4random() {
       if (fd < 0) abort();
       while (have < sizeof value) {
         const ssize_t r = read(fd, p + have, sizeof value - have);
-        if (r > 0) have += static_cast<size_t>(r);
-        else if (r == 0 || errno != EINTR) abort();
+        if (r > 0)
+          have += static_cast<size_t>(r);
+        else if (r == 0 || errno != EINTR)
+          abort();
       }
       close(fd);
     } else if (n == 0 || errno != EINTR) {

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mount.h>
-#include <sys/statvfs.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,17 +212,18 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
     // mount(2) follows the /proc link to exactly the object the fd holds; a later rename or
     // symlink at the path cannot change what it names.
     const std::string at = "/proc/self/fd/" + std::to_string(fd);
-    ok = LegacyMount(source, target, fstype, opts, {at.c_str(), request.beneath, relative.c_str(), fd},
-                     error);
+    ok = LegacyMount(source, target, fstype, opts,
+                     {at.c_str(), request.beneath, relative.c_str(), fd}, error);
   }
   close(fd);
   return ok;
 }
 
-bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used, SysError* error) {
+bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used,
+             SysError* error) {
   const NewMountSupport& probe = ProbeNewMountApi();
-  const bool use_new =
-      api == MountApi::kNew || (api == MountApi::kAuto && probe.fspick && probe.fsconfig && FitsFsconfig(opts));
+  const bool use_new = api == MountApi::kNew || (api == MountApi::kAuto && probe.fspick &&
+                                                 probe.fsconfig && FitsFsconfig(opts));
   *used = use_new ? MountApi::kNew : MountApi::kLegacy;
   if (use_new) return ReconfigureSuperblock(target, opts, error);
   struct statvfs st;

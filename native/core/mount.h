@@ -42,7 +42,8 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
 // it and fsconfig takes the data; else mount(2) with MS_REMOUNT, keeping the mount's own
 // nosuid/nodev/noexec/atime flags (statvfs), which a bare MS_REMOUNT would clear. `used` says
 // which API ran.
-bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used, SysError* error);
+bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used,
+             SysError* error);
 
 struct UmountOptions {
   bool detach = false;

@@ -73,9 +73,8 @@ constexpr uint64_t kAttrAtimeField = 0x70;
 constexpr uint64_t kAttrNodiratime = 0x80;
 constexpr uint64_t kAttrNosymfollow = 0x00200000;
 // What fsmount() accepts in its attr_flags; nosymfollow has to go through mount_setattr.
-constexpr uint64_t kFsmountAttrs =
-    kAttrRdonly | kAttrNosuid | kAttrNodev | kAttrNoexec | kAttrNoatime | kAttrStrictatime |
-    kAttrNodiratime;
+constexpr uint64_t kFsmountAttrs = kAttrRdonly | kAttrNosuid | kAttrNodev | kAttrNoexec |
+                                   kAttrNoatime | kAttrStrictatime | kAttrNodiratime;
 
 struct MountAttr {
   uint64_t attr_set;
@@ -175,7 +174,7 @@ constexpr struct {
   unsigned long ms;
   const char* word;
 } kSuperblockFlags[] = {
-    {MS_RDONLY, "ro"},     {MS_SYNCHRONOUS, "sync"}, {MS_DIRSYNC, "dirsync"},
+    {MS_RDONLY, "ro"},     {MS_SYNCHRONOUS, "sync"},  {MS_DIRSYNC, "dirsync"},
     {MS_MANDLOCK, "mand"}, {MS_LAZYTIME, "lazytime"},
 };
 
@@ -193,9 +192,8 @@ bool ConfigureWord(int fs_fd, std::string word, SysError* error, const char* sou
     }
     word.resize(eq);
   }
-  const int rc = has_value
-                     ? SysFsconfig(fs_fd, kFsconfigSetString, word.c_str(), value.c_str(), 0)
-                     : SysFsconfig(fs_fd, kFsconfigSetFlag, word.c_str(), nullptr, 0);
+  const int rc = has_value ? SysFsconfig(fs_fd, kFsconfigSetString, word.c_str(), value.c_str(), 0)
+                           : SysFsconfig(fs_fd, kFsconfigSetFlag, word.c_str(), nullptr, 0);
   if (rc != 0) {
     error->Set(errno, "fsconfig", source, target);
     return false;
@@ -307,8 +305,7 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
   Fd mnt;
   uint64_t pending = 0;  // attributes still to set on a detached new superblock's mount
   if (is_bind) {
-    const unsigned tree_flags =
-        kOpenTreeClone | O_CLOEXEC | ((flags & MS_REC) ? AT_RECURSIVE : 0);
+    const unsigned tree_flags = kOpenTreeClone | O_CLOEXEC | ((flags & MS_REC) ? AT_RECURSIVE : 0);
     mnt.reset(SysOpenTree(AT_FDCWD, source, tree_flags));
     if (mnt.get() < 0) {
       error->Set(errno, "open_tree", source, target);
@@ -355,11 +352,10 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
     }
   }
 
-  const int rc = target_fd >= 0
-                     ? SysMoveMount(mnt.get(), "", target_fd, "",
-                                    kMoveMountFEmptyPath | kMoveMountTEmptyPath)
-                     : SysMoveMount(mnt.get(), "", AT_FDCWD, target,
-                                    kMoveMountFEmptyPath | kMoveMountTSymlinks);
+  const int rc = target_fd >= 0 ? SysMoveMount(mnt.get(), "", target_fd, "",
+                                               kMoveMountFEmptyPath | kMoveMountTEmptyPath)
+                                : SysMoveMount(mnt.get(), "", AT_FDCWD, target,
+                                               kMoveMountFEmptyPath | kMoveMountTSymlinks);
   if (rc != 0) {
     // Closing the fd dissolves the detached mount: nothing was ever visible.
     error->Set(errno, "move_mount", source, target);

@@ -3,7 +3,6 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
-
 namespace kata {
 namespace {
 
@@ -98,7 +97,8 @@ constexpr Index kIndex = BuildIndex();
 
 constexpr bool LongestWordIsRight() {
   size_t longest = 0;
-  for (const Word& entry : kWords) longest = entry.word.size() > longest ? entry.word.size() : longest;
+  for (const Word& entry : kWords)
+    longest = entry.word.size() > longest ? entry.word.size() : longest;
   return longest == kLongestWord;
 }
 static_assert(LongestWordIsRight(), "kLongestWord must be the longest word of kWords");
@@ -114,7 +114,9 @@ const Word* Lookup(std::string_view word) {
   }
 }
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 // A data word as the filesystem gets it: quotes that protect no comma are dropped (size="1m" is
 // size=1m through both APIs); around a comma they stay, for mount(2)'s sake.
@@ -200,7 +202,7 @@ bool NextOptionWord(std::string_view list, size_t* pos, std::string_view* word) 
   if (i > n) return false;
   const size_t start = i;
   bool quoted = false;
-    // Skip ordinary bytes in a tight loop (parsing is on every mount's path, DESIGN 6).
+  // Skip ordinary bytes in a tight loop (parsing is on every mount's path, DESIGN 6).
   for (;; ++i) {
     while (i < n && p[i] != ',' && p[i] != '"' && p[i] != '\\' && p[i] != '\0') ++i;
     if (i >= n || p[i] == '\0') break;  // an element boundary also ends a quote left open

@@ -7,12 +7,13 @@
 namespace kata {
 
 struct MountOptions {
-  unsigned long flags = 0;        // MS_* passed to the main mount(2)
-  unsigned long propagation = 0;  // MS_{PRIVATE,SHARED,SLAVE,UNBINDABLE}[|MS_REC], applied separately
+  unsigned long flags = 0;  // MS_* passed to the main mount(2)
+  unsigned long propagation =
+      0;  // MS_{PRIVATE,SHARED,SLAVE,UNBINDABLE}[|MS_REC], applied separately
   // The flags a clear word (rw, suid, dev, exec, atime, ...) named last: a bind starts from its
   // source's flags, so "not set" and "cleared" differ there.
   unsigned long cleared = 0;
-  std::string data;               // everything that is not a flag, comma-joined in order
+  std::string data;  // everything that is not a flag, comma-joined in order
   // runc's rro/rnosuid/rnodev/rnoexec as MS_* bits: only mount_setattr(AT_RECURSIVE) can apply
   // them, so the legacy API must refuse them; `recursive_word` is the first one, for that error.
   unsigned long recursive_flags = 0;
@@ -21,19 +22,20 @@ struct MountOptions {
 
 enum class OptionError {
   kNone = 0,
-  kLoop,      // "loop" needs losetup; an agent must refuse it rather than half-handle it
-  kTooLong,   // data would not fit in the page the kernel copies
-  kSpace,     // a word starts or ends with whitespace: no API would read it the same way
-  kQuote,     // a word with an unclosed double quote
-  kEscape,    // a word ending in a backslash that escapes nothing (it would join the next word)
+  kLoop,     // "loop" needs losetup; an agent must refuse it rather than half-handle it
+  kTooLong,  // data would not fit in the page the kernel copies
+  kSpace,    // a word starts or ends with whitespace: no API would read it the same way
+  kQuote,    // a word with an unclosed double quote
+  kEscape,   // a word ending in a backslash that escapes nothing (it would join the next word)
 };
 
 // The one option tokenizer, used by the parser, by the new API to hand data words to fsconfig,
 // and (through the binding) by drivers that read options themselves. Words end at a comma or at
-// '\0' (between the caller's elements; a quote left open ends there too), except a comma inside double quotes (context="a,b") or
-// escaped with a backslash (overlayfs' lowerdir=/a\,b). Quotes and backslashes stay in the
-// word: the filesystem interprets escapes (overlayfs unescapes its paths), and the parser
-// removes quotes that protect no comma. Returns false at the end of `list`; `*pos` starts at 0.
+// '\0' (between the caller's elements; a quote left open ends there too), except a comma inside
+// double quotes (context="a,b") or escaped with a backslash (overlayfs' lowerdir=/a\,b). Quotes and
+// backslashes stay in the word: the filesystem interprets escapes (overlayfs unescapes its paths),
+// and the parser removes quotes that protect no comma. Returns false at the end of `list`; `*pos`
+// starts at 0.
 bool NextOptionWord(std::string_view list, size_t* pos, std::string_view* word);
 
 // `list` holds the caller's option elements separated by '\0' (so one string crosses from JS);

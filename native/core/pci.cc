@@ -53,7 +53,8 @@ bool ParsePciPath(std::string_view text, PciPath* out) {
   bool first = true;
   for (;;) {
     size_t slash = text.find('/', start);
-    std::string_view elem = text.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    std::string_view elem = text.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     size_t dot = elem.find('.');
     std::string_view slot_text = elem.substr(0, dot);
     int slot = 0;
@@ -90,13 +91,14 @@ bool IsPciDeviceName(std::string_view name, size_t* bus_len) {
   size_t colon = name.rfind(':');
   if (colon == std::string_view::npos || !IsPciBusName(name.substr(0, colon))) return false;
   std::string_view sf = name.substr(colon + 1);
-  if (sf.size() != 4 || sf[2] != '.' || !AllHex(sf.substr(0, 2)) || sf[3] < '0' || sf[3] > '7') return false;
+  if (sf.size() != 4 || sf[2] != '.' || !AllHex(sf.substr(0, 2)) || sf[3] < '0' || sf[3] > '7')
+    return false;
   *bus_len = colon;
   return true;
 }
 
-bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root_complex, std::string* out,
-                    DeviceError* err) {
+bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root_complex,
+                    std::string* out, DeviceError* err) {
   int rc = path.root_complex >= 0 ? path.root_complex : root_complex;
   const std::string sysfs = SysfsPrefix(sysfs_root);
   std::string root_bus;
@@ -120,7 +122,8 @@ bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root
     if (!missing) {
       if (names.size() != 1) {
         err->Set("ERR_SYSFS", dir + "/pci_bus",
-                 "expected exactly one PCI bus behind the bridge, found " + std::to_string(names.size()));
+                 "expected exactly one PCI bus behind the bridge, found " +
+                     std::to_string(names.size()));
         return false;
       }
       if (!IsPciBusName(names[0])) {
@@ -144,18 +147,21 @@ bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root
       if (child_bus.empty()) {
         child_bus = b;
       } else if (b != child_bus) {
-        err->Set("ERR_SYSFS", dir, "devices of two PCI buses (" + child_bus + ", " + b + ") behind one bridge");
+        err->Set("ERR_SYSFS", dir,
+                 "devices of two PCI buses (" + child_bus + ", " + b + ") behind one bridge");
         return false;
       }
     }
     if (child_bus.empty()) {
-      err->Set("ERR_SYSFS", dir, "no PCI bus behind the bridge (neither pci_bus/ nor child devices)");
+      err->Set("ERR_SYSFS", dir,
+               "no PCI bus behind the bridge (neither pci_bus/ nor child devices)");
       return false;
     }
     bus = child_bus;
   }
   if (dir.size() >= 4096) {
-    err->Set("ERR_SYSFS", dir.substr(0, 256) + "...", "sysfs path longer than PATH_MAX", ENAMETOOLONG);
+    err->Set("ERR_SYSFS", dir.substr(0, 256) + "...", "sysfs path longer than PATH_MAX",
+             ENAMETOOLONG);
     return false;
   }
   *out = std::move(dir);

@@ -33,11 +33,12 @@ bool ParseRootComplex(std::string_view text, int* out);
 
 // The absolute sysfs directory of the device at `path`, starting at the root bus pci0000:<rc>
 // wherever this guest has it (LocatePciRootBus: /devices/pci0000:<rc> under ACPI,
-// /devices/platform/<host bridge>/pci0000:<rc> under a device tree). Each bridge's bus comes from its pci_bus/ entry (exactly
-// one) or, when it has none, from its child devices (exactly one bus among them). Bridges must
-// exist; the final device need not. `root_complex` applies when the path does not name one.
-bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root_complex, std::string* out,
-                    DeviceError* err);
+// /devices/platform/<host bridge>/pci0000:<rc> under a device tree). Each bridge's bus comes from
+// its pci_bus/ entry (exactly one) or, when it has none, from its child devices (exactly one bus
+// among them). Bridges must exist; the final device need not. `root_complex` applies when the path
+// does not name one.
+bool PciPathToSysfs(const std::string& sysfs_root, const PciPath& path, int root_complex,
+                    std::string* out, DeviceError* err);
 
 // "0000:01" as found under pci_bus/ (domain of 4-8 hex digits, bus of 2).
 bool IsPciBusName(std::string_view name);

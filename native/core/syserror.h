@@ -7,10 +7,10 @@
 namespace kata {
 
 struct SysError {
-  int err = 0;                   // positive errno; 0 means success
-  const char* syscall = "";      // static string: "mount", "umount2", "statx", ...
-  std::string path;              // Node's `path` (for mount: the source)
-  std::string dest;              // Node's `dest` (for mount: the target)
+  int err = 0;               // positive errno; 0 means success
+  const char* syscall = "";  // static string: "mount", "umount2", "statx", ...
+  std::string path;          // Node's `path` (for mount: the source)
+  std::string dest;          // Node's `dest` (for mount: the target)
   // What the kernel wrote to a filesystem context (fsopen fd) about the failure, e.g.
   // "tmpfs: Bad value for 'size'"; mount(2) sends the same text only to dmesg.
   std::vector<std::string> kernel_messages;

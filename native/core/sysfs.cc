@@ -32,7 +32,8 @@ std::string SysfsPrefix(const std::string& root) {
   return root.substr(0, end);
 }
 
-bool ListDir(const std::string& dir, std::vector<std::string>* names, bool* missing, DeviceError* err) {
+bool ListDir(const std::string& dir, std::vector<std::string>* names, bool* missing,
+             DeviceError* err) {
   names->clear();
   *missing = false;
   if (TooLong(dir, err)) return false;
@@ -60,7 +61,8 @@ bool ListDir(const std::string& dir, std::vector<std::string>* names, bool* miss
     }
     if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
     if (names->size() == kMaxSysfsEntries) {
-      err->Set(kSysfs, dir, "more than " + std::to_string(kMaxSysfsEntries) + " entries in a sysfs directory");
+      err->Set(kSysfs, dir,
+               "more than " + std::to_string(kMaxSysfsEntries) + " entries in a sysfs directory");
       ok = false;
       break;
     }
@@ -119,7 +121,8 @@ bool WriteAttribute(const std::string& path, const std::string& text, DeviceErro
   int e = errno;
   close(fd);
   if (n != static_cast<ssize_t>(text.size())) {
-    err->Set(kSysfs, path, "cannot write sysfs attribute: " + Describe(n < 0 ? e : EIO), n < 0 ? e : EIO, "write");
+    err->Set(kSysfs, path, "cannot write sysfs attribute: " + Describe(n < 0 ? e : EIO),
+             n < 0 ? e : EIO, "write");
     return false;
   }
   return true;

@@ -32,7 +32,8 @@ constexpr size_t kMaxSysfsEntries = 4096;
 
 // Lists the names in `dir` (without . and ..), sorted. A missing directory sets *missing and is
 // not an error; everything else that goes wrong is ERR_SYSFS.
-bool ListDir(const std::string& dir, std::vector<std::string>* names, bool* missing, DeviceError* err);
+bool ListDir(const std::string& dir, std::vector<std::string>* names, bool* missing,
+             DeviceError* err);
 
 // lstat(2): true when `path` exists (a dangling symlink exists); ENOENT/ENOTDIR are "no".
 bool PathExists(const std::string& path, bool* exists, DeviceError* err);

@@ -59,7 +59,8 @@ bool ParseUevent(const char* data, size_t len, Uevent* out) {
   size_t pos = end == std::string_view::npos ? len : end + 1;
   while (pos < len) {
     size_t next = msg.find('\0', pos);
-    std::string_view field = msg.substr(pos, next == std::string_view::npos ? std::string_view::npos : next - pos);
+    std::string_view field =
+        msg.substr(pos, next == std::string_view::npos ? std::string_view::npos : next - pos);
     pos = next == std::string_view::npos ? len : next + 1;
     size_t eq = field.find('=');
     if (field.empty() || eq == std::string_view::npos) continue;
@@ -141,7 +142,8 @@ void UeventMonitor::Run(int fd) {
       return;
     }
     // Only the kernel (port 0) speaks on this group; anything else is forged or udevd's.
-    if (mh.msg_namelen != sizeof from || from.nl_pid != 0 || (mh.msg_flags & MSG_TRUNC) != 0) continue;
+    if (mh.msg_namelen != sizeof from || from.nl_pid != 0 || (mh.msg_flags & MSG_TRUNC) != 0)
+      continue;
     Uevent ev;
     if (ParseUevent(buf.data(), static_cast<size_t>(n), &ev)) Deliver(ev);
   }

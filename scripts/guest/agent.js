@@ -30,7 +30,8 @@ function mounts(prefix = ROOT) {
     const f = pre.split(' ');
     const g = post.split(' ');
     const point = f[4].replace(/\\040/g, ' ');
-    if (point === prefix || point.startsWith(`${prefix}/`)) out.push({ point, fstype: g[0], source: g[1], options: `${f[5]},${g[2]}` });
+    if (point === prefix || point.startsWith(`${prefix}/`))
+      out.push({ point, fstype: g[0], source: g[1], options: `${f[5]},${g[2]}` });
   }
   return out;
 }
@@ -95,7 +96,11 @@ async function plugAndAdd(id, storages, containerId) {
 /** The storage at `point` is a real mount of `fstype` whose host-written marker reads `want`. */
 function proveMount(name, point, fstype, want, sourceRe) {
   const m = mountAt(point);
-  check(`${name}: in mountinfo as ${fstype}`, m && m.fstype === fstype && (!sourceRe || sourceRe.test(m.source)), JSON.stringify(m));
+  check(
+    `${name}: in mountinfo as ${fstype}`,
+    m && m.fstype === fstype && (!sourceRe || sourceRe.test(m.source)),
+    JSON.stringify(m),
+  );
   if (want !== undefined) {
     let got;
     try {
@@ -119,16 +124,28 @@ async function q35() {
 
   await scenario('blk on a PCIe root port', async () => {
     const point = `${disks}/blank`;
-    await plugAndAdd('rootport', [{ driver: 'blk', source: '05/00', fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: point }], 'c1');
+    await plugAndAdd(
+      'rootport',
+      [{ driver: 'blk', source: '05/00', fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: point }],
+      'c1',
+    );
     const m = proveMount('blk 05/00 create_filesystem', point, 'ext4', undefined, /^\/dev\/vd[a-z]+$/);
     rootPortDisk = blockOf(m);
     fs.writeFileSync(`${point}/written-by-guest`, 'guest wrote this\n');
-    check('blk 05/00: device is the one at PCI 0000:00:05.0/0000:01:00.0', fs.realpathSync(`/sys/block/${rootPortDisk}`).includes('/0000:00:05.0/0000:01:00.0/'), fs.realpathSync(`/sys/block/${rootPortDisk}`));
+    check(
+      'blk 05/00: device is the one at PCI 0000:00:05.0/0000:01:00.0',
+      fs.realpathSync(`/sys/block/${rootPortDisk}`).includes('/0000:00:05.0/0000:01:00.0/'),
+      fs.realpathSync(`/sys/block/${rootPortDisk}`),
+    );
   });
 
   await scenario('blk behind a PCI bridge', async () => {
     const point = `${disks}/bridge`;
-    await plugAndAdd('bridge', [{ driver: 'blk', source: '06/03', fstype: 'ext4', options: ['ro'], mountPoint: point }], 'c1');
+    await plugAndAdd(
+      'bridge',
+      [{ driver: 'blk', source: '06/03', fstype: 'ext4', options: ['ro'], mountPoint: point }],
+      'c1',
+    );
     bridgeDisk = blockOf(proveMount('blk 06/03 (two-level path)', point, 'ext4', 'bridge', /^\/dev\/vd/));
   });
 
@@ -136,25 +153,48 @@ async function q35() {
     const point = `${disks}/fn1`;
     await plugAndAdd('multifunction', [{ driver: 'blk', source: '08/00.1', fstype: 'ext4', mountPoint: point }], 'c1');
     const m = proveMount('blk 08/00.1 (function 1)', point, 'ext4', 'function1', /^\/dev\/vd/);
-    check('blk 08/00.1: function 1 behind the port at 08, not function 0', /\/0000:00:08\.0\/0000:[0-9a-f]{2}:00\.1\/virtio/.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)), fs.realpathSync(`/sys/block/${blockOf(m)}`));
+    check(
+      'blk 08/00.1: function 1 behind the port at 08, not function 0',
+      /\/0000:00:08\.0\/0000:[0-9a-f]{2}:00\.1\/virtio/.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)),
+      fs.realpathSync(`/sys/block/${blockOf(m)}`),
+    );
   });
 
   await scenario('scsi target:lun', async () => {
     const point = `${disks}/scsi`;
     await plugAndAdd('scsi', [{ driver: 'scsi', source: '1:2', fstype: 'ext4', mountPoint: point }], 'c1');
     const m = proveMount('scsi 1:2', point, 'ext4', 'scsi', /^\/dev\/sd[a-z]+$/);
-    check('scsi 1:2: the disk at <host>:0:1:2', /:0:1:2\/block\//.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)), fs.realpathSync(`/sys/block/${blockOf(m)}`));
+    check(
+      'scsi 1:2: the disk at <host>:0:1:2',
+      /:0:1:2\/block\//.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)),
+      fs.realpathSync(`/sys/block/${blockOf(m)}`),
+    );
   });
 
   await scenario('nvdimm /dev/pmem0', async () => {
     const point = `${disks}/pmem`;
-    await sandbox.addStorages([{ driver: 'nvdimm', source: '/dev/pmem0', fstype: 'ext4', options: ['ro'], mountPoint: point }], { containerId: 'c1' });
+    await sandbox.addStorages(
+      [{ driver: 'nvdimm', source: '/dev/pmem0', fstype: 'ext4', options: ['ro'], mountPoint: point }],
+      { containerId: 'c1' },
+    );
     proveMount('nvdimm /dev/pmem0', point, 'ext4', 'nvdimm', /^\/dev\/pmem0$/);
   });
 
   await scenario('9p trans=virtio', async () => {
     const point = `${SB}/shared`;
-    await sandbox.addStorages([{ driver: '9p', source: 'kataShared', fstype: '9p', options: ['version=9p2000.L'], mountPoint: point, shared: true }], { containerId: 'c1' });
+    await sandbox.addStorages(
+      [
+        {
+          driver: '9p',
+          source: 'kataShared',
+          fstype: '9p',
+          options: ['version=9p2000.L'],
+          mountPoint: point,
+          shared: true,
+        },
+      ],
+      { containerId: 'c1' },
+    );
     const m = proveMount('9p kataShared', point, '9p', '9p');
     check('9p: trans=virtio in the mount options', m && /trans=virtio/.test(m.options), m && m.options);
   });
@@ -162,29 +202,58 @@ async function q35() {
   if (process.env.KATA_VIRTIOFS === '1' || /kata\.virtiofs=1/.test(fs.readFileSync('/proc/cmdline', 'utf8'))) {
     await scenario('virtio-fs', async () => {
       const point = `${SB}/virtiofs`;
-      await sandbox.addStorages([{ driver: 'virtio-fs', source: 'kataFs', fstype: 'virtiofs', mountPoint: point }], { containerId: 'c1' });
+      await sandbox.addStorages([{ driver: 'virtio-fs', source: 'kataFs', fstype: 'virtiofs', mountPoint: point }], {
+        containerId: 'c1',
+      });
       proveMount('virtio-fs kataFs (real virtiofsd)', point, 'virtiofs', 'virtiofs');
     });
   }
 
   await scenario('ephemeral, local and overlay alongside', async () => {
     const c = `${ROOT}/c1`;
-    await sandbox.addStorages([
-      { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=8m', 'mode=1750'], mountPoint: `${c}/ephemeral` },
-      { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750'], mountPoint: `${c}/local` },
-      { driver: 'overlayfs', source: 'overlay', fstype: 'overlay', options: [`lowerdir=${disks}/bridge`, `upperdir=${c}/ov/upper`, `workdir=${c}/ov/work`], mountPoint: `${c}/rootfs` },
-    ], { containerId: 'c1' });
+    await sandbox.addStorages(
+      [
+        {
+          driver: 'ephemeral',
+          source: 'tmpfs',
+          fstype: 'tmpfs',
+          options: ['size=8m', 'mode=1750'],
+          mountPoint: `${c}/ephemeral`,
+        },
+        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750'], mountPoint: `${c}/local` },
+        {
+          driver: 'overlayfs',
+          source: 'overlay',
+          fstype: 'overlay',
+          options: [`lowerdir=${disks}/bridge`, `upperdir=${c}/ov/upper`, `workdir=${c}/ov/work`],
+          mountPoint: `${c}/rootfs`,
+        },
+      ],
+      { containerId: 'c1' },
+    );
     const e = mountAt(`${c}/ephemeral`);
-    check('ephemeral: tmpfs with mode=1750', e && e.fstype === 'tmpfs' && /mode=1750/.test(e.options), JSON.stringify(e));
+    check(
+      'ephemeral: tmpfs with mode=1750',
+      e && e.fstype === 'tmpfs' && /mode=1750/.test(e.options),
+      JSON.stringify(e),
+    );
     const l = fs.statSync(`${c}/local`);
-    check('local: a directory, mode 0750, not a mount', l.isDirectory() && (l.mode & 0o7777) === 0o750 && !mountAt(`${c}/local`), (l.mode & 0o7777).toString(8));
+    check(
+      'local: a directory, mode 0750, not a mount',
+      l.isDirectory() && (l.mode & 0o7777) === 0o750 && !mountAt(`${c}/local`),
+      (l.mode & 0o7777).toString(8),
+    );
     proveMount('overlay over the bridge disk', `${c}/rootfs`, 'overlay', 'bridge');
   });
 
   await scenario('removeContainer, device_del, a request that times out', async () => {
     await sandbox.removeContainer('c1');
     const left = mounts().map((m) => m.point);
-    check('removeContainer: only the shared 9p storage is left mounted', left.length === 1 && left[0] === `${SB}/shared`, JSON.stringify(left));
+    check(
+      'removeContainer: only the shared 9p storage is left mounted',
+      left.length === 1 && left[0] === `${SB}/shared`,
+      JSON.stringify(left),
+    );
     say('unplug', { id: 'rootport' });
     say('unplug', { id: 'bridge' });
     check('device_del: the root-port disk left the guest', await waitGone(rootPortDisk, 30000), rootPortDisk);
@@ -193,11 +262,18 @@ async function q35() {
     const t0 = Date.now();
     let err;
     try {
-      await new ks.Sandbox({ hotplugTimeoutMs: 3000 }).addStorages([{ driver: 'blk', source: '05/00', fstype: 'ext4', mountPoint: `${disks}/gone` }], { containerId: 'c9' });
+      await new ks.Sandbox({ hotplugTimeoutMs: 3000 }).addStorages(
+        [{ driver: 'blk', source: '05/00', fstype: 'ext4', mountPoint: `${disks}/gone` }],
+        { containerId: 'c9' },
+      );
     } catch (e) {
       err = e;
     }
-    check('unplugged disk: the request times out (ETIMEDOUT)', err && err.code === 'ETIMEDOUT', `${err && err.code} after ${Date.now() - t0} ms: ${err && err.message}`);
+    check(
+      'unplugged disk: the request times out (ETIMEDOUT)',
+      err && err.code === 'ETIMEDOUT',
+      `${err && err.code} after ${Date.now() - t0} ms: ${err && err.message}`,
+    );
     check('unplugged disk: nothing left behind (mountinfo and tree unchanged)', snapshot() === before, snapshot());
   });
 
@@ -207,7 +283,11 @@ async function q35() {
     const m = proveMount('blk 07/00', point, 'ext4', 'surprise', /^\/dev\/vd/);
     say('unplug', { id: 'surprise' });
     check('surprise: the mounted disk left the guest', await waitGone(blockOf(m), 30000), blockOf(m));
-    check('surprise: the mount is still in mountinfo (the kernel keeps it)', !!mountAt(point), JSON.stringify(mountAt(point)));
+    check(
+      'surprise: the mount is still in mountinfo (the kernel keeps it)',
+      !!mountAt(point),
+      JSON.stringify(mountAt(point)),
+    );
     let io = 'ok';
     try {
       fs.writeFileSync(`${point}/after-removal`, 'x'.repeat(65536));
@@ -227,7 +307,11 @@ async function q35() {
     } catch (e) {
       rm = e;
     }
-    check('surprise: removeContainer still unmounts and forgets it', !rm && !mountAt(point) && !sandbox.storages().has(point), `${rm && rm.code} ${JSON.stringify(mountAt(point))}`);
+    check(
+      'surprise: removeContainer still unmounts and forgets it',
+      !rm && !mountAt(point) && !sandbox.storages().has(point),
+      `${rm && rm.code} ${JSON.stringify(mountAt(point))}`,
+    );
   });
 
   await sandbox.destroy();
@@ -239,19 +323,34 @@ async function finish(label) {
   await scenario(`${label} removeContainer`, async () => {
     await sandbox.removeContainer('c1');
     await sandbox.destroy();
-    check(`${label}: removeContainer and destroy leave nothing mounted`, mounts().length === 0, JSON.stringify(mounts()));
+    check(
+      `${label}: removeContainer and destroy leave nothing mounted`,
+      mounts().length === 0,
+      JSON.stringify(mounts()),
+    );
   });
 }
 
 /** Older kernel (5.10): `auto` must take mount(2) there, and the blk path must still work. */
 async function old() {
   const support = ks.newMountApiSupport();
-  check('5.10: the probe finds the new mount API incomplete (no mount_setattr)', ks.effectiveMountApi('auto') === 'legacy', JSON.stringify(support));
+  check(
+    '5.10: the probe finds the new mount API incomplete (no mount_setattr)',
+    ks.effectiveMountApi('auto') === 'legacy',
+    JSON.stringify(support),
+  );
   await scenario('blk on a PCIe root port under 5.10 through mount(2)', async () => {
     const point = `${SB}/disks/blank`;
-    await plugAndAdd('rootport', [{ driver: 'blk', source: '05/00', fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: point }], 'c1');
+    await plugAndAdd(
+      'rootport',
+      [{ driver: 'blk', source: '05/00', fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: point }],
+      'c1',
+    );
     proveMount('5.10 blk 05/00', point, 'ext4', undefined, /^\/dev\/vd/);
-    await sandbox.addStorages([{ driver: '9p', source: 'kataShared', fstype: '9p', options: ['version=9p2000.L'], mountPoint: `${SB}/shared` }], { containerId: 'c1' });
+    await sandbox.addStorages(
+      [{ driver: '9p', source: 'kataShared', fstype: '9p', options: ['version=9p2000.L'], mountPoint: `${SB}/shared` }],
+      { containerId: 'c1' },
+    );
     proveMount('5.10 9p', `${SB}/shared`, '9p', '9p');
   });
   await finish('5.10');
@@ -261,9 +360,15 @@ async function old() {
 async function microvm() {
   await scenario('mmioblk /dev/vdb', async () => {
     const point = `${SB}/disks/mmio`;
-    await sandbox.addStorages([{ driver: 'mmioblk', source: '/dev/vdb', fstype: 'ext4', mountPoint: point }], { containerId: 'c1' });
+    await sandbox.addStorages([{ driver: 'mmioblk', source: '/dev/vdb', fstype: 'ext4', mountPoint: point }], {
+      containerId: 'c1',
+    });
     const m = proveMount('mmioblk /dev/vdb', point, 'ext4', 'mmio', /^\/dev\/vdb$/);
-    check('mmioblk: the disk sits on a virtio_mmio device', /virtio.mmio|LNRO0005/i.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)), fs.realpathSync(`/sys/block/${blockOf(m)}`));
+    check(
+      'mmioblk: the disk sits on a virtio_mmio device',
+      /virtio.mmio|LNRO0005/i.test(fs.realpathSync(`/sys/block/${blockOf(m)}`)),
+      fs.realpathSync(`/sys/block/${blockOf(m)}`),
+    );
   });
   await finish('mmioblk');
 }
@@ -276,17 +381,27 @@ async function microvm() {
 async function arm64() {
   await scenario('arm64 blk cold-plugged at 01', async () => {
     const point = `${SB}/disks/cold`;
-    await sandbox.addStorages([{ driver: 'blk', source: '01', fstype: 'ext4', options: ['ro'], mountPoint: point }], { containerId: 'c1' });
+    await sandbox.addStorages([{ driver: 'blk', source: '01', fstype: 'ext4', options: ['ro'], mountPoint: point }], {
+      containerId: 'c1',
+    });
     const m = proveMount('arm64 blk 01', point, 'ext4', 'cold', /^\/dev\/vd/);
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
-    check('arm64: the disk sits under the platform device\'s root bus', /^\/sys\/devices\/platform\/[^/]+\/pci0000:00\/0000:00:01\.0\//.test(real), real);
+    check(
+      "arm64: the disk sits under the platform device's root bus",
+      /^\/sys\/devices\/platform\/[^/]+\/pci0000:00\/0000:00:01\.0\//.test(real),
+      real,
+    );
   });
   await scenario('arm64 blk hot-plugged at 02/00', async () => {
     const point = `${SB}/disks/hot`;
     await plugAndAdd('rootport', [{ driver: 'blk', source: '02/00', fstype: 'ext4', mountPoint: point }], 'c1');
     const m = proveMount('arm64 blk 02/00 (pcie-root-port hot-plug)', point, 'ext4', 'hotplugged', /^\/dev\/vd/);
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
-    check('arm64: the hot-plugged disk is behind the root port at 02', /\/pci0000:00\/0000:00:02\.0\/0000:[0-9a-f]{2}:00\.0\/virtio/.test(real), real);
+    check(
+      'arm64: the hot-plugged disk is behind the root port at 02',
+      /\/pci0000:00\/0000:00:02\.0\/0000:[0-9a-f]{2}:00\.0\/virtio/.test(real),
+      real,
+    );
   });
   await finish('arm64');
 }
@@ -298,7 +413,11 @@ async function s390x() {
     await plugAndAdd('ccw', [{ driver: 'blk-ccw', source: '0.0.0005', fstype: 'ext4', mountPoint: point }], 'c1');
     const m = proveMount('blk-ccw 0.0.0005', point, 'ext4', 'ccw', /^\/dev\/vd/);
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
-    check('blk-ccw: the disk is under css0/<subchannel>/0.0.0005', /^\/sys\/devices\/css0\/0\.0\.[0-9a-f]{4}\/0\.0\.0005\/virtio\d+\/block\//.test(real), real);
+    check(
+      'blk-ccw: the disk is under css0/<subchannel>/0.0.0005',
+      /^\/sys\/devices\/css0\/0\.0\.[0-9a-f]{4}\/0\.0\.0005\/virtio\d+\/block\//.test(real),
+      real,
+    );
   });
   await finish('s390x');
 }
@@ -313,7 +432,14 @@ async function verity() {
   const shared = `${SB}/shared`;
   await sandbox.addStorages([{ driver: '9p', source: 'kataShared', fstype: '9p', mountPoint: shared, shared: true }]);
   const info = JSON.parse(fs.readFileSync(`${shared}/verity.json`, 'utf8'));
-  const storage = (source, point, vi) => ({ driver: 'blk', source, fstype: 'ext4', options: ['ro'], driverOptions: [`verity_info=${JSON.stringify(vi)}`], mountPoint: point });
+  const storage = (source, point, vi) => ({
+    driver: 'blk',
+    source,
+    fstype: 'ext4',
+    options: ['ro'],
+    driverOptions: [`verity_info=${JSON.stringify(vi)}`],
+    mountPoint: point,
+  });
   await scenario('dm-verity right root hash', async () => {
     const point = `${SB}/disks/verity`;
     await plugAndAdd('verity-good', [storage('05/00', point, info.good)], 'c1');
@@ -343,17 +469,30 @@ async function verity() {
     }
     check('dm-verity: a wrong root hash is refused', !!err, err ? `${err.code} ${err.message}` : 'mounted');
     const after = fs.existsSync('/dev/mapper') ? fs.readdirSync('/dev/mapper').sort().join(',') : '';
-    check('dm-verity: refused leaves nothing behind (mountinfo, tree, /dev/mapper)', snapshot() === before && after === mappers, `${snapshot()} mapper: ${after}`);
+    check(
+      'dm-verity: refused leaves nothing behind (mountinfo, tree, /dev/mapper)',
+      snapshot() === before && after === mappers,
+      `${snapshot()} mapper: ${after}`,
+    );
   });
   await sandbox.removeContainer('c1');
   await sandbox.destroy();
-  check('dm-verity: nothing left mounted or mapped', mounts().length === 0 && (!fs.existsSync('/dev/mapper') || fs.readdirSync('/dev/mapper').every((n) => n === 'control')), JSON.stringify(mounts()));
+  check(
+    'dm-verity: nothing left mounted or mapped',
+    mounts().length === 0 &&
+      (!fs.existsSync('/dev/mapper') || fs.readdirSync('/dev/mapper').every((n) => n === 'control')),
+    JSON.stringify(mounts()),
+  );
 }
 
 const plans = { q35, old, microvm, arm64, s390x, verity };
 
 (async () => {
-  say('node', { uptime: Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]), plan, mountApi: ks.effectiveMountApi('auto') });
+  say('node', {
+    uptime: Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]),
+    plan,
+    mountApi: ks.effectiveMountApi('auto'),
+  });
   if (!plans[plan]) check(`plan ${plan}`, false, 'unknown plan');
   else await plans[plan]();
   say('done', { passed: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length });

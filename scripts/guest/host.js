@@ -21,16 +21,40 @@ const { parseArgs } = require('node:util');
 const repo = path.resolve(__dirname, '../..');
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
-  options: { work: { type: 'string', default: '/tmp/kata-guest' }, cache: { type: 'string', default: path.join(repo, '.cache/guest') } },
+  options: {
+    work: { type: 'string', default: '/tmp/kata-guest' },
+    cache: { type: 'string', default: path.join(repo, '.cache/guest') },
+  },
 });
 const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', 'verity'];
 const work = path.resolve(opts.work);
 const cache = path.resolve(opts.cache);
 
-const APT = ['qemu-system-x86', 'busybox-static', 'kmod', 'cpio', 'e2fsprogs', ...(plans.includes('arm64') ? ['qemu-system-arm'] : []), ...(plans.includes('s390x') ? ['qemu-system-misc'] : []), ...(plans.includes('verity') ? ['cryptsetup-bin'] : [])];
+const APT = [
+  'qemu-system-x86',
+  'busybox-static',
+  'kmod',
+  'cpio',
+  'e2fsprogs',
+  ...(plans.includes('arm64') ? ['qemu-system-arm'] : []),
+  ...(plans.includes('s390x') ? ['qemu-system-misc'] : []),
+  ...(plans.includes('verity') ? ['cryptsetup-bin'] : []),
+];
 const MODULES = [
-  'crc32c_generic', 'virtio_pci', 'virtio_mmio', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'ext4', 'overlay',
-  '9pnet_virtio', '9p', 'virtiofs', 'nfit', 'nd_pmem', 'dm_verity',
+  'crc32c_generic',
+  'virtio_pci',
+  'virtio_mmio',
+  'virtio_blk',
+  'virtio_scsi',
+  'sd_mod',
+  'ext4',
+  'overlay',
+  '9pnet_virtio',
+  '9p',
+  'virtiofs',
+  'nfit',
+  'nd_pmem',
+  'dm_verity',
 ];
 
 function sh(cmd, args, o = {}) {
@@ -41,7 +65,9 @@ const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 function ensureApt() {
   const missing = APT.filter((p) => {
     try {
-      return !/install ok installed/.test(sh('dpkg-query', ['-W', '-f=${Status}', p], { stdio: ['ignore', 'pipe', 'ignore'] }));
+      return !/install ok installed/.test(
+        sh('dpkg-query', ['-W', '-f=${Status}', p], { stdio: ['ignore', 'pipe', 'ignore'] }),
+      );
     } catch {
       return true;
     }
@@ -49,11 +75,16 @@ function ensureApt() {
   if (missing.length === 0) return;
   console.log(`guest: installing ${missing.join(' ')}`);
   sh('apt-get', ['update', '-qq']);
-  sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
 }
 
 function fetchDeb(what) {
-  return sh('sh', [path.join(__dirname, 'fetch.sh'), what, cache]).trim().split('\n').pop();
+  return sh('sh', [path.join(__dirname, 'fetch.sh'), what, cache])
+    .trim()
+    .split('\n')
+    .pop();
 }
 
 /** Copies `file` (and, for a binary, every library ldd names) into `root` at the same path. */
@@ -87,7 +118,19 @@ function buildInitramfs(name, kroot, sysroot, arch) {
   const root = path.join(work, `${name}.root`);
   fs.rmSync(root, { recursive: true, force: true });
   if (sysroot) execFileSync('cp', ['-a', `${sysroot}/.`, root]);
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'run', 'tmp', 'etc', 'opt/kata/node_modules']) {
+  for (const d of [
+    'bin',
+    'sbin',
+    'usr/bin',
+    'usr/sbin',
+    'proc',
+    'sys',
+    'dev',
+    'run',
+    'tmp',
+    'etc',
+    'opt/kata/node_modules',
+  ]) {
     fs.mkdirSync(path.join(root, d), { recursive: true });
   }
   fs.rmSync(path.join(root, 'bin/busybox'), { force: true });
@@ -106,10 +149,15 @@ function buildInitramfs(name, kroot, sysroot, arch) {
   fs.mkdirSync(path.join(pkg, addonDir), { recursive: true });
   fs.copyFileSync(path.join(repo, 'package.json'), path.join(pkg, 'package.json'));
   fs.cpSync(path.join(repo, 'dist'), path.join(pkg, 'dist'), { recursive: true });
-  const addons = fs.existsSync(path.join(repo, addonDir)) ? fs.readdirSync(path.join(repo, addonDir)).filter((f) => f.endsWith('.node')) : [];
-  if (addons.length === 0) throw new Error(`no addon in ${path.join(repo, addonDir)}${sysroot ? ` (npm run prebuild -- ${arch})` : ''}`);
+  const addons = fs.existsSync(path.join(repo, addonDir))
+    ? fs.readdirSync(path.join(repo, addonDir)).filter((f) => f.endsWith('.node'))
+    : [];
+  if (addons.length === 0)
+    throw new Error(`no addon in ${path.join(repo, addonDir)}${sysroot ? ` (npm run prebuild -- ${arch})` : ''}`);
   for (const f of addons) fs.copyFileSync(path.join(repo, addonDir, f), path.join(pkg, addonDir, f));
-  fs.cpSync(path.join(repo, 'node_modules/node-gyp-build'), path.join(root, 'opt/kata/node_modules/node-gyp-build'), { recursive: true });
+  fs.cpSync(path.join(repo, 'node_modules/node-gyp-build'), path.join(root, 'opt/kata/node_modules/node-gyp-build'), {
+    recursive: true,
+  });
   fs.copyFileSync(path.join(__dirname, 'agent.js'), path.join(root, 'opt/kata/agent.js'));
 
   // Modules with their dependencies, in load order; the kernel's modules.dep made by depmod.
@@ -201,9 +249,14 @@ function verityImage(name, marker) {
   const out = sh('veritysetup', ['format', `--hash-offset=${dataBytes}`, img, img]);
   const field = (k) => (new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(out) || [])[1];
   const info = {
-    hashtype: field('Hash algorithm'), hash: field('Root hash'), blocknum: Number(field('Data blocks')),
-    blocksize: Number(field('Data block size')), hashsize: Number(field('Hash block size')), offset: dataBytes,
-    salt: field('Salt'), hash_type: Number(field('Hash type')),
+    hashtype: field('Hash algorithm'),
+    hash: field('Root hash'),
+    blocknum: Number(field('Data blocks')),
+    blocksize: Number(field('Data block size')),
+    hashsize: Number(field('Hash block size')),
+    offset: dataBytes,
+    salt: field('Salt'),
+    hash_type: Number(field('Hash type')),
   };
   return { img, info };
 }
@@ -280,7 +333,8 @@ class Qmp {
 function foreignNode(arch) {
   const sysroot = path.join(cache, `sysroot-${arch}`);
   sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), arch, sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (!fs.existsSync(path.join(repo, `prebuilds/linux-${arch}`))) sh('npm', ['run', '-s', 'prebuild', '--', arch], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (!fs.existsSync(path.join(repo, `prebuilds/linux-${arch}`)))
+    sh('npm', ['run', '-s', 'prebuild', '--', arch], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
   return sysroot;
 }
 
@@ -302,52 +356,110 @@ function planSpec(plan, virtiofs) {
     const wrongImg = path.join(work, 'verity-wrong.img');
     fs.copyFileSync(good.img, wrongImg);
     const wrong = { ...good.info, hash: good.info.hash.replace(/^./, (c) => (c === '0' ? '1' : '0')) };
-    fs.writeFileSync(path.join(shared, 'verity.json'), JSON.stringify({ good: good.info, corrupt: corrupt.info, wrong }));
+    fs.writeFileSync(
+      path.join(shared, 'verity.json'),
+      JSON.stringify({ good: good.info, corrupt: corrupt.info, wrong }),
+    );
     const blk = (id, bus, img) => [{ id, img, device: { driver: 'virtio-blk-pci', bus, addr: '00.0' } }];
     return {
       kernel: 'kernel-bookworm-amd64',
       args: [
-        '-machine', 'q35,accel=tcg', '-m', '1G', '-nodefaults', '-no-reboot', '-smp', '1',
-        '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
-        '-device', 'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
-        '-device', 'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
-        '-fsdev', `local,id=fs9p,path=${shared},security_model=none`,
-        '-device', 'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+        '-machine',
+        'q35,accel=tcg',
+        '-m',
+        '1G',
+        '-nodefaults',
+        '-no-reboot',
+        '-smp',
+        '1',
+        '-device',
+        'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
+        '-device',
+        'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
+        '-device',
+        'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
+        '-fsdev',
+        `local,id=fs9p,path=${shared},security_model=none`,
+        '-device',
+        'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
       ],
       cmdline: 'console=ttyS0 kata.plan=verity',
-      devices: { 'verity-good': blk('vgood', 'rp1', good.img), 'verity-corrupt': blk('vcorrupt', 'rp2', corrupt.img), 'verity-wrong': blk('vwrong', 'rp3', wrongImg) },
+      devices: {
+        'verity-good': blk('vgood', 'rp1', good.img),
+        'verity-corrupt': blk('vcorrupt', 'rp2', corrupt.img),
+        'verity-wrong': blk('vwrong', 'rp3', wrongImg),
+      },
     };
   }
   if (plan === 's390x') {
     const sysroot = foreignNode('s390x');
     return {
-      qemu: 'qemu-system-s390x', kernel: 'kernel-bookworm-s390x', sysroot, arch: 's390x',
+      qemu: 'qemu-system-s390x',
+      kernel: 'kernel-bookworm-s390x',
+      sysroot,
+      arch: 's390x',
       args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
       cmdline: 'console=ttysclp0 kata.plan=s390x',
-      devices: { ccw: [{ id: 'ccw', img: image('ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }] },
+      devices: {
+        ccw: [{ id: 'ccw', img: image('ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }],
+      },
     };
   }
   if (plan === 'arm64') {
     const sysroot = foreignNode('arm64');
     // No firmware, so no ACPI: the kernel gets QEMU's device tree, as the failing guest did.
     return {
-      qemu: 'qemu-system-aarch64', kernel: 'kernel-bookworm-arm64', sysroot, arch: 'arm64',
+      qemu: 'qemu-system-aarch64',
+      kernel: 'kernel-bookworm-arm64',
+      sysroot,
+      arch: 'arm64',
       args: [
-        '-machine', 'virt,accel=tcg', '-cpu', 'cortex-a57', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot',
-        '-drive', `id=cold,if=none,format=raw,file=${image('arm-cold', 'cold')}`, '-device', 'virtio-blk-pci,drive=cold,bus=pcie.0,addr=01.0',
-        '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=02.0',
+        '-machine',
+        'virt,accel=tcg',
+        '-cpu',
+        'cortex-a57',
+        '-m',
+        '1G',
+        '-smp',
+        '1',
+        '-nodefaults',
+        '-no-reboot',
+        '-drive',
+        `id=cold,if=none,format=raw,file=${image('arm-cold', 'cold')}`,
+        '-device',
+        'virtio-blk-pci,drive=cold,bus=pcie.0,addr=01.0',
+        '-device',
+        'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=02.0',
       ],
       cmdline: 'console=ttyAMA0 kata.plan=arm64',
-      devices: { rootport: [{ id: 'rootport', img: image('arm-hot', 'hotplugged'), device: { driver: 'virtio-blk-pci', bus: 'rp1', addr: '00.0' } }] },
+      devices: {
+        rootport: [
+          {
+            id: 'rootport',
+            img: image('arm-hot', 'hotplugged'),
+            device: { driver: 'virtio-blk-pci', bus: 'rp1', addr: '00.0' },
+          },
+        ],
+      },
     };
   }
   if (plan === 'microvm') {
     return {
       kernel: 'kernel-bookworm-amd64',
       args: [
-        '-machine', 'microvm,accel=tcg,acpi=on,rtc=on,pit=on,pic=on', '-m', '1G', '-no-reboot',
-        '-drive', `id=d0,if=none,format=raw,file=${image('mmio0', 'mmio0')}`, '-device', 'virtio-blk-device,drive=d0',
-        '-drive', `id=d1,if=none,format=raw,file=${image('mmio1', 'mmio')}`, '-device', 'virtio-blk-device,drive=d1',
+        '-machine',
+        'microvm,accel=tcg,acpi=on,rtc=on,pit=on,pic=on',
+        '-m',
+        '1G',
+        '-no-reboot',
+        '-drive',
+        `id=d0,if=none,format=raw,file=${image('mmio0', 'mmio0')}`,
+        '-device',
+        'virtio-blk-device,drive=d0',
+        '-drive',
+        `id=d1,if=none,format=raw,file=${image('mmio1', 'mmio')}`,
+        '-device',
+        'virtio-blk-device,drive=d1',
       ],
       // Under TCG a microvm has no timer the kernel can calibrate the TSC against: name its rate.
       cmdline: 'console=ttyS0 kata.plan=microvm tsc_early_khz=2000000',
@@ -355,16 +467,30 @@ function planSpec(plan, virtiofs) {
     };
   }
   const common = [
-    '-nodefaults', '-no-reboot', '-smp', '1',
-    '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
-    '-device', 'pcie-pci-bridge,id=br1,bus=pcie.0,addr=06.0',
-    '-device', 'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
-    '-device', 'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
-    '-device', 'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0a.0',
-    '-fsdev', `local,id=fs9p,path=${shared},security_model=none`,
-    '-device', 'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+    '-nodefaults',
+    '-no-reboot',
+    '-smp',
+    '1',
+    '-device',
+    'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
+    '-device',
+    'pcie-pci-bridge,id=br1,bus=pcie.0,addr=06.0',
+    '-device',
+    'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
+    '-device',
+    'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
+    '-device',
+    'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0a.0',
+    '-fsdev',
+    `local,id=fs9p,path=${shared},security_model=none`,
+    '-device',
+    'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
   ];
-  const blk = (id, bus, addr, img, extra = {}) => ({ id, img, device: { driver: 'virtio-blk-pci', bus, addr, ...extra } });
+  const blk = (id, bus, addr, img, extra = {}) => ({
+    id,
+    img,
+    device: { driver: 'virtio-blk-pci', bus, addr, ...extra },
+  });
   if (plan === 'old') {
     return {
       kernel: 'kernel-bullseye-amd64',
@@ -374,13 +500,31 @@ function planSpec(plan, virtiofs) {
     };
   }
   const pmem = image('pmem', 'nvdimm', 64);
-  const mem = virtiofs ? ['-object', 'memory-backend-memfd,id=mem,size=1G,share=on', '-machine', 'memory-backend=mem'] : [];
-  const fsArgs = virtiofs ? ['-chardev', `socket,id=vfs,path=${virtiofs.sock}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataFs,bus=pcie.0,addr=0c.0'] : [];
+  const mem = virtiofs
+    ? ['-object', 'memory-backend-memfd,id=mem,size=1G,share=on', '-machine', 'memory-backend=mem']
+    : [];
+  const fsArgs = virtiofs
+    ? [
+        '-chardev',
+        `socket,id=vfs,path=${virtiofs.sock}`,
+        '-device',
+        'vhost-user-fs-pci,chardev=vfs,tag=kataFs,bus=pcie.0,addr=0c.0',
+      ]
+    : [];
   return {
     kernel: 'kernel-bookworm-amd64',
     args: [
-      '-machine', 'q35,accel=tcg,nvdimm=on', '-m', '1G,slots=2,maxmem=2G', ...mem, ...common, ...fsArgs,
-      '-object', `memory-backend-file,id=pm0,share=on,mem-path=${pmem},size=64M`, '-device', 'nvdimm,id=nv0,memdev=pm0',
+      '-machine',
+      'q35,accel=tcg,nvdimm=on',
+      '-m',
+      '1G,slots=2,maxmem=2G',
+      ...mem,
+      ...common,
+      ...fsArgs,
+      '-object',
+      `memory-backend-file,id=pm0,share=on,mem-path=${pmem},size=64M`,
+      '-device',
+      'nvdimm,id=nv0,memdev=pm0',
     ],
     cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
     devices: {
@@ -391,7 +535,13 @@ function planSpec(plan, virtiofs) {
         blk('mf1', 'rp3', '00.1', image('fn1', 'function1')),
         blk('mf0', 'rp3', '00.0', image('fn0', 'function0'), { multifunction: 'on' }),
       ],
-      scsi: [{ id: 'scsi12', img: image('scsi', 'scsi'), device: { driver: 'scsi-hd', bus: 'scsi0.0', 'scsi-id': 1, lun: 2 } }],
+      scsi: [
+        {
+          id: 'scsi12',
+          img: image('scsi', 'scsi'),
+          device: { driver: 'scsi-hd', bus: 'scsi0.0', 'scsi-id': 1, lun: 2 },
+        },
+      ],
       surprise: [blk('surprise', 'rp2', '00.0', image('surprise', 'surprise'))],
     },
   };
@@ -412,7 +562,21 @@ function startVirtiofsd(plan, log) {
   const sock = path.join(work, `${plan}.vfs.sock`);
   fs.rmSync(sock, { force: true });
   const lib = path.join(dir, 'usr/lib/x86_64-linux-gnu');
-  const child = spawn(path.join(lib, 'ld-linux-x86-64.so.2'), ['--library-path', lib, path.join(dir, 'usr/libexec/virtiofsd'), '--socket-path', sock, '--shared-dir', shared, '--sandbox', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    path.join(lib, 'ld-linux-x86-64.so.2'),
+    [
+      '--library-path',
+      lib,
+      path.join(dir, 'usr/libexec/virtiofsd'),
+      '--socket-path',
+      sock,
+      '--shared-dir',
+      shared,
+      '--sandbox',
+      'none',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   child.stdout.on('data', (d) => log(`virtiofsd: ${String(d).trimEnd()}`));
   child.stderr.on('data', (d) => log(`virtiofsd: ${String(d).trimEnd()}`));
   return { sock, child };
@@ -430,7 +594,8 @@ async function runPlan(plan, counts) {
   let virtiofs = null;
   if (plan === 'q35') {
     virtiofs = startVirtiofsd(plan, log);
-    for (let i = 0; virtiofs && i < 100 && !fs.existsSync(virtiofs.sock); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; virtiofs && i < 100 && !fs.existsSync(virtiofs.sock); i++)
+      await new Promise((r) => setTimeout(r, 50));
     if (virtiofs && !fs.existsSync(virtiofs.sock)) virtiofs = null;
     if (!virtiofs) fail('virtio-fs', 'no virtiofsd from trixie; see the log');
   }
@@ -438,8 +603,21 @@ async function runPlan(plan, counts) {
   const { initrd, vmlinuz } = buildInitramfs(plan, fetchDeb(spec.kernel), spec.sysroot, spec.arch);
   const qmpSock = path.join(work, `${plan}.qmp`);
   fs.rmSync(qmpSock, { force: true });
-  const args = [...spec.args, '-display', 'none', '-serial', 'stdio', '-qmp', `unix:${qmpSock},server=on,wait=off`,
-    '-kernel', vmlinuz, '-initrd', initrd, '-append', `${spec.cmdline} panic=-1 loglevel=4`];
+  const args = [
+    ...spec.args,
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-qmp',
+    `unix:${qmpSock},server=on,wait=off`,
+    '-kernel',
+    vmlinuz,
+    '-initrd',
+    initrd,
+    '-append',
+    `${spec.cmdline} panic=-1 loglevel=4`,
+  ];
   const binary = spec.qemu || 'qemu-system-x86_64';
   log(`${binary} ${args.join(' ')}`);
   const started = Date.now();
@@ -468,7 +646,11 @@ async function runPlan(plan, counts) {
       case 'plug':
         act(async () => {
           for (const d of spec.devices[body.id] || []) {
-            await qmp.cmd('blockdev-add', { driver: 'raw', 'node-name': `n-${d.id}`, file: { driver: 'file', filename: d.img } });
+            await qmp.cmd('blockdev-add', {
+              driver: 'raw',
+              'node-name': `n-${d.id}`,
+              file: { driver: 'file', filename: d.img },
+            });
             await qmp.cmd('device_add', { ...d.device, id: d.id, drive: `n-${d.id}` });
           }
           plugged.set(body.id, Date.now());
@@ -529,7 +711,9 @@ async function runPlan(plan, counts) {
   if (!done) fail('guest', 'the agent never reported done');
   const whole = Date.now() - t0;
   const plugs = timings.plugs.map(([id, ms]) => `${id} ${secs(ms)}`).join(', ');
-  console.log(`# ${plan}: boot to node ${secs(timings.boot)} (guest uptime ${timings.guestUptime} s), device_add -> mounted: ${plugs || 'none'}, whole run ${secs(whole)}`);
+  console.log(
+    `# ${plan}: boot to node ${secs(timings.boot)} (guest uptime ${timings.guestUptime} s), device_add -> mounted: ${plugs || 'none'}, whole run ${secs(whole)}`,
+  );
   log(`timings ${JSON.stringify({ ...timings, whole })}`);
   fs.closeSync(logFd);
   return logFile;

@@ -12,10 +12,10 @@
 namespace {
 
 constexpr unsigned long kPropagation = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
-constexpr unsigned long kKnownFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS |
-                                      MS_REMOUNT | MS_MANDLOCK | MS_DIRSYNC | MS_NOSYMFOLLOW | MS_NOATIME |
-                                      MS_NODIRATIME | MS_BIND | MS_REC | MS_SILENT | MS_RELATIME |
-                                      MS_I_VERSION | MS_STRICTATIME | MS_LAZYTIME;
+constexpr unsigned long kKnownFlags =
+    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS | MS_REMOUNT | MS_MANDLOCK |
+    MS_DIRSYNC | MS_NOSYMFOLLOW | MS_NOATIME | MS_NODIRATIME | MS_BIND | MS_REC | MS_SILENT |
+    MS_RELATIME | MS_I_VERSION | MS_STRICTATIME | MS_LAZYTIME;
 
 }  // namespace
 

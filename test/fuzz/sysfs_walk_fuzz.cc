@@ -40,7 +40,8 @@ const std::string& Root() {
   static const std::string root = [] {
     // tmpfs when there is one: the tree is rebuilt for every input.
     char tmpl[] = "/dev/shm/kata-sysfs-fuzz-XXXXXX";
-    if (access("/dev/shm", W_OK) != 0) std::memcpy(tmpl, "/tmp/kata-sysfs-fuzz-XXXXXX", sizeof("/tmp/kata-sysfs-fuzz-XXXXXX"));
+    if (access("/dev/shm", W_OK) != 0)
+      std::memcpy(tmpl, "/tmp/kata-sysfs-fuzz-XXXXXX", sizeof("/tmp/kata-sysfs-fuzz-XXXXXX"));
     const char* d = mkdtemp(tmpl);
     if (d == nullptr) std::abort();
     std::atexit([] { RemoveTree(Root()); });

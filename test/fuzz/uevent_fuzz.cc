@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "fuzz.h"
 #include "device.h"
+#include "fuzz.h"
 #include "uevent.h"
 
 namespace {
@@ -22,8 +22,10 @@ const std::vector<std::unique_ptr<kata::DeviceMatcher>>& Matchers() {
     const struct {
       kata::Bus bus;
       const char* spec;
-    } specs[] = {{kata::Bus::kMmio, "/dev/vdb"}, {kata::Bus::kPmem, "/dev/pmem0"},
-                 {kata::Bus::kCcw, "0.0.0005"}, {kata::Bus::kScsi, "0:1"}};
+    } specs[] = {{kata::Bus::kMmio, "/dev/vdb"},
+                 {kata::Bus::kPmem, "/dev/pmem0"},
+                 {kata::Bus::kCcw, "0.0.0005"},
+                 {kata::Bus::kScsi, "0:1"}};
     for (const auto& s : specs) {
       auto m = kata::MakeDeviceMatcher(s.bus, s.spec, "", "/nonexistent-sysfs", &err);
       if (m) v->push_back(std::move(m));

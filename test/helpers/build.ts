@@ -10,9 +10,18 @@ export function ensureBuilt(): void {
   const lib = join(packageRoot, 'lib');
   const newest = Math.max(...readdirSync(lib, { recursive: true }).map((f) => statSync(join(lib, String(f))).mtimeMs));
   const out = join(packageRoot, 'dist', 'index.d.ts');
-  if (existsSync(out) && statSync(out).mtimeMs >= newest && statSync(join(packageRoot, 'dist', 'cli.js')).mtimeMs >= newest) return;
-  const r = spawnSync(process.execPath, [join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(packageRoot, 'tsconfig.json')], {
-    encoding: 'utf8',
-  });
+  if (
+    existsSync(out) &&
+    statSync(out).mtimeMs >= newest &&
+    statSync(join(packageRoot, 'dist', 'cli.js')).mtimeMs >= newest
+  )
+    return;
+  const r = spawnSync(
+    process.execPath,
+    [join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(packageRoot, 'tsconfig.json')],
+    {
+      encoding: 'utf8',
+    },
+  );
   if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
 }

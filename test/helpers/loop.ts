@@ -18,7 +18,9 @@ function image(t: Teardown, sizeMb: number, ext4: boolean): string {
 
 /** A loop device over an existing image file, detached at teardown. */
 export function attachImage(t: Teardown, img: string, opts: { readOnly?: boolean } = {}): string {
-  const dev = execFileSync('losetup', ['--find', '--show', ...(opts.readOnly ? ['--read-only'] : []), img], { encoding: 'utf8' }).trim();
+  const dev = execFileSync('losetup', ['--find', '--show', ...(opts.readOnly ? ['--read-only'] : []), img], {
+    encoding: 'utf8',
+  }).trim();
   t.teardown(() => void spawnSync('losetup', ['-d', dev]));
   return dev;
 }

@@ -18,7 +18,8 @@ export interface MountEntry {
   superOptions: string[];
 }
 
-const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+const unescape = (s: string): string =>
+  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 export function readMountinfo(): MountEntry[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
@@ -45,7 +46,9 @@ export function readMountinfo(): MountEntry[] {
 
 /** The topmost mount at `path`, if any. */
 export function mountAt(path: string): MountEntry | undefined {
-  return readMountinfo().filter((m) => m.mountPoint === path).pop();
+  return readMountinfo()
+    .filter((m) => m.mountPoint === path)
+    .pop();
 }
 
 /** All mounts at or below `dir`. */
@@ -83,7 +86,10 @@ export const cannotMount: string | false =
       : false;
 
 /** A fresh directory, removed at teardown after checking nothing is still mounted below it. */
-export function scratchDir(t: { teardown(fn: () => void): void; fail(msg: string): void }, prefix = 'kata-storage-'): string {
+export function scratchDir(
+  t: { teardown(fn: () => void): void; fail(msg: string): void },
+  prefix = 'kata-storage-',
+): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.teardown(() => {
     const left = mountsUnder(dir);

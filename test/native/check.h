@@ -34,31 +34,31 @@ struct Register {
 
 }  // namespace kata_test
 
-#define KATA_TEST(name)                                                   \
-  static void name();                                                     \
-  static const kata_test::Register name##_registered(#name, &name);       \
+#define KATA_TEST(name)                                             \
+  static void name();                                               \
+  static const kata_test::Register name##_registered(#name, &name); \
   static void name()
 
-#define KATA_SKIP(reason)              \
-  do {                                 \
+#define KATA_SKIP(reason)               \
+  do {                                  \
     kata_test::SkipReason() = (reason); \
-    return;                            \
+    return;                             \
   } while (0)
 
-#define CHECK(cond)                                                               \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
+#define CHECK(cond)                                                                   \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
       std::fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-      ++kata_test::Failures();                                                    \
-    }                                                                             \
+      ++kata_test::Failures();                                                        \
+    }                                                                                 \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                                  \
-  do {                                                                                  \
-    const auto& va = (a);                                                               \
-    const auto& vb = (b);                                                               \
-    if (!(va == vb)) {                                                                  \
+#define CHECK_EQ(a, b)                                                                        \
+  do {                                                                                        \
+    const auto& va = (a);                                                                     \
+    const auto& vb = (b);                                                                     \
+    if (!(va == vb)) {                                                                        \
       std::fprintf(stderr, "  %s:%d: CHECK_EQ(%s, %s) failed\n", __FILE__, __LINE__, #a, #b); \
-      ++kata_test::Failures();                                                          \
-    }                                                                                   \
+      ++kata_test::Failures();                                                                \
+    }                                                                                         \
   } while (0)

@@ -1,10 +1,10 @@
 // Parsers of the device layer (PCI paths, CCW bus ids, SCSI addresses, raw uevents) and the
 // matchers' exactness, with Kata's own vectors. Built for every arch, so nothing here may
 // depend on byte order or on this machine's devices.
+#include <unistd.h>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <unistd.h>
 #include <random>
 #include <string>
 
@@ -28,7 +28,8 @@ std::string Msg(std::initializer_list<std::string> parts) {
 
 bool Parse(const std::string& s, Uevent* ev) { return ParseUevent(s.data(), s.size(), ev); }
 
-Uevent Block(const char* action, const char* devpath, const char* devname, const char* devtype = "disk") {
+Uevent Block(const char* action, const char* devpath, const char* devname,
+             const char* devtype = "disk") {
   Uevent ev;
   ev.action = action;
   ev.devpath = devpath;
@@ -84,8 +85,8 @@ KATA_TEST(pci_path_numa_form) {
 
 KATA_TEST(pci_path_invalid) {
   PciPath p;
-  for (const char* bad : {"", "20", "00.8", "//", "xyz", "02 ", "0x2", " 02", "02/", "/02", "02//03", "002", "02.",
-                          "02.10", "02.a", "-1", "+2", "02.1.1", "g0"}) {
+  for (const char* bad : {"", "20", "00.8", "//", "xyz", "02 ", "0x2", " 02", "02/", "/02",
+                          "02//03", "002", "02.", "02.10", "02.a", "-1", "+2", "02.1.1", "g0"}) {
     if (ParsePciPath(bad, &p)) std::fprintf(stderr, "  accepted '%s'\n", bad);
     CHECK(!ParsePciPath(bad, &p));
   }
@@ -146,8 +147,9 @@ KATA_TEST(ccw_device) {
   CHECK(ParseCcwDevice("0.1.a", &d));
   CHECK_EQ(d.BusId(), std::string("0.1.000a"));
   CHECK(ParseCcwDevice("0.0.0000", &d));
-  for (const char* bad : {"", "0", "0.0", "0.0.", "0.0.00000", "0.4.0000", "1.0.0000", "0.0.xyz", "0.0.0.0",
-                          "00.0.0000", "0.0.-1", "0.0.0005 ", " 0.0.0005", "0x0.0.0005", "0..0005"}) {
+  for (const char* bad :
+       {"", "0", "0.0", "0.0.", "0.0.00000", "0.4.0000", "1.0.0000", "0.0.xyz", "0.0.0.0",
+        "00.0.0000", "0.0.-1", "0.0.0005 ", " 0.0.0005", "0x0.0.0005", "0..0005"}) {
     if (ParseCcwDevice(bad, &d)) std::fprintf(stderr, "  accepted '%s'\n", bad);
     CHECK(!ParseCcwDevice(bad, &d));
   }
@@ -161,7 +163,8 @@ KATA_TEST(scsi_address) {
   CHECK_EQ(a.lun, 2u);
   CHECK(ParseScsiAddress("4294967295:17", &a));
   CHECK_EQ(a.target, 4294967295u);
-  for (const char* bad : {"", "1", "1:", ":1", "1:2:3", "a:b", "-1:0", "1: 2", "4294967296:0", "0x1:0", "1:2 "}) {
+  for (const char* bad :
+       {"", "1", "1:", ":1", "1:2:3", "a:b", "-1:0", "1: 2", "4294967296:0", "0x1:0", "1:2 "}) {
     if (ParseScsiAddress(bad, &a)) std::fprintf(stderr, "  accepted '%s'\n", bad);
     CHECK(!ParseScsiAddress(bad, &a));
   }
@@ -169,9 +172,10 @@ KATA_TEST(scsi_address) {
 
 KATA_TEST(uevent_parse_kernel_message) {
   Uevent ev;
-  std::string m = Msg({"add@/devices/virtual/block/loop9", "ACTION=add", "DEVPATH=/devices/virtual/block/loop9",
-                       "SUBSYSTEM=block", "MAJOR=7", "MINOR=9", "DEVNAME=loop9", "DEVTYPE=disk", "DISKSEQ=42",
-                       "SEQNUM=18446744073709551615"});
+  std::string m =
+      Msg({"add@/devices/virtual/block/loop9", "ACTION=add", "DEVPATH=/devices/virtual/block/loop9",
+           "SUBSYSTEM=block", "MAJOR=7", "MINOR=9", "DEVNAME=loop9", "DEVTYPE=disk", "DISKSEQ=42",
+           "SEQNUM=18446744073709551615"});
   CHECK(Parse(m, &ev));
   CHECK_EQ(ev.action, std::string("add"));
   CHECK_EQ(ev.devpath, std::string("/devices/virtual/block/loop9"));
@@ -190,11 +194,11 @@ KATA_TEST(uevent_parse_refuses) {
   CHECK(!ParseUevent(nullptr, 0, &ev));
   CHECK(!Parse("", &ev));
   CHECK(!Parse(Msg({"libudev", "whatever"}), &ev));
-  CHECK(!Parse(Msg({"add/devices/x", "SUBSYSTEM=block"}), &ev));     // no '@'
-  CHECK(!Parse(Msg({"add@devices/x"}), &ev));                        // not absolute
-  CHECK(!Parse(Msg({"@/devices/x"}), &ev));                          // no action
-  CHECK(!Parse(Msg({"ADD@/devices/x"}), &ev));                       // not a kernel action word
-  CHECK(!Parse(Msg({"add@/devices/x", "ACTION=remove"}), &ev));      // contradicts the header
+  CHECK(!Parse(Msg({"add/devices/x", "SUBSYSTEM=block"}), &ev));  // no '@'
+  CHECK(!Parse(Msg({"add@devices/x"}), &ev));                     // not absolute
+  CHECK(!Parse(Msg({"@/devices/x"}), &ev));                       // no action
+  CHECK(!Parse(Msg({"ADD@/devices/x"}), &ev));                    // not a kernel action word
+  CHECK(!Parse(Msg({"add@/devices/x", "ACTION=remove"}), &ev));   // contradicts the header
   CHECK(!Parse(Msg({"add@/devices/x", "DEVPATH=/devices/y"}), &ev));
   CHECK(!Parse(Msg({"add@/devices/x", "SEQNUM=18446744073709551616"}), &ev));
   CHECK(!Parse(Msg({"add@/devices/x", "SEQNUM=12a"}), &ev));
@@ -209,8 +213,8 @@ KATA_TEST(uevent_parse_refuses) {
 KATA_TEST(uevent_parse_arbitrary_bytes) {
   // Deterministic across arches: the generator and its distribution are fully specified.
   std::mt19937 rng(20261127u);
-  std::string base = Msg({"add@/devices/pci0000:00/0000:00:02.0/virtio1/block/vda", "SUBSYSTEM=block",
-                          "DEVNAME=vda", "DEVTYPE=disk", "SEQNUM=7"});
+  std::string base = Msg({"add@/devices/pci0000:00/0000:00:02.0/virtio1/block/vda",
+                          "SUBSYSTEM=block", "DEVNAME=vda", "DEVTYPE=disk", "SEQNUM=7"});
   Uevent ev;
   int accepted = 0;
   for (int i = 0; i < 20000; ++i) {
@@ -219,9 +223,15 @@ KATA_TEST(uevent_parse_arbitrary_bytes) {
     for (int e = 0; e < edits; ++e) {
       size_t at = rng() % m.size();
       switch (rng() % 3) {
-        case 0: m[at] = static_cast<char>(rng() & 0xff); break;
-        case 1: m.erase(at, 1 + rng() % 4); break;
-        default: m.insert(at, 1, static_cast<char>(rng() & 0xff)); break;
+        case 0:
+          m[at] = static_cast<char>(rng() & 0xff);
+          break;
+        case 1:
+          m.erase(at, 1 + rng() % 4);
+          break;
+        default:
+          m.insert(at, 1, static_cast<char>(rng() & 0xff));
+          break;
       }
       if (m.empty()) m = "x";
     }
@@ -245,11 +255,14 @@ KATA_TEST(pci_matcher_exact) {
   CHECK(m->Matches(Block("change", "/devices/pci0000:00/0000:00:02.0/virtio12/block/vdb", "vdb")));
   CHECK(!m->Matches(Block("remove", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda", "vda")));
   // Kata's prefix regex accepts a partition; we do not.
-  CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda/vda1", "vda1", "partition")));
-  CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda/vda1", "vda1", "disk")));
+  CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda/vda1", "vda1",
+                          "partition")));
+  CHECK(!m->Matches(
+      Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda/vda1", "vda1", "disk")));
   // Substring neighbours: slot 02 is not slot 02.1, nor the device behind a bridge at 02.
   CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.1/virtio1/block/vda", "vda")));
-  CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio1/block/vda", "vda")));
+  CHECK(!m->Matches(
+      Block("add", "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio1/block/vda", "vda")));
   CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/virtio/block/vda", "vda")));
   CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1x/block/vda", "vda")));
   CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/virtio1/block/vda", "")));
@@ -268,9 +281,12 @@ KATA_TEST(pci_matcher_on_device_tree_root_bus) {
   DeviceError err;
   auto m = MakeDeviceMatcher(Bus::kPci, "02/00", "", root.string(), &err);
   CHECK(m != nullptr);
-  CHECK(m->Matches(Block("add", (rb + "/0000:00:02.0/0000:01:00.0/virtio2/block/vda").c_str(), "vda")));
-  CHECK(!m->Matches(Block("add", "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio2/block/vda", "vda")));
-  CHECK(!m->Matches(Block("add", (rb + "/0000:00:02.0/0000:01:00.1/virtio2/block/vda").c_str(), "vda")));
+  CHECK(m->Matches(
+      Block("add", (rb + "/0000:00:02.0/0000:01:00.0/virtio2/block/vda").c_str(), "vda")));
+  CHECK(!m->Matches(
+      Block("add", "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio2/block/vda", "vda")));
+  CHECK(!m->Matches(
+      Block("add", (rb + "/0000:00:02.0/0000:01:00.1/virtio2/block/vda").c_str(), "vda")));
   CHECK(m->Describe().find(rb + "/0000:00:02.0/0000:01:00.0") != std::string::npos);
   auto one = MakeDeviceMatcher(Bus::kPci, "01", "", root.string(), &err);
   CHECK(one != nullptr);
@@ -286,7 +302,8 @@ KATA_TEST(pci_matcher_on_device_tree_root_bus) {
 KATA_TEST(ccw_matcher_exact) {
   auto m = Matcher(Bus::kCcw, "0.0.5");
   CHECK(m->Matches(Block("add", "/devices/css0/0.0.0000/0.0.0005/virtio0/block/vda", "vda")));
-  CHECK(!m->Matches(Block("add", "/devices/css0/0.0.0000/0.0.0005/virtio0/block/vda/vda1", "vda1", "partition")));
+  CHECK(!m->Matches(
+      Block("add", "/devices/css0/0.0.0000/0.0.0005/virtio0/block/vda/vda1", "vda1", "partition")));
   CHECK(!m->Matches(Block("add", "/devices/css0/0.0.0000/0.0.00051/virtio0/block/vda", "vda")));
   CHECK(!m->Matches(Block("add", "/devices/css0/0.0.000/0.0.0005/virtio0/block/vda", "vda")));
   CHECK(!m->Matches(Block("add", "/devices/css1/0.0.0000/0.0.0005/virtio0/block/vda", "vda")));
@@ -297,7 +314,8 @@ KATA_TEST(scsi_matcher_exact) {
   const char* base = "/devices/pci0000:00/0000:00:03.0/virtio2/host0/target0:0:1/";
   CHECK(m->Matches(Block("add", (std::string(base) + "0:0:1:2/block/sda").c_str(), "sda")));
   CHECK(m->Matches(Block("add", "/devices/x/host12/target12:0:1/12:0:1:2/block/sdc", "sdc")));
-  CHECK(!m->Matches(Block("add", (std::string(base) + "0:0:1:2/block/sda/sda1").c_str(), "sda1", "partition")));
+  CHECK(!m->Matches(
+      Block("add", (std::string(base) + "0:0:1:2/block/sda/sda1").c_str(), "sda1", "partition")));
   CHECK(!m->Matches(Block("add", (std::string(base) + "0:0:1:20/block/sda").c_str(), "sda")));
   CHECK(!m->Matches(Block("add", (std::string(base) + "0:0:11:2/block/sda").c_str(), "sda")));
   CHECK(!m->Matches(Block("add", (std::string(base) + "0:1:1:2/block/sda").c_str(), "sda")));
@@ -306,15 +324,24 @@ KATA_TEST(scsi_matcher_exact) {
 
 KATA_TEST(mmio_and_pmem_matchers_exact) {
   auto mmio = Matcher(Bus::kMmio, "vdb");
-  CHECK(mmio->Matches(Block("add", "/devices/platform/a003e00.virtio_mmio/virtio3/block/vdb", "vdb")));
-  CHECK(!mmio->Matches(Block("add", "/devices/platform/a003e00.virtio_mmio/virtio3/block/vdb1", "vdb1")));
-  CHECK(!mmio->Matches(Block("add", "/devices/platform/x/virtio3/block/vda/vdb", "vdb", "partition")));
+  CHECK(mmio->Matches(
+      Block("add", "/devices/platform/a003e00.virtio_mmio/virtio3/block/vdb", "vdb")));
+  CHECK(!mmio->Matches(
+      Block("add", "/devices/platform/a003e00.virtio_mmio/virtio3/block/vdb1", "vdb1")));
+  CHECK(!mmio->Matches(
+      Block("add", "/devices/platform/x/virtio3/block/vda/vdb", "vdb", "partition")));
   CHECK(!mmio->Matches(Block("add", "/devices/platform/x/virtio3/block/vdbb", "vdbb")));
   auto pmem = Matcher(Bus::kPmem, "pmem0");
-  CHECK(pmem->Matches(Block("add", "/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0/namespace0.0/block/pmem0", "pmem0")));
-  CHECK(!pmem->Matches(Block("add", "/devices/platform/e820_pmem/ndbus0/region0/namespace0.0/block/pmem0", "pmem0")));
-  CHECK(!pmem->Matches(Block("add", "/devices/LNXSYSTM:00/ndbus0/region0/namespace0.0/block/pmem0/pmem0p1", "pmem0p1", "partition")));
-  CHECK(!pmem->Matches(Block("add", "/devices/LNXSYSTM:00/ndbus0/region0/namespace0.0/block/pmem01", "pmem01")));
+  CHECK(pmem->Matches(Block(
+      "add", "/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0/namespace0.0/block/pmem0",
+      "pmem0")));
+  CHECK(!pmem->Matches(Block(
+      "add", "/devices/platform/e820_pmem/ndbus0/region0/namespace0.0/block/pmem0", "pmem0")));
+  CHECK(!pmem->Matches(Block("add",
+                             "/devices/LNXSYSTM:00/ndbus0/region0/namespace0.0/block/pmem0/pmem0p1",
+                             "pmem0p1", "partition")));
+  CHECK(!pmem->Matches(
+      Block("add", "/devices/LNXSYSTM:00/ndbus0/region0/namespace0.0/block/pmem01", "pmem01")));
 }
 
 KATA_TEST(matcher_refuses_bad_specs) {
@@ -322,7 +349,8 @@ KATA_TEST(matcher_refuses_bad_specs) {
   CHECK(MakeDeviceMatcher(Bus::kPci, "xyz", "", "/sys", &err) == nullptr);
   CHECK_EQ(std::string(err.code), std::string("ERR_INVALID_PCI_PATH"));
   err = DeviceError();
-  CHECK(MakeDeviceMatcher(Bus::kPci, "20/02", "21", "/sys", &err) == nullptr);  // two root complexes
+  CHECK(MakeDeviceMatcher(Bus::kPci, "20/02", "21", "/sys", &err) ==
+        nullptr);  // two root complexes
   CHECK_EQ(std::string(err.code), std::string("ERR_INVALID_PCI_PATH"));
   err = DeviceError();
   CHECK(MakeDeviceMatcher(Bus::kCcw, "0.4.0000", "", "/sys", &err) == nullptr);
@@ -359,7 +387,8 @@ KATA_TEST(monitor_cache_and_waiters) {
     mon.Subscribe(&w);
     CHECK(!w.matched);  // remove purged the cache
     CHECK(mon.Wait(&w, std::chrono::steady_clock::now()) == WaitStatus::kDeadline);
-    mon.Deliver(Block("add", "/devices/virtual/block/kata-test-disk0/kata-test-disk0p1", "kata-test-disk0p1", "partition"));
+    mon.Deliver(Block("add", "/devices/virtual/block/kata-test-disk0/kata-test-disk0p1",
+                      "kata-test-disk0p1", "partition"));
     CHECK(!w.matched);
     mon.Deliver(Block("change", path, "kata-test-disk0"));
     CHECK(w.matched);
@@ -372,7 +401,8 @@ KATA_TEST(monitor_cache_and_waiters) {
     mon.Cancel(&w);
     mon.Subscribe(&w);
     CHECK(!w.matched);  // a cancelled waiter takes nothing from the cache
-    CHECK(mon.Wait(&w, std::chrono::steady_clock::now() + std::chrono::seconds(5)) == WaitStatus::kCancelled);
+    CHECK(mon.Wait(&w, std::chrono::steady_clock::now() + std::chrono::seconds(5)) ==
+          WaitStatus::kCancelled);
     mon.Unsubscribe(&w);
   }
   mon.Deliver(Block("remove", path, "kata-test-disk0"));

@@ -76,11 +76,13 @@ KATA_TEST(verity_table_refuses_each_field) {
 KATA_TEST(dm_calls_report_the_control_node) {
   kata::SysError e;
   unsigned major = 0, minor = 0;
-  CHECK(!kata::DmCreateVerity("/nonexistent/control", "kata-verity-x", 8, "p", "/nonexistent/node", &major, &minor, &e));
+  CHECK(!kata::DmCreateVerity("/nonexistent/control", "kata-verity-x", 8, "p", "/nonexistent/node",
+                              &major, &minor, &e));
   CHECK_EQ(e.err, ENOENT);
   CHECK_EQ(std::string(e.syscall), "open");
   kata::SysError too_long;
-  CHECK(!kata::DmCreateVerity("/dev/null", std::string(200, 'n'), 8, "p", "/x", &major, &minor, &too_long));
+  CHECK(!kata::DmCreateVerity("/dev/null", std::string(200, 'n'), 8, "p", "/x", &major, &minor,
+                              &too_long));
   CHECK_EQ(too_long.err, EINVAL);
   // /dev/null opens but is no device-mapper: the first ioctl says so.
   kata::SysError not_dm;

@@ -26,9 +26,7 @@ bool Exists(const std::string& p) {
   return lstat(p.c_str(), &st) == 0;
 }
 
-void Touch(const std::string& p, const char* text = "x") {
-  std::ofstream(p) << text;
-}
+void Touch(const std::string& p, const char* text = "x") { std::ofstream(p) << text; }
 
 void Cleanup(const std::string& dir) {
   SysError e;
@@ -123,7 +121,8 @@ KATA_TEST(fs_group_applies_kata_bits) {
   CHECK(!r.skipped);
   CHECK_EQ(r.changed, 3L);
   struct stat st;
-  CHECK(stat((root + "/d/f").c_str(), &st) == 0 && st.st_gid == 4242 && (st.st_mode & 07777) == 0660);
+  CHECK(stat((root + "/d/f").c_str(), &st) == 0 && st.st_gid == 4242 &&
+        (st.st_mode & 07777) == 0660);
   CHECK(stat((root + "/d").c_str(), &st) == 0 && (st.st_mode & 07777) == 02770);
   CHECK(lstat((root + "/d/l").c_str(), &st) == 0 && st.st_gid != 4242);
   CHECK(stat("/etc/passwd", &st) == 0 && st.st_gid != 4242);

@@ -23,7 +23,8 @@
 #include "check.h"
 
 extern "C" {
-int __wrap_pthread_cond_clockwait(pthread_cond_t*, pthread_mutex_t*, clockid_t, const struct timespec*);
+int __wrap_pthread_cond_clockwait(pthread_cond_t*, pthread_mutex_t*, clockid_t,
+                                  const struct timespec*);
 uint32_t __wrap_arc4random();
 extern char __wrap___libc_single_threaded;
 int __wrap_stat(const char*, struct stat*);
@@ -108,7 +109,8 @@ KATA_TEST(compat_clockwait_extreme_deadlines) {
   std::condition_variable cv;
   std::unique_lock<std::mutex> lock(m);
   const long long start = MonotonicNs();
-  CHECK(cv.wait_until(lock, std::chrono::steady_clock::time_point::min()) == std::cv_status::timeout);
+  CHECK(cv.wait_until(lock, std::chrono::steady_clock::time_point::min()) ==
+        std::cv_status::timeout);
   CHECK(!cv.wait_until(lock, std::chrono::steady_clock::time_point::min(), [] { return false; }));
   CHECK(MonotonicNs() - start < 1000 * 1000000LL);
 
@@ -152,9 +154,10 @@ KATA_TEST(compat_condition_variable_is_woken_by_another_thread) {
 }
 
 static bool SameStat(const struct stat& a, const struct stat& b) {
-  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_mode == b.st_mode && a.st_nlink == b.st_nlink &&
-         a.st_uid == b.st_uid && a.st_rdev == b.st_rdev && a.st_size == b.st_size &&
-         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_mode == b.st_mode &&
+         a.st_nlink == b.st_nlink && a.st_uid == b.st_uid && a.st_rdev == b.st_rdev &&
+         a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
 }
 
 KATA_TEST(compat_stat_family_matches_glibc) {

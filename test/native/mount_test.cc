@@ -25,10 +25,11 @@ namespace {
 
 // Null when mounting is possible here, else why not.
 const char* EnterPrivateNamespace() {
-  static const char* reason = [] () -> const char* {
+  static const char* reason = []() -> const char* {
     if (geteuid() != 0) return "needs root";
     if (unshare(CLONE_NEWNS) != 0) return "unshare(CLONE_NEWNS) refused";
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return "cannot make / private";
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      return "cannot make / private";
     return nullptr;
   }();
   return reason;
@@ -44,7 +45,9 @@ bool InMountinfo(const std::string& target, const std::string& needle) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.find(" " + target + " ") != std::string::npos && line.find(needle) != std::string::npos) return true;
+    if (line.find(" " + target + " ") != std::string::npos &&
+        line.find(needle) != std::string::npos)
+      return true;
   }
   return false;
 }
@@ -95,8 +98,8 @@ KATA_TEST(mount_errors_carry_errno_and_paths) {
   CHECK(!kata::Mount("tmpfs", "/nonexistent/kata", "tmpfs", kata::MountOptions{}, &err));
   CHECK_EQ(err.err, ENOENT);
   // The call that failed: attaching, which is move_mount(2) when auto picked the new API.
-  const bool new_api = kata::EffectiveMountApi(kata::MountApi::kAuto, kata::MountOptions{}) ==
-                       kata::MountApi::kNew;
+  const bool new_api =
+      kata::EffectiveMountApi(kata::MountApi::kAuto, kata::MountOptions{}) == kata::MountApi::kNew;
   CHECK_EQ(std::string(err.syscall), std::string(new_api ? "move_mount" : "mount"));
   CHECK_EQ(err.dest, std::string("/nonexistent/kata"));
   kata::SysError legacy;

@@ -36,7 +36,8 @@ bool Refuse(long nr, int err) {
   sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(nr), 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<unsigned>(err) & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K,
+               SECCOMP_RET_ERRNO | (static_cast<unsigned>(err) & SECCOMP_RET_DATA)),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
@@ -103,8 +104,9 @@ void UnderRefusal(const char* case_name, long nr, int err, const char* name) {
   self[n] = '\0';
   const pid_t pid = fork();
   if (pid == 0) {
-    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        !Refuse(nr, err) || setenv(kChildEnv, case_name, 1) != 0) {
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 || !Refuse(nr, err) ||
+        setenv(kChildEnv, case_name, 1) != 0) {
       _exit(kSkip);
     }
     char* argv[] = {self, const_cast<char*>(case_name), nullptr};
@@ -113,7 +115,8 @@ void UnderRefusal(const char* case_name, long nr, int err, const char* name) {
   }
   int status = 0;
   CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status));
-  if (WIFEXITED(status) && WEXITSTATUS(status) == kSkip) KATA_SKIP("seccomp or re-exec unavailable");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kSkip)
+    KATA_SKIP("seccomp or re-exec unavailable");
   CHECK_EQ(WEXITSTATUS(status), 0);
 }
 

@@ -41,8 +41,10 @@ KATA_TEST(kata_vectors) {
   CHECK_EQ(All(Join({"ro", "nodev"}), &d), static_cast<unsigned long>(MS_RDONLY | MS_NODEV));
   CHECK_EQ(All(Join({"option1", "nodev", "option2"}), &d), static_cast<unsigned long>(MS_NODEV));
   CHECK_EQ(d, std::string("option1,option2"));
-  CHECK_EQ(All(Join({"rbind", "", "ro"}), &d), static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY));
-  CHECK_EQ(All(Join({"dev", "ro", "defaults", "data-option"}), &d), static_cast<unsigned long>(MS_RDONLY));
+  CHECK_EQ(All(Join({"rbind", "", "ro"}), &d),
+           static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY));
+  CHECK_EQ(All(Join({"dev", "ro", "defaults", "data-option"}), &d),
+           static_cast<unsigned long>(MS_RDONLY));
   CHECK_EQ(d, std::string("data-option"));
 }
 
@@ -60,8 +62,10 @@ KATA_TEST(quotes_and_refusals) {
   CHECK_EQ(o.data, std::string("context=\"a,b\""));
   CHECK(ParseMountOptions(Join({"ro", "loop"}), &o, &bad) == OptionError::kLoop);
   CHECK_EQ(bad, std::string("loop"));
-  CHECK(ParseMountOptions(std::string(kata::MaxMountDataLength() + 1, 'x'), &o, &bad) == OptionError::kTooLong);
-  CHECK(ParseMountOptions(std::string(kata::MaxMountDataLength(), 'x'), &o, &bad) == OptionError::kNone);
+  CHECK(ParseMountOptions(std::string(kata::MaxMountDataLength() + 1, 'x'), &o, &bad) ==
+        OptionError::kTooLong);
+  CHECK(ParseMountOptions(std::string(kata::MaxMountDataLength(), 'x'), &o, &bad) ==
+        OptionError::kNone);
 }
 
 // The lookup is an index built at compile time: every word must still be found, and words that
@@ -69,13 +73,14 @@ KATA_TEST(quotes_and_refusals) {
 KATA_TEST(every_word_and_near_misses) {
   struct Case {
     const char* word;
-    unsigned long set;          // flags after the word alone
-    unsigned long cleared;      // flags after "<all bits>" then the word: what it clears
+    unsigned long set;      // flags after the word alone
+    unsigned long cleared;  // flags after "<all bits>" then the word: what it clears
     unsigned long propagation;
   };
   const unsigned long kAll = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS |
                              MS_MANDLOCK | MS_NOATIME | MS_NODIRATIME | MS_RELATIME |
-                             MS_STRICTATIME | MS_I_VERSION | MS_SILENT | MS_LAZYTIME | MS_NOSYMFOLLOW;
+                             MS_STRICTATIME | MS_I_VERSION | MS_SILENT | MS_LAZYTIME |
+                             MS_NOSYMFOLLOW;
   const Case cases[] = {
       {"defaults", 0, 0, 0},
       {"ro", MS_RDONLY, 0, 0},
@@ -122,8 +127,9 @@ KATA_TEST(every_word_and_near_misses) {
   // The same MountOptions throughout: a parse must not inherit anything from the one before.
   MountOptions o;
   std::string all_words;
-  for (const char* w : {"ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime", "nodiratime",
-                        "relatime", "strictatime", "iversion", "silent", "lazytime", "nosymfollow"}) {
+  for (const char* w :
+       {"ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime", "nodiratime", "relatime",
+        "strictatime", "iversion", "silent", "lazytime", "nosymfollow"}) {
     all_words += w;
     all_words += ',';
   }
@@ -178,7 +184,8 @@ KATA_TEST(recursive_words) {
   CHECK(ParseMountOptions(Join({"rbind", "rnodev,rro", "rnosuid", "rnoexec", "ro"}), &o, nullptr) ==
         OptionError::kNone);
   CHECK_EQ(o.flags, static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY));
-  CHECK_EQ(o.recursive_flags, static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  CHECK_EQ(o.recursive_flags,
+           static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
   CHECK_EQ(o.recursive_word, std::string("rnodev"));
   CHECK_EQ(o.data, std::string());
   CHECK(ParseMountOptions(Join({"ro"}), &o, nullptr) == OptionError::kNone);

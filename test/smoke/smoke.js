@@ -25,7 +25,13 @@ function mountsAt(dir) {
       const [left, right] = line.split(' - ');
       const f = left.split(' ');
       const r = right.split(' ');
-      return { mountPoint: unescape(f[4]), options: f[5].split(','), fstype: r[0], source: r[1], superOptions: r[2].split(',') };
+      return {
+        mountPoint: unescape(f[4]),
+        options: f[5].split(','),
+        fstype: r[0],
+        source: r[1],
+        superOptions: r[2].split(','),
+      };
     })
     .filter((m) => m.mountPoint === dir);
 }
@@ -81,7 +87,10 @@ test('pciPathToSysfs and findPciBlockDevice walk a fake sysfs tree', async () =>
     assert.equal(ks.pciPathToSysfs('02/03', { sysfsRoot }), `${rootBus}/0000:00:02.0/0000:01:03.0`);
     assert.equal(ks.pciPathToSysfs('05/01.2', { sysfsRoot }), `${rootBus}/0000:00:05.0/0000:07:01.2`);
     assert.equal(await ks.findPciBlockDevice('02/03', { sysfsRoot, timeoutMs: 0 }), '/dev/vdc');
-    assert.deepEqual(ks.parsePciPath('02/03.7'), [{ slot: 2, fn: 0 }, { slot: 3, fn: 7 }]);
+    assert.deepEqual(ks.parsePciPath('02/03.7'), [
+      { slot: 2, fn: 0 },
+      { slot: 3, fn: 7 },
+    ]);
     assert.throws(() => ks.pciPathToSysfs('20', { sysfsRoot }), { code: 'ERR_INVALID_PCI_PATH', value: '20' });
     assert.throws(() => ks.pciPathToSysfs('09/01', { sysfsRoot }), { code: 'ERR_SYSFS' });
   } finally {
@@ -99,7 +108,10 @@ test('device numbers from stat (struct stat layout on this arch)', () => {
 test('a C++ exception thrown in the addon unwinds (static libgcc unwinder)', () => {
   // The binding throws Napi::TypeError as a C++ exception for a wrong argument type; this is the
   // path that needs the unwinder to find the addon's .eh_frame (the _dl_find_object wrapper).
-  assert.throws(() => native.mountSync(1, '/x', 'tmpfs', ''), (e) => e instanceof TypeError && /must be a string/.test(e.message));
+  assert.throws(
+    () => native.mountSync(1, '/x', 'tmpfs', ''),
+    (e) => e instanceof TypeError && /must be a string/.test(e.message),
+  );
 });
 
 test('tmpfs mount and unmount, checked in mountinfo', async () => {
@@ -111,7 +123,9 @@ test('tmpfs mount and unmount, checked in mountinfo', async () => {
     assert.throws(() => ks.mountSync('tmpfs', dir, 'tmpfs', ['loop']), { code: 'ERR_INVALID_MOUNT_OPTION' });
     // The syscall named depends on the mount API the kernel (or qemu-user) offers.
     assert.throws(() => ks.mountSync('tmpfs', path.join(dir, 'missing'), 'tmpfs', []), {
-      code: 'ENOENT', errno: -2, syscall: /^(mount|move_mount|fsmount|fsconfig|fsopen|open_tree)$/,
+      code: 'ENOENT',
+      errno: -2,
+      syscall: /^(mount|move_mount|fsmount|fsconfig|fsopen|open_tree)$/,
     });
     assert.equal(snapshot(), before);
 
@@ -128,7 +142,10 @@ test('tmpfs mount and unmount, checked in mountinfo', async () => {
     assert.equal(fs.existsSync(path.join(dir, 'f')), false);
 
     // The async forms run on the addon's own threads (pthread_create, condition variables).
-    await Promise.all([ks.mount('tmpfs', dir, 'tmpfs', ['ro', 'size=2m']), ks.mount('tmpfs', dir, 'tmpfs', ['size=3m'])]);
+    await Promise.all([
+      ks.mount('tmpfs', dir, 'tmpfs', ['ro', 'size=2m']),
+      ks.mount('tmpfs', dir, 'tmpfs', ['size=3m']),
+    ]);
     assert.equal(mountsAt(dir).length, 2);
     await ks.umount(dir);
     await ks.umount(dir);
@@ -142,8 +159,10 @@ test('tmpfs mount and unmount, checked in mountinfo', async () => {
 });
 
 (async () => {
-  console.log(`# kata-storage smoke test: Node ${process.version} ${process.platform}-${process.arch}, ` +
-    `${os.endianness()}, Node-API ${process.versions.napi}`);
+  console.log(
+    `# kata-storage smoke test: Node ${process.version} ${process.platform}-${process.arch}, ` +
+      `${os.endianness()}, Node-API ${process.versions.napi}`,
+  );
   for (const { name, fn } of cases) {
     try {
       await fn();

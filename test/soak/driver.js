@@ -30,11 +30,30 @@ async function main() {
   const perContainer = Math.ceil(total / containers);
   const root = mkdtempSync('/tmp/kata-soak-');
   const sandbox = new Sandbox({ allowedRoots: [root] });
-  const shared = { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=64k'], mountPoint: join(root, 'shared'), shared: true };
+  const shared = {
+    driver: 'ephemeral',
+    source: 'tmpfs',
+    fstype: 'tmpfs',
+    options: ['size=64k'],
+    mountPoint: join(root, 'shared'),
+    shared: true,
+  };
   const own = (i) => [
     shared,
-    { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=16k', 'mode=750'], mountPoint: join(root, `c${i}`, 'scratch') },
-    { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750'], mountPoint: join(root, `c${i}`, 'empty-dir') },
+    {
+      driver: 'ephemeral',
+      source: 'tmpfs',
+      fstype: 'tmpfs',
+      options: ['size=16k', 'mode=750'],
+      mountPoint: join(root, `c${i}`, 'scratch'),
+    },
+    {
+      driver: 'local',
+      source: 'local',
+      fstype: 'local',
+      options: ['mode=0750'],
+      mountPoint: join(root, `c${i}`, 'empty-dir'),
+    },
   ];
   const cycle = async (i, n) => {
     for (let k = 0; k < n; k++) {

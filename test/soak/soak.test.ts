@@ -7,8 +7,26 @@ import { join } from 'node:path';
 import { cannotMount } from '../helpers/mountinfo';
 
 t.test('10,000 add/remove cycles across 50 concurrent containers leak nothing', { skip: cannotMount }, async (t) => {
-  const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, 'driver.js')], { encoding: 'utf8', timeout: 600000 });
-  const r = JSON.parse(out) as Record<'rss0' | 'rss1' | 'delayP99Ms' | 'delayMaxMs' | 'seconds' | 'cycles' | 'gcMaxMs' | 'refcountShared' | 'fds0' | 'fds1' | 'loops0' | 'loops1' | 'containers', number> & { entriesBeforeDestroy: string[]; mountedBeforeDestroy: string[]; mountedAfterDestroy: string[] };
+  const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, 'driver.js')], {
+    encoding: 'utf8',
+    timeout: 600000,
+  });
+  const r = JSON.parse(out) as Record<
+    | 'rss0'
+    | 'rss1'
+    | 'delayP99Ms'
+    | 'delayMaxMs'
+    | 'seconds'
+    | 'cycles'
+    | 'gcMaxMs'
+    | 'refcountShared'
+    | 'fds0'
+    | 'fds1'
+    | 'loops0'
+    | 'loops1'
+    | 'containers',
+    number
+  > & { entriesBeforeDestroy: string[]; mountedBeforeDestroy: string[]; mountedAfterDestroy: string[] };
   const growthMiB = (r.rss1 - r.rss0) / 2 ** 20;
   t.equal(r.refcountShared, 0, 'the shared volume has no references left');
   t.equal(r.entriesBeforeDestroy.length, 1, 'only the shared volume is still held (until destroy)');

@@ -24,8 +24,22 @@ declare const sandbox: Sandbox;
 
 // addStorages takes our form and Kata's protobuf JSON, both typed.
 void sandbox.addStorages([
-  { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['size=1m'], mountPoint: '/run/kata-containers/shm', shared: true },
-  { driver: 'blk', source: '02', fstype: 'ext4', driver_options: ['create_filesystem'], mount_point: '/run/kata-containers/d', fs_group: { group_id: 2000, group_change_policy: 1 } },
+  {
+    driver: 'ephemeral',
+    source: 'shm',
+    fstype: 'tmpfs',
+    options: ['size=1m'],
+    mountPoint: '/run/kata-containers/shm',
+    shared: true,
+  },
+  {
+    driver: 'blk',
+    source: '02',
+    fstype: 'ext4',
+    driver_options: ['create_filesystem'],
+    mount_point: '/run/kata-containers/d',
+    fs_group: { group_id: 2000, group_change_policy: 1 },
+  },
 ]);
 const fromJson: readonly KataStorage[] = [];
 void sandbox.addStorages(fromJson);
@@ -43,8 +57,16 @@ void sandbox.addStorages([{ driver: 'local', source: 'local', fstype: 'local', m
 void sandbox.addStorages([{ driver: 'local', source: 'local', fstype: 'local', mount_poin: '/run/kata-containers/l' }]);
 // @ts-expect-error an unknown key next to correct ones
 void sandbox.addStorages([{ driver: 'local', source: 'local', fstype: 'local', mountPoint: '/run/x', readOnly: true }]);
-// @ts-expect-error group_change_policy is 0, 1, 'Always' or 'OnRootMismatch'
-void sandbox.addStorages([{ driver: 'blk', source: '02', fstype: 'ext4', mount_point: '/run/x', fs_group: { group_id: 1, group_change_policy: 2 } }]);
+void sandbox.addStorages([
+  {
+    driver: 'blk',
+    source: '02',
+    fstype: 'ext4',
+    mount_point: '/run/x',
+    // @ts-expect-error group_change_policy is 0, 1, 'Always' or 'OnRootMismatch'
+    fs_group: { group_id: 1, group_change_policy: 2 },
+  },
+]);
 // @ts-expect-error options are strings
 void sandbox.addStorages([{ driver: 'local', source: 'local', fstype: 'local', mountPoint: '/run/x', options: [1] }]);
 
