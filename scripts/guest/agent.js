@@ -4,6 +4,7 @@
 // image. Lines starting "@@KATA " are the protocol; host.js reads them:
 //   @@KATA plug {"id": ...}     hot-plug device `id` now      @@KATA unplug {"id": ...}
 //   @@KATA mounted {"id": ...}  the device's storage is mounted (host times device_add -> here)
+//   @@KATA host {"id": ...}     change the shared directory as action `id` says
 //   @@KATA result {"name", "ok", "detail"}                      @@KATA done
 // Which scenarios run is the plan named on the kernel command line (kata.plan=...).
 'use strict';
@@ -83,7 +84,8 @@ async function waitGone(blockName, ms) {
   return false;
 }
 
-const sandbox = new ks.Sandbox({ hotplugTimeoutMs: 60000 });
+// watchable-bind polls every 200 ms here (Kata: 2 s), so the host's changes show up quickly.
+const sandbox = new ks.Sandbox({ hotplugTimeoutMs: 60000, watchIntervalMs: 200 });
 
 /** Asks for `id` (the host hot-plugs it) while addStorages already waits for it. */
 async function plugAndAdd(id, storages, containerId) {
@@ -311,6 +313,54 @@ async function q35() {
       'surprise: removeContainer still unmounts and forgets it',
       !rm && !mountAt(point) && !sandbox.storages().has(point),
       `${rm && rm.code} ${JSON.stringify(mountAt(point))}`,
+    );
+  });
+
+  await scenario('watchable-bind over the 9p share', async () => {
+    const src = `${SB}/shared/watched`;
+    const point = `${ROOT}/c3/watched`;
+    await sandbox.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: point }], {
+      containerId: 'c3',
+    });
+    const m = mountAt(point);
+    check('watchable-bind: a tmpfs at the mount point', m && m.fstype === 'tmpfs', JSON.stringify(m));
+    const read = (rel) => {
+      try {
+        return fs.readFileSync(path.join(point, rel), 'utf8');
+      } catch (e) {
+        return e.code;
+      }
+    };
+    const copied = [read('changed'), read('deleted'), read('sub/kept')];
+    check(
+      'watchable-bind: holds a copy of the source tree',
+      JSON.stringify(copied) === JSON.stringify(['before\n', 'deleted\n', 'kept\n']),
+      JSON.stringify(copied),
+    );
+    say('host', { id: 'watch-change' });
+    const want = ['after, changed by the host\n', 'added by the host\n', 'ENOENT', 'kept\n'];
+    const t0 = Date.now();
+    let got;
+    while (Date.now() - t0 < 20000) {
+      got = [read('changed'), read('added'), read('deleted'), read('sub/kept')];
+      if (JSON.stringify(got) === JSON.stringify(want)) break;
+      await sleep(100);
+    }
+    check(
+      "watchable-bind: the host's change, addition and deletion show up within 20 s",
+      JSON.stringify(got) === JSON.stringify(want),
+      `${JSON.stringify(got)} after ${Date.now() - t0} ms`,
+    );
+    check(
+      'watchable-bind: still a tmpfs after the update',
+      mountAt(point)?.fstype === 'tmpfs',
+      JSON.stringify(mountAt(point)),
+    );
+    await sandbox.removeContainer('c3');
+    check(
+      'watchable-bind: removeContainer leaves nothing mounted under c3',
+      mounts(`${ROOT}/c3`).length === 0,
+      JSON.stringify(mounts(`${ROOT}/c3`)),
     );
   });
 

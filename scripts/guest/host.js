@@ -4,12 +4,13 @@
 // mkfs.ext4 with their libraries, the package as installed, the guest kernel's modules with their
 // dependencies), boots Debian's own kernel package, and answers the guest agent
 // (scripts/guest/agent.js) on the serial console: "plug X" becomes QMP blockdev-add + device_add,
-// "unplug X" becomes device_del. The guest's Sandbox waits, mounts and checks; this side counts.
+// "unplug X" becomes device_del, "host X" changes the 9p share (watchable-bind's source). The
+// guest's Sandbox waits, mounts and checks; this side counts.
 // Every run keeps its serial console and QMP traffic in <work>/<plan>.log.
-//   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs scenario), microvm (virtio-mmio),
-//   old (bullseye 5.10: auto falls back to mount(2)), verity. Default: these four. arm64 (virt with a
-//   device tree, the arm64 prebuild on Debian's arm64 Node) and s390x (blk-ccw, the s390x prebuild)
-//   run when named: they are slower. verity: dm-verity images from veritysetup (verity_info).
+//   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs/watchable-bind
+//   scenario), microvm (virtio-mmio), old (bullseye 5.10: auto falls back to mount(2)), verity.
+//   Default: these four. arm64 (virt with a device tree, the arm64 prebuild on Debian's arm64
+//   Node) and s390x (blk-ccw, the s390x prebuild) run when named: they are slower. verity: dm-verity images from veritysetup (verity_info).
 // Kernels and virtiofsd come from Debian (scripts/guest/fetch.sh) into .cache/guest (git-ignored).
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
@@ -500,6 +501,13 @@ function planSpec(plan, virtiofs) {
     };
   }
   const pmem = image('pmem', 'nvdimm', 64);
+  // watchable-bind's source: a directory on the 9p share that the host changes while it is watched.
+  const watched = path.join(shared, 'watched');
+  fs.mkdirSync(watched);
+  fs.writeFileSync(path.join(watched, 'changed'), 'before\n');
+  fs.writeFileSync(path.join(watched, 'deleted'), 'deleted\n');
+  fs.mkdirSync(path.join(watched, 'sub'));
+  fs.writeFileSync(path.join(watched, 'sub', 'kept'), 'kept\n');
   const mem = virtiofs
     ? ['-object', 'memory-backend-memfd,id=mem,size=1G,share=on', '-machine', 'memory-backend=mem']
     : [];
@@ -543,6 +551,14 @@ function planSpec(plan, virtiofs) {
         },
       ],
       surprise: [blk('surprise', 'rp2', '00.0', image('surprise', 'surprise'))],
+    },
+    // What the guest asks the host to do to the shared directory ("@@KATA host {id}").
+    host: {
+      'watch-change': () => {
+        fs.writeFileSync(path.join(watched, 'changed'), 'after, changed by the host\n');
+        fs.writeFileSync(path.join(watched, 'added'), 'added by the host\n');
+        fs.rmSync(path.join(watched, 'deleted'));
+      },
     },
   };
 }
@@ -654,6 +670,13 @@ async function runPlan(plan, counts) {
             await qmp.cmd('device_add', { ...d.device, id: d.id, drive: `n-${d.id}` });
           }
           plugged.set(body.id, Date.now());
+        });
+        break;
+      case 'host':
+        act(() => {
+          const fn = spec.host && spec.host[body.id];
+          if (!fn) throw new Error(`no host action '${body.id}'`);
+          fn();
         });
         break;
       case 'mounted':
