@@ -364,6 +364,81 @@ async function q35() {
     );
   });
 
+  await scenario('erofs.multi-layer', async () => {
+    const rootfs = `${ROOT}/c4/rootfs`;
+    const layer = (source, fstype, marker) => ({
+      driver: 'blk',
+      source,
+      fstype,
+      options: [marker, 'X-kata.multi-layer=true'],
+      mountPoint: rootfs,
+    });
+    await plugAndAdd(
+      'multilayer',
+      [
+        layer('0d/00', 'ext4', 'X-kata.overlay-upper'),
+        layer('0e/00', 'erofs', 'X-kata.overlay-lower'),
+        layer('0f/00', 'erofs', 'X-kata.overlay-lower'),
+      ],
+      'c4',
+    );
+    const base = `${ROOT}/c4/multi-layer`;
+    const ov = mountAt(rootfs);
+    check(
+      'erofs.multi-layer: an overlay of lower-0:lower-1 over the ext4 upper',
+      ov &&
+        ov.fstype === 'overlay' &&
+        ov.options.includes(`lowerdir=${base}/lower-0:${base}/lower-1`) &&
+        ov.options.includes(`upperdir=${base}/upper/upper`),
+      JSON.stringify(ov),
+    );
+    const up = mountAt(`${base}/upper`);
+    const l0 = mountAt(`${base}/lower-0`);
+    const l1 = mountAt(`${base}/lower-1`);
+    check(
+      'erofs.multi-layer: ext4 upper and two read-only erofs lowers on hot-plugged disks',
+      up?.fstype === 'ext4' &&
+        [l0, l1].every((l) => l && l.fstype === 'erofs' && /^ro,/.test(l.options) && /^\/dev\/vd/.test(l.source)),
+      JSON.stringify([up, l0, l1]),
+    );
+    const read = (rel) => {
+      try {
+        return fs.readFileSync(path.join(rootfs, rel), 'utf8');
+      } catch (e) {
+        return e.code;
+      }
+    };
+    // The upper disk's own root holds the host's marker; the overlay's upperdir is upper/upper.
+    let marker;
+    try {
+      marker = fs.readFileSync(`${base}/upper/${MARKER}`, 'utf8');
+    } catch (e) {
+      marker = e.code;
+    }
+    const got = [read('a.txt'), read('b.txt'), read('shared.txt'), marker];
+    check(
+      'erofs.multi-layer: reads both EROFS lowers (the first has priority) and the upper disk the host wrote',
+      JSON.stringify(got) === JSON.stringify(['from lower 0\n', 'from lower 1\n', 'lower 0 wins\n', 'upper\n']),
+      JSON.stringify(got),
+    );
+    fs.writeFileSync(`${rootfs}/written-by-guest`, 'rw\n');
+    check(
+      'erofs.multi-layer: a write lands on the ext4 upper',
+      fs.readFileSync(`${base}/upper/upper/written-by-guest`, 'utf8') === 'rw\n',
+    );
+    check(
+      'erofs.multi-layer: no X-kata marker reached the kernel',
+      !mounts().some((x) => /X-kata/.test(x.options)),
+      JSON.stringify(mounts()),
+    );
+    await sandbox.removeContainer('c4');
+    check(
+      'erofs.multi-layer: removeContainer leaves nothing mounted under c4',
+      mounts(`${ROOT}/c4`).length === 0,
+      JSON.stringify(mounts(`${ROOT}/c4`)),
+    );
+  });
+
   await sandbox.destroy();
   check('destroy: nothing left mounted under /run/kata-containers', mounts().length === 0, JSON.stringify(mounts()));
 }

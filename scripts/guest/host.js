@@ -7,7 +7,7 @@
 // "unplug X" becomes device_del, "host X" changes the 9p share (watchable-bind's source). The
 // guest's Sandbox waits, mounts and checks; this side counts.
 // Every run keeps its serial console and QMP traffic in <work>/<plan>.log.
-//   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs/watchable-bind
+//   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs/watchable-bind/multi-layer EROFS
 //   scenario), microvm (virtio-mmio), old (bullseye 5.10: auto falls back to mount(2)), verity.
 //   Default: these four. arm64 (virt with a device tree, the arm64 prebuild on Debian's arm64
 //   Node) and s390x (blk-ccw, the s390x prebuild) run when named: they are slower. verity: dm-verity images from veritysetup (verity_info).
@@ -40,6 +40,7 @@ const APT = [
   ...(plans.includes('arm64') ? ['qemu-system-arm'] : []),
   ...(plans.includes('s390x') ? ['qemu-system-misc'] : []),
   ...(plans.includes('verity') ? ['cryptsetup-bin'] : []),
+  ...(plans.includes('q35') ? ['erofs-utils'] : []),
 ];
 const MODULES = [
   'crc32c_generic',
@@ -56,6 +57,7 @@ const MODULES = [
   'nfit',
   'nd_pmem',
   'dm_verity',
+  'erofs',
 ];
 
 function sh(cmd, args, o = {}) {
@@ -230,6 +232,21 @@ function image(name, marker, sizeMb = 32) {
   } else {
     sh('mkfs.ext4', ['-q', '-F', '-d', dir, img, `${sizeMb}M`]);
   }
+  fs.rmSync(dir, { recursive: true, force: true });
+  return img;
+}
+
+/** An EROFS image (mkfs.erofs) of `files` ({ relative path: content }). */
+function erofsImage(name, files) {
+  const dir = path.join(work, `${name}.d`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  for (const [rel, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), content);
+  }
+  const img = path.join(work, `${name}.erofs`);
+  fs.rmSync(img, { force: true });
+  sh('mkfs.erofs', ['--quiet', img, dir]);
   fs.rmSync(dir, { recursive: true, force: true });
   return img;
 }
@@ -533,6 +550,12 @@ function planSpec(plan, virtiofs) {
       `memory-backend-file,id=pm0,share=on,mem-path=${pmem},size=64M`,
       '-device',
       'nvdimm,id=nv0,memdev=pm0',
+      '-device',
+      'pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0d.0',
+      '-device',
+      'pcie-root-port,id=rp5,bus=pcie.0,chassis=5,addr=0e.0',
+      '-device',
+      'pcie-root-port,id=rp6,bus=pcie.0,chassis=6,addr=0f.0',
     ],
     cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
     devices: {
@@ -551,6 +574,22 @@ function planSpec(plan, virtiofs) {
         },
       ],
       surprise: [blk('surprise', 'rp2', '00.0', image('surprise', 'surprise'))],
+      // Kata's multi-layer EROFS rootfs: an ext4 upper and two EROFS lowers, each on its own port.
+      multilayer: [
+        blk('mlupper', 'rp4', '00.0', image('ml-upper', 'upper')),
+        blk(
+          'mllower0',
+          'rp5',
+          '00.0',
+          erofsImage('ml-lower0', { 'a.txt': 'from lower 0\n', 'shared.txt': 'lower 0 wins\n' }),
+        ),
+        blk(
+          'mllower1',
+          'rp6',
+          '00.0',
+          erofsImage('ml-lower1', { 'b.txt': 'from lower 1\n', 'shared.txt': 'lower 1 loses\n' }),
+        ),
+      ],
     },
     // What the guest asks the host to do to the shared directory ("@@KATA host {id}").
     host: {
