@@ -1,6 +1,9 @@
 // Bindings for the filesystem helpers of the storage layer: argument conversion and results only.
 #include "addon.h"
-#include "fsutil.h"
+#include "beneath.h"
+#include "fsgroup.h"
+#include "hugepages.h"
+#include "tree.h"
 
 namespace kata {
 namespace binding {

@@ -1,4 +1,5 @@
 #include "dm.h"
+#include "fd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,20 +67,6 @@ void Prepare(DmBuffer* b, const std::string& name, uint32_t flags) {
   std::memcpy(io->name, name.data(), std::min(name.size(), sizeof(io->name) - 1));
 }
 
-class ControlFd {
- public:
-  explicit ControlFd(const std::string& path) : fd_(open(path.c_str(), O_RDWR | O_CLOEXEC)) {}
-  ~ControlFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  ControlFd(const ControlFd&) = delete;
-  ControlFd& operator=(const ControlFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // mknod(3) is a symbol of glibc 2.33; the addon's floor is 2.28 (glibc_compat.cc), and mknodat(2)
 // exists on every architecture (arm64 has no mknod(2)).
 int MakeNode(const std::string& path, dev_t dev) {
@@ -145,7 +132,7 @@ bool DmCreateVerity(const std::string& control, const std::string& name, uint64_
     error->Set(E2BIG, "ioctl(DM_TABLE_LOAD)", name);
     return false;
   }
-  ControlFd fd(control);
+  Fd fd(open(control.c_str(), O_RDWR | O_CLOEXEC));
   if (fd.get() < 0) {
     error->Set(errno, "open", control);
     return false;
@@ -195,7 +182,7 @@ bool DmCreateVerity(const std::string& control, const std::string& name, uint64_
 
 bool DmRemove(const std::string& control, const std::string& name, const std::string& node,
               bool deferred, SysError* error) {
-  ControlFd fd(control);
+  Fd fd(open(control.c_str(), O_RDWR | O_CLOEXEC));
   if (fd.get() < 0) {
     error->Set(errno, "open", control);
     return false;

@@ -1,4 +1,5 @@
 #include "newmount.h"
+#include "fd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,24 +85,6 @@ struct MountAttr {
 };
 
 constexpr unsigned long kPropagationMask = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-  void reset(int fd) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 int SysOpenTree(int dirfd, const char* path, unsigned flags) {
   return static_cast<int>(syscall(SYS_open_tree, dirfd, path, flags));

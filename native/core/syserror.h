@@ -1,4 +1,5 @@
-// A failed system call, described the way Node describes one: errno, syscall name, paths.
+// The core's error records: a failed system call, described the way Node describes one (errno,
+// syscall name, paths), and a device lookup's own failure (a code of ours and the value behind it).
 #pragma once
 
 #include <string>
@@ -25,6 +26,25 @@ struct SysError {
     dest = std::move(d);
     kernel_messages.clear();
     detail.clear();
+  }
+};
+
+// Our own error codes with the value that caused them; `err`/`syscall` say which system call
+// failed underneath, when one did.
+struct DeviceError {
+  const char* code = nullptr;
+  std::string value;
+  std::string reason;
+  int err = 0;
+  const char* syscall = "";
+
+  explicit operator bool() const { return code != nullptr; }
+  void Set(const char* c, std::string v, std::string r, int e = 0, const char* sc = "") {
+    code = c;
+    value = std::move(v);
+    reason = std::move(r);
+    err = e;
+    syscall = sc;
   }
 };
 

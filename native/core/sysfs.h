@@ -6,26 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "syserror.h"
+
 namespace kata {
-
-// Our own error codes with the value that caused them; `err`/`syscall` say which system call
-// failed underneath, when one did.
-struct DeviceError {
-  const char* code = nullptr;
-  std::string value;
-  std::string reason;
-  int err = 0;
-  const char* syscall = "";
-
-  explicit operator bool() const { return code != nullptr; }
-  void Set(const char* c, std::string v, std::string r, int e = 0, const char* sc = "") {
-    code = c;
-    value = std::move(v);
-    reason = std::move(r);
-    err = e;
-    syscall = sc;
-  }
-};
 
 // More than this many entries in one sysfs directory is treated as a broken tree.
 constexpr size_t kMaxSysfsEntries = 4096;

@@ -7,8 +7,11 @@
 #include <fstream>
 #include <string>
 
+#include "beneath.h"
 #include "check.h"
-#include "fsutil.h"
+#include "fsgroup.h"
+#include "hugepages.h"
+#include "tree.h"
 
 using kata::BeneathError;
 using kata::SysError;
@@ -16,7 +19,7 @@ using kata::SysError;
 namespace {
 
 std::string TempDir() {
-  char tmpl[] = "/tmp/kata-fsutil-XXXXXX";
+  char tmpl[] = "/tmp/kata-filesystem-XXXXXX";
   char* d = mkdtemp(tmpl);
   return d ? d : "";
 }

@@ -1,0 +1,156 @@
+#include "beneath.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+
+#include "dir.h"
+#include "fd.h"
+
+namespace kata {
+namespace {
+
+std::vector<std::string> Components(const std::string& rel) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= rel.size()) {
+    size_t end = rel.find('/', start);
+    if (end == std::string::npos) end = rel.size();
+    if (end > start) parts.emplace_back(rel.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// The root comes from the sandbox's configuration, not from a request: creating it like
+// `mkdir -p` is fine.
+bool MakeRoot(const std::string& root, SysError* error) {
+  for (size_t i = 1; i <= root.size(); ++i) {
+    if (i != root.size() && root[i] != '/') continue;
+    std::string prefix = root.substr(0, i);
+    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      error->Set(errno, "mkdir", prefix);
+      return false;
+    }
+  }
+  return true;
+}
+
+void UndoCreated(std::vector<std::string>* created) {
+  for (auto it = created->rbegin(); it != created->rend(); ++it) {
+    if (rmdir(it->c_str()) != 0 && errno == ENOTDIR) unlink(it->c_str());
+  }
+  created->clear();
+}
+
+}  // namespace
+
+bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError* result,
+                  std::string* bad, SysError* error) {
+  *result = BeneathError::kNone;
+  Fd fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.ok()) {
+    if (errno == ENOENT) return true;  // nothing exists yet, so nothing can redirect the path
+    error->Set(errno, "open", root);
+    return false;
+  }
+  const std::vector<std::string> parts = Components(rel);
+  std::string shown = root;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    shown = Join(shown, parts[i]);
+    struct stat st;
+    if (fstatat(fd.get(), parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return true;
+      error->Set(errno, "lstat", shown);
+      return false;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      *result = BeneathError::kSymlink;
+      *bad = shown;
+      return true;
+    }
+    const bool last = i + 1 == parts.size();
+    if (last) return true;
+    if (!S_ISDIR(st.st_mode)) {
+      *result = BeneathError::kNotDir;
+      *bad = shown;
+      return true;
+    }
+    Fd next(openat(fd.get(), parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.ok()) {
+      error->Set(errno, "open", shown);
+      return false;
+    }
+    fd = std::move(next);
+  }
+  return true;
+}
+
+bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode, bool leaf_file,
+                 std::vector<std::string>* created, SysError* error) {
+  created->clear();
+  if (!MakeRoot(root, error)) return false;
+  Fd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.ok()) {
+    error->Set(errno, "open", root);
+    return false;
+  }
+  const std::vector<std::string> parts = Components(rel);
+  std::string shown = root;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const char* name = parts[i].c_str();
+    shown = Join(shown, parts[i]);
+    const bool last = i + 1 == parts.size();
+    if (last && leaf_file) {
+      Fd f(openat(fd.get(), name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (f.ok()) {
+        created->push_back(shown);
+        return true;
+      }
+      if (errno != EEXIST) {
+        error->Set(errno, "open", shown);
+        UndoCreated(created);
+        return false;
+      }
+      struct stat st;
+      if (fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        error->Set(errno, "lstat", shown);
+        UndoCreated(created);
+        return false;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        error->Set(S_ISLNK(st.st_mode) ? ELOOP : EEXIST, "open", shown);
+        UndoCreated(created);
+        return false;
+      }
+      return true;
+    }
+    if (mkdirat(fd.get(), name, static_cast<mode_t>(mode)) == 0) {
+      created->push_back(shown);
+    } else if (errno != EEXIST) {
+      error->Set(errno, "mkdir", shown);
+      UndoCreated(created);
+      return false;
+    }
+    Fd next(openat(fd.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.ok()) {
+      int err = errno;
+      // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; say what it really is.
+      struct stat st;
+      if (err == ENOTDIR && fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(st.st_mode))
+        err = ELOOP;
+      error->Set(err, "open", shown);
+      UndoCreated(created);
+      return false;
+    }
+    fd = std::move(next);
+  }
+  return true;
+}
+
+}  // namespace kata

@@ -1,0 +1,33 @@
+// Creating mount points beneath an allowed root without ever following a symlink: the check
+// before anything is touched (CheckBeneath) and the creation itself (MakeBeneath).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "syserror.h"
+
+namespace kata {
+
+enum class BeneathError {
+  kNone = 0,
+  kSymlink,  // a component (or the leaf) is a symlink: the path could be redirected
+  kNotDir,   // a component on the way is not a directory
+};
+
+// Walks `rel` (relative, normalized, no "." or "..") from the already existing directory `root`,
+// one component at a time with O_NOFOLLOW, and stops at the first component that does not exist.
+// Nothing is created. `bad` receives the offending path on a kSymlink/kNotDir result. A system
+// error other than ENOENT is reported through `error` (return value false).
+bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError* result,
+                  std::string* bad, SysError* error);
+
+// Creates `root` if missing (it is trusted configuration), then every missing component of `rel`
+// beneath it with mkdirat, opening each with O_NOFOLLOW|O_DIRECTORY so a symlink swapped in
+// between check and creation is refused (ELOOP/ENOTDIR). With `leaf_file` the last component is
+// created as an empty regular file (a bind target for a device node). `created` receives, in
+// creation order, the absolute paths this call created; on failure they are removed again.
+bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode, bool leaf_file,
+                 std::vector<std::string>* created, SysError* error);
+
+}  // namespace kata
