@@ -15,7 +15,7 @@ import {
   type TargetFailure,
 } from './errors';
 import { tracePromise } from './events';
-import { native, type DeviceWaitResult, type DeviceNativeError } from './native';
+import { native, type DeviceWaitResult, type DeviceNativeError, type UeventMonitorState } from './native';
 
 export interface PciSlot {
   /** Device (slot) number on its bus, 0x00-0x1f. */
@@ -365,13 +365,6 @@ export function assertBlockDevice(path: string): { major: number; minor: number 
 }
 
 /** State of the shared uevent listener (diagnostics and tests). */
-export function ueventMonitorState(): {
-  running: boolean;
-  events: number;
-  cached: number;
-  overflows: number;
-  waiters: number;
-  matched: number;
-} {
+export function ueventMonitorState(): UeventMonitorState {
   return native.ueventMonitorState();
 }

@@ -147,14 +147,7 @@ export interface NativeBinding {
   cancelDeviceWait(id: number): void;
   /** [0 block | 1 char | 2 other, major, minor] */
   deviceNumber(path: string): number[] | NativeError;
-  ueventMonitorState(): {
-    running: boolean;
-    events: number;
-    cached: number;
-    overflows: number;
-    waiters: number;
-    matched: number;
-  };
+  ueventMonitorState(): UeventMonitorState;
 }
 
 export const packageRoot = join(__dirname, '..');
@@ -193,3 +186,13 @@ export function loadBinding(root: string = packageRoot): NativeBinding {
 }
 
 export const native: NativeBinding = loadBinding();
+
+/** State of the shared uevent listener: whether its thread runs, events seen and cached, netlink overflows, live waiters and matches. */
+export interface UeventMonitorState {
+  running: boolean;
+  events: number;
+  cached: number;
+  overflows: number;
+  waiters: number;
+  matched: number;
+}
