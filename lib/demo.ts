@@ -2,10 +2,11 @@
 // reference counts and timings, and nothing left behind at the end.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MkfsEvent, MountEvent, UmountEvent, WaitEvent } from './events';
+import { readMountinfo } from './mountinfo';
 import { Sandbox } from './sandbox';
 import type { Storage } from './storage';
 
@@ -15,13 +16,9 @@ const ms = (n: number): string => (n < 10 ? n.toFixed(2) : n.toFixed(1)) + ' ms'
 
 function mountsUnder(dir: string): Map<string, { fstype: string; source: string }> {
   const out = new Map<string, { fstype: string; source: string }>();
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const mp = line.slice(0, sep).split(' ')[4]!.replace(/\\040/g, ' ');
-    if (mp !== dir && !mp.startsWith(`${dir}/`)) continue;
-    const [fstype, source] = line.slice(sep + 3).split(' ');
-    out.set(mp, { fstype: fstype!, source: source! });
+  for (const m of readMountinfo()) {
+    if (m.mountPoint !== dir && !m.mountPoint.startsWith(`${dir}/`)) continue;
+    out.set(m.mountPoint, { fstype: m.fstype, source: m.source });
   }
   return out;
 }

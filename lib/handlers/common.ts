@@ -1,9 +1,9 @@
 // What most drivers share: create the mount point, mount, then apply fsGroup the way Kata does.
-import { readFileSync } from 'node:fs';
 import { StorageError, fromNative } from '../errors';
 import { native } from '../native';
 import { MountFlags, parseMountOptions } from '../options';
 import type { StorageContext } from '../handler';
+import { readMountinfo } from '../mountinfo';
 import { optionValues, type Storage } from '../storage';
 
 export interface MountPlan {
@@ -91,15 +91,13 @@ export function positiveIntegerOption(storage: Storage, name: string): number | 
 /** The mount at `path`, if `path` is a mount point (last entry wins: the top one). */
 export function mountedSourceAt(path: string): { source: string; fstype: string; readOnly: boolean } | undefined {
   let found: { source: string; fstype: string; readOnly: boolean } | undefined;
-  const esc = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const left = line.slice(0, sep).split(' ');
-    if (esc(left[4] ?? '') !== path) continue;
-    const right = line.slice(sep + 3).split(' ');
-    const ro = (list: string | undefined): boolean => (list ?? '').split(',').includes('ro');
-    found = { fstype: right[0] ?? '', source: esc(right[1] ?? ''), readOnly: ro(left[5]) || ro(right[2]) };
+  for (const m of readMountinfo()) {
+    if (m.mountPoint !== path) continue;
+    found = {
+      fstype: m.fstype,
+      source: m.source,
+      readOnly: m.mountOptions.includes('ro') || m.superOptions.includes('ro'),
+    };
   }
   return found;
 }
