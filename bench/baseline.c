@@ -9,15 +9,26 @@
  *     bind    <source> <target>         mount(MS_BIND) + umount2
  *     bind-ro <source> <target>         mount(MS_BIND|MS_RDONLY) + remount(MS_BIND|MS_RDONLY) +
  * umount2 ext4-ro <device> <target>         mount(device, "ext4", MS_RDONLY) + umount2 pci <sysfs>
- * <dev> <pci-path>  resolve a PCI path to its virtio block node, as findPciBlockDevice
+ * <dev> <pci-path>  resolve a PCI path to its virtio block node, as findPciBlockDevice sandbox
+ * <root> <n>                one request of n ephemeral tmpfs storages added and released the way
+ * Sandbox does: per storage an O_NOFOLLOW walk to the parent, mkdirat, mount; then per storage
+ * (last first) umount2, rmdir handoff <target>                  the tmpfs cycle with each call
+ * handed to a worker thread and its completion signalled back through an eventfd the main thread
+ * waits on with epoll: the floor of any async design
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,6 +139,107 @@ static void cycle_pci(char **argv) {
     die("name", name);
 }
 
+/*
+ * sandbox: what Sandbox.addStorages + removeContainer do for n ephemeral tmpfs storages, in
+ * system calls only. The walk opens each component of the parent with O_NOFOLLOW (the sandbox
+ * refuses symlinks on the way); here the parent is the root itself, as for the bench's storages.
+ */
+#define SANDBOX_MAX 1000
+static char sandbox_paths[SANDBOX_MAX][4096];
+static void cycle_sandbox(char **argv) {
+  const char *root = argv[0];
+  long n = atol(argv[1]);
+  if (n < 1 || n > SANDBOX_MAX) die("storages per request", argv[1]);
+  for (long i = 0; i < n; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "e%ld", i);
+    if ((size_t)snprintf(sandbox_paths[i], sizeof sandbox_paths[i], "%s/%s", root, name) >=
+        sizeof sandbox_paths[i])
+      die("path", root);
+    int parent = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (parent < 0) die("open", root);
+    if (mkdirat(parent, name, 0755) != 0) die("mkdirat", name);
+    if (mount("tmpfs", sandbox_paths[i], "tmpfs", 0, "size=1m") != 0)
+      die("mount tmpfs", sandbox_paths[i]);
+    close(parent);
+  }
+  for (long i = n - 1; i >= 0; i--) {
+    do_umount(sandbox_paths[i]);
+    if (rmdir(sandbox_paths[i]) != 0) die("rmdir", sandbox_paths[i]);
+  }
+}
+
+/*
+ * handoff: the async API's shape with nothing of ours in it. The main thread hands each call to a
+ * worker waiting on a condition variable (as the addon's pool threads do), and the worker signals
+ * completion through an eventfd that the main thread waits for in epoll_wait (as libuv's loop does
+ * for a threadsafe function's uv_async). Two wake-ups per call, two calls (mount, umount) per
+ * cycle.
+ */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int request; /* 0 none, 1 mount, 2 umount, 3 exit */
+  const char *target;
+  int done_fd, epoll_fd;
+  pthread_t thread;
+} handoff = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, -1, -1, 0};
+
+static void *handoff_worker(void *arg) {
+  (void)arg;
+  for (;;) {
+    pthread_mutex_lock(&handoff.mu);
+    while (handoff.request == 0) pthread_cond_wait(&handoff.cv, &handoff.mu);
+    int req = handoff.request;
+    handoff.request = 0;
+    pthread_mutex_unlock(&handoff.mu);
+    if (req == 3) return NULL;
+    if (req == 1 && mount("tmpfs", handoff.target, "tmpfs", 0, NULL) != 0)
+      die("mount tmpfs", handoff.target);
+    if (req == 2) do_umount(handoff.target);
+    uint64_t one = 1;
+    if (write(handoff.done_fd, &one, sizeof one) != sizeof one) die("write", "eventfd");
+  }
+}
+
+static void handoff_call(int req) {
+  pthread_mutex_lock(&handoff.mu);
+  handoff.request = req;
+  pthread_cond_signal(&handoff.cv);
+  pthread_mutex_unlock(&handoff.mu);
+  struct epoll_event ev;
+  int r;
+  do r = epoll_wait(handoff.epoll_fd, &ev, 1, -1);
+  while (r < 0 && errno == EINTR);
+  if (r != 1) die("epoll_wait", "eventfd");
+  uint64_t count;
+  if (read(handoff.done_fd, &count, sizeof count) != sizeof count) die("read", "eventfd");
+}
+
+static void handoff_start(const char *target) {
+  handoff.target = target;
+  handoff.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  handoff.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (handoff.done_fd < 0 || handoff.epoll_fd < 0) die("eventfd/epoll", "");
+  struct epoll_event ev = {.events = EPOLLIN, .data = {.fd = handoff.done_fd}};
+  if (epoll_ctl(handoff.epoll_fd, EPOLL_CTL_ADD, handoff.done_fd, &ev) != 0) die("epoll_ctl", "");
+  if (pthread_create(&handoff.thread, NULL, handoff_worker, NULL) != 0) die("pthread_create", "");
+}
+
+static void handoff_stop(void) {
+  pthread_mutex_lock(&handoff.mu);
+  handoff.request = 3;
+  pthread_cond_signal(&handoff.cv);
+  pthread_mutex_unlock(&handoff.mu);
+  pthread_join(handoff.thread, NULL);
+}
+
+static void cycle_handoff(char **argv) {
+  (void)argv;
+  handoff_call(1);
+  handoff_call(2);
+}
+
 struct op {
   const char *name;
   int nargs;
@@ -136,7 +248,8 @@ struct op {
 
 static const struct op ops[] = {
     {"tmpfs", 1, cycle_tmpfs},     {"bind", 2, cycle_bind}, {"bind-ro", 2, cycle_bind_ro},
-    {"ext4-ro", 2, cycle_ext4_ro}, {"pci", 3, cycle_pci},
+    {"ext4-ro", 2, cycle_ext4_ro}, {"pci", 3, cycle_pci},   {"sandbox", 2, cycle_sandbox},
+    {"handoff", 1, cycle_handoff},
 };
 
 int main(int argc, char **argv) {
@@ -157,6 +270,7 @@ int main(int argc, char **argv) {
   long long *samples = calloc(iterations > 0 ? (size_t)iterations : 1, sizeof *samples);
   if (!samples) die("calloc", "");
 
+  if (op->cycle == cycle_handoff) handoff_start(args[0]);
   for (long i = 0; i < warmup; i++) op->cycle(args);
   long long cpu0 = cpu_ns();
   for (long i = 0; i < iterations; i++) {
@@ -165,6 +279,7 @@ int main(int argc, char **argv) {
     samples[i] = now_ns() - t0;
   }
   long long cpu = cpu_ns() - cpu0;
+  if (op->cycle == cycle_handoff) handoff_stop();
 
   printf("{\"op\":\"%s\",\"cpu_ns\":%lld,", op->name, cpu);
   if (op->cycle == cycle_pci) printf("\"result\":\"%s\",", pci_result);

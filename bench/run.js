@@ -423,6 +423,46 @@ async function runSandbox(/** @type {number} */ n) {
   return { add: (t1 - t0) / n, remove: (t2 - t1) / n, total: (t2 - t0) / n, cpu: cpu / n };
 }
 
+/** @type {any} */
+let requestSandbox;
+/**
+ * `requests` requests of `n` ephemeral tmpfs storages each, added and released through one
+ * long-lived Sandbox (as an agent's is), next to the C loop making the same system calls
+ * (baseline.c `sandbox`). Through mount(2), like the C loop. Samples: ns per storage.
+ * @param {number} n @param {number} requests
+ */
+async function runSandboxRequests(n, requests) {
+  const allowed = sandboxRoot();
+  requestSandbox ??= new kata.Sandbox({ allowedRoots: [allowed], mountApi: 'legacy' });
+  const storages = Array.from({ length: n }, (_, i) => ({
+    driver: 'ephemeral',
+    source: 'tmpfs',
+    fstype: 'tmpfs',
+    options: ['size=1m'],
+    mountPoint: path.join(allowed, `e${i}`),
+  }));
+  const samples = new Array(requests);
+  const c0 = cpuNow();
+  const w0 = ns();
+  for (let i = 0; i < requests; i++) {
+    const t0 = ns();
+    await requestSandbox.addStorages(storages, { containerId: 'bench' });
+    await requestSandbox.removeContainer('bench');
+    samples[i] = (ns() - t0) / n;
+  }
+  const wall = ns() - w0;
+  const cpu = cpuNow() - c0;
+  if (requestSandbox.storages().size !== 0) throw new Error('sandbox did not release every storage');
+  // Series divides by the number of samples; each sample here stands for n storages.
+  return { samples, wall: wall / n, cpu: cpu / n };
+}
+
+/** @param {number} n @param {number} requests */
+function runCSandbox(n, requests) {
+  const r = runC('sandbox', requests, 1, [sandboxRoot(), String(n)]);
+  return { samples: r.samples.map((x) => x / n), wall: r.wall / n, cpu: r.cpu / n };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
@@ -472,15 +512,18 @@ async function main() {
       for (const c of CONCURRENCY) await runAsync(t, warm, c);
       for (let b = 0; b < BLOCKS; b++) {
         for (const m of METHODS) {
-          if (m === 'c') get(t.name, m).add(runC(t.name, k, warm, t.cArgs(dirs[0])));
-          else if (m === 'sync') get(t.name, m).add(runSync(t, k));
+          if (m === 'c') {
+            get(t.name, m).add(runC(t.name, k, warm, t.cArgs(dirs[0])));
+            // The async floor: the same cycle, each call handed to a C worker thread and back.
+            if (t.name === 'tmpfs') get(t.name, 'chandoff').add(runC('handoff', k, warm, t.cArgs(dirs[0])));
+          } else if (m === 'sync') get(t.name, m).add(runSync(t, k));
           else if (m === 'syncnew') get(t.name, m).add(runSync(t, k, 'new'));
           else get(t.name, m).add(await runAsync(t, k, Number(m.slice(5))));
         }
       }
       runSpawn(t, 2);
       get(t.name, 'spawn').add(runSpawn(t, t.spawnIterations));
-      for (const m of [...METHODS, 'spawn']) get(t.name, m).endRound();
+      for (const m of [...METHODS, 'spawn', ...(t.name === 'tmpfs' ? ['chandoff'] : [])]) get(t.name, m).endRound();
     }
     {
       const n = quick ? 200 : 1000;
@@ -507,6 +550,23 @@ async function main() {
       get('pci', 'js').endRound();
     }
     if (hasSandbox) {
+      // One storage per request and 100, each next to its C loop, in turns.
+      const per = { 1: quick ? 40 : 200, 100: quick ? 2 : 5 };
+      if (r === 0) {
+        await runSandboxRequests(1, 20);
+        await runSandboxRequests(100, 1);
+      }
+      for (let b = 0; b < BLOCKS; b++) {
+        for (const n of /** @type {const} */ ([1, 100])) {
+          const k = Math.max(1, Math.ceil(per[n] / BLOCKS));
+          get(`sandbox${n}`, 'c').add(runCSandbox(n, k));
+          get(`sandbox${n}`, 'js').add(await runSandboxRequests(n, k));
+        }
+      }
+      for (const n of [1, 100]) {
+        get(`sandbox${n}`, 'c').endRound();
+        get(`sandbox${n}`, 'js').endRound();
+      }
       // The same 1,000 storages per size and round (100 sandboxes of 10, 10 of 100, one of
       // 1,000), sizes in turn, so each figure spans the same stretch of the machine's load.
       if (r === 0) await runSandbox(100);
@@ -536,6 +596,7 @@ async function main() {
   };
   const labels = {
     c: 'raw C',
+    chandoff: 'C on a worker + eventfd',
     sync: 'sync API',
     syncnew: 'sync, new mount API',
     async1: 'async, 1 in flight',
@@ -653,6 +714,41 @@ async function main() {
   } else {
     rows.push([`findPciBlockDevice('${PCI_PATH}')`, 'not exported by this build', '', '', '', '', '', '']);
   }
+  /** @type {Record<string, {c: any, js: any, vs_c: number, cpu_vs_c: number}>} */
+  const perRequest = {};
+  if (hasSandbox) {
+    for (const n of [1, 100]) {
+      const cs = get(`sandbox${n}`, 'c').summary();
+      const js = get(`sandbox${n}`, 'js').summary();
+      perRequest[n] = {
+        c: cs,
+        js,
+        vs_c: js.median_us / cs.median_us,
+        cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us,
+      };
+      const label = `Sandbox, ${n} ephemeral/request`;
+      rows.push([
+        label,
+        'C syscalls, per storage',
+        cs.median_us.toFixed(1),
+        cs.p99_us.toFixed(1),
+        cs.per_cycle_us.toFixed(1),
+        cs.cpu_per_cycle_us.toFixed(1),
+        '1.00',
+        '1.00',
+      ]);
+      rows.push([
+        label,
+        'add+removeContainer',
+        js.median_us.toFixed(1),
+        js.p99_us.toFixed(1),
+        js.per_cycle_us.toFixed(1),
+        js.cpu_per_cycle_us.toFixed(1),
+        perRequest[n].vs_c.toFixed(2),
+        perRequest[n].cpu_vs_c.toFixed(2),
+      ]);
+    }
+  }
   let scaling = null;
   let cpuScaling = null;
   if (hasSandbox) {
@@ -680,7 +776,12 @@ async function main() {
     }
     scaling = sb[1000].per_storage_us / sb[10].per_storage_us;
     cpuScaling = sb[1000].cpu_per_storage_us / sb[10].cpu_per_storage_us;
-    results.sandbox = { ...sb, scaling_1000_vs_10: scaling, cpu_scaling_1000_vs_10: cpuScaling };
+    results.sandbox = {
+      ...sb,
+      scaling_1000_vs_10: scaling,
+      cpu_scaling_1000_vs_10: cpuScaling,
+      per_request: perRequest,
+    };
   } else {
     rows.push(['Sandbox addStorages', 'not exported by this build', '', '', '', '', '', '']);
   }
@@ -709,6 +810,9 @@ async function main() {
       tmpfs_async1_vs_c: round(m.tmpfs.async1.vs_c, 3),
       spawn_vs_sync: round(median(get('tmpfs', 'spawn').samples) / median(get('tmpfs', 'sync').samples), 1),
       pci_vs_c: pciRatio === null ? null : round(pciRatio, 3),
+      sandbox1_vs_c: perRequest[1] ? round(perRequest[1].vs_c, 3) : null,
+      sandbox100_vs_c: perRequest[100] ? round(perRequest[100].vs_c, 3) : null,
+      async1_vs_handoff: round(m.tmpfs.async1.median_us / m.tmpfs.chandoff.median_us, 3),
     },
     parse_per_sec: Math.round(parsePerSec),
     scaling_1000_vs_10: scaling === null ? null : round(scaling, 3),
@@ -724,6 +828,9 @@ async function main() {
     tmpfs_async1_vs_c: round(m.tmpfs.async1.cpu_vs_c, 3),
     spawn_vs_sync: round(m.tmpfs.spawn.cpu_per_cycle_us / m.tmpfs.sync.cpu_per_cycle_us, 1),
     pci_vs_c: results.pci === null ? null : round(/** @type {any} */ (results.pci).cpu_vs_c, 3),
+    sandbox1_vs_c: perRequest[1] ? round(perRequest[1].cpu_vs_c, 3) : null,
+    sandbox100_vs_c: perRequest[100] ? round(perRequest[100].cpu_vs_c, 3) : null,
+    async1_vs_handoff: round(m.tmpfs.async1.cpu_per_cycle_us / m.tmpfs.chandoff.cpu_per_cycle_us, 3),
     parse_per_sec: Math.round(parseCpuPerSec),
     scaling_1000_vs_10: cpuScaling === null ? null : round(cpuScaling, 3),
   };
@@ -732,6 +839,9 @@ async function main() {
   const checks = [
     ['sync tmpfs cycle ≤ 1.15× C', summary.ratios.tmpfs_sync_vs_c, cpu.tmpfs_sync_vs_c, (x) => x <= 1.15],
     ['async (1 in flight) ≤ 1.5× C', summary.ratios.tmpfs_async1_vs_c, cpu.tmpfs_async1_vs_c, (x) => x <= 1.5],
+    ['async (1 in flight) ≤ 1.3× C hand-off', summary.ratios.async1_vs_handoff, cpu.async1_vs_handoff, (x) => x <= 1.3],
+    ['Sandbox, 1 per request ≤ 2× C', summary.ratios.sandbox1_vs_c, cpu.sandbox1_vs_c, (x) => x <= 2],
+    ['Sandbox, 100 per request ≤ 1.5× C', summary.ratios.sandbox100_vs_c, cpu.sandbox100_vs_c, (x) => x <= 1.5],
     ['≥ 50× faster than spawn', summary.ratios.spawn_vs_sync, cpu.spawn_vs_sync, (x) => x >= 50],
     ['parse ≥ 1M/s', summary.parse_per_sec, cpu.parse_per_sec, (x) => x >= 1e6],
     ['findPciBlockDevice ≤ 2× C', summary.ratios.pci_vs_c, cpu.pci_vs_c, (x) => x <= 2],
