@@ -1,5 +1,7 @@
 #include "addon.h"
 
+#include <thread>
+
 #include "workpool.h"
 
 namespace kata {
@@ -23,15 +25,28 @@ struct JobAccess {
   static void Run(Job* job) {
     job->Execute();
     std::shared_ptr<Completion> completion = job->completion_;
-    std::lock_guard<std::mutex> lock(completion->mu);
-    if (completion->closed) {
-      delete job;
-      return;
+    napi_threadsafe_function wake = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(completion->mu);
+      if (completion->closed) {
+        delete job;
+        return;
+      }
+      completion->done.push_back(job);
+      if (!completion->signaled) {
+        completion->signaled = true;
+        wake = completion->tsfn;
+        completion->senders.fetch_add(1, std::memory_order_relaxed);
+      }
     }
-    completion->done.push_back(job);
-    if (!completion->signaled && napi_call_threadsafe_function(completion->tsfn, nullptr,
-                                                               napi_tsfn_nonblocking) == napi_ok) {
-      completion->signaled = true;
+    // The wake-up is sent after our lock is released: the JS thread it wakes often runs at once
+    // on this CPU, and found the lock still held (a third context switch per call) when it was
+    // sent from inside. FinalizeTsfn waits for `senders` before the function goes away.
+    if (wake != nullptr) {
+      if (napi_call_threadsafe_function(wake, nullptr, napi_tsfn_nonblocking) != napi_ok) {
+        // The environment is closing: nobody will drain, and FinalizeTsfn drops what is queued.
+      }
+      completion->senders.fetch_sub(1, std::memory_order_release);
     }
   }
 
@@ -96,6 +111,9 @@ void FinalizeTsfn(napi_env /*env*/, void* finalize_data, void* /*hint*/) {
     (*holder)->tsfn = nullptr;
     orphans.swap((*holder)->done);
   }
+  // A pool thread may be inside napi_call_threadsafe_function (it returns napi_closing now):
+  // the function must outlive that call, which never blocks.
+  while ((*holder)->senders.load(std::memory_order_acquire) > 0) std::this_thread::yield();
   // Nobody is left to settle these promises: the environment is gone.
   for (Job* job : orphans) delete job;
   delete holder;

@@ -5,6 +5,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -36,7 +37,8 @@ struct Completion {
   std::mutex mu;
   napi_threadsafe_function tsfn = nullptr;
   bool closed = false;
-  bool signaled = false;  // a wake-up or a drain is already on its way
+  bool signaled = false;        // a wake-up or a drain is already on its way
+  std::atomic<int> senders{0};  // pool threads sending a wake-up outside `mu`
   std::deque<Job*> done;
 };
 
