@@ -6,16 +6,14 @@ import { constants } from 'node:os';
 import {
   StorageError,
   abortError,
-  fromNative,
   invalidArgType,
   invalidArgValue,
   systemError,
-  type NativeError,
   type StorageErrorCode,
   type TargetFailure,
 } from './errors';
 import { tracePromise } from './events';
-import { native, type DeviceWaitResult, type DeviceNativeError, type UeventMonitorState } from './native';
+import { native, type DeviceWaitResult, type UeventMonitorState } from './native';
 
 export interface PciSlot {
   /** Device (slot) number on its bus, 0x00-0x1f. */
@@ -70,23 +68,6 @@ function checkRoot(value: unknown, name: string, fallback: string): string {
   return s.length > 1 ? s.replace(/\/+$/, '') : s;
 }
 
-/** Turns what the native device layer reports into the error the caller sees. */
-function deviceError(e: DeviceNativeError | NativeError): Error {
-  if ('reason' in e && e.reason !== undefined) {
-    const props: Record<string, unknown> = { value: e.value };
-    if (e.errno !== undefined) {
-      props.errno = -Math.abs(e.errno);
-      props.syscall = e.syscall;
-    }
-    return new StorageError(e.code as StorageErrorCode, `${e.reason}: '${e.value}'`, props);
-  }
-  return fromNative(e as NativeError);
-}
-
-function isError(r: unknown): r is DeviceNativeError | NativeError {
-  return typeof r === 'object' && r !== null && !Array.isArray(r);
-}
-
 function slotsFrom(flat: number[], from: number): PciSlot[] {
   const slots: PciSlot[] = [];
   for (let i = from; i + 1 < flat.length; i += 2) slots.push({ slot: flat[i]!, fn: flat[i + 1]! });
@@ -109,7 +90,7 @@ export function parsePciPath(path: string): PciSlot[] {
 /** parsePciPath, also returning the pxb root complex of a NUMA-form path. */
 export function parsePciPathFull(path: string): ParsedPciPath {
   const r = native.parsePciPath(checkString(path, 'path'));
-  if (isError(r)) throw deviceError(r);
+  if (r instanceof Error) throw r;
   const parsed: ParsedPciPath = { slots: slotsFrom(r, 1) };
   if (r[0]! >= 0) parsed.rootComplex = r[0]!.toString(16).padStart(2, '0');
   return parsed;
@@ -131,7 +112,7 @@ export function pciPathToSysfs(path: string, opts: { sysfsRoot?: string; rootCom
   const sysfsRoot = checkRoot(opts.sysfsRoot, 'options.sysfsRoot', '/sys');
   const r = native.pciPathToSysfs(p, sysfsRoot, rootComplexArg(opts.rootComplex));
   if (typeof r === 'string') return r;
-  throw deviceError(r);
+  throw r;
 }
 
 interface ResolvedWait {
@@ -161,12 +142,16 @@ function waitOptions(opts: WaitOptions | undefined): ResolvedWait {
 
 export type { TargetFailure } from './errors';
 
-function targetFailure(f: DeviceNativeError): TargetFailure {
-  const out: TargetFailure = { path: f.value, reason: f.reason ?? f.code };
-  if (f.errno !== undefined && f.errno !== 0) {
-    out.errno = -Math.abs(f.errno);
-    out.code = systemError(f.errno, f.syscall ?? '').code;
-    out.syscall = f.syscall;
+function targetFailure(f: Error): TargetFailure {
+  // The native record arrived as a StorageError (nativeError): its message is `${reason}: '${value}'`.
+  const e = f as StorageError & { value?: unknown; errno?: number; syscall?: string };
+  const path = String(e.value ?? '');
+  const suffix = `: '${path}'`;
+  const out: TargetFailure = { path, reason: e.message.endsWith(suffix) ? e.message.slice(0, -suffix.length) : e.code };
+  if (e.errno !== undefined && e.errno !== 0) {
+    out.errno = -Math.abs(e.errno);
+    out.code = systemError(e.errno, e.syscall ?? '').code;
+    out.syscall = e.syscall;
   }
   return out;
 }
@@ -189,7 +174,7 @@ function settle(r: DeviceWaitResult): string {
     }
     throw err;
   }
-  throw deviceError(r);
+  throw r;
 }
 
 function checkSysfsRoot(root: string): void {
@@ -221,7 +206,7 @@ async function findBlockDevice(
   if (o.signal?.aborted) throw abortError(o.signal);
   const found = native.findBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot);
   if (typeof found === 'string') return found;
-  if (found !== null) throw deviceError(found);
+  if (found !== null) throw found;
   // Waiting under a sysfs that is not there could only time out: say so now.
   checkSysfsRoot(o.sysfsRoot);
   return tracePromise(
@@ -293,7 +278,7 @@ export function findPciBlockDevice(
 /** Parses an s390x CCW bus id `0.<ssid 0-3>.<devno, 1-4 hex digits>`. */
 export function parseCcwDevice(busId: string): { cssid: number; ssid: number; devno: number } {
   const r = native.parseCcwDevice(checkString(busId, 'busId'));
-  if (isError(r)) throw deviceError(r);
+  if (r instanceof Error) throw r;
   return { cssid: r[0]!, ssid: r[1]!, devno: r[2]! };
 }
 
@@ -305,7 +290,7 @@ export function findCcwBlockDevice(busId: string, opts?: WaitOptions): Promise<s
 /** Parses a SCSI address `target:lun` (decimal). */
 export function parseScsiAddress(addr: string): { target: number; lun: number } {
   const r = native.parseScsiAddress(checkString(addr, 'addr'));
-  if (isError(r)) throw deviceError(r);
+  if (r instanceof Error) throw r;
   return { target: r[0]!, lun: r[1]! };
 }
 
@@ -348,7 +333,7 @@ export function deviceNumber(path: string): { type: 'block' | 'char'; major: num
   const p = checkString(path, 'path');
   if (p.includes('\0')) throw invalidArgValue('path', p, 'must be a string without null bytes');
   const r = native.deviceNumber(p);
-  if (isError(r)) throw deviceError(r);
+  if (r instanceof Error) throw r;
   if (r[0] === 0) return { type: 'block', major: r[1]!, minor: r[2]! };
   if (r[0] === 1) return { type: 'char', major: r[1]!, minor: r[2]! };
   throw new StorageError('ERR_NOT_DEVICE_NODE', `'${p}' is not a device node`, { value: p });
@@ -359,7 +344,7 @@ export function assertBlockDevice(path: string): { major: number; minor: number 
   const p = checkString(path, 'path');
   if (p.includes('\0')) throw invalidArgValue('path', p, 'must be a string without null bytes');
   const r = native.deviceNumber(p);
-  if (isError(r)) throw deviceError(r);
+  if (r instanceof Error) throw r;
   if (r[0] !== 0) throw new StorageError('ERR_NOT_BLOCK_DEVICE', `'${p}' is not a block device`, { value: p });
   return { major: r[1]!, minor: r[2]! };
 }

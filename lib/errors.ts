@@ -171,25 +171,45 @@ export function systemError(errno: number, syscall: string, path?: string, dest?
   return err;
 }
 
-/** What the native layer hands back for a failure: a system call or one of our codes. */
-export type NativeError =
-  | { errno: number; syscall: string; path?: string; dest?: string; kernelMessages?: string[]; detail?: string }
-  | { code: string; value: string };
-
-export function fromNative(e: NativeError): Error {
-  if ('errno' in e) {
-    const err = systemError(e.errno, e.syscall, e.path, e.dest);
-    if (e.kernelMessages && e.kernelMessages.length > 0) {
-      err.kernelMessages = e.kernelMessages;
-      err.message += ` (${e.kernelMessages.join('; ')})`;
+/**
+ * The one converter from the native error record to the error the caller sees, handed to the
+ * addon at load (lib/native.ts): the addon calls it itself, so what crosses back is already final.
+ * A system call failure (errno, no code) becomes a Node-shaped system error, with the kernel's
+ * fs-context messages appended when the new mount API had any; one of our codes becomes a
+ * StorageError naming the refused value, with the errno behind it (negative, as in Node) and the
+ * syscall when there was one. `detail` is our own explanation when errno alone misleads (which
+ * flag the kernel refused to clear), appended to the message.
+ */
+export function nativeError(
+  errno: number | undefined,
+  syscall: string | undefined,
+  path?: string,
+  dest?: string,
+  kernelMessages?: string[],
+  code?: string,
+  value?: string,
+  reason?: string,
+  detail?: string,
+): Error {
+  if (code === undefined) {
+    const err = systemError(errno ?? 0, syscall ?? '', path, dest);
+    if (kernelMessages !== undefined && kernelMessages.length > 0) {
+      (err as SystemError & { kernelMessages: string[] }).kernelMessages = kernelMessages;
+      err.message += ` (${kernelMessages.join('; ')})`;
     }
-    if (e.detail) {
-      (err as SystemError & { detail: string }).detail = e.detail;
-      err.message += `: ${e.detail}`;
+    if (detail !== undefined && detail !== '') {
+      (err as SystemError & { detail: string }).detail = detail;
+      err.message += `: ${detail}`;
     }
     return err;
   }
-  return new StorageError(e.code as StorageErrorCode, nativeCodeMessage(e.code, e.value), { value: e.value });
+  const v = value ?? '';
+  const props: Record<string, unknown> = { value: v };
+  if (errno !== undefined) {
+    props.errno = -Math.abs(errno);
+    props.syscall = syscall;
+  }
+  return new StorageError(code as StorageErrorCode, reason !== undefined ? `${reason}: '${v}'` : nativeCodeMessage(code, v), props);
 }
 
 /** Why the native tokenizer refused a word (the same scan: a backslash escapes the next byte). */

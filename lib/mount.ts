@@ -1,7 +1,7 @@
 // mount/umount from Node. Each call is one native call that parses, mounts, applies propagation
 // and the bind remount; the async forms run on the addon's own threads, never libuv's pool.
 import { isAbsolute, normalize } from 'node:path';
-import { abortError, explainMountError, fromNative, invalidArgType, invalidArgValue, type NativeError } from './errors';
+import { abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
 import { traceSync, tracePromise, type MountTrace, type RemountTrace, type UmountTrace } from './events';
 import { native, type NewMountApiSupport } from './native';
 
@@ -68,7 +68,7 @@ export function newMountApiSupport(): NewMountApiSupport {
 export function effectiveMountApi(api?: MountApi, options?: readonly string[]): 'new' | 'legacy' {
   const r = native.effectiveMountApi(mountApiOf(api), joinOptions(options));
   if (typeof r === 'string') return r;
-  throw fromNative(r);
+  throw r;
 }
 
 export interface UmountOptions {
@@ -130,8 +130,8 @@ export async function abortedMountsSettled(): Promise<void> {
   while (undoing.size > 0) await Promise.all([...undoing]);
 }
 
-function check(result: NativeError | undefined, fstype?: string): void {
-  if (result !== undefined) throw explainMountError(fromNative(result), fstype);
+function check(result: Error | undefined, fstype?: string): void {
+  if (result !== undefined) throw explainMountError(result, fstype);
 }
 
 const API_NAMES = ['auto', 'new', 'legacy'] as const;
@@ -199,13 +199,13 @@ function mountNow(args: MountArgs, signal: AbortSignal | undefined): Promise<voi
       signal.removeEventListener('abort', onAbort);
       if (!aborted) {
         if (result === undefined) resolve();
-        else reject(explainMountError(fromNative(result), args[2]));
+        else reject(explainMountError(result, args[2]));
         return;
       }
       // The caller has moved on: do not leave behind a mount nobody will release.
       if (result === undefined) {
         const e = await native.umount(args[1], false, false, false, 0);
-        if (e) process.emitWarning(`kata-storage: could not undo aborted mount: ${fromNative(e).message}`);
+        if (e) process.emitWarning(`kata-storage: could not undo aborted mount: ${e.message}`);
       }
     });
     undoing.add(settled);
@@ -284,7 +284,7 @@ export function remount(
     () =>
       native.remount(...args).then((r) => {
         if (typeof r === 'string') return r;
-        throw fromNative(r);
+        throw r;
       }),
   );
 }
@@ -293,5 +293,5 @@ export function remount(
 export function isMountPoint(path: string): boolean {
   const r = native.isMountPoint(checkPath(path, 'path'));
   if (typeof r === 'boolean') return r;
-  throw fromNative(r);
+  throw r;
 }

@@ -2,23 +2,13 @@
 // lib/ requires the .node file.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { StorageError, type NativeError } from './errors';
-
-/** What the device layer reports for its own codes: the code, the refused value and why. */
-export interface DeviceNativeError {
-  code: string;
-  value: string;
-  reason?: string;
-  errno?: number;
-  syscall?: string;
-}
+import { StorageError, nativeError } from './errors';
 
 /** How a device wait ended: found (and how), timed out (with what was seen), or an error. */
 export type DeviceWaitResult =
   | { path: string; via: 'sysfs' | 'sysfs-poll' | 'cache' | 'uevent' | 'cancelled' }
-  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number; failures: DeviceNativeError[] }
-  | DeviceNativeError
-  | NativeError;
+  | { errno: number; awaited: string; nearest: string[]; timeoutMs: number; failures: Error[] }
+  | Error;
 
 /** Which new-API system calls this process may make (probed once, with arguments that do nothing). */
 export interface NewMountApiSupport {
@@ -36,12 +26,18 @@ export interface NewMountApiSupport {
   complete: boolean;
 }
 
+/**
+ * The addon. Every failure it reports is already the final error, built by errors.ts's
+ * nativeError (handed over at load): a Node-shaped system error or a StorageError.
+ */
 export interface NativeBinding {
   /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
   readonly mountFlags: Record<string, number>;
   readonly maxMountDataLength: number;
-  parseMountOptions(list: string): string | [code: string, value: string];
+  /** Hands the addon the one converter of its error records (errors.ts's nativeError). */
+  setErrorConstructor(nativeError: (...args: never[]) => Error): void;
+  parseMountOptions(list: string): string | Error;
   optionWords(list: string): string[];
   /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
   mountSync(
@@ -51,7 +47,7 @@ export interface NativeBinding {
     list: string,
     api?: number,
     beneath?: string,
-  ): NativeError | undefined;
+  ): Error | undefined;
   mount(
     source: string,
     target: string,
@@ -59,11 +55,11 @@ export interface NativeBinding {
     list: string,
     api?: number,
     beneath?: string,
-  ): Promise<NativeError | undefined>;
-  effectiveMountApi(api: number, list: string): 'new' | 'legacy' | NativeError;
+  ): Promise<Error | undefined>;
+  effectiveMountApi(api: number, list: string): 'new' | 'legacy' | Error;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
-  remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | NativeError>;
+  remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;
   /** The dm-verity target line for DmVerityInfo fields, or the offending field's name. */
   verityTable(
     hashtype: string,
@@ -76,7 +72,7 @@ export interface NativeBinding {
     hashType: number,
     noSuperblock: boolean,
     dataDev: string,
-  ): { params: string; sectors: number } | { code: string; value: string };
+  ): { params: string; sectors: number } | Error;
   /** DM_DEV_CREATE + DM_TABLE_LOAD (verity, read-only) + resume + mknod `node`. */
   dmVerityCreate(
     control: string,
@@ -84,49 +80,49 @@ export interface NativeBinding {
     sectors: number,
     params: string,
     node: string,
-  ): Promise<{ major: number; minor: number } | NativeError>;
+  ): Promise<{ major: number; minor: number } | Error>;
   /** DM_DEV_REMOVE (deferred: when its last opener closes) and unlink of `node`. */
-  dmRemove(control: string, name: string, node: string, deferred: boolean): Promise<NativeError | undefined>;
+  dmRemove(control: string, name: string, node: string, deferred: boolean): Promise<Error | undefined>;
   umountSync(
     target: string,
     detach: boolean,
     force: boolean,
     expire: boolean,
     busyTimeoutMs: number,
-  ): NativeError | undefined;
+  ): Error | undefined;
   umount(
     target: string,
     detach: boolean,
     force: boolean,
     expire: boolean,
     busyTimeoutMs: number,
-  ): Promise<NativeError | undefined>;
-  isMountPoint(path: string): boolean | NativeError;
+  ): Promise<Error | undefined>;
+  isMountPoint(path: string): boolean | Error;
   poolThreads(): number;
   /** Walks `rel` beneath `root` without creating anything: a symlink or non-directory on the way comes back as a code. */
-  checkBeneath(root: string, rel: string): NativeError | { code: 'symlink' | 'notdir'; value: string } | undefined;
+  checkBeneath(root: string, rel: string): Error | { stop: 'symlink' | 'notdir'; path: string } | undefined;
   /** Creates the missing components of `rel` beneath `root` (O_NOFOLLOW walk); resolves with the paths it created. */
-  makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | NativeError>;
+  makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | Error>;
   /** Removes a tree, refusing (EBUSY, nothing deleted) if a mount lies anywhere in it. */
-  removeTree(path: string): Promise<NativeError | undefined>;
+  removeTree(path: string): Promise<Error | undefined>;
   /** rmdir, or unlink for a non-directory, on the addon's threads. */
-  removeEntry(path: string): Promise<NativeError | undefined>;
+  removeEntry(path: string): Promise<Error | undefined>;
   applyFsGroup(
     path: string,
     gid: number,
     readOnly: boolean,
     onRootMismatch: boolean,
-  ): Promise<{ skipped: boolean; changed: number } | NativeError>;
+  ): Promise<{ skipped: boolean; changed: number } | Error>;
   ensureHugepages(
     sysfsRoot: string,
     pageKb: number,
     pages: number,
-  ): Promise<{ previous: number; allocated: number } | NativeError>;
+  ): Promise<{ previous: number; allocated: number } | Error>;
   /** [rootComplex or -1, slot, fn, slot, fn, ...] */
-  parsePciPath(path: string): number[] | DeviceNativeError;
-  parseCcwDevice(busId: string): number[] | DeviceNativeError;
-  parseScsiAddress(addr: string): number[] | DeviceNativeError;
-  pciPathToSysfs(path: string, sysfsRoot: string, rootComplex: string): string | DeviceNativeError;
+  parsePciPath(path: string): number[] | Error;
+  parseCcwDevice(busId: string): number[] | Error;
+  parseScsiAddress(addr: string): number[] | Error;
+  pciPathToSysfs(path: string, sysfsRoot: string, rootComplex: string): string | Error;
   /** The node path when the device is there now, null when it is not (yet). */
   findBlockDevice(
     bus: number,
@@ -134,7 +130,7 @@ export interface NativeBinding {
     rootComplex: string,
     sysfsRoot: string,
     devRoot: string,
-  ): string | null | DeviceNativeError | NativeError;
+  ): string | null | Error;
   waitBlockDevice(
     bus: number,
     spec: string,
@@ -146,7 +142,7 @@ export interface NativeBinding {
   ): [id: number, result: Promise<DeviceWaitResult>];
   cancelDeviceWait(id: number): void;
   /** [0 block | 1 char | 2 other, major, minor] */
-  deviceNumber(path: string): number[] | NativeError;
+  deviceNumber(path: string): number[] | Error;
   ueventMonitorState(): UeventMonitorState;
 }
 
@@ -196,3 +192,4 @@ export interface UeventMonitorState {
   waiters: number;
   matched: number;
 }
+native.setErrorConstructor(nativeError);

@@ -1,6 +1,6 @@
 // Mount option words -> flags, propagation and data. The parsing itself is native (one string
 // crosses, flags come back through a shared array), this file only checks and shapes.
-import { StorageError, fromNative, invalidArgType } from './errors';
+import { StorageError, invalidArgType } from './errors';
 import { native } from './native';
 
 export type MountFlagName =
@@ -69,7 +69,7 @@ export function joinOptions(options: readonly string[] | undefined, name = 'opti
 export function parseMountOptions(options: readonly string[]): ParsedMountOptions {
   if (!Array.isArray(options)) throw invalidArgType('options', 'an array of strings', options);
   const r = native.parseMountOptions(joinOptions(options));
-  if (typeof r !== 'string') throw fromNative({ code: r[0], value: r[1] });
+  if (typeof r !== 'string') throw r;
   const scratch = native.scratch;
   return { flags: scratch[0]!, propagation: scratch[1]!, data: r, recursiveFlags: scratch[2]! };
 }

@@ -1,9 +1,8 @@
 // The sandbox's storage table: one entry per mount point, reference-counted across containers,
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
-import { constants } from 'node:os';
 import { posix } from 'node:path';
-import { StorageError, abortError, fromNative, invalidArgType, invalidArgValue } from './errors';
+import { StorageError, abortError, invalidArgType, invalidArgValue } from './errors';
 import { channels, now, timed, tracePromise } from './events';
 import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
@@ -443,7 +442,7 @@ export class Sandbox {
       const claimed = claimLeftovers(target);
       e.created.push(...claimed);
       const r = await native.makeBeneath(p.root, p.rel, 0o755, file);
-      if (!Array.isArray(r)) throw fromNative(r);
+      if (!Array.isArray(r)) throw r;
       e.created.push(...r);
       return [...claimed, ...r];
     };
@@ -608,9 +607,10 @@ export class Sandbox {
       const p = e.created.pop()!;
       const started = now();
       const r = e.trees.has(p) ? await native.removeTree(p) : await native.removeEntry(p);
-      if (r === undefined || ('errno' in r && r.errno === ENOENT)) continue;
+      const code = r === undefined ? undefined : (r as NodeJS.ErrnoException).code;
+      if (r === undefined || code === 'ENOENT') continue;
       this.#leftovers.set(p, e.trees.has(p));
-      const expected = 'errno' in r && (r.errno === ENOTEMPTY || r.errno === EEXIST) && p !== e.path && !e.trees.has(p);
+      const expected = (code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path && !e.trees.has(p);
       // A parent still holding another storage's directory is the normal case, not news.
       if (!expected && channels.umount.hasSubscribers) {
         channels.umount.publish({
@@ -621,7 +621,7 @@ export class Sandbox {
           step: 'remove',
           path: p,
           durationMs: now() - started,
-          error: fromNative(r),
+          error: r,
         });
       }
     }
@@ -655,12 +655,10 @@ export class Sandbox {
       // Claimed by an add while an earlier removal was in flight: it is that storage's now.
       if (held.has(dir) || !this.#leftovers.has(dir)) continue;
       const r = this.#leftovers.get(dir) ? await native.removeTree(dir) : await native.removeEntry(dir);
-      if (r === undefined || ('errno' in r && r.errno === ENOENT)) this.#leftovers.delete(dir);
+      if (r === undefined || (r as NodeJS.ErrnoException).code === 'ENOENT') this.#leftovers.delete(dir);
     }
   }
 }
-
-const { ENOENT, ENOTEMPTY, EEXIST } = constants.errno;
 
 let openat2: boolean | undefined;
 const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);

@@ -1,7 +1,7 @@
 // The Storage request (Kata's agent.proto `message Storage`) and everything that can be checked
 // about one before the system is touched.
 import { posix } from 'node:path';
-import { StorageError, fromNative } from './errors';
+import { StorageError } from './errors';
 import { native } from './native';
 import { optionWords, parseMountOptions } from './options';
 
@@ -266,25 +266,25 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
   const rel = mountPoint.slice(root === '/' ? 1 : root.length + 1);
   const r = native.checkBeneath(root, rel);
   if (r !== undefined) {
-    if ('errno' in r) throw fromNative(r);
-    if (r.code === 'symlink') {
+    if (r instanceof Error) throw r;
+    if (r.stop === 'symlink') {
       throw new StorageError(
         'ERR_INVALID_STORAGE',
-        `storage mountPoint ${mountPoint} is reached through a symlink at ${r.value}`,
+        `storage mountPoint ${mountPoint} is reached through a symlink at ${r.path}`,
         {
           value: mountPoint,
           field: 'mountPoint',
-          path: r.value,
+          path: r.path,
         },
       );
     }
     throw new StorageError(
       'ERR_INVALID_STORAGE',
-      `storage mountPoint ${mountPoint} goes through a non-directory at ${r.value}`,
+      `storage mountPoint ${mountPoint} goes through a non-directory at ${r.path}`,
       {
         value: mountPoint,
         field: 'mountPoint',
-        path: r.value,
+        path: r.path,
       },
     );
   }

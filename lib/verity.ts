@@ -2,7 +2,7 @@
 // (kata-types mount.rs); the native core builds the verity table and creates the device through
 // device-mapper ioctls (native/core/dm.cc), as Kata's kata-types dmverity.rs does.
 import { basename, join } from 'node:path';
-import { StorageError, fromNative } from './errors';
+import { StorageError } from './errors';
 import { native } from './native';
 
 export const VERITY_INFO = 'verity_info=';
@@ -104,12 +104,13 @@ export function verityTable(info: DmVerityInfo, dataDev: string, option = ''): {
     info.no_superblock === true,
     dataDev,
   );
-  if ('code' in r)
+  if (r instanceof Error) {
     throw invalid(
       option || JSON.stringify(info),
-      r.value,
+      String((r as StorageError).value),
       'is out of range or malformed (see Kata DmVerityInfo.IsValid)',
     );
+  }
   return r;
 }
 
@@ -136,12 +137,12 @@ export async function createVerityDevice(
   const name = verityDeviceName(device, info);
   const v = { control: join(devRoot, 'mapper', 'control'), name, node: join(devRoot, 'mapper', name) };
   const r = await native.dmVerityCreate(v.control, v.name, sectors, params, v.node);
-  if ('errno' in r || 'code' in r) throw fromNative(r);
+  if (r instanceof Error) throw r;
   return v;
 }
 
 /** DM_DEV_REMOVE with DM_DEFERRED_REMOVE (gone once its mount is), then the node. */
 export async function removeVerityDevice(v: VerityDevice): Promise<void> {
   const e = await native.dmRemove(v.control, v.name, v.node, true);
-  if (e) throw fromNative(e);
+  if (e) throw e;
 }

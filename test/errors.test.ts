@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorageError } from '../lib/index';
-import { abortError, fromNative, systemError } from '../lib/errors';
-import { loadBinding } from '../lib/native';
+import { abortError, nativeError, systemError } from '../lib/errors';
+import { loadBinding, native } from '../lib/native';
 
 t.test('system errors look like Node fs errors', async (t) => {
   const e = systemError(16, 'mount', 'tmpfs', '/run/x');
@@ -18,20 +18,38 @@ t.test('system errors look like Node fs errors', async (t) => {
 });
 
 t.test('native descriptors become errors', async (t) => {
-  const k = fromNative({
-    errno: 22,
-    syscall: 'fsconfig',
-    path: 'tmpfs',
-    dest: '/m',
-    kernelMessages: ["tmpfs: Bad value for 'size'"],
-  });
+  const k = nativeError(22, 'fsconfig', 'tmpfs', '/m', ["tmpfs: Bad value for 'size'"]);
   t.match(k, { code: 'EINVAL', syscall: 'fsconfig', kernelMessages: ["tmpfs: Bad value for 'size'"] });
   t.match(k.message, /Bad value for 'size'/);
-  const s = fromNative({ code: 'ERR_MOUNT_OPTIONS_TOO_LONG', value: 'x'.repeat(5000) });
+  const s = nativeError(
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    'ERR_MOUNT_OPTIONS_TOO_LONG',
+    'x'.repeat(5000),
+  );
   t.ok(s instanceof StorageError);
   t.equal(s.name, 'StorageError');
   t.match(s.message, /5000 bytes/);
-  t.match(fromNative({ code: 'ERR_SOMETHING', value: 'v' }), { code: 'ERR_SOMETHING', value: 'v' });
+  t.match(nativeError(undefined, undefined, undefined, undefined, undefined, 'ERR_SOMETHING', 'v'), {
+    code: 'ERR_SOMETHING',
+    value: 'v',
+  });
+});
+
+t.test('the addon hands back final errors, built by the one converter', async (t) => {
+  const sys = native.umountSync('/proc/self/kata-storage-no-such-mount', false, false, false, 0);
+  t.ok(sys instanceof Error, 'a system call failure is an Error, not a descriptor');
+  t.match(sys, { code: 'ENOENT', errno: -2, syscall: 'umount2', path: '/proc/self/kata-storage-no-such-mount' });
+  const opt = native.parseMountOptions('loop');
+  t.ok(opt instanceof StorageError, 'an option refused by the native tokenizer is a StorageError');
+  t.match(opt, { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
+  const pci = native.parsePciPath('zz');
+  t.ok(pci instanceof StorageError);
+  t.match(pci, { code: 'ERR_INVALID_PCI_PATH', value: 'zz', message: /invalid PCI path.*'zz'/ });
+  t.throws(() => native.setErrorConstructor(5 as never), TypeError);
 });
 
 t.test('StorageError carries code, value, cause and extra fields', async (t) => {

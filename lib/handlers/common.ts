@@ -1,5 +1,5 @@
 // What most drivers share: create the mount point, mount, then apply fsGroup the way Kata does.
-import { StorageError, fromNative } from '../errors';
+import { StorageError } from '../errors';
 import { native } from '../native';
 import { MountFlags, parseMountOptions } from '../options';
 import type { StorageContext } from '../handler';
@@ -54,7 +54,7 @@ export async function applyFsGroup(
     readOnly,
     storage.fsGroup.groupChangePolicy === 'OnRootMismatch',
   );
-  if ('errno' in r || 'code' in r) throw fromNative(r);
+  if (r instanceof Error) throw r;
   return r;
 }
 

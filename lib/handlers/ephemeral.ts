@@ -1,7 +1,7 @@
 // ephemeral: tmpfs (memory-backed emptyDir, /dev/shm) with every option the runtime sent (Kata
 // drops them), `fsgid=` applied after the mount; hugetlbfs with its pages allocated first.
 import { chmodSync, chownSync, statSync } from 'node:fs';
-import { StorageError, fromNative } from '../errors';
+import { StorageError } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler } from '../handler';
 import { withoutOptions, type Storage } from '../storage';
@@ -39,7 +39,7 @@ export const ephemeralHandler: StorageHandler = {
     if (storage.fstype === 'hugetlbfs') {
       const { pageSize, pages } = hugepages(storage);
       const r = await native.ensureHugepages(ctx.sysfsRoot, pageSize / 1024, pages);
-      if ('errno' in r || 'code' in r) throw fromNative(r);
+      if (r instanceof Error) throw r;
       if (r.allocated < pages) {
         throw new StorageError(
           'ERR_HUGEPAGES_UNAVAILABLE',

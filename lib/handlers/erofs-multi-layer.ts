@@ -16,7 +16,7 @@ import {
   parseScsiAddress,
   type WaitOptions,
 } from '../devices';
-import { StorageError, fromNative } from '../errors';
+import { StorageError } from '../errors';
 import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from '../multi-layer';
 import { native } from '../native';
 import type { StorageContext, StorageHandler } from '../handler';
@@ -169,7 +169,7 @@ async function makeDirs(mkdirs: readonly Mkdir[], base: Mkdir['base'], mount: st
     if (m.base !== base) continue;
     // Inside the layer's own filesystem: no symlink on the way may lead out of it.
     const r = await native.makeBeneath(mount, m.rel, 0o755, false);
-    if (!Array.isArray(r)) throw fromNative(r);
+    if (!Array.isArray(r)) throw r;
   }
 }
 
@@ -200,7 +200,7 @@ export const erofsMultiLayerHandler: StorageHandler = {
     await makeDirs(mkdirs, 'lower', lowerMounts[0]!);
     for (const d of ['upper', 'work']) {
       const r = await native.makeBeneath(upperMount, d, 0o755, false);
-      if (!Array.isArray(r)) throw fromNative(r);
+      if (!Array.isArray(r)) throw r;
     }
     await ctx.makeMountPoint();
     await ctx.mount('overlay', storage.mountPoint, 'overlay', [

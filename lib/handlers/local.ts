@@ -1,7 +1,6 @@
 // local: a plain directory (a disk-backed emptyDir), created with octal `mode=` and `fsgid=`, no
 // mount. It goes with its last reference, but never by deleting into a mount below it.
 import { chmodSync, chownSync } from 'node:fs';
-import { fromNative } from '../errors';
 import { native } from '../native';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
@@ -26,6 +25,6 @@ export const localHandler: StorageHandler = {
   async release(path: string, ctx: ReleaseContext): Promise<void> {
     if (!ctx.createdMountPoint) return;
     const e = await native.removeTree(path);
-    if (e) throw fromNative(e);
+    if (e) throw e;
   },
 };

@@ -97,6 +97,14 @@ void CallJs(napi_env env, napi_value /*js_cb*/, void* /*context*/, void* /*data*
   JobAccess::Drain(e);
 }
 
+// setErrorConstructor(nativeError): lib/native.ts calls it once, right after loading.
+Napi::Value SetErrorConstructor(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction())
+    throw Napi::TypeError::New(info.Env(), "The \"constructor\" argument must be a function");
+  Data(info.Env())->error_constructor = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
 Napi::Value DrainFromImmediate(const Napi::CallbackInfo& info) {
   JobAccess::Drain(info.Env());
   return info.Env().Undefined();
@@ -193,25 +201,39 @@ bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 
 Napi::Value ErrorValue(Napi::Env env, const SysError& error) {
   if (!error) return env.Undefined();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("errno", error.err);
-  o.Set("syscall", error.syscall);
-  if (!error.path.empty()) o.Set("path", error.path);
-  if (!error.dest.empty()) o.Set("dest", error.dest);
+  AddonData* data = Data(env);
+  if (data->error_constructor.IsEmpty()) {
+    throw Napi::Error::New(
+        env, "kata-storage: setErrorConstructor was not called before a native error");
+  }
+  napi_value undefined = env.Undefined();
+  auto str = [&](const std::string& s) -> napi_value {
+    return s.empty() ? undefined : Napi::String::New(env, s);
+  };
+  napi_value messages = undefined;
   if (!error.kernel_messages.empty()) {
     Napi::Array m = Napi::Array::New(env, error.kernel_messages.size());
     for (uint32_t i = 0; i < error.kernel_messages.size(); ++i) m.Set(i, error.kernel_messages[i]);
-    o.Set("kernelMessages", m);
+    messages = m;
   }
-  if (!error.detail.empty()) o.Set("detail", error.detail);
-  return o;
+  // nativeError(errno, syscall, path, dest, kernelMessages, code, value, reason, detail)
+  return data->error_constructor.Call({
+      error.err != 0 ? Napi::Number::New(env, error.err) : undefined,
+      error.err != 0 ? Napi::String::New(env, error.syscall) : undefined,
+      str(error.path),
+      str(error.dest),
+      messages,
+      error.code != nullptr ? Napi::String::New(env, error.code) : undefined,
+      error.code != nullptr ? Napi::String::New(env, error.value) : undefined,
+      str(error.reason),
+      str(error.detail),
+  });
 }
 
 Napi::Value CodeError(Napi::Env env, const char* code, const std::string& value) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("code", code);
-  o.Set("value", value);
-  return o;
+  SysError e;
+  e.Set(code, value);
+  return ErrorValue(env, e);
 }
 
 namespace {
@@ -237,6 +259,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->scratch_values = static_cast<uint32_t*>(buffer.Data());
   env.SetInstanceData<AddonData>(data);
   exports.Set("scratch", scratch);
+  exports.Set("setErrorConstructor",
+              Napi::Function::New(env, SetErrorConstructor, "setErrorConstructor"));
   for (ExportFn fn : Exporters()) fn(env, exports);
   return exports;
 }

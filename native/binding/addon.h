@@ -52,6 +52,9 @@ struct AddonData {
   // two Node-API calls per parse. The buffer is checked for detachment before each write.
   Napi::Reference<Napi::ArrayBuffer> scratch_buffer;
   uint32_t* scratch_values = nullptr;
+  // lib/errors.ts's nativeError, handed over at load by setErrorConstructor: the one place a
+  // native error record becomes the JS error the caller sees.
+  Napi::FunctionReference error_constructor;
 };
 
 AddonData* Data(Napi::Env env);
@@ -98,9 +101,10 @@ class ShortStringArg {
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
-// undefined on success, else { errno, syscall, path?, dest? } for lib/errors.ts to shape.
+// undefined on success, else the final JS error built from the record by the constructor
+// lib/errors.ts handed over (a Node-shaped system error, or a StorageError for our codes).
 Napi::Value ErrorValue(Napi::Env env, const SysError& error);
-// { code, value } for our own error codes.
+// ErrorValue of one of our codes with the refused value.
 Napi::Value CodeError(Napi::Env env, const char* code, const std::string& value);
 
 }  // namespace binding

@@ -14,18 +14,6 @@ namespace kata {
 namespace binding {
 namespace {
 
-Napi::Value DeviceErrorValue(Napi::Env env, const DeviceError& e) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("code", e.code);
-  o.Set("value", e.value);
-  o.Set("reason", e.reason);
-  if (e.err != 0) {
-    o.Set("errno", e.err);
-    o.Set("syscall", e.syscall);
-  }
-  return o;
-}
-
 Napi::Value ParsePci(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string text = StringArg(info, 0, "path");
@@ -33,7 +21,7 @@ Napi::Value ParsePci(const Napi::CallbackInfo& info) {
   if (!ParsePciPath(text, &path)) {
     DeviceError e;
     e.Set("ERR_INVALID_PCI_PATH", text, "invalid PCI path (SS or SS.F hex elements joined by '/')");
-    return DeviceErrorValue(env, e);
+    return ErrorValue(env, e);
   }
   Napi::Array a = Napi::Array::New(env, 1 + 2 * path.slots.size());
   a.Set(uint32_t{0}, path.root_complex);
@@ -52,7 +40,7 @@ Napi::Value ParseCcw(const Napi::CallbackInfo& info) {
     DeviceError e;
     e.Set("ERR_INVALID_CCW_DEVICE", text,
           "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
-    return DeviceErrorValue(env, e);
+    return ErrorValue(env, e);
   }
   Napi::Array a = Napi::Array::New(env, 3);
   a.Set(uint32_t{0}, dev.cssid);
@@ -68,7 +56,7 @@ Napi::Value ParseScsi(const Napi::CallbackInfo& info) {
   if (!ParseScsiAddress(text, &addr)) {
     DeviceError e;
     e.Set("ERR_INVALID_SCSI_ADDRESS", text, "invalid SCSI address (decimal target:lun)");
-    return DeviceErrorValue(env, e);
+    return ErrorValue(env, e);
   }
   Napi::Array a = Napi::Array::New(env, 2);
   a.Set(uint32_t{0}, static_cast<double>(addr.target));
@@ -94,7 +82,7 @@ Napi::Value PciToSysfs(const Napi::CallbackInfo& info) {
   } else if (PciPathToSysfs(sysfs, path, rc, &dir, &e)) {
     return Napi::String::New(env, dir);
   }
-  return DeviceErrorValue(env, e);
+  return ErrorValue(env, e);
 }
 
 struct Lookup {
@@ -127,7 +115,7 @@ Napi::Value FindNow(const Napi::CallbackInfo& info) {
   if (m && m->Find(&name, &e) && BlockNodeLive(NodePath(l.dev_root, name))) {
     return Napi::String::New(env, NodePath(l.dev_root, name));
   }
-  if (e) return DeviceErrorValue(env, e);
+  if (e) return ErrorValue(env, e);
   return env.Null();
 }
 
@@ -190,7 +178,7 @@ class WaitJob : public Job {
   Napi::Value Complete(Napi::Env env) override {
     napi_remove_env_cleanup_hook(env, CancelOnTeardown,
                                  reinterpret_cast<void*>(static_cast<uintptr_t>(id_)));
-    if (error_) return DeviceErrorValue(env, error_);
+    if (error_) return ErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
     if (!found_.empty()) {
       o.Set("path", NodePath(dev_root_, found_));
@@ -211,7 +199,7 @@ class WaitJob : public Job {
     const std::vector<DeviceError>& failures = matcher_->Failures();
     Napi::Array details = Napi::Array::New(env, failures.size());
     for (size_t i = 0; i < failures.size(); ++i)
-      details.Set(static_cast<uint32_t>(i), DeviceErrorValue(env, failures[i]));
+      details.Set(static_cast<uint32_t>(i), ErrorValue(env, failures[i]));
     o.Set("failures", details);
     return o;
   }
@@ -295,7 +283,7 @@ Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
   if (!m) {
     result.Set(uint32_t{0}, 0);
     auto d = Napi::Promise::Deferred::New(env);
-    d.Resolve(DeviceErrorValue(env, e));
+    d.Resolve(ErrorValue(env, e));
     result.Set(uint32_t{1}, d.Promise());
     return result;
   }

@@ -73,7 +73,7 @@ class CreateJob : public Job {
   SysError error_;
 };
 
-// dmVerityCreate(control, name, sectors, params, node): Promise<{ major, minor } | NativeError>
+// dmVerityCreate(control, name, sectors, params, node): Promise<{ major, minor } | Error>
 Napi::Value DmVerityCreateAsync(const Napi::CallbackInfo& info) {
   std::string control = PathArg(info, 0, "control");
   std::string name = PathArg(info, 1, "name");
@@ -100,7 +100,7 @@ class RemoveJob : public Job {
   SysError error_;
 };
 
-// dmRemove(control, name, node, deferred): Promise<NativeError | undefined>
+// dmRemove(control, name, node, deferred): Promise<Error | undefined>
 Napi::Value DmRemoveAsync(const Napi::CallbackInfo& info) {
   std::string control = PathArg(info, 0, "control");
   std::string name = PathArg(info, 1, "name");

@@ -9,7 +9,15 @@ namespace kata {
 namespace binding {
 namespace {
 
-// checkBeneath(root, rel): undefined | { code, value } | { errno, syscall, path }
+// Where a walk beneath a root stopped: a result for lib/storage.ts to word, not an error.
+Napi::Value Stop(Napi::Env env, const char* kind, const std::string& path) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("stop", kind);
+  o.Set("path", path);
+  return o;
+}
+
+// checkBeneath(root, rel): undefined | { stop: 'symlink' | 'notdir', path } | Error
 // Synchronous: it is part of validating a request, which happens before anything is touched.
 Napi::Value CheckBeneathSync(const Napi::CallbackInfo& info) {
   std::string root = PathArg(info, 0, "root");
@@ -20,9 +28,9 @@ Napi::Value CheckBeneathSync(const Napi::CallbackInfo& info) {
   if (!CheckBeneath(root, rel, &result, &bad, &error)) return ErrorValue(info.Env(), error);
   switch (result) {
     case BeneathError::kSymlink:
-      return CodeError(info.Env(), "symlink", bad);
+      return Stop(info.Env(), "symlink", bad);
     case BeneathError::kNotDir:
-      return CodeError(info.Env(), "notdir", bad);
+      return Stop(info.Env(), "notdir", bad);
     default:
       return info.Env().Undefined();
   }
@@ -48,7 +56,7 @@ class MakeBeneathJob : public Job {
   SysError error_;
 };
 
-// makeBeneath(root, rel, mode, leafFile): Promise<string[] | NativeError>
+// makeBeneath(root, rel, mode, leafFile): Promise<string[] | Error>
 Napi::Value MakeBeneathAsync(const Napi::CallbackInfo& info) {
   std::string root = PathArg(info, 0, "root");
   std::string rel = PathArg(info, 1, "rel");
@@ -69,7 +77,7 @@ class RemoveTreeJob : public Job {
   SysError error_;
 };
 
-// removeTree(path): Promise<NativeError | undefined>
+// removeTree(path): Promise<Error | undefined>
 Napi::Value RemoveTreeAsync(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new RemoveTreeJob(PathArg(info, 0, "path")));
 }
@@ -85,7 +93,7 @@ class RemoveEntryJob : public Job {
   SysError error_;
 };
 
-// removeEntry(path): Promise<NativeError | undefined>
+// removeEntry(path): Promise<Error | undefined>
 Napi::Value RemoveEntryAsync(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new RemoveEntryJob(PathArg(info, 0, "path")));
 }
@@ -116,7 +124,7 @@ class FsGroupJob : public Job {
   SysError error_;
 };
 
-// applyFsGroup(path, gid, readOnly, onRootMismatch): Promise<{ skipped, changed } | NativeError>
+// applyFsGroup(path, gid, readOnly, onRootMismatch): Promise<{ skipped, changed } | Error>
 Napi::Value ApplyFsGroupAsync(const Napi::CallbackInfo& info) {
   std::string path = PathArg(info, 0, "path");
   if (!info[1].IsNumber())
@@ -150,7 +158,7 @@ class HugepagesJob : public Job {
   SysError error_;
 };
 
-// ensureHugepages(sysfsRoot, pageKb, pages): Promise<{ previous, allocated } | NativeError>
+// ensureHugepages(sysfsRoot, pageKb, pages): Promise<{ previous, allocated } | Error>
 Napi::Value EnsureHugepagesAsync(const Napi::CallbackInfo& info) {
   std::string sysfs = PathArg(info, 0, "sysfsRoot");
   if (!info[1].IsNumber() || !info[2].IsNumber()) {

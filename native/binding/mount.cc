@@ -15,7 +15,7 @@ const char* OptionErrorCode(OptionError e) {
   return e == OptionError::kTooLong ? "ERR_MOUNT_OPTIONS_TOO_LONG" : "ERR_INVALID_MOUNT_OPTION";
 }
 
-// parseMountOptions(list: string): string | [code, value]
+// parseMountOptions(list: string): string | StorageError
 // Flags and propagation land in the shared scratch array so a parse allocates only its data string.
 Napi::Value ParseOptions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -24,12 +24,7 @@ Napi::Value ParseOptions(const Napi::CallbackInfo& info) {
   static thread_local MountOptions opts;
   std::string bad;
   OptionError err = ParseMountOptions(list.view(), &opts, &bad);
-  if (err != OptionError::kNone) {
-    Napi::Array a = Napi::Array::New(env, 2);
-    a.Set(uint32_t{0}, OptionErrorCode(err));
-    a.Set(uint32_t{1}, bad);
-    return a;
-  }
+  if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
   uint32_t* scratch = ScratchValues(env);
   scratch[0] = static_cast<uint32_t>(opts.flags);
   scratch[1] = static_cast<uint32_t>(opts.propagation);
@@ -129,7 +124,7 @@ class RemountJob : public Job {
   SysError error_;
 };
 
-// remount(target, options, api): Promise<'new' | 'legacy' | NativeError>
+// remount(target, options, api): Promise<'new' | 'legacy' | Error>
 Napi::Value RemountAsync(const Napi::CallbackInfo& info) {
   std::string target = PathArg(info, 0, "target");
   MountOptions options;
@@ -190,7 +185,7 @@ Napi::Value IsMountPointSync(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), result);
 }
 
-// effectiveMountApi(api, list): 'new' | 'legacy' | [code, value] (an option the parser refuses)
+// effectiveMountApi(api, list): 'new' | 'legacy' | StorageError (an option the parser refuses)
 Napi::Value EffectiveMountApiOf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const MountApi api = MountApiArg(info, 0);

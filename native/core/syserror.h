@@ -1,5 +1,6 @@
-// The core's error records: a failed system call, described the way Node describes one (errno,
-// syscall name, paths), and a device lookup's own failure (a code of ours and the value behind it).
+// The one error record of the native layer: a failed system call described the way Node describes
+// one (errno, syscall name, paths), or one of our own codes (code, the refused value, why), which
+// may carry the errno that caused it. The binding turns it into the final JS error in one place.
 #pragma once
 
 #include <string>
@@ -8,7 +9,7 @@
 namespace kata {
 
 struct SysError {
-  int err = 0;               // positive errno; 0 means success
+  int err = 0;               // positive errno; 0 (with no code) means success
   const char* syscall = "";  // static string: "mount", "umount2", "statx", ...
   std::string path;          // Node's `path` (for mount: the source)
   std::string dest;          // Node's `dest` (for mount: the target)
@@ -17,29 +18,22 @@ struct SysError {
   std::vector<std::string> kernel_messages;
   // Our own explanation when errno alone misleads (which flag the kernel refused to clear).
   std::string detail;
+  const char* code = nullptr;  // our own code (a StorageError's), static: "ERR_INVALID_PCI_PATH"
+  std::string value;           // the refused input
+  std::string reason;          // what is wrong with it; empty for a message chosen by code
 
-  explicit operator bool() const { return err != 0; }
+  explicit operator bool() const { return err != 0 || code != nullptr; }
+  // A failed system call.
   void Set(int e, const char* sc, std::string p = {}, std::string d = {}) {
+    *this = SysError();
     err = e;
     syscall = sc;
     path = std::move(p);
     dest = std::move(d);
-    kernel_messages.clear();
-    detail.clear();
   }
-};
-
-// Our own error codes with the value that caused them; `err`/`syscall` say which system call
-// failed underneath, when one did.
-struct DeviceError {
-  const char* code = nullptr;
-  std::string value;
-  std::string reason;
-  int err = 0;
-  const char* syscall = "";
-
-  explicit operator bool() const { return code != nullptr; }
-  void Set(const char* c, std::string v, std::string r, int e = 0, const char* sc = "") {
+  // One of our codes, with the errno behind it when there is one.
+  void Set(const char* c, std::string v, std::string r = {}, int e = 0, const char* sc = "") {
+    *this = SysError();
     code = c;
     value = std::move(v);
     reason = std::move(r);
@@ -47,5 +41,8 @@ struct DeviceError {
     syscall = sc;
   }
 };
+
+// Device lookups report in the one error record (a code, the refused value, the errno behind it).
+using DeviceError = SysError;
 
 }  // namespace kata
