@@ -34,7 +34,6 @@ export interface NativeBinding {
   /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
   readonly mountFlags: Record<string, number>;
-  readonly maxMountDataLength: number;
   /** Hands the addon the one converter of its error records (errors.ts's nativeError). */
   setErrorConstructor(nativeError: (...args: never[]) => Error): void;
   parseMountOptions(list: string): string | Error;
@@ -98,7 +97,6 @@ export interface NativeBinding {
     busyTimeoutMs: number,
   ): Promise<Error | undefined>;
   isMountPoint(path: string): boolean | Error;
-  poolThreads(): number;
   /** Walks `rel` beneath `root` without creating anything: a symlink or non-directory on the way comes back as a code. */
   checkBeneath(root: string, rel: string): Error | { stop: 'symlink' | 'notdir'; path: string } | undefined;
   /** Creates the missing components of `rel` beneath `root` (O_NOFOLLOW walk); resolves with the paths it created. */

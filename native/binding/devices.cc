@@ -1,6 +1,6 @@
-// Bindings for the device layer: parsers, the sysfs lookup, and waits that a pool thread blocks
-// in until the uevent listener, a deadline or the caller's abort ends them.
-#include <algorithm>
+// Bindings for the device layer: parsers, the sysfs lookup, and waits (native/core/device_wait.h)
+// that a pool thread blocks in until the uevent listener, a deadline or the caller's abort ends
+// them. Argument conversion and results only.
 #include <cerrno>
 #include <cstdint>
 #include <memory>
@@ -8,17 +8,18 @@
 
 #include "addon.h"
 #include "device.h"
+#include "device_wait.h"
 #include "pci.h"
 
 namespace kata {
 namespace binding {
 namespace {
 
-Napi::Value ParsePci(const Napi::CallbackInfo& info) {
+Napi::Value ParsePciPath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string text = StringArg(info, 0, "path");
   PciPath path;
-  if (!ParsePciPath(text, &path)) {
+  if (!kata::ParsePciPath(text, &path)) {
     DeviceError e;
     e.Set("ERR_INVALID_PCI_PATH", text, "invalid PCI path (SS or SS.F hex elements joined by '/')");
     return ErrorValue(env, e);
@@ -32,11 +33,11 @@ Napi::Value ParsePci(const Napi::CallbackInfo& info) {
   return a;
 }
 
-Napi::Value ParseCcw(const Napi::CallbackInfo& info) {
+Napi::Value ParseCcwDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string text = StringArg(info, 0, "busId");
   CcwDevice dev;
-  if (!ParseCcwDevice(text, &dev)) {
+  if (!kata::ParseCcwDevice(text, &dev)) {
     DeviceError e;
     e.Set("ERR_INVALID_CCW_DEVICE", text,
           "invalid CCW bus id (0.<ssid 0-3>.<devno, 1-4 hex digits>)");
@@ -49,11 +50,11 @@ Napi::Value ParseCcw(const Napi::CallbackInfo& info) {
   return a;
 }
 
-Napi::Value ParseScsi(const Napi::CallbackInfo& info) {
+Napi::Value ParseScsiAddress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string text = StringArg(info, 0, "addr");
   ScsiAddress addr;
-  if (!ParseScsiAddress(text, &addr)) {
+  if (!kata::ParseScsiAddress(text, &addr)) {
     DeviceError e;
     e.Set("ERR_INVALID_SCSI_ADDRESS", text, "invalid SCSI address (decimal target:lun)");
     return ErrorValue(env, e);
@@ -64,7 +65,7 @@ Napi::Value ParseScsi(const Napi::CallbackInfo& info) {
   return a;
 }
 
-Napi::Value PciToSysfs(const Napi::CallbackInfo& info) {
+Napi::Value PciPathToSysfs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string text = StringArg(info, 0, "path");
   std::string sysfs = PathArg(info, 1, "sysfsRoot");
@@ -73,13 +74,13 @@ Napi::Value PciToSysfs(const Napi::CallbackInfo& info) {
   PciPath path;
   int rc = 0;
   std::string dir;
-  if (!ParsePciPath(text, &path)) {
+  if (!kata::ParsePciPath(text, &path)) {
     e.Set("ERR_INVALID_PCI_PATH", text, "invalid PCI path (SS or SS.F hex elements joined by '/')");
   } else if (!ParseRootComplex(rc_text, &rc) ||
              (!rc_text.empty() && path.root_complex >= 0 && path.root_complex != rc)) {
     e.Set("ERR_INVALID_PCI_PATH", rc_text,
           "invalid PCI root complex (1-2 hex digits, as in the path)");
-  } else if (PciPathToSysfs(sysfs, path, rc, &dir, &e)) {
+  } else if (kata::PciPathToSysfs(sysfs, path, rc, &dir, &e)) {
     return Napi::String::New(env, dir);
   }
   return ErrorValue(env, e);
@@ -98,22 +99,17 @@ Lookup ReadLookup(const Napi::CallbackInfo& info) {
                 PathArg(info, 3, "sysfsRoot"), PathArg(info, 4, "devRoot")};
 }
 
-std::string NodePath(const std::string& dev_root, const std::string& name) {
-  std::string root = SysfsPrefix(dev_root);
-  return root + "/" + name;
-}
-
 // findBlockDevice(bus, spec, rootComplex, sysfsRoot, devRoot): path | null | error
 // sysfs is in memory, so an existing device is resolved right here without a thread hop.
-Napi::Value FindNow(const Napi::CallbackInfo& info) {
+Napi::Value FindBlockDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Lookup l = ReadLookup(info);
   DeviceError e;
   std::unique_ptr<DeviceMatcher> m =
       MakeDeviceMatcher(l.bus, l.spec, l.root_complex, l.sysfs_root, &e);
   std::string name;
-  if (m && m->Find(&name, &e) && BlockNodeLive(NodePath(l.dev_root, name))) {
-    return Napi::String::New(env, NodePath(l.dev_root, name));
+  if (m && m->Find(&name, &e) && BlockNodeLive(DeviceNodePath(l.dev_root, name))) {
+    return Napi::String::New(env, DeviceNodePath(l.dev_root, name));
   }
   if (e) return ErrorValue(env, e);
   return env.Null();
@@ -143,9 +139,6 @@ void CancelOnTeardown(void* arg) {
   CancelById(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg)));
 }
 
-constexpr auto kPollInterval = std::chrono::milliseconds(50);
-constexpr size_t kNearestEvents = 3;
-
 class WaitJob : public Job {
  public:
   WaitJob(uint32_t id, std::shared_ptr<WaitState> state, std::unique_ptr<DeviceMatcher> matcher,
@@ -158,15 +151,8 @@ class WaitJob : public Job {
         rescan_(rescan) {}
 
   void Execute() override {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
-    UeventMonitor& monitor = UeventMonitor::Instance();
-    UeventWaiter* w = &state_->waiter;
-    w->matcher = matcher_.get();
-    // Subscribe, then look: an event that fired before the subscription is found by the look,
-    // and one after it reaches the waiter. The caller already looked once before this.
-    monitor.Subscribe(w);
-    Run(monitor, w, deadline);
-    monitor.Unsubscribe(w);
+    WaitForDevice(UeventMonitor::Instance(), &state_->waiter, *matcher_, dev_root_,
+                  std::chrono::milliseconds(timeout_ms_), rescan_, &outcome_, &error_);
   }
 
   // Also runs when the environment is gone and Complete never will (a terminated worker).
@@ -180,12 +166,12 @@ class WaitJob : public Job {
                                  reinterpret_cast<void*>(static_cast<uintptr_t>(id_)));
     if (error_) return ErrorValue(env, error_);
     Napi::Object o = Napi::Object::New(env);
-    if (!found_.empty()) {
-      o.Set("path", NodePath(dev_root_, found_));
-      o.Set("via", via_);
+    if (!outcome_.name.empty()) {
+      o.Set("path", DeviceNodePath(dev_root_, outcome_.name));
+      o.Set("via", outcome_.via);
       return o;
     }
-    if (cancelled_) {
+    if (outcome_.cancelled) {
       o.Set("path", "");
       o.Set("via", "cancelled");
       return o;
@@ -193,8 +179,9 @@ class WaitJob : public Job {
     o.Set("errno", ETIMEDOUT);
     o.Set("awaited", matcher_->Describe());
     o.Set("timeoutMs", timeout_ms_);
-    Napi::Array nearest = Napi::Array::New(env, nearest_.size());
-    for (size_t i = 0; i < nearest_.size(); ++i) nearest.Set(static_cast<uint32_t>(i), nearest_[i]);
+    Napi::Array nearest = Napi::Array::New(env, outcome_.nearest.size());
+    for (size_t i = 0; i < outcome_.nearest.size(); ++i)
+      nearest.Set(static_cast<uint32_t>(i), outcome_.nearest[i]);
     o.Set("nearest", nearest);
     const std::vector<DeviceError>& failures = matcher_->Failures();
     Napi::Array details = Napi::Array::New(env, failures.size());
@@ -205,57 +192,6 @@ class WaitJob : public Job {
   }
 
  private:
-  bool LookNow(const char* via) {
-    std::string name;
-    // A disk not yet live is not found: its add uevent, still to come, ends the wait.
-    if (matcher_->Find(&name, &error_) && BlockNodeLive(NodePath(dev_root_, name))) {
-      found_ = name;
-      via_ = via;
-      return true;
-    }
-    return static_cast<bool>(error_);
-  }
-
-  void Run(UeventMonitor& monitor, UeventWaiter* w,
-           std::chrono::steady_clock::time_point deadline) {
-    if (monitor.Wait(w, std::chrono::steady_clock::time_point::min()) == WaitStatus::kDeadline) {
-      matcher_->Prepare(rescan_);
-      if (LookNow("sysfs")) return;
-    }
-    for (;;) {
-      auto until = deadline;
-      // Without a listener, or after the socket dropped events, sysfs is the only truth left.
-      bool polling = monitor.Lossy(w);
-      if (polling) until = std::min(deadline, std::chrono::steady_clock::now() + kPollInterval);
-      switch (monitor.Wait(w, until)) {
-        case WaitStatus::kMatched:
-          found_ = w->event.devname;
-          via_ = w->from_cache ? "cache" : "uevent";
-          return;
-        case WaitStatus::kCancelled:
-          cancelled_ = true;
-          return;
-        case WaitStatus::kDeadline:
-          break;
-      }
-      bool expired = std::chrono::steady_clock::now() >= deadline;
-      // One last look at the deadline so a device that is there is never reported missing.
-      if ((polling || expired) && LookNow(polling ? "sysfs-poll" : "sysfs")) return;
-      if (expired) break;
-    }
-    // Rank what the listener saw by likeness to what we awaited, for the timeout message.
-    std::vector<std::string> recent = monitor.Recent();
-    std::reverse(recent.begin(), recent.end());  // newest first among equals
-    std::string anchor = matcher_->Anchor();
-    std::stable_sort(recent.begin(), recent.end(),
-                     [&anchor](const std::string& a, const std::string& b) {
-                       return Similarity(a.substr(a.find('@') + 1), anchor) >
-                              Similarity(b.substr(b.find('@') + 1), anchor);
-                     });
-    if (recent.size() > kNearestEvents) recent.resize(kNearestEvents);
-    nearest_ = std::move(recent);
-  }
-
   uint32_t id_;
   std::shared_ptr<WaitState> state_;
   std::unique_ptr<DeviceMatcher> matcher_;
@@ -263,14 +199,11 @@ class WaitJob : public Job {
   int32_t timeout_ms_;
   bool rescan_;
   DeviceError error_;
-  std::string found_;
-  const char* via_ = "";
-  bool cancelled_ = false;
-  std::vector<std::string> nearest_;
+  DeviceWaitOutcome outcome_;
 };
 
 // waitBlockDevice(bus, spec, rootComplex, sysfsRoot, devRoot, timeoutMs, rescan): [id, promise]
-Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
+Napi::Value WaitBlockDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Lookup l = ReadLookup(info);
   int32_t timeout_ms = IntArg(info, 5, "timeoutMs");
@@ -303,7 +236,7 @@ Napi::Value WaitDevice(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value CancelWait(const Napi::CallbackInfo& info) {
+Napi::Value CancelDeviceWait(const Napi::CallbackInfo& info) {
   CancelById(static_cast<uint32_t>(IntArg(info, 0, "id")));
   return info.Env().Undefined();
 }
@@ -323,7 +256,7 @@ Napi::Value DeviceNumber(const Napi::CallbackInfo& info) {
   return a;
 }
 
-Napi::Value MonitorState(const Napi::CallbackInfo& info) {
+Napi::Value UeventMonitorState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   UeventMonitor::State s = UeventMonitor::Instance().GetState();
   Napi::Object o = Napi::Object::New(env);
@@ -337,15 +270,16 @@ Napi::Value MonitorState(const Napi::CallbackInfo& info) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("parsePciPath", Napi::Function::New(env, ParsePci, "parsePciPath"));
-  exports.Set("parseCcwDevice", Napi::Function::New(env, ParseCcw, "parseCcwDevice"));
-  exports.Set("parseScsiAddress", Napi::Function::New(env, ParseScsi, "parseScsiAddress"));
-  exports.Set("pciPathToSysfs", Napi::Function::New(env, PciToSysfs, "pciPathToSysfs"));
-  exports.Set("findBlockDevice", Napi::Function::New(env, FindNow, "findBlockDevice"));
-  exports.Set("waitBlockDevice", Napi::Function::New(env, WaitDevice, "waitBlockDevice"));
-  exports.Set("cancelDeviceWait", Napi::Function::New(env, CancelWait, "cancelDeviceWait"));
+  exports.Set("parsePciPath", Napi::Function::New(env, ParsePciPath, "parsePciPath"));
+  exports.Set("parseCcwDevice", Napi::Function::New(env, ParseCcwDevice, "parseCcwDevice"));
+  exports.Set("parseScsiAddress", Napi::Function::New(env, ParseScsiAddress, "parseScsiAddress"));
+  exports.Set("pciPathToSysfs", Napi::Function::New(env, PciPathToSysfs, "pciPathToSysfs"));
+  exports.Set("findBlockDevice", Napi::Function::New(env, FindBlockDevice, "findBlockDevice"));
+  exports.Set("waitBlockDevice", Napi::Function::New(env, WaitBlockDevice, "waitBlockDevice"));
+  exports.Set("cancelDeviceWait", Napi::Function::New(env, CancelDeviceWait, "cancelDeviceWait"));
   exports.Set("deviceNumber", Napi::Function::New(env, DeviceNumber, "deviceNumber"));
-  exports.Set("ueventMonitorState", Napi::Function::New(env, MonitorState, "ueventMonitorState"));
+  exports.Set("ueventMonitorState",
+              Napi::Function::New(env, UeventMonitorState, "ueventMonitorState"));
 }
 
 const Registrar registrar(Export);

@@ -20,7 +20,7 @@ uint64_t U64Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 
 // verityTable(hashtype, hash, blocknum, blocksize, hashsize, offset, salt, hashType, noSuperblock,
 // dataDev): { params, sectors } | { code: 'ERR_INVALID_STORAGE', value: field }
-Napi::Value VerityTableSync(const Napi::CallbackInfo& info) {
+Napi::Value VerityTable(const Napi::CallbackInfo& info) {
   VerityInfo v;
   v.hashtype = StringArg(info, 0, "hashtype");
   v.hash = StringArg(info, 1, "hash");
@@ -36,7 +36,7 @@ Napi::Value VerityTableSync(const Napi::CallbackInfo& info) {
   std::string params;
   uint64_t sectors = 0;
   const char* bad = "";
-  if (!VerityTable(v, data_dev, &params, &sectors, &bad)) {
+  if (!kata::VerityTable(v, data_dev, &params, &sectors, &bad)) {
     return CodeError(info.Env(), "ERR_INVALID_STORAGE", bad);
   }
   Napi::Object o = Napi::Object::New(info.Env());
@@ -74,7 +74,7 @@ class CreateJob : public Job {
 };
 
 // dmVerityCreate(control, name, sectors, params, node): Promise<{ major, minor } | Error>
-Napi::Value DmVerityCreateAsync(const Napi::CallbackInfo& info) {
+Napi::Value DmVerityCreate(const Napi::CallbackInfo& info) {
   std::string control = PathArg(info, 0, "control");
   std::string name = PathArg(info, 1, "name");
   const uint64_t sectors = U64Arg(info, 2, "sectors");
@@ -91,7 +91,7 @@ class RemoveJob : public Job {
         name_(std::move(name)),
         node_(std::move(node)),
         deferred_(deferred) {}
-  void Execute() override { DmRemove(control_, name_, node_, deferred_, &error_); }
+  void Execute() override { kata::DmRemove(control_, name_, node_, deferred_, &error_); }
   Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
 
  private:
@@ -101,7 +101,7 @@ class RemoveJob : public Job {
 };
 
 // dmRemove(control, name, node, deferred): Promise<Error | undefined>
-Napi::Value DmRemoveAsync(const Napi::CallbackInfo& info) {
+Napi::Value DmRemove(const Napi::CallbackInfo& info) {
   std::string control = PathArg(info, 0, "control");
   std::string name = PathArg(info, 1, "name");
   std::string node = PathArg(info, 2, "node");
@@ -111,9 +111,9 @@ Napi::Value DmRemoveAsync(const Napi::CallbackInfo& info) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("verityTable", Napi::Function::New(env, VerityTableSync, "verityTable"));
-  exports.Set("dmVerityCreate", Napi::Function::New(env, DmVerityCreateAsync, "dmVerityCreate"));
-  exports.Set("dmRemove", Napi::Function::New(env, DmRemoveAsync, "dmRemove"));
+  exports.Set("verityTable", Napi::Function::New(env, VerityTable, "verityTable"));
+  exports.Set("dmVerityCreate", Napi::Function::New(env, DmVerityCreate, "dmVerityCreate"));
+  exports.Set("dmRemove", Napi::Function::New(env, DmRemove, "dmRemove"));
 }
 
 const Registrar registrar(Export);

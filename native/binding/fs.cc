@@ -19,13 +19,13 @@ Napi::Value Stop(Napi::Env env, const char* kind, const std::string& path) {
 
 // checkBeneath(root, rel): undefined | { stop: 'symlink' | 'notdir', path } | Error
 // Synchronous: it is part of validating a request, which happens before anything is touched.
-Napi::Value CheckBeneathSync(const Napi::CallbackInfo& info) {
+Napi::Value CheckBeneath(const Napi::CallbackInfo& info) {
   std::string root = PathArg(info, 0, "root");
   std::string rel = PathArg(info, 1, "rel");
   BeneathError result;
   std::string bad;
   SysError error;
-  if (!CheckBeneath(root, rel, &result, &bad, &error)) return ErrorValue(info.Env(), error);
+  if (!kata::CheckBeneath(root, rel, &result, &bad, &error)) return ErrorValue(info.Env(), error);
   switch (result) {
     case BeneathError::kSymlink:
       return Stop(info.Env(), "symlink", bad);
@@ -40,7 +40,7 @@ class MakeBeneathJob : public Job {
  public:
   MakeBeneathJob(std::string root, std::string rel, unsigned mode, bool leaf_file)
       : root_(std::move(root)), rel_(std::move(rel)), mode_(mode), leaf_file_(leaf_file) {}
-  void Execute() override { MakeBeneath(root_, rel_, mode_, leaf_file_, &created_, &error_); }
+  void Execute() override { kata::MakeBeneath(root_, rel_, mode_, leaf_file_, &created_, &error_); }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
     Napi::Array a = Napi::Array::New(env, created_.size());
@@ -57,7 +57,7 @@ class MakeBeneathJob : public Job {
 };
 
 // makeBeneath(root, rel, mode, leafFile): Promise<string[] | Error>
-Napi::Value MakeBeneathAsync(const Napi::CallbackInfo& info) {
+Napi::Value MakeBeneath(const Napi::CallbackInfo& info) {
   std::string root = PathArg(info, 0, "root");
   std::string rel = PathArg(info, 1, "rel");
   int32_t mode = IntArg(info, 2, "mode");
@@ -69,7 +69,7 @@ Napi::Value MakeBeneathAsync(const Napi::CallbackInfo& info) {
 class RemoveTreeJob : public Job {
  public:
   explicit RemoveTreeJob(std::string path) : path_(std::move(path)) {}
-  void Execute() override { RemoveTree(path_, &error_); }
+  void Execute() override { kata::RemoveTree(path_, &error_); }
   Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
 
  private:
@@ -78,14 +78,14 @@ class RemoveTreeJob : public Job {
 };
 
 // removeTree(path): Promise<Error | undefined>
-Napi::Value RemoveTreeAsync(const Napi::CallbackInfo& info) {
+Napi::Value RemoveTree(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new RemoveTreeJob(PathArg(info, 0, "path")));
 }
 
 class RemoveEntryJob : public Job {
  public:
   explicit RemoveEntryJob(std::string path) : path_(std::move(path)) {}
-  void Execute() override { RemoveEntry(path_, &error_); }
+  void Execute() override { kata::RemoveEntry(path_, &error_); }
   Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
 
  private:
@@ -94,7 +94,7 @@ class RemoveEntryJob : public Job {
 };
 
 // removeEntry(path): Promise<Error | undefined>
-Napi::Value RemoveEntryAsync(const Napi::CallbackInfo& info) {
+Napi::Value RemoveEntry(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new RemoveEntryJob(PathArg(info, 0, "path")));
 }
 
@@ -106,7 +106,7 @@ class FsGroupJob : public Job {
         read_only_(read_only),
         on_root_mismatch_(on_root_mismatch) {}
   void Execute() override {
-    ApplyFsGroup(path_, gid_, read_only_, on_root_mismatch_, &result_, &error_);
+    kata::ApplyFsGroup(path_, gid_, read_only_, on_root_mismatch_, &result_, &error_);
   }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
@@ -125,7 +125,7 @@ class FsGroupJob : public Job {
 };
 
 // applyFsGroup(path, gid, readOnly, onRootMismatch): Promise<{ skipped, changed } | Error>
-Napi::Value ApplyFsGroupAsync(const Napi::CallbackInfo& info) {
+Napi::Value ApplyFsGroup(const Napi::CallbackInfo& info) {
   std::string path = PathArg(info, 0, "path");
   if (!info[1].IsNumber())
     throw Napi::TypeError::New(info.Env(), "The \"gid\" argument must be a number");
@@ -141,7 +141,7 @@ class HugepagesJob : public Job {
   HugepagesJob(std::string sysfs, unsigned long page_kb, unsigned long pages)
       : sysfs_(std::move(sysfs)), page_kb_(page_kb), pages_(pages) {}
   void Execute() override {
-    EnsureHugepages(sysfs_, page_kb_, pages_, &previous_, &allocated_, &error_);
+    kata::EnsureHugepages(sysfs_, page_kb_, pages_, &previous_, &allocated_, &error_);
   }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
@@ -159,7 +159,7 @@ class HugepagesJob : public Job {
 };
 
 // ensureHugepages(sysfsRoot, pageKb, pages): Promise<{ previous, allocated } | Error>
-Napi::Value EnsureHugepagesAsync(const Napi::CallbackInfo& info) {
+Napi::Value EnsureHugepages(const Napi::CallbackInfo& info) {
   std::string sysfs = PathArg(info, 0, "sysfsRoot");
   if (!info[1].IsNumber() || !info[2].IsNumber()) {
     throw Napi::TypeError::New(info.Env(),
@@ -173,12 +173,12 @@ Napi::Value EnsureHugepagesAsync(const Napi::CallbackInfo& info) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("checkBeneath", Napi::Function::New(env, CheckBeneathSync, "checkBeneath"));
-  exports.Set("makeBeneath", Napi::Function::New(env, MakeBeneathAsync, "makeBeneath"));
-  exports.Set("removeTree", Napi::Function::New(env, RemoveTreeAsync, "removeTree"));
-  exports.Set("removeEntry", Napi::Function::New(env, RemoveEntryAsync, "removeEntry"));
-  exports.Set("applyFsGroup", Napi::Function::New(env, ApplyFsGroupAsync, "applyFsGroup"));
-  exports.Set("ensureHugepages", Napi::Function::New(env, EnsureHugepagesAsync, "ensureHugepages"));
+  exports.Set("checkBeneath", Napi::Function::New(env, CheckBeneath, "checkBeneath"));
+  exports.Set("makeBeneath", Napi::Function::New(env, MakeBeneath, "makeBeneath"));
+  exports.Set("removeTree", Napi::Function::New(env, RemoveTree, "removeTree"));
+  exports.Set("removeEntry", Napi::Function::New(env, RemoveEntry, "removeEntry"));
+  exports.Set("applyFsGroup", Napi::Function::New(env, ApplyFsGroup, "applyFsGroup"));
+  exports.Set("ensureHugepages", Napi::Function::New(env, EnsureHugepages, "ensureHugepages"));
 }
 
 const Registrar registrar(Export);

@@ -5,7 +5,6 @@
 #include "mount.h"
 #include "newmount.h"
 #include "options.h"
-#include "workpool.h"
 
 namespace kata {
 namespace binding {
@@ -17,13 +16,13 @@ const char* OptionErrorCode(OptionError e) {
 
 // parseMountOptions(list: string): string | StorageError
 // Flags and propagation land in the shared scratch array so a parse allocates only its data string.
-Napi::Value ParseOptions(const Napi::CallbackInfo& info) {
+Napi::Value ParseMountOptions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ShortStringArg list(info, 0, "options");
   // Reused per thread so the data string keeps its buffer from one parse to the next.
   static thread_local MountOptions opts;
   std::string bad;
-  OptionError err = ParseMountOptions(list.view(), &opts, &bad);
+  OptionError err = kata::ParseMountOptions(list.view(), &opts, &bad);
   if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
   uint32_t* scratch = ScratchValues(env);
   scratch[0] = static_cast<uint32_t>(opts.flags);
@@ -53,7 +52,7 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
   args->fstype = PathArg(info, 2, "fstype");
   std::string list = StringArg(info, 3, "options");
   std::string bad;
-  OptionError err = ParseMountOptions(list, &args->options, &bad);
+  OptionError err = kata::ParseMountOptions(list, &args->options, &bad);
   if (err != OptionError::kNone) {
     *result = CodeError(info.Env(), OptionErrorCode(err), bad);
     return false;
@@ -62,7 +61,7 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
   if (!info[5].IsUndefined()) args->beneath = PathArg(info, 5, "beneath");
   // mount(2) has no way to apply an attribute to a whole tree: refuse rather than half-apply.
   if (args->options.recursive_flags &&
-      EffectiveMountApi(args->request.api, args->options) == MountApi::kLegacy) {
+      kata::EffectiveMountApi(args->request.api, args->options) == MountApi::kLegacy) {
     *result = CodeError(info.Env(), "ERR_INVALID_MOUNT_OPTION", args->options.recursive_word);
     return false;
   }
@@ -71,8 +70,8 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
 
 bool DoMount(MountArgs& a, SysError* error) {
   a.request.beneath = a.beneath.empty() ? nullptr : a.beneath.c_str();
-  return Mount(a.source.c_str(), a.target.c_str(), a.fstype.empty() ? nullptr : a.fstype.c_str(),
-               a.options, error, a.request);
+  return kata::Mount(a.source.c_str(), a.target.c_str(),
+                     a.fstype.empty() ? nullptr : a.fstype.c_str(), a.options, error, a.request);
 }
 
 Napi::Value MountSync(const Napi::CallbackInfo& info) {
@@ -95,7 +94,7 @@ class MountJob : public Job {
   SysError error_;
 };
 
-Napi::Value MountAsync(const Napi::CallbackInfo& info) {
+Napi::Value Mount(const Napi::CallbackInfo& info) {
   MountArgs args;
   Napi::Value result;
   if (!ReadMountArgs(info, &args, &result)) {
@@ -110,7 +109,7 @@ class RemountJob : public Job {
  public:
   RemountJob(std::string target, MountOptions options, MountApi api)
       : target_(std::move(target)), options_(std::move(options)), api_(api) {}
-  void Execute() override { Remount(target_.c_str(), options_, api_, &used_, &error_); }
+  void Execute() override { kata::Remount(target_.c_str(), options_, api_, &used_, &error_); }
   Napi::Value Complete(Napi::Env env) override {
     if (error_) return ErrorValue(env, error_);
     return Napi::String::New(env, used_ == MountApi::kNew ? "new" : "legacy");
@@ -125,11 +124,11 @@ class RemountJob : public Job {
 };
 
 // remount(target, options, api): Promise<'new' | 'legacy' | Error>
-Napi::Value RemountAsync(const Napi::CallbackInfo& info) {
+Napi::Value Remount(const Napi::CallbackInfo& info) {
   std::string target = PathArg(info, 0, "target");
   MountOptions options;
   std::string bad;
-  const OptionError err = ParseMountOptions(StringArg(info, 1, "options"), &options, &bad);
+  const OptionError err = kata::ParseMountOptions(StringArg(info, 1, "options"), &options, &bad);
   if (err != OptionError::kNone) {
     auto d = Napi::Promise::Deferred::New(info.Env());
     d.Resolve(CodeError(info.Env(), OptionErrorCode(err), bad));
@@ -157,14 +156,14 @@ UmountArgs ReadUmountArgs(const Napi::CallbackInfo& info) {
 Napi::Value UmountSync(const Napi::CallbackInfo& info) {
   UmountArgs a = ReadUmountArgs(info);
   SysError error;
-  Umount(a.target.c_str(), a.options, &error);
+  kata::Umount(a.target.c_str(), a.options, &error);
   return ErrorValue(info.Env(), error);
 }
 
 class UmountJob : public Job {
  public:
   explicit UmountJob(UmountArgs args) : args_(std::move(args)) {}
-  void Execute() override { Umount(args_.target.c_str(), args_.options, &error_); }
+  void Execute() override { kata::Umount(args_.target.c_str(), args_.options, &error_); }
   Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
 
  private:
@@ -172,28 +171,29 @@ class UmountJob : public Job {
   SysError error_;
 };
 
-Napi::Value UmountAsync(const Napi::CallbackInfo& info) {
+Napi::Value Umount(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new UmountJob(ReadUmountArgs(info)));
 }
 
 // isMountPoint(path): boolean | error descriptor
-Napi::Value IsMountPointSync(const Napi::CallbackInfo& info) {
+Napi::Value IsMountPoint(const Napi::CallbackInfo& info) {
   std::string path = PathArg(info, 0, "path");
   bool result = false;
   SysError error;
-  if (!IsMountPoint(path.c_str(), &result, &error)) return ErrorValue(info.Env(), error);
+  if (!kata::IsMountPoint(path.c_str(), &result, &error)) return ErrorValue(info.Env(), error);
   return Napi::Boolean::New(info.Env(), result);
 }
 
 // effectiveMountApi(api, list): 'new' | 'legacy' | StorageError (an option the parser refuses)
-Napi::Value EffectiveMountApiOf(const Napi::CallbackInfo& info) {
+Napi::Value EffectiveMountApi(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const MountApi api = MountApiArg(info, 0);
   MountOptions opts;
   std::string bad;
-  const OptionError err = ParseMountOptions(StringArg(info, 1, "options"), &opts, &bad);
+  const OptionError err = kata::ParseMountOptions(StringArg(info, 1, "options"), &opts, &bad);
   if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
-  return Napi::String::New(env, EffectiveMountApi(api, opts) == MountApi::kNew ? "new" : "legacy");
+  return Napi::String::New(env,
+                           kata::EffectiveMountApi(api, opts) == MountApi::kNew ? "new" : "legacy");
 }
 
 // optionWords(list): string[], the words of the option elements exactly as the parser and the
@@ -226,11 +226,7 @@ Napi::Value NewMountApiSupport(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value PoolThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), BlockingPoolThreads());
-}
-
-Napi::Object MountFlagValues(Napi::Env env) {
+Napi::Object MountFlags(Napi::Env env) {
   Napi::Object f = Napi::Object::New(env);
 #define KATA_FLAG(name) f.Set(#name, Napi::Number::New(env, static_cast<double>(MS_##name)))
   KATA_FLAG(RDONLY);
@@ -262,22 +258,20 @@ Napi::Object MountFlagValues(Napi::Env env) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("parseMountOptions", Napi::Function::New(env, ParseOptions, "parseMountOptions"));
+  exports.Set("parseMountOptions",
+              Napi::Function::New(env, ParseMountOptions, "parseMountOptions"));
   exports.Set("optionWords", Napi::Function::New(env, OptionWords, "optionWords"));
   exports.Set("mountSync", Napi::Function::New(env, MountSync, "mountSync"));
-  exports.Set("mount", Napi::Function::New(env, MountAsync, "mount"));
-  exports.Set("remount", Napi::Function::New(env, RemountAsync, "remount"));
+  exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
+  exports.Set("remount", Napi::Function::New(env, Remount, "remount"));
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
-  exports.Set("umount", Napi::Function::New(env, UmountAsync, "umount"));
-  exports.Set("isMountPoint", Napi::Function::New(env, IsMountPointSync, "isMountPoint"));
+  exports.Set("umount", Napi::Function::New(env, Umount, "umount"));
+  exports.Set("isMountPoint", Napi::Function::New(env, IsMountPoint, "isMountPoint"));
   exports.Set("effectiveMountApi",
-              Napi::Function::New(env, EffectiveMountApiOf, "effectiveMountApi"));
+              Napi::Function::New(env, EffectiveMountApi, "effectiveMountApi"));
   exports.Set("newMountApiSupport",
               Napi::Function::New(env, NewMountApiSupport, "newMountApiSupport"));
-  exports.Set("poolThreads", Napi::Function::New(env, PoolThreads, "poolThreads"));
-  exports.Set("mountFlags", MountFlagValues(env));
-  exports.Set("maxMountDataLength",
-              Napi::Number::New(env, static_cast<double>(MaxMountDataLength())));
+  exports.Set("mountFlags", MountFlags(env));
 }
 
 const Registrar registrar(Export);

@@ -398,6 +398,10 @@ std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spe
   return nullptr;
 }
 
+std::string DeviceNodePath(const std::string& dev_root, const std::string& name) {
+  return SysfsPrefix(dev_root) + "/" + name;
+}
+
 bool BlockNodeLive(const std::string& node) {
   int fd = open(node.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd >= 0) {

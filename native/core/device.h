@@ -75,6 +75,9 @@ std::unique_ptr<DeviceMatcher> MakeDeviceMatcher(Bus bus, const std::string& spe
 // (opened, no node, no permission) leaves the verdict to the mount, as before.
 bool BlockNodeLive(const std::string& node);
 
+// The node a disk named `name` (sysfs/uevent DEVNAME) has under the /dev tree `dev_root`.
+std::string DeviceNodePath(const std::string& dev_root, const std::string& name);
+
 enum class NodeType { kBlock, kChar, kOther };
 // stat(2) of a device node: its type and number.
 bool StatNode(const char* path, NodeType* type, unsigned* major, unsigned* minor, SysError* err);
