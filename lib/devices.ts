@@ -9,7 +9,6 @@ import {
   invalidArgType,
   invalidArgValue,
   systemError,
-  type StorageErrorCode,
   type TargetFailure,
 } from './errors';
 import { tracePromise } from './events';

@@ -209,7 +209,11 @@ export function nativeError(
     props.errno = -Math.abs(errno);
     props.syscall = syscall;
   }
-  return new StorageError(code as StorageErrorCode, reason !== undefined ? `${reason}: '${v}'` : nativeCodeMessage(code, v), props);
+  return new StorageError(
+    code as StorageErrorCode,
+    reason !== undefined ? `${reason}: '${v}'` : nativeCodeMessage(code, v),
+    props,
+  );
 }
 
 /** Why the native tokenizer refused a word (the same scan: a backslash escapes the next byte). */

@@ -2,7 +2,7 @@
 // ReleaseContext). Kept apart from the registry and the driver list so that handlers depend on
 // this file alone, never on the list that names them.
 import type { MountApi } from './mount';
-import type { Placement, Storage } from './storage';
+import type { Placement, PreparedStorage, Storage } from './storage';
 
 export interface StorageContext {
   readonly driver: string;
@@ -41,10 +41,13 @@ export interface ReleaseContext {
 }
 
 export interface StorageHandler {
-  /** Driver-specific checks, run for the whole request before anything is touched. Throws. */
-  validate?(storage: Storage, ctx: { allowedRoots: readonly string[]; containerId?: string }): void;
+  /**
+   * Driver-specific checks, run for the whole request before anything is touched. Throws. What it
+   * returns (the driver's own options, parsed) reaches create() as `storage.driverData`.
+   */
+  validate?(storage: PreparedStorage, ctx: { allowedRoots: readonly string[]; containerId?: string }): unknown;
   /** Makes the storage exist; resolves with the path to hold (normally the mount point). */
-  create(storage: Storage, ctx: StorageContext): Promise<string>;
+  create(storage: PreparedStorage, ctx: StorageContext): Promise<string>;
   /** Cleanup other than the unmounts and directories the context recorded. */
   release?(path: string, ctx: ReleaseContext): Promise<void>;
 }

@@ -30,6 +30,8 @@ export {
   type StorageInput,
   type KataStorage,
   type KataFsGroup,
+  type PreparedStorage,
+  type Placement,
   type FsGroup,
   type GroupChangePolicy,
 } from './storage';

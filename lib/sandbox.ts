@@ -17,6 +17,7 @@ import {
   placeMountPoint,
   validateStorage,
   type Placement,
+  type PreparedStorage,
   type Storage,
   type StorageInput,
 } from './storage';
@@ -144,23 +145,26 @@ export class Sandbox {
     if (containerId !== undefined && typeof containerId !== 'string')
       throw invalidArgType('options.containerId', 'of type string', containerId);
     if (this.#destroyed) throw destroyedError();
+    // The whole request is validated and parsed once, here; what flows down is the prepared form.
     // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
-    const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((storage) => {
-      const placement = validateStorage(storage, this.allowedRoots);
-      const handler = this.registry.get(storage.driver);
+    const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((normalized) => {
+      const handler = this.registry.get(normalized.driver);
+      const { placement, mountOptions } = validateStorage(normalized, this.allowedRoots);
       if (handler === undefined) {
         throw new StorageError(
           'ERR_UNKNOWN_STORAGE_DRIVER',
-          `no handler is registered for storage driver '${storage.driver}' (registered: ${this.registry.drivers().join(', ') || 'none'})`,
-          { value: storage.driver, registered: this.registry.drivers() },
+          `no handler is registered for storage driver '${normalized.driver}' (registered: ${this.registry.drivers().join(', ') || 'none'})`,
+          { value: normalized.driver, registered: this.registry.drivers() },
         );
       }
-      handler.validate?.(
-        storage,
+      const prepared: PreparedStorage = { ...normalized, mountOptions, placement };
+      const driverData = handler.validate?.(
+        prepared,
         containerId === undefined
           ? { allowedRoots: this.allowedRoots }
           : { allowedRoots: this.allowedRoots, containerId },
       );
+      const storage: PreparedStorage = driverData === undefined ? prepared : { ...prepared, driverData };
       return { storage, placement, handler };
     });
     if (signal?.aborted) throw abortError(signal);
@@ -360,7 +364,7 @@ export class Sandbox {
   }
 
   #acquire(
-    storage: Storage,
+    storage: PreparedStorage,
     placement: Placement,
     handler: StorageHandler,
     containerId: string | undefined,
@@ -427,7 +431,7 @@ export class Sandbox {
 
   #context(
     e: Entry,
-    storage: Storage,
+    storage: PreparedStorage,
     placement: Placement,
     containerId: string | undefined,
     signal: AbortSignal | undefined,

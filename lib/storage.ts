@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import { StorageError } from './errors';
 import { native } from './native';
-import { optionWords, parseMountOptions } from './options';
+import { optionWords, parseMountOptions, type ParsedMountOptions } from './options';
 
 export type GroupChangePolicy = 'Always' | 'OnRootMismatch';
 
@@ -187,6 +187,19 @@ export interface Placement {
   rel: string;
 }
 
+/**
+ * A storage as Sandbox.addStorages validated it, once, before anything was touched: handlers
+ * receive this and parse nothing again.
+ */
+export interface PreparedStorage extends Storage {
+  /** `options` as the native tokenizer parsed them (flags, propagation, data). */
+  readonly mountOptions: ParsedMountOptions;
+  /** The one allowed root the mount point lies beneath, and the path below it. */
+  readonly placement: Placement;
+  /** What the handler's validate() returned: the driver's own options, parsed. */
+  readonly driverData?: unknown;
+}
+
 export function checkAllowedRoots(roots: unknown): string[] {
   if (!Array.isArray(roots) || roots.length === 0) {
     throw new StorageError('ERR_INVALID_ARG_VALUE', 'allowedRoots must be a non-empty array of absolute paths', {
@@ -216,8 +229,9 @@ const PATH_MAX = 4096;
 const NAME_MAX = 255;
 
 /**
- * The allowed root a path lies strictly beneath: the longest (innermost) that matches. The one
- * rule for validation, directory creation and the mount's resolve-beneath root.
+ * The allowed root a path lies strictly beneath: the longest (innermost) of `roots` that is a
+ * whole-component prefix of it, or undefined. The one rule for validation (placing the mount
+ * point once into PreparedStorage.placement), directory creation and the mount's resolve-beneath root.
  */
 export function allowedRootOf(path: string, roots: readonly string[]): string | undefined {
   let root: string | undefined;
@@ -291,8 +305,14 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
   return { root, rel };
 }
 
-/** Validation common to every driver; handlers add their own checks. */
-export function validateStorage(s: Storage, roots: readonly string[]): Placement {
+/**
+ * Validation common to every driver, parsing the options and placing the mount point once;
+ * handlers add their own checks.
+ */
+export function validateStorage(
+  s: Storage,
+  roots: readonly string[],
+): { placement: Placement; mountOptions: ParsedMountOptions } {
   for (const field of ['driver', 'source', 'fstype'] as const) {
     const v = s[field];
     if (v === '') throw invalid(field, v, 'must not be empty');
@@ -302,8 +322,8 @@ export function validateStorage(s: Storage, roots: readonly string[]): Placement
     for (const o of s[field] ?? []) if (o.includes('\0')) throw invalid(field, o, 'must not contain NUL bytes');
   }
   // `loop` and over-long data are refused now rather than after earlier storages were mounted.
-  parseMountOptions(s.options ?? []);
-  return placeMountPoint(s.mountPoint, roots);
+  const mountOptions = parseMountOptions(s.options ?? []);
+  return { placement: placeMountPoint(s.mountPoint, roots), mountOptions };
 }
 
 /** Every `key=value` word of an option list (split by the mount tokenizer), last one wins. */

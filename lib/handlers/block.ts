@@ -5,7 +5,7 @@ import { assertBlockDevice, type WaitOptions } from '../devices';
 import { StorageError } from '../errors';
 import { channels, timed, tracePromise } from '../events';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
-import type { Storage } from '../storage';
+import type { PreparedStorage, Storage } from '../storage';
 import {
   VERITY_INFO,
   createVerityDevice,
@@ -93,7 +93,7 @@ export function blockHandler(validateSource: (source: string) => void, resolve: 
       validateSource(storage.source);
       checkDriverOptions(storage);
     },
-    async create(storage: Storage, ctx: StorageContext): Promise<string> {
+    async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
       const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
       if (ctx.signal) opts.signal = ctx.signal;
       const device = await ctx.waitFor(storage.source, () => resolve(storage, opts));

@@ -1,10 +1,10 @@
 // What most drivers share: create the mount point, mount, then apply fsGroup the way Kata does.
 import { StorageError } from '../errors';
 import { native } from '../native';
-import { MountFlags, parseMountOptions } from '../options';
+import { MountFlags } from '../options';
 import type { StorageContext } from '../handler';
 import { readMountinfo } from '../mountinfo';
-import { optionValues, type Storage } from '../storage';
+import { optionValues, type PreparedStorage, type Storage } from '../storage';
 
 export interface MountPlan {
   source?: string;
@@ -14,7 +14,11 @@ export interface MountPlan {
   file?: boolean;
 }
 
-export async function mountStorage(storage: Storage, ctx: StorageContext, plan: MountPlan = {}): Promise<string> {
+export async function mountStorage(
+  storage: PreparedStorage,
+  ctx: StorageContext,
+  plan: MountPlan = {},
+): Promise<string> {
   await ctx.makeMountPoint({ file: plan.file === true });
   await ctx.mount(
     plan.source ?? storage.source,
@@ -42,11 +46,11 @@ export function ownershipSkipped(storage: Storage): 'read-only' | undefined {
  * mount event says so); `local` (no mount) is never skipped.
  */
 export async function applyFsGroup(
-  storage: Storage,
+  storage: PreparedStorage,
   { mounted = true }: { mounted?: boolean } = {},
 ): Promise<{ skipped: boolean | 'read-only'; changed: number } | undefined> {
   if (!storage.fsGroup) return undefined;
-  const readOnly = (parseMountOptions(storage.options ?? []).flags & MountFlags.RDONLY) !== 0;
+  const readOnly = (storage.mountOptions.flags & MountFlags.RDONLY) !== 0;
   if (mounted && ownershipSkipped(storage)) return { skipped: 'read-only', changed: 0 };
   const r = await native.applyFsGroup(
     storage.mountPoint,

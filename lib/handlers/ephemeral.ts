@@ -4,7 +4,7 @@ import { chmodSync, chownSync, statSync } from 'node:fs';
 import { StorageError } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler } from '../handler';
-import { withoutOptions, type Storage } from '../storage';
+import { withoutOptions, type PreparedStorage, type Storage } from '../storage';
 import { fsGidOption, mountStorage, octalModeOption, ownershipSkipped, positiveIntegerOption } from './common';
 
 const S_ISGID = 0o2000;
@@ -29,15 +29,23 @@ function hugepages(storage: Storage): { pageSize: number; pages: number } {
   return { pageSize, pages: size / pageSize };
 }
 
+/** The driver's own options, parsed once by validate(). */
+interface EphemeralOptions {
+  gid: number | undefined;
+  hugepages?: { pageSize: number; pages: number };
+}
+
 export const ephemeralHandler: StorageHandler = {
-  validate(storage: Storage): void {
-    fsGidOption(storage);
-    if (storage.fstype === 'hugetlbfs') hugepages(storage);
-    else octalModeOption(storage);
+  validate(storage: Storage): EphemeralOptions {
+    const gid = fsGidOption(storage);
+    if (storage.fstype === 'hugetlbfs') return { gid, hugepages: hugepages(storage) };
+    octalModeOption(storage);
+    return { gid };
   },
-  async create(storage: Storage, ctx: StorageContext): Promise<string> {
-    if (storage.fstype === 'hugetlbfs') {
-      const { pageSize, pages } = hugepages(storage);
+  async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
+    const own = storage.driverData as EphemeralOptions;
+    if (own.hugepages !== undefined) {
+      const { pageSize, pages } = own.hugepages;
       const r = await native.ensureHugepages(ctx.sysfsRoot, pageSize / 1024, pages);
       if (r instanceof Error) throw r;
       if (r.allocated < pages) {
@@ -48,7 +56,7 @@ export const ephemeralHandler: StorageHandler = {
         );
       }
     }
-    const gid = fsGidOption(storage);
+    const gid = own.gid;
     const options = withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
     await mountStorage(storage, ctx, { options });
     if (gid !== undefined && !ownershipSkipped(storage)) {

@@ -3,19 +3,18 @@
 import { chmodSync, chownSync } from 'node:fs';
 import { native } from '../native';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
-import type { Storage } from '../storage';
+import type { PreparedStorage, Storage } from '../storage';
 import { applyFsGroup, fsGidOption, octalModeOption } from './common';
 
 const S_ISGID = 0o2000;
 
 export const localHandler: StorageHandler = {
-  validate(storage: Storage): void {
-    fsGidOption(storage);
-    octalModeOption(storage);
+  /** The driver's own options, parsed once: `fsgid=` and octal `mode=`. */
+  validate(storage: Storage): { gid: number | undefined; mode: number | undefined } {
+    return { gid: fsGidOption(storage), mode: octalModeOption(storage) };
   },
-  async create(storage: Storage, ctx: StorageContext): Promise<string> {
-    const gid = fsGidOption(storage);
-    const mode = octalModeOption(storage);
+  async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
+    const { gid, mode } = storage.driverData as { gid: number | undefined; mode: number | undefined };
     await ctx.makeMountPoint();
     if (gid !== undefined) chownSync(storage.mountPoint, -1, gid);
     if (mode !== undefined) chmodSync(storage.mountPoint, mode | (gid !== undefined ? S_ISGID : 0));

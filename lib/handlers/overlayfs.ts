@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { StorageError } from '../errors';
 import { optionWords, overlayPath } from '../options';
 import type { StorageContext, StorageHandler } from '../handler';
-import { optionValues, placeMountPoint, withoutOptions, type Storage } from '../storage';
+import { optionValues, placeMountPoint, withoutOptions, type PreparedStorage, type Storage } from '../storage';
 import { mountStorage } from './common';
 
 const OVERLAY_RW = 'io.katacontainers.fs-opt.overlay-rw';
@@ -65,12 +65,17 @@ function createdDirs(options: readonly string[], roots: readonly string[]): stri
 }
 
 export const overlayfsHandler: StorageHandler = {
-  validate(storage: Storage, ctx: { allowedRoots: readonly string[]; containerId?: string }): void {
-    createdDirs(overlayOptions(storage, ctx), ctx.allowedRoots);
-  },
-  async create(storage: Storage, ctx: StorageContext): Promise<string> {
+  /** The overlay's options, with the directories it needs, worked out once. */
+  validate(
+    storage: Storage,
+    ctx: { allowedRoots: readonly string[]; containerId?: string },
+  ): { options: string[]; dirs: string[] } {
     const options = overlayOptions(storage, ctx);
-    for (const dir of createdDirs(options, ctx.allowedRoots)) await ctx.makeDirectory(dir);
+    return { options, dirs: createdDirs(options, ctx.allowedRoots) };
+  },
+  async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
+    const { options, dirs } = storage.driverData as { options: string[]; dirs: string[] };
+    for (const dir of dirs) await ctx.makeDirectory(dir);
     return mountStorage(storage, ctx, { fstype: 'overlay', options });
   },
 };
