@@ -315,7 +315,7 @@ function runSpawn(t, n) {
  * The cost of going through a pool thread, alone: umount2 on a directory that is not a mount
  * point fails at once (EINVAL) without touching the mount table, so the sync and async calls
  * differ only by the hand-off to a kata-pool thread and the completion back on the JS thread.
- * Through the binding directly, so both sides skip building a JS Error.
+ * Through the binding directly; both sides build the same error (the addon makes it).
  * @param {boolean} async @param {number} n
  */
 async function runHandoff(async, n) {

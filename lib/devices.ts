@@ -3,14 +3,7 @@
 // native; this file checks arguments and shapes results and errors.
 import { statSync } from 'node:fs';
 import { constants } from 'node:os';
-import {
-  StorageError,
-  abortError,
-  invalidArgType,
-  invalidArgValue,
-  systemError,
-  type TargetFailure,
-} from './errors';
+import { StorageError, abortError, invalidArgType, invalidArgValue, systemError, type TargetFailure } from './errors';
 import { tracePromise } from './events';
 import { native, type DeviceWaitResult, type UeventMonitorState } from './native';
 

@@ -45,7 +45,8 @@ export function defaultMountApi(env: NodeJS.ProcessEnv = process.env): MountApi 
 // Read once: the setting is for a whole process (a test run, an agent's configuration).
 const envMountApi = defaultMountApi();
 
-function mountApiOf(api: unknown): number {
+/** The addon's number for a mountApi setting (the process default when undefined); throws on a bad one. */
+export function mountApiOf(api: unknown): number {
   if (api === undefined) {
     if (envMountApi instanceof TypeError) throw envMountApi;
     return MOUNT_APIS[envMountApi];

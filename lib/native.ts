@@ -56,6 +56,18 @@ export interface NativeBinding {
     beneath?: string,
   ): Promise<Error | undefined>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | Error;
+  /** One job: the mount point created beneath `root` (as makeBeneath), then mounted (resolved beneath `root` when `beneath`). */
+  makeMountPointAndMount(
+    root: string,
+    rel: string,
+    mode: number,
+    leafFile: boolean,
+    beneath: boolean,
+    source: string,
+    fstype: string,
+    list: string,
+    api: number,
+  ): Promise<[created: string[], mounted: boolean, error: Error | undefined]>;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;

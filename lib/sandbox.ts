@@ -2,13 +2,14 @@
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
 import { posix } from 'node:path';
-import { StorageError, abortError, invalidArgType, invalidArgValue } from './errors';
+import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
 import { channels, now, timed, tracePromise } from './events';
-import { abortedMountsSettled, mount, newMountApiSupport, umount, type MountApi } from './mount';
+import { abortedMountsSettled, checkPath, mount, mountApiOf, newMountApiSupport, umount, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { native } from './native';
 import { ownershipSkipped } from './handlers/common';
+import { joinOptions } from './options';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
 import {
   allowedRootOf,
@@ -450,6 +451,30 @@ export class Sandbox {
       e.created.push(...r);
       return [...claimed, ...r];
     };
+    const ownership = storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(','));
+    const mountEvent = (
+      source: string,
+      target: string,
+      fstype: string,
+      options: readonly string[],
+      durationMs: number,
+      error: Error | undefined,
+    ) => {
+      // Read from the mount just made, the same test the handler's ownership step makes.
+      const fsGroupSkipped =
+        ownership && target === storage.mountPoint && error === undefined ? ownershipSkipped(storage) : undefined;
+      return {
+        driver: storage.driver,
+        source,
+        mountPoint: target,
+        fstype,
+        options,
+        containerId,
+        ...(fsGroupSkipped ? { fsGroupSkipped } : {}),
+        durationMs,
+        error,
+      };
+    };
     return {
       driver: storage.driver,
       containerId,
@@ -473,29 +498,46 @@ export class Sandbox {
         // driver's) is placed by the same rule.
         const root = target === storage.mountPoint ? placement.root : rootOf(target);
         const opts = { signal, mountApi, beneath: beneathAvailable() ? root : undefined };
-        const ownership =
-          target === storage.mountPoint &&
-          (storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(',')));
         await timed(
           channels.mount,
           () => mount(source, target, fstype, options, opts),
-          (durationMs, error) => {
-            // Read from the mount just made, the same test the handler's ownership step makes.
-            const fsGroupSkipped = ownership && error === undefined ? ownershipSkipped(storage) : undefined;
-            return {
-              driver: storage.driver,
-              source,
-              mountPoint: target,
-              fstype,
-              options,
-              containerId,
-              ...(fsGroupSkipped ? { fsGroupSkipped } : {}),
-              durationMs,
-              error,
-            };
-          },
+          (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error),
         );
         e.mounts.push(target);
+      },
+      async mountAtMountPoint(source, fstype, options = [], opts = {}) {
+        const target = storage.mountPoint;
+        const args = [
+          checkPath(source, 'source'),
+          checkPath(fstype, 'fstype', true),
+          joinOptions(options),
+          mountApiOf(mountApi),
+        ] as const;
+        if (signal?.aborted) throw abortError(signal);
+        await timed(
+          channels.mount,
+          async () => {
+            // As make(): leftovers on the way become this entry's before the job creates the rest.
+            const claimed = claimLeftovers(target);
+            e.created.push(...claimed);
+            const [created, mounted, error] = await native.makeMountPointAndMount(
+              placement.root,
+              placement.rel,
+              0o755,
+              opts.file === true,
+              beneathAvailable(),
+              ...args,
+            );
+            // Recorded before any error is thrown: rollback undoes exactly what the job did.
+            e.created.push(...created);
+            if (claimed.includes(target) || created.includes(target)) e.createdMountPoint = true;
+            if (mounted) e.mounts.push(target);
+            // Named the way mount() names it (an unknown fstype, no CAP_SYS_ADMIN).
+            if (error !== undefined) throw explainMountError(error, fstype);
+            if (signal?.aborted) throw abortError(signal);
+          },
+          (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error),
+        );
       },
       waitFor(source, wait) {
         return timed(channels.wait, wait, (durationMs, error, device) => ({

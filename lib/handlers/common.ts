@@ -19,12 +19,13 @@ export async function mountStorage(
   ctx: StorageContext,
   plan: MountPlan = {},
 ): Promise<string> {
-  await ctx.makeMountPoint({ file: plan.file === true });
-  await ctx.mount(
+  await ctx.mountAtMountPoint(
     plan.source ?? storage.source,
-    storage.mountPoint,
     plan.fstype ?? storage.fstype,
     plan.options ?? storage.options ?? [],
+    {
+      file: plan.file === true,
+    },
   );
   await applyFsGroup(storage);
   return storage.mountPoint;
