@@ -6,7 +6,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, mountSync, umountSync } from '../lib/index';
 import { native } from '../lib/native';
-import { fromNative } from '../lib/errors';
 import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 import { readFileSync } from 'node:fs';
@@ -35,7 +34,7 @@ function fill(dir: string): void {
 
 async function removeTree(path: string): Promise<void> {
   const e = await native.removeTree(path);
-  if (e) throw fromNative(e);
+  if (e) throw e;
 }
 
 t.test('RemoveTree refuses a tree holding any mount and leaves it untouched', { skip: cannotMount }, async (t) => {
