@@ -58,12 +58,20 @@ bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError*
     error->Set(errno, "open", root);
     return false;
   }
+  return CheckBeneathAt(fd.get(), root, rel, result, bad, error);
+}
+
+bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel,
+                    BeneathError* result, std::string* bad, SysError* error) {
+  *result = BeneathError::kNone;
+  Fd owned;  // the directory reached so far, once it is no longer the root
+  int fd = root_fd;
   const std::vector<std::string> parts = Components(rel);
   std::string shown = root;
   for (size_t i = 0; i < parts.size(); ++i) {
     shown = Join(shown, parts[i]);
     struct stat st;
-    if (fstatat(fd.get(), parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (fstatat(fd, parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return true;
       error->Set(errno, "lstat", shown);
       return false;
@@ -80,12 +88,13 @@ bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError*
       *bad = shown;
       return true;
     }
-    Fd next(openat(fd.get(), parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    Fd next(openat(fd, parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next.ok()) {
       error->Set(errno, "open", shown);
       return false;
     }
-    fd = std::move(next);
+    owned = std::move(next);
+    fd = owned.get();
   }
   return true;
 }
@@ -93,12 +102,27 @@ bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError*
 bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode, bool leaf_file,
                  std::vector<std::string>* created, SysError* error) {
   created->clear();
-  if (!MakeRoot(root, error)) return false;
+  Fd fd = OpenRoot(root, error);
+  return fd.ok() && MakeBeneathAt(fd.get(), root, rel, mode, leaf_file, created, error, nullptr);
+}
+
+Fd OpenRoot(const std::string& root, SysError* error) {
   Fd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.ok()) {
-    error->Set(errno, "open", root);
-    return false;
+  if (fd.ok() || errno != ENOENT) {
+    if (!fd.ok()) error->Set(errno, "open", root);
+    return fd;
   }
+  if (!MakeRoot(root, error)) return Fd();
+  fd.reset(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.ok()) error->Set(errno, "open", root);
+  return fd;
+}
+
+bool MakeBeneathAt(int root_fd, const std::string& root, const std::string& rel, unsigned mode,
+                   bool leaf_file, std::vector<std::string>* created, SysError* error, Fd* leaf) {
+  created->clear();
+  Fd owned;  // the directory reached so far, once it is no longer the root
+  int fd = root_fd;
   const std::vector<std::string> parts = Components(rel);
   std::string shown = root;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -106,9 +130,10 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
     shown = Join(shown, parts[i]);
     const bool last = i + 1 == parts.size();
     if (last && leaf_file) {
-      Fd f(openat(fd.get(), name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      Fd f(openat(fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (f.ok()) {
         created->push_back(shown);
+        if (leaf) *leaf = std::move(f);
         return true;
       }
       if (errno != EEXIST) {
@@ -117,7 +142,7 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
         return false;
       }
       struct stat st;
-      if (fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         error->Set(errno, "lstat", shown);
         UndoCreated(created);
         return false;
@@ -127,28 +152,42 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
         UndoCreated(created);
         return false;
       }
+      if (leaf) {
+        leaf->reset(openat(fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (!leaf->ok()) {
+          error->Set(errno, "open", shown);
+          UndoCreated(created);
+          return false;
+        }
+      }
       return true;
     }
-    if (mkdirat(fd.get(), name, static_cast<mode_t>(mode)) == 0) {
+    if (mkdirat(fd, name, static_cast<mode_t>(mode)) == 0) {
       created->push_back(shown);
     } else if (errno != EEXIST) {
       error->Set(errno, "mkdir", shown);
       UndoCreated(created);
       return false;
     }
-    Fd next(openat(fd.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    Fd next(openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next.ok()) {
       int err = errno;
       // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; say what it really is.
       struct stat st;
-      if (err == ENOTDIR && fstatat(fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          S_ISLNK(st.st_mode))
+      if (err == ENOTDIR && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
         err = ELOOP;
       error->Set(err, "open", shown);
       UndoCreated(created);
       return false;
     }
-    fd = std::move(next);
+    owned = std::move(next);
+    fd = owned.get();
+  }
+  if (leaf) {
+    // The last directory reached, component by component without following a symlink: the
+    // mount target, handed over so nothing resolves the path again.
+    if (!owned.ok()) owned.reset(dup(root_fd));
+    *leaf = std::move(owned);
   }
   return true;
 }

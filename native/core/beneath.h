@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "fd.h"
 #include "syserror.h"
 
 namespace kata {
@@ -29,5 +30,17 @@ bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError*
 // creation order, the absolute paths this call created; on failure they are removed again.
 bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode, bool leaf_file,
                  std::vector<std::string>* created, SysError* error);
+
+// The same two steps from a root already open (one open per root for a whole request).
+// CheckBeneathAt's `root` and MakeBeneathAt's are only for the paths reported. With `leaf`, the
+// mount point's own descriptor is handed back (a directory, or an O_PATH file): the target a
+// mount goes onto without resolving its path again.
+bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel,
+                    BeneathError* result, std::string* bad, SysError* error);
+bool MakeBeneathAt(int root_fd, const std::string& root, const std::string& rel, unsigned mode,
+                   bool leaf_file, std::vector<std::string>* created, SysError* error, Fd* leaf);
+
+// Opens the allowed root (O_RDONLY|O_DIRECTORY), creating it like `mkdir -p` only when missing.
+Fd OpenRoot(const std::string& root, SysError* error);
 
 }  // namespace kata

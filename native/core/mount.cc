@@ -203,7 +203,9 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
     error->Set(EXDEV, "openat2", target);  // what RESOLVE_BENEATH itself says about an escape
     return false;
   }
-  const int fd = OpenBeneath(request.beneath, relative.c_str(), target, error);
+  const int fd = request.target_fd >= 0
+                     ? request.target_fd
+                     : OpenBeneath(request.beneath, relative.c_str(), target, error);
   if (fd < 0) return false;
   bool ok;
   if (use_new) {
@@ -215,7 +217,7 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
     ok = LegacyMount(source, target, fstype, opts,
                      {at.c_str(), request.beneath, relative.c_str(), fd}, error);
   }
-  close(fd);
+  if (fd != request.target_fd) close(fd);
   return ok;
 }
 

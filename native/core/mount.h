@@ -22,6 +22,9 @@ struct MountRequest {
   // fd: a component swapped for a symlink or `..` after the caller validated the path cannot
   // redirect it outside.
   const char* beneath = nullptr;
+  // With `beneath`: the target already opened beneath it (MakeBeneathAt's leaf), used instead of
+  // opening it again; the caller keeps it open.
+  int target_fd = -1;
 };
 
 // kNew or kLegacy: what a mount with these options will use. Remounts and moves always take
