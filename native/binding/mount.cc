@@ -198,6 +198,203 @@ Napi::Value MakeMountPointAndMount(const Napi::CallbackInfo& info) {
   return Job::Start(info.Env(), new MakeMountPointAndMountJob(std::move(point), std::move(args)));
 }
 
+// Elements of the job arrays below: checked like the arguments, named by position.
+std::string ElementString(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
+  Napi::Value v = a.Get(i);
+  if (!v.IsString()) {
+    throw Napi::TypeError::New(env,
+                               std::string(what) + "[" + std::to_string(i) + "] must be a string");
+  }
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.find('\0') != std::string::npos) {
+    throw Napi::TypeError::New(
+        env, std::string(what) + "[" + std::to_string(i) + "] must not contain NUL bytes");
+  }
+  return s;
+}
+
+double ElementNumber(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
+  Napi::Value v = a.Get(i);
+  if (!v.IsNumber()) {
+    throw Napi::TypeError::New(env,
+                               std::string(what) + "[" + std::to_string(i) + "] must be a number");
+  }
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool ElementBool(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
+  Napi::Value v = a.Get(i);
+  if (!v.IsBoolean()) {
+    throw Napi::TypeError::New(env,
+                               std::string(what) + "[" + std::to_string(i) + "] must be a boolean");
+  }
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Array ElementArray(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + " must be an array");
+  return v.As<Napi::Array>();
+}
+
+Napi::Array Strings(Napi::Env env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
+  return a;
+}
+
+Napi::Array Errors(Napi::Env env, const std::vector<SysError>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, ErrorValue(env, v[i]));
+  return a;
+}
+
+class ApplyStoragesJob : public Job {
+ public:
+  explicit ApplyStoragesJob(std::vector<StorageJob> jobs) : jobs_(std::move(jobs)) {}
+  void Execute() override {
+    if (!kata::ApplyStorages(jobs_, &outcomes_, &failed_, &error_, &undo_errors_, &refusal_)) {
+      ok_ = false;
+    }
+  }
+  Napi::Value Complete(Napi::Env env) override {
+    Napi::Array outcomes = Napi::Array::New(env, outcomes_.size());
+    for (uint32_t i = 0; i < outcomes_.size(); ++i) {
+      const StorageOutcome& o = outcomes_[i];
+      Napi::Array x = Napi::Array::New(env, 4);
+      x.Set(uint32_t{0}, Strings(env, o.undo.created));
+      x.Set(uint32_t{1}, Strings(env, o.undo.mounted));
+      x.Set(uint32_t{2}, o.ownership_skipped);
+      x.Set(uint32_t{3}, static_cast<double>(o.duration_ns));
+      outcomes.Set(i, x);
+    }
+    Napi::Array result = Napi::Array::New(env, 5);
+    result.Set(uint32_t{0}, outcomes);
+    if (refusal_.stop != BeneathError::kNone) {
+      Napi::Array refusal = Napi::Array::New(env, 2);
+      refusal.Set(uint32_t{0}, refusal_.stop == BeneathError::kSymlink ? "symlink" : "notdir");
+      refusal.Set(uint32_t{1}, refusal_.path);
+      result.Set(uint32_t{4}, refusal);
+    }
+    result.Set(uint32_t{1}, ok_ ? -1.0 : static_cast<double>(failed_));
+    result.Set(uint32_t{2}, ErrorValue(env, error_));
+    result.Set(uint32_t{3}, Errors(env, undo_errors_));
+    return result;
+  }
+
+ private:
+  std::vector<StorageJob> jobs_;
+  std::vector<StorageOutcome> outcomes_;
+  size_t failed_ = 0;
+  bool ok_ = true;
+  SysError error_;
+  std::vector<SysError> undo_errors_;
+  StorageRefusal refusal_;
+};
+
+// applyStorages(jobs: Array<[root, rel, leafFile, beneath, source, fstype, options, api, fsGroup,
+//   fsGroupReadOnly, onRootMismatch, fsgid]>) (fsGroup and fsgid -1 when none):
+// Promise<[outcomes: Array<[created, mounted, ownershipSkipped, durationNs]>, failed: number (-1
+// when none), error: Error | undefined, undoErrors: Error[], refusal?: ['symlink' | 'notdir',
+// path]]>. One job for a request's storages; a refusal means nothing was touched.
+Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array list = ElementArray(env, info[0], "jobs");
+  std::vector<StorageJob> jobs(list.Length());
+  SysError refused;
+  size_t refused_at = 0;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Array a = ElementArray(env, list.Get(i), "jobs[i]");
+    StorageJob& j = jobs[i];
+    j.point.root = ElementString(env, a, 0, "job");
+    j.point.rel = ElementString(env, a, 1, "job");
+    j.point.leaf_file = ElementBool(env, a, 2, "job");
+    j.point.beneath = ElementBool(env, a, 3, "job");
+    j.source = ElementString(env, a, 4, "job");
+    j.fstype = ElementString(env, a, 5, "job");
+    std::string bad;
+    // Elements joined by NUL (lib/options.ts joinOptions), as the tokenizer reads them.
+    Napi::Value list_value = a.Get(uint32_t{6});
+    if (!list_value.IsString()) throw Napi::TypeError::New(env, "job[6] must be a string");
+    OptionError err =
+        kata::ParseMountOptions(list_value.As<Napi::String>().Utf8Value(), &j.options, &bad);
+    const double api = ElementNumber(env, a, 7, "job");
+    if (api < 0 || api > 2) throw Napi::RangeError::New(env, "mountApi must be 0, 1 or 2");
+    j.api = static_cast<MountApi>(static_cast<int>(api));
+    j.fs_group = static_cast<int64_t>(ElementNumber(env, a, 8, "job"));
+    j.fs_group_read_only = ElementBool(env, a, 9, "job");
+    j.fs_group_on_root_mismatch = ElementBool(env, a, 10, "job");
+    j.fsgid = static_cast<int64_t>(ElementNumber(env, a, 11, "job"));
+    if (refused) continue;
+    if (err != OptionError::kNone) {
+      refused.Set(OptionErrorCode(err), bad);
+      refused_at = i;
+    } else if (j.options.recursive_flags &&
+               kata::EffectiveMountApi(j.api, j.options) == MountApi::kLegacy) {
+      refused.Set("ERR_INVALID_MOUNT_OPTION", j.options.recursive_word);
+      refused_at = i;
+    }
+  }
+  if (refused) {
+    // Refused before anything was done: no outcomes, the index of the storage, why.
+    Napi::Array result = Napi::Array::New(env, 4);
+    result.Set(uint32_t{0}, Napi::Array::New(env, 0));
+    result.Set(uint32_t{1}, static_cast<double>(refused_at));
+    result.Set(uint32_t{2}, ErrorValue(env, refused));
+    result.Set(uint32_t{3}, Napi::Array::New(env, 0));
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Resolve(result);
+    return d.Promise();
+  }
+  return Job::Start(env, new ApplyStoragesJob(std::move(jobs)));
+}
+
+class ReleaseStoragesJob : public Job {
+ public:
+  ReleaseStoragesJob(std::vector<StorageRelease> releases, UmountOptions umount)
+      : releases_(std::move(releases)), umount_(umount) {}
+  void Execute() override { kata::ReleaseStorages(releases_, umount_, &outcomes_); }
+  Napi::Value Complete(Napi::Env env) override {
+    Napi::Array result = Napi::Array::New(env, outcomes_.size());
+    for (uint32_t i = 0; i < outcomes_.size(); ++i) {
+      const ReleaseOutcome& o = outcomes_[i];
+      Napi::Array x = Napi::Array::New(env, 5);
+      x.Set(uint32_t{0}, ErrorValue(env, o.error));
+      x.Set(uint32_t{1}, static_cast<double>(o.mounts_left));
+      x.Set(uint32_t{2}, Strings(env, o.leftovers));
+      x.Set(uint32_t{3}, Errors(env, o.leftover_errors));
+      x.Set(uint32_t{4}, static_cast<double>(o.duration_ns));
+      result.Set(i, x);
+    }
+    return result;
+  }
+
+ private:
+  std::vector<StorageRelease> releases_;
+  UmountOptions umount_;
+  std::vector<ReleaseOutcome> outcomes_;
+};
+
+// releaseStorages(list: Array<[mounted: string[], created: string[]]>, busyTimeoutMs):
+// Promise<Array<[error | undefined, mountsLeft, leftovers: string[], leftoverErrors: Error[],
+// durationNs]>>. One job for the storages a release gives back.
+Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array list = ElementArray(env, info[0], "list");
+  std::vector<StorageRelease> releases(list.Length());
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Array a = ElementArray(env, list.Get(i), "list[i]");
+    Napi::Array mounted = ElementArray(env, a.Get(uint32_t{0}), "mounted");
+    Napi::Array created = ElementArray(env, a.Get(uint32_t{1}), "created");
+    for (uint32_t k = 0; k < mounted.Length(); ++k)
+      releases[i].mounted.push_back(ElementString(env, mounted, k, "mounted"));
+    for (uint32_t k = 0; k < created.Length(); ++k)
+      releases[i].created.push_back(ElementString(env, created, k, "created"));
+  }
+  UmountOptions umount;
+  umount.busy_timeout_ms = IntArg(info, 1, "busyTimeoutMs");
+  return Job::Start(env, new ReleaseStoragesJob(std::move(releases), umount));
+}
+
 struct UmountArgs {
   std::string target;
   UmountOptions options;
@@ -326,6 +523,8 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("remount", Napi::Function::New(env, Remount, "remount"));
   exports.Set("makeMountPointAndMount",
               Napi::Function::New(env, MakeMountPointAndMount, "makeMountPointAndMount"));
+  exports.Set("applyStorages", Napi::Function::New(env, ApplyStorages, "applyStorages"));
+  exports.Set("releaseStorages", Napi::Function::New(env, ReleaseStorages, "releaseStorages"));
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
   exports.Set("umount", Napi::Function::New(env, Umount, "umount"));
   exports.Set("isMountPoint", Napi::Function::New(env, IsMountPoint, "isMountPoint"));

@@ -1,8 +1,94 @@
 #include "storage_steps.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+
 #include "beneath.h"
+#include "dir.h"
+#include "fd.h"
+#include "fsgroup.h"
+#include "tree.h"
 
 namespace kata {
+namespace {
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The ephemeral fsgid= step: the mount root's group and setgid bit (Kata's ephemeral handler).
+bool SetFsGid(const std::string& path, int64_t gid, SysError* error) {
+  if (chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0) {
+    error->Set(errno, "chown", path);
+    return false;
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    error->Set(errno, "stat", path);
+    return false;
+  }
+  if (chmod(path.c_str(), (st.st_mode & 07777) | S_ISGID) != 0) {
+    error->Set(errno, "chmod", path);
+    return false;
+  }
+  return true;
+}
+
+bool Ownership(const StorageJob& job, const std::string& target, StorageOutcome* out,
+               SysError* error) {
+  if (job.fs_group < 0 && job.fsgid < 0) return true;
+  struct statvfs vfs;
+  if (statvfs(target.c_str(), &vfs) != 0) {
+    error->Set(errno, "statvfs", target);
+    return false;
+  }
+  if (vfs.f_flag & ST_RDONLY) {
+    out->ownership_skipped = true;
+    return true;
+  }
+  if (job.fs_group >= 0) {
+    FsGroupResult r;
+    if (!ApplyFsGroup(target, static_cast<unsigned>(job.fs_group), job.fs_group_read_only,
+                      job.fs_group_on_root_mismatch, &r, error)) {
+      return false;
+    }
+  }
+  // After fsGroup, as the ephemeral handler does it: the root's group is fsgid's in the end.
+  return job.fsgid < 0 || SetFsGid(target, job.fsgid, error);
+}
+
+// Undoes `undo` newest first; what could not be undone stays in it.
+void Undo(UndoLog* undo, std::vector<SysError>* errors) {
+  UmountOptions plain;
+  while (!undo->mounted.empty()) {
+    SysError e;
+    if (!Umount(undo->mounted.back().c_str(), plain, &e)) {
+      errors->push_back(std::move(e));
+      return;  // a mount still there: nothing below it may be removed
+    }
+    undo->mounted.pop_back();
+  }
+  std::vector<std::string> kept;
+  while (!undo->created.empty()) {
+    SysError e;
+    if (!RemoveEntry(undo->created.back(), &e) && e.err != ENOENT) {
+      kept.insert(kept.begin(), undo->created.back());
+      errors->push_back(std::move(e));
+    }
+    undo->created.pop_back();
+  }
+  undo->created = std::move(kept);
+}
+
+}  // namespace
 
 bool MakeMountPointAndMount(const MountPointSteps& point, const std::string& source,
                             const std::string& fstype, const MountOptions& options, MountApi api,
@@ -19,6 +105,94 @@ bool MakeMountPointAndMount(const MountPointSteps& point, const std::string& sou
   }
   undo->mounted.push_back(std::move(target));
   return true;
+}
+
+bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutcome>* outcomes,
+                   size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
+                   StorageRefusal* refusal) {
+  outcomes->assign(jobs.size(), StorageOutcome());
+  // Each allowed root is opened once for the request (most requests have one).
+  std::map<std::string, Fd> roots;
+  auto root_fd = [&](const std::string& root, bool create) -> int {
+    auto it = roots.find(root);
+    if (it != roots.end() && it->second.ok()) return it->second.get();
+    Fd fd;
+    if (create) {
+      fd = OpenRoot(root, error);
+    } else {
+      fd.reset(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!fd.ok() && errno != ENOENT) error->Set(errno, "open", root);
+    }
+    const int got = fd.get();
+    roots[root] = std::move(fd);
+    return got;
+  };
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const MountPointSteps& p = jobs[i].point;
+    const int fd = root_fd(p.root, false);
+    // A root not there yet holds nothing that could redirect the path.
+    if (fd < 0 && !*error) continue;
+    if ((fd < 0 || !CheckBeneathAt(fd, p.root, p.rel, &refusal->stop, &refusal->path, error)) ||
+        refusal->stop != BeneathError::kNone) {
+      *failed = i;
+      return false;
+    }
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const StorageJob& job = jobs[i];
+    StorageOutcome& out = (*outcomes)[i];
+    const uint64_t t0 = NowNs();
+    const int fd = root_fd(job.point.root, true);
+    bool ok = fd >= 0;
+    if (ok) {
+      Fd leaf;
+      ok = MakeBeneathAt(fd, job.point.root, job.point.rel, job.point.mode, job.point.leaf_file,
+                         &out.undo.created, error, &leaf);
+      std::string target = Join(job.point.root, job.point.rel);
+      if (ok) {
+        MountRequest request;
+        request.api = job.api;
+        if (job.point.beneath) {
+          request.beneath = job.point.root.c_str();
+          request.target_fd = leaf.get();
+        }
+        ok = Mount(job.source.c_str(), target.c_str(),
+                   job.fstype.empty() ? nullptr : job.fstype.c_str(), job.options, error, request);
+      }
+      if (ok) {
+        out.undo.mounted.push_back(target);
+        ok = Ownership(job, target, &out, error);
+      }
+    }
+    out.duration_ns = NowNs() - t0;
+    if (ok) continue;
+    *failed = i;
+    for (size_t k = i + 1; k-- > 0;) Undo(&(*outcomes)[k].undo, undo_errors);
+    return false;
+  }
+  return true;
+}
+
+void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOptions& umount,
+                     std::vector<ReleaseOutcome>* outcomes) {
+  outcomes->assign(releases.size(), ReleaseOutcome());
+  for (size_t i = 0; i < releases.size(); ++i) {
+    const StorageRelease& r = releases[i];
+    ReleaseOutcome& out = (*outcomes)[i];
+    const uint64_t t0 = NowNs();
+    size_t left = r.mounted.size();
+    while (left > 0 && Umount(r.mounted[left - 1].c_str(), umount, &out.error)) --left;
+    out.mounts_left = left;
+    if (left == 0) {
+      for (size_t k = r.created.size(); k-- > 0;) {
+        SysError e;
+        if (RemoveEntry(r.created[k], &e) || e.err == ENOENT) continue;
+        out.leftovers.push_back(r.created[k]);
+        out.leftover_errors.push_back(std::move(e));
+      }
+    }
+    out.duration_ns = NowNs() - t0;
+  }
 }
 
 }  // namespace kata

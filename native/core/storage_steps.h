@@ -1,11 +1,15 @@
-// The steps of one storage carried out in one job on a pool thread, recording what they did so
-// release and rollback can undo exactly that: the mount point walked and created beneath its
-// allowed root, then the mount onto it resolved beneath that same root.
+// The steps of a request's storages carried out in one job on a pool thread, recording what they
+// did so release and rollback can undo exactly that: each mount point walked and created beneath
+// its allowed root, the mount onto it resolved beneath that same root, then the ownership Kata
+// sets (fsGroup, ephemeral fsgid=). Release replays the record the other way, in the same kind of
+// job. Kata does this per storage in StorageHandler::create_device and StorageDevice::cleanup.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "beneath.h"
 #include "mount.h"
 #include "options.h"
 #include "syserror.h"
@@ -30,5 +34,69 @@ struct UndoLog {
 bool MakeMountPointAndMount(const MountPointSteps& point, const std::string& source,
                             const std::string& fstype, const MountOptions& options, MountApi api,
                             UndoLog* undo, SysError* error);
+
+// One storage of a request: the mount point, the mount, and the ownership steps after it.
+struct StorageJob {
+  MountPointSteps point;
+  std::string source;
+  std::string fstype;
+  MountOptions options;
+  MountApi api = MountApi::kAuto;
+  // Kata's set_ownership (fsGroup) when >= 0: ApplyFsGroup on the mount point.
+  int64_t fs_group = -1;
+  bool fs_group_read_only = false;  // `ro` was asked for: r instead of rw bits
+  bool fs_group_on_root_mismatch = false;
+  // An ephemeral storage's fsgid= when >= 0: the mount root's group, plus its setgid bit.
+  int64_t fsgid = -1;
+};
+
+struct StorageOutcome {
+  // What is in place: everything the job did, or after a rollback what could not be undone.
+  UndoLog undo;
+  // The mount came out read-only (statvfs ST_RDONLY), so the ownership steps were skipped, as
+  // Kubernetes skips a read-only volume: a chown there could only fail with EROFS.
+  bool ownership_skipped = false;
+  uint64_t duration_ns = 0;  // the storage's steps, on the pool thread
+};
+
+// Why a mount point was refused before anything was done (ApplyStorages' first pass).
+struct StorageRefusal {
+  BeneathError stop = BeneathError::kNone;  // a symlink or a non-directory on the way
+  std::string path;                         // where
+};
+
+// First checks every mount point's walk from its root (CheckBeneath: a symlink or non-directory
+// on the way refuses the request, with *failed its index and `refusal` why, before anything is
+// touched). Then carries out `jobs` in order, one outcome each. On the first failure, sets *failed
+// to its index and `error` to why, then undoes what that storage and every one before it did,
+// newest first (umount2 with UMOUNT_NOFOLLOW, then rmdir/unlink of what was created); an undo step
+// that fails leaves its paths in the outcome and its reason in `undo_errors`. Returns true when all
+// succeeded.
+bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutcome>* outcomes,
+                   size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
+                   StorageRefusal* refusal);
+
+// One storage to release: its mounts and created paths as recorded, in the order they were made.
+struct StorageRelease {
+  std::vector<std::string> mounted;
+  std::vector<std::string> created;
+};
+
+struct ReleaseOutcome {
+  // The unmount that failed (the entry keeps its remaining mounts, newest last), or none.
+  SysError error;
+  size_t mounts_left = 0;
+  // Created paths that could not be removed once the mounts were gone (not empty, EBUSY, EROFS):
+  // best effort, so they are the caller's leftovers to retry, each with why. ENOENT counts as gone.
+  std::vector<std::string> leftovers;
+  std::vector<SysError> leftover_errors;
+  uint64_t duration_ns = 0;
+};
+
+// StorageDevice::cleanup for each of `releases`, in the order given: its mounts undone newest
+// first (each retrying EBUSY for `umount` options' busy_timeout_ms), then, only when they all
+// went, what it created, newest first. A failure of one does not stop the others.
+void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOptions& umount,
+                     std::vector<ReleaseOutcome>* outcomes);
 
 }  // namespace kata
