@@ -232,6 +232,12 @@ function active(tc: diagnostics_channel.TracingChannel<object, object>): boolean
   );
 }
 
+/** True when any of these operations is traced or NODE_DEBUG=kata-storage logs them. */
+export function tracingActive(...names: (keyof typeof tracing)[]): boolean {
+  if (debug.enabled) return true;
+  return names.some((n) => active(tracing[n] as unknown as diagnostics_channel.TracingChannel<object, object>));
+}
+
 function describe(context: object): string {
   return JSON.stringify(context, (k, v: unknown) =>
     k === 'storage' || k === 'result' || k === 'error' ? undefined : v,

@@ -42,6 +42,15 @@ export interface StorageContext {
   waitFor(source: string, wait: () => Promise<string>): Promise<string>;
 }
 
+/** What StorageHandler.steps returns: the mount of the storage's mount point and what follows it. */
+export interface StorageSteps {
+  readonly source: string;
+  readonly fstype: string;
+  readonly options: readonly string[];
+  /** ephemeral's `fsgid=`: the mount root's group, and its setgid bit, after fsGroup. */
+  readonly fsgid?: number;
+}
+
 export interface ReleaseContext {
   readonly driver: string;
   /** The storage as it was added. */
@@ -58,6 +67,14 @@ export interface StorageHandler {
   validate?(storage: PreparedStorage, ctx: { allowedRoots: readonly string[]; containerId?: string }): unknown;
   /** Makes the storage exist; resolves with the path to hold (normally the mount point). */
   create(storage: PreparedStorage, ctx: StorageContext): Promise<string>;
+  /**
+   * Built-in drivers: the storage as steps the native core carries out, with the rest of the
+   * request, in one job (mount point beneath its root, mount, fsGroup, then `fsgid`), recorded for
+   * release and rollback as create() would. Undefined when this storage needs create() (a device
+   * to wait for, huge pages, a pre-mount to accept). The Sandbox still calls create() whenever it
+   * cannot run the request as one job (a mount point already held, or tracing per storage).
+   */
+  steps?(storage: PreparedStorage): StorageSteps | undefined;
   /** Cleanup other than the unmounts and directories the context recorded. */
   release?(path: string, ctx: ReleaseContext): Promise<void>;
 }

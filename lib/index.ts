@@ -41,6 +41,7 @@ export {
   type StorageHandler,
   type StorageContext,
   type ReleaseContext,
+  type StorageSteps,
 } from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
 export {

@@ -68,6 +68,29 @@ export interface NativeBinding {
     list: string,
     api: number,
   ): Promise<[created: string[], mounted: boolean, error: Error | undefined]>;
+  /**
+   * One job for a request's storages (native/core/storage_steps): each mount point created beneath
+   * its root, mounted, then fsGroup/fsgid applied unless the mount is read-only. On a failure the
+   * job undoes that storage and those before it; outcomes then hold what could not be undone.
+   */
+  applyStorages(
+    jobs: NativeStorageJob[],
+  ): Promise<
+    [
+      outcomes: [created: string[], mounted: string[], ownershipSkipped: boolean, durationNs: number][],
+      failed: number,
+      error: Error | undefined,
+      undoErrors: Error[],
+      refusal?: [stop: 'symlink' | 'notdir', path: string],
+    ]
+  >;
+  /** One job releasing storages: mounts newest first (EBUSY retried), then what was created. */
+  releaseStorages(
+    list: [mounted: string[], created: string[]][],
+    busyTimeoutMs: number,
+  ): Promise<
+    [error: Error | undefined, mountsLeft: number, leftovers: string[], leftoverErrors: Error[], durationNs: number][]
+  >;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;
@@ -203,3 +226,19 @@ export interface UeventMonitorState {
   matched: number;
 }
 native.setErrorConstructor(nativeError);
+
+/** applyStorages' element: [root, rel, leafFile, beneath, source, fstype, options, api, fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none)]. */
+export type NativeStorageJob = [
+  root: string,
+  rel: string,
+  leafFile: boolean,
+  beneath: boolean,
+  source: string,
+  fstype: string,
+  options: string,
+  api: number,
+  fsGroup: number,
+  fsGroupReadOnly: boolean,
+  onRootMismatch: boolean,
+  fsgid: number,
+];

@@ -3,16 +3,18 @@
 // cleanup failed.
 import { posix } from 'node:path';
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
-import { channels, now, timed, tracePromise } from './events';
+import { channels, now, timed, tracePromise, tracingActive } from './events';
 import { abortedMountsSettled, checkPath, mount, mountApiOf, newMountApiSupport, umount, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
-import { native } from './native';
+import { native, type NativeStorageJob } from './native';
 import { ownershipSkipped } from './handlers/common';
-import { joinOptions } from './options';
+import { MountFlags, joinOptions } from './options';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
 import {
   allowedRootOf,
+  beneathRefusal,
+  checkPlacement,
   checkAllowedRoots,
   normalizeStorage,
   placeMountPoint,
@@ -71,6 +73,12 @@ interface Entry {
   trees: Set<string>;
   createdMountPoint: boolean;
   cleanupError?: Error;
+}
+
+interface PlannedStorage {
+  storage: PreparedStorage;
+  placement: Placement;
+  handler: StorageHandler;
 }
 
 interface Taken {
@@ -150,7 +158,8 @@ export class Sandbox {
     // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
     const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((normalized) => {
       const handler = this.registry.get(normalized.driver);
-      const { placement, mountOptions } = validateStorage(normalized, this.allowedRoots);
+      // The walk from the root is checked below, with the rest of the request's mount points.
+      const { placement, mountOptions } = validateStorage(normalized, this.allowedRoots, false);
       if (handler === undefined) {
         throw new StorageError(
           'ERR_UNKNOWN_STORAGE_DRIVER',
@@ -170,10 +179,15 @@ export class Sandbox {
     });
     if (signal?.aborted) throw abortError(signal);
 
+    const jobs = this.#nativeJobs(plan);
+    // One job checks its mount points' walks first itself; otherwise they are checked here, all
+    // before anything is touched.
+    if (jobs === undefined) for (const { storage, placement } of plan) checkPlacement(storage.mountPoint, placement);
     const taken: Taken[] = [];
     const held: string[] = [];
     try {
-      for (const item of plan) {
+      if (jobs !== undefined) await this.#addAsOneJob(plan, jobs, containerId, taken, held);
+      for (const item of jobs === undefined ? plan : []) {
         if (signal?.aborted) throw abortError(signal);
         const { storage } = item;
         const r = await tracePromise(
@@ -195,6 +209,13 @@ export class Sandbox {
       }
       errorsOf(err, 'rollbackErrors', rollbackErrors);
       throw err;
+    }
+    if (jobs !== undefined && (this.#destroyed || signal?.aborted)) {
+      // The job could not be interrupted: what it made is given back as a failed request's is.
+      for (let i = taken.length - 1; i >= 0; i--) {
+        await this.#release(taken[i]!.path, 'rollback', true, containerId).catch(() => undefined);
+      }
+      throw this.#destroyed ? destroyedError() : abortError(signal!);
     }
     if (containerId !== undefined) {
       const refs = this.#containers.get(containerId);
@@ -225,12 +246,18 @@ export class Sandbox {
     this.#containers.delete(containerId);
     const pendingBefore = new Set(this.#pendingCleanup);
     const errors: Error[] = [];
-    for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
-      pendingBefore.delete(refs![i]!.path);
-      try {
-        await this.#release(refs![i]!.path, 'release', false, containerId);
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
+    const releases = refs === undefined ? undefined : this.#releaseJobs(refs);
+    if (releases !== undefined) {
+      for (const t of refs!) pendingBefore.delete(t.path);
+      await this.#releaseAsOneJob(releases, errors, containerId);
+    } else {
+      for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
+        pendingBefore.delete(refs![i]!.path);
+        try {
+          await this.#release(refs![i]!.path, 'release', false, containerId);
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
+        }
       }
     }
     await this.#retryPending(pendingBefore);
@@ -362,6 +389,211 @@ export class Sandbox {
       unlock();
       if (this.#locks.get(path) === tail) this.#locks.delete(path);
     }
+  }
+
+  /**
+   * The request as one native job (native/core/storage_steps), when every storage has built-in
+   * steps, none of their mount points is held, being changed or repeated, no leftover directory
+   * waits to be claimed, and nobody traces storages or mounts one by one (tracing follows each
+   * storage through create(), and gets exactly what it got before). Undefined otherwise.
+   */
+  #nativeJobs(plan: readonly PlannedStorage[]): NativeStorageJob[] | undefined {
+    if (this.#leftovers.size > 0 || tracingActive('storage', 'mount')) return undefined;
+    const jobs: NativeStorageJob[] = [];
+    const seen = new Set<string>();
+    const api = mountApiOf(this.mountApi);
+    const beneath = beneathAvailable();
+    for (const { storage, placement, handler } of plan) {
+      const path = storage.mountPoint;
+      if (seen.has(path) || this.#entries.has(path) || this.#locks.has(path)) return undefined;
+      seen.add(path);
+      const steps = handler.steps?.(storage);
+      if (steps === undefined) return undefined;
+      const fsGroup = storage.fsGroup;
+      jobs.push([
+        placement.root,
+        placement.rel,
+        false,
+        beneath,
+        steps.source,
+        steps.fstype,
+        joinOptions(steps.options),
+        api,
+        fsGroup === undefined ? -1 : fsGroup.groupId,
+        (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
+        fsGroup?.groupChangePolicy === 'OnRootMismatch',
+        steps.fsgid ?? -1,
+      ]);
+    }
+    return jobs;
+  }
+
+  /**
+   * Runs #nativeJobs' job and records its storages as #acquire would have, one entry each, pushing
+   * them onto `taken`/`held`. The mount points stay locked while the job runs. On a failure the
+   * job has undone the request itself; what it could not undo is kept (a mount: a pending entry;
+   * a directory: a leftover) and the error carries `rollbackErrors`.
+   */
+  async #addAsOneJob(
+    plan: readonly PlannedStorage[],
+    jobs: NativeStorageJob[],
+    containerId: string | undefined,
+    taken: Taken[],
+    held: string[],
+  ): Promise<void> {
+    let unlock!: () => void;
+    const lock = new Promise<void>((r) => (unlock = r));
+    for (const { storage } of plan) this.#locks.set(storage.mountPoint, lock);
+    let outcomes, failed, error, undoErrors, refusal;
+    try {
+      [outcomes, failed, error, undoErrors, refusal] = await native.applyStorages(jobs);
+    } finally {
+      unlock();
+      for (const { storage } of plan)
+        if (this.#locks.get(storage.mountPoint) === lock) this.#locks.delete(storage.mountPoint);
+    }
+    if (refusal !== undefined) throw beneathRefusal(plan[failed]!.storage.mountPoint, refusal[0], refusal[1]);
+    const publish = channels.mount.hasSubscribers;
+    for (let i = 0; i < outcomes.length; i++) {
+      const { storage, handler } = plan[i]!;
+      const [created, mounted, ownershipSkipped, durationNs] = outcomes[i]!;
+      const job = jobs[i]!;
+      if (publish && (failed < 0 || i <= failed)) {
+        const withOwnership = job[8] >= 0 || job[11] >= 0;
+        channels.mount.publish({
+          driver: storage.driver,
+          source: job[4],
+          mountPoint: storage.mountPoint,
+          fstype: job[5],
+          options: handler.steps!(storage)!.options,
+          containerId,
+          ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
+          durationMs: durationNs / 1e6,
+          error: i === failed ? error : undefined,
+        });
+      }
+      if (failed >= 0) {
+        // Rolled back by the job: only what it could not undo is left to remember.
+        if (mounted.length > 0) {
+          const e = newEntry(storage.mountPoint, storage.driver, storage.shared === true);
+          Object.assign(e, { storage, handler, mounts: mounted, created });
+          this.#keepUndone(e);
+        } else for (const p of created) this.#leftovers.set(p, false);
+        continue;
+      }
+      const e = newEntry(storage.mountPoint, storage.driver, storage.shared === true);
+      Object.assign(e, {
+        storage,
+        handler,
+        mounts: mounted,
+        created,
+        createdMountPoint: created.includes(storage.mountPoint),
+      });
+      const raced = this.#entries.get(storage.mountPoint);
+      // setSandboxStorage() (synchronous) took a reference while the job ran.
+      if (raced) Object.assign(raced, { ...e, refcount: raced.refcount + 1, shared: raced.shared || e.shared });
+      else this.#entries.set(storage.mountPoint, e);
+      taken.push({ path: storage.mountPoint, created: true });
+      held.push(storage.mountPoint);
+    }
+    if (failed >= 0) {
+      const err = explainMountError(error!, jobs[failed]![5]);
+      errorsOf(err, 'rollbackErrors', undoErrors);
+      throw err;
+    }
+  }
+
+  /**
+   * removeContainer's references as one native release job, when each either only drops a count
+   * or ends a storage whose cleanup is its recorded mounts and directories alone (no driver
+   * release, no tree, nothing pending), none is being changed, and nobody traces unmounts one by
+   * one. The entries to clean, newest first; undefined otherwise.
+   */
+  #releaseJobs(refs: readonly Taken[]): Entry[] | undefined {
+    if (tracingActive('umount')) return undefined;
+    const drops = new Map<string, number>();
+    for (const t of refs) drops.set(t.path, (drops.get(t.path) ?? 0) + 1);
+    const ending: Entry[] = [];
+    for (const [path, n] of drops) {
+      const e = this.#entries.get(path);
+      if (e === undefined || this.#locks.has(path) || n > e.refcount) return undefined;
+      if (n < e.refcount || e.shared) continue;
+      if (e.handler?.release || e.trees.size > 0 || e.cleanupError || this.#pendingCleanup.has(path)) return undefined;
+      ending.push(e);
+    }
+    // Newest first, as the references are given back one by one.
+    const order = new Map(refs.map((t, i) => [t.path, i]));
+    for (const [path, n] of drops) {
+      const e = this.#entries.get(path)!;
+      e.refcount -= n;
+    }
+    return ending.sort((a, b) => order.get(b.path)! - order.get(a.path)!);
+  }
+
+  /** Runs #releaseJobs' entries in one job and settles each as #cleanup would have. */
+  async #releaseAsOneJob(ending: Entry[], errors: Error[], containerId: string | undefined): Promise<void> {
+    if (ending.length === 0) return;
+    let unlock!: () => void;
+    const lock = new Promise<void>((r) => (unlock = r));
+    for (const e of ending) this.#locks.set(e.path, lock);
+    let outcomes;
+    try {
+      outcomes = await native.releaseStorages(
+        ending.map((e) => [e.mounts, e.created]),
+        this.umountBusyTimeoutMs,
+      );
+    } finally {
+      unlock();
+      for (const e of ending) if (this.#locks.get(e.path) === lock) this.#locks.delete(e.path);
+    }
+    for (let i = 0; i < ending.length; i++) {
+      const e = ending[i]!;
+      const [error, mountsLeft, leftovers, leftoverErrors, durationNs] = outcomes[i]!;
+      if (channels.umount.hasSubscribers) {
+        channels.umount.publish({
+          driver: e.driver,
+          mountPoint: e.path,
+          reason: 'release',
+          ...(containerId === undefined ? {} : { containerId }),
+          step: 'umount',
+          path: e.mounts[Math.max(0, mountsLeft - 1)] ?? e.path,
+          durationMs: durationNs / 1e6,
+          error,
+        });
+      }
+      if (error !== undefined) {
+        e.mounts.length = mountsLeft;
+        e.cleanupError = error;
+        if (this.#entries.get(e.path) === e) this.#pendingCleanup.add(e.path);
+        errors.push(error);
+        continue;
+      }
+      e.mounts.length = 0;
+      e.created.length = 0;
+      if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
+      this.#pendingCleanup.delete(e.path);
+      for (let k = 0; k < leftovers.length; k++) {
+        const p = leftovers[k]!;
+        const r = leftoverErrors[k]!;
+        this.#leftovers.set(p, false);
+        const code = (r as { code?: string }).code;
+        // A parent still holding another storage's directory is the normal case, not news.
+        const expected = (code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path;
+        if (!expected && channels.umount.hasSubscribers) {
+          channels.umount.publish({
+            driver: e.driver,
+            mountPoint: e.path,
+            reason: 'release',
+            ...(containerId === undefined ? {} : { containerId }),
+            step: 'remove',
+            path: p,
+            durationMs: 0,
+            error: r,
+          });
+        }
+      }
+    }
+    await this.#retryLeftovers();
   }
 
   #acquire(

@@ -246,7 +246,7 @@ export function allowedRootOf(path: string, roots: readonly string[]): string | 
  * Checks a mount point is absolute, normalized, within the kernel's path limits, strictly beneath
  * an allowed root and reached without symlinks.
  */
-export function placeMountPoint(mountPoint: string, roots: readonly string[]): Placement {
+export function placeMountPoint(mountPoint: string, roots: readonly string[], walk = true): Placement {
   if (mountPoint === '') throw invalid('mountPoint', mountPoint, 'must not be empty');
   if (mountPoint.includes('\0')) throw invalid('mountPoint', mountPoint, 'must not contain NUL bytes');
   if (!mountPoint.startsWith('/')) throw invalid('mountPoint', mountPoint, 'must be an absolute path');
@@ -278,31 +278,29 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
   const root = allowedRootOf(mountPoint, roots);
   if (root === undefined) throw invalid('mountPoint', mountPoint, `is outside the allowed roots (${roots.join(', ')})`);
   const rel = mountPoint.slice(root === '/' ? 1 : root.length + 1);
-  const r = native.checkBeneath(root, rel);
-  if (r !== undefined) {
-    if (r instanceof Error) throw r;
-    if (r.stop === 'symlink') {
-      throw new StorageError(
-        'ERR_INVALID_STORAGE',
-        `storage mountPoint ${mountPoint} is reached through a symlink at ${r.path}`,
-        {
-          value: mountPoint,
-          field: 'mountPoint',
-          path: r.path,
-        },
-      );
-    }
-    throw new StorageError(
-      'ERR_INVALID_STORAGE',
-      `storage mountPoint ${mountPoint} goes through a non-directory at ${r.path}`,
-      {
-        value: mountPoint,
-        field: 'mountPoint',
-        path: r.path,
-      },
-    );
-  }
+  if (walk) checkPlacement(mountPoint, { root, rel });
   return { root, rel };
+}
+
+/**
+ * Walks the mount point's path from its root as it stands now (openat with O_NOFOLLOW, nothing
+ * created) and refuses a symlink or a non-directory on the way, before anything is touched.
+ */
+export function checkPlacement(mountPoint: string, { root, rel }: Placement): void {
+  const r = native.checkBeneath(root, rel);
+  if (r === undefined) return;
+  if (r instanceof Error) throw r;
+  throw beneathRefusal(mountPoint, r.stop, r.path);
+}
+
+/** The error for a mount point whose walk meets a symlink or a non-directory at `path`. */
+export function beneathRefusal(mountPoint: string, stop: 'symlink' | 'notdir', path: string): StorageError {
+  const why = stop === 'symlink' ? 'is reached through a symlink' : 'goes through a non-directory';
+  return new StorageError('ERR_INVALID_STORAGE', `storage mountPoint ${mountPoint} ${why} at ${path}`, {
+    value: mountPoint,
+    field: 'mountPoint',
+    path,
+  });
 }
 
 /**
@@ -312,6 +310,7 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[]): P
 export function validateStorage(
   s: Storage,
   roots: readonly string[],
+  walk = true,
 ): { placement: Placement; mountOptions: ParsedMountOptions } {
   for (const field of ['driver', 'source', 'fstype'] as const) {
     const v = s[field];
@@ -323,7 +322,7 @@ export function validateStorage(
   }
   // `loop` and over-long data are refused now rather than after earlier storages were mounted.
   const mountOptions = parseMountOptions(s.options ?? []);
-  return { placement: placeMountPoint(s.mountPoint, roots), mountOptions };
+  return { placement: placeMountPoint(s.mountPoint, roots, walk), mountOptions };
 }
 
 /** Every `key=value` word of an option list (split by the mount tokenizer), last one wins. */

@@ -3,7 +3,7 @@
 import { chmodSync, chownSync, statSync } from 'node:fs';
 import { StorageError } from '../errors';
 import { native } from '../native';
-import type { StorageContext, StorageHandler } from '../handler';
+import type { StorageContext, StorageHandler, StorageSteps } from '../handler';
 import { withoutOptions, type PreparedStorage, type Storage } from '../storage';
 import { fsGidOption, mountStorage, octalModeOption, ownershipSkipped, positiveIntegerOption } from './common';
 
@@ -41,6 +41,14 @@ export const ephemeralHandler: StorageHandler = {
     if (storage.fstype === 'hugetlbfs') return { gid, hugepages: hugepages(storage) };
     octalModeOption(storage);
     return { gid };
+  },
+  steps(storage: PreparedStorage): StorageSteps | undefined {
+    const own = storage.driverData as EphemeralOptions;
+    if (own.hugepages !== undefined) return undefined;
+    const options = withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
+    return own.gid === undefined
+      ? { source: storage.source, fstype: storage.fstype, options }
+      : { source: storage.source, fstype: storage.fstype, options, fsgid: own.gid };
   },
   async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
     const own = storage.driverData as EphemeralOptions;

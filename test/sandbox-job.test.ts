@@ -1,0 +1,193 @@
+// A request of built-in storages carried out in one native job (issue 12): what the job does is
+// what create() did, storage by storage, and every guarantee of the request path holds when the
+// job fails half-way, is refused, or races destroy() and setSandboxStorage(). Proven through
+// /proc/self/mountinfo and the tree under the root; the addon is only counted, never faked.
+import t from 'tap';
+import { mkdirSync, statSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { Sandbox, StorageError, storageTracing } from '../lib/index';
+import { native } from '../lib/native';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { treeSnapshot } from './helpers/tree';
+
+/** Names of the addon's functions called while `fn` runs (the loaded addon, wrapped to count). */
+async function nativeCalls(t: { teardown(fn: () => void): void }, fn: () => Promise<unknown>): Promise<string[]> {
+  const calls: string[] = [];
+  const target = native as unknown as Record<string, unknown>;
+  const saved = Object.entries(target).filter(([, f]) => typeof f === 'function');
+  for (const [name, f] of saved) {
+    target[name] = function counted(this: unknown, ...args: unknown[]): unknown {
+      calls.push(name);
+      return (f as (...a: unknown[]) => unknown).apply(this, args);
+    };
+  }
+  const restore = (): void => {
+    for (const [name, f] of saved) target[name] = f;
+  };
+  t.teardown(restore);
+  try {
+    await fn();
+  } finally {
+    restore();
+  }
+  return calls;
+}
+
+type Rejection = Error & { code?: string; syscall?: string; dest?: string; path?: string; rollbackErrors?: unknown };
+
+/** What `p` rejected with; a resolution fails the test. */
+async function rejection(p: Promise<unknown>): Promise<Rejection> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Rejection;
+  }
+  throw new Error('expected a rejection');
+}
+
+const tmpfs = (mountPoint: string, options: string[] = ['size=1m']) => ({
+  driver: 'ephemeral',
+  source: 'tmpfs',
+  fstype: 'tmpfs',
+  options,
+  mountPoint,
+});
+
+t.test('one native job per request', { skip: cannotMount }, async (t) => {
+  t.test('three ephemeral storages: one job to add, one to release, as create() would mount them', async (t) => {
+    const root = scratchDir(t);
+    const before = mountSnapshot();
+    const tree = treeSnapshot(root);
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const points = ['a', 'b/c', 'b/d'].map((p) => join(root, p));
+    const added = await nativeCalls(t, () =>
+      sb.addStorages(
+        points.map((p) => tmpfs(p, ['size=2m', 'mode=1777'])),
+        { containerId: 'c' },
+      ),
+    );
+    t.same(
+      added.filter((n) => n === 'applyStorages'),
+      ['applyStorages'],
+      'the storages were made by one applyStorages job',
+    );
+    t.notOk(
+      added.some((n) => n === 'makeMountPointAndMount' || n === 'mount' || n === 'makeBeneath'),
+      'and by nothing else',
+    );
+    for (const p of points) {
+      t.equal(mountAt(p)?.fstype, 'tmpfs', `${p} is a tmpfs`);
+      t.match(mountAt(p)?.superOptions ?? '', /size=2048k/, 'with its size');
+      t.equal(statSync(p).mode & 0o7777, 0o1777, 'and its mode');
+    }
+    t.same([...sb.storages().keys()], points, 'one table entry each');
+    const released = await nativeCalls(t, () => sb.removeContainer('c'));
+    t.same(released, ['releaseStorages'], 'released by one releaseStorages job');
+    t.equal(mountSnapshot(), before, 'nothing left mounted');
+    t.equal(treeSnapshot(root), tree, 'nothing left behind: b/ went with b/c and b/d');
+  });
+
+  t.test('a mount failing half-way: the job undoes the request itself; nothing changes', async (t) => {
+    const root = scratchDir(t);
+    const before = mountSnapshot();
+    const tree = treeSnapshot(root);
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const err = await rejection(
+      sb.addStorages([
+        tmpfs(join(root, 'x/one')),
+        tmpfs(join(root, 'x/two')),
+        tmpfs(join(root, 'x/three'), ['size=zz']),
+      ]),
+    );
+    t.ok(err instanceof Error, 'rejected');
+    t.equal(err.code, 'EINVAL', "the kernel's answer");
+    t.match(err.syscall, /^(mount|fsconfig)$/, 'from the mount (mount(2), or fsconfig on the new API)');
+    t.equal(err.dest, join(root, 'x/three'), 'naming the storage that failed');
+    t.same(err.rollbackErrors, undefined, 'the undo itself went well');
+    t.equal(mountSnapshot(), before, 'mountinfo as before');
+    t.equal(treeSnapshot(root), tree, 'the tree as before');
+    t.equal(sb.storages().size, 0, 'the table as before');
+  });
+
+  t.test('a symlink on the way of a later storage refuses the request before anything is made', async (t) => {
+    const root = scratchDir(t);
+    mkdirSync(join(root, 'real'));
+    symlinkSync(join(root, 'real'), join(root, 'link'));
+    const before = mountSnapshot();
+    const tree = treeSnapshot(root);
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const err = await rejection(sb.addStorages([tmpfs(join(root, 'first')), tmpfs(join(root, 'link', 'second'))]));
+    t.ok(err instanceof StorageError, 'a StorageError');
+    t.equal(err.code, 'ERR_INVALID_STORAGE');
+    t.match(err.message, /reached through a symlink at .*link/, 'naming the symlink');
+    t.equal(err.path, join(root, 'link'));
+    t.equal(mountSnapshot(), before, 'mountinfo as before');
+    t.equal(treeSnapshot(root), tree, 'first/ was never created');
+  });
+
+  t.test('with a tracer attached, each storage goes through create(), to the same result', async (t) => {
+    const root = scratchDir(t);
+    const before = mountSnapshot();
+    const seen: string[] = [];
+    const subscriber = { start: (c: { mountPoint?: string }) => void seen.push(c.mountPoint ?? '') };
+    storageTracing.storage.subscribe(subscriber);
+    t.teardown(() => void storageTracing.storage.unsubscribe(subscriber));
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const points = [join(root, 'p'), join(root, 'q')];
+    const calls = await nativeCalls(t, () => sb.addStorages(points.map((p) => tmpfs(p))));
+    t.notOk(calls.includes('applyStorages'), 'no request job');
+    t.same(seen, points, 'the tracer saw each storage start');
+    for (const p of points) t.equal(mountAt(p)?.fstype, 'tmpfs', `${p} mounted`);
+    await sb.destroy();
+    t.equal(mountSnapshot(), before, 'destroy() released them');
+  });
+
+  t.test('destroy() while the job runs: the request is given back and refused', async (t) => {
+    const root = scratchDir(t);
+    const before = mountSnapshot();
+    const tree = treeSnapshot(root);
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const adding = sb.addStorages([tmpfs(join(root, 'd1')), tmpfs(join(root, 'd2'))], { containerId: 'c' });
+    const destroying = sb.destroy();
+    const err = await rejection(adding);
+    await destroying;
+    t.equal(err.code, 'ERR_SANDBOX_DESTROYED', 'the request is refused');
+    t.equal(mountSnapshot(), before, 'nothing it made outlives the sandbox');
+    t.equal(treeSnapshot(root), tree, 'nor any directory');
+  });
+
+  t.test('setSandboxStorage() while the job runs: its reference joins the entry the job makes', async (t) => {
+    const root = scratchDir(t);
+    const before = mountSnapshot();
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const p = join(root, 'shared');
+    const adding = sb.addStorages([tmpfs(p)], { containerId: 'c' });
+    t.equal(sb.setSandboxStorage(p), true, 'a new reference while the job runs');
+    await adding;
+    t.equal(sb.refcount(p), 2, 'both references counted on one entry');
+    await sb.removeContainer('c');
+    t.equal(mountAt(p)?.fstype, 'tmpfs', 'still mounted for the other reference');
+    t.equal(await sb.unsetAndRemoveSandboxStorage(p), true, 'the last reference removes it');
+    t.equal(mountSnapshot(), before, 'and it is unmounted');
+  });
+
+  t.test('ephemeral fsgid= and fsGroup in the job; skipped on a read-only tmpfs', async (t) => {
+    const root = scratchDir(t);
+    const before = mountSnapshot();
+    const sb = new Sandbox({ allowedRoots: [root] });
+    const rw = join(root, 'rw');
+    const ro = join(root, 'ro');
+    const calls = await nativeCalls(t, () =>
+      sb.addStorages([
+        { ...tmpfs(rw, ['size=1m', 'fsgid=4242']), fsGroup: { groupId: 4343 } },
+        { ...tmpfs(ro, ['size=1m', 'ro', 'fsgid=4242']) },
+      ]),
+    );
+    t.ok(calls.includes('applyStorages'), 'one job');
+    t.equal(statSync(rw).gid, 4242, 'fsgid= is the root group in the end (after fsGroup, as create() does)');
+    t.equal(statSync(rw).mode & 0o2000, 0o2000, 'with the setgid bit');
+    t.not(statSync(ro).gid, 4242, 'a read-only mount is left as it is');
+    await sb.destroy();
+    t.equal(mountSnapshot(), before, 'released');
+  });
+});
