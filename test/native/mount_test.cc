@@ -19,6 +19,7 @@
 #include "check.h"
 #include "mount.h"
 #include "options.h"
+#include "storage_steps.h"
 #include "workpool.h"
 
 namespace {
@@ -162,4 +163,72 @@ KATA_TEST(workpool_runs_jobs_past_a_blocked_one) {
   }
   CHECK_EQ(done.load(), 51);
   CHECK(kata::BlockingPoolThreads() >= 2);
+}
+
+// A request's storages in one job: the walks are checked before anything is made, a failure
+// half-way is undone by the job itself, and the release gives back exactly what was recorded.
+KATA_TEST(apply_and_release_storages_in_one_job) {
+  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = TempDir();
+  auto job = [&](const std::string& rel, const std::string& options) {
+    kata::StorageJob j;
+    j.point.root = root;
+    j.point.rel = rel;
+    j.source = "tmpfs";
+    j.fstype = "tmpfs";
+    j.options = Parse(options);
+    j.api = kata::MountApi::kLegacy;
+    return j;
+  };
+  std::vector<kata::StorageJob> jobs = {job("a", "size=64k"), job("b/c", "size=64k")};
+  jobs[1].fsgid = 4242;
+  std::vector<kata::StorageOutcome> outcomes;
+  std::vector<kata::SysError> undo_errors;
+  kata::StorageRefusal refusal;
+  size_t failed = 99;
+  kata::SysError err;
+  CHECK(kata::ApplyStorages(jobs, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK_EQ(outcomes.size(), size_t{2});
+  CHECK(InMountinfo(root + "/a", "tmpfs"));
+  CHECK(InMountinfo(root + "/b/c", "tmpfs"));
+  CHECK_EQ(outcomes[1].undo.created.size(), size_t{2});  // b, then b/c
+  struct stat st;
+  CHECK(stat((root + "/b/c").c_str(), &st) == 0 && st.st_gid == 4242 && (st.st_mode & S_ISGID));
+
+  std::vector<kata::StorageRelease> releases;
+  for (size_t i = outcomes.size(); i-- > 0;)
+    releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created});
+  std::vector<kata::ReleaseOutcome> released;
+  kata::ReleaseStorages(releases, kata::UmountOptions{}, &released);
+  for (const kata::ReleaseOutcome& r : released) {
+    CHECK(!r.error);
+    CHECK(r.leftovers.empty());
+  }
+  CHECK(!InMountinfo(root + "/a", "tmpfs"));
+  CHECK(access((root + "/b").c_str(), F_OK) != 0);
+
+  // The third storage's options are refused by the kernel: the first two are undone.
+  jobs.push_back(job("x/y", "size=zz"));
+  outcomes.clear();
+  err = kata::SysError();
+  CHECK(!kata::ApplyStorages(jobs, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK_EQ(failed, size_t{2});
+  CHECK_EQ(err.err, EINVAL);
+  CHECK(undo_errors.empty());
+  for (const kata::StorageOutcome& o : outcomes)
+    CHECK(o.undo.mounted.empty() && o.undo.created.empty());
+  CHECK(!InMountinfo(root + "/a", "tmpfs"));
+  CHECK(access((root + "/x").c_str(), F_OK) != 0);
+
+  // A symlink on the way of the second storage: refused before the first is made.
+  CHECK(symlink("/", (root + "/link").c_str()) == 0);
+  std::vector<kata::StorageJob> linked = {job("first", "size=64k"), job("link/tmp", "size=64k")};
+  err = kata::SysError();
+  CHECK(!kata::ApplyStorages(linked, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK_EQ(failed, size_t{1});
+  CHECK(refusal.stop == kata::BeneathError::kSymlink);
+  CHECK(refusal.path == root + "/link");
+  CHECK(access((root + "/first").c_str(), F_OK) != 0);
+  unlink((root + "/link").c_str());
+  rmdir(root.c_str());
 }
