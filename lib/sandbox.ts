@@ -167,14 +167,19 @@ export class Sandbox {
           { value: normalized.driver, registered: this.registry.drivers() },
         );
       }
-      const prepared: PreparedStorage = { ...normalized, mountOptions, placement };
+      // Built once; driverData is added to the same object once the handler's validate() returned.
+      const storage: { -readonly [K in keyof PreparedStorage]: PreparedStorage[K] } = {
+        ...normalized,
+        mountOptions,
+        placement,
+      };
       const driverData = handler.validate?.(
-        prepared,
+        storage,
         containerId === undefined
           ? { allowedRoots: this.allowedRoots }
           : { allowedRoots: this.allowedRoots, containerId },
       );
-      const storage: PreparedStorage = driverData === undefined ? prepared : { ...prepared, driverData };
+      if (driverData !== undefined) storage.driverData = driverData;
       return { storage, placement, handler };
     });
     if (signal?.aborted) throw abortError(signal);

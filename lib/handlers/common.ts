@@ -68,16 +68,16 @@ function badOption(word: string, why: string): StorageError {
 }
 
 /** `fsgid=` as a gid, or undefined; malformed values are refused. */
-export function fsGidOption(storage: Storage): number | undefined {
-  const v = optionValues(storage.options).get('fsgid');
+export function fsGidOption(storage: Storage, values = optionValues(storage.options)): number | undefined {
+  const v = values.get('fsgid');
   if (v === undefined) return undefined;
   if (!/^\d{1,10}$/.test(v) || Number(v) > 0xfffffffe) throw badOption(`fsgid=${v}`, 'must be a decimal group id');
   return Number(v);
 }
 
 /** `mode=` read as octal (Kata's from_str_radix(mode, 8)), or undefined. */
-export function octalModeOption(storage: Storage): number | undefined {
-  const v = optionValues(storage.options).get('mode');
+export function octalModeOption(storage: Storage, values = optionValues(storage.options)): number | undefined {
+  const v = values.get('mode');
   if (v === undefined) return undefined;
   if (!/^0?[0-7]{1,4}$/.test(v)) throw badOption(`mode=${v}`, 'must be an octal mode (at most 07777)');
   return parseInt(v, 8);

@@ -4,7 +4,7 @@ import { chmodSync, chownSync, statSync } from 'node:fs';
 import { StorageError } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler, StorageSteps } from '../handler';
-import { withoutOptions, type PreparedStorage, type Storage } from '../storage';
+import { optionValues, withoutOptions, type PreparedStorage, type Storage } from '../storage';
 import { fsGidOption, mountStorage, octalModeOption, ownershipSkipped, positiveIntegerOption } from './common';
 
 const S_ISGID = 0o2000;
@@ -33,22 +33,32 @@ function hugepages(storage: Storage): { pageSize: number; pages: number } {
 interface EphemeralOptions {
   gid: number | undefined;
   hugepages?: { pageSize: number; pages: number };
+  /** The mount's options: the storage's without `fsgid=`, which is ours to apply, not tmpfs's. */
+  options: string[];
 }
 
 export const ephemeralHandler: StorageHandler = {
   validate(storage: Storage): EphemeralOptions {
-    const gid = fsGidOption(storage);
-    if (storage.fstype === 'hugetlbfs') return { gid, hugepages: hugepages(storage) };
-    octalModeOption(storage);
-    return { gid };
+    // The words are split once, for every option this driver reads, and only when one of them
+    // can be there (the common emptyDir request has neither).
+    const list = storage.options ?? [];
+    const read = storage.fstype === 'hugetlbfs' || list.some((o) => o.includes('fsgid=') || o.includes('mode='));
+    if (!read) return { gid: undefined, options: [...list] };
+    const values = optionValues(storage.options);
+    const gid = fsGidOption(storage, values);
+    const options =
+      gid === undefined ? [...(storage.options ?? [])] : withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
+    if (storage.fstype === 'hugetlbfs') return { gid, hugepages: hugepages(storage), options };
+    octalModeOption(storage, values);
+    return { gid, options };
   },
   steps(storage: PreparedStorage): StorageSteps | undefined {
     const own = storage.driverData as EphemeralOptions;
     if (own.hugepages !== undefined) return undefined;
-    const options = withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
+    const { source, fstype } = storage;
     return own.gid === undefined
-      ? { source: storage.source, fstype: storage.fstype, options }
-      : { source: storage.source, fstype: storage.fstype, options, fsgid: own.gid };
+      ? { source, fstype, options: own.options }
+      : { source, fstype, options: own.options, fsgid: own.gid };
   },
   async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
     const own = storage.driverData as EphemeralOptions;
@@ -65,8 +75,7 @@ export const ephemeralHandler: StorageHandler = {
       }
     }
     const gid = own.gid;
-    const options = withoutOptions(storage.options, (w) => w.startsWith('fsgid='));
-    await mountStorage(storage, ctx, { options });
+    await mountStorage(storage, ctx, { options: own.options });
     if (gid !== undefined && !ownershipSkipped(storage)) {
       chownSync(storage.mountPoint, -1, gid);
       chmodSync(storage.mountPoint, (statSync(storage.mountPoint).mode & 0o7777) | S_ISGID);
