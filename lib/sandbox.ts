@@ -8,6 +8,7 @@ import { abortedMountsSettled, checkPath, mount, mountApiOf, newMountApiSupport,
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { native, type NativeStorageJob } from './native';
+import { StorageDevice, type ReleaseOutcome } from './storage-device';
 import { ownershipSkipped } from './handlers/common';
 import { MountFlags, joinOptions } from './options';
 import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
@@ -21,7 +22,6 @@ import {
   validateStorage,
   type Placement,
   type PreparedStorage,
-  type Storage,
   type StorageInput,
 } from './storage';
 
@@ -57,24 +57,6 @@ export interface StorageInfo {
 
 type Reason = 'release' | 'rollback' | 'destroy';
 
-interface Entry {
-  path: string;
-  refcount: number;
-  driver: string;
-  shared: boolean;
-  storage?: Storage;
-  handler?: StorageHandler;
-  releaseDone: boolean;
-  /** Targets this sandbox mounted, in order. */
-  mounts: string[];
-  /** Paths this sandbox created (directories, or a bind target file), in creation order. */
-  created: string[];
-  /** Directories made with makeDirectory (overlay upper/work): removed with their content. */
-  trees: Set<string>;
-  createdMountPoint: boolean;
-  cleanupError?: Error;
-}
-
 interface PlannedStorage {
   storage: PreparedStorage;
   placement: Placement;
@@ -100,10 +82,9 @@ export class Sandbox {
   readonly mountApi: MountApi | undefined;
   readonly watchIntervalMs: number;
 
-  readonly #entries = new Map<string, Entry>();
+  readonly #entries = new Map<string, StorageDevice>();
   readonly #containers = new Map<string, Taken[]>();
   readonly #locks = new Map<string, Promise<void>>();
-  readonly #pendingCleanup = new Set<string>();
   /**
    * Directories we created that could not be removed when their storage went (not empty: another
    * storage lives below; or EROFS/EBUSY/EACCES): removed by later releases and destroy(), or
@@ -249,7 +230,7 @@ export class Sandbox {
     if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
     const refs = this.#containers.get(containerId);
     this.#containers.delete(containerId);
-    const pendingBefore = new Set(this.#pendingCleanup);
+    const pendingBefore = this.#pendingPaths();
     const errors: Error[] = [];
     const releases = refs === undefined ? undefined : this.#releaseJobs(refs);
     if (releases !== undefined) {
@@ -281,7 +262,7 @@ export class Sandbox {
       e.refcount++;
       return false;
     }
-    this.#entries.set(path, newEntry(path, '', shared === true));
+    this.#entries.set(path, new StorageDevice(path, '', shared === true));
     return true;
   }
 
@@ -293,18 +274,18 @@ export class Sandbox {
   unsetSandboxStorage(path: string): boolean {
     checkPathArg(path);
     const e = this.#entries.get(path);
-    if (!e || (e.refcount === 0 && !e.cleanupError && !this.#pendingCleanup.has(path))) throw notFound(path);
+    if (!e || (e.refcount === 0 && !e.cleanupError && !e.cleanupPending)) throw notFound(path);
     if (e.refcount > 0) e.refcount--;
     if (e.refcount > 0) return false;
-    if (e.mounts.length === 0 && e.created.length === 0 && !e.handler?.release) this.#entries.delete(path);
-    else this.#pendingCleanup.add(path);
+    if (e.empty) this.#entries.delete(path);
+    else e.cleanupPending = true;
     return true;
   }
 
   /** Drops one reference and, when it was the last, unmounts and removes what was created. */
   async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
     checkPathArg(path);
-    const pendingBefore = new Set(this.#pendingCleanup);
+    const pendingBefore = this.#pendingPaths();
     pendingBefore.delete(path);
     const gone = await this.#release(path, 'release', true);
     await this.#retryPending(pendingBefore);
@@ -322,7 +303,7 @@ export class Sandbox {
         refcount: e.refcount,
         driver: e.driver,
         shared: e.shared,
-        cleanupPending: this.#pendingCleanup.has(p),
+        cleanupPending: e.cleanupPending,
       });
     }
     return m;
@@ -334,7 +315,10 @@ export class Sandbox {
    */
   updateEphemeralMounts(storages: readonly unknown[]): Promise<EphemeralUpdate[]> {
     return updateEphemeralMounts(storages, {
-      held: (p) => (this.#pendingCleanup.has(p) ? undefined : this.#entries.get(p)),
+      held: (p) => {
+        const e = this.#entries.get(p);
+        return e?.cleanupPending ? undefined : e;
+      },
       withLock: (p, fn) => this.#withLock(p, fn),
       mountApi: this.mountApi,
     });
@@ -480,13 +464,13 @@ export class Sandbox {
       if (failed >= 0) {
         // Rolled back by the job: only what it could not undo is left to remember.
         if (mounted.length > 0) {
-          const e = newEntry(storage.mountPoint, storage.driver, storage.shared === true);
+          const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
           Object.assign(e, { storage, handler, mounts: mounted, created });
           this.#keepUndone(e);
         } else for (const p of created) this.#leftovers.set(p, false);
         continue;
       }
-      const e = newEntry(storage.mountPoint, storage.driver, storage.shared === true);
+      const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
       Object.assign(e, {
         storage,
         handler,
@@ -496,7 +480,7 @@ export class Sandbox {
       });
       const raced = this.#entries.get(storage.mountPoint);
       // setSandboxStorage() (synchronous) took a reference while the job ran.
-      if (raced) Object.assign(raced, { ...e, refcount: raced.refcount + 1, shared: raced.shared || e.shared });
+      if (raced) raced.takeOver(e);
       else this.#entries.set(storage.mountPoint, e);
       taken.push({ path: storage.mountPoint, created: true });
       held.push(storage.mountPoint);
@@ -514,16 +498,16 @@ export class Sandbox {
    * release, no tree, nothing pending), none is being changed, and nobody traces unmounts one by
    * one. The entries to clean, newest first; undefined otherwise.
    */
-  #releaseJobs(refs: readonly Taken[]): Entry[] | undefined {
+  #releaseJobs(refs: readonly Taken[]): StorageDevice[] | undefined {
     if (tracingActive('umount')) return undefined;
     const drops = new Map<string, number>();
     for (const t of refs) drops.set(t.path, (drops.get(t.path) ?? 0) + 1);
-    const ending: Entry[] = [];
+    const ending: StorageDevice[] = [];
     for (const [path, n] of drops) {
       const e = this.#entries.get(path);
       if (e === undefined || this.#locks.has(path) || n > e.refcount) return undefined;
       if (n < e.refcount || e.shared) continue;
-      if (e.handler?.release || e.trees.size > 0 || e.cleanupError || this.#pendingCleanup.has(path)) return undefined;
+      if (!e.releasedByJob || e.cleanupError || e.cleanupPending) return undefined;
       ending.push(e);
     }
     // Newest first, as the references are given back one by one.
@@ -536,7 +520,7 @@ export class Sandbox {
   }
 
   /** Runs #releaseJobs' entries in one job and settles each as #cleanup would have. */
-  async #releaseAsOneJob(ending: Entry[], errors: Error[], containerId: string | undefined): Promise<void> {
+  async #releaseAsOneJob(ending: StorageDevice[], errors: Error[], containerId: string | undefined): Promise<void> {
     if (ending.length === 0) return;
     let unlock!: () => void;
     const lock = new Promise<void>((r) => (unlock = r));
@@ -552,51 +536,8 @@ export class Sandbox {
       for (const e of ending) if (this.#locks.get(e.path) === lock) this.#locks.delete(e.path);
     }
     for (let i = 0; i < ending.length; i++) {
-      const e = ending[i]!;
-      const [error, mountsLeft, leftovers, leftoverErrors, durationNs] = outcomes[i]!;
-      if (channels.umount.hasSubscribers) {
-        channels.umount.publish({
-          driver: e.driver,
-          mountPoint: e.path,
-          reason: 'release',
-          ...(containerId === undefined ? {} : { containerId }),
-          step: 'umount',
-          path: e.mounts[Math.max(0, mountsLeft - 1)] ?? e.path,
-          durationMs: durationNs / 1e6,
-          error,
-        });
-      }
-      if (error !== undefined) {
-        e.mounts.length = mountsLeft;
-        e.cleanupError = error;
-        if (this.#entries.get(e.path) === e) this.#pendingCleanup.add(e.path);
-        errors.push(error);
-        continue;
-      }
-      e.mounts.length = 0;
-      e.created.length = 0;
-      if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
-      this.#pendingCleanup.delete(e.path);
-      for (let k = 0; k < leftovers.length; k++) {
-        const p = leftovers[k]!;
-        const r = leftoverErrors[k]!;
-        this.#leftovers.set(p, false);
-        const code = (r as { code?: string }).code;
-        // A parent still holding another storage's directory is the normal case, not news.
-        const expected = (code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path;
-        if (!expected && channels.umount.hasSubscribers) {
-          channels.umount.publish({
-            driver: e.driver,
-            mountPoint: e.path,
-            reason: 'release',
-            ...(containerId === undefined ? {} : { containerId }),
-            step: 'remove',
-            path: p,
-            durationMs: 0,
-            error: r,
-          });
-        }
-      }
+      const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);
+      if (error !== undefined) errors.push(error);
     }
     await this.#retryLeftovers();
   }
@@ -612,14 +553,14 @@ export class Sandbox {
     return this.#withLock(path, async () => {
       if (this.#destroyed) throw destroyedError();
       const existing = this.#entries.get(path);
-      if (existing && existing.refcount === 0 && this.#pendingCleanup.has(path)) {
+      if (existing && existing.refcount === 0 && existing.cleanupPending) {
         // Half torn down: finish the job first; if that still fails, this request fails too.
         await this.#cleanup(existing, 'release');
       } else if (existing) {
         existing.refcount++;
         return { taken: { path, created: false }, held: path };
       }
-      const e = newEntry(path, storage.driver, storage.shared === true);
+      const e = new StorageDevice(path, storage.driver, storage.shared === true);
       e.storage = storage;
       e.handler = handler;
       const ctx = this.#context(e, storage, placement, containerId, signal);
@@ -641,34 +582,28 @@ export class Sandbox {
         throw err;
       }
       const raced = this.#entries.get(path);
-      if (raced) {
-        // setSandboxStorage() (synchronous) took a reference while we were creating.
-        Object.assign(raced, { ...e, refcount: raced.refcount + 1, shared: raced.shared || e.shared });
-      } else {
-        e.refcount = 1;
-        this.#entries.set(path, e);
-      }
+      // setSandboxStorage() (synchronous) took a reference while we were creating.
+      if (raced) raced.takeOver(e);
+      else this.#entries.set(path, e);
       return { taken: { path, created: true }, held: typeof held === 'string' && held !== '' ? held : path };
     });
   }
 
   /** An entry whose rollback failed: held by nobody, marked for cleanup (merged into a raced entry). */
-  #keepUndone(e: Entry): void {
+  #keepUndone(e: StorageDevice): void {
     const raced = this.#entries.get(e.path);
     if (raced && raced !== e) {
       // setSandboxStorage() took a reference meanwhile: what is still mounted becomes that entry's.
-      raced.mounts.push(...e.mounts);
-      raced.created.push(...e.created);
-      for (const tree of e.trees) raced.trees.add(tree);
+      raced.absorb(e);
       return;
     }
     e.refcount = 0;
+    e.cleanupPending = true;
     this.#entries.set(e.path, e);
-    this.#pendingCleanup.add(e.path);
   }
 
   #context(
-    e: Entry,
+    e: StorageDevice,
     storage: PreparedStorage,
     placement: Placement,
     containerId: string | undefined,
@@ -830,17 +765,76 @@ export class Sandbox {
    */
   async #retryPending(paths: ReadonlySet<string>): Promise<void> {
     for (const path of paths) {
-      if (!this.#pendingCleanup.has(path)) continue;
+      if (this.#entries.get(path)?.cleanupPending !== true) continue;
       await this.#withLock(path, async () => {
         const e = this.#entries.get(path);
-        if (!e || e.refcount > 0) {
-          this.#pendingCleanup.delete(path);
+        if (!e || !e.cleanupPending) return;
+        if (e.refcount > 0) {
+          e.cleanupPending = false;
           return;
         }
         await this.#cleanup(e, 'release').catch(() => undefined);
       });
     }
     await this.#retryLeftovers();
+  }
+
+  /** The mount points whose cleanup is owed (StorageDevice.cleanupPending). */
+  #pendingPaths(): Set<string> {
+    const paths = new Set<string>();
+    for (const e of this.#entries.values()) if (e.cleanupPending) paths.add(e.path);
+    return paths;
+  }
+
+  /**
+   * Records a release job's outcome for `e` (StorageDevice.settle) in the table: a failed unmount
+   * keeps it, held by nobody and marked, and is returned; otherwise it goes, and the paths the job
+   * could not remove become leftovers (a parent still holding another storage's directory is the
+   * normal case, not news; anything else is published on kata-storage:umount, step 'remove').
+   */
+  #settle(e: StorageDevice, outcome: ReleaseOutcome, reason: Reason, containerId?: string): Error | undefined {
+    // The unmount reported: the one that failed, or the last (the mount point's own) that went.
+    const path = outcome[0] !== undefined ? e.mounts[outcome[1] - 1] : e.mounts[0];
+    const { error, leftovers } = e.settle(outcome);
+    const inTable = this.#entries.get(e.path) === e;
+    const ids = containerId === undefined ? {} : { containerId };
+    if (path !== undefined && channels.umount.hasSubscribers) {
+      const durationMs = outcome[4] / 1e6;
+      channels.umount.publish({
+        driver: e.driver,
+        mountPoint: e.path,
+        reason,
+        ...ids,
+        step: 'umount',
+        path,
+        durationMs,
+        error,
+      });
+    }
+    if (error !== undefined) {
+      if (inTable) e.cleanupPending = true;
+      return error;
+    }
+    e.cleanupPending = false;
+    if (inTable) this.#entries.delete(e.path);
+    for (const [p, why] of leftovers) {
+      this.#leftovers.set(p, false);
+      const code = (why as { code?: string }).code;
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path) continue;
+      if (channels.umount.hasSubscribers) {
+        channels.umount.publish({
+          driver: e.driver,
+          mountPoint: e.path,
+          reason,
+          ...ids,
+          step: 'remove',
+          path: p,
+          durationMs: 0,
+          error: why,
+        });
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -851,7 +845,7 @@ export class Sandbox {
    * EACCES, ENOTEMPTY) is published on kata-storage:umount (step 'remove') and the directory is
    * kept as a leftover, retried later; the release itself succeeds and the entry goes.
    */
-  async #cleanup(e: Entry, reason: Reason, containerId?: string): Promise<void> {
+  async #cleanup(e: StorageDevice, reason: Reason, containerId?: string): Promise<void> {
     try {
       if (e.handler?.release && !e.releaseDone && e.storage) {
         await e.handler.release(e.path, {
@@ -860,6 +854,15 @@ export class Sandbox {
           createdMountPoint: e.createdMountPoint,
         });
         e.releaseDone = true;
+      }
+      if (e.trees.size === 0 && !tracingActive('umount')) {
+        // Its mounts and paths in one native job (StorageDevice.releasedByJob, now that the
+        // driver's release ran); traced unmounts take the per-mount path below instead.
+        const [outcome] = await native.releaseStorages([[e.mounts, e.created]], this.umountBusyTimeoutMs);
+        const error = this.#settle(e, outcome!, reason, containerId);
+        if (error !== undefined) throw error;
+        await this.#retryLeftovers();
+        return;
       }
       while (e.mounts.length > 0) {
         const target = e.mounts[e.mounts.length - 1]!;
@@ -881,11 +884,11 @@ export class Sandbox {
       }
     } catch (err) {
       e.cleanupError = err as Error;
-      if (this.#entries.get(e.path) === e) this.#pendingCleanup.add(e.path);
+      if (this.#entries.get(e.path) === e) e.cleanupPending = true;
       throw err;
     }
     if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
-    this.#pendingCleanup.delete(e.path);
+    e.cleanupPending = false;
     while (e.created.length > 0) {
       const p = e.created.pop()!;
       const started = now();
@@ -945,20 +948,6 @@ export class Sandbox {
 
 let openat2: boolean | undefined;
 const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);
-
-function newEntry(path: string, driver: string, shared: boolean): Entry {
-  return {
-    path,
-    refcount: 1,
-    driver,
-    shared,
-    releaseDone: false,
-    mounts: [],
-    created: [],
-    trees: new Set(),
-    createdMountPoint: false,
-  };
-}
 
 function destroyedError(): StorageError {
   return new StorageError('ERR_SANDBOX_DESTROYED', 'the sandbox was destroyed; create a new Sandbox to add storages', {
