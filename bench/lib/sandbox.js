@@ -1,0 +1,184 @@
+// @ts-check
+// The Sandbox path: requests of 1 and 100 ephemeral tmpfs storages through one long-lived Sandbox
+// next to the C loop making the same system calls, and how the cost per storage scales with the
+// number of storages a sandbox holds (10, 100, 1,000).
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { ns, cpuNow, median } = require('./stats');
+const { seriesRow } = require('./table');
+
+const PER_REQUEST = /** @type {const} */ ([1, 100]);
+const SIZES = /** @type {const} */ ([10, 100, 1000]);
+
+/** Per storage, ns: addStorages, removeContainer, both, and the CPU time of both. */
+/** @typedef {{add: number, remove: number, total: number, cpu: number}} SandboxRun */
+
+/** @param {import('./env').Bench} b */
+function sandboxPath(b) {
+  const { kata, series, quick, scratch } = b;
+  /** @type {Record<number, SandboxRun[]>} */
+  const sizeRuns = { 10: [], 100: [], 1000: [] };
+  /** @type {any} */
+  let requestSandbox;
+
+  /**
+   * The sandbox's allowed root, on a tmpfs as /run/kata-containers is in a guest. On the disk-backed
+   * /tmp, the sandbox's mkdir/rmdir of 1,000 mount points measured ext4's journal (rmdir alone took
+   * ~0.9 ms each, 37 % of the profile), not the sandbox.
+   */
+  function allowedRoot() {
+    const allowed = scratch.sandbox;
+    if (!fs.existsSync(allowed)) {
+      fs.mkdirSync(allowed);
+      kata.mountSync('tmpfs', allowed, 'tmpfs', ['mode=755']);
+    }
+    return allowed;
+  }
+
+  /** `n` ephemeral tmpfs storages below the allowed root. @param {number} n */
+  function ephemeral(n) {
+    const allowed = allowedRoot();
+    return Array.from({ length: n }, (_, i) => ({
+      driver: 'ephemeral',
+      source: 'tmpfs',
+      fstype: 'tmpfs',
+      options: ['size=1m'],
+      mountPoint: path.join(allowed, `e${i}`),
+    }));
+  }
+
+  /**
+   * addStorages + removeContainer with `n` ephemeral tmpfs storages on a new Sandbox.
+   * @param {number} n @returns {Promise<SandboxRun>}
+   */
+  async function runSize(n) {
+    const storages = ephemeral(n);
+    const sandbox = new kata.Sandbox({ allowedRoots: [allowedRoot()] });
+    const c0 = cpuNow();
+    const t0 = ns();
+    const held = await sandbox.addStorages(storages, { containerId: 'bench' });
+    const t1 = ns();
+    await sandbox.removeContainer('bench');
+    const t2 = ns();
+    const cpu = cpuNow() - c0;
+    if (held.length !== n || sandbox.storages().size !== 0) throw new Error('sandbox did not add/remove every storage');
+    return { add: (t1 - t0) / n, remove: (t2 - t1) / n, total: (t2 - t0) / n, cpu: cpu / n };
+  }
+
+  /**
+   * `requests` requests of `n` ephemeral tmpfs storages each, added and released through one
+   * long-lived Sandbox (as an agent's is), next to the C loop making the same system calls
+   * (baseline.c `sandbox`). Through mount(2), like the C loop. Samples: ns per storage.
+   * @param {number} n @param {number} requests
+   */
+  async function runRequests(n, requests) {
+    const storages = ephemeral(n);
+    requestSandbox ??= new kata.Sandbox({ allowedRoots: [allowedRoot()], mountApi: 'legacy' });
+    const samples = new Array(requests);
+    const c0 = cpuNow();
+    const w0 = ns();
+    for (let i = 0; i < requests; i++) {
+      const t0 = ns();
+      await requestSandbox.addStorages(storages, { containerId: 'bench' });
+      await requestSandbox.removeContainer('bench');
+      samples[i] = (ns() - t0) / n;
+    }
+    const wall = ns() - w0;
+    const cpu = cpuNow() - c0;
+    if (requestSandbox.storages().size !== 0) throw new Error('sandbox did not release every storage');
+    // Series divides by the number of samples; each sample here stands for n storages.
+    return { samples, wall: wall / n, cpu: cpu / n };
+  }
+
+  /** @param {number} n @param {number} requests */
+  function runCRequests(n, requests) {
+    const r = b.runC('sandbox', requests, 1, [allowedRoot(), String(n)]);
+    return { samples: r.samples.map((x) => x / n), wall: r.wall / n, cpu: r.cpu / n };
+  }
+
+  return {
+    /** @param {number} r the round, from 0 */
+    async round(r) {
+      // One storage per request and 100, each next to its C loop, in turns.
+      const per = { 1: quick ? 40 : 200, 100: quick ? 2 : 5 };
+      if (r === 0) {
+        await runRequests(1, 20);
+        await runRequests(100, 1);
+      }
+      for (let i = 0; i < b.blocks; i++) {
+        for (const n of PER_REQUEST) {
+          const k = Math.max(1, Math.ceil(per[n] / b.blocks));
+          series.get(`sandbox${n}`, 'c').add(runCRequests(n, k));
+          series.get(`sandbox${n}`, 'js').add(await runRequests(n, k));
+        }
+      }
+      for (const n of PER_REQUEST) series.endRound(`sandbox${n}`, ['c', 'js']);
+      // The same 1,000 storages per size and round (100 sandboxes of 10, 10 of 100, one of
+      // 1,000), sizes in turn, so each figure spans the same stretch of the machine's load.
+      if (r === 0) await runSize(100);
+      for (const n of [10, 1000, 100]) {
+        /** @type {SandboxRun[]} */
+        const group = [];
+        for (let i = 0; i < 1000 / n; i++) group.push(await runSize(n));
+        const mean = (/** @type {keyof SandboxRun} */ k) => group.reduce((a, x) => a + x[k], 0) / group.length;
+        sizeRuns[n].push({ add: mean('add'), remove: mean('remove'), total: mean('total'), cpu: mean('cpu') });
+      }
+    },
+    /**
+     * results.json's `sandbox`: per size the cost per storage and the scaling from 10 to 1,000;
+     * per request size both sides and their ratio.
+     * @param {import('./table').Row[]} rows
+     */
+    report(rows) {
+      /** @type {Record<number, {c: any, js: any, vs_c: number, cpu_vs_c: number}>} */
+      const perRequest = {};
+      for (const n of PER_REQUEST) {
+        const cs = series.get(`sandbox${n}`, 'c').summary();
+        const js = series.get(`sandbox${n}`, 'js').summary();
+        perRequest[n] = {
+          c: cs,
+          js,
+          vs_c: js.median_us / cs.median_us,
+          cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us,
+        };
+        const label = `Sandbox, ${n} ephemeral/request`;
+        rows.push(seriesRow(label, 'C syscalls, per storage', cs, '1.00', '1.00'));
+        rows.push(
+          seriesRow(label, 'add+removeContainer', js, perRequest[n].vs_c.toFixed(2), perRequest[n].cpu_vs_c.toFixed(2)),
+        );
+      }
+      /** @type {Record<number, any>} */
+      const bySize = {};
+      for (const n of SIZES) {
+        const runs = sizeRuns[n];
+        bySize[n] = {
+          rounds: runs.length,
+          add_us: median(runs.map((x) => x.add)) / 1e3,
+          remove_us: median(runs.map((x) => x.remove)) / 1e3,
+          per_storage_us: median(runs.map((x) => x.total)) / 1e3,
+          cpu_per_storage_us: median(runs.map((x) => x.cpu)) / 1e3,
+        };
+        rows.push([
+          `Sandbox, ${n} ephemeral`,
+          'add+removeContainer',
+          bySize[n].per_storage_us.toFixed(1),
+          '',
+          '',
+          bySize[n].cpu_per_storage_us.toFixed(1),
+          'per storage',
+          '',
+        ]);
+      }
+      return {
+        ...bySize,
+        scaling_1000_vs_10: bySize[1000].per_storage_us / bySize[10].per_storage_us,
+        cpu_scaling_1000_vs_10: bySize[1000].cpu_per_storage_us / bySize[10].cpu_per_storage_us,
+        per_request: perRequest,
+      };
+    },
+  };
+}
+
+module.exports = { sandboxPath };
