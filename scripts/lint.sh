@@ -1,7 +1,7 @@
 #!/bin/sh
-# npm run lint (and the first thing npm test does): eslint, prettier, the tests' type check, the
-# import graph of lib/ (no circle) and clang-format over the native sources. Every check runs; the
-# script fails if any did.
+# npm run lint (and the first thing npm test does): eslint, prettier, the tests' and the bench's type
+# checks, the import graph of lib/ (no circle) and clang-format over the native sources. Every check
+# runs; the script fails if any did.
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 failed=
@@ -13,6 +13,7 @@ check() {
 check eslint eslint --max-warnings 0 .
 check prettier prettier --check --log-level warn .
 check types tsc --noEmit -p test
+check bench-types tsc --noEmit -p bench
 check import-cycles node scripts/import-cycles.js
 if command -v clang-format >/dev/null 2>&1; then
   # The tracked C/C++ sources (fuzz corpora are data): format drift is an error, not a warning.
