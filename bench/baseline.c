@@ -1,3 +1,5 @@
+// The usage table below is laid out by hand: reflowing it ran its rows together.
+// clang-format off
 /*
  * The physical limit the addon is measured against: the same system calls the addon makes for one
  * operation, issued from a tight C loop with no runtime in between. Every sample is one cycle
@@ -5,17 +7,22 @@
  * harness computes median and p99 the same way for both sides.
  *
  *   kata_bench_baseline <op> <iterations> <warmup> args...
- *     tmpfs   <target>                  mount("tmpfs", target, "tmpfs", 0, NULL) + umount2
- *     bind    <source> <target>         mount(MS_BIND) + umount2
- *     bind-ro <source> <target>         mount(MS_BIND|MS_RDONLY) + remount(MS_BIND|MS_RDONLY) +
- * umount2 ext4-ro <device> <target>         mount(device, "ext4", MS_RDONLY) + umount2 pci <sysfs>
- * <dev> <pci-path>  resolve a PCI path to its virtio block node, as findPciBlockDevice sandbox
- * <root> <n>                one request of n ephemeral tmpfs storages added and released the way
- * Sandbox does: per storage an O_NOFOLLOW walk to the parent, mkdirat, mount; then per storage
- * (last first) umount2, rmdir handoff <target>                  the tmpfs cycle with each call
- * handed to a worker thread and its completion signalled back through an eventfd the main thread
- * waits on with epoll: the floor of any async design
+ *     tmpfs   <target>                 mount("tmpfs", target, "tmpfs", 0, NULL) + umount2
+ *     bind    <source> <target>        mount(MS_BIND) + umount2
+ *     bind-ro <source> <target>        mount(MS_BIND|MS_RDONLY) + remount(MS_BIND|MS_RDONLY)
+ *                                      + umount2
+ *     ext4-ro <device> <target>        mount(device, "ext4", MS_RDONLY) + umount2
+ *     pci     <sysfs> <dev> <pci-path> resolve a PCI path to its virtio block node, as
+ *                                      findPciBlockDevice
+ *     sandbox <root> <n>               one request of n ephemeral tmpfs storages added and released
+ *                                      the way Sandbox does: per storage an O_NOFOLLOW walk to the
+ *                                      parent, mkdirat, mount; then per storage (last first)
+ *                                      umount2, rmdir
+ *     handoff <target>                 the tmpfs cycle with each call handed to a worker thread and
+ *                                      its completion signalled back through an eventfd the main
+ *                                      thread waits on with epoll: the floor of any async design
  */
+// clang-format on
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
