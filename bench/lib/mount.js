@@ -54,6 +54,21 @@ function mountCycles(b) {
   // method, judged against the same loop.
   const newApi = Boolean(kata.newMountApiSupport().complete);
   const loop = () => /** @type {string} */ (scratch.loopDevice);
+  /**
+   * A bind mount of the scratch source with `extra` options (mount(8) takes them with -o).
+   * @param {string} name @param {string} label @param {string[]} extra @returns {Target}
+   */
+  const bindTarget = (name, label, extra) => ({
+    name,
+    label,
+    options: ['bind', ...extra],
+    fstype: '',
+    source: () => bindSource,
+    cArgs: (d) => [bindSource, d],
+    spawnArgs: (d) => ['--bind', ...(extra.length > 0 ? ['-o', extra.join(',')] : []), bindSource, d],
+    iterations: quick ? 40 : 300,
+    spawnIterations: quick ? 5 : 25,
+  });
 
   /** @type {Target[]} */
   const targets = [
@@ -68,28 +83,8 @@ function mountCycles(b) {
       iterations: quick ? 60 : 400,
       spawnIterations: quick ? 8 : 40,
     },
-    {
-      name: 'bind',
-      label: 'bind mount+umount',
-      options: ['bind'],
-      fstype: '',
-      source: () => bindSource,
-      cArgs: (d) => [bindSource, d],
-      spawnArgs: (d) => ['--bind', bindSource, d],
-      iterations: quick ? 40 : 300,
-      spawnIterations: quick ? 5 : 25,
-    },
-    {
-      name: 'bind-ro',
-      label: 'bind,ro (+ remount)',
-      options: ['bind', 'ro'],
-      fstype: '',
-      source: () => bindSource,
-      cArgs: (d) => [bindSource, d],
-      spawnArgs: (d) => ['--bind', '-o', 'ro', bindSource, d],
-      iterations: quick ? 40 : 300,
-      spawnIterations: quick ? 5 : 25,
-    },
+    bindTarget('bind', 'bind mount+umount', []),
+    bindTarget('bind-ro', 'bind,ro (+ remount)', ['ro']),
     {
       name: 'ext4-ro',
       label: 'ext4 ro on loop',
