@@ -126,73 +126,39 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const ok = ephemeral(join(root, 'ok'));
     const before = mountSnapshot();
     const tree = treeSnapshot(root);
+    // Every bad storage targets the same mount point; ext4 unless the case is about the fstype.
+    const bad = (s: Omit<Storage, 'fstype' | 'mountPoint'> & { fstype?: string }): Storage => ({
+      fstype: 'ext4',
+      ...s,
+      mountPoint: join(root, 'a'),
+    });
     const cases: [string, Storage, string][] = [
-      [
-        'bad PCI path',
-        { driver: 'blk', source: '02/zz', fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ERR_INVALID_PCI_PATH',
-      ],
-      [
-        'bad CCW id',
-        { driver: 'blk-ccw', source: '1.2', fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ERR_INVALID_CCW_DEVICE',
-      ],
-      [
-        'bad SCSI address',
-        { driver: 'scsi', source: '0-1', fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ERR_INVALID_SCSI_ADDRESS',
-      ],
-      [
-        'mmio not a node',
-        { driver: 'mmioblk', source: 'vdb', fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ERR_INVALID_STORAGE',
-      ],
+      ['bad PCI path', bad({ driver: 'blk', source: '02/zz' }), 'ERR_INVALID_PCI_PATH'],
+      ['bad CCW id', bad({ driver: 'blk-ccw', source: '1.2' }), 'ERR_INVALID_CCW_DEVICE'],
+      ['bad SCSI address', bad({ driver: 'scsi', source: '0-1' }), 'ERR_INVALID_SCSI_ADDRESS'],
+      ['mmio not a node', bad({ driver: 'mmioblk', source: 'vdb' }), 'ERR_INVALID_STORAGE'],
       [
         'ephemeral encryption',
-        {
-          driver: 'blk',
-          source: '/dev/vda',
-          fstype: 'ext4',
-          driverOptions: ['create_filesystem', 'encryption_key=ephemeral'],
-          mountPoint: join(root, 'a'),
-        },
+        bad({ driver: 'blk', source: '/dev/vda', driverOptions: ['create_filesystem', 'encryption_key=ephemeral'] }),
         'ERR_INVALID_MOUNT_OPTION',
       ],
       [
         'mkfs of xfs',
-        {
-          driver: 'blk',
-          source: '/dev/vda',
-          fstype: 'xfs',
-          driverOptions: ['create_filesystem'],
-          mountPoint: join(root, 'a'),
-        },
+        bad({ driver: 'blk', source: '/dev/vda', fstype: 'xfs', driverOptions: ['create_filesystem'] }),
         'ERR_INVALID_MOUNT_OPTION',
       ],
       [
         'unknown driver option',
-        { driver: 'blk', source: '/dev/vda', fstype: 'ext4', driverOptions: ['turbo'], mountPoint: join(root, 'a') },
+        bad({ driver: 'blk', source: '/dev/vda', driverOptions: ['turbo'] }),
         'ERR_INVALID_MOUNT_OPTION',
       ],
-      [
-        'char device',
-        { driver: 'blk', source: '/dev/null', fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ERR_NOT_BLOCK_DEVICE',
-      ],
-      [
-        'directory',
-        { driver: 'blk', source: '/dev', fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ERR_NOT_BLOCK_DEVICE',
-      ],
-      ['missing PCI disk', { driver: 'blk', source: '1f', fstype: 'ext4', mountPoint: join(root, 'a') }, 'ETIMEDOUT'],
-      [
-        'missing mmio disk',
-        { driver: 'mmioblk', source: `/dev/loop${unusedLoopNumber()}`, fstype: 'ext4', mountPoint: join(root, 'a') },
-        'ETIMEDOUT',
-      ],
+      ['char device', bad({ driver: 'blk', source: '/dev/null' }), 'ERR_NOT_BLOCK_DEVICE'],
+      ['directory', bad({ driver: 'blk', source: '/dev' }), 'ERR_NOT_BLOCK_DEVICE'],
+      ['missing PCI disk', bad({ driver: 'blk', source: '1f' }), 'ETIMEDOUT'],
+      ['missing mmio disk', bad({ driver: 'mmioblk', source: `/dev/loop${unusedLoopNumber()}` }), 'ETIMEDOUT'],
     ];
-    for (const [name, bad, code] of cases) {
-      const err = (await sb.addStorages([ok, bad], { containerId: 'c' }).catch((e: Error) => e)) as Error & {
+    for (const [name, storage, code] of cases) {
+      const err = (await sb.addStorages([ok, storage], { containerId: 'c' }).catch((e: Error) => e)) as Error & {
         code?: string;
       };
       t.equal(err.code, code, `${name}: ${err.message}`);

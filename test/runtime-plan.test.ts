@@ -365,13 +365,21 @@ t.test('handleDeviceBlockVolume / createBlkStorageObject: drivers by block_devic
         blockDevices: { [dev]: device },
       },
     );
-  const rows: [
+  type Row = [
     string,
     Partial<OciMount>,
     RuntimeSettings['blockDeviceDriver'],
     NonNullable<RuntimeSettings['blockDevices']>[string],
     object,
-  ][] = [
+  ];
+  const bound = (name: string, driver: Row[2], device: Row[3], storageDriver: string, source: string): Row => [
+    name,
+    {},
+    driver,
+    device,
+    { driver: storageDriver, source, fstype: 'bind', options: ['bind'] },
+  ];
+  const rows: Row[] = [
     [
       'pmem wins over the driver: nvdimm, the format, dax',
       {},
@@ -386,27 +394,11 @@ t.test('handleDeviceBlockVolume / createBlkStorageObject: drivers by block_devic
       { devNo: 'testDevNo' },
       { driver: 'blk-ccw', source: 'testDevNo', fstype: 'bind', options: ['ro'] },
     ],
-    [
-      'blk, a bind mount: fstype bind, options bind',
-      {},
-      'virtio-blk',
-      { pciPath: '03/04' },
-      { driver: 'blk', source: '03/04', fstype: 'bind', options: ['bind'] },
-    ],
-    [
-      'mmio',
-      {},
-      'virtio-mmio',
-      { virtPath: 'testVirtPath' },
-      { driver: 'mmioblk', source: 'testVirtPath', fstype: 'bind', options: ['bind'] },
-    ],
-    [
-      'scsi',
-      {},
-      'virtio-scsi',
-      { scsiAddr: 'testSCSIAddr' },
-      { driver: 'scsi', source: 'testSCSIAddr', fstype: 'bind', options: ['bind'] },
-    ],
+    // A device the container binds, on each bus: the storage is a bind of it (fstype bind,
+    // options bind) whatever the bus.
+    bound('blk, a bind mount: fstype bind, options bind', 'virtio-blk', { pciPath: '03/04' }, 'blk', '03/04'),
+    bound('mmio', 'virtio-mmio', { virtPath: 'testVirtPath' }, 'mmioblk', 'testVirtPath'),
+    bound('scsi', 'virtio-scsi', { scsiAddr: 'testSCSIAddr' }, 'scsi', 'testSCSIAddr'),
     [
       'direct-assigned ext4, ro',
       { type: 'ext4', options: ['ro'] },
@@ -482,40 +474,21 @@ t.test('handleDeviceBlockVolume / createBlkStorageObject: drivers by block_devic
   t.equal(base64Url('03/04'), 'MDMvMDQ=', 'Go base64.URLEncoding keeps its padding');
   t.equal(base64Url('0:0?'), 'MDowPw==');
   // Two containers (or mounts) of one device: one mount point, reference-counted in the guest.
-  const twice = planContainer('c', spec(bindMount('/a', dev), bindMount('/b', dev)), {
-    blockDeviceDriver: 'virtio-blk',
-    blockDevices: { [dev]: { pciPath: '02', fstype: 'ext4' } },
-  });
+  const onVirtioBlk = (devices: NonNullable<RuntimeSettings['blockDevices']>, ...mounts: OciMount[]) =>
+    planContainer('c', spec(...mounts), { blockDeviceDriver: 'virtio-blk', blockDevices: devices });
+  const twice = onVirtioBlk({ [dev]: { pciPath: '02', fstype: 'ext4' } }, bindMount('/a', dev), bindMount('/b', dev));
   t.equal(twice.storages[0]!.mountPoint, twice.storages[1]!.mountPoint);
   // Kata's block-device-file option: the OCI mount keeps only bind words, the storage none of Kata's.
-  const file = planContainer(
-    'c',
-    spec({
-      destination: '/disk',
-      type: 'bind',
-      source: '/var/disk.img',
-      options: ['bind', 'io.katacontainers.fs-opt.block_device=file'],
-    }),
-    {
-      blockDeviceDriver: 'virtio-blk',
-      blockDevices: { '/var/disk.img': { pciPath: '05', fstype: 'ext4' } },
-    },
+  const file = onVirtioBlk(
+    { '/var/disk.img': { pciPath: '05', fstype: 'ext4' } },
+    bindMount('/disk', '/var/disk.img', ['bind', 'io.katacontainers.fs-opt.block_device=file']),
   );
   t.same(file.storages[0]!.options, []);
   t.same(file.spec.mounts![0]!.options, ['bind']);
   // An image layer on a block device: a storage first (the rootfs overlays it), removed from the spec.
-  const layer = planContainer(
-    'c',
-    spec({
-      destination: '/layer0',
-      type: 'bind',
-      source: '/dev/sdc',
-      options: ['bind', 'io.katacontainers.fs-opt.is-layer'],
-    }),
-    {
-      blockDeviceDriver: 'virtio-blk',
-      blockDevices: { '/dev/sdc': { pciPath: '06', fstype: 'erofs' } },
-    },
+  const layer = onVirtioBlk(
+    { '/dev/sdc': { pciPath: '06', fstype: 'erofs' } },
+    bindMount('/layer0', '/dev/sdc', ['bind', 'io.katacontainers.fs-opt.is-layer']),
   );
   t.match(layer.storages, [{ driver: 'blk', source: '06', fstype: 'erofs', mountPoint: '/layer0' }]);
   t.same(layer.spec.mounts, []);
