@@ -362,6 +362,20 @@ function planSpec(plan, virtiofs) {
   fs.rmSync(shared, { recursive: true, force: true });
   fs.mkdirSync(shared);
   fs.writeFileSync(path.join(shared, 'kata-marker'), '9p\n');
+  // What the PCIe plans share: root ports (hot-plug slots) on pcie.0, the 9p share of `shared`, and
+  // virtio-blk-pci disks hot-plugged behind a port or bridge.
+  const rootPort = (n, addr) => ['-device', `pcie-root-port,id=rp${n},bus=pcie.0,chassis=${n},addr=${addr}`];
+  const share9p = [
+    '-fsdev',
+    `local,id=fs9p,path=${shared},security_model=none`,
+    '-device',
+    'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+  ];
+  const blk = (id, bus, addr, img, extra = {}) => ({
+    id,
+    img,
+    device: { driver: 'virtio-blk-pci', bus, addr, ...extra },
+  });
   if (plan === 'verity') {
     const good = verityImage('verity-good', 'verity');
     const corrupt = verityImage('verity-corrupt', 'verity');
@@ -378,7 +392,6 @@ function planSpec(plan, virtiofs) {
       path.join(shared, 'verity.json'),
       JSON.stringify({ good: good.info, corrupt: corrupt.info, wrong }),
     );
-    const blk = (id, bus, img) => [{ id, img, device: { driver: 'virtio-blk-pci', bus, addr: '00.0' } }];
     return {
       kernel: 'kernel-bookworm-amd64',
       args: [
@@ -390,32 +403,24 @@ function planSpec(plan, virtiofs) {
         '-no-reboot',
         '-smp',
         '1',
-        '-device',
-        'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
-        '-device',
-        'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
-        '-device',
-        'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
-        '-fsdev',
-        `local,id=fs9p,path=${shared},security_model=none`,
-        '-device',
-        'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+        ...rootPort(1, '05.0'),
+        ...rootPort(2, '07.0'),
+        ...rootPort(3, '08.0'),
+        ...share9p,
       ],
       cmdline: 'console=ttyS0 kata.plan=verity',
       devices: {
-        'verity-good': blk('vgood', 'rp1', good.img),
-        'verity-corrupt': blk('vcorrupt', 'rp2', corrupt.img),
-        'verity-wrong': blk('vwrong', 'rp3', wrongImg),
+        'verity-good': [blk('vgood', 'rp1', '00.0', good.img)],
+        'verity-corrupt': [blk('vcorrupt', 'rp2', '00.0', corrupt.img)],
+        'verity-wrong': [blk('vwrong', 'rp3', '00.0', wrongImg)],
       },
     };
   }
+  // Another architecture: its QEMU, Debian's kernel for it, and Debian's Node with our prebuild.
+  const foreign = (arch, qemu) => ({ qemu, kernel: `kernel-bookworm-${arch}`, sysroot: foreignNode(arch), arch });
   if (plan === 's390x') {
-    const sysroot = foreignNode('s390x');
     return {
-      qemu: 'qemu-system-s390x',
-      kernel: 'kernel-bookworm-s390x',
-      sysroot,
-      arch: 's390x',
+      ...foreign('s390x', 'qemu-system-s390x'),
       args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
       cmdline: 'console=ttysclp0 kata.plan=s390x',
       devices: {
@@ -424,13 +429,9 @@ function planSpec(plan, virtiofs) {
     };
   }
   if (plan === 'arm64') {
-    const sysroot = foreignNode('arm64');
     // No firmware, so no ACPI: the kernel gets QEMU's device tree, as the failing guest did.
     return {
-      qemu: 'qemu-system-aarch64',
-      kernel: 'kernel-bookworm-arm64',
-      sysroot,
-      arch: 'arm64',
+      ...foreign('arm64', 'qemu-system-aarch64'),
       args: [
         '-machine',
         'virt,accel=tcg',
@@ -446,8 +447,7 @@ function planSpec(plan, virtiofs) {
         `id=cold,if=none,format=raw,file=${image('arm-cold', 'cold')}`,
         '-device',
         'virtio-blk-pci,drive=cold,bus=pcie.0,addr=01.0',
-        '-device',
-        'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=02.0',
+        ...rootPort(1, '02.0'),
       ],
       cmdline: 'console=ttyAMA0 kata.plan=arm64',
       devices: {
@@ -489,26 +489,15 @@ function planSpec(plan, virtiofs) {
     '-no-reboot',
     '-smp',
     '1',
-    '-device',
-    'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=05.0',
+    ...rootPort(1, '05.0'),
     '-device',
     'pcie-pci-bridge,id=br1,bus=pcie.0,addr=06.0',
-    '-device',
-    'pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=07.0',
-    '-device',
-    'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=08.0',
+    ...rootPort(2, '07.0'),
+    ...rootPort(3, '08.0'),
     '-device',
     'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0a.0',
-    '-fsdev',
-    `local,id=fs9p,path=${shared},security_model=none`,
-    '-device',
-    'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
+    ...share9p,
   ];
-  const blk = (id, bus, addr, img, extra = {}) => ({
-    id,
-    img,
-    device: { driver: 'virtio-blk-pci', bus, addr, ...extra },
-  });
   if (plan === 'old') {
     return {
       kernel: 'kernel-bullseye-amd64',
@@ -550,12 +539,9 @@ function planSpec(plan, virtiofs) {
       `memory-backend-file,id=pm0,share=on,mem-path=${pmem},size=64M`,
       '-device',
       'nvdimm,id=nv0,memdev=pm0',
-      '-device',
-      'pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0d.0',
-      '-device',
-      'pcie-root-port,id=rp5,bus=pcie.0,chassis=5,addr=0e.0',
-      '-device',
-      'pcie-root-port,id=rp6,bus=pcie.0,chassis=6,addr=0f.0',
+      ...rootPort(4, '0d.0'),
+      ...rootPort(5, '0e.0'),
+      ...rootPort(6, '0f.0'),
     ],
     cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
     devices: {
