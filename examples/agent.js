@@ -18,6 +18,16 @@ const { Sandbox, storageTracing } = require('kata-storage');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-agent-example-'));
 const at = (...p) => path.join(root, ...p);
 
+// The emptyDir both containers use: the runtime sends the same storage in each container's request,
+// and the agent mounts it once and counts the references.
+const cache = {
+  driver: 'local',
+  source: 'local',
+  fstype: 'local',
+  options: ['mode=0777', 'fsgid=2000'],
+  mount_point: at('sandbox', 'local', 'cache'),
+};
+
 // What the runtime sends for a pod with a shared /dev/shm, an emptyDir used by two containers and
 // a memory-backed scratch volume for the first one.
 const defaultRequests = [
@@ -41,13 +51,7 @@ const defaultRequests = [
     request: {
       container_id: 'app',
       storages: [
-        {
-          driver: 'local',
-          source: 'local',
-          fstype: 'local',
-          options: ['mode=0777', 'fsgid=2000'],
-          mount_point: at('sandbox', 'local', 'cache'),
-        },
+        cache,
         {
           driver: 'ephemeral',
           source: 'tmpfs',
@@ -63,15 +67,7 @@ const defaultRequests = [
     method: 'CreateContainer',
     request: {
       container_id: 'sidecar',
-      storages: [
-        {
-          driver: 'local',
-          source: 'local',
-          fstype: 'local',
-          options: ['mode=0777', 'fsgid=2000'],
-          mount_point: at('sandbox', 'local', 'cache'),
-        },
-      ],
+      storages: [cache],
     },
   },
   { method: 'RemoveContainer', request: { container_id: 'app', timeout: 0 } },
