@@ -6,6 +6,7 @@
 import { readFileSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { booleanOption, columns, stringOption, type OptionSpec } from './cli-common';
 // The planner is pure TypeScript (no addon), so its options and code load with the CLI.
 import { PLAN_OPTIONS, plan, type PlanArgs } from './runtime/cli-plan';
 
@@ -17,14 +18,6 @@ export interface Io {
 const consoleIo: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
 
 type Values = Record<string, string | boolean | undefined>;
-
-interface OptionSpec {
-  type: 'string' | 'boolean';
-  short?: string;
-  /** The value's placeholder in help (string options). */
-  arg?: string;
-  help: string;
-}
 
 interface Command {
   /** Positional arguments as shown in usage, e.g. '<storages.json>'. */
@@ -44,15 +37,11 @@ class UsageError extends Error {}
 
 const help: OptionSpec = { type: 'boolean', short: 'h', help: 'show this help' };
 
-const sandboxOptions: Record<string, OptionSpec> = {
-  root: {
-    type: 'string',
-    arg: 'DIR',
-    help: 'the allowed root mount points must lie beneath (default /run/kata-containers)',
-  },
-  container: { type: 'string', arg: 'ID', help: 'the container the storages belong to' },
-  sysfs: { type: 'string', arg: 'DIR', help: 'where sysfs is mounted (default /sys)' },
-  dev: { type: 'string', arg: 'DIR', help: 'where device nodes appear (default /dev)' },
+const sandboxOptions = {
+  root: stringOption('DIR', 'the allowed root mount points must lie beneath (default /run/kata-containers)'),
+  container: stringOption('ID', 'the container the storages belong to'),
+  sysfs: stringOption('DIR', 'where sysfs is mounted (default /sys)'),
+  dev: stringOption('DIR', 'where device nodes appear (default /dev)'),
 };
 
 // Lazy loaders: each pulls in the library (and the addon) only when a command runs.
@@ -99,7 +88,7 @@ const commands: Record<string, Command> = {
     positionals: [1, 1],
     options: {
       ...sandboxOptions,
-      keep: { type: 'boolean', help: 'leave the storages in place (undo with kata-storage release)' },
+      keep: booleanOption('leave the storages in place (undo with kata-storage release)'),
     },
     async run([file], v, io) {
       const storages = readStorages(file!);
@@ -135,7 +124,7 @@ const commands: Record<string, Command> = {
       "Unmounts each storage's mount point (last first) and removes the directories left empty,\n" +
       'up to the root. Directories with content stay.',
     positionals: [1, 1],
-    options: { root: sandboxOptions.root! },
+    options: { root: sandboxOptions.root },
     async run([file], v, io) {
       const { normalizeStorage, isMountPoint, umount } = lib();
       const root = (v.root as string | undefined) ?? '/run/kata-containers';
@@ -191,9 +180,9 @@ const commands: Record<string, Command> = {
     summary: 'the block device of the virtio-blk disk at a PCI path (e.g. 02/03), waiting for hot-plug',
     positionals: [1, 1],
     options: {
-      sysfs: sandboxOptions.sysfs!,
-      dev: sandboxOptions.dev!,
-      timeout: { type: 'string', arg: 'MS', help: 'how long to wait for the device (default 3000)' },
+      sysfs: sandboxOptions.sysfs,
+      dev: sandboxOptions.dev,
+      timeout: stringOption('MS', 'how long to wait for the device (default 3000)'),
     },
     async run([pciPath], v, io) {
       const timeout = v.timeout as string | undefined;
@@ -246,8 +235,7 @@ function optionLines(options: Record<string, OptionSpec>): string[] {
     `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ` ${o.arg ?? 'VALUE'}` : ''}`,
     o.help,
   ]);
-  const w = Math.max(...rows.map((r) => r[0]!.length));
-  return rows.map(([a, b]) => `  ${a!.padEnd(w)}  ${b}`);
+  return columns(rows, { indent: '  ' });
 }
 
 function commandHelp(name: string): string {
@@ -264,13 +252,17 @@ function commandHelp(name: string): string {
 }
 
 function programHelp(): string {
-  const w = Math.max(...Object.keys(commands).map((n) => n.length));
   return [
     'usage: kata-storage <command> [options]',
     '',
     'commands:',
-    ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(w)}  ${c.summary}`),
-    `  ${'help'.padEnd(w)}  help for a command (or: kata-storage <command> --help)`,
+    ...columns(
+      [
+        ...Object.entries(commands).map(([n, c]) => [n, c.summary]),
+        ['help', 'help for a command (or: kata-storage <command> --help)'],
+      ],
+      { indent: '  ' },
+    ),
     '',
     'options:',
     '  -h, --help     show this help',

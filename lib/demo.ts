@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MkfsEvent, MountEvent, UmountEvent, WaitEvent } from './events';
+import { columns } from './cli-common';
 import { readMountinfo } from './mountinfo';
 import { Sandbox } from './sandbox';
 import type { Storage } from './storage';
@@ -38,14 +39,7 @@ export function storageTable(sb: Sandbox, root: string): string[] {
     ]);
   }
   if (rows.length === 1) rows.push(['(none)', '', '', '']);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r, i) => {
-    const line = r
-      .map((c, j) => c.padEnd(widths[j]!))
-      .join('  ')
-      .trimEnd();
-    return i === 0 ? `${line}\n    ${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
-  });
+  return columns(rows, { rule: true });
 }
 
 function events(root: string, print: Print): () => void {

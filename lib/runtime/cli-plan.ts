@@ -2,6 +2,7 @@
 // is here; lib/cli.ts only parses the arguments with PLAN_OPTIONS and prints what plan() returns.
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import { booleanOption, columns, stringOption, type OptionValues } from '../cli-common';
 import type { Storage } from '../storage';
 import { planContainer } from './container';
 import { planError } from './errors';
@@ -10,46 +11,25 @@ import { planSandbox } from './sandbox';
 import type { RuntimeSettings } from './settings';
 import type { OciMount } from './spec';
 
-/**
- * util.parseArgs options of the plan command, with the placeholder (`arg`) and the line (`help`)
- * lib/cli.ts shows for each in `kata-storage plan --help` (parseArgs ignores those two keys).
- */
+/** util.parseArgs options of the plan command, with what `kata-storage plan --help` shows. */
 export const PLAN_OPTIONS = {
-  'shared-fs': {
-    type: 'string',
-    arg: 'virtio-fs|virtio-9p|none',
-    help: "the sandbox's shared filesystem (Kata's shared_fs; default virtio-fs)",
-  },
-  'block-device-driver': {
-    type: 'string',
-    arg: 'DRIVER',
-    help: "how block volumes are attached (Kata's block_device_driver; default virtio-scsi)",
-  },
-  'shm-size': {
-    type: 'string',
-    arg: 'BYTES',
-    help: "the size of the sandbox's /dev/shm (0: each container gets its own)",
-  },
-  settings: {
-    type: 'string',
-    arg: 'FILE',
-    help: 'a JSON RuntimeSettings (paths, attached block devices, ...); the flags override it',
-  },
-  container: { type: 'string', arg: 'ID', help: "the container's id (default: the bundle directory's name)" },
-  sandbox: { type: 'string', arg: 'ID', help: "the sandbox's id" },
-  json: { type: 'boolean', help: 'print the plan as JSON instead of tables' },
-} as const;
+  'shared-fs': stringOption(
+    'virtio-fs|virtio-9p|none',
+    "the sandbox's shared filesystem (Kata's shared_fs; default virtio-fs)",
+  ),
+  'block-device-driver': stringOption(
+    'DRIVER',
+    "how block volumes are attached (Kata's block_device_driver; default virtio-scsi)",
+  ),
+  'shm-size': stringOption('BYTES', "the size of the sandbox's /dev/shm (0: each container gets its own)"),
+  settings: stringOption('FILE', 'a JSON RuntimeSettings (paths, attached block devices, ...); the flags override it'),
+  container: stringOption('ID', "the container's id (default: the bundle directory's name)"),
+  sandbox: stringOption('ID', "the sandbox's id"),
+  json: booleanOption('print the plan as JSON instead of tables'),
+};
 
 export interface PlanArgs {
-  values: {
-    'shared-fs'?: string;
-    'block-device-driver'?: string;
-    'shm-size'?: string;
-    settings?: string;
-    container?: string;
-    sandbox?: string;
-    json?: boolean;
-  };
+  values: OptionValues<typeof PLAN_OPTIONS>;
   positionals: string[];
 }
 
@@ -61,12 +41,7 @@ function readJson(file: string, what: string): unknown {
   }
 }
 
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string =>
-    `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd();
-  return [line(header), ...rows.map(line)];
-}
+const table = (header: string[], rows: string[][]): string[] => columns([header, ...rows], { indent: '  ' });
 
 function storageRows(storages: Storage[]): string[] {
   if (storages.length === 0) return ['  (none)'];
