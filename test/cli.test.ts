@@ -5,8 +5,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../lib/cli';
 import { ensureBuilt, packageRoot as root } from './helpers/build';
+import { inProcess as cli } from './helpers/cli';
 import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 
@@ -33,14 +33,6 @@ function proc(args: string[], env: NodeJS.ProcessEnv = {}): Result {
     env: { ...process.env, ...env },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: performance.now() - t0 };
-}
-
-/** kata-storage in-process, with the same streams. */
-async function cli(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const status = await run(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { status, stdout: out.join('\n'), stderr: err.join('\n') };
 }
 
 const count = (s: string, sub: string): number => s.split(sub).length - 1;

@@ -4,18 +4,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../lib/cli';
+import { inProcess } from './helpers/cli';
 
 const cliPath = join(__dirname, '..', 'lib', 'cli.ts');
 
-/** In-process, for the cases that need no process of their own (each spawn transpiles the CLI anew). */
-async function inProcess(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const status = await run(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { status, stdout: out.join('\n'), stderr: err.join('\n') };
-}
-
+/**
+ * kata-storage as a process (lib/cli.ts through tap's TypeScript loader). Each spawn transpiles the
+ * CLI anew, so the cases that need no process of their own run in-process (./helpers/cli).
+ */
 function kataStorage(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   return spawnSync(process.execPath, [...process.execArgv, cliPath, ...args], {
     encoding: 'utf8',
@@ -56,18 +52,9 @@ t.test('kata-storage plan <config.json>', async (t) => {
     }),
   );
 
-  const table = kataStorage(
-    'plan',
-    config,
-    '--settings',
-    settings,
-    '--container',
-    'app',
-    '--shm-size',
-    '67108864',
-    '--block-device-driver',
-    'virtio-blk',
-  );
+  // The spec with the settings file, for container app.
+  const planApp = ['plan', config, '--settings', settings, '--container', 'app'];
+  const table = kataStorage(...planApp, '--shm-size', '67108864', '--block-device-driver', 'virtio-blk');
   t.equal(table.status, 0, table.stderr);
   t.equal(table.stderr, '');
   const lines = table.stdout.split('\n');
@@ -92,17 +79,7 @@ t.test('kata-storage plan <config.json>', async (t) => {
   t.match(table.stdout, /share \(ro\) +mounts\[2\]/);
   t.match(table.stdout, /attach-block-device +mounts\[3\] +\/dev\/sdb +blk 02\/03/);
 
-  const json = await inProcess(
-    'plan',
-    config,
-    '--settings',
-    settings,
-    '--container',
-    'app',
-    '--shared-fs',
-    'virtio-9p',
-    '--json',
-  );
+  const json = await inProcess(...planApp, '--shared-fs', 'virtio-9p', '--json');
   t.equal(json.status, 0, json.stderr);
   const out = JSON.parse(json.stdout) as {
     containerId: string;
