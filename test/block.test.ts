@@ -1,7 +1,8 @@
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, type Storage } from '../lib/index';
+import { Sandbox, type MkfsEvent, type Storage, type WaitEvent } from '../lib/index';
+import { listen } from './helpers/events';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { attachLoop, createLoopLater, unusedLoopNumber } from './helpers/loop';
 import { treeSnapshot } from './helpers/tree';
@@ -63,11 +64,7 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const dev = attachLoop(t);
     const sb = new Sandbox({ allowedRoots: [root] });
     const p = join(root, 'fresh');
-    const events: { device: string; durationMs: number }[] = [];
-    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
-    const onMkfs = (m: unknown): void => void events.push(m as { device: string; durationMs: number });
-    subscribe('kata-storage:mkfs', onMkfs);
-    t.teardown(() => unsubscribe('kata-storage:mkfs', onMkfs));
+    const events = listen<MkfsEvent>(t, 'kata-storage:mkfs');
     await sb.addStorages(
       [{ driver: 'blk', source: dev, fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: p }],
       { containerId: 'c' },
@@ -101,11 +98,7 @@ t.test('block drivers for real', { skip: cannotMount }, async (t) => {
     const n = unusedLoopNumber();
     const sb = new Sandbox({ allowedRoots: [root], hotplugTimeoutMs: 10000 });
     const p = join(root, 'mmio');
-    const waits: { source: string; device?: string; durationMs: number }[] = [];
-    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
-    const onWait = (m: unknown): void => void waits.push(m as (typeof waits)[number]);
-    subscribe('kata-storage:wait', onWait);
-    t.teardown(() => unsubscribe('kata-storage:wait', onWait));
+    const waits = listen<WaitEvent>(t, 'kata-storage:wait');
     const pending = sb.addStorages([{ driver: 'mmioblk', source: `/dev/loop${n}`, fstype: 'ext4', mountPoint: p }], {
       containerId: 'c',
     });

@@ -4,7 +4,6 @@
 // nobody listens.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tracePromise, traceSync } from '../lib/events';
@@ -21,6 +20,7 @@ import {
   type UmountEvent,
 } from '../lib/index';
 import { ensureBuilt, packageRoot } from './helpers/build';
+import { listen } from './helpers/events';
 import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
 
 type Seen = [phase: string, context: Record<string, unknown>][];
@@ -149,10 +149,7 @@ t.test(
     const adds = record(t, storageTracing.addStorages);
     const removes = record(t, storageTracing.removeContainer);
     const destroys = record(t, storageTracing.destroy);
-    const umountEvents: UmountEvent[] = [];
-    const onUmount = (m: unknown): void => void umountEvents.push(m as UmountEvent);
-    subscribe('kata-storage:umount', onUmount);
-    t.teardown(() => void unsubscribe('kata-storage:umount', onUmount));
+    const umountEvents = listen<UmountEvent>(t, 'kata-storage:umount');
 
     const sb = new Sandbox({ allowedRoots: [root] });
     const local = { driver: 'local', source: 'local', fstype: 'local', mountPoint: join(root, 'l') };

@@ -13,24 +13,32 @@ import {
   truncateSync,
   writeFileSync,
 } from 'node:fs';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Sandbox, WATCH_MAX_BYTES, WATCH_MAX_ENTRIES, defaultRegistry, type WatchEvent } from '../lib/index';
+import {
+  Sandbox,
+  WATCH_MAX_BYTES,
+  WATCH_MAX_ENTRIES,
+  defaultRegistry,
+  type Storage,
+  type WatchEvent,
+} from '../lib/index';
 import { activeWatches } from '../lib/handlers/watchable-bind';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { listen } from './helpers/events';
 import { treeSnapshot } from './helpers/tree';
 
 // Short for the tests, long enough that a loaded 2-core CI machine keeps to it.
 const INTERVAL = 200;
 
-function events(t: { teardown(fn: () => void): void }): WatchEvent[] {
-  const seen: WatchEvent[] = [];
-  const fn = (m: unknown): void => void seen.push(m as WatchEvent);
-  subscribe('kata-storage:watch', fn);
-  t.teardown(() => unsubscribe('kata-storage:watch', fn));
-  return seen;
-}
+/** A watchable-bind storage of `source` at `mountPoint`. */
+const watched = (source: string, mountPoint: string): Storage => ({
+  driver: 'watchable-bind',
+  source,
+  fstype: 'bind',
+  mountPoint,
+});
+const events = (t: { teardown(fn: () => void): void }): WatchEvent[] => listen<WatchEvent>(t, 'kata-storage:watch');
 
 /** Polls `check` until it holds or `ms` passes; resolves with the time it took. */
 async function within(ms: number, check: () => boolean): Promise<number> {
@@ -63,9 +71,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'watch', 'cm');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(src, mp)], { containerId: 'c' });
     t.equal(mountAt(mp)?.fstype, 'tmpfs', 'a tmpfs at the mount point');
     t.equal(read(join(mp, 'a')), 'one');
     t.equal(read(join(mp, 'dir', 'b')), 'bee');
@@ -112,9 +118,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     symlinkSync('..data/key', join(src, 'key'));
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: 20 });
     const mp = join(root, 'cm');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(src, mp)], { containerId: 'c' });
     let reads = 0;
     let bad = 0;
     let stop = false;
@@ -145,9 +149,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'big');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(src, mp)], { containerId: 'c' });
     const m = mountAt(mp)!;
     t.not(m.fstype, 'tmpfs', 'no tmpfs');
     t.equal(statSync(mp).ino, statSync(src).ino, 'the source itself is bound');
@@ -164,9 +166,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'grow');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(src, mp)], { containerId: 'c' });
     t.equal(mountAt(mp)?.fstype, 'tmpfs');
     writeFileSync(join(src, 'large'), '');
     truncateSync(join(src, 'large'), WATCH_MAX_BYTES); // with 'small': one byte over
@@ -191,9 +191,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const seen = events(t);
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'gone');
-    await sb.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(src, mp)], { containerId: 'c' });
     renameSync(src, join(parent, 'away'));
     await within(3 * INTERVAL, () => seen.some((e) => e.event === 'source-missing'));
     t.equal(read(join(mp, 'a')), '1', 'the last copy stays readable');
@@ -211,13 +209,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     writeFileSync(join(slow, 'f'), '0');
     writeFileSync(join(fast, 'f'), '0');
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
-    await sb.addStorages(
-      [
-        { driver: 'watchable-bind', source: slow, fstype: 'bind', mountPoint: join(root, 'slow') },
-        { driver: 'watchable-bind', source: fast, fstype: 'bind', mountPoint: join(root, 'fast') },
-      ],
-      { containerId: 'c' },
-    );
+    await sb.addStorages([watched(slow, join(root, 'slow')), watched(fast, join(root, 'fast'))], { containerId: 'c' });
     // A 1 MiB file under the limit: each of its polls copies a megabyte on libuv's pool.
     writeFileSync(join(slow, 'f'), Buffer.alloc(WATCH_MAX_BYTES - 16, 1));
     let maxGap = 0;
@@ -241,19 +233,16 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     const sb = new Sandbox({ allowedRoots: [root] });
     const before = mountSnapshot();
     for (const source of ['relative/dir', '/a/../b', '/trailing/']) {
-      await t.rejects(
-        sb.addStorages([{ driver: 'watchable-bind', source, fstype: 'bind', mountPoint: join(root, 'x') }]),
-        {
-          code: 'ERR_INVALID_STORAGE',
-          field: 'source',
-          value: source,
-        },
-      );
+      await t.rejects(sb.addStorages([watched(source, join(root, 'x'))]), {
+        code: 'ERR_INVALID_STORAGE',
+        field: 'source',
+        value: source,
+      });
     }
     await t.rejects(
       sb.addStorages([
         { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'first') },
-        { driver: 'watchable-bind', source: join(root, 'missing'), fstype: 'bind', mountPoint: join(root, 'x') },
+        watched(join(root, 'missing'), join(root, 'x')),
       ]),
       { code: 'ENOENT' },
     );
@@ -271,9 +260,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     symlinkSync(join(src, 'real'), join(src, 'link'));
     const sb = new Sandbox({ allowedRoots: [root], watchIntervalMs: INTERVAL });
     const mp = join(root, 'l');
-    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'link'), fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(join(src, 'link'), mp)], { containerId: 'c' });
     t.equal(mountAt(mp)?.fstype, 'tmpfs');
     t.equal(read(join(mp, 'f')), 'via link');
     t.equal(readlinkSync(join(mp, 'outside')), '/etc', 'a link inside stays a link');
@@ -286,9 +273,7 @@ t.test('watchable-bind for real', { skip: cannotMount }, async (t) => {
     writeFileSync(join(src, 'token'), 'secret');
     const sb = new Sandbox({ allowedRoots: [root] });
     const mp = join(root, 'token');
-    await sb.addStorages([{ driver: 'watchable-bind', source: join(src, 'token'), fstype: 'bind', mountPoint: mp }], {
-      containerId: 'c',
-    });
+    await sb.addStorages([watched(join(src, 'token'), mp)], { containerId: 'c' });
     t.equal(read(mp), 'secret');
     t.ok(mountAt(mp));
     await sb.removeContainer('c');
