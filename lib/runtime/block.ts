@@ -97,6 +97,17 @@ export interface BlockVolumePlan {
 }
 
 /**
+ * The filesystem type the runtime gave for `device`, where the guest cannot do without it (`what`
+ * says which use needs it); ERR_INVALID_RUNTIME_SETTINGS at `<devicePath>.fstype` when missing.
+ */
+export function requiredFstype(device: AttachedBlockDevice, devicePath: string, what: string): string {
+  if (device.fstype === undefined) {
+    throw planError('ERR_INVALID_RUNTIME_SETTINGS', at(devicePath, 'fstype'), undefined, `is required for ${what}`);
+  }
+  return device.fstype;
+}
+
+/**
  * One block volume (Kata's createBlkStorageObject + handleBlkOCIMounts). The storage's fstype is
  * the device's filesystem when the runtime knows it (a direct-assigned volume's mountInfo), else
  * the mount's type, so a plain bind of a device node stays `bind` (the node is bound). Its options
@@ -113,15 +124,7 @@ export function planBlockVolume(m: WorkingMount, settings: ResolvedSettings): Bl
   let options: string[];
   if (device.pmem !== undefined) {
     // handleBlockVolume: an nvdimm volume is mounted with dax and the device's format.
-    if (device.fstype === undefined) {
-      throw planError(
-        'ERR_INVALID_RUNTIME_SETTINGS',
-        at(devicePath, 'fstype'),
-        undefined,
-        "is required for a pmem device (Kata's BlockDrive.Format)",
-      );
-    }
-    fstype = device.fstype;
+    fstype = requiredFstype(device, devicePath, "a pmem device (Kata's BlockDrive.Format)");
     options = ['dax'];
   } else {
     fstype = device.fstype ?? m.type;

@@ -4,7 +4,7 @@
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
 import { at, planError } from './errors';
-import { blockDriverSource } from './block';
+import { blockDriverSource, requiredFstype } from './block';
 import type { AttachBlockDeviceAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
 import { hostMountsDir } from './share';
@@ -32,14 +32,7 @@ export function planRootfs(containerId: string, spec: OciSpec, s: ResolvedSettin
   const device = s.blockDevices.get(hostPath);
   if (device !== undefined) {
     const devicePath = at('blockDevices', hostPath);
-    if (device.fstype === undefined) {
-      throw planError(
-        'ERR_INVALID_RUNTIME_SETTINGS',
-        at(devicePath, 'fstype'),
-        undefined,
-        "is required for a block rootfs (Kata's container state Fstype)",
-      );
-    }
+    const fstype = requiredFstype(device, devicePath, "a block rootfs (Kata's container state Fstype)");
     if (device.pmem !== undefined || s.blockDeviceDriver === 'nvdimm') {
       // ShareRootFilesystem knows mmio, ccw, blk and scsi only.
       throw planError(
@@ -53,11 +46,11 @@ export function planRootfs(containerId: string, spec: OciSpec, s: ResolvedSettin
     const storage: Storage = {
       driver,
       source,
-      fstype: device.fstype,
+      fstype,
       mountPoint: posix.join(s.guestSharedDir, containerId),
     };
     // xfs refuses a second mount of a filesystem with the same UUID (cloned image layers).
-    if (device.fstype === 'xfs') storage.options = ['nouuid'];
+    if (fstype === 'xfs') storage.options = ['nouuid'];
     else if (device.options !== undefined) storage.options = [...device.options];
     return {
       storages: [storage],
