@@ -54,6 +54,16 @@ function pathWithoutCompiler(work) {
   return bin;
 }
 
+/** `dir` made as an empty npm project for the tarball to be installed into; returns `dir`. */
+function emptyProject(dir) {
+  fs.mkdirSync(dir);
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
+  );
+  return dir;
+}
+
 function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-pack-'));
   try {
@@ -68,12 +78,7 @@ function main() {
     console.log(`  ${path.basename(tarball)}`);
 
     step('npm install of the tarball into an empty project: clean npm config, no compiler on PATH');
-    const project = path.join(work, 'consumer');
-    fs.mkdirSync(project);
-    fs.writeFileSync(
-      path.join(project, 'package.json'),
-      JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
-    );
+    const project = emptyProject(path.join(work, 'consumer'));
     const userconfig = path.join(work, 'user-npmrc');
     const globalconfig = path.join(work, 'global-npmrc');
     fs.writeFileSync(userconfig, '');
@@ -137,12 +142,7 @@ function main() {
     console.log(`  the bin runs: kata-storage --version -> ${help.stdout.trim()}`);
 
     step('the same with --ignore-scripts (README: skipping the install script changes nothing)');
-    const quiet = path.join(work, 'consumer-ignore-scripts');
-    fs.mkdirSync(quiet);
-    fs.writeFileSync(
-      path.join(quiet, 'package.json'),
-      JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
-    );
+    const quiet = emptyProject(path.join(work, 'consumer-ignore-scripts'));
     run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], {
       cwd: quiet,
       env: npmEnv,
