@@ -45,30 +45,28 @@ KATA_TEST(verity_table_matches_veritysetup_layout) {
 }
 
 KATA_TEST(verity_table_refuses_each_field) {
-  kata::VerityInfo v = Good();
-  v.hashtype = "md5";
-  CHECK_EQ(std::string(Refused(v)), "hashtype");
-  v = Good();
-  v.hash.pop_back();
-  CHECK_EQ(std::string(Refused(v)), "hash");
-  v = Good();
-  v.blocknum = 0;
-  CHECK_EQ(std::string(Refused(v)), "blocknum");
-  v = Good();
-  v.blocksize = 4095;
-  CHECK_EQ(std::string(Refused(v)), "blocksize");
-  v = Good();
-  v.hashsize = 256;
-  CHECK_EQ(std::string(Refused(v)), "hashsize");
-  v = Good();
-  v.offset = 4096;
-  CHECK_EQ(std::string(Refused(v)), "offset");
-  v = Good();
-  v.salt = "a b";
-  CHECK_EQ(std::string(Refused(v)), "salt");
-  v = Good();
-  v.hash_type = 2;
-  CHECK_EQ(std::string(Refused(v)), "hash_type");
+  // Each case spoils one field of a good record; the refusal names that field.
+  const struct {
+    const char* field;
+    void (*spoil)(kata::VerityInfo&);
+  } cases[] = {
+      {"hashtype", [](kata::VerityInfo& v) { v.hashtype = "md5"; }},
+      {"hash", [](kata::VerityInfo& v) { v.hash.pop_back(); }},
+      {"blocknum", [](kata::VerityInfo& v) { v.blocknum = 0; }},
+      {"blocksize", [](kata::VerityInfo& v) { v.blocksize = 4095; }},
+      {"hashsize", [](kata::VerityInfo& v) { v.hashsize = 256; }},
+      {"offset", [](kata::VerityInfo& v) { v.offset = 4096; }},
+      {"salt", [](kata::VerityInfo& v) { v.salt = "a b"; }},
+      {"hash_type", [](kata::VerityInfo& v) { v.hash_type = 2; }},
+  };
+  for (const auto& c : cases) {
+    kata::VerityInfo v = Good();
+    c.spoil(v);
+    const std::string refused = Refused(v);
+    if (refused != c.field)
+      std::fprintf(stderr, "  spoiling %s: refused %s\n", c.field, refused.c_str());
+    CHECK_EQ(refused, c.field);
+  }
   CHECK_EQ(std::string(Refused(Good(), "/dev/vda")), "data_dev");
   CHECK_EQ(std::string(Refused(Good(), "7:")), "data_dev");
 }
