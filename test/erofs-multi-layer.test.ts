@@ -40,20 +40,18 @@ function erofsLoop(t: Teardown, files: Record<string, string>): string {
   return attachImage(t, img, { readOnly: true });
 }
 
-const upper = (dev: string, mountPoint: string, extra: string[] = []): Storage => ({
-  driver: 'blk',
-  source: dev,
-  fstype: 'ext4',
-  options: [M.upper, M.multiLayer, ...extra],
-  mountPoint,
-});
-const lower = (dev: string, mountPoint: string, extra: string[] = []): Storage => ({
-  driver: 'blk',
-  source: dev,
-  fstype: 'erofs',
-  options: [M.lower, M.multiLayer, ...extra],
-  mountPoint,
-});
+// A blk storage marked as one layer of a multi-layer rootfs: the ext4 upper or an EROFS lower.
+const layer =
+  (fstype: string, marker: string) =>
+  (dev: string, mountPoint: string, extra: string[] = []): Storage => ({
+    driver: 'blk',
+    source: dev,
+    fstype,
+    options: [marker, M.multiLayer, ...extra],
+    mountPoint,
+  });
+const upper = layer('ext4', M.upper);
+const lower = layer('erofs', M.lower);
 
 t.test('grouping: marked storages become one erofs.multi-layer storage at the upper mount point', async (t) => {
   t.ok(defaultRegistry().has(MULTI_LAYER_DRIVER));
