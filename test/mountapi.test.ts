@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdirSync, writeFileSync, readFileSync, symlinkSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import {
@@ -22,6 +22,7 @@ import {
   scratchDir,
   nestedMounts,
 } from './helpers/mountinfo';
+import { escapeTree } from './helpers/tree';
 
 const support = newMountApiSupport();
 const noNewApi = support.complete ? false : 'this kernel or seccomp profile refuses the new mount API';
@@ -307,11 +308,7 @@ for (const api of apis) {
     { skip: cannotMount || noOpenat2 },
     async (t) => {
       const dir = scratchDir(t);
-      const root = join(dir, 'root');
-      const outside = join(dir, 'outside');
-      mkdirSync(join(root, 'a', 'b'), { recursive: true });
-      mkdirSync(join(outside, 'b'), { recursive: true });
-      symlinkSync(outside, join(root, 'link'));
+      const { root } = escapeTree(dir, 'a/b', 'link');
       const target = join(root, 'a', 'b');
 
       mountSync('tmpfs', target, 'tmpfs', ['size=64k'], { mountApi: api, beneath: root });
@@ -386,11 +383,7 @@ async function race(
   iterations: number,
 ): Promise<{ ok: number; refused: Record<string, number>; escaped: number }> {
   const dir = scratchDir(t);
-  const root = join(dir, 'root');
-  const outside = join(dir, 'outside');
-  mkdirSync(join(root, 'a.dir', 't'), { recursive: true });
-  mkdirSync(join(outside, 't'), { recursive: true });
-  symlinkSync(outside, join(root, 'a.link'));
+  const { root, outside } = escapeTree(dir, 'a.dir/t', 'a.link');
   const child = spawn(process.execPath, ['-e', SWAPPER, root, outside], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.setEncoding('utf8');

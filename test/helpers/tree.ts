@@ -1,6 +1,7 @@
-// The directory tree under a root as sorted text, to prove a failed request left no directory.
-import { lstatSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+// The directory tree under a root as sorted text, to prove a failed request left no directory; and
+// the tree that tries to lead a path out of a root through a symlink.
+import { lstatSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 
 export function treeSnapshot(root: string): string {
   const out: string[] = [];
@@ -14,4 +15,17 @@ export function treeSnapshot(root: string): string {
   };
   walk(root, '');
   return out.join('\n');
+}
+
+/**
+ * In `dir`: `root/<inside>`, a sibling `outside/<last part of inside>`, and `root/<link>`, a
+ * symlink to `outside`, so `<link>/<last part>` names a directory outside the root.
+ */
+export function escapeTree(dir: string, inside: string, link: string): { root: string; outside: string } {
+  const root = join(dir, 'root');
+  const outside = join(dir, 'outside');
+  mkdirSync(join(root, inside), { recursive: true });
+  mkdirSync(join(outside, basename(inside)), { recursive: true });
+  symlinkSync(outside, join(root, link));
+  return { root, outside };
 }
