@@ -1,4 +1,6 @@
 // Reading /proc/self/mountinfo: the ground truth every kernel-touching test checks against.
+// Parsed here on its own rather than with lib/mountinfo.ts: the oracle the tests check the library
+// against shares no code with it (and reads every field, ids and optional fields included).
 import { readFileSync, mkdtempSync, mkdirSync, rmSync, readlinkSync } from 'node:fs';
 import { mountSync } from '../../lib/index';
 import { tmpdir } from 'node:os';
