@@ -22,7 +22,7 @@ export const MultiLayerMarkers = Object.freeze({
 const has = (s: Storage, word: string): boolean => (s.options ?? []).includes(word);
 
 /** Kata's is_multi_layer_storage. */
-export function isMultiLayerStorage(s: Storage): boolean {
+function isMultiLayerStorage(s: Storage): boolean {
   return s.driver === MULTI_LAYER_DRIVER || has(s, MultiLayerMarkers.multiLayer);
 }
 

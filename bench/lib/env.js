@@ -135,4 +135,4 @@ class Scratch {
  * }} Bench
  */
 
-module.exports = { root, enterPrivateNamespace, sh, load, Scratch };
+module.exports = { enterPrivateNamespace, sh, load, Scratch };

@@ -92,4 +92,4 @@ class SeriesSet {
   }
 }
 
-module.exports = { ns, quantile, median, round, cpuNow, Series, SeriesSet };
+module.exports = { ns, median, round, cpuNow, SeriesSet };

@@ -46,7 +46,7 @@ export function kubernetesVolume(source: string): KubernetesVolume | undefined {
 }
 
 /** The filesystem the host has at a volume source (mountinfo), as the runtime reported it. */
-export function hostFstype(source: string, settings: ResolvedSettings): string | undefined {
+function hostFstype(source: string, settings: ResolvedSettings): string | undefined {
   return settings.volumes.get(cleanPath(source))?.fstype;
 }
 

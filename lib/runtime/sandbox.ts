@@ -27,7 +27,7 @@ export function virtioFsUsesDax(s: Pick<ResolvedSettings, 'virtioFsCache' | 'vir
   return s.virtioFsCache !== 'never' && s.virtioFsCache !== 'metadata' && s.virtioFsCacheSize !== 0;
 }
 
-export function sandboxStorages(s: ResolvedSettings): Storage[] {
+function sandboxStorages(s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
   if (s.sharedFs === 'virtio-fs') {
     storages.push({

@@ -20,7 +20,7 @@ export function hostMountsDir(s: ResolvedSettings): string {
  * for the whole sandbox `sandbox-<16 hex>-<basename of source>`. Kata's hex is random; ours is a
  * hash of what names the mount, so a plan is a pure function of its input.
  */
-export function shareFileName(containerId: string, m: WorkingMount, sandboxScoped: boolean, sandboxId: string): string {
+function shareFileName(containerId: string, m: WorkingMount, sandboxScoped: boolean, sandboxId: string): string {
   const h = createHash('sha256');
   if (sandboxScoped) {
     h.update(`${sandboxId}\0${m.hostSource}`);
