@@ -29,14 +29,16 @@ export interface StorageContext {
   /** Mounts through the package's mount() and records it, so release or rollback unmounts it. */
   mount(source: string, target: string, fstype: string, options?: readonly string[]): Promise<void>;
   /**
-   * makeMountPoint() then mount() onto the storage's mount point, in one native job (one thread
-   * hand-off instead of two), recorded alike. Published on `kata-storage:mount` like mount().
+   * makeMountPoint() then mount() onto the storage's mount point, then the storage's fsGroup
+   * (Kata's set_ownership) and `fsgid` (the root's group and setgid bit), both skipped when the
+   * mount is read-only: one native job, recorded for release and rollback as those are, and
+   * published on `kata-storage:mount` like mount().
    */
   mountAtMountPoint(
     source: string,
     fstype: string,
     options?: readonly string[],
-    opts?: { file?: boolean },
+    opts?: { file?: boolean; fsgid?: number },
   ): Promise<void>;
   /** Times a device wait and reports it on the `kata-storage:wait` channel. */
   waitFor(source: string, wait: () => Promise<string>): Promise<string>;

@@ -56,18 +56,6 @@ export interface NativeBinding {
     beneath?: string,
   ): Promise<Error | undefined>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | Error;
-  /** One job: the mount point created beneath `root` (as makeBeneath), then mounted (resolved beneath `root` when `beneath`). */
-  makeMountPointAndMount(
-    root: string,
-    rel: string,
-    mode: number,
-    leafFile: boolean,
-    beneath: boolean,
-    source: string,
-    fstype: string,
-    list: string,
-    api: number,
-  ): Promise<[created: string[], mounted: boolean, error: Error | undefined]>;
   /**
    * One job for a request's storages (native/core/storage_steps): each mount point created beneath
    * its root, mounted, then fsGroup/fsgid applied unless the mount is read-only. On a failure the

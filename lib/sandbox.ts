@@ -631,10 +631,14 @@ export class Sandbox {
       options: readonly string[],
       durationMs: number,
       error: Error | undefined,
+      skipped?: boolean,
     ) => {
-      // Read from the mount just made, the same test the handler's ownership step makes.
+      // The job's own finding (statvfs ST_RDONLY) for the storage's mount point; for another
+      // target, read from the mount just made, the test the handler's ownership step makes.
+      const onPoint = target === storage.mountPoint;
+      const readOnly = skipped === undefined ? onPoint && ownershipSkipped(storage) !== undefined : skipped;
       const fsGroupSkipped =
-        ownership && target === storage.mountPoint && error === undefined ? ownershipSkipped(storage) : undefined;
+        ownership && onPoint && error === undefined && readOnly ? ('read-only' as const) : undefined;
       return {
         driver: storage.driver,
         source,
@@ -679,36 +683,49 @@ export class Sandbox {
       },
       async mountAtMountPoint(source, fstype, options = [], opts = {}) {
         const target = storage.mountPoint;
-        const args = [
+        const fsGroup = storage.fsGroup;
+        // The same one-storage job as a request's (native/core/storage_steps.cc ApplyStorages).
+        const job: NativeStorageJob = [
+          placement.root,
+          placement.rel,
+          opts.file === true,
+          beneathAvailable(),
           checkPath(source, 'source'),
           checkPath(fstype, 'fstype', true),
           joinOptions(options),
           mountApiOf(mountApi),
-        ] as const;
+          fsGroup === undefined ? -1 : fsGroup.groupId,
+          (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
+          fsGroup?.groupChangePolicy === 'OnRootMismatch',
+          opts.fsgid ?? -1,
+        ];
         if (signal?.aborted) throw abortError(signal);
+        let skipped = false;
         await timed(
           channels.mount,
           async () => {
             // As make(): leftovers on the way become this entry's before the job creates the rest.
             const claimed = claimLeftovers(target);
             e.created.push(...claimed);
-            const [created, mounted, error] = await native.makeMountPointAndMount(
-              placement.root,
-              placement.rel,
-              0o755,
-              opts.file === true,
-              beneathAvailable(),
-              ...args,
-            );
-            // Recorded before any error is thrown: rollback undoes exactly what the job did.
+            const [outcomes, failed, error, undoErrors, refusal] = await native.applyStorages([job]);
+            if (refusal !== undefined) throw beneathRefusal(target, refusal[0], refusal[1]);
+            // Everything it made, or after a failure what its own undo could not remove: this
+            // entry's to release, recorded before any error is thrown.
+            const outcome = outcomes[0];
+            const created: string[] = outcome?.[0] ?? [];
             e.created.push(...created);
+            e.mounts.push(...(outcome?.[1] ?? []));
             if (claimed.includes(target) || created.includes(target)) e.createdMountPoint = true;
-            if (mounted) e.mounts.push(target);
-            // Named the way mount() names it (an unknown fstype, no CAP_SYS_ADMIN).
-            if (error !== undefined) throw explainMountError(error, fstype);
+            skipped = outcome?.[2] === true;
+            if (failed >= 0) {
+              // Named the way mount() names it (an unknown fstype, no CAP_SYS_ADMIN).
+              const err = explainMountError(error!, fstype);
+              errorsOf(err, 'rollbackErrors', undoErrors);
+              throw err;
+            }
             if (signal?.aborted) throw abortError(signal);
           },
-          (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error),
+          (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error, skipped),
         );
       },
       waitFor(source, wait) {

@@ -12,6 +12,8 @@ export interface MountPlan {
   options?: readonly string[];
   /** Bind target is a file (a device node bound onto it). */
   file?: boolean;
+  /** ephemeral's `fsgid=`: the mount root's group and setgid bit, after fsGroup. */
+  fsgid?: number;
 }
 
 export async function mountStorage(
@@ -19,15 +21,13 @@ export async function mountStorage(
   ctx: StorageContext,
   plan: MountPlan = {},
 ): Promise<string> {
+  // The mount point, the mount and the storage's fsGroup (plus `fsgid`) in one job.
   await ctx.mountAtMountPoint(
     plan.source ?? storage.source,
     plan.fstype ?? storage.fstype,
     plan.options ?? storage.options ?? [],
-    {
-      file: plan.file === true,
-    },
+    plan.fsgid === undefined ? { file: plan.file === true } : { file: plan.file === true, fsgid: plan.fsgid },
   );
-  await applyFsGroup(storage);
   return storage.mountPoint;
 }
 

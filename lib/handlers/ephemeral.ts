@@ -1,13 +1,11 @@
 // ephemeral: tmpfs (memory-backed emptyDir, /dev/shm) with every option the runtime sent (Kata
-// drops them), `fsgid=` applied after the mount; hugetlbfs with its pages allocated first.
-import { chmodSync, chownSync, statSync } from 'node:fs';
+// drops them), `fsgid=` applied after the mount (in the same native job); hugetlbfs with its
+// pages allocated first.
 import { StorageError } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler, StorageSteps } from '../handler';
 import { optionValues, withoutOptions, type PreparedStorage, type Storage } from '../storage';
-import { fsGidOption, mountStorage, octalModeOption, ownershipSkipped, positiveIntegerOption } from './common';
-
-const S_ISGID = 0o2000;
+import { fsGidOption, mountStorage, octalModeOption, positiveIntegerOption } from './common';
 
 function hugepages(storage: Storage): { pageSize: number; pages: number } {
   const pageSize = positiveIntegerOption(storage, 'pagesize');
@@ -74,12 +72,11 @@ export const ephemeralHandler: StorageHandler = {
         );
       }
     }
-    const gid = own.gid;
-    await mountStorage(storage, ctx, { options: own.options });
-    if (gid !== undefined && !ownershipSkipped(storage)) {
-      chownSync(storage.mountPoint, -1, gid);
-      chmodSync(storage.mountPoint, (statSync(storage.mountPoint).mode & 0o7777) | S_ISGID);
-    }
+    await mountStorage(
+      storage,
+      ctx,
+      own.gid === undefined ? { options: own.options } : { options: own.options, fsgid: own.gid },
+    );
     return storage.mountPoint;
   },
 };

@@ -139,65 +139,6 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
                     new RemountJob(std::move(target), std::move(options), MountApiArg(info, 2)));
 }
 
-class MakeMountPointAndMountJob : public Job {
- public:
-  MakeMountPointAndMountJob(MountPointSteps point, MountArgs args)
-      : point_(std::move(point)), args_(std::move(args)) {}
-  void Execute() override {
-    kata::MakeMountPointAndMount(point_, args_.source, args_.fstype, args_.options,
-                                 args_.request.api, &undo_, &error_);
-  }
-  Napi::Value Complete(Napi::Env env) override {
-    Napi::Array created = Napi::Array::New(env, undo_.created.size());
-    for (uint32_t i = 0; i < undo_.created.size(); ++i) created.Set(i, undo_.created[i]);
-    Napi::Array result = Napi::Array::New(env, 3);
-    result.Set(uint32_t{0}, created);
-    result.Set(uint32_t{1}, !undo_.mounted.empty());
-    result.Set(uint32_t{2}, ErrorValue(env, error_));
-    return result;
-  }
-
- private:
-  MountPointSteps point_;
-  MountArgs args_;
-  UndoLog undo_;
-  SysError error_;
-};
-
-// makeMountPointAndMount(root, rel, mode, leafFile, beneath, source, fstype, list, api):
-// Promise<[created: string[], mounted: boolean, error: Error | undefined]>
-// One job for a storage's mount point and its mount (the sandbox's built-in drivers).
-Napi::Value MakeMountPointAndMount(const Napi::CallbackInfo& info) {
-  MountPointSteps point;
-  point.root = PathArg(info, 0, "root");
-  point.rel = PathArg(info, 1, "rel");
-  point.mode = static_cast<unsigned>(IntArg(info, 2, "mode")) & 07777;
-  point.leaf_file = BoolArg(info, 3, "leafFile");
-  point.beneath = BoolArg(info, 4, "beneath");
-  MountArgs args;
-  args.source = PathArg(info, 5, "source");
-  args.fstype = PathArg(info, 6, "fstype");
-  std::string bad;
-  OptionError err = kata::ParseMountOptions(StringArg(info, 7, "options"), &args.options, &bad);
-  SysError refused;
-  if (err != OptionError::kNone) refused.Set(OptionErrorCode(err), bad);
-  args.request.api = MountApiArg(info, 8);
-  if (!refused && args.options.recursive_flags &&
-      kata::EffectiveMountApi(args.request.api, args.options) == MountApi::kLegacy) {
-    refused.Set("ERR_INVALID_MOUNT_OPTION", args.options.recursive_word);
-  }
-  if (refused) {
-    Napi::Array result = Napi::Array::New(info.Env(), 3);
-    result.Set(uint32_t{0}, Napi::Array::New(info.Env(), 0));
-    result.Set(uint32_t{1}, false);
-    result.Set(uint32_t{2}, ErrorValue(info.Env(), refused));
-    auto d = Napi::Promise::Deferred::New(info.Env());
-    d.Resolve(result);
-    return d.Promise();
-  }
-  return Job::Start(info.Env(), new MakeMountPointAndMountJob(std::move(point), std::move(args)));
-}
-
 // Elements of the job arrays below: checked like the arguments, named by position.
 std::string ElementString(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
   Napi::Value v = a.Get(i);
@@ -521,8 +462,6 @@ void Export(Napi::Env env, Napi::Object exports) {
   exports.Set("mountSync", Napi::Function::New(env, MountSync, "mountSync"));
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("remount", Napi::Function::New(env, Remount, "remount"));
-  exports.Set("makeMountPointAndMount",
-              Napi::Function::New(env, MakeMountPointAndMount, "makeMountPointAndMount"));
   exports.Set("applyStorages", Napi::Function::New(env, ApplyStorages, "applyStorages"));
   exports.Set("releaseStorages", Napi::Function::New(env, ReleaseStorages, "releaseStorages"));
   exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));

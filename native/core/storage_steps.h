@@ -30,11 +30,6 @@ struct UndoLog {
   std::vector<std::string> mounted;
 };
 
-// MakeBeneath, then Mount onto root/rel. `undo` holds what was done even when a step fails.
-bool MakeMountPointAndMount(const MountPointSteps& point, const std::string& source,
-                            const std::string& fstype, const MountOptions& options, MountApi api,
-                            UndoLog* undo, SysError* error);
-
 // One storage of a request: the mount point, the mount, and the ownership steps after it.
 struct StorageJob {
   MountPointSteps point;
