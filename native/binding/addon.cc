@@ -131,6 +131,10 @@ void FinalizeTsfn(napi_env /*env*/, void* finalize_data, void* /*hint*/) {
 
 Registrar::Registrar(ExportFn fn) { Exporters().push_back(fn); }
 
+void ExportFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<Exported> list) {
+  for (const Exported& e : list) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
+}
+
 AddonData* Data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
 Napi::Value Job::Start(Napi::Env env, Job* job) {

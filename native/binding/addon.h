@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,14 @@ namespace binding {
 
 // Each binding file registers what it exports; no central list to edit when one is added.
 using ExportFn = void (*)(Napi::Env env, Napi::Object exports);
+
+// One exported function: its JS name, which is also the binding function's name in its file.
+struct Exported {
+  const char* name;
+  Napi::Value (*fn)(const Napi::CallbackInfo&);
+};
+// Sets each of `list` on `exports`, a function under its name.
+void ExportFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<Exported> list);
 struct Registrar {
   explicit Registrar(ExportFn fn);
 };

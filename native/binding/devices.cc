@@ -270,16 +270,18 @@ Napi::Value UeventMonitorState(const Napi::CallbackInfo& info) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("parsePciPath", Napi::Function::New(env, ParsePciPath, "parsePciPath"));
-  exports.Set("parseCcwDevice", Napi::Function::New(env, ParseCcwDevice, "parseCcwDevice"));
-  exports.Set("parseScsiAddress", Napi::Function::New(env, ParseScsiAddress, "parseScsiAddress"));
-  exports.Set("pciPathToSysfs", Napi::Function::New(env, PciPathToSysfs, "pciPathToSysfs"));
-  exports.Set("findBlockDevice", Napi::Function::New(env, FindBlockDevice, "findBlockDevice"));
-  exports.Set("waitBlockDevice", Napi::Function::New(env, WaitBlockDevice, "waitBlockDevice"));
-  exports.Set("cancelDeviceWait", Napi::Function::New(env, CancelDeviceWait, "cancelDeviceWait"));
-  exports.Set("deviceNumber", Napi::Function::New(env, DeviceNumber, "deviceNumber"));
-  exports.Set("ueventMonitorState",
-              Napi::Function::New(env, UeventMonitorState, "ueventMonitorState"));
+  ExportFunctions(env, exports,
+                  {
+                      {"parsePciPath", ParsePciPath},
+                      {"parseCcwDevice", ParseCcwDevice},
+                      {"parseScsiAddress", ParseScsiAddress},
+                      {"pciPathToSysfs", PciPathToSysfs},
+                      {"findBlockDevice", FindBlockDevice},
+                      {"waitBlockDevice", WaitBlockDevice},
+                      {"cancelDeviceWait", CancelDeviceWait},
+                      {"deviceNumber", DeviceNumber},
+                      {"ueventMonitorState", UeventMonitorState},
+                  });
 }
 
 const Registrar registrar(Export);

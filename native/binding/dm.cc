@@ -111,9 +111,12 @@ Napi::Value DmRemove(const Napi::CallbackInfo& info) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("verityTable", Napi::Function::New(env, VerityTable, "verityTable"));
-  exports.Set("dmVerityCreate", Napi::Function::New(env, DmVerityCreate, "dmVerityCreate"));
-  exports.Set("dmRemove", Napi::Function::New(env, DmRemove, "dmRemove"));
+  ExportFunctions(env, exports,
+                  {
+                      {"verityTable", VerityTable},
+                      {"dmVerityCreate", DmVerityCreate},
+                      {"dmRemove", DmRemove},
+                  });
 }
 
 const Registrar registrar(Export);

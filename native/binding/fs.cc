@@ -173,12 +173,15 @@ Napi::Value EnsureHugepages(const Napi::CallbackInfo& info) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("checkBeneath", Napi::Function::New(env, CheckBeneath, "checkBeneath"));
-  exports.Set("makeBeneath", Napi::Function::New(env, MakeBeneath, "makeBeneath"));
-  exports.Set("removeTree", Napi::Function::New(env, RemoveTree, "removeTree"));
-  exports.Set("removeEntry", Napi::Function::New(env, RemoveEntry, "removeEntry"));
-  exports.Set("applyFsGroup", Napi::Function::New(env, ApplyFsGroup, "applyFsGroup"));
-  exports.Set("ensureHugepages", Napi::Function::New(env, EnsureHugepages, "ensureHugepages"));
+  ExportFunctions(env, exports,
+                  {
+                      {"checkBeneath", CheckBeneath},
+                      {"makeBeneath", MakeBeneath},
+                      {"removeTree", RemoveTree},
+                      {"removeEntry", RemoveEntry},
+                      {"applyFsGroup", ApplyFsGroup},
+                      {"ensureHugepages", EnsureHugepages},
+                  });
 }
 
 const Registrar registrar(Export);

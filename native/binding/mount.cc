@@ -140,13 +140,19 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
 }
 
 // Elements of the job arrays below: checked like the arguments, named by position.
-std::string ElementString(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
+Napi::Value Element(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what,
+                    bool (Napi::Value::*is)() const, const char* type) {
   Napi::Value v = a.Get(i);
-  if (!v.IsString()) {
+  if (!(v.*is)()) {
     throw Napi::TypeError::New(env,
-                               std::string(what) + "[" + std::to_string(i) + "] must be a string");
+                               std::string(what) + "[" + std::to_string(i) + "] must be " + type);
   }
-  std::string s = v.As<Napi::String>().Utf8Value();
+  return v;
+}
+
+std::string ElementString(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
+  std::string s =
+      Element(env, a, i, what, &Napi::Value::IsString, "a string").As<Napi::String>().Utf8Value();
   if (s.find('\0') != std::string::npos) {
     throw Napi::TypeError::New(
         env, std::string(what) + "[" + std::to_string(i) + "] must not contain NUL bytes");
@@ -155,21 +161,13 @@ std::string ElementString(Napi::Env env, const Napi::Array& a, uint32_t i, const
 }
 
 double ElementNumber(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
-  Napi::Value v = a.Get(i);
-  if (!v.IsNumber()) {
-    throw Napi::TypeError::New(env,
-                               std::string(what) + "[" + std::to_string(i) + "] must be a number");
-  }
-  return v.As<Napi::Number>().DoubleValue();
+  return Element(env, a, i, what, &Napi::Value::IsNumber, "a number")
+      .As<Napi::Number>()
+      .DoubleValue();
 }
 
 bool ElementBool(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
-  Napi::Value v = a.Get(i);
-  if (!v.IsBoolean()) {
-    throw Napi::TypeError::New(env,
-                               std::string(what) + "[" + std::to_string(i) + "] must be a boolean");
-  }
-  return v.As<Napi::Boolean>().Value();
+  return Element(env, a, i, what, &Napi::Value::IsBoolean, "a boolean").As<Napi::Boolean>().Value();
 }
 
 Napi::Array ElementArray(Napi::Env env, const Napi::Value& v, const char* what) {
@@ -254,10 +252,10 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
     j.fstype = ElementString(env, a, 5, "job");
     std::string bad;
     // Elements joined by NUL (lib/options.ts joinOptions), as the tokenizer reads them.
-    Napi::Value list_value = a.Get(uint32_t{6});
-    if (!list_value.IsString()) throw Napi::TypeError::New(env, "job[6] must be a string");
-    OptionError err =
-        kata::ParseMountOptions(list_value.As<Napi::String>().Utf8Value(), &j.options, &bad);
+    const std::string list = Element(env, a, 6, "job", &Napi::Value::IsString, "a string")
+                                 .As<Napi::String>()
+                                 .Utf8Value();
+    OptionError err = kata::ParseMountOptions(list, &j.options, &bad);
     const double api = ElementNumber(env, a, 7, "job");
     if (api < 0 || api > 2) throw Napi::RangeError::New(env, "mountApi must be 0, 1 or 2");
     j.api = static_cast<MountApi>(static_cast<int>(api));
@@ -456,21 +454,21 @@ Napi::Object MountFlags(Napi::Env env) {
 }
 
 void Export(Napi::Env env, Napi::Object exports) {
-  exports.Set("parseMountOptions",
-              Napi::Function::New(env, ParseMountOptions, "parseMountOptions"));
-  exports.Set("optionWords", Napi::Function::New(env, OptionWords, "optionWords"));
-  exports.Set("mountSync", Napi::Function::New(env, MountSync, "mountSync"));
-  exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
-  exports.Set("remount", Napi::Function::New(env, Remount, "remount"));
-  exports.Set("applyStorages", Napi::Function::New(env, ApplyStorages, "applyStorages"));
-  exports.Set("releaseStorages", Napi::Function::New(env, ReleaseStorages, "releaseStorages"));
-  exports.Set("umountSync", Napi::Function::New(env, UmountSync, "umountSync"));
-  exports.Set("umount", Napi::Function::New(env, Umount, "umount"));
-  exports.Set("isMountPoint", Napi::Function::New(env, IsMountPoint, "isMountPoint"));
-  exports.Set("effectiveMountApi",
-              Napi::Function::New(env, EffectiveMountApi, "effectiveMountApi"));
-  exports.Set("newMountApiSupport",
-              Napi::Function::New(env, NewMountApiSupport, "newMountApiSupport"));
+  ExportFunctions(env, exports,
+                  {
+                      {"parseMountOptions", ParseMountOptions},
+                      {"optionWords", OptionWords},
+                      {"mountSync", MountSync},
+                      {"mount", Mount},
+                      {"remount", Remount},
+                      {"applyStorages", ApplyStorages},
+                      {"releaseStorages", ReleaseStorages},
+                      {"umountSync", UmountSync},
+                      {"umount", Umount},
+                      {"isMountPoint", IsMountPoint},
+                      {"effectiveMountApi", EffectiveMountApi},
+                      {"newMountApiSupport", NewMountApiSupport},
+                  });
   exports.Set("mountFlags", MountFlags(env));
 }
 
