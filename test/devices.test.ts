@@ -20,6 +20,7 @@ import {
 } from '../lib/index';
 import { FakeSysfs } from './fixtures/sysfs';
 import { mountSnapshot } from './helpers/mountinfo';
+import { rejection as rejectionOf } from './helpers/rejection';
 
 type Coded = Error & { code?: string; value?: unknown; errno?: number; syscall?: string; path?: string };
 
@@ -32,14 +33,7 @@ function codeOf(fn: () => unknown): Coded {
   throw new Error('expected a throw');
 }
 
-async function rejection(p: Promise<unknown>): Promise<Coded> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Coded;
-  }
-  throw new Error('expected a rejection');
-}
+const rejection = (p: Promise<unknown>): Promise<Coded> => rejectionOf<Coded>(p);
 
 t.test('parsePciPath', async (t) => {
   t.same(parsePciPath('02'), [{ slot: 2, fn: 0 }]);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Sandbox, StorageError, storageTracing } from '../lib/index';
 import { native } from '../lib/native';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { rejection } from './helpers/rejection';
 import { treeSnapshot } from './helpers/tree';
 
 /** Names of the addon's functions called while `fn` runs (the loaded addon, wrapped to count). */
@@ -31,18 +32,6 @@ async function nativeCalls(t: { teardown(fn: () => void): void }, fn: () => Prom
     restore();
   }
   return calls;
-}
-
-type Rejection = Error & { code?: string; syscall?: string; dest?: string; path?: string; rollbackErrors?: unknown };
-
-/** What `p` rejected with; a resolution fails the test. */
-async function rejection(p: Promise<unknown>): Promise<Rejection> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Rejection;
-  }
-  throw new Error('expected a rejection');
 }
 
 const tmpfs = (mountPoint: string, options: string[] = ['size=1m']) => ({
