@@ -195,6 +195,7 @@ async function findBlockDevice(
   o: ResolvedWait,
   rescan: boolean,
 ): Promise<string> {
+  const lookup: Lookup = { bus, spec, rootComplex, o, rescan };
   if (o.signal?.aborted) throw abortError(o.signal);
   const found = native.findBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot);
   if (typeof found === 'string') return found;
@@ -204,20 +205,23 @@ async function findBlockDevice(
   return tracePromise(
     'wait',
     () => ({ bus: BUS_NAMES[bus], source: spec, timeoutMs: o.timeoutMs }),
-    () => waitBlockDevice(bus, spec, rootComplex, o, rescan),
+    () => waitBlockDevice(lookup),
   );
 }
 
 const BUS_NAMES = ['pci', 'ccw', 'scsi', 'mmio', 'pmem'] as const;
 
+/** What a finder looks for: the bus, the address on it, the PCI root complex, how long, rescan. */
+interface Lookup {
+  bus: Bus;
+  spec: string;
+  rootComplex: string;
+  o: ResolvedWait;
+  rescan: boolean;
+}
+
 /** The device is not there yet: a native thread subscribes to uevents, looks again and waits. */
-async function waitBlockDevice(
-  bus: Bus,
-  spec: string,
-  rootComplex: string,
-  o: ResolvedWait,
-  rescan: boolean,
-): Promise<string> {
+async function waitBlockDevice({ bus, spec, rootComplex, o, rescan }: Lookup): Promise<string> {
   const [id, pending] = native.waitBlockDevice(bus, spec, rootComplex, o.sysfsRoot, o.devRoot, o.timeoutMs, rescan);
   const signal = o.signal;
   if (!signal) return settle(await pending);

@@ -38,23 +38,8 @@ export interface NativeBinding {
   setErrorConstructor(nativeError: (...args: never[]) => Error): void;
   parseMountOptions(list: string): string | Error;
   optionWords(list: string): string[];
-  /** api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
-  mountSync(
-    source: string,
-    target: string,
-    fstype: string,
-    list: string,
-    api?: number,
-    beneath?: string,
-  ): Error | undefined;
-  mount(
-    source: string,
-    target: string,
-    fstype: string,
-    list: string,
-    api?: number,
-    beneath?: string,
-  ): Promise<Error | undefined>;
+  mountSync(...args: NativeMountArgs): Error | undefined;
+  mount(...args: NativeMountArgs): Promise<Error | undefined>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | Error;
   /**
    * One job for a request's storages (native/core/storage_steps): each mount point created beneath
@@ -229,4 +214,14 @@ export type NativeStorageJob = [
   fsGroupReadOnly: boolean,
   onRootMismatch: boolean,
   fsgid: number,
+];
+
+/** mountSync/mount's arguments; api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
+export type NativeMountArgs = [
+  source: string,
+  target: string,
+  fstype: string,
+  list: string,
+  api?: number,
+  beneath?: string,
 ];

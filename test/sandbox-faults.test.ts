@@ -48,24 +48,15 @@ t.test('protobuf JSON as a runtime emits it (proto3 omits defaults)', async (t) 
     groupChangePolicy: 'OnRootMismatch',
   });
   // lowerCamel JSON names (what protobuf's JSON printers emit by default).
-  t.same(
-    normalizeStorage({
-      driver: 'blk',
-      driverOptions: ['create_filesystem'],
-      source: '02',
-      fstype: 'ext4',
-      mountPoint: '/m',
-      fsGroup: { groupId: 1 },
-    }),
-    {
-      driver: 'blk',
-      driverOptions: ['create_filesystem'],
-      source: '02',
-      fstype: 'ext4',
-      mountPoint: '/m',
-      fsGroup: { groupId: 1 },
-    },
-  );
+  const camel = {
+    driver: 'blk',
+    driverOptions: ['create_filesystem'],
+    source: '02',
+    fstype: 'ext4',
+    mountPoint: '/m',
+    fsGroup: { groupId: 1 },
+  };
+  t.same(normalizeStorage(camel), camel, 'read as it is');
   const bare = normalizeStorage({ mount_point: '/m' });
   t.same(
     bare,
