@@ -11,7 +11,13 @@ import { native, type NativeStorageJob } from './native';
 import { StorageDevice, type ReleaseOutcome } from './storage-device';
 import { ownershipSkipped } from './handlers/common';
 import { MountFlags, joinOptions } from './options';
-import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from './registry';
+import {
+  defaultRegistry,
+  type StorageContext,
+  type StorageHandler,
+  type StorageHandlerRegistry,
+  type StorageSteps,
+} from './registry';
 import {
   allowedRootOf,
   beneathRefusal,
@@ -386,35 +392,22 @@ export class Sandbox {
    * waits to be claimed, and nobody traces storages or mounts one by one (tracing follows each
    * storage through create(), and gets exactly what it got before). Undefined otherwise.
    */
-  #nativeJobs(plan: readonly PlannedStorage[]): NativeStorageJob[] | undefined {
+  #nativeJobs(plan: readonly PlannedStorage[]): { jobs: NativeStorageJob[]; steps: StorageSteps[] } | undefined {
     if (this.#leftovers.size > 0 || tracingActive('storage', 'mount')) return undefined;
     const jobs: NativeStorageJob[] = [];
+    const all: StorageSteps[] = [];
     const seen = new Set<string>();
     const api = mountApiOf(this.mountApi);
-    const beneath = beneathAvailable();
-    for (const { storage, placement, handler } of plan) {
+    for (const { storage, handler } of plan) {
       const path = storage.mountPoint;
       if (seen.has(path) || this.#entries.has(path) || this.#locks.has(path)) return undefined;
       seen.add(path);
       const steps = handler.steps?.(storage);
       if (steps === undefined) return undefined;
-      const fsGroup = storage.fsGroup;
-      jobs.push([
-        placement.root,
-        placement.rel,
-        false,
-        beneath,
-        steps.source,
-        steps.fstype,
-        joinOptions(steps.options),
-        api,
-        fsGroup === undefined ? -1 : fsGroup.groupId,
-        (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
-        fsGroup?.groupChangePolicy === 'OnRootMismatch',
-        steps.fsgid ?? -1,
-      ]);
+      all.push(steps);
+      jobs.push(storageJob(storage, steps, api));
     }
-    return jobs;
+    return { jobs, steps: all };
   }
 
   /**
@@ -425,71 +418,68 @@ export class Sandbox {
    */
   async #addAsOneJob(
     plan: readonly PlannedStorage[],
-    jobs: NativeStorageJob[],
+    { jobs, steps }: { jobs: NativeStorageJob[]; steps: StorageSteps[] },
     containerId: string | undefined,
     taken: Taken[],
     held: string[],
   ): Promise<void> {
-    let unlock!: () => void;
-    const lock = new Promise<void>((r) => (unlock = r));
-    for (const { storage } of plan) this.#locks.set(storage.mountPoint, lock);
-    let outcomes, failed, error, undoErrors, refusal;
-    try {
-      [outcomes, failed, error, undoErrors, refusal] = await native.applyStorages(jobs);
-    } finally {
-      unlock();
-      for (const { storage } of plan)
-        if (this.#locks.get(storage.mountPoint) === lock) this.#locks.delete(storage.mountPoint);
-    }
-    if (refusal !== undefined) throw beneathRefusal(plan[failed]!.storage.mountPoint, refusal[0], refusal[1]);
-    const publish = channels.mount.hasSubscribers;
-    for (let i = 0; i < outcomes.length; i++) {
-      const { storage, handler } = plan[i]!;
-      const [created, mounted, ownershipSkipped, durationNs] = outcomes[i]!;
-      const job = jobs[i]!;
-      if (publish && (failed < 0 || i <= failed)) {
-        const withOwnership = job[8] >= 0 || job[11] >= 0;
-        channels.mount.publish({
-          driver: storage.driver,
-          source: job[4],
-          mountPoint: storage.mountPoint,
-          fstype: job[5],
-          options: handler.steps!(storage)!.options,
-          containerId,
-          ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
-          durationMs: durationNs / 1e6,
-          error: i === failed ? error : undefined,
-        });
-      }
-      if (failed >= 0) {
-        // Rolled back by the job: only what it could not undo is left to remember.
-        if (mounted.length > 0) {
+    // The entries are recorded before the lock is released: a request waiting on one of these
+    // mount points must find it held.
+    return this.#whileLocked(
+      plan.map((p) => p.storage.mountPoint),
+      () => native.applyStorages(jobs),
+      ([outcomes, failed, error, undoErrors, refusal]) => {
+        if (refusal !== undefined) throw beneathRefusal(plan[failed]!.storage.mountPoint, refusal[0], refusal[1]);
+        const publish = channels.mount.hasSubscribers;
+        for (let i = 0; i < outcomes.length; i++) {
+          const { storage, handler } = plan[i]!;
+          const [created, mounted, ownershipSkipped, durationNs] = outcomes[i]!;
+          const job = jobs[i]!;
+          if (publish && (failed < 0 || i <= failed)) {
+            const withOwnership = job[8] >= 0 || job[11] >= 0;
+            channels.mount.publish({
+              driver: storage.driver,
+              source: job[4],
+              mountPoint: storage.mountPoint,
+              fstype: job[5],
+              options: steps[i]!.options,
+              containerId,
+              ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
+              durationMs: durationNs / 1e6,
+              error: i === failed ? error : undefined,
+            });
+          }
+          if (failed >= 0) {
+            // Rolled back by the job: only what it could not undo is left to remember.
+            if (mounted.length > 0) {
+              const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
+              Object.assign(e, { storage, handler, mounts: mounted, created });
+              this.#keepUndone(e);
+            } else for (const p of created) this.#leftovers.set(p, false);
+            continue;
+          }
           const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
-          Object.assign(e, { storage, handler, mounts: mounted, created });
-          this.#keepUndone(e);
-        } else for (const p of created) this.#leftovers.set(p, false);
-        continue;
-      }
-      const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
-      Object.assign(e, {
-        storage,
-        handler,
-        mounts: mounted,
-        created,
-        createdMountPoint: created.includes(storage.mountPoint),
-      });
-      const raced = this.#entries.get(storage.mountPoint);
-      // setSandboxStorage() (synchronous) took a reference while the job ran.
-      if (raced) raced.takeOver(e);
-      else this.#entries.set(storage.mountPoint, e);
-      taken.push({ path: storage.mountPoint, created: true });
-      held.push(storage.mountPoint);
-    }
-    if (failed >= 0) {
-      const err = explainMountError(error!, jobs[failed]![5]);
-      errorsOf(err, 'rollbackErrors', undoErrors);
-      throw err;
-    }
+          Object.assign(e, {
+            storage,
+            handler,
+            mounts: mounted,
+            created,
+            createdMountPoint: created.includes(storage.mountPoint),
+          });
+          const raced = this.#entries.get(storage.mountPoint);
+          // setSandboxStorage() (synchronous) took a reference while the job ran.
+          if (raced) raced.takeOver(e);
+          else this.#entries.set(storage.mountPoint, e);
+          taken.push({ path: storage.mountPoint, created: true });
+          held.push(storage.mountPoint);
+        }
+        if (failed >= 0) {
+          const err = explainMountError(error!, jobs[failed]![5]);
+          errorsOf(err, 'rollbackErrors', undoErrors);
+          throw err;
+        }
+      },
+    );
   }
 
   /**
@@ -522,24 +512,37 @@ export class Sandbox {
   /** Runs #releaseJobs' entries in one job and settles each as #cleanup would have. */
   async #releaseAsOneJob(ending: StorageDevice[], errors: Error[], containerId: string | undefined): Promise<void> {
     if (ending.length === 0) return;
+    await this.#whileLocked(
+      ending.map((e) => e.path),
+      () =>
+        native.releaseStorages(
+          ending.map((e) => [e.mounts, e.created]),
+          this.umountBusyTimeoutMs,
+        ),
+      (outcomes) => {
+        for (let i = 0; i < ending.length; i++) {
+          const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);
+          if (error !== undefined) errors.push(error);
+        }
+      },
+    );
+    await this.#retryLeftovers();
+  }
+
+  /**
+   * Runs one job for mount points nobody holds a lock on (the caller checked), then `record`s its
+   * result in the table: they stay locked, as #withLock would lock each, until both are done.
+   */
+  async #whileLocked<T, R>(paths: readonly string[], job: () => Promise<T>, record: (result: T) => R): Promise<R> {
     let unlock!: () => void;
     const lock = new Promise<void>((r) => (unlock = r));
-    for (const e of ending) this.#locks.set(e.path, lock);
-    let outcomes;
+    for (const p of paths) this.#locks.set(p, lock);
     try {
-      outcomes = await native.releaseStorages(
-        ending.map((e) => [e.mounts, e.created]),
-        this.umountBusyTimeoutMs,
-      );
+      return record(await job());
     } finally {
       unlock();
-      for (const e of ending) if (this.#locks.get(e.path) === lock) this.#locks.delete(e.path);
+      for (const p of paths) if (this.#locks.get(p) === lock) this.#locks.delete(p);
     }
-    for (let i = 0; i < ending.length; i++) {
-      const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);
-      if (error !== undefined) errors.push(error);
-    }
-    await this.#retryLeftovers();
   }
 
   #acquire(
@@ -683,22 +686,14 @@ export class Sandbox {
       },
       async mountAtMountPoint(source, fstype, options = [], opts = {}) {
         const target = storage.mountPoint;
-        const fsGroup = storage.fsGroup;
         // The same one-storage job as a request's (native/core/storage_steps.cc ApplyStorages).
-        const job: NativeStorageJob = [
-          placement.root,
-          placement.rel,
-          opts.file === true,
-          beneathAvailable(),
-          checkPath(source, 'source'),
-          checkPath(fstype, 'fstype', true),
-          joinOptions(options),
+        const mount = { source: checkPath(source, 'source'), fstype: checkPath(fstype, 'fstype', true), options };
+        const job = storageJob(
+          storage,
+          opts.fsgid === undefined ? mount : { ...mount, fsgid: opts.fsgid },
           mountApiOf(mountApi),
-          fsGroup === undefined ? -1 : fsGroup.groupId,
-          (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
-          fsGroup?.groupChangePolicy === 'OnRootMismatch',
-          opts.fsgid ?? -1,
-        ];
+          opts.file === true,
+        );
         if (signal?.aborted) throw abortError(signal);
         let skipped = false;
         await timed(
@@ -965,6 +960,28 @@ export class Sandbox {
 
 let openat2: boolean | undefined;
 const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);
+
+/**
+ * One storage's element of an applyStorages job: where its mount point lies, the mount `steps`
+ * describe, then the storage's fsGroup (ro bits when it asked for `ro`) and the steps' fsgid.
+ */
+function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, file = false): NativeStorageJob {
+  const fsGroup = storage.fsGroup;
+  return [
+    storage.placement.root,
+    storage.placement.rel,
+    file,
+    beneathAvailable(),
+    steps.source,
+    steps.fstype,
+    joinOptions(steps.options),
+    api,
+    fsGroup === undefined ? -1 : fsGroup.groupId,
+    (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
+    fsGroup?.groupChangePolicy === 'OnRootMismatch',
+    steps.fsgid ?? -1,
+  ];
+}
 
 function destroyedError(): StorageError {
   return new StorageError('ERR_SANDBOX_DESTROYED', 'the sandbox was destroyed; create a new Sandbox to add storages', {
