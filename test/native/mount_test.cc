@@ -165,6 +165,33 @@ KATA_TEST(workpool_runs_jobs_past_a_blocked_one) {
   CHECK(kata::BlockingPoolThreads() >= 2);
 }
 
+// A job submitted one at a time, each after the last finished and after a gap that lands it
+// before, at and after the end of the idle thread's polling: none may be lost. A submit that
+// skips the wake-up for a polling thread which has just stopped polling would leave its job
+// queued with every thread asleep (until the 30 s idle exit), and this test would time out.
+KATA_TEST(workpool_polling_hand_off_loses_no_job) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  const int gaps_us[] = {0, 5, 40, 90, 100, 110, 150, 400, 2000};
+  int submitted = 0;
+  for (int round = 0; round < 40; ++round) {
+    for (int gap : gaps_us) {
+      std::this_thread::sleep_for(std::chrono::microseconds(gap));
+      kata::SubmitBlocking([&] {
+        std::lock_guard<std::mutex> lock(mu);
+        ++done;
+        cv.notify_all();
+      });
+      ++submitted;
+      std::unique_lock<std::mutex> lock(mu);
+      CHECK(cv.wait_for(lock, std::chrono::seconds(5), [&] { return done == submitted; }));
+      if (done != submitted) return;
+    }
+  }
+  CHECK_EQ(done, submitted);
+}
+
 // A request's storages in one job: the walks are checked before anything is made, a failure
 // half-way is undone by the job itself, and the release gives back exactly what was recorded.
 KATA_TEST(apply_and_release_storages_in_one_job) {
