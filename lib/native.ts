@@ -47,23 +47,24 @@ export interface NativeBinding {
    * job undoes that storage and those before it; outcomes then hold what could not be undone.
    */
   applyStorages(
-    jobs: NativeStorageJob[],
+    fields: string,
+    numbers: Float64Array,
   ): Promise<
     [
-      outcomes: [created: string[], mounted: string[], ownershipSkipped: boolean, durationNs: number][],
+      counts: Float64Array,
+      paths: string,
       failed: number,
-      error: Error | undefined,
-      undoErrors: Error[],
+      error?: Error,
+      undoErrors?: Error[],
       refusal?: [stop: 'symlink' | 'notdir', path: string],
     ]
   >;
   /** One job releasing storages: mounts newest first (EBUSY retried), then what was created. */
   releaseStorages(
-    list: [mounted: string[], created: string[]][],
+    fields: string,
+    numbers: Float64Array,
     busyTimeoutMs: number,
-  ): Promise<
-    [error: Error | undefined, mountsLeft: number, leftovers: string[], leftoverErrors: Error[], durationNs: number][]
-  >;
+  ): Promise<[numbers: Float64Array, leftovers: string, errors?: (Error | undefined)[], leftoverErrors?: Error[]]>;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;
@@ -200,7 +201,11 @@ export interface UeventMonitorState {
 }
 native.setErrorConstructor(nativeError);
 
-/** applyStorages' element: [root, rel, leafFile, beneath, source, fstype, options, api, fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none)]. */
+/**
+ * One storage of an applyStorages job: where its mount point lies, what to mount (option
+ * elements as the request gave them, each NUL-free), fsGroup (-1: none) with its ro bits and
+ * policy, and the ephemeral fsgid (-1: none).
+ */
 export type NativeStorageJob = [
   root: string,
   rel: string,
@@ -208,13 +213,101 @@ export type NativeStorageJob = [
   beneath: boolean,
   source: string,
   fstype: string,
-  options: string,
+  options: readonly string[],
   api: number,
   fsGroup: number,
   fsGroupReadOnly: boolean,
   onRootMismatch: boolean,
   fsgid: number,
 ];
+
+/** What applyStorageJobs reports: per storage what is in place, and why it stopped, if it did. */
+export interface AppliedStorages {
+  /** Per storage: the paths it created and the targets it mounted, in order; ownership skipped (read-only); ns on the pool thread. */
+  outcomes: [created: string[], mounted: string[], ownershipSkipped: boolean, durationNs: number][];
+  /** The storage that failed (the job undid it and those before it), or -1. */
+  failed: number;
+  error?: Error;
+  /** What the undo could not undo. */
+  undoErrors: Error[];
+  /** A symlink or non-directory on a mount point's way: nothing was touched. */
+  refusal?: [stop: 'symlink' | 'notdir', path: string];
+}
+
+/** What releaseStorageJobs reports for one storage (StorageDevice.settle reads it). */
+export type ReleaseOutcome = [
+  error: Error | undefined,
+  mountsLeft: number,
+  leftovers: string[],
+  leftoverErrors: Error[],
+  durationNs: number,
+];
+
+const refuseNul = (what: string, v: string): void => {
+  if (v.includes('\0')) throw new TypeError(`${what} must not contain NUL bytes`);
+};
+
+/**
+ * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
+ * jobs cross as one string of NUL-ended fields and one Float64Array: per storage a dozen
+ * Node-API conversions cost more than its mkdirat and mount.
+ */
+export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promise<AppliedStorages> {
+  const fields: string[] = [];
+  const numbers = new Float64Array(8 * jobs.length);
+  for (let i = 0; i < jobs.length; i++) {
+    const [root, rel, leafFile, beneath, source, fstype, options, api, fsGroup, readOnly, onMismatch, fsgid] = jobs[i]!;
+    for (const v of [root, rel, source, fstype, ...options]) refuseNul('a storage job field', v);
+    fields.push(root, rel, source, fstype, ...options);
+    numbers.set([+leafFile, +beneath, api, fsGroup, +readOnly, +onMismatch, fsgid, options.length], 8 * i);
+  }
+  const [counts, paths, failed, error, undoErrors, refusal] = await native.applyStorages(
+    fields.length === 0 ? '' : `${fields.join('\0')}\0`,
+    numbers,
+  );
+  const all = paths.split('\0');
+  let at = 0;
+  const take = (n: number): string[] => all.slice(at, (at += n));
+  const outcomes: AppliedStorages['outcomes'] = [];
+  for (let i = 0; i < counts.length; i += 4) {
+    outcomes.push([take(counts[i]!), take(counts[i + 1]!), counts[i + 2] === 1, counts[i + 3]!]);
+  }
+  return { outcomes, failed, error, undoErrors: undoErrors ?? [], refusal };
+}
+
+/** Releases storages as one native job (ReleaseStorages): per storage its mounts, then its paths. */
+export async function releaseStorageJobs(
+  list: readonly [mounted: readonly string[], created: readonly string[]][],
+  busyTimeoutMs: number,
+): Promise<ReleaseOutcome[]> {
+  const fields: string[] = [];
+  const numbers = new Float64Array(2 * list.length);
+  list.forEach(([mounted, created], i) => {
+    fields.push(...mounted, ...created);
+    numbers[2 * i] = mounted.length;
+    numbers[2 * i + 1] = created.length;
+  });
+  const [counts, leftovers, errors, leftoverErrors] = await native.releaseStorages(
+    fields.length === 0 ? '' : `${fields.join('\0')}\0`,
+    numbers,
+    busyTimeoutMs,
+  );
+  const all = leftovers.split('\0');
+  let at = 0;
+  const outcomes: ReleaseOutcome[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const n = counts[3 * i + 1]!;
+    outcomes.push([
+      errors?.[i],
+      counts[3 * i]!,
+      all.slice(at, at + n),
+      leftoverErrors?.slice(at, at + n) ?? [],
+      counts[3 * i + 2]!,
+    ]);
+    at += n;
+  }
+  return outcomes;
+}
 
 /** mountSync/mount's arguments; api: 0 auto, 1 new, 2 legacy (default 0); beneath: '' for none. */
 export type NativeMountArgs = [

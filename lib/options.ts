@@ -50,11 +50,11 @@ export interface ParsedMountOptions {
 }
 
 /**
- * Joins option elements for the native parser, which splits each element on commas outside
- * double quotes. NUL separates elements, so it may not appear inside one.
+ * Option elements checked for the native parser: strings, none with a NUL byte (NUL separates
+ * elements where they cross to native). Returns the same array.
  */
-export function joinOptions(options: readonly string[] | undefined, name = 'options'): string {
-  if (options === undefined) return '';
+export function optionElements(options: readonly string[] | undefined, name = 'options'): readonly string[] {
+  if (options === undefined) return [];
   if (!Array.isArray(options)) throw invalidArgType(name, 'an array of strings', options);
   for (let i = 0; i < options.length; i++) {
     const o: unknown = options[i];
@@ -63,7 +63,15 @@ export function joinOptions(options: readonly string[] | undefined, name = 'opti
       throw new StorageError('ERR_INVALID_MOUNT_OPTION', `mount option ${i} contains a NUL byte`, { value: o });
     }
   }
-  return options.join('\0');
+  return options;
+}
+
+/**
+ * Joins option elements for the native parser, which splits each element on commas outside
+ * double quotes. NUL separates elements, so it may not appear inside one.
+ */
+export function joinOptions(options: readonly string[] | undefined, name = 'options'): string {
+  return optionElements(options, name).join('\0');
 }
 
 export function parseMountOptions(options: readonly string[]): ParsedMountOptions {

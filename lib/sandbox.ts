@@ -7,10 +7,10 @@ import { channels, now, timed, tracePromise, tracingActive } from './events';
 import { abortedMountsSettled, checkPath, mount, mountApiOf, newMountApiSupport, umount, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
-import { native, type NativeStorageJob } from './native';
-import { StorageDevice, type ReleaseOutcome } from './storage-device';
+import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob, type ReleaseOutcome } from './native';
+import { StorageDevice } from './storage-device';
 import { ownershipSkipped } from './handlers/common';
-import { MountFlags, joinOptions } from './options';
+import { MountFlags, optionElements } from './options';
 import {
   defaultRegistry,
   type StorageContext,
@@ -427,8 +427,8 @@ export class Sandbox {
     // mount points must find it held.
     return this.#whileLocked(
       plan.map((p) => p.storage.mountPoint),
-      () => native.applyStorages(jobs),
-      ([outcomes, failed, error, undoErrors, refusal]) => {
+      () => applyStorageJobs(jobs),
+      ({ outcomes, failed, error, undoErrors, refusal }) => {
         if (refusal !== undefined) throw beneathRefusal(plan[failed]!.storage.mountPoint, refusal[0], refusal[1]);
         const publish = channels.mount.hasSubscribers;
         for (let i = 0; i < outcomes.length; i++) {
@@ -515,7 +515,7 @@ export class Sandbox {
     await this.#whileLocked(
       ending.map((e) => e.path),
       () =>
-        native.releaseStorages(
+        releaseStorageJobs(
           ending.map((e) => [e.mounts, e.created]),
           this.umountBusyTimeoutMs,
         ),
@@ -702,7 +702,7 @@ export class Sandbox {
             // As make(): leftovers on the way become this entry's before the job creates the rest.
             const claimed = claimLeftovers(target);
             e.created.push(...claimed);
-            const [outcomes, failed, error, undoErrors, refusal] = await native.applyStorages([job]);
+            const { outcomes, failed, error, undoErrors, refusal } = await applyStorageJobs([job]);
             if (refusal !== undefined) throw beneathRefusal(target, refusal[0], refusal[1]);
             // Everything it made, or after a failure what its own undo could not remove: this
             // entry's to release, recorded before any error is thrown.
@@ -870,7 +870,7 @@ export class Sandbox {
       if (e.trees.size === 0 && !tracingActive('umount')) {
         // Its mounts and paths in one native job (StorageDevice.releasedByJob, now that the
         // driver's release ran); traced unmounts take the per-mount path below instead.
-        const [outcome] = await native.releaseStorages([[e.mounts, e.created]], this.umountBusyTimeoutMs);
+        const [outcome] = await releaseStorageJobs([[e.mounts, e.created]], this.umountBusyTimeoutMs);
         const error = this.#settle(e, outcome!, reason, containerId);
         if (error !== undefined) throw error;
         await this.#retryLeftovers();
@@ -974,7 +974,7 @@ function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, 
     beneathAvailable(),
     steps.source,
     steps.fstype,
-    joinOptions(steps.options),
+    optionElements(steps.options),
     api,
     fsGroup === undefined ? -1 : fsGroup.groupId,
     (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,

@@ -3,16 +3,8 @@
 // still owed. The sandbox's table maps mount points to these; nothing about a storage lives
 // anywhere else.
 import type { StorageHandler } from './handler';
+import type { ReleaseOutcome } from './native';
 import type { Storage } from './storage';
-
-/** What one release job (native releaseStorages) reports for one storage. */
-export type ReleaseOutcome = [
-  error: Error | undefined,
-  mountsLeft: number,
-  leftovers: string[],
-  leftoverErrors: Error[],
-  durationNs: number,
-];
 
 export class StorageDevice {
   refcount = 1;

@@ -139,49 +139,62 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
                     new RemountJob(std::move(target), std::move(options), MountApiArg(info, 2)));
 }
 
-// Elements of the job arrays below: checked like the arguments, named by position.
-Napi::Value Element(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what,
-                    bool (Napi::Value::*is)() const, const char* type) {
-  Napi::Value v = a.Get(i);
-  if (!(v.*is)()) {
-    throw Napi::TypeError::New(env,
-                               std::string(what) + "[" + std::to_string(i) + "] must be " + type);
+// The jobs below cross as one string of NUL-ended fields and one Float64Array of numbers per
+// storage (lib/native.ts packs them): two conversions per request instead of a dozen Node-API
+// calls per storage, which cost more than the storage's mkdirat and mount (issue 12). Every
+// field is NUL-free (JS checks), so a NUL inside one would shift the rest and end the string at
+// the wrong field: the count check refuses that.
+class Fields {
+ public:
+  Fields(Napi::Env env, const Napi::Value& v, const char* what) : env_(env), what_(what) {
+    if (!v.IsString()) Fail("must be a string");
+    text_ = v.As<Napi::String>().Utf8Value();
   }
-  return v;
-}
-
-std::string ElementString(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
-  std::string s =
-      Element(env, a, i, what, &Napi::Value::IsString, "a string").As<Napi::String>().Utf8Value();
-  if (s.find('\0') != std::string::npos) {
-    throw Napi::TypeError::New(
-        env, std::string(what) + "[" + std::to_string(i) + "] must not contain NUL bytes");
+  std::string_view Next() { return Run(1); }
+  // `n` consecutive fields as one NUL-joined view: an option list's elements as the tokenizer
+  // reads them (lib/options.ts joinOptions).
+  std::string_view Run(size_t n) {
+    const size_t start = pos_;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t end = text_.find('\0', pos_);
+      if (end == std::string::npos) Fail("ends before its last field");
+      pos_ = end + 1;
+    }
+    return n == 0 ? std::string_view() : std::string_view(text_).substr(start, pos_ - 1 - start);
   }
-  return s;
+  void ExpectEnd() {
+    if (pos_ != text_.size()) Fail("has more fields than its counts say");
+  }
+
+ private:
+  [[noreturn]] void Fail(const char* why) {
+    throw Napi::TypeError::New(env_, std::string(what_) + " " + why);
+  }
+  Napi::Env env_;
+  const char* what_;
+  std::string text_;
+  size_t pos_ = 0;
+};
+
+// The numbers of `per` per storage; the storage count is their length / per.
+Napi::Float64Array Numbers(Napi::Env env, const Napi::Value& v, size_t per, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      v.As<Napi::Float64Array>().ElementLength() % per != 0) {
+    throw Napi::TypeError::New(env, std::string(what) + " must be a Float64Array of " +
+                                        std::to_string(per) + " numbers per storage");
+  }
+  return v.As<Napi::Float64Array>();
 }
 
-double ElementNumber(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
-  return Element(env, a, i, what, &Napi::Value::IsNumber, "a number")
-      .As<Napi::Number>()
-      .DoubleValue();
+void AppendFields(std::string* out, const std::vector<std::string>& v) {
+  for (const std::string& s : v) {
+    out->append(s);
+    out->push_back('\0');
+  }
 }
 
-bool ElementBool(Napi::Env env, const Napi::Array& a, uint32_t i, const char* what) {
-  return Element(env, a, i, what, &Napi::Value::IsBoolean, "a boolean").As<Napi::Boolean>().Value();
-}
-
-Napi::Array ElementArray(Napi::Env env, const Napi::Value& v, const char* what) {
-  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + " must be an array");
-  return v.As<Napi::Array>();
-}
-
-Napi::Array Strings(Napi::Env env, const std::vector<std::string>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
-  return a;
-}
-
-Napi::Array Errors(Napi::Env env, const std::vector<SysError>& v) {
+Napi::Value ErrorsOrUndefined(Napi::Env env, const std::vector<SysError>& v) {
+  if (v.empty()) return env.Undefined();
   Napi::Array a = Napi::Array::New(env, v.size());
   for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, ErrorValue(env, v[i]));
   return a;
@@ -196,27 +209,29 @@ class ApplyStoragesJob : public Job {
     }
   }
   Napi::Value Complete(Napi::Env env) override {
-    Napi::Array outcomes = Napi::Array::New(env, outcomes_.size());
-    for (uint32_t i = 0; i < outcomes_.size(); ++i) {
+    Napi::Float64Array counts = Napi::Float64Array::New(env, 4 * outcomes_.size());
+    std::string paths;
+    for (size_t i = 0; i < outcomes_.size(); ++i) {
       const StorageOutcome& o = outcomes_[i];
-      Napi::Array x = Napi::Array::New(env, 4);
-      x.Set(uint32_t{0}, Strings(env, o.undo.created));
-      x.Set(uint32_t{1}, Strings(env, o.undo.mounted));
-      x.Set(uint32_t{2}, o.ownership_skipped);
-      x.Set(uint32_t{3}, static_cast<double>(o.duration_ns));
-      outcomes.Set(i, x);
+      counts[4 * i] = static_cast<double>(o.undo.created.size());
+      counts[4 * i + 1] = static_cast<double>(o.undo.mounted.size());
+      counts[4 * i + 2] = o.ownership_skipped ? 1 : 0;
+      counts[4 * i + 3] = static_cast<double>(o.duration_ns);
+      AppendFields(&paths, o.undo.created);
+      AppendFields(&paths, o.undo.mounted);
     }
-    Napi::Array result = Napi::Array::New(env, 5);
-    result.Set(uint32_t{0}, outcomes);
+    Napi::Array result = Napi::Array::New(env, 6);
+    result.Set(uint32_t{0}, counts);
+    result.Set(uint32_t{1}, Napi::String::New(env, paths));
+    result.Set(uint32_t{2}, ok_ ? -1.0 : static_cast<double>(failed_));
+    if (!ok_) result.Set(uint32_t{3}, ErrorValue(env, error_));
+    result.Set(uint32_t{4}, ErrorsOrUndefined(env, undo_errors_));
     if (refusal_.stop != BeneathError::kNone) {
       Napi::Array refusal = Napi::Array::New(env, 2);
       refusal.Set(uint32_t{0}, refusal_.stop == BeneathError::kSymlink ? "symlink" : "notdir");
       refusal.Set(uint32_t{1}, refusal_.path);
-      result.Set(uint32_t{4}, refusal);
+      result.Set(uint32_t{5}, refusal);
     }
-    result.Set(uint32_t{1}, ok_ ? -1.0 : static_cast<double>(failed_));
-    result.Set(uint32_t{2}, ErrorValue(env, error_));
-    result.Set(uint32_t{3}, Errors(env, undo_errors_));
     return result;
   }
 
@@ -230,39 +245,40 @@ class ApplyStoragesJob : public Job {
   StorageRefusal refusal_;
 };
 
-// applyStorages(jobs: Array<[root, rel, leafFile, beneath, source, fstype, options, api, fsGroup,
-//   fsGroupReadOnly, onRootMismatch, fsgid]>) (fsGroup and fsgid -1 when none):
-// Promise<[outcomes: Array<[created, mounted, ownershipSkipped, durationNs]>, failed: number (-1
-// when none), error: Error | undefined, undoErrors: Error[], refusal?: ['symlink' | 'notdir',
-// path]]>. One job for a request's storages; a refusal means nothing was touched.
+// applyStorages(fields: string, numbers: Float64Array): per storage the fields root, rel, source,
+// fstype and its option elements, and the numbers [leafFile, beneath, api, fsGroup (-1: none),
+// fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count].
+// Promise<[counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs),
+// paths: string (per storage its created then its mounted paths, NUL-ended), failed (-1: none),
+// error?, undoErrors?, refusal?: ['symlink' | 'notdir', path]]>. One job for a request's
+// storages; a refusal means nothing was touched.
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array list = ElementArray(env, info[0], "jobs");
-  std::vector<StorageJob> jobs(list.Length());
+  Fields fields(env, info[0], "fields");
+  Napi::Float64Array numbers = Numbers(env, info[1], 8, "numbers");
+  const size_t n = numbers.ElementLength() / 8;
+  std::vector<StorageJob> jobs(n);
   SysError refused;
   size_t refused_at = 0;
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    Napi::Array a = ElementArray(env, list.Get(i), "jobs[i]");
+  for (size_t i = 0; i < n; ++i) {
+    const double* x = numbers.Data() + 8 * i;
     StorageJob& j = jobs[i];
-    j.point.root = ElementString(env, a, 0, "job");
-    j.point.rel = ElementString(env, a, 1, "job");
-    j.point.leaf_file = ElementBool(env, a, 2, "job");
-    j.point.beneath = ElementBool(env, a, 3, "job");
-    j.source = ElementString(env, a, 4, "job");
-    j.fstype = ElementString(env, a, 5, "job");
+    j.point.root = fields.Next();
+    j.point.rel = fields.Next();
+    j.source = fields.Next();
+    j.fstype = fields.Next();
+    if (x[7] < 0 || x[7] > 1e6) throw Napi::RangeError::New(env, "option count out of range");
     std::string bad;
-    // Elements joined by NUL (lib/options.ts joinOptions), as the tokenizer reads them.
-    const std::string list = Element(env, a, 6, "job", &Napi::Value::IsString, "a string")
-                                 .As<Napi::String>()
-                                 .Utf8Value();
-    OptionError err = kata::ParseMountOptions(list, &j.options, &bad);
-    const double api = ElementNumber(env, a, 7, "job");
-    if (api < 0 || api > 2) throw Napi::RangeError::New(env, "mountApi must be 0, 1 or 2");
-    j.api = static_cast<MountApi>(static_cast<int>(api));
-    j.fs_group = static_cast<int64_t>(ElementNumber(env, a, 8, "job"));
-    j.fs_group_read_only = ElementBool(env, a, 9, "job");
-    j.fs_group_on_root_mismatch = ElementBool(env, a, 10, "job");
-    j.fsgid = static_cast<int64_t>(ElementNumber(env, a, 11, "job"));
+    OptionError err =
+        kata::ParseMountOptions(fields.Run(static_cast<size_t>(x[7])), &j.options, &bad);
+    j.point.leaf_file = x[0] != 0;
+    j.point.beneath = x[1] != 0;
+    if (x[2] < 0 || x[2] > 2) throw Napi::RangeError::New(env, "mountApi must be 0, 1 or 2");
+    j.api = static_cast<MountApi>(static_cast<int>(x[2]));
+    j.fs_group = static_cast<int64_t>(x[3]);
+    j.fs_group_read_only = x[4] != 0;
+    j.fs_group_on_root_mismatch = x[5] != 0;
+    j.fsgid = static_cast<int64_t>(x[6]);
     if (refused) continue;
     if (err != OptionError::kNone) {
       refused.Set(OptionErrorCode(err), bad);
@@ -273,13 +289,14 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
       refused_at = i;
     }
   }
+  fields.ExpectEnd();
   if (refused) {
     // Refused before anything was done: no outcomes, the index of the storage, why.
     Napi::Array result = Napi::Array::New(env, 4);
-    result.Set(uint32_t{0}, Napi::Array::New(env, 0));
-    result.Set(uint32_t{1}, static_cast<double>(refused_at));
-    result.Set(uint32_t{2}, ErrorValue(env, refused));
-    result.Set(uint32_t{3}, Napi::Array::New(env, 0));
+    result.Set(uint32_t{0}, Napi::Float64Array::New(env, 0));
+    result.Set(uint32_t{1}, Napi::String::New(env, ""));
+    result.Set(uint32_t{2}, static_cast<double>(refused_at));
+    result.Set(uint32_t{3}, ErrorValue(env, refused));
     auto d = Napi::Promise::Deferred::New(env);
     d.Resolve(result);
     return d.Promise();
@@ -293,17 +310,28 @@ class ReleaseStoragesJob : public Job {
       : releases_(std::move(releases)), umount_(umount) {}
   void Execute() override { kata::ReleaseStorages(releases_, umount_, &outcomes_); }
   Napi::Value Complete(Napi::Env env) override {
-    Napi::Array result = Napi::Array::New(env, outcomes_.size());
-    for (uint32_t i = 0; i < outcomes_.size(); ++i) {
+    Napi::Float64Array numbers = Napi::Float64Array::New(env, 3 * outcomes_.size());
+    std::string leftovers;
+    Napi::Value errors = env.Undefined();
+    std::vector<SysError> leftover_errors;
+    for (size_t i = 0; i < outcomes_.size(); ++i) {
       const ReleaseOutcome& o = outcomes_[i];
-      Napi::Array x = Napi::Array::New(env, 5);
-      x.Set(uint32_t{0}, ErrorValue(env, o.error));
-      x.Set(uint32_t{1}, static_cast<double>(o.mounts_left));
-      x.Set(uint32_t{2}, Strings(env, o.leftovers));
-      x.Set(uint32_t{3}, Errors(env, o.leftover_errors));
-      x.Set(uint32_t{4}, static_cast<double>(o.duration_ns));
-      result.Set(i, x);
+      numbers[3 * i] = static_cast<double>(o.mounts_left);
+      numbers[3 * i + 1] = static_cast<double>(o.leftovers.size());
+      numbers[3 * i + 2] = static_cast<double>(o.duration_ns);
+      AppendFields(&leftovers, o.leftovers);
+      leftover_errors.insert(leftover_errors.end(), o.leftover_errors.begin(),
+                             o.leftover_errors.end());
+      if (o.error) {
+        if (errors.IsUndefined()) errors = Napi::Array::New(env, outcomes_.size());
+        errors.As<Napi::Array>().Set(static_cast<uint32_t>(i), ErrorValue(env, o.error));
+      }
     }
+    Napi::Array result = Napi::Array::New(env, 4);
+    result.Set(uint32_t{0}, numbers);
+    result.Set(uint32_t{1}, Napi::String::New(env, leftovers));
+    result.Set(uint32_t{2}, errors);
+    result.Set(uint32_t{3}, ErrorsOrUndefined(env, leftover_errors));
     return result;
   }
 
@@ -313,24 +341,28 @@ class ReleaseStoragesJob : public Job {
   std::vector<ReleaseOutcome> outcomes_;
 };
 
-// releaseStorages(list: Array<[mounted: string[], created: string[]]>, busyTimeoutMs):
-// Promise<Array<[error | undefined, mountsLeft, leftovers: string[], leftoverErrors: Error[],
-// durationNs]>>. One job for the storages a release gives back.
+// releaseStorages(fields: string, numbers: Float64Array, busyTimeoutMs): per storage its mounted
+// then its created paths as fields, and the numbers [mounted count, created count].
+// Promise<[numbers: Float64Array (per storage mountsLeft, leftover count, durationNs), leftovers:
+// string (NUL-ended, in storage order), errors?: (Error | undefined)[] (by storage),
+// leftoverErrors?: Error[] (one per leftover)]>. One job for the storages a release gives back.
 Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array list = ElementArray(env, info[0], "list");
-  std::vector<StorageRelease> releases(list.Length());
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    Napi::Array a = ElementArray(env, list.Get(i), "list[i]");
-    Napi::Array mounted = ElementArray(env, a.Get(uint32_t{0}), "mounted");
-    Napi::Array created = ElementArray(env, a.Get(uint32_t{1}), "created");
-    for (uint32_t k = 0; k < mounted.Length(); ++k)
-      releases[i].mounted.push_back(ElementString(env, mounted, k, "mounted"));
-    for (uint32_t k = 0; k < created.Length(); ++k)
-      releases[i].created.push_back(ElementString(env, created, k, "created"));
+  Fields fields(env, info[0], "fields");
+  Napi::Float64Array numbers = Numbers(env, info[1], 2, "numbers");
+  const size_t n = numbers.ElementLength() / 2;
+  std::vector<StorageRelease> releases(n);
+  for (size_t i = 0; i < n; ++i) {
+    for (int list = 0; list < 2; ++list) {
+      const double count = numbers[2 * i + list];
+      if (count < 0 || count > 1e6) throw Napi::RangeError::New(env, "path count out of range");
+      std::vector<std::string>& out = list == 0 ? releases[i].mounted : releases[i].created;
+      for (size_t k = 0; k < static_cast<size_t>(count); ++k) out.emplace_back(fields.Next());
+    }
   }
+  fields.ExpectEnd();
   UmountOptions umount;
-  umount.busy_timeout_ms = IntArg(info, 1, "busyTimeoutMs");
+  umount.busy_timeout_ms = IntArg(info, 2, "busyTimeoutMs");
   return Job::Start(env, new ReleaseStoragesJob(std::move(releases), umount));
 }
 
