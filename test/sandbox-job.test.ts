@@ -6,7 +6,7 @@ import t from 'tap';
 import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, StorageError, storageTracing } from '../lib/index';
-import { native } from '../lib/native';
+import { applyStorageJobs, native, type NativeStorageJob } from '../lib/native';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { rejection } from './helpers/rejection';
 import { treeSnapshot } from './helpers/tree';
@@ -179,4 +179,39 @@ t.test('one native job per request', { skip: cannotMount }, async (t) => {
     await sb.destroy();
     t.equal(mountSnapshot(), before, 'released');
   });
+});
+
+// The job crosses as one string of NUL-ended fields and a Float64Array of counts (lib/native.ts):
+// a field with a NUL, or counts that do not match the fields, must be refused before the job
+// starts, never read as a shifted job that mounts the wrong thing somewhere else.
+t.test('a malformed job is refused before anything is touched', { skip: cannotMount }, async (t) => {
+  const root = scratchDir(t);
+  const before = mountSnapshot();
+  const tree = treeSnapshot(root);
+  const job = (source: string): NativeStorageJob => [
+    root,
+    'a',
+    false,
+    true,
+    source,
+    'tmpfs',
+    [],
+    2,
+    -1,
+    false,
+    false,
+    -1,
+  ];
+  await t.rejects(applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
+  const numbers = new Float64Array([0, 1, 2, -1, 0, 0, -1, 0]);
+  t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
+  t.throws(
+    () => native.applyStorages(`${root}\0a\0tmpfs\0tmpfs\0extra\0`, numbers),
+    /more fields than its counts say/,
+    'too many fields',
+  );
+  t.throws(() => native.applyStorages('', new Float64Array(7)), /Float64Array of 8 numbers/, 'a partial record');
+  t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), 0), /ends before/, 'release too');
+  t.equal(mountSnapshot(), before, 'nothing mounted');
+  t.same(treeSnapshot(root), tree, 'nothing created');
 });
