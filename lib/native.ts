@@ -243,9 +243,11 @@ export type ReleaseOutcome = [
   durationNs: number,
 ];
 
-const refuseNul = (what: string, v: string): void => {
-  if (v.includes('\0')) throw new TypeError(`${what} must not contain NUL bytes`);
-};
+/** A field of a job as it crosses: NUL ends fields there, so none may hold one. */
+function refuseNul(v: string): string {
+  if (v.includes('\0')) throw new TypeError(`a storage job field must not contain NUL bytes: ${JSON.stringify(v)}`);
+  return v;
+}
 
 /**
  * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
@@ -256,10 +258,19 @@ export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promi
   const fields: string[] = [];
   const numbers = new Float64Array(8 * jobs.length);
   for (let i = 0; i < jobs.length; i++) {
-    const [root, rel, leafFile, beneath, source, fstype, options, api, fsGroup, readOnly, onMismatch, fsgid] = jobs[i]!;
-    for (const v of [root, rel, source, fstype, ...options]) refuseNul('a storage job field', v);
-    fields.push(root, rel, source, fstype, ...options);
-    numbers.set([+leafFile, +beneath, api, fsGroup, +readOnly, +onMismatch, fsgid, options.length], 8 * i);
+    const job = jobs[i]!;
+    fields.push(refuseNul(job[0]), refuseNul(job[1]), refuseNul(job[4]), refuseNul(job[5]));
+    const options = job[6];
+    for (const o of options) fields.push(refuseNul(o));
+    const x = 8 * i;
+    numbers[x] = +job[2];
+    numbers[x + 1] = +job[3];
+    numbers[x + 2] = job[7];
+    numbers[x + 3] = job[8];
+    numbers[x + 4] = +job[9];
+    numbers[x + 5] = +job[10];
+    numbers[x + 6] = job[11];
+    numbers[x + 7] = options.length;
   }
   const [counts, paths, failed, error, undoErrors, refusal] = await native.applyStorages(
     fields.length === 0 ? '' : `${fields.join('\0')}\0`,

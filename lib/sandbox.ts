@@ -154,12 +154,12 @@ export class Sandbox {
           { value: normalized.driver, registered: this.registry.drivers() },
         );
       }
-      // Built once; driverData is added to the same object once the handler's validate() returned.
-      const storage: { -readonly [K in keyof PreparedStorage]: PreparedStorage[K] } = {
-        ...normalized,
-        mountOptions,
-        placement,
-      };
+      // The normalized storage is a fresh object of ours: it becomes the prepared one in place
+      // (a copy through object spread cost more than the rest of its validation), and driverData
+      // joins it once the handler's validate() returned.
+      const storage = normalized as { -readonly [K in keyof PreparedStorage]: PreparedStorage[K] };
+      storage.mountOptions = mountOptions;
+      storage.placement = placement;
       const driverData = handler.validate?.(
         storage,
         containerId === undefined

@@ -250,17 +250,26 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[], wa
   if (mountPoint === '') throw invalid('mountPoint', mountPoint, 'must not be empty');
   if (mountPoint.includes('\0')) throw invalid('mountPoint', mountPoint, 'must not contain NUL bytes');
   if (!mountPoint.startsWith('/')) throw invalid('mountPoint', mountPoint, 'must be an absolute path');
-  if (posix.normalize(mountPoint) !== mountPoint || mountPoint.endsWith('/') || mountPoint.split('/').includes('..')) {
-    throw invalid('mountPoint', mountPoint, 'must be normalized (no "..", ".", "//" or trailing "/")');
+  // The components after the leading '': an empty one is a '//' or a trailing '/', and '.' or
+  // '..' is not normalized. Only one of more than NAME_MAX / 3 UTF-16 units can pass NAME_MAX
+  // bytes (no unit takes more than 3 bytes in UTF-8), and likewise for the whole path.
+  const components = mountPoint.split('/');
+  let longComponent = false;
+  for (let i = 1; i < components.length; i++) {
+    const c = components[i]!;
+    if (c === '' || c === '.' || c === '..') {
+      throw invalid('mountPoint', mountPoint, 'must be normalized (no "..", ".", "//" or trailing "/")');
+    }
+    if (c.length > NAME_MAX / 3) longComponent = true;
   }
-  const bytes = Buffer.byteLength(mountPoint);
+  const bytes = mountPoint.length * 3 < PATH_MAX ? mountPoint.length : Buffer.byteLength(mountPoint);
   if (bytes >= PATH_MAX)
     throw invalid(
       'mountPoint',
       mountPoint,
       `is ${bytes} bytes long; the kernel takes paths of at most ${PATH_MAX - 1} (PATH_MAX)`,
     );
-  const long = mountPoint.split('/').find((c) => Buffer.byteLength(c) > NAME_MAX);
+  const long = longComponent ? components.find((c) => Buffer.byteLength(c) > NAME_MAX) : undefined;
   if (long !== undefined) {
     throw invalid(
       'mountPoint',
