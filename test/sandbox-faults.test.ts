@@ -267,6 +267,8 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
       ['longer than PATH_MAX', long, /PATH_MAX/],
       ['a component over NAME_MAX', join(root, 'n'.repeat(256)), /NAME_MAX/],
       ['a multibyte component over NAME_MAX bytes', join(root, 'é'.repeat(128)), /NAME_MAX/],
+      // 86 UTF-16 units, 258 bytes: the fewest units that can pass NAME_MAX (3 bytes each).
+      ['3-byte characters just over NAME_MAX', join(root, '€'.repeat(86)), /NAME_MAX/],
     ] as const) {
       for (const cid of ['c1', 'c2']) {
         const err = await sb
@@ -279,7 +281,7 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     t.equal(treeSnapshot(root), tree, 'nothing created');
     t.equal(sb.storages().size, 0, 'no entry');
     // The limits themselves are fine: a 255-byte name and a path just under PATH_MAX mount.
-    const edge = [join(root, 'n'.repeat(255))];
+    const edge = [join(root, 'n'.repeat(255)), join(root, '€'.repeat(85))];
     const deep = join(root, ...Array.from({ length: 30 }, () => 'p'.repeat(200)));
     edge.push(deep.slice(0, 4095 - 1).replace(/\/$/, 'q'));
     for (const mp of edge) {
