@@ -22,8 +22,8 @@ struct JobAccess {
     napi_resolve_deferred(env, job->deferred_, result);
   }
 
-  static void Run(Job* job) {
-    job->Execute();
+  // After Execute(), on the pool thread once it counts as idle again (SubmitBlocking's `then`).
+  static void Finished(Job* job) {
     std::shared_ptr<Completion> completion = job->completion_;
     napi_threadsafe_function wake = nullptr;
     {
@@ -146,7 +146,7 @@ Napi::Value Job::Start(Napi::Env env, Job* job) {
   }
   job->completion_ = data->completion;
   if (data->pending++ == 0) napi_ref_threadsafe_function(env, data->completion->tsfn);
-  SubmitBlocking([job] { JobAccess::Run(job); });
+  SubmitBlocking([job] { job->Execute(); }, [job] { JobAccess::Finished(job); });
   return Napi::Value(env, promise);
 }
 

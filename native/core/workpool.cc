@@ -9,6 +9,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace kata {
 namespace {
@@ -48,7 +49,11 @@ struct Pool {
   std::mutex mu;
   std::condition_variable cv;          // workers wait for jobs
   std::condition_variable supervisor;  // the supervisor waits for queued jobs
-  std::deque<std::function<void()>> queue;
+  struct Work {
+    std::function<void()> job;
+    std::function<void()> then;
+  };
+  std::deque<Work> queue;
   int threads = 0;
   int idle = 0;                // threads waiting for a job, the polling one included
   std::atomic<int> queued{0};  // queue.size(), for the polling thread to read without `mu`
@@ -70,19 +75,25 @@ void WorkerMain(Pool* pool) {
   // where the benchmarks count the CPU time the pool spends).
   pthread_setname_np(pthread_self(), "kata-pool");
   std::unique_lock<std::mutex> lock(pool->mu);
+  std::function<void()> then;  // the last job's `then`, run once this thread counts as idle
   for (;;) {
-    if (pool->queue.empty() && pool->can_poll && !pool->polling) {
-      pool->polling = true;
+    const bool poll = pool->queue.empty() && pool->can_poll && !pool->polling;
+    if (poll || then) {
+      // Idle (and polling) before `then` wakes whoever waits for the job: the JS thread it
+      // wakes often runs at once on this CPU and submits its next job before this thread is
+      // back here. Counted busy, that job started a thread or woke a sleeping one (20-50 µs).
+      if (poll) pool->polling = true;
       ++pool->idle;
       lock.unlock();
+      if (then) std::exchange(then, nullptr)();
       const auto until = Clock::now() + kPoll;
-      for (unsigned i = 1; pool->queued.load(std::memory_order_acquire) == 0; ++i) {
+      for (unsigned i = 1; poll && pool->queued.load(std::memory_order_acquire) == 0; ++i) {
         CpuRelax();
         if (i % 64 == 0 && Clock::now() > until) break;
       }
       lock.lock();
       --pool->idle;
-      pool->polling = false;  // under `mu`: a submit sees either this thread polling or not
+      if (poll) pool->polling = false;  // under `mu`: a submit sees this thread polling or not
     }
     while (pool->queue.empty()) {
       ++pool->idle;
@@ -93,12 +104,13 @@ void WorkerMain(Pool* pool) {
         return;
       }
     }
-    std::function<void()> job = std::move(pool->queue.front());
+    Pool::Work work = std::move(pool->queue.front());
     pool->queue.pop_front();
     pool->queued.store(static_cast<int>(pool->queue.size()), std::memory_order_relaxed);
     pool->last_progress = Clock::now();
     lock.unlock();
-    job();
+    work.job();
+    then = std::move(work.then);
     lock.lock();
     pool->last_progress = Clock::now();
   }
@@ -120,7 +132,7 @@ void SupervisorMain(Pool* pool) {
 
 }  // namespace
 
-void SubmitBlocking(std::function<void()> job) {
+void SubmitBlocking(std::function<void()> job, std::function<void()> then) {
   Pool& pool = ThePool();
   bool spawn = false;
   bool start_supervisor = false;
@@ -128,7 +140,7 @@ void SubmitBlocking(std::function<void()> job) {
   bool poller_takes = false;
   {
     std::lock_guard<std::mutex> lock(pool.mu);
-    pool.queue.push_back(std::move(job));
+    pool.queue.push_back({std::move(job), std::move(then)});
     pool.queued.store(static_cast<int>(pool.queue.size()), std::memory_order_release);
     // The polling thread sees the job by itself (it locks `mu` before it stops polling).
     poller_takes = pool.polling && pool.queue.size() == 1;

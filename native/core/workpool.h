@@ -11,8 +11,10 @@ namespace kata {
 // the kernel), so hung mounts never hold up the rest while normal bursts stay off the CPU the JS
 // thread needs. A thread that finishes a job polls for the next for 100 µs before it sleeps (on a
 // machine with a second CPU), so back-to-back jobs skip the wake-up. Threads idle for a while
-// exit. Jobs must not throw.
-void SubmitBlocking(std::function<void()> job);
+// exit. Then `then`, when given, runs on the same thread once it counts as idle again: the
+// wake-up of whoever waits for the job, so that the next job it submits finds this thread free.
+// Neither may throw.
+void SubmitBlocking(std::function<void()> job, std::function<void()> then = nullptr);
 
 // Number of pool threads alive now (for tests and diagnostics).
 int BlockingPoolThreads();

@@ -166,30 +166,44 @@ KATA_TEST(workpool_runs_jobs_past_a_blocked_one) {
 }
 
 // A job submitted one at a time, each after the last finished and after a gap that lands it
-// before, at and after the end of the idle thread's polling: none may be lost. A submit that
-// skips the wake-up for a polling thread which has just stopped polling would leave its job
-// queued with every thread asleep (until the 30 s idle exit), and this test would time out.
+// before, at and after the end of the idle thread's polling, and half of them from inside the
+// last job's `then` (as the JS thread, woken by it, submits the next): none may be lost. A
+// submit that skips the wake-up for a polling thread which has just stopped polling would leave
+// its job queued with every thread asleep (until the 30 s idle exit): this test would time out.
 KATA_TEST(workpool_polling_hand_off_loses_no_job) {
   std::mutex mu;
   std::condition_variable cv;
   int done = 0;
-  const int gaps_us[] = {0, 5, 40, 90, 100, 110, 150, 400, 2000};
   int submitted = 0;
+  std::atomic<int> chained{0};
+  const int gaps_us[] = {0, 5, 40, 90, 100, 110, 150, 400, 2000};
+  auto signal = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    ++done;
+    cv.notify_all();
+  };
   for (int round = 0; round < 40; ++round) {
     for (int gap : gaps_us) {
       std::this_thread::sleep_for(std::chrono::microseconds(gap));
-      kata::SubmitBlocking([&] {
-        std::lock_guard<std::mutex> lock(mu);
-        ++done;
-        cv.notify_all();
-      });
-      ++submitted;
+      if (round % 2 == 0) {
+        kata::SubmitBlocking([] {}, signal);
+        submitted += 1;
+      } else {
+        // The next job is submitted by the last one's `then`, before it signals.
+        kata::SubmitBlocking([] {},
+                             [&] {
+                               kata::SubmitBlocking([&] { chained++; }, signal);
+                               signal();
+                             });
+        submitted += 2;
+      }
       std::unique_lock<std::mutex> lock(mu);
       CHECK(cv.wait_for(lock, std::chrono::seconds(5), [&] { return done == submitted; }));
       if (done != submitted) return;
     }
   }
   CHECK_EQ(done, submitted);
+  CHECK_EQ(chained.load(), 20 * 9);
 }
 
 // A request's storages in one job: the walks are checked before anything is made, a failure
