@@ -271,5 +271,54 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
   CHECK(refusal.path == root + "/link");
   CHECK(access((root + "/first").c_str(), F_OK) != 0);
   unlink((root + "/link").c_str());
+
+  // Many mount points in one root: the first pass reads the root's entries once instead of
+  // looking up each (ApplyStorages' DirTypes), and must refuse exactly what the walk refuses.
+  CHECK(symlink("/", (root + "/link").c_str()) == 0);
+  CHECK(mkdir((root + "/dir").c_str(), 0755) == 0);
+  CHECK(symlink("/", (root + "/dir/inner").c_str()) == 0);
+  const int file = open((root + "/file").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  CHECK(file >= 0);
+  close(file);
+  auto many = [&](const std::string& odd) {
+    std::vector<kata::StorageJob> v;
+    for (int i = 0; i < 10; ++i)
+      v.push_back(job(i == 6 ? odd : "m" + std::to_string(i), "size=64k"));
+    return v;
+  };
+  const struct {
+    const char* rel;
+    kata::BeneathError stop;
+    const char* bad;
+  } cases[] = {
+      {"link", kata::BeneathError::kSymlink, "/link"},              // the leaf itself
+      {"link/x", kata::BeneathError::kSymlink, "/link"},            // on the way
+      {"file/x", kata::BeneathError::kNotDir, "/file"},             // a file on the way
+      {"dir/inner/x", kata::BeneathError::kSymlink, "/dir/inner"},  // below a listed directory
+  };
+  for (const auto& c : cases) {
+    std::vector<kata::StorageJob> v = many(c.rel);
+    refusal = kata::StorageRefusal();
+    err = kata::SysError();
+    CHECK(!kata::ApplyStorages(v, &outcomes, &failed, &err, &undo_errors, &refusal));
+    CHECK_EQ(failed, size_t{6});
+    CHECK(refusal.stop == c.stop);
+    CHECK(refusal.path == root + c.bad);
+    CHECK(access((root + "/m0").c_str(), F_OK) != 0);  // nothing was made
+  }
+  // An existing file as a mount point is no refusal; absent names pass the first pass.
+  std::vector<kata::StorageJob> fine = many("dir/new");
+  refusal = kata::StorageRefusal();
+  CHECK(kata::ApplyStorages(fine, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK(InMountinfo(root + "/dir/new", "tmpfs"));
+  releases.clear();
+  for (size_t i = outcomes.size(); i-- > 0;)
+    releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created});
+  kata::ReleaseStorages(releases, kata::UmountOptions{}, &released);
+  CHECK(!InMountinfo(root + "/m0", "tmpfs"));
+  unlink((root + "/dir/inner").c_str());
+  rmdir((root + "/dir").c_str());
+  unlink((root + "/file").c_str());
+  unlink((root + "/link").c_str());
   rmdir(root.c_str());
 }
