@@ -151,6 +151,14 @@ Napi::Value Job::Start(Napi::Env env, Job* job) {
 }
 
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  // One Node-API call for the common short string (paths, fstypes, option lists), where
+  // Utf8Value makes two (the length, then the bytes) after a typeof: a sync mount reads four.
+  char buf[256];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(info.Env(), info[i], buf, sizeof buf, &len) == napi_ok &&
+      len + 4 < sizeof buf) {
+    return std::string(buf, len);  // room to spare for a whole UTF-8 sequence: nothing cut off
+  }
   if (!info[i].IsString()) {
     throw Napi::TypeError::New(info.Env(),
                                std::string("The \"") + name + "\" argument must be a string");
