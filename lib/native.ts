@@ -294,7 +294,8 @@ export async function releaseStorageJobs(
   const fields: string[] = [];
   const numbers = new Float64Array(2 * list.length);
   list.forEach(([mounted, created], i) => {
-    fields.push(...mounted, ...created);
+    for (const p of mounted) fields.push(refuseNul(p));
+    for (const p of created) fields.push(refuseNul(p));
     numbers[2 * i] = mounted.length;
     numbers[2 * i + 1] = created.length;
   });

@@ -6,7 +6,7 @@ import t from 'tap';
 import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, StorageError, storageTracing } from '../lib/index';
-import { applyStorageJobs, native, type NativeStorageJob } from '../lib/native';
+import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../lib/native';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { rejection } from './helpers/rejection';
 import { treeSnapshot } from './helpers/tree';
@@ -212,6 +212,22 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
   );
   t.throws(() => native.applyStorages('', new Float64Array(7)), /Float64Array of 8 numbers/, 'a partial record');
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), 0), /ends before/, 'release too');
+  // Numbers that are not the integers they stand for: NaN, a fraction, out of range.
+  const fields = `${root}\0a\0tmpfs\0tmpfs\0`;
+  for (const [i, v, what] of [
+    [7, NaN, /option count/],
+    [7, 0.5, /option count/],
+    [2, 3, /mountApi/],
+    [3, -2, /fsGroup/],
+    [6, 2 ** 32, /fsgid/],
+  ] as const) {
+    const bad = Float64Array.from(numbers);
+    bad[i] = v;
+    t.throws(() => native.applyStorages(fields, bad), { name: 'RangeError', message: what }, `${v} at ${i}`);
+  }
+  t.throws(() => native.applyStorages('', new Float64Array(8)), /more storages than fields/, 'counts without fields');
+  t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), 0), /path count/, 'NaN count');
+  await t.rejects(releaseStorageJobs([[[`${root}/a\0b`], []]], 0), /NUL/, 'a NUL in a release path, in JS');
   t.equal(mountSnapshot(), before, 'nothing mounted');
   t.same(treeSnapshot(root), tree, 'nothing created');
 });

@@ -1,6 +1,8 @@
 // Bindings for option parsing and mount/umount: argument conversion and results only.
 #include <sys/mount.h>
 
+#include <cmath>
+
 #include "addon.h"
 #include "mount.h"
 #include "newmount.h"
@@ -141,9 +143,9 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
 
 // The jobs below cross as one string of NUL-ended fields and one Float64Array of numbers per
 // storage (lib/native.ts packs them): two conversions per request instead of a dozen Node-API
-// calls per storage, which cost more than the storage's mkdirat and mount (issue 12). Every
-// field is NUL-free (JS checks), so a NUL inside one would shift the rest and end the string at
-// the wrong field: the count check refuses that.
+// calls per storage, which cost more than the storage's mkdirat and mount (issue 12). lib/native.ts
+// refuses a field holding a NUL before packing; here a field count that does not match the
+// numbers is refused (a stray NUL shifts the fields and leaves one too many).
 class Fields {
  public:
   Fields(Napi::Env env, const Napi::Value& v, const char* what) : env_(env), what_(what) {
@@ -162,6 +164,7 @@ class Fields {
     }
     return n == 0 ? std::string_view() : std::string_view(text_).substr(start, pos_ - 1 - start);
   }
+  size_t size() const { return text_.size(); }
   void ExpectEnd() {
     if (pos_ != text_.size()) Fail("has more fields than its counts say");
   }
@@ -184,6 +187,19 @@ Napi::Float64Array Numbers(Napi::Env env, const Napi::Value& v, size_t per, cons
                                         std::to_string(per) + " numbers per storage");
   }
   return v.As<Napi::Float64Array>();
+}
+
+// numbers[i] as an integer in [lo, hi], read once (the array may be shared with another thread):
+// NaN, fractions and anything out of range are refused.
+int64_t Integer(Napi::Env env, const Napi::Float64Array& numbers, size_t i, double lo, double hi,
+                const char* what) {
+  const double v = numbers.Data()[i];
+  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
+    throw Napi::RangeError::New(env, std::string(what) + " must be an integer from " +
+                                         std::to_string(static_cast<int64_t>(lo)) + " to " +
+                                         std::to_string(static_cast<int64_t>(hi)));
+  }
+  return static_cast<int64_t>(v);
 }
 
 void AppendFields(std::string* out, const std::vector<std::string>& v) {
@@ -257,28 +273,31 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Fields fields(env, info[0], "fields");
   Napi::Float64Array numbers = Numbers(env, info[1], 8, "numbers");
   const size_t n = numbers.ElementLength() / 8;
+  // Each storage has at least 4 NUL-ended fields: no more jobs than the string can hold.
+  if (n > fields.size() / 4)
+    throw Napi::TypeError::New(env, "numbers has more storages than fields");
   std::vector<StorageJob> jobs(n);
   SysError refused;
   size_t refused_at = 0;
+  constexpr double kNoId = -1, kMaxId = 0xfffffffe;
   for (size_t i = 0; i < n; ++i) {
-    const double* x = numbers.Data() + 8 * i;
+    const size_t x = 8 * i;
     StorageJob& j = jobs[i];
     j.point.root = fields.Next();
     j.point.rel = fields.Next();
     j.source = fields.Next();
     j.fstype = fields.Next();
-    if (x[7] < 0 || x[7] > 1e6) throw Napi::RangeError::New(env, "option count out of range");
+    const auto count = Integer(env, numbers, x + 7, 0, 1e6, "option count");
     std::string bad;
     OptionError err =
-        kata::ParseMountOptions(fields.Run(static_cast<size_t>(x[7])), &j.options, &bad);
-    j.point.leaf_file = x[0] != 0;
-    j.point.beneath = x[1] != 0;
-    if (x[2] < 0 || x[2] > 2) throw Napi::RangeError::New(env, "mountApi must be 0, 1 or 2");
-    j.api = static_cast<MountApi>(static_cast<int>(x[2]));
-    j.fs_group = static_cast<int64_t>(x[3]);
-    j.fs_group_read_only = x[4] != 0;
-    j.fs_group_on_root_mismatch = x[5] != 0;
-    j.fsgid = static_cast<int64_t>(x[6]);
+        kata::ParseMountOptions(fields.Run(static_cast<size_t>(count)), &j.options, &bad);
+    j.point.leaf_file = numbers[x] != 0;
+    j.point.beneath = numbers[x + 1] != 0;
+    j.api = static_cast<MountApi>(Integer(env, numbers, x + 2, 0, 2, "mountApi"));
+    j.fs_group = Integer(env, numbers, x + 3, kNoId, kMaxId, "fsGroup");
+    j.fs_group_read_only = numbers[x + 4] != 0;
+    j.fs_group_on_root_mismatch = numbers[x + 5] != 0;
+    j.fsgid = Integer(env, numbers, x + 6, kNoId, kMaxId, "fsgid");
     if (refused) continue;
     if (err != OptionError::kNone) {
       refused.Set(OptionErrorCode(err), bad);
@@ -351,13 +370,14 @@ Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   Fields fields(env, info[0], "fields");
   Napi::Float64Array numbers = Numbers(env, info[1], 2, "numbers");
   const size_t n = numbers.ElementLength() / 2;
+  if (n > fields.size() + 1)
+    throw Napi::TypeError::New(env, "numbers has more storages than fields");
   std::vector<StorageRelease> releases(n);
   for (size_t i = 0; i < n; ++i) {
-    for (int list = 0; list < 2; ++list) {
-      const double count = numbers[2 * i + list];
-      if (count < 0 || count > 1e6) throw Napi::RangeError::New(env, "path count out of range");
+    for (size_t list = 0; list < 2; ++list) {
+      const auto count = Integer(env, numbers, 2 * i + list, 0, 1e6, "path count");
       std::vector<std::string>& out = list == 0 ? releases[i].mounted : releases[i].created;
-      for (size_t k = 0; k < static_cast<size_t>(count); ++k) out.emplace_back(fields.Next());
+      for (int64_t k = 0; k < count; ++k) out.emplace_back(fields.Next());
     }
   }
   fields.ExpectEnd();

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
+#include <sys/vfs.h>
 
 #include <map>
 #include <unordered_map>
@@ -71,16 +74,43 @@ bool Ownership(const StorageJob& job, const std::string& target, StorageOutcome*
 // The entries of one directory with their types, read once, for the first pass's checks of many
 // mount points side by side in it (a container's volumes under one root): an fstatat of a name
 // that is not there made and dropped a negative dentry for ~3 µs each in a guest, 30 % of a
-// storage's cost beyond the C loop's. Empty (`ok` false) when the directory cannot be read in
-// one go or has more entries than is worth reading.
+// storage's cost beyond the C loop's. A name missing from the listing is taken as absent only
+// where a lookup agrees: a case-sensitive filesystem we know (not a casefolded directory) that
+// this process may search. `ok` is false otherwise, when the directory cannot be read in one go,
+// or when it has more entries than is worth reading; the walk then looks up each name.
 struct DirTypes {
   bool ok = false;
   std::unordered_map<std::string, unsigned char> types;
 };
 
+// <linux/fs.h>'s, spelled out: that header clashes with glibc's <sys/mount.h>.
+constexpr unsigned long kFsIocGetFlags = _IOR('f', 1, long);
+constexpr int kFsCasefoldFl = 0x40000000;
+
+bool ListingMatchesLookup(int dir_fd) {
+  struct statfs fs;
+  if (fstatfs(dir_fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case EXT4_SUPER_MAGIC:  // ext2/3/4
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+      break;
+    default:
+      return false;
+  }
+  // ext4, f2fs and tmpfs (6.13+) can fold case per directory.
+  int flags = 0;
+  if (ioctl(dir_fd, kFsIocGetFlags, &flags) == 0 && (flags & kFsCasefoldFl)) return false;
+  return faccessat(dir_fd, ".", X_OK, AT_EACCESS) == 0;
+}
+
 DirTypes ReadDirTypes(int dir_fd) {
   constexpr size_t kMaxEntries = 4096;
   DirTypes d;
+  if (!ListingMatchesLookup(dir_fd)) return d;
   const int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return d;
   DIR* dir = fdopendir(fd);
@@ -88,16 +118,18 @@ DirTypes ReadDirTypes(int dir_fd) {
     close(fd);
     return d;
   }
-  errno = 0;
-  while (const dirent* e = readdir(dir)) {
-    if (d.types.size() == kMaxEntries) {
-      closedir(dir);
-      return DirTypes();
+  for (;;) {
+    errno = 0;
+    const dirent* e = readdir(dir);
+    if (e == nullptr) {
+      d.ok = errno == 0;
+      break;
     }
+    if (d.types.size() == kMaxEntries) break;
     d.types.emplace(e->d_name, e->d_type);
   }
-  d.ok = errno == 0;
   closedir(dir);
+  if (!d.ok) d.types.clear();
   return d;
 }
 
@@ -106,6 +138,11 @@ DirTypes ReadDirTypes(int dir_fd) {
 // false when the walk must go on (a directory with more below, or a type readdir left unknown).
 bool CheckFirstComponent(const DirTypes& d, const std::string& root, const std::string& rel,
                          BeneathError* result, std::string* bad) {
+  // Normalized (placeMountPoint); anything else takes the walk, which skips empty components.
+  if (rel.empty() || rel.front() == '/' || rel.back() == '/' ||
+      rel.find("//") != std::string::npos) {
+    return false;
+  }
   const size_t slash = rel.find('/');
   const std::string first = rel.substr(0, slash);
   auto it = d.types.find(first);

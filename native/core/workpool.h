@@ -13,7 +13,7 @@ namespace kata {
 // machine with a second CPU), so back-to-back jobs skip the wake-up. Threads idle for a while
 // exit. Then `then`, when given, runs on the same thread once it counts as idle again: the
 // wake-up of whoever waits for the job, so that the next job it submits finds this thread free.
-// Neither may throw.
+// Neither may throw; `then` must not block (a job it waits for may need this very thread).
 void SubmitBlocking(std::function<void()> job, std::function<void()> then = nullptr);
 
 // Number of pool threads alive now (for tests and diagnostics).
