@@ -1,8 +1,12 @@
 #include "beneath.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <climits>
@@ -47,6 +51,49 @@ void UndoCreated(std::vector<std::string>* created) {
   created->clear();
 }
 
+// A lookup of a name that is not there makes and drops a negative dentry: ~3 µs each in a guest,
+// 30 % of a storage's cost beyond the C loop's when a request's mount points are checked one by
+// one. A name missing from the listing is taken as absent only where a lookup agrees: a
+// case-sensitive filesystem we know (not a casefolded directory) that this process may search.
+
+// <linux/fs.h>'s, spelled out: that header clashes with glibc's <sys/mount.h>.
+constexpr unsigned long kFsIocGetFlags = _IOR('f', 1, long);
+constexpr int kFsCasefoldFl = 0x40000000;
+
+bool ListingMatchesLookup(int dir_fd) {
+  struct statfs fs;
+  if (fstatfs(dir_fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case EXT4_SUPER_MAGIC:  // ext2/3/4
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+      break;
+    default:
+      return false;
+  }
+  // ext4, f2fs and tmpfs (6.13+) can fold case per directory.
+  int flags = 0;
+  if (ioctl(dir_fd, kFsIocGetFlags, &flags) == 0 && (flags & kFsCasefoldFl)) return false;
+  return faccessat(dir_fd, ".", X_OK, AT_EACCESS) == 0;
+}
+
+// The type of `name` from the listing as fstatat would give it (st_mode's S_IFMT bits), 0 when
+// the name is absent; false when the listing cannot say (no listing, or d_type unknown).
+bool ListedType(const RootListing* listing, const std::string& name, mode_t* type) {
+  if (listing == nullptr || !listing->ok) return false;
+  auto it = listing->types.find(name);
+  if (it == listing->types.end()) {
+    *type = 0;
+    return true;
+  }
+  if (it->second == DT_UNKNOWN) return false;
+  *type = DTTOIF(it->second);
+  return true;
+}
+
 }  // namespace
 
 bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError* result,
@@ -61,8 +108,35 @@ bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError*
   return CheckBeneathAt(fd.get(), root, rel, result, bad, error);
 }
 
+RootListing ReadRootListing(int root_fd) {
+  constexpr size_t kMaxEntries = 4096;
+  RootListing d;
+  if (!ListingMatchesLookup(root_fd)) return d;
+  const int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return d;
+  DIR* dir = fdopendir(fd);
+  if (dir == nullptr) {
+    close(fd);
+    return d;
+  }
+  for (;;) {
+    errno = 0;
+    const dirent* e = readdir(dir);
+    if (e == nullptr) {
+      d.ok = errno == 0;
+      break;
+    }
+    if (d.types.size() == kMaxEntries) break;
+    d.types.emplace(e->d_name, e->d_type);
+  }
+  closedir(dir);
+  if (!d.ok) d.types.clear();
+  return d;
+}
+
 bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel,
-                    BeneathError* result, std::string* bad, SysError* error) {
+                    BeneathError* result, std::string* bad, SysError* error,
+                    const RootListing* listing) {
   *result = BeneathError::kNone;
   Fd owned;  // the directory reached so far, once it is no longer the root
   int fd = root_fd;
@@ -70,20 +144,25 @@ bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel
   std::string shown = root;
   for (size_t i = 0; i < parts.size(); ++i) {
     shown = Join(shown, parts[i]);
-    struct stat st;
-    if (fstatat(fd, parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return true;
-      error->Set(errno, "lstat", shown);
-      return false;
+    mode_t type;
+    if (i > 0 || !ListedType(listing, parts[i], &type)) {
+      struct stat st;
+      if (fstatat(fd, parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) return true;
+        error->Set(errno, "lstat", shown);
+        return false;
+      }
+      type = st.st_mode & S_IFMT;
     }
-    if (S_ISLNK(st.st_mode)) {
+    if (type == 0) return true;  // not listed: not there
+    if (S_ISLNK(type)) {
       *result = BeneathError::kSymlink;
       *bad = shown;
       return true;
     }
     const bool last = i + 1 == parts.size();
     if (last) return true;
-    if (!S_ISDIR(st.st_mode)) {
+    if (!S_ISDIR(type)) {
       *result = BeneathError::kNotDir;
       *bad = shown;
       return true;

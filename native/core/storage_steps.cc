@@ -7,13 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <dirent.h>
-#include <linux/magic.h>
-#include <sys/ioctl.h>
-#include <sys/vfs.h>
-
 #include <map>
-#include <unordered_map>
 
 #include "beneath.h"
 #include "dir.h"
@@ -71,96 +65,6 @@ bool Ownership(const StorageJob& job, const std::string& target, StorageOutcome*
   return job.fsgid < 0 || SetFsGid(target, job.fsgid, error);
 }
 
-// The entries of one directory with their types, read once, for the first pass's checks of many
-// mount points side by side in it (a container's volumes under one root): an fstatat of a name
-// that is not there made and dropped a negative dentry for ~3 µs each in a guest, 30 % of a
-// storage's cost beyond the C loop's. A name missing from the listing is taken as absent only
-// where a lookup agrees: a case-sensitive filesystem we know (not a casefolded directory) that
-// this process may search. `ok` is false otherwise, when the directory cannot be read in one go,
-// or when it has more entries than is worth reading; the walk then looks up each name.
-struct DirTypes {
-  bool ok = false;
-  std::unordered_map<std::string, unsigned char> types;
-};
-
-// <linux/fs.h>'s, spelled out: that header clashes with glibc's <sys/mount.h>.
-constexpr unsigned long kFsIocGetFlags = _IOR('f', 1, long);
-constexpr int kFsCasefoldFl = 0x40000000;
-
-bool ListingMatchesLookup(int dir_fd) {
-  struct statfs fs;
-  if (fstatfs(dir_fd, &fs) != 0) return false;
-  switch (static_cast<unsigned long>(fs.f_type)) {
-    case TMPFS_MAGIC:
-    case RAMFS_MAGIC:
-    case EXT4_SUPER_MAGIC:  // ext2/3/4
-    case XFS_SUPER_MAGIC:
-    case BTRFS_SUPER_MAGIC:
-    case F2FS_SUPER_MAGIC:
-      break;
-    default:
-      return false;
-  }
-  // ext4, f2fs and tmpfs (6.13+) can fold case per directory.
-  int flags = 0;
-  if (ioctl(dir_fd, kFsIocGetFlags, &flags) == 0 && (flags & kFsCasefoldFl)) return false;
-  return faccessat(dir_fd, ".", X_OK, AT_EACCESS) == 0;
-}
-
-DirTypes ReadDirTypes(int dir_fd) {
-  constexpr size_t kMaxEntries = 4096;
-  DirTypes d;
-  if (!ListingMatchesLookup(dir_fd)) return d;
-  const int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return d;
-  DIR* dir = fdopendir(fd);
-  if (dir == nullptr) {
-    close(fd);
-    return d;
-  }
-  for (;;) {
-    errno = 0;
-    const dirent* e = readdir(dir);
-    if (e == nullptr) {
-      d.ok = errno == 0;
-      break;
-    }
-    if (d.types.size() == kMaxEntries) break;
-    d.types.emplace(e->d_name, e->d_type);
-  }
-  closedir(dir);
-  if (!d.ok) d.types.clear();
-  return d;
-}
-
-// CheckBeneathAt's verdict on the first component of `rel` from the directory's entries, when
-// they settle it: absent (nothing below can exist), a symlink, or the last component. Returns
-// false when the walk must go on (a directory with more below, or a type readdir left unknown).
-bool CheckFirstComponent(const DirTypes& d, const std::string& root, const std::string& rel,
-                         BeneathError* result, std::string* bad) {
-  // Normalized (placeMountPoint); anything else takes the walk, which skips empty components.
-  if (rel.empty() || rel.front() == '/' || rel.back() == '/' ||
-      rel.find("//") != std::string::npos) {
-    return false;
-  }
-  const size_t slash = rel.find('/');
-  const std::string first = rel.substr(0, slash);
-  auto it = d.types.find(first);
-  if (it == d.types.end()) return true;
-  const unsigned char type = it->second;
-  if (type == DT_UNKNOWN) return false;
-  if (type == DT_LNK) {
-    *result = BeneathError::kSymlink;
-    *bad = Join(root, first);
-    return true;
-  }
-  if (slash == std::string::npos) return true;
-  if (type == DT_DIR) return false;
-  *result = BeneathError::kNotDir;
-  *bad = Join(root, first);
-  return true;
-}
-
 // Undoes `undo` newest first; what could not be undone stays in it.
 void Undo(UndoLog* undo, std::vector<SysError>* errors) {
   UmountOptions plain;
@@ -206,27 +110,24 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
     roots[root] = std::move(fd);
     return got;
   };
-  // Many mount points in one root: its entries are read once (ReadDirTypes).
+  // Many mount points in one root: its entries are read once (ReadRootListing).
   constexpr size_t kReadDirFrom = 8;
   std::map<std::string, size_t> per_root;
   for (const StorageJob& job : jobs) ++per_root[job.point.root];
-  std::map<std::string, DirTypes> listed;
+  std::map<std::string, RootListing> listed;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const MountPointSteps& p = jobs[i].point;
     const int fd = root_fd(p.root, false);
     // A root not there yet holds nothing that could redirect the path.
     if (fd < 0 && !*error) continue;
+    const RootListing* listing = nullptr;
     if (fd >= 0 && per_root[p.root] >= kReadDirFrom) {
       auto it = listed.find(p.root);
-      if (it == listed.end()) it = listed.emplace(p.root, ReadDirTypes(fd)).first;
-      if (it->second.ok &&
-          CheckFirstComponent(it->second, p.root, p.rel, &refusal->stop, &refusal->path)) {
-        if (refusal->stop == BeneathError::kNone) continue;
-        *failed = i;
-        return false;
-      }
+      if (it == listed.end()) it = listed.emplace(p.root, ReadRootListing(fd)).first;
+      listing = &it->second;
     }
-    if ((fd < 0 || !CheckBeneathAt(fd, p.root, p.rel, &refusal->stop, &refusal->path, error)) ||
+    if ((fd < 0 ||
+         !CheckBeneathAt(fd, p.root, p.rel, &refusal->stop, &refusal->path, error, listing)) ||
         refusal->stop != BeneathError::kNone) {
       *failed = i;
       return false;
