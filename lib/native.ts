@@ -202,24 +202,27 @@ export interface UeventMonitorState {
 native.setErrorConstructor(nativeError);
 
 /**
- * One storage of an applyStorages job: where its mount point lies, what to mount (option
- * elements as the request gave them, each NUL-free), fsGroup (-1: none) with its ro bits and
- * policy, and the ephemeral fsgid (-1: none).
+ * One storage of an applyStorages job (native/core/storage_steps.h StorageJob): where its mount
+ * point lies, what to mount (option elements as the request gave them, each NUL-free), then
+ * fsGroup (-1: none) with its ro bits and policy, and the ephemeral fsgid (-1: none).
  */
-export type NativeStorageJob = [
-  root: string,
-  rel: string,
-  leafFile: boolean,
-  beneath: boolean,
-  source: string,
-  fstype: string,
-  options: readonly string[],
-  api: number,
-  fsGroup: number,
-  fsGroupReadOnly: boolean,
-  onRootMismatch: boolean,
-  fsgid: number,
-];
+export interface NativeStorageJob {
+  root: string;
+  rel: string;
+  /** The mount point is a file (a device node is bound onto it). */
+  leafFile: boolean;
+  /** Resolve the target with openat2 beneath the root. */
+  beneath: boolean;
+  source: string;
+  fstype: string;
+  options: readonly string[];
+  /** 0 auto, 1 new, 2 legacy. */
+  api: number;
+  fsGroup: number;
+  fsGroupReadOnly: boolean;
+  onRootMismatch: boolean;
+  fsgid: number;
+}
 
 /** What applyStorageJobs reports: per storage what is in place, and why it stopped, if it did. */
 export interface AppliedStorages {
@@ -259,18 +262,17 @@ export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promi
   const numbers = new Float64Array(8 * jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
-    fields.push(refuseNul(job[0]), refuseNul(job[1]), refuseNul(job[4]), refuseNul(job[5]));
-    const options = job[6];
-    for (const o of options) fields.push(refuseNul(o));
+    fields.push(refuseNul(job.root), refuseNul(job.rel), refuseNul(job.source), refuseNul(job.fstype));
+    for (const o of job.options) fields.push(refuseNul(o));
     const x = 8 * i;
-    numbers[x] = +job[2];
-    numbers[x + 1] = +job[3];
-    numbers[x + 2] = job[7];
-    numbers[x + 3] = job[8];
-    numbers[x + 4] = +job[9];
-    numbers[x + 5] = +job[10];
-    numbers[x + 6] = job[11];
-    numbers[x + 7] = options.length;
+    numbers[x] = +job.leafFile;
+    numbers[x + 1] = +job.beneath;
+    numbers[x + 2] = job.api;
+    numbers[x + 3] = job.fsGroup;
+    numbers[x + 4] = +job.fsGroupReadOnly;
+    numbers[x + 5] = +job.onRootMismatch;
+    numbers[x + 6] = job.fsgid;
+    numbers[x + 7] = job.options.length;
   }
   const [counts, paths, failed, error, undoErrors, refusal] = await native.applyStorages(
     fields.length === 0 ? '' : `${fields.join('\0')}\0`,

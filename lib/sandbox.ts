@@ -392,10 +392,9 @@ export class Sandbox {
    * waits to be claimed, and nobody traces storages or mounts one by one (tracing follows each
    * storage through create(), and gets exactly what it got before). Undefined otherwise.
    */
-  #nativeJobs(plan: readonly PlannedStorage[]): { jobs: NativeStorageJob[]; steps: StorageSteps[] } | undefined {
+  #nativeJobs(plan: readonly PlannedStorage[]): NativeStorageJob[] | undefined {
     if (this.#leftovers.size > 0 || tracingActive('storage', 'mount')) return undefined;
     const jobs: NativeStorageJob[] = [];
-    const all: StorageSteps[] = [];
     const seen = new Set<string>();
     const api = mountApiOf(this.mountApi);
     for (const { storage, handler } of plan) {
@@ -404,10 +403,9 @@ export class Sandbox {
       seen.add(path);
       const steps = handler.steps?.(storage);
       if (steps === undefined) return undefined;
-      all.push(steps);
       jobs.push(storageJob(storage, steps, api));
     }
-    return { jobs, steps: all };
+    return jobs;
   }
 
   /**
@@ -418,7 +416,7 @@ export class Sandbox {
    */
   async #addAsOneJob(
     plan: readonly PlannedStorage[],
-    { jobs, steps }: { jobs: NativeStorageJob[]; steps: StorageSteps[] },
+    jobs: NativeStorageJob[],
     containerId: string | undefined,
     taken: Taken[],
     held: string[],
@@ -436,13 +434,13 @@ export class Sandbox {
           const [created, mounted, ownershipSkipped, durationNs] = outcomes[i]!;
           const job = jobs[i]!;
           if (publish && (failed < 0 || i <= failed)) {
-            const withOwnership = job[8] >= 0 || job[11] >= 0;
+            const withOwnership = job.fsGroup >= 0 || job.fsgid >= 0;
             channels.mount.publish({
               driver: storage.driver,
-              source: job[4],
+              source: job.source,
               mountPoint: storage.mountPoint,
-              fstype: job[5],
-              options: steps[i]!.options,
+              fstype: job.fstype,
+              options: job.options,
               containerId,
               ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
               durationMs: durationNs / 1e6,
@@ -474,7 +472,7 @@ export class Sandbox {
           held.push(storage.mountPoint);
         }
         if (failed >= 0) {
-          const err = explainMountError(error!, jobs[failed]![5]);
+          const err = explainMountError(error!, jobs[failed]!.fstype);
           errorsOf(err, 'rollbackErrors', undoErrors);
           throw err;
         }
@@ -965,22 +963,22 @@ const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat
  * One storage's element of an applyStorages job: where its mount point lies, the mount `steps`
  * describe, then the storage's fsGroup (ro bits when it asked for `ro`) and the steps' fsgid.
  */
-function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, file = false): NativeStorageJob {
+function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, leafFile = false): NativeStorageJob {
   const fsGroup = storage.fsGroup;
-  return [
-    storage.placement.root,
-    storage.placement.rel,
-    file,
-    beneathAvailable(),
-    steps.source,
-    steps.fstype,
-    optionElements(steps.options),
+  return {
+    root: storage.placement.root,
+    rel: storage.placement.rel,
+    leafFile,
+    beneath: beneathAvailable(),
+    source: steps.source,
+    fstype: steps.fstype,
+    options: optionElements(steps.options),
     api,
-    fsGroup === undefined ? -1 : fsGroup.groupId,
-    (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
-    fsGroup?.groupChangePolicy === 'OnRootMismatch',
-    steps.fsgid ?? -1,
-  ];
+    fsGroup: fsGroup === undefined ? -1 : fsGroup.groupId,
+    fsGroupReadOnly: (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
+    onRootMismatch: fsGroup?.groupChangePolicy === 'OnRootMismatch',
+    fsgid: steps.fsgid ?? -1,
+  };
 }
 
 function destroyedError(): StorageError {

@@ -188,20 +188,20 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
   const root = scratchDir(t);
   const before = mountSnapshot();
   const tree = treeSnapshot(root);
-  const job = (source: string): NativeStorageJob => [
+  const job = (source: string): NativeStorageJob => ({
     root,
-    'a',
-    false,
-    true,
+    rel: 'a',
+    leafFile: false,
+    beneath: true,
     source,
-    'tmpfs',
-    [],
-    2,
-    -1,
-    false,
-    false,
-    -1,
-  ];
+    fstype: 'tmpfs',
+    options: [],
+    api: 2,
+    fsGroup: -1,
+    fsGroupReadOnly: false,
+    onRootMismatch: false,
+    fsgid: -1,
+  });
   await t.rejects(applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
   const numbers = new Float64Array([0, 1, 2, -1, 0, 0, -1, 0]);
   t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
