@@ -150,20 +150,23 @@ Napi::Value Job::Start(Napi::Env env, Job* job) {
   return Napi::Value(env, promise);
 }
 
-std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  // One Node-API call for the common short string (paths, fstypes, option lists), where
-  // Utf8Value makes two (the length, then the bytes) after a typeof: a sync mount reads four.
-  char buf[256];
-  size_t len = 0;
-  if (napi_get_value_string_utf8(info.Env(), info[i], buf, sizeof buf, &len) == napi_ok &&
-      len + 4 < sizeof buf) {
-    return std::string(buf, len);  // room to spare for a whole UTF-8 sequence: nothing cut off
-  }
+namespace {
+
+// The slow path of a string argument: a typeof, then the length and the bytes (Utf8Value).
+std::string Utf8Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsString()) {
     throw Napi::TypeError::New(info.Env(),
                                std::string("The \"") + name + "\" argument must be a string");
   }
   return info[i].As<Napi::String>().Utf8Value();
+}
+
+}  // namespace
+
+// Through ShortStringArg: one Node-API call for the common short string (paths, fstypes, option
+// lists), where Utf8Value makes two after a typeof; a sync mount reads four.
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return std::string(ShortStringArg(info, i, name).view());
 }
 
 std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -183,7 +186,7 @@ ShortStringArg::ShortStringArg(const Napi::CallbackInfo& info, size_t i, const c
     view_ = std::string_view(inline_, len);
     return;
   }
-  heap_ = StringArg(info, i, name);  // too long for the buffer, or not a string: throws then
+  heap_ = Utf8Arg(info, i, name);  // too long for the buffer, or not a string: throws then
   view_ = heap_;
 }
 
