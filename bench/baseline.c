@@ -21,6 +21,11 @@
  *     handoff <target>                 the tmpfs cycle with each call handed to a worker thread and
  *                                      its completion signalled back through an eventfd the main
  *                                      thread waits on with epoll: the floor of any async design
+ *     sandbox-floor <root> <n>         the sandbox request under the library's two rules, with
+ *                                      nothing else of it: each mount goes onto an O_NOFOLLOW fd
+ *                                      of its directory (openat, mount on /proc/self/fd/N, close),
+ *                                      and the add and the release each run on a worker thread,
+ *                                      completion signalled through the eventfd as for handoff
  */
 // clang-format on
 #define _GNU_SOURCE
@@ -153,11 +158,15 @@ static void cycle_pci(char **argv) {
  */
 #define SANDBOX_MAX 1000
 static char sandbox_paths[SANDBOX_MAX][4096];
-static void cycle_sandbox(char **argv) {
-  const char *root = argv[0];
-  long n = atol(argv[1]);
-  if (n < 1 || n > SANDBOX_MAX) die("storages per request", argv[1]);
-  for (long i = 0; i < n; i++) {
+static struct {
+  const char *root;
+  long n;
+  int safe; /* mount onto an O_NOFOLLOW fd of the directory through /proc/self/fd */
+} sandbox_request;
+
+static void sandbox_add(void) {
+  const char *root = sandbox_request.root;
+  for (long i = 0; i < sandbox_request.n; i++) {
     char name[32];
     snprintf(name, sizeof name, "e%ld", i);
     if ((size_t)snprintf(sandbox_paths[i], sizeof sandbox_paths[i], "%s/%s", root, name) >=
@@ -166,14 +175,41 @@ static void cycle_sandbox(char **argv) {
     int parent = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (parent < 0) die("open", root);
     if (mkdirat(parent, name, 0755) != 0) die("mkdirat", name);
-    if (mount("tmpfs", sandbox_paths[i], "tmpfs", 0, "size=1m") != 0)
+    if (sandbox_request.safe) {
+      /* A name swapped for a symlink after mkdirat cannot redirect the mount: it goes onto the
+       * directory the fd holds (the addon's legacy path under a root does the same). */
+      int dir = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (dir < 0) die("openat", name);
+      char at[64];
+      snprintf(at, sizeof at, "/proc/self/fd/%d", dir);
+      if (mount("tmpfs", at, "tmpfs", 0, "size=1m") != 0) die("mount tmpfs", sandbox_paths[i]);
+      close(dir);
+    } else if (mount("tmpfs", sandbox_paths[i], "tmpfs", 0, "size=1m") != 0) {
       die("mount tmpfs", sandbox_paths[i]);
+    }
     close(parent);
   }
-  for (long i = n - 1; i >= 0; i--) {
+}
+
+static void sandbox_release(void) {
+  for (long i = sandbox_request.n - 1; i >= 0; i--) {
     do_umount(sandbox_paths[i]);
     if (rmdir(sandbox_paths[i]) != 0) die("rmdir", sandbox_paths[i]);
   }
+}
+
+static void sandbox_args(char **argv, int safe) {
+  sandbox_request.root = argv[0];
+  sandbox_request.n = atol(argv[1]);
+  sandbox_request.safe = safe;
+  if (sandbox_request.n < 1 || sandbox_request.n > SANDBOX_MAX)
+    die("storages per request", argv[1]);
+}
+
+static void cycle_sandbox(char **argv) {
+  sandbox_args(argv, 0);
+  sandbox_add();
+  sandbox_release();
 }
 
 /*
@@ -186,30 +222,35 @@ static void cycle_sandbox(char **argv) {
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int request; /* 0 none, 1 mount, 2 umount, 3 exit */
+  void (*request)(void); /* the call to make; NULL: none */
+  int exit;
   const char *target;
   int done_fd, epoll_fd;
   pthread_t thread;
-} handoff = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, -1, -1, 0};
+} handoff = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, NULL, -1, -1, 0};
+
+static void handoff_mount(void) {
+  if (mount("tmpfs", handoff.target, "tmpfs", 0, NULL) != 0) die("mount tmpfs", handoff.target);
+}
+static void handoff_umount(void) { do_umount(handoff.target); }
 
 static void *handoff_worker(void *arg) {
   (void)arg;
   for (;;) {
     pthread_mutex_lock(&handoff.mu);
-    while (handoff.request == 0) pthread_cond_wait(&handoff.cv, &handoff.mu);
-    int req = handoff.request;
-    handoff.request = 0;
+    while (handoff.request == NULL && !handoff.exit) pthread_cond_wait(&handoff.cv, &handoff.mu);
+    void (*req)(void) = handoff.request;
+    handoff.request = NULL;
+    int exit_now = handoff.exit;
     pthread_mutex_unlock(&handoff.mu);
-    if (req == 3) return NULL;
-    if (req == 1 && mount("tmpfs", handoff.target, "tmpfs", 0, NULL) != 0)
-      die("mount tmpfs", handoff.target);
-    if (req == 2) do_umount(handoff.target);
+    if (exit_now) return NULL;
+    req();
     uint64_t one = 1;
     if (write(handoff.done_fd, &one, sizeof one) != sizeof one) die("write", "eventfd");
   }
 }
 
-static void handoff_call(int req) {
+static void handoff_call(void (*req)(void)) {
   pthread_mutex_lock(&handoff.mu);
   handoff.request = req;
   pthread_cond_signal(&handoff.cv);
@@ -235,7 +276,7 @@ static void handoff_start(const char *target) {
 
 static void handoff_stop(void) {
   pthread_mutex_lock(&handoff.mu);
-  handoff.request = 3;
+  handoff.exit = 1;
   pthread_cond_signal(&handoff.cv);
   pthread_mutex_unlock(&handoff.mu);
   pthread_join(handoff.thread, NULL);
@@ -243,8 +284,15 @@ static void handoff_stop(void) {
 
 static void cycle_handoff(char **argv) {
   (void)argv;
-  handoff_call(1);
-  handoff_call(2);
+  handoff_call(handoff_mount);
+  handoff_call(handoff_umount);
+}
+
+/* One hand-off for the request's adds and one for its releases, as the addon's one job each. */
+static void cycle_sandbox_floor(char **argv) {
+  sandbox_args(argv, 1);
+  handoff_call(sandbox_add);
+  handoff_call(sandbox_release);
 }
 
 struct op {
@@ -254,9 +302,10 @@ struct op {
 };
 
 static const struct op ops[] = {
-    {"tmpfs", 1, cycle_tmpfs},     {"bind", 2, cycle_bind}, {"bind-ro", 2, cycle_bind_ro},
-    {"ext4-ro", 2, cycle_ext4_ro}, {"pci", 3, cycle_pci},   {"sandbox", 2, cycle_sandbox},
-    {"handoff", 1, cycle_handoff},
+    {"tmpfs", 1, cycle_tmpfs},     {"bind", 2, cycle_bind},
+    {"bind-ro", 2, cycle_bind_ro}, {"ext4-ro", 2, cycle_ext4_ro},
+    {"pci", 3, cycle_pci},         {"sandbox", 2, cycle_sandbox},
+    {"handoff", 1, cycle_handoff}, {"sandbox-floor", 2, cycle_sandbox_floor},
 };
 
 int main(int argc, char **argv) {
@@ -277,7 +326,8 @@ int main(int argc, char **argv) {
   long long *samples = calloc(iterations > 0 ? (size_t)iterations : 1, sizeof *samples);
   if (!samples) die("calloc", "");
 
-  if (op->cycle == cycle_handoff) handoff_start(args[0]);
+  const int handed_off = op->cycle == cycle_handoff || op->cycle == cycle_sandbox_floor;
+  if (handed_off) handoff_start(args[0]);
   for (long i = 0; i < warmup; i++) op->cycle(args);
   long long cpu0 = cpu_ns();
   for (long i = 0; i < iterations; i++) {
@@ -286,7 +336,7 @@ int main(int argc, char **argv) {
     samples[i] = now_ns() - t0;
   }
   long long cpu = cpu_ns() - cpu0;
-  if (op->cycle == cycle_handoff) handoff_stop();
+  if (handed_off) handoff_stop();
 
   printf("{\"op\":\"%s\",\"cpu_ns\":%lld,", op->name, cpu);
   if (op->cycle == cycle_pci) printf("\"result\":\"%s\",", pci_result);

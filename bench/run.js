@@ -93,6 +93,12 @@ async function main() {
       sandbox1_vs_c: round(perRequest[1][vs], 3),
       sandbox100_vs_c: round(perRequest[100][vs], 3),
       async1_vs_handoff: round(m.tmpfs.async1[per] / m.tmpfs.chandoff[per], 3),
+      // Not targets: the floor of any design under the library's rules (mounts onto an O_NOFOLLOW
+      // fd, no blocking call on the JS thread) against the C loop, and the Sandbox against it.
+      sandbox1_floor_vs_c: round(perRequest[1][by === 'wall' ? 'floor_vs_c' : 'cpu_floor_vs_c'], 3),
+      sandbox1_vs_floor: round(perRequest[1][by === 'wall' ? 'vs_floor' : 'cpu_vs_floor'], 3),
+      sandbox100_floor_vs_c: round(perRequest[100][by === 'wall' ? 'floor_vs_c' : 'cpu_floor_vs_c'], 3),
+      sandbox100_vs_floor: round(perRequest[100][by === 'wall' ? 'vs_floor' : 'cpu_vs_floor'], 3),
     };
   };
   const summary = {

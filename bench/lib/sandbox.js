@@ -92,9 +92,13 @@ function sandboxPath(b) {
     return { samples, wall: wall / n, cpu: cpu / n };
   }
 
-  /** @param {number} n @param {number} requests */
-  function runCRequests(n, requests) {
-    const r = b.runC('sandbox', requests, 1, [allowedRoot(), String(n)]);
+  /**
+   * The C loop (`sandbox`), or the floor under the library's rules (`sandbox-floor`: each mount onto
+   * an O_NOFOLLOW fd of its directory, the add and the release each handed to a worker thread).
+   * @param {'sandbox' | 'sandbox-floor'} op @param {number} n @param {number} requests
+   */
+  function runCRequests(op, n, requests) {
+    const r = b.runC(op, requests, 1, [allowedRoot(), String(n)]);
     return { samples: r.samples.map((x) => x / n), wall: r.wall / n, cpu: r.cpu / n };
   }
 
@@ -110,11 +114,12 @@ function sandboxPath(b) {
       for (let i = 0; i < b.blocks; i++) {
         for (const n of PER_REQUEST) {
           const k = Math.max(1, Math.ceil(per[n] / b.blocks));
-          series.get(`sandbox${n}`, 'c').add(runCRequests(n, k));
+          series.get(`sandbox${n}`, 'c').add(runCRequests('sandbox', n, k));
+          series.get(`sandbox${n}`, 'floor').add(runCRequests('sandbox-floor', n, k));
           series.get(`sandbox${n}`, 'js').add(await runRequests(n, k));
         }
       }
-      for (const n of PER_REQUEST) series.endRound(`sandbox${n}`, ['c', 'js']);
+      for (const n of PER_REQUEST) series.endRound(`sandbox${n}`, ['c', 'floor', 'js']);
       // The same 1,000 storages per size and round (100 sandboxes of 10, 10 of 100, one of
       // 1,000), sizes in turn, so each figure spans the same stretch of the machine's load.
       if (r === 0) await runSize(100);
@@ -132,19 +137,37 @@ function sandboxPath(b) {
      * @param {import('./table').Row[]} rows
      */
     report(rows) {
-      /** @type {Record<number, {c: any, js: any, vs_c: number, cpu_vs_c: number}>} */
+      /**
+       * @type {Record<number, {c: any, floor: any, js: any, vs_c: number, cpu_vs_c: number,
+       *   floor_vs_c: number, cpu_floor_vs_c: number, vs_floor: number, cpu_vs_floor: number}>}
+       */
       const perRequest = {};
       for (const n of PER_REQUEST) {
         const cs = series.get(`sandbox${n}`, 'c').summary();
+        const floor = series.get(`sandbox${n}`, 'floor').summary();
         const js = series.get(`sandbox${n}`, 'js').summary();
         perRequest[n] = {
           c: cs,
+          floor,
           js,
           vs_c: js.median_us / cs.median_us,
           cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us,
+          floor_vs_c: floor.median_us / cs.median_us,
+          cpu_floor_vs_c: floor.cpu_per_cycle_us / cs.cpu_per_cycle_us,
+          vs_floor: js.median_us / floor.median_us,
+          cpu_vs_floor: js.cpu_per_cycle_us / floor.cpu_per_cycle_us,
         };
         const label = `Sandbox, ${n} ephemeral/request`;
         rows.push(seriesRow(label, 'C syscalls, per storage', cs, '1.00', '1.00'));
+        rows.push(
+          seriesRow(
+            label,
+            'C floor: fd mount, 2 hand-offs',
+            floor,
+            perRequest[n].floor_vs_c.toFixed(2),
+            perRequest[n].cpu_floor_vs_c.toFixed(2),
+          ),
+        );
         rows.push(
           seriesRow(label, 'add+removeContainer', js, perRequest[n].vs_c.toFixed(2), perRequest[n].cpu_vs_c.toFixed(2)),
         );
