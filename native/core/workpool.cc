@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace kata {
 namespace {
@@ -45,9 +47,18 @@ bool CanPoll() {
   return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 2;
 }
 
+// A worker waiting for a job. Waiters are woken newest first: after a burst of concurrent jobs
+// the pool keeps several threads, and waking the one that slept longest (a condition variable's
+// order) handed each lone job to a thread whose caches were cold, often placed on the JS
+// thread's CPU; a Sandbox request of one storage then took ~40 % longer until they exited.
+struct Sleeper {
+  std::condition_variable cv;
+  bool woken = false;
+};
+
 struct Pool {
   std::mutex mu;
-  std::condition_variable cv;          // workers wait for jobs
+  std::vector<Sleeper*> sleepers;      // workers waiting for a job, the newest last
   std::condition_variable supervisor;  // the supervisor waits for queued jobs
   struct Work {
     std::function<void()> job;
@@ -74,6 +85,7 @@ void WorkerMain(Pool* pool) {
   // A name of their own in ps/top and /proc/<pid>/task, where a stuck mount is looked for (and
   // where the benchmarks count the CPU time the pool spends).
   pthread_setname_np(pthread_self(), "kata-pool");
+  Sleeper me;
   std::unique_lock<std::mutex> lock(pool->mu);
   std::function<void()> then;  // the last job's `then`, run once this thread counts as idle
   for (;;) {
@@ -97,11 +109,17 @@ void WorkerMain(Pool* pool) {
     }
     while (pool->queue.empty()) {
       ++pool->idle;
-      const bool woke = pool->cv.wait_for(lock, kIdleExit, [&] { return !pool->queue.empty(); });
+      me.woken = false;
+      pool->sleepers.push_back(&me);
+      const bool woke = me.cv.wait_for(lock, kIdleExit, [&] { return me.woken; });
       --pool->idle;
       if (!woke) {
-        --pool->threads;
-        return;
+        // Not handed a job: leave the waiters (a submit pops whom it wakes, under `mu`).
+        pool->sleepers.erase(std::find(pool->sleepers.begin(), pool->sleepers.end(), &me));
+        if (pool->queue.empty()) {
+          --pool->threads;
+          return;
+        }
       }
     }
     Pool::Work work = std::move(pool->queue.front());
@@ -156,13 +174,16 @@ void SubmitBlocking(std::function<void()> job, std::function<void()> then) {
       pool.supervising = true;
       start_supervisor = true;
     }
+    // Woken under `mu`: a sleeper leaves only under it, so the one popped here is still waiting.
+    if (!spawn && !poller_takes && !pool.sleepers.empty()) {
+      Sleeper* newest = pool.sleepers.back();
+      pool.sleepers.pop_back();
+      newest->woken = true;
+      newest->cv.notify_one();
+    }
   }
   if (start_supervisor) std::thread(SupervisorMain, &pool).detach();
-  if (spawn) {
-    std::thread(WorkerMain, &pool).detach();
-  } else if (!poller_takes) {
-    pool.cv.notify_one();
-  }
+  if (spawn) std::thread(WorkerMain, &pool).detach();
   if (backlog) pool.supervisor.notify_one();
 }
 
