@@ -21,12 +21,13 @@
  *     handoff <target>                 the tmpfs cycle with each call handed to a worker thread and
  *                                      its completion signalled back through an eventfd the main
  *                                      thread waits on with epoll: the floor of any async design
- *     sandbox-floor <root> <n>         the sandbox request under the library's two rules, with
- *                                      nothing else of it: each mount goes onto an O_NOFOLLOW fd
- *                                      of its directory (openat, mount on /proc/self/fd/N, close),
- *                                      and the add and the release each run on a worker thread that
- *                                      polls 100 µs before it sleeps (as the addon's pool threads
- *                                      do), completion signalled through an eventfd as for handoff
+ *     sandbox-floor <root> <n>         the sandbox request as the addon carries it out on a kernel
+ *                                      with openat2 (5.6+), with nothing else of it: the root opened
+ *                                      once, each mount onto an O_NOFOLLOW fd of its directory
+ *                                      (openat, mount on /proc/self/fd/N, close), and the add and
+ *                                      the release each run on a worker thread that polls 100 µs
+ *                                      before it sleeps (with a second CPU, as the addon's pool
+ *                                      threads do), completion signalled through an eventfd
  */
 // clang-format on
 #define _GNU_SOURCE
@@ -34,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -168,14 +170,18 @@ static struct {
 
 static void sandbox_add(void) {
   const char *root = sandbox_request.root;
+  /* The addon's job opens each root once per request; the plain loop opens it per storage. */
+  int parent = -1;
   for (long i = 0; i < sandbox_request.n; i++) {
     char name[32];
     snprintf(name, sizeof name, "e%ld", i);
     if ((size_t)snprintf(sandbox_paths[i], sizeof sandbox_paths[i], "%s/%s", root, name) >=
         sizeof sandbox_paths[i])
       die("path", root);
-    int parent = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (parent < 0) die("open", root);
+    if (parent < 0 || !sandbox_request.safe) {
+      parent = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (parent < 0) die("open", root);
+    }
     if (mkdirat(parent, name, 0755) != 0) die("mkdirat", name);
     if (sandbox_request.safe) {
       /* A name swapped for a symlink after mkdirat cannot redirect the mount: it goes onto the
@@ -186,11 +192,13 @@ static void sandbox_add(void) {
       snprintf(at, sizeof at, "/proc/self/fd/%d", dir);
       if (mount("tmpfs", at, "tmpfs", 0, "size=1m") != 0) die("mount tmpfs", sandbox_paths[i]);
       close(dir);
-    } else if (mount("tmpfs", sandbox_paths[i], "tmpfs", 0, "size=1m") != 0) {
-      die("mount tmpfs", sandbox_paths[i]);
+    } else {
+      if (mount("tmpfs", sandbox_paths[i], "tmpfs", 0, "size=1m") != 0)
+        die("mount tmpfs", sandbox_paths[i]);
+      close(parent);
     }
-    close(parent);
   }
+  if (sandbox_request.safe) close(parent);
 }
 
 static void sandbox_release(void) {
@@ -224,43 +232,53 @@ static void cycle_sandbox(char **argv) {
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  void (*request)(void); /* the call to make; NULL: none */
-  int exit;
-  int poll;           /* the worker polls 100 µs for the next call before it sleeps */
-  int polling;        /* under mu: the worker polls, a call needs no signal */
-  atomic_int pending; /* a call is waiting (read by the polling worker without mu) */
+  /* The call to make, or NULL; set under mu, also read without it by the polling worker. */
+  void (*_Atomic request)(void);
+  int stop;
+  int poll;    /* the worker polls 100 µs for the next call before it sleeps */
+  int polling; /* under mu: the worker polls, so a call needs no signal */
   const char *target;
   int done_fd, epoll_fd;
   pthread_t thread;
-} handoff = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0, NULL, -1, -1, 0};
+} handoff = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, NULL, -1, -1, 0};
 
 static void handoff_mount(void) {
   if (mount("tmpfs", handoff.target, "tmpfs", 0, NULL) != 0) die("mount tmpfs", handoff.target);
 }
 static void handoff_umount(void) { do_umount(handoff.target); }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 static void *handoff_worker(void *arg) {
   (void)arg;
   for (;;) {
     pthread_mutex_lock(&handoff.mu);
-    if (handoff.poll && handoff.request == NULL) {
-      /* As the addon's pool threads do: a call that follows within 100 µs needs no wake-up. */
+    if (handoff.poll && atomic_load_explicit(&handoff.request, memory_order_relaxed) == NULL) {
+      /* As the addon's pool threads do (workpool.cc): a call that follows within 100 µs needs
+       * no wake-up. The clock is read every 64 turns, as there. */
       handoff.polling = 1;
       pthread_mutex_unlock(&handoff.mu);
       long long until = now_ns() + 100000;
-      while (!atomic_load(&handoff.pending) && now_ns() < until) {
+      for (unsigned i = 1; atomic_load_explicit(&handoff.request, memory_order_acquire) == NULL;
+           ++i) {
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() > until) break;
       }
       pthread_mutex_lock(&handoff.mu);
       handoff.polling = 0;
     }
-    while (handoff.request == NULL && !handoff.exit) pthread_cond_wait(&handoff.cv, &handoff.mu);
-    void (*req)(void) = handoff.request;
-    handoff.request = NULL;
-    atomic_store(&handoff.pending, 0);
-    int exit_now = handoff.exit;
+    while (atomic_load_explicit(&handoff.request, memory_order_relaxed) == NULL && !handoff.stop)
+      pthread_cond_wait(&handoff.cv, &handoff.mu);
+    void (*req)(void) = atomic_exchange_explicit(&handoff.request, NULL, memory_order_relaxed);
+    const int stop = handoff.stop;
     pthread_mutex_unlock(&handoff.mu);
-    if (exit_now) return NULL;
+    if (stop) return NULL;
     req();
     uint64_t one = 1;
     if (write(handoff.done_fd, &one, sizeof one) != sizeof one) die("write", "eventfd");
@@ -269,8 +287,7 @@ static void *handoff_worker(void *arg) {
 
 static void handoff_call(void (*req)(void)) {
   pthread_mutex_lock(&handoff.mu);
-  handoff.request = req;
-  atomic_store(&handoff.pending, 1);
+  atomic_store_explicit(&handoff.request, req, memory_order_release);
   if (!handoff.polling) pthread_cond_signal(&handoff.cv);
   pthread_mutex_unlock(&handoff.mu);
   struct epoll_event ev;
@@ -282,8 +299,7 @@ static void handoff_call(void (*req)(void)) {
   if (read(handoff.done_fd, &count, sizeof count) != sizeof count) die("read", "eventfd");
 }
 
-static void handoff_start(const char *target) {
-  handoff.target = target;
+static void handoff_start(void) {
   handoff.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   handoff.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (handoff.done_fd < 0 || handoff.epoll_fd < 0) die("eventfd/epoll", "");
@@ -294,15 +310,14 @@ static void handoff_start(const char *target) {
 
 static void handoff_stop(void) {
   pthread_mutex_lock(&handoff.mu);
-  handoff.exit = 1;
-  atomic_store(&handoff.pending, 1);
+  handoff.stop = 1;
   pthread_cond_signal(&handoff.cv);
   pthread_mutex_unlock(&handoff.mu);
   pthread_join(handoff.thread, NULL);
 }
 
 static void cycle_handoff(char **argv) {
-  (void)argv;
+  handoff.target = argv[0];
   handoff_call(handoff_mount);
   handoff_call(handoff_umount);
 }
@@ -346,10 +361,13 @@ int main(int argc, char **argv) {
   if (!samples) die("calloc", "");
 
   const int handed_off = op->cycle == cycle_handoff || op->cycle == cycle_sandbox_floor;
-  /* The floor's worker polls as the addon's pool threads do; handoff's sleeps, as it always has
+  /* The floor's worker polls as the addon's pool threads do, and like them only with a second
+   * CPU to poll on (CanPoll in workpool.cc); handoff's sleeps, as it always has
    * (async1_vs_handoff is measured against it). */
-  handoff.poll = op->cycle == cycle_sandbox_floor;
-  if (handed_off) handoff_start(args[0]);
+  cpu_set_t cpus;
+  handoff.poll = op->cycle == cycle_sandbox_floor &&
+                 sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2;
+  if (handed_off) handoff_start();
   for (long i = 0; i < warmup; i++) op->cycle(args);
   long long cpu0 = cpu_ns();
   for (long i = 0; i < iterations; i++) {

@@ -133,7 +133,7 @@ function sandboxPath(b) {
     },
     /**
      * results.json's `sandbox`: per size the cost per storage and the scaling from 10 to 1,000;
-     * per request size both sides and their ratio.
+     * per request size the C loop, the C floor and the Sandbox, and their ratios.
      * @param {import('./table').Row[]} rows
      */
     report(rows) {
