@@ -66,7 +66,9 @@ struct Pool {
   };
   std::deque<Work> queue;
   int threads = 0;
-  int idle = 0;                // threads waiting for a job, the polling one included
+  // Threads that will look at the queue under `mu` before they sleep: the sleepers, the polling
+  // one, one running a finished job's `then`, and sleepers already handed a job.
+  int idle = 0;
   std::atomic<int> queued{0};  // queue.size(), for the polling thread to read without `mu`
   bool polling = false;        // a thread polls `queued`: a lone job needs no wake-up
   const bool can_poll = CanPoll();
@@ -114,7 +116,9 @@ void WorkerMain(Pool* pool) {
       const bool woke = me.cv.wait_for(lock, kIdleExit, [&] { return me.woken; });
       --pool->idle;
       if (!woke) {
-        // Not handed a job: leave the waiters (a submit pops whom it wakes, under `mu`).
+        // Not handed a job: leave the waiters (a submit pops whom it wakes, under `mu`). With a
+        // job queued meanwhile this thread stays and takes it: the sleeper woken for it finds the
+        // queue empty and sleeps again.
         pool->sleepers.erase(std::find(pool->sleepers.begin(), pool->sleepers.end(), &me));
         if (pool->queue.empty()) {
           --pool->threads;
@@ -174,7 +178,8 @@ void SubmitBlocking(std::function<void()> job, std::function<void()> then) {
       pool.supervising = true;
       start_supervisor = true;
     }
-    // Woken under `mu`: a sleeper leaves only under it, so the one popped here is still waiting.
+    // The newest sleeper is woken while `mu` is held: its Sleeper lives on its own stack, and once
+    // `mu` is released it may take another job, time out and exit.
     if (!spawn && !poller_takes && !pool.sleepers.empty()) {
       Sleeper* newest = pool.sleepers.back();
       pool.sleepers.pop_back();
@@ -191,6 +196,12 @@ int BlockingPoolThreads() {
   Pool& pool = ThePool();
   std::lock_guard<std::mutex> lock(pool.mu);
   return pool.threads;
+}
+
+int BlockingPoolSleepers() {
+  Pool& pool = ThePool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  return static_cast<int>(pool.sleepers.size());
 }
 
 }  // namespace kata

@@ -18,5 +18,7 @@ void SubmitBlocking(std::function<void()> job, std::function<void()> then = null
 
 // Number of pool threads alive now (for tests and diagnostics).
 int BlockingPoolThreads();
+// Number of them asleep waiting for a job (for tests: the pool is quiet when it equals the above).
+int BlockingPoolSleepers();
 
 }  // namespace kata

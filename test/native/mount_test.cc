@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -208,52 +209,75 @@ KATA_TEST(workpool_polling_hand_off_loses_no_job) {
 
 // After a burst of concurrent jobs the pool keeps several threads. A lone job must go to the
 // thread that went idle last (warm, on the CPU it ran on), not to the one that slept longest: the
-// old wake-up (a condition variable, oldest waiter first) rotated sequential jobs through every
-// thread, and a one-storage Sandbox request took ~40 % longer after any burst.
+// old wake-up (one condition variable, whose waiters glibc wakes oldest first) rotated sequential
+// jobs through every thread, and a one-storage Sandbox request took ~40 % longer after any burst.
+// Each job is submitted with every thread asleep, so none polls and the pick is the pool's alone.
 KATA_TEST(workpool_wakes_the_thread_that_went_idle_last) {
-  std::mutex mu;
-  std::condition_variable cv;
-  int running = 0;
-  bool release = false;
+  // Shared with the jobs by value: a CHECK that times out returns while they may still run.
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    int running = 0;
+    bool release = false;
+    bool done = false;
+    std::thread::id id;
+  };
+  auto st = std::make_shared<State>();
   const int burst = 4;
   for (int i = 0; i < burst; ++i) {
-    kata::SubmitBlocking([&] {
-      std::unique_lock<std::mutex> lock(mu);
-      ++running;
-      cv.notify_all();
-      cv.wait(lock, [&] { return release; });
-      --running;
-      cv.notify_all();
+    kata::SubmitBlocking([st] {
+      std::unique_lock<std::mutex> lock(st->mu);
+      ++st->running;
+      st->cv.notify_all();
+      st->cv.wait(lock, [&] { return st->release; });
+      --st->running;
+      st->cv.notify_all();
     });
   }
   {
-    std::unique_lock<std::mutex> lock(mu);
-    CHECK(cv.wait_for(lock, std::chrono::seconds(5), [&] { return running == burst; }));
-    release = true;
-    cv.notify_all();
-    CHECK(cv.wait_for(lock, std::chrono::seconds(5), [&] { return running == 0; }));
+    std::unique_lock<std::mutex> lock(st->mu);
+    CHECK(st->cv.wait_for(lock, std::chrono::seconds(5), [&] { return st->running == burst; }));
+    st->release = true;
+    st->cv.notify_all();
+    CHECK(st->cv.wait_for(lock, std::chrono::seconds(5), [&] { return st->running == 0; }));
+    if (st->running != 0) return;
   }
   CHECK(kata::BlockingPoolThreads() >= burst);
-  auto run_one = [&] {
-    std::thread::id id;
-    bool done = false;
-    kata::SubmitBlocking([&] { id = std::this_thread::get_id(); },
-                         [&] {
-                           std::lock_guard<std::mutex> lock(mu);
-                           done = true;
-                           cv.notify_all();
-                         });
-    std::unique_lock<std::mutex> lock(mu);
-    CHECK(cv.wait_for(lock, std::chrono::seconds(5), [&] { return done; }));
-    return id;
+  auto quiet = [] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (kata::BlockingPoolSleepers() != kata::BlockingPoolThreads()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
   };
-  // Each gap outlasts the 100 µs poll, so every job wakes a sleeping thread.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::thread::id last = run_one();
+  auto run_one = [&](std::thread::id* id) {
+    if (!quiet()) return false;
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->done = false;
+    }
+    kata::SubmitBlocking(
+        [st] {
+          std::lock_guard<std::mutex> lock(st->mu);
+          st->id = std::this_thread::get_id();
+        },
+        [st] {
+          std::lock_guard<std::mutex> lock(st->mu);
+          st->done = true;
+          st->cv.notify_all();
+        });
+    std::unique_lock<std::mutex> lock(st->mu);
+    if (!st->cv.wait_for(lock, std::chrono::seconds(5), [&] { return st->done; })) return false;
+    *id = st->id;
+    return true;
+  };
+  std::thread::id last;
+  CHECK(run_one(&last));
   int same = 0;
   for (int i = 0; i < 10; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    const std::thread::id id = run_one();
+    std::thread::id id;
+    CHECK(run_one(&id));
     if (id == last) ++same;
     last = id;
   }
