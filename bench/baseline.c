@@ -240,7 +240,10 @@ static struct {
   const char *target;
   int done_fd, epoll_fd;
   pthread_t thread;
-} handoff = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, NULL, -1, -1, 0};
+} handoff = {.mu = PTHREAD_MUTEX_INITIALIZER,
+             .cv = PTHREAD_COND_INITIALIZER,
+             .done_fd = -1,
+             .epoll_fd = -1}; /* the rest zero: no call, no target */
 
 static void handoff_mount(void) {
   if (mount("tmpfs", handoff.target, "tmpfs", 0, NULL) != 0) die("mount tmpfs", handoff.target);
