@@ -34,10 +34,6 @@ bool CheckBeneath(const std::string& root, const std::string& rel, BeneathError*
 bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode, bool leaf_file,
                  std::vector<std::string>* created, SysError* error);
 
-// The same two steps from a root already open (one open per root for a whole request).
-// CheckBeneathAt's `root` and MakeBeneathAt's are only for the paths reported. With `leaf`, the
-// mount point's own descriptor is handed back (a directory, or an O_PATH file): the target a
-// mount goes onto without resolving its path again.
 // A root's entries read once, standing in for the first component's lookup when many mount
 // points are checked side by side in it (ReadRootListing). Empty (`ok` false) where a listing
 // may disagree with a lookup, or when the directory could not be read in one go.
@@ -47,8 +43,12 @@ struct RootListing {
 };
 RootListing ReadRootListing(int root_fd);
 
-// With `listing`, the first component's type comes from it when it settles the lookup (absent, or
-// a known type); the verdicts are the walk's own either way.
+// The same two steps from a root already open (one open per root for a whole request).
+// CheckBeneathAt's `root` and MakeBeneathAt's are only for the paths reported. With `listing`,
+// the first component's type comes from it when it settles the lookup (absent, or a known type);
+// the verdicts are the walk's own either way. With `leaf`, the mount point's own descriptor is
+// handed back (a directory, or an O_PATH file): the target a mount goes onto without resolving
+// its path again.
 bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel,
                     BeneathError* result, std::string* bad, SysError* error,
                     const RootListing* listing = nullptr);
