@@ -31,7 +31,7 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
 
 async function main() {
   enterPrivateNamespace(__filename, argv);
-  const { kata, binding, runC } = load();
+  const { kata, binding, jobs, runC } = load();
   const machine = {
     nproc: os.availableParallelism(),
     cpu: os.cpus()[0]?.model ?? 'unknown',
@@ -48,7 +48,7 @@ async function main() {
   // lands on all of them rather than on whichever happened to be running.
   const series = new SeriesSet();
   /** @type {import('./lib/env').Bench} */
-  const bench = { quick, blocks: quick ? 2 : 4, kata, binding, runC, scratch: new Scratch(), series };
+  const bench = { quick, blocks: quick ? 2 : 4, kata, binding, jobs, runC, scratch: new Scratch(), series };
   const mount = mountCycles(bench);
   const handoff = umountHandoff(bench);
   const parse = optionParsing(bench);
@@ -87,6 +87,8 @@ async function main() {
     const per = by === 'wall' ? 'median_us' : 'cpu_per_cycle_us';
     const floorVsC = by === 'wall' ? 'floor_vs_c' : 'cpu_floor_vs_c';
     const vsFloor = by === 'wall' ? 'vs_floor' : 'cpu_vs_floor';
+    const jobsVsC = by === 'wall' ? 'jobs_vs_c' : 'cpu_jobs_vs_c';
+    const vsJobs = by === 'wall' ? 'vs_jobs' : 'cpu_vs_jobs';
     return {
       tmpfs_sync_vs_c: round(m.tmpfs.sync[vs], 3),
       tmpfs_async1_vs_c: round(m.tmpfs.async1[vs], 3),
@@ -97,11 +99,16 @@ async function main() {
       async1_vs_handoff: round(m.tmpfs.async1[per] / m.tmpfs.chandoff[per], 3),
       // Not targets: the Sandbox floor (the request's system calls under the library's rules:
       // mounts onto an O_NOFOLLOW fd, no blocking call on the JS thread) against the C loop, and
-      // the Sandbox against the floor.
+      // the Sandbox against the floor; the request's two native calls alone (jobs) against the C
+      // loop, and the Sandbox against them.
       sandbox1_floor_vs_c: round(perRequest[1][floorVsC], 3),
       sandbox1_vs_floor: round(perRequest[1][vsFloor], 3),
       sandbox100_floor_vs_c: round(perRequest[100][floorVsC], 3),
       sandbox100_vs_floor: round(perRequest[100][vsFloor], 3),
+      sandbox1_jobs_vs_c: round(perRequest[1][jobsVsC], 3),
+      sandbox1_vs_jobs: round(perRequest[1][vsJobs], 3),
+      sandbox100_jobs_vs_c: round(perRequest[100][jobsVsC], 3),
+      sandbox100_vs_jobs: round(perRequest[100][vsJobs], 3),
     };
   };
   const summary = {

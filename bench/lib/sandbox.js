@@ -1,7 +1,8 @@
 // @ts-check
 // The Sandbox path: requests of 1 and 100 ephemeral tmpfs storages through one long-lived Sandbox
-// next to the C loop making the same system calls, and how the cost per storage scales with the
-// number of storages a sandbox holds (10, 100, 1,000).
+// next to the C loop making the same system calls, the C floor under the library's rules and the
+// request's two native calls alone; and how the cost per storage scales with the number of
+// storages a sandbox holds (10, 100, 1,000).
 'use strict';
 
 const fs = require('node:fs');
@@ -17,7 +18,7 @@ const SIZES = /** @type {const} */ ([10, 100, 1000]);
 
 /** @param {import('./env').Bench} b */
 function sandboxPath(b) {
-  const { kata, series, quick, scratch } = b;
+  const { kata, jobs, series, quick, scratch } = b;
   /** @type {Record<number, SandboxRun[]>} */
   const sizeRuns = { 10: [], 100: [], 1000: [] };
   /** @type {any} */
@@ -93,6 +94,55 @@ function sandboxPath(b) {
   }
 
   /**
+   * The request's two native calls alone, made directly as the Sandbox makes them for this request
+   * (dist/native.js applyStorageJobs, then releaseStorageJobs with the mounts and directories the
+   * first reported), with no Sandbox around them: the addon's share of the Sandbox's cost (its
+   * packing, Node-API calls, pool hand-offs, the job's first pass, promises), the rest being the
+   * Sandbox's own JS. Real mounts, as the Sandbox's. Samples: ns per storage.
+   * @param {number} n @param {number} requests
+   */
+  async function runJobs(n, requests) {
+    const root = allowedRoot();
+    const beneath = kata.newMountApiSupport().openat2;
+    const request = Array.from({ length: n }, (_, i) => ({
+      root,
+      rel: `e${i}`,
+      leafFile: false,
+      beneath,
+      source: 'tmpfs',
+      fstype: 'tmpfs',
+      options: ['size=1m'],
+      api: 2, // legacy: mount(2), as the Sandbox here and the C loop
+      fsGroup: -1,
+      fsGroupReadOnly: false,
+      onRootMismatch: false,
+      fsgid: -1,
+    }));
+    const samples = new Array(requests);
+    const c0 = cpuNow();
+    const w0 = ns();
+    for (let i = 0; i < requests; i++) {
+      const t0 = ns();
+      const { outcomes, failed, error } = await jobs.applyStorageJobs(request);
+      if (failed >= 0) throw error;
+      /** @type {[string[], string[], boolean, number][]} */
+      const made = outcomes;
+      const released = await jobs.releaseStorageJobs(
+        made.map(([created, mounted]) => [mounted, created]),
+        0,
+      );
+      samples[i] = (ns() - t0) / n;
+      for (const [err, mountsLeft, leftovers] of released) {
+        if (err !== undefined || mountsLeft !== 0 || leftovers.length !== 0)
+          throw err ?? new Error('the release left mounts or directories behind');
+      }
+    }
+    const wall = ns() - w0;
+    const cpu = cpuNow() - c0;
+    return { samples, wall: wall / n, cpu: cpu / n };
+  }
+
+  /**
    * The C loop (`sandbox`), or the floor under the library's rules (`sandbox-floor`: each mount onto
    * an O_NOFOLLOW fd of its directory, the add and the release each handed to a worker thread).
    * @param {'sandbox' | 'sandbox-floor'} op @param {number} n @param {number} requests
@@ -108,6 +158,7 @@ function sandboxPath(b) {
       // One storage per request and 100, each next to its C loop, in turns.
       const per = { 1: quick ? 40 : 200, 100: quick ? 2 : 5 };
       if (r === 0) {
+        await runJobs(1, 20);
         await runRequests(1, 20);
         await runRequests(100, 1);
       }
@@ -116,10 +167,11 @@ function sandboxPath(b) {
           const k = Math.max(1, Math.ceil(per[n] / b.blocks));
           series.get(`sandbox${n}`, 'c').add(runCRequests('sandbox', n, k));
           series.get(`sandbox${n}`, 'floor').add(runCRequests('sandbox-floor', n, k));
+          series.get(`sandbox${n}`, 'jobs').add(await runJobs(n, k));
           series.get(`sandbox${n}`, 'js').add(await runRequests(n, k));
         }
       }
-      for (const n of PER_REQUEST) series.endRound(`sandbox${n}`, ['c', 'floor', 'js']);
+      for (const n of PER_REQUEST) series.endRound(`sandbox${n}`, ['c', 'floor', 'jobs', 'js']);
       // The same 1,000 storages per size and round (100 sandboxes of 10, 10 of 100, one of
       // 1,000), sizes in turn, so each figure spans the same stretch of the machine's load.
       if (r === 0) await runSize(100);
@@ -138,17 +190,20 @@ function sandboxPath(b) {
      */
     report(rows) {
       /**
-       * @type {Record<number, {c: any, floor: any, js: any, vs_c: number, cpu_vs_c: number,
-       *   floor_vs_c: number, cpu_floor_vs_c: number, vs_floor: number, cpu_vs_floor: number}>}
+       * @type {Record<number, {c: any, floor: any, jobs: any, js: any, vs_c: number, cpu_vs_c: number,
+       *   floor_vs_c: number, cpu_floor_vs_c: number, vs_floor: number, cpu_vs_floor: number,
+       *   jobs_vs_c: number, cpu_jobs_vs_c: number, vs_jobs: number, cpu_vs_jobs: number}>}
        */
       const perRequest = {};
       for (const n of PER_REQUEST) {
         const cs = series.get(`sandbox${n}`, 'c').summary();
         const floor = series.get(`sandbox${n}`, 'floor').summary();
+        const alone = series.get(`sandbox${n}`, 'jobs').summary();
         const js = series.get(`sandbox${n}`, 'js').summary();
         perRequest[n] = {
           c: cs,
           floor,
+          jobs: alone,
           js,
           vs_c: js.median_us / cs.median_us,
           cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us,
@@ -156,6 +211,10 @@ function sandboxPath(b) {
           cpu_floor_vs_c: floor.cpu_per_cycle_us / cs.cpu_per_cycle_us,
           vs_floor: js.median_us / floor.median_us,
           cpu_vs_floor: js.cpu_per_cycle_us / floor.cpu_per_cycle_us,
+          jobs_vs_c: alone.median_us / cs.median_us,
+          cpu_jobs_vs_c: alone.cpu_per_cycle_us / cs.cpu_per_cycle_us,
+          vs_jobs: js.median_us / alone.median_us,
+          cpu_vs_jobs: js.cpu_per_cycle_us / alone.cpu_per_cycle_us,
         };
         const label = `Sandbox, ${n} ephemeral/request`;
         rows.push(seriesRow(label, 'C syscalls, per storage', cs, '1.00', '1.00'));
@@ -166,6 +225,15 @@ function sandboxPath(b) {
             floor,
             perRequest[n].floor_vs_c.toFixed(2),
             perRequest[n].cpu_floor_vs_c.toFixed(2),
+          ),
+        );
+        rows.push(
+          seriesRow(
+            label,
+            'its 2 native calls alone',
+            alone,
+            perRequest[n].jobs_vs_c.toFixed(2),
+            perRequest[n].cpu_jobs_vs_c.toFixed(2),
           ),
         );
         rows.push(
