@@ -217,28 +217,21 @@ function sandboxPath(b) {
           cpu_vs_jobs: js.cpu_per_cycle_us / alone.cpu_per_cycle_us,
         };
         const label = `Sandbox, ${n} ephemeral/request`;
-        rows.push(seriesRow(label, 'C syscalls, per storage', cs, '1.00', '1.00'));
-        rows.push(
-          seriesRow(
-            label,
-            'C floor: fd mount, 2 hand-offs',
-            floor,
-            perRequest[n].floor_vs_c.toFixed(2),
-            perRequest[n].cpu_floor_vs_c.toFixed(2),
-          ),
-        );
-        rows.push(
-          seriesRow(
-            label,
-            'its 2 native calls alone',
-            alone,
-            perRequest[n].jobs_vs_c.toFixed(2),
-            perRequest[n].cpu_jobs_vs_c.toFixed(2),
-          ),
-        );
-        rows.push(
-          seriesRow(label, 'add+removeContainer', js, perRequest[n].vs_c.toFixed(2), perRequest[n].cpu_vs_c.toFixed(2)),
-        );
+        /** A row of the table: `s` and its ratios to the C loop. @param {string} method @param {any} s */
+        const row = (method, s) =>
+          rows.push(
+            seriesRow(
+              label,
+              method,
+              s,
+              (s.median_us / cs.median_us).toFixed(2),
+              (s.cpu_per_cycle_us / cs.cpu_per_cycle_us).toFixed(2),
+            ),
+          );
+        row('C syscalls, per storage', cs);
+        row('C floor: fd mount, 2 hand-offs', floor);
+        row('its 2 native calls alone', alone);
+        row('add+removeContainer', js);
       }
       /** @type {Record<number, any>} */
       const bySize = {};
