@@ -96,9 +96,10 @@ function sandboxPath(b) {
   /**
    * The request's two native calls alone, made directly as the Sandbox makes them for this request
    * (dist/native.js applyStorageJobs, then releaseStorageJobs with the mounts and directories the
-   * first reported), with no Sandbox around them: the addon's share of the Sandbox's cost (its
-   * packing, Node-API calls, pool hand-offs, the job's first pass, promises), the rest being the
-   * Sandbox's own JS. Real mounts, as the Sandbox's. Samples: ns per storage.
+   * first reported, newest first), with no Sandbox around them: the addon's share of the Sandbox's
+   * cost (its packing, Node-API calls, pool hand-offs, the job's first pass, promises), the rest
+   * being what the Sandbox adds around them (its JS, and what running it costs the calls). Real
+   * mounts, as the Sandbox's. Samples: ns per storage.
    * @param {number} n @param {number} requests
    */
   async function runJobs(n, requests) {
@@ -123,14 +124,12 @@ function sandboxPath(b) {
     const w0 = ns();
     for (let i = 0; i < requests; i++) {
       const t0 = ns();
-      const { outcomes, failed, error } = await jobs.applyStorageJobs(request);
-      if (failed >= 0) throw error;
+      const { outcomes, failed, error, refusal } = await jobs.applyStorageJobs(request);
+      if (failed >= 0) throw error ?? new Error(`the job refused ${refusal}`);
       /** @type {[string[], string[], boolean, number][]} */
       const made = outcomes;
-      const released = await jobs.releaseStorageJobs(
-        made.map(([created, mounted]) => [mounted, created]),
-        0,
-      );
+      // Newest first, as the Sandbox gives a container's storages back.
+      const released = await jobs.releaseStorageJobs(made.map(([created, mounted]) => [mounted, created]).reverse(), 0);
       samples[i] = (ns() - t0) / n;
       for (const [err, mountsLeft, leftovers] of released) {
         if (err !== undefined || mountsLeft !== 0 || leftovers.length !== 0)
@@ -185,7 +184,8 @@ function sandboxPath(b) {
     },
     /**
      * results.json's `sandbox`: per size the cost per storage and the scaling from 10 to 1,000;
-     * per request size the C loop, the C floor and the Sandbox, and their ratios.
+     * per request size the C loop, the C floor, the two native calls alone and the Sandbox, and
+     * their ratios.
      * @param {import('./table').Row[]} rows
      */
     report(rows) {
