@@ -83,12 +83,11 @@ async function main() {
    * @param {'wall' | 'cpu'} by
    */
   const ratios = (by) => {
-    const vs = by === 'wall' ? 'vs_c' : 'cpu_vs_c';
+    // Every ratio's CPU-time twin is its key with a cpu_ prefix.
+    /** @template {string} K @param {K} k @returns {K | `cpu_${K}`} */
+    const key = (k) => (by === 'wall' ? k : /** @type {`cpu_${K}`} */ (`cpu_${k}`));
+    const vs = key('vs_c');
     const per = by === 'wall' ? 'median_us' : 'cpu_per_cycle_us';
-    const floorVsC = by === 'wall' ? 'floor_vs_c' : 'cpu_floor_vs_c';
-    const vsFloor = by === 'wall' ? 'vs_floor' : 'cpu_vs_floor';
-    const jobsVsC = by === 'wall' ? 'jobs_vs_c' : 'cpu_jobs_vs_c';
-    const vsJobs = by === 'wall' ? 'vs_jobs' : 'cpu_vs_jobs';
     return {
       tmpfs_sync_vs_c: round(m.tmpfs.sync[vs], 3),
       tmpfs_async1_vs_c: round(m.tmpfs.async1[vs], 3),
@@ -101,14 +100,14 @@ async function main() {
       // mounts onto an O_NOFOLLOW fd, no blocking call on the JS thread) against the C loop, and
       // the Sandbox against the floor; the request's two native calls alone (jobs) against the C
       // loop, and the Sandbox against them.
-      sandbox1_floor_vs_c: round(perRequest[1][floorVsC], 3),
-      sandbox1_vs_floor: round(perRequest[1][vsFloor], 3),
-      sandbox100_floor_vs_c: round(perRequest[100][floorVsC], 3),
-      sandbox100_vs_floor: round(perRequest[100][vsFloor], 3),
-      sandbox1_jobs_vs_c: round(perRequest[1][jobsVsC], 3),
-      sandbox1_vs_jobs: round(perRequest[1][vsJobs], 3),
-      sandbox100_jobs_vs_c: round(perRequest[100][jobsVsC], 3),
-      sandbox100_vs_jobs: round(perRequest[100][vsJobs], 3),
+      sandbox1_floor_vs_c: round(perRequest[1][key('floor_vs_c')], 3),
+      sandbox1_vs_floor: round(perRequest[1][key('vs_floor')], 3),
+      sandbox100_floor_vs_c: round(perRequest[100][key('floor_vs_c')], 3),
+      sandbox100_vs_floor: round(perRequest[100][key('vs_floor')], 3),
+      sandbox1_jobs_vs_c: round(perRequest[1][key('jobs_vs_c')], 3),
+      sandbox1_vs_jobs: round(perRequest[1][key('vs_jobs')], 3),
+      sandbox100_jobs_vs_c: round(perRequest[100][key('jobs_vs_c')], 3),
+      sandbox100_vs_jobs: round(perRequest[100][key('vs_jobs')], 3),
     };
   };
   const summary = {

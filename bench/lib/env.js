@@ -70,12 +70,8 @@ function load() {
       result: out.result,
     };
   };
-  return {
-    kata: require(root),
-    binding: require(path.join(root, 'dist', 'native.js')).native,
-    jobs: require(path.join(root, 'dist', 'native.js')),
-    runC,
-  };
+  const nativeJs = require(path.join(root, 'dist', 'native.js'));
+  return { kata: require(root), binding: nativeJs.native, jobs: nativeJs, runC };
 }
 
 /**

@@ -9,6 +9,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { ns, cpuNow, median } = require('./stats');
 const { seriesRow } = require('./table');
+// The Sandbox's own translation of its mountApi option into the number a job carries.
+const { mountApiOf } = require('../../dist/mount.js');
 
 const PER_REQUEST = /** @type {const} */ ([1, 100]);
 const SIZES = /** @type {const} */ ([10, 100, 1000]);
@@ -113,7 +115,7 @@ function sandboxPath(b) {
       source: 'tmpfs',
       fstype: 'tmpfs',
       options: ['size=1m'],
-      api: 2, // legacy: mount(2), as the Sandbox here and the C loop
+      api: mountApiOf('legacy'), // mount(2), as the Sandbox here and the C loop
       fsGroup: -1,
       fsGroupReadOnly: false,
       onRootMismatch: false,
@@ -200,34 +202,21 @@ function sandboxPath(b) {
         const floor = series.get(`sandbox${n}`, 'floor').summary();
         const alone = series.get(`sandbox${n}`, 'jobs').summary();
         const js = series.get(`sandbox${n}`, 'js').summary();
-        perRequest[n] = {
-          c: cs,
-          floor,
-          jobs: alone,
-          js,
-          vs_c: js.median_us / cs.median_us,
-          cpu_vs_c: js.cpu_per_cycle_us / cs.cpu_per_cycle_us,
-          floor_vs_c: floor.median_us / cs.median_us,
-          cpu_floor_vs_c: floor.cpu_per_cycle_us / cs.cpu_per_cycle_us,
-          vs_floor: js.median_us / floor.median_us,
-          cpu_vs_floor: js.cpu_per_cycle_us / floor.cpu_per_cycle_us,
-          jobs_vs_c: alone.median_us / cs.median_us,
-          cpu_jobs_vs_c: alone.cpu_per_cycle_us / cs.cpu_per_cycle_us,
-          vs_jobs: js.median_us / alone.median_us,
-          cpu_vs_jobs: js.cpu_per_cycle_us / alone.cpu_per_cycle_us,
-        };
+        /** `a` over `b` by the wall clock and by CPU time. @param {any} a @param {any} b */
+        const over = (a, b) => [a.median_us / b.median_us, a.cpu_per_cycle_us / b.cpu_per_cycle_us];
+        const [vs_c, cpu_vs_c] = over(js, cs);
+        const [floor_vs_c, cpu_floor_vs_c] = over(floor, cs);
+        const [vs_floor, cpu_vs_floor] = over(js, floor);
+        const [jobs_vs_c, cpu_jobs_vs_c] = over(alone, cs);
+        const [vs_jobs, cpu_vs_jobs] = over(js, alone);
+        const ratios = { vs_c, cpu_vs_c, floor_vs_c, cpu_floor_vs_c, vs_floor, cpu_vs_floor };
+        perRequest[n] = { c: cs, floor, jobs: alone, js, ...ratios, jobs_vs_c, cpu_jobs_vs_c, vs_jobs, cpu_vs_jobs };
         const label = `Sandbox, ${n} ephemeral/request`;
         /** A row of the table: `s` and its ratios to the C loop. @param {string} method @param {any} s */
-        const row = (method, s) =>
-          rows.push(
-            seriesRow(
-              label,
-              method,
-              s,
-              (s.median_us / cs.median_us).toFixed(2),
-              (s.cpu_per_cycle_us / cs.cpu_per_cycle_us).toFixed(2),
-            ),
-          );
+        const row = (method, s) => {
+          const [wall, cpu] = over(s, cs);
+          rows.push(seriesRow(label, method, s, wall.toFixed(2), cpu.toFixed(2)));
+        };
         row('C syscalls, per storage', cs);
         row('C floor: fd mount, 2 hand-offs', floor);
         row('its 2 native calls alone', alone);
