@@ -6,7 +6,7 @@ import { totalmem } from 'node:os';
 import { StorageError, invalidArgType, type StorageErrorCode } from './errors';
 import { remount, type MountApi } from './mount';
 import { parseMountOptions } from './options';
-import { normalizeStorage, optionValues, withoutOptions, type Storage } from './storage';
+import { normalizeStorage, optionValues, withoutOptions, type Storage, type StorageInput } from './storage';
 import { fsGidOption, octalModeOption } from './handlers/common';
 
 /** What the sandbox knows about a held mount point. */
@@ -74,7 +74,7 @@ function refuse(
  * or `usedInodes`, `requestedInodes`). A storage with no options is skipped, as in Kata.
  */
 export async function updateEphemeralMounts(
-  storages: readonly unknown[],
+  storages: readonly StorageInput[],
   hooks: EphemeralUpdateHooks,
 ): Promise<EphemeralUpdate[]> {
   if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);

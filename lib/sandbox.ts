@@ -319,7 +319,7 @@ export class Sandbox {
    * Kata's UpdateEphemeralMounts: remounts held `ephemeral` tmpfs storages with their new options
    * (an emptyDir sizeLimit change). See lib/ephemeral-update.ts for the checks and codes.
    */
-  updateEphemeralMounts(storages: readonly unknown[]): Promise<EphemeralUpdate[]> {
+  updateEphemeralMounts(storages: readonly StorageInput[]): Promise<EphemeralUpdate[]> {
     return updateEphemeralMounts(storages, {
       held: (p) => {
         const e = this.#entries.get(p);

@@ -48,6 +48,21 @@ void sandbox.addStorages(frozen);
 expectTypeOf(sandbox.addStorages).parameter(0).toEqualTypeOf<readonly StorageInput[]>();
 expectTypeOf(sandbox.addStorages).returns.toEqualTypeOf<Promise<string[]>>();
 expectTypeOf(normalizeStorage).returns.toEqualTypeOf<Storage>();
+// updateEphemeralMounts takes what addStorages takes (Kata's UpdateEphemeralMountsRequest.storages).
+expectTypeOf(sandbox.updateEphemeralMounts).parameter(0).toEqualTypeOf<readonly StorageInput[]>();
+void sandbox.updateEphemeralMounts([
+  {
+    driver: 'ephemeral',
+    source: 'tmpfs',
+    fstype: 'tmpfs',
+    options: ['size=2m'],
+    mount_point: '/run/kata-containers/e',
+  },
+]);
+// @ts-expect-error a number is not a storage
+void sandbox.updateEphemeralMounts([42]);
+// @ts-expect-error a key typo (mountPont)
+void sandbox.updateEphemeralMounts([{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPont: '/run/x' }]);
 
 // @ts-expect-error a number is not a storage
 void sandbox.addStorages([42]);
