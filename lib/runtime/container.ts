@@ -2,7 +2,7 @@
 // storages in Kata's order, the spec as the agent gets it, and the host actions assumed.
 import type { Storage } from '../storage';
 import { attachedDevice, isBlockVolume, planBlockVolume } from './block';
-import { classifyEmptyDirs, isSystemMount } from './classify';
+import { classifyEmptyDirs, isSystemMount, type PlanWarning } from './classify';
 import { planEphemeral } from './ephemeral';
 import { planError } from './errors';
 import type { HostAction } from './host-actions';
@@ -22,6 +22,8 @@ export interface ContainerPlan {
   spec: OciSpec;
   /** What the host must do first, in order (rollbackHostActions gives the undoing). */
   hostActions: HostAction[];
+  /** What is planned as Kata plans it although the pod may mean otherwise (empty: nothing). */
+  warnings: PlanWarning[];
 }
 
 /**
@@ -56,7 +58,7 @@ export function planContainer(containerId: string, spec: unknown, settings?: Run
   );
   for (const m of mounts) if (blockVolumes.has(m.index)) attachedDevice(m, s);
 
-  classifyEmptyDirs(mounts, s);
+  const warnings = classifyEmptyDirs(mounts, s);
   const rootfs = planRootfs(containerId, checked.spec, s);
   const storages: Storage[] = [...rootfs.storages];
   const shared = planSharedDirMounts(containerId, mounts, blockVolumes, s);
@@ -97,5 +99,5 @@ export function planContainer(containerId: string, spec: unknown, settings?: Run
       else delete o.options;
       return o;
     });
-  return { storages: [...layers, ...storages], spec: out, hostActions };
+  return { storages: [...layers, ...storages], spec: out, hostActions, warnings };
 }

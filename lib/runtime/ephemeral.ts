@@ -14,9 +14,27 @@ export function fsGidOptions(source: string, s: ResolvedSettings): string[] {
 }
 
 /**
+ * The directory a subPath view needs inside its emptyDir's guest storage, as kubelet makes
+ * `<volume>/<subPath>` on the host (SafeMakeDir, with the volume's mode 0777) before it binds it:
+ * a `local` storage, after the emptyDir's in the request so it is made inside it. It lives as the
+ * emptyDir's own storage does, while a container holds it; one that already existed (an init
+ * container wrote it) is never removed, as the local driver removes only what it created.
+ */
+export function subPathDirectory(emptyDirMountPoint: string, m: WorkingMount, s: ResolvedSettings): Storage {
+  return {
+    driver: 'local',
+    source: 'local',
+    fstype: 'local',
+    options: ['mode=0777', ...fsGidOptions(m.source, s)],
+    mountPoint: posix.join(emptyDirMountPoint, m.subPath!),
+  };
+}
+
+/**
  * Besides Kata's `fsgid=`, the host tmpfs's `size=` is kept (kubelet mounts a memory emptyDir with
  * size=<sizeLimit>): Kata's Go and Rust runtimes drop it, leaving the guest tmpfs at half the
- * guest's RAM and the pod's sizeLimit unenforced inside the VM.
+ * guest's RAM and the pod's sizeLimit unenforced inside the VM. A subPath view (classifyEmptyDirs)
+ * gets the same tmpfs storage as its emptyDir, the directory inside it, and that as its source.
  */
 export function planEphemeral(mounts: WorkingMount[], s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
@@ -27,7 +45,13 @@ export function planEphemeral(mounts: WorkingMount[], s: ResolvedSettings): Stor
     if (size !== undefined) options.push(`size=${size}`);
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options, mountPoint });
-    m.source = mountPoint;
+    if (m.subPath !== undefined) {
+      const dir = subPathDirectory(mountPoint, m, s);
+      storages.push(dir);
+      m.source = dir.mountPoint;
+    } else {
+      m.source = mountPoint;
+    }
     m.type = 'bind';
   }
   return storages;

@@ -3,6 +3,7 @@
 // package's Sandbox) takes, the spec as the guest sees it, and the host actions assumed.
 export { planSandbox, virtioFsUsesDax, SHARED_FS_TAG } from './sandbox';
 export { planContainer, type ContainerPlan } from './container';
+export { type PlanWarning } from './classify';
 export {
   rollbackHostActions,
   type HostAction,

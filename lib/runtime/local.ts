@@ -4,11 +4,16 @@
 // rbind option makes it a bind, in Kata's Go and Rust runtimes alike).
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
-import { fsGidOptions } from './ephemeral';
+import { fsGidOptions, subPathDirectory } from './ephemeral';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
 import { cleanPath } from './paths';
 
+/**
+ * The storages of the `local` mounts, and each mount's source rewritten to its guest directory;
+ * a subPath view (classifyEmptyDirs) gets its emptyDir's storage, the directory inside it, and
+ * that directory as its source.
+ */
 export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
   for (const m of mounts) {
@@ -28,7 +33,13 @@ export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[
       options: ['mode=0777', ...fsGidOptions(m.source, s)],
       mountPoint,
     });
-    m.source = mountPoint;
+    if (m.subPath !== undefined) {
+      const dir = subPathDirectory(mountPoint, m, s);
+      storages.push(dir);
+      m.source = dir.mountPoint;
+    } else {
+      m.source = mountPoint;
+    }
   }
   return storages;
 }

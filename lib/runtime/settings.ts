@@ -54,6 +54,18 @@ export interface HostVolume {
   gid?: number;
   /** stat file type. `block` makes the mount a block volume (which then needs an attached device). */
   kind?: 'directory' | 'file' | 'block' | 'char' | 'socket' | 'fifo';
+  /**
+   * For a Kubernetes `subPath` mount: the host path of the volume this source is a view of, e.g.
+   * `/var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~empty-dir/cache`. kubelet binds
+   * `<that path>/<subPath>` at `<pod dir>/volume-subpaths/<volume>/<container>/<n>` and gives the
+   * container that bind; the host's mountinfo shows it (the bind's root is the volume's
+   * directory plus the subPath). With `subPath`, a memory or disk emptyDir the guest makes is
+   * planned as the directory `subPath` inside that emptyDir's guest storage, so this container
+   * sees what the others that mount the emptyDir whole see. Given together with `subPath`.
+   */
+  subPathOf?: string;
+  /** The path inside `subPathOf` (the volumeMount's subPath): relative and normalized, e.g. `app`. */
+  subPath?: string;
 }
 
 export interface RuntimeSettings {
@@ -127,9 +139,11 @@ export const KATA_HOST_SHARED_DIR = '/run/kata-containers/shared/sandboxes';
 /** Kata's DefaultShmSize (mount.go): 64 MiB. */
 export const DEFAULT_SHM_SIZE = 65536 * 1024;
 
-const sharedFsValues: readonly SharedFs[] = ['virtio-fs', 'virtio-9p', 'none'];
+/** Every `shared_fs` Kata knows, in the order errors and help list them. */
+export const SHARED_FS_VALUES: readonly SharedFs[] = ['virtio-fs', 'virtio-9p', 'none'];
 const cacheValues: readonly VirtioFsCache[] = ['never', 'metadata', 'auto', 'always'];
-const blockDrivers: readonly BlockDeviceDriver[] = [
+/** Every `block_device_driver` Kata knows. */
+export const BLOCK_DEVICE_DRIVERS: readonly BlockDeviceDriver[] = [
   'virtio-blk',
   'virtio-scsi',
   'virtio-mmio',
@@ -262,6 +276,11 @@ function blockDevice(v: unknown, path: string): AttachedBlockDevice {
 
 function hostVolume(v: unknown, path: string): HostVolume {
   if (!isRecord(v)) throw bad(path, v, 'must be an object');
+  // A misspelt key (subpathOf) is named, not ignored: ignored, it would plan silently as Kata does.
+  for (const k of Object.keys(v)) {
+    if (!['fstype', 'options', 'gid', 'kind', 'subPathOf', 'subPath'].includes(k))
+      throw bad(at(path, k), v[k], 'is not a volume property');
+  }
   const h: HostVolume = {};
   const fstype = optString(v, 'fstype', path);
   if (fstype !== undefined) h.fstype = fstype;
@@ -278,6 +297,31 @@ function hostVolume(v: unknown, path: string): HostVolume {
     if (typeof kind !== 'string' || !volumeKinds.includes(kind))
       throw bad(at(path, 'kind'), kind, `must be one of ${volumeKinds.join(', ')}`);
     h.kind = kind as HostVolume['kind'];
+  }
+  const of = own(v, 'subPathOf');
+  const sub = own(v, 'subPath');
+  if (of !== undefined || sub !== undefined) {
+    if (of === undefined || sub === undefined) {
+      const [given, missing] = of === undefined ? ['subPath', 'subPathOf'] : ['subPathOf', 'subPath'];
+      throw bad(at(path, given), own(v, given), `needs ${missing} too: the volume's host path and the path inside it`);
+    }
+    if (typeof of !== 'string' || !of.startsWith('/') || of.includes('\0') || cleanPath(of) !== of)
+      throw bad(at(path, 'subPathOf'), of, "must be the volume's absolute, normalized host path");
+    // kubelet refuses the same (validation of volumeMounts[].subPath): absolute or with '..'.
+    if (
+      typeof sub !== 'string' ||
+      sub === '' ||
+      sub.startsWith('/') ||
+      sub.includes('\0') ||
+      posix.normalize(sub) !== sub ||
+      sub.endsWith('/') ||
+      sub === '.' ||
+      sub.split('/').includes('..')
+    ) {
+      throw bad(at(path, 'subPath'), sub, 'must be a relative, normalized path inside the volume (no "..")');
+    }
+    h.subPathOf = of;
+    h.subPath = sub;
   }
   return h;
 }
@@ -329,11 +373,11 @@ export function resolveSettings(settings: unknown, containerId?: string): Resolv
   const guestSandboxDir = absDir(o, 'guestSandboxDir', KATA_GUEST_SANDBOX_DIR)!;
   return {
     sandboxId: name(o, 'sandboxId', containerId) ?? '',
-    sharedFs: oneOf(o, 'sharedFs', sharedFsValues, 'virtio-fs'),
+    sharedFs: oneOf(o, 'sharedFs', SHARED_FS_VALUES, 'virtio-fs'),
     virtioFsCache: oneOf(o, 'virtioFsCache', cacheValues, 'auto'),
     virtioFsCacheSize: integer(o, 'virtioFsCacheSize', 0),
     msize9p: integer(o, 'msize9p', 8192, 1),
-    blockDeviceDriver: oneOf(o, 'blockDeviceDriver', blockDrivers, 'virtio-scsi'),
+    blockDeviceDriver: oneOf(o, 'blockDeviceDriver', BLOCK_DEVICE_DRIVERS, 'virtio-scsi'),
     shmSize: integer(o, 'shmSize', 0),
     disableGuestEmptyDir: flag(o, 'disableGuestEmptyDir'),
     watchableBind: flag(o, 'watchableBind', true),

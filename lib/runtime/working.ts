@@ -13,6 +13,11 @@ export interface WorkingMount {
   options: string[];
   /** removeIgnoredOCIMount drops it from the rewritten spec. */
   removed: boolean;
+  /**
+   * A Kubernetes subPath view of an emptyDir the guest makes: `source` is then the emptyDir's host
+   * path, and the mount becomes `<its guest storage>/<subPath>`.
+   */
+  subPath?: string;
 }
 
 export function working(m: CheckedMount): WorkingMount {
