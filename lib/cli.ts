@@ -6,7 +6,8 @@
 import { readFileSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { booleanOption, columns, stringOption, type OptionSpec } from './cli-common';
+import { booleanOption, columns, notAbsolutePath, readJsonFile, stringOption, type OptionSpec } from './cli-common';
+import type { Storage } from './storage';
 // The planner is pure TypeScript (no addon), so its options and code load with the CLI.
 import { PLAN_OPTIONS, plan, type PlanArgs } from './runtime/cli-plan';
 
@@ -15,7 +16,24 @@ export interface Io {
   err(line: string): void;
 }
 
-const consoleIo: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
+/**
+ * The process's stdout and stderr, line by line. A stream whose reader went away (`| head -1`:
+ * EPIPE, which Node reports as an 'error' event rather than a signal) is closed quietly and
+ * written no more: the command goes on, so what it mounted is still released, and ends with its
+ * own status instead of dying on an unhandled 'error' with its mounts left behind.
+ */
+function processIo(): Io {
+  const line = (stream: NodeJS.WriteStream): ((l: string) => void) => {
+    let open = true;
+    stream.on('error', () => {
+      open = false;
+    });
+    return (l) => {
+      if (open) stream.write(`${l}\n`);
+    };
+  };
+  return { out: line(process.stdout), err: line(process.stderr) };
+}
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -26,41 +44,72 @@ interface Command {
   summary: string;
   /** More for the command's own help. */
   details?: string;
+  /** The command's input, as its help shows it (the file's format). */
+  input?: string;
+  /** One command line, as its help shows it. */
+  example: string;
   /** Smallest and largest number of positionals (Infinity: any). */
   positionals: [min: number, max: number];
   options: Record<string, OptionSpec>;
   run(positionals: string[], values: Values, io: Io): Promise<number>;
 }
 
-/** A failure of the command line itself (exit 2): the user typed something we do not take. */
-class UsageError extends Error {}
-
 const help: OptionSpec = { type: 'boolean', short: 'h', help: 'show this help' };
 
 const sandboxOptions = {
-  root: stringOption('DIR', 'the allowed root mount points must lie beneath (default /run/kata-containers)'),
+  root: stringOption(
+    'DIR',
+    'the allowed root mount points must lie beneath (default /run/kata-containers)',
+    notAbsolutePath,
+  ),
   container: stringOption('ID', 'the container the storages belong to'),
-  sysfs: stringOption('DIR', 'where sysfs is mounted (default /sys)'),
-  dev: stringOption('DIR', 'where device nodes appear (default /dev)'),
+  sysfs: stringOption('DIR', 'where sysfs is mounted (default /sys)', notAbsolutePath),
+  dev: stringOption('DIR', 'where device nodes appear (default /dev)', notAbsolutePath),
 };
+
+const DEFAULT_ROOT = '/run/kata-containers';
+
+/** The storages file's format, as apply's and release's help show it. */
+const STORAGES_INPUT =
+  'A JSON array of Kata Storage messages, or { "storages": [...] } (a CreateContainerRequest), in\n' +
+  "our form or with Kata's protobuf field names:\n" +
+  '  [{ "driver": "ephemeral", "source": "tmpfs", "fstype": "tmpfs", "options": ["size=64m"],\n' +
+  '     "mount_point": "/run/kata-containers/sandbox/shm" }]';
 
 // Lazy loaders: each pulls in the library (and the addon) only when a command runs.
 /* eslint-disable @typescript-eslint/no-require-imports */
 const lib = (): typeof import('./index') => require('./index') as typeof import('./index');
 const demo = (): typeof import('./demo') => require('./demo') as typeof import('./demo');
+const storageModule = (): typeof import('./storage') => require('./storage') as typeof import('./storage');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
+/**
+ * The storages of a file as apply and release take it. Not JSON, or not a list of storages, is
+ * ERR_INVALID_STORAGE (field `storages`), the code a wrong storage in it gets; a file that cannot
+ * be read is Node's ENOENT/EACCES/EISDIR.
+ */
 function readStorages(file: string): unknown[] {
-  const text = readFileSync(file, 'utf8');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
+  const { StorageError } = lib();
+  const invalid = (message: string): Error =>
+    new StorageError('ERR_INVALID_STORAGE', message, { value: file, field: 'storages' });
+  const parsed = readJsonFile(file, invalid);
   const storages = Array.isArray(parsed) ? parsed : (parsed as { storages?: unknown } | null)?.storages;
-  if (!Array.isArray(storages)) throw new Error(`${file}: expected an array of storages or { "storages": [...] }`);
+  if (!Array.isArray(storages)) throw invalid(`${file}: expected an array of storages or { "storages": [...] }`);
   return storages;
+}
+
+/**
+ * Each storage's mount point, checked as the Sandbox checks it (ERR_INVALID_STORAGE: outside the
+ * root, not normalized, through a symlink), so apply and release refuse the same file alike.
+ */
+function placedStorages(file: string, root: string): Storage[] {
+  const { normalizeStorage } = lib();
+  const { placeMountPoint } = storageModule();
+  return readStorages(file).map((x) => {
+    const s = normalizeStorage(x);
+    placeMountPoint(s.mountPoint, [root]);
+    return s;
+  });
 }
 
 const ms = (t0: number): string => `${(performance.now() - t0).toFixed(2)} ms`;
@@ -72,6 +121,7 @@ const commands: Record<string, Command> = {
     details:
       "A sandbox, two containers sharing an emptyDir and a loop-device disk: each step's mounts,\n" +
       'reference counts and timings, and nothing left behind (npm run demo runs it in a private\nmount namespace).',
+    example: 'unshare -m --propagation private kata-storage demo',
     positionals: [0, 0],
     options: {},
     async run(_p, _v, io) {
@@ -83,17 +133,34 @@ const commands: Record<string, Command> = {
     args: '<storages.json>',
     summary: 'add the storages of a JSON file to a sandbox, show them, release them (root)',
     details:
-      'Adds the Storage list (our form or Kata\'s protobuf JSON: an array, or { "storages": [...] })\n' +
-      'to a sandbox, shows the table, then releases it unless --keep.',
+      'Adds the storages to a new sandbox, shows the table, then releases them unless --keep.\n' +
+      'A mount point that is already a mount point (an earlier --keep not yet released) is refused\n' +
+      'with ERR_ALREADY_MOUNTED before anything is mounted: release it first.',
+    input: STORAGES_INPUT,
+    example: 'kata-storage apply storages.json --root /run/kata-containers --container app --keep',
     positionals: [1, 1],
     options: {
       ...sandboxOptions,
       keep: booleanOption('leave the storages in place (undo with kata-storage release)'),
     },
     async run([file], v, io) {
-      const storages = readStorages(file!);
-      const { Sandbox } = lib();
-      const root = (v.root as string | undefined) ?? '/run/kata-containers';
+      const root = (v.root as string | undefined) ?? DEFAULT_ROOT;
+      const storages = placedStorages(file!, root);
+      const { Sandbox, StorageError, isMountPoint } = lib();
+      // A new Sandbox knows nothing of what an earlier `apply --keep` left: without this it would
+      // mount again on top, and release would then meet EBUSY from the lower mount. Refused, not
+      // adopted: a mount found there may be anyone's, and taking it as ours would let release
+      // unmount what this file did not mount.
+      for (const s of storages) {
+        if (isMountPoint(s.mountPoint)) {
+          throw new StorageError(
+            'ERR_ALREADY_MOUNTED',
+            `${s.mountPoint} is already a mount point (left by an earlier apply --keep?): ` +
+              `undo it with kata-storage release ${file} --root ${root}, or unmount it`,
+            { value: s.mountPoint },
+          );
+        }
+      }
       const sb = new Sandbox({
         allowedRoots: [root],
         sysfsRoot: (v.sysfs as string | undefined) ?? '/sys',
@@ -101,10 +168,7 @@ const commands: Record<string, Command> = {
       });
       const containerId = v.container as string | undefined;
       const t0 = performance.now();
-      const held = await sb.addStorages(
-        storages as Parameters<typeof sb.addStorages>[0],
-        containerId === undefined ? {} : { containerId },
-      );
+      const held = await sb.addStorages(storages, containerId === undefined ? {} : { containerId });
       io.out(`added ${held.length} storage(s) in ${ms(t0)}`);
       for (const line of demo().storageTable(sb, root)) io.out(`  ${line}`);
       if (v.keep === true) {
@@ -122,18 +186,16 @@ const commands: Record<string, Command> = {
     summary: 'undo `apply --keep` of the same JSON file (root)',
     details:
       "Unmounts each storage's mount point (last first) and removes the directories left empty,\n" +
-      'up to the root. Directories with content stay.',
+      'up to the root. Directories with content stay. Mount points outside --root are refused\n' +
+      'as apply refuses them (ERR_INVALID_STORAGE), before anything is unmounted.',
+    input: STORAGES_INPUT,
+    example: 'kata-storage release storages.json --root /run/kata-containers',
     positionals: [1, 1],
     options: { root: sandboxOptions.root },
     async run([file], v, io) {
-      const { normalizeStorage, isMountPoint, umount } = lib();
-      const root = (v.root as string | undefined) ?? '/run/kata-containers';
-      const storages = readStorages(file!).map((s) => normalizeStorage(s));
-      for (const s of storages) {
-        if (s.mountPoint !== root && !s.mountPoint.startsWith(`${root}/`)) {
-          throw new UsageError(`${s.mountPoint} is outside --root ${root}`);
-        }
-      }
+      const { isMountPoint, umount } = lib();
+      const root = (v.root as string | undefined) ?? DEFAULT_ROOT;
+      const storages = placedStorages(file!, root);
       let failed = 0;
       for (const s of [...storages].reverse()) {
         try {
@@ -160,6 +222,8 @@ const commands: Record<string, Command> = {
   'parse-options': {
     args: '<option>...',
     summary: 'show how mount option words are parsed (flags, propagation, data)',
+    input: 'Mount option words as Storage.options carries them (one word may hold several, comma-separated).',
+    example: 'kata-storage parse-options rbind,rshared ro size=1m',
     positionals: [0, Infinity],
     options: {},
     async run(words, _v, io) {
@@ -178,16 +242,21 @@ const commands: Record<string, Command> = {
   'resolve-pci': {
     args: '<pci-path>',
     summary: 'the block device of the virtio-blk disk at a PCI path (e.g. 02/03), waiting for hot-plug',
+    input:
+      "A guest PCI path as Kata's runtime sends it in a blk storage's source: each hop a slot (00-1f)\n" +
+      'with an optional .function, hex, from the root bus down through bridges: 02/03 is slot 3 behind\n' +
+      'the bridge in slot 2. Valid inside the guest the runtime hot-plugged the disk into.',
+    example: 'kata-storage resolve-pci 02/03 --timeout 5000',
     positionals: [1, 1],
     options: {
       sysfs: sandboxOptions.sysfs,
       dev: sandboxOptions.dev,
-      timeout: stringOption('MS', 'how long to wait for the device (default 3000)'),
+      timeout: stringOption('MS', 'how long to wait for the device (default 3000)', (v) =>
+        /^\d{1,10}$/.test(v) ? undefined : 'must be a number of milliseconds',
+      ),
     },
     async run([pciPath], v, io) {
       const timeout = v.timeout as string | undefined;
-      if (timeout !== undefined && !/^\d{1,10}$/.test(timeout))
-        throw new UsageError(`--timeout must be a number of milliseconds, got '${timeout}'`);
       const dev = await lib().findPciBlockDevice(pciPath!, {
         sysfsRoot: (v.sysfs as string | undefined) ?? '/sys',
         devRoot: (v.dev as string | undefined) ?? '/dev',
@@ -202,7 +271,13 @@ const commands: Record<string, Command> = {
     summary: "plan a container from an OCI spec as Kata's runtime would (no addon, no mounts)",
     details:
       "Plans a container from its OCI spec (config.json) as Kata's runtime would: the sandbox's and\n" +
-      "the container's storages, the rewritten mounts and the host actions (kata-storage/runtime).",
+      "the container's storages, the rewritten mounts, the host actions and any warnings\n" +
+      '(kata-storage/runtime).',
+    input:
+      'An OCI runtime spec (config.json: root, mounts[] of { destination, type, source, options }),\n' +
+      'as containerd or CRI-O writes it into the bundle. --settings takes a JSON RuntimeSettings,\n' +
+      'e.g. { "sandboxId": "pod", "volumes": { "<host path>": { "fstype": "tmpfs" } } }.',
+    example: 'kata-storage plan bundle/config.json --settings settings.json --shm-size 64Mi',
     positionals: [1, 1],
     options: PLAN_OPTIONS,
     async run(positionals, values, io) {
@@ -245,11 +320,24 @@ function commandHelp(name: string): string {
     `usage: kata-storage ${name}${c.args ? ` ${c.args}` : ''}${opts}`,
     '',
     c.details ?? c.summary,
+    ...(c.input === undefined ? [] : ['', 'input:', ...c.input.split('\n').map((l) => `  ${l}`)]),
     '',
     'options:',
     ...optionLines(c.options),
+    '',
+    'example:',
+    `  ${c.example}`,
   ].join('\n');
 }
+
+const HELP_HELP = [
+  'usage: kata-storage help [<command>]',
+  '',
+  "The program's help, or a command's (the same as kata-storage <command> --help).",
+  '',
+  'example:',
+  '  kata-storage help apply',
+].join('\n');
 
 function programHelp(): string {
   return [
@@ -270,10 +358,16 @@ function programHelp(): string {
   ].join('\n');
 }
 
-/** The message an error gets on the command line: its code once, then what it says. */
+/**
+ * The message an error gets on the command line: its code once, then what it says, then the
+ * refused value (a StorageError's `value`) when the message does not name it: the user sees which
+ * storage of the file was refused.
+ */
 function describe(e: unknown): string {
-  const err = e as Error & { code?: unknown };
-  const message = err instanceof Error ? err.message : String(e);
+  const err = e as Error & { code?: unknown; value?: unknown };
+  let message = err instanceof Error ? err.message : String(e);
+  const value = typeof err?.value === 'string' ? err.value : undefined;
+  if (value !== undefined && value !== '' && !message.includes(value)) message += `; value: ${JSON.stringify(value)}`;
   const code = typeof err?.code === 'string' ? err.code : undefined;
   return code === undefined || message.startsWith(`${code}:`) ? message : `${code}: ${message}`;
 }
@@ -285,7 +379,7 @@ function usageError(prog: string, message: string, io: Io): number {
 }
 
 /** Runs one command line; returns the exit status (0 ok, 1 the operation failed, 2 bad usage). */
-export async function main(argv: string[], io: Io = consoleIo): Promise<number> {
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined) {
     io.err(programHelp());
@@ -300,7 +394,18 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
     return 0;
   }
   if (first === 'help') {
-    const topic = rest[0];
+    let parsed: { values: Values; positionals: string[] };
+    try {
+      parsed = parseArgs({ args: rest, options: { help }, allowPositionals: true, strict: true }) as typeof parsed;
+    } catch (e) {
+      return usageError('kata-storage help', (e as Error).message, io);
+    }
+    const [topic, extra] = parsed.positionals;
+    if (parsed.values.help === true) {
+      io.out(HELP_HELP);
+      return 0;
+    }
+    if (extra !== undefined) return usageError('kata-storage help', `unexpected argument '${extra}'`, io);
     if (topic === undefined) {
       io.out(programHelp());
       return 0;
@@ -331,6 +436,11 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
     io.out(commandHelp(first));
     return 0;
   }
+  for (const [name, spec] of Object.entries(cmd.options)) {
+    const value = parsed.values[name];
+    const why = typeof value === 'string' ? spec.check?.(value) : undefined;
+    if (why !== undefined) return usageError(prog, `--${name} ${why}, got '${value as string}'`, io);
+  }
   const [min, max] = cmd.positionals;
   const n = parsed.positionals.length;
   if (n < min) return usageError(prog, `missing ${cmd.args.split(' ')[n] ?? 'argument'}`, io);
@@ -338,14 +448,13 @@ export async function main(argv: string[], io: Io = consoleIo): Promise<number> 
   try {
     return await cmd.run(parsed.positionals, parsed.values, io);
   } catch (e) {
-    if (e instanceof UsageError) return usageError(prog, e.message, io);
     io.err(`${prog}: ${describe(e)}`);
     return 1;
   }
 }
 
 /** main() for a process: never throws, resolves with the exit status. */
-export async function run(argv: string[], io: Io = consoleIo): Promise<number> {
+export async function run(argv: string[], io: Io = processIo()): Promise<number> {
   try {
     return await main(argv, io);
   } catch (e) {

@@ -47,6 +47,11 @@ export interface StorageErrorFields {
     usedInodes?: number;
     requestedInodes?: number;
   };
+  /**
+   * kata-storage apply: the mount point `value` is already a mount point (an earlier `apply --keep`
+   * not yet released, or someone else's mount); nothing was mounted.
+   */
+  ERR_ALREADY_MOUNTED: { value: string };
   /** The Sandbox was destroyed: addStorages and setSandboxStorage are refused (`value` is 'destroyed'). */
   ERR_SANDBOX_DESTROYED: { value: 'destroyed' };
   /** A Sandbox option is unusable (allowedRoots not absolute, normalized paths). */

@@ -2,12 +2,13 @@
 // exit codes and which stream says what, and in-process runs (same code, faster) for the commands
 // that mount, checked against /proc/self/mountinfo.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBuilt, packageRoot as root } from './helpers/build';
 import { inProcess as cli } from './helpers/cli';
-import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
 
 const bin = join(root, 'dist', 'cli.js');
@@ -57,6 +58,32 @@ t.test('help: exit 0 on stdout for the program and every command, without runnin
       t.match(r.stdout, new RegExp(`^usage: kata-storage ${c}`), args.join(' '));
       t.equal(r.stderr, '', args.join(' '));
     }
+  }
+  // Each command's help shows one example; those that read input show its format.
+  for (const c of COMMANDS) {
+    const help = (await cli(c, '--help')).stdout;
+    t.match(help, /\nexample:\n {2}(unshare .* )?kata-storage \S+/, `${c} --help shows an example`);
+  }
+  for (const c of ['apply', 'release']) {
+    t.match(
+      (await cli(c, '--help')).stdout,
+      /\ninput:\n {2}A JSON array of Kata Storage messages[^]*"mount_point"[^]*\noptions:/,
+      c,
+    );
+  }
+  t.match((await cli('plan', '--help')).stdout, /\ninput:\n {2}An OCI runtime spec \(config.json/);
+  for (const args of [
+    ['help', '--help'],
+    ['help', '-h'],
+  ]) {
+    const r = proc(args);
+    t.equal(r.status, 0, args.join(' '));
+    t.match(
+      r.stdout,
+      /^usage: kata-storage help \[<command>\]\n[^]*\nexample:\n {2}kata-storage help apply/,
+      args.join(' '),
+    );
+    t.equal(r.stderr, '', args.join(' '));
   }
   const demo = proc(['demo', '--help']);
   t.notMatch(demo.stdout, /allowed root|step 1/, 'demo --help does not run the demo');
@@ -111,6 +138,23 @@ t.test('bad usage names what was wrong, on stderr, with exit 2', async (t) => {
     [['apply', 'a.json', 'b.json'], /unexpected argument 'b.json'/],
     [['resolve-pci', '02', '--timeout', 'soon'], /--timeout must be a number of milliseconds, got 'soon'/],
     [['demo', 'now'], /unexpected argument 'now'/],
+    // A value an option does not take is bad usage too, whichever command and option.
+    [['apply', 'x.json', '--root', 'x'], /kata-storage apply: --root must be an absolute path, got 'x'/],
+    [['apply', 'x.json', '--root', '/run/kata-containers/'], /--root must be normalized \("\/run\/kata-containers"\)/],
+    [['apply', 'x.json', '--sysfs', 'sys'], /--sysfs must be an absolute path, got 'sys'/],
+    [['release', 'x.json', '--root', 'run/../x'], /kata-storage release: --root must be an absolute path/],
+    [['resolve-pci', '02', '--dev', 'dev'], /kata-storage resolve-pci: --dev must be an absolute path/],
+    [
+      ['plan', 'c.json', '--block-device-driver', 'virtio-bogus'],
+      /kata-storage plan: --block-device-driver must be one of 'virtio-blk', 'virtio-scsi', .*, got 'virtio-bogus'/,
+    ],
+    [
+      ['plan', 'c.json', '--shared-fs', 'nfs'],
+      /--shared-fs must be one of 'virtio-fs', 'virtio-9p', 'none', got 'nfs'/,
+    ],
+    [['plan', 'c.json', '--shm-size', '64MB'], /--shm-size must be a Kubernetes quantity of bytes .*, got '64MB'/],
+    [['help', 'apply', 'release'], /kata-storage help: unexpected argument 'release'/],
+    [['help', '--bogus'], /kata-storage help: Unknown option '--bogus'/],
   ];
   for (const [args, re] of cases) {
     const r = proc(args);
@@ -120,17 +164,43 @@ t.test('bad usage names what was wrong, on stderr, with exit 2', async (t) => {
   }
 });
 
-t.test('failures: exit 1, the error once, the file named', async (t) => {
+t.test('failures: exit 1, the error once with its code, the file named', async (t) => {
   const dir = scratchDir(t, 'kata-storage-cli-');
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, '{"storages": [');
-  const r = proc(['apply', bad, '--root', dir]);
-  t.equal(r.status, 1);
-  t.match(r.stderr, `${bad} is not valid JSON`);
-  const missing = proc(['apply', join(dir, 'none.json')]);
-  t.equal(missing.status, 1);
-  t.equal(count(missing.stderr, 'ENOENT'), 1, missing.stderr);
-  t.match(missing.stderr, 'none.json');
+  // A file that is not JSON has the code a wrong storage in it would have, for apply and release.
+  for (const command of ['apply', 'release']) {
+    const r = proc([command, bad, '--root', dir]);
+    t.equal(r.status, 1, command);
+    t.match(r.stderr, new RegExp(`^kata-storage ${command}: ERR_INVALID_STORAGE: ${bad} is not valid JSON: `), command);
+    t.equal(count(r.stderr, 'ERR_INVALID_STORAGE'), 1, command);
+    // A file that is not there: Node's ENOENT with the path, once.
+    const missing = proc([command, join(dir, 'none.json')]);
+    t.equal(missing.status, 1, command);
+    t.match(
+      missing.stderr,
+      new RegExp(`^kata-storage ${command}: ENOENT: no such file or directory, open '.*none.json'`),
+    );
+    t.equal(count(missing.stderr, 'ENOENT'), 1, missing.stderr);
+  }
+  // plan: the spec's and the settings' own codes, ENOENT for a missing file.
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' } }));
+  const badSpec = proc(['plan', bad]);
+  t.equal(badSpec.status, 1);
+  t.match(badSpec.stderr, /^kata-storage plan: ERR_INVALID_SPEC: config.json: .*bad.json is not valid JSON/);
+  const badSettings = proc(['plan', config, '--settings', bad]);
+  t.equal(badSettings.status, 1);
+  t.match(
+    badSettings.stderr,
+    /^kata-storage plan: ERR_INVALID_RUNTIME_SETTINGS: settings: .*bad.json is not valid JSON/,
+  );
+  const noSpec = proc(['plan', join(dir, 'none.json')]);
+  t.equal(noSpec.status, 1);
+  t.match(noSpec.stderr, /^kata-storage plan: ENOENT: no such file or directory, open '.*none.json'/);
+  const noSettings = proc(['plan', config, '--settings', join(dir, 'none.json')]);
+  t.equal(noSettings.status, 1);
+  t.match(noSettings.stderr, /^kata-storage plan: ENOENT: /);
 
   const parse = proc(['parse-options', 'loop']);
   t.equal(parse.status, 1);
@@ -223,13 +293,33 @@ t.test('apply, apply --keep then release, and the demo', { skip: cannotMount }, 
   const again = await cli('release', file, '--root', run);
   t.equal(again.status, 0, 'releasing twice is harmless');
   t.match(again.stdout, /not mounted: /);
-  t.equal((await cli('release', file, '--root', '/elsewhere')).status, 2, 'storages outside --root are refused');
+  // Storages outside --root: apply and release refuse them alike (exit 1, the Sandbox's code and
+  // words), before anything is touched, with the storages kept mounted by apply --keep in place.
+  t.equal((await cli('apply', file, '--root', run, '--keep')).status, 0);
+  const held = mountSnapshot();
+  const heldTree = treeSnapshot(run);
+  const refusals = await Promise.all(['apply', 'release'].map((c) => cli(c, file, '--root', '/elsewhere')));
+  for (const [i, r] of refusals.entries()) {
+    t.equal(r.status, 1, `${['apply', 'release'][i]} outside --root`);
+    t.match(
+      r.stderr,
+      /^kata-storage (apply|release): ERR_INVALID_STORAGE: storage mountPoint is outside the allowed roots \(\/elsewhere\); value: ".*\/sandbox\/shm"$/,
+    );
+    t.equal(r.stdout, '');
+  }
+  t.equal(refusals[0]!.stderr.replace('apply', 'release'), refusals[1]!.stderr, 'the same error');
+  t.equal(mountSnapshot(), held, 'nothing unmounted or mounted');
+  t.equal(treeSnapshot(run), heldTree, 'nothing created or removed');
+  t.equal((await cli('release', file, '--root', run)).status, 0);
+  t.equal(mountSnapshot(), before);
 
-  const bad = await cli('apply', file, '--root', '/elsewhere');
-  t.equal(bad.status, 1);
-  t.match(bad.stderr, /^kata-storage apply: ERR_INVALID_STORAGE: storage mountPoint .*outside the allowed roots/);
   writeFileSync(file, '{"x":1}');
-  t.match((await cli('apply', file)).stderr, /expected an array/);
+  const shape = await cli('apply', file);
+  t.equal(shape.status, 1);
+  t.match(
+    shape.stderr,
+    /ERR_INVALID_STORAGE: .*storages.json: expected an array of storages or \{ "storages": \[\.\.\.\] \}/,
+  );
 
   const demo = await cli('demo');
   t.equal(demo.status, 0, demo.stderr);
@@ -238,3 +328,104 @@ t.test('apply, apply --keep then release, and the demo', { skip: cannotMount }, 
   t.match(demo.stdout, /left behind: nothing/);
   t.equal(mountSnapshot(), before, 'the demo left nothing mounted');
 });
+
+t.test(
+  'apply --keep twice: the second is refused before it mounts anything; release then works',
+  { skip: cannotMount },
+  async (t) => {
+    const dir = scratchDir(t);
+    const run = join(dir, 'run');
+    mkdirSync(run);
+    const file = join(dir, 'storages.json');
+    const shm = join(run, 'sandbox', 'shm');
+    const data = join(run, 'sandbox', 'data');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=1m'], mount_point: data },
+        { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['size=1m'], mount_point: shm },
+      ]),
+    );
+    const before = mountSnapshot();
+    const tree = treeSnapshot(run);
+    t.equal((await cli('apply', file, '--root', run, '--keep')).status, 0);
+    const kept = mountSnapshot();
+    t.equal(mountsUnder(run).length, 2, 'two tmpfs');
+    writeFileSync(join(data, 'f'), 'written after the first apply');
+
+    // The second run finds what the first left (here the second storage alone is still mounted,
+    // as after a partial manual cleanup: any one is enough) and refuses without mounting anything.
+    for (const leftOver of [2, 1]) {
+      if (leftOver === 1) spawnSync('umount', [data]);
+      const snapshot = mountSnapshot();
+      const again = await cli('apply', file, '--root', run, '--keep');
+      t.equal(again.status, 1, `${leftOver} left`);
+      t.match(
+        again.stderr,
+        new RegExp(
+          `^kata-storage apply: ERR_ALREADY_MOUNTED: ${leftOver === 2 ? data : shm} is already a mount point \\(left by an earlier apply --keep\\?\\): undo it with kata-storage release ${file} --root ${run}, or unmount it$`,
+        ),
+      );
+      t.equal(again.stdout, '');
+      t.equal(mountSnapshot(), snapshot, 'nothing mounted on top');
+    }
+    t.equal(mountsUnder(shm).length, 1, 'one mount at the mount point, not two');
+    t.not(kept, before);
+
+    const released = await cli('release', file, '--root', run);
+    t.equal(released.status, 0, released.stderr);
+    t.match(released.stdout, `unmounted ${shm}`);
+    t.notMatch(released.stderr, /EBUSY/);
+    t.equal(mountSnapshot(), before, 'release took everything down');
+    rmSync(join(run, 'sandbox'), { recursive: true, force: true });
+    t.equal(treeSnapshot(run), tree);
+    // And after release, apply --keep works again.
+    t.equal((await cli('apply', file, '--root', run, '--keep')).status, 0);
+    t.equal((await cli('release', file, '--root', run)).status, 0);
+    t.equal(mountSnapshot(), before);
+  },
+);
+
+t.test(
+  'a closed stdout (| head -1) ends quietly and still releases what apply mounted',
+  { skip: cannotMount },
+  async (t) => {
+    const dir = scratchDir(t);
+    const run = join(dir, 'run');
+    mkdirSync(run);
+    const file = join(dir, 'storages.json');
+    writeFileSync(
+      file,
+      JSON.stringify(
+        ['a', 'b', 'c'].map((n) => ({
+          driver: 'ephemeral',
+          source: 'tmpfs',
+          fstype: 'tmpfs',
+          options: ['size=1m'],
+          mount_point: join(run, n),
+        })),
+      ),
+    );
+    const before = mountSnapshot();
+    // The reader is gone before the first line is written: every write meets EPIPE.
+    const child = spawn(process.execPath, [bin, 'apply', file, '--root', run], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const [code, signal] = (await once(child, 'close')) as [number | null, string | null];
+    t.equal(signal, null, 'not killed');
+    t.equal(code, 0, stderr);
+    t.equal(stderr, '', 'nothing on stderr: no EPIPE trace');
+    t.equal(mountSnapshot(), before, 'the tmpfs it mounted are released');
+
+    // As a shell pipeline: head takes the first line and exits while apply still writes.
+    const sh = spawnSync('sh', ['-c', `"${process.execPath}" "${bin}" apply "${file}" --root "${run}" | head -1`], {
+      encoding: 'utf8',
+    });
+    t.equal(sh.status, 0);
+    t.match(sh.stdout, /^added 3 storage\(s\) in [\d.]+ ms\n$/);
+    t.equal(sh.stderr, '');
+    t.equal(mountSnapshot(), before);
+    t.equal(mountsUnder(run).length, 0);
+  },
+);
