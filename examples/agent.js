@@ -4,18 +4,45 @@
 // proto field names) handled with one Sandbox, as kata-agent's rpc.rs does with its storage
 // handlers. Run as root in a private mount namespace:
 //
-//   unshare -m --propagation private node examples/agent.js [requests.json]
+//   unshare -m --propagation private node examples/agent.js [requests.json] [--root DIR]
 //
-// requests.json is an array of { "method": "...", "request": { ... } }; without it the flow below
-// runs under a temporary directory standing in for /run/kata-containers. It prints each request,
-// the mounts it made, and at the end proves nothing is left mounted.
+// requests.json is an array of { "method": "...", "request": { ... } } with the storages' mount
+// points under --root (default /run/kata-containers, where Kata's runtime puts them); without a
+// file, the flow below runs under a new temporary directory standing in for /run/kata-containers
+// (or under --root when given). It prints each request, the mounts it made, and at the end proves
+// nothing is left mounted.
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { parseArgs } = require('node:util');
 const { Sandbox, storageTracing } = require('kata-storage');
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-agent-example-'));
+const usage = 'usage: node examples/agent.js [requests.json] [--root DIR]';
+let args;
+try {
+  args = parseArgs({
+    options: { root: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+  });
+  if (args.positionals.length > 1) throw new Error(`unexpected argument '${args.positionals[1]}'`);
+  if (args.values.root !== undefined && !path.isAbsolute(args.values.root))
+    throw new Error(`--root must be an absolute path, got '${args.values.root}'`);
+} catch (err) {
+  console.error(`agent example: ${err.message}\n${usage}`);
+  process.exit(2);
+}
+if (args.values.help) {
+  console.log(usage);
+  process.exit(0);
+}
+const file = args.positionals[0];
+// The allowed root: the directory Kata's requests name, unless --root says otherwise. Only a
+// directory made here is removed at the end; /run/kata-containers or a --root is left as found.
+const made = file === undefined && args.values.root === undefined;
+const root = made
+  ? fs.mkdtempSync(path.join(os.tmpdir(), 'kata-agent-example-'))
+  : path.resolve(args.values.root ?? '/run/kata-containers');
 const at = (...p) => path.join(root, ...p);
 
 // The emptyDir both containers use: the runtime sends the same storage in each container's request,
@@ -84,8 +111,13 @@ function mountsUnder(dir) {
     .map((f) => `${f[4].slice(root.length + 1)} (${f[f.indexOf('-') + 1]})`);
 }
 
+// What was mounted under the root before (a real guest's /run/kata-containers may hold mounts):
+// neither shown as ours nor counted as left behind.
+const before = new Set(mountsUnder(root));
+const ours = () => mountsUnder(root).filter((m) => !before.has(m));
+
 async function main() {
-  const requests = process.argv[2] ? JSON.parse(fs.readFileSync(process.argv[2], 'utf8')) : defaultRequests;
+  const requests = file === undefined ? defaultRequests : JSON.parse(fs.readFileSync(file, 'utf8'));
   const sandbox = new Sandbox({ allowedRoots: [root] });
   // What an agent would log: each storage as it is taken, reference-only adds included.
   storageTracing.storage.subscribe({
@@ -114,13 +146,13 @@ async function main() {
         default:
           throw new Error(`unknown method ${method}`);
       }
-      console.log(`  mounted: ${mountsUnder(root).join(', ') || 'nothing'}`);
+      console.log(`  mounted: ${ours().join(', ') || 'nothing'}`);
     }
   } finally {
     await sandbox.destroy();
   }
-  const left = mountsUnder(root);
-  fs.rmSync(root, { recursive: true, force: true });
+  const left = ours();
+  if (made) fs.rmSync(root, { recursive: true, force: true });
   if (left.length > 0) throw new Error(`left mounted: ${left.join(', ')}`);
   console.log('done: nothing left mounted');
 }

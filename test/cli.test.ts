@@ -4,7 +4,7 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBuilt, packageRoot as root } from './helpers/build';
 import { inProcess as cli } from './helpers/cli';
@@ -427,5 +427,90 @@ t.test(
     t.equal(sh.stderr, '');
     t.equal(mountSnapshot(), before);
     t.equal(mountsUnder(run).length, 0);
+  },
+);
+
+t.test(
+  'examples/agent.js <requests.json>: the mount points under /run/kata-containers, or --root',
+  { skip: cannotMount },
+  async (t) => {
+    const agent = join(root, 'examples', 'agent.js');
+    const dir = scratchDir(t, 'kata-agent-req-');
+    const requests = (base: string): string => {
+      const file = join(dir, `requests-${base.replaceAll('/', '_')}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify([
+          {
+            method: 'CreateSandbox',
+            request: {
+              sandbox_id: 'pod',
+              storages: [
+                {
+                  driver: 'ephemeral',
+                  source: 'shm',
+                  fstype: 'tmpfs',
+                  options: ['size=1m'],
+                  mount_point: `${base}/sandbox/shm`,
+                },
+              ],
+            },
+          },
+          {
+            method: 'CreateContainer',
+            request: {
+              container_id: 'app',
+              storages: [
+                { driver: 'local', source: 'local', fstype: 'local', mount_point: `${base}/sandbox/local/cache` },
+              ],
+            },
+          },
+          { method: 'RemoveContainer', request: { container_id: 'app' } },
+          { method: 'DestroySandbox', request: {} },
+        ]),
+      );
+      return file;
+    };
+    const before = mountSnapshot();
+    // As Kata's runtime names them: under /run/kata-containers, the default root with a file. A
+    // tmpfs on /run in a namespace of its own stands in for the guest's, so the host's /run is untouched.
+    const kata = spawnSync(
+      'unshare',
+      [
+        '-m',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `mount -t tmpfs kata-example /run && exec "${process.execPath}" "${agent}" "${requests('/run/kata-containers')}"`,
+      ],
+      { encoding: 'utf8', cwd: root },
+    );
+    t.equal(kata.status, 0, kata.stderr);
+    t.equal(kata.stderr, '');
+    t.match(
+      kata.stdout,
+      /^CreateSandbox pod\n {4}created ephemeral sandbox\/shm\n {2}mounted: sandbox\/shm \(tmpfs\)\n/,
+    );
+    t.match(kata.stdout, /DestroySandbox\n {2}mounted: nothing\ndone: nothing left mounted\n$/);
+    t.equal(mountSnapshot(), before);
+
+    // --root names another root; it is left in place (only a directory the example made is removed).
+    const guest = join(dir, 'guest');
+    mkdirSync(guest);
+    const own = spawnSync(process.execPath, [agent, requests(guest), '--root', guest], { encoding: 'utf8', cwd: root });
+    t.equal(own.status, 0, own.stderr);
+    t.match(own.stdout, /CreateContainer app\n {4}created local sandbox\/local\/cache\n/);
+    t.match(own.stdout, /done: nothing left mounted\n$/);
+    t.equal(mountSnapshot(), before);
+    t.ok(existsSync(guest), '--root is not removed');
+
+    const bad = spawnSync(process.execPath, [agent, '--root', 'guest'], { encoding: 'utf8', cwd: root });
+    t.equal(bad.status, 2);
+    t.match(
+      bad.stderr,
+      /^agent example: --root must be an absolute path, got 'guest'\nusage: node examples\/agent.js \[requests.json\] \[--root DIR\]/,
+    );
+    t.equal(bad.stdout, '');
   },
 );
