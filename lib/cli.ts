@@ -355,6 +355,9 @@ function programHelp(): string {
     'options:',
     '  -h, --help     show this help',
     '  -V, --version  print the version',
+    '',
+    'example:',
+    '  kata-storage apply storages.json --keep && kata-storage release storages.json',
   ].join('\n');
 }
 

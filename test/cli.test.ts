@@ -45,6 +45,10 @@ t.test('help: exit 0 on stdout for the program and every command, without runnin
     t.equal(r.status, 0, flag);
     t.match(r.stdout, /^usage: kata-storage <command>/);
     for (const c of COMMANDS) t.match(r.stdout, new RegExp(`\\n  ${c} `), `${flag} lists ${c}`);
+    t.match(
+      r.stdout,
+      /\nexample:\n {2}kata-storage apply storages.json --keep && kata-storage release storages.json\n$/,
+    );
     t.equal(r.stderr, '');
   }
   for (const c of COMMANDS) {
@@ -153,6 +157,8 @@ t.test('bad usage names what was wrong, on stderr, with exit 2', async (t) => {
       /--shared-fs must be one of 'virtio-fs', 'virtio-9p', 'none', got 'nfs'/,
     ],
     [['plan', 'c.json', '--shm-size', '64MB'], /--shm-size must be a Kubernetes quantity of bytes .*, got '64MB'/],
+    [['plan', 'c.json', '--container', '../x'], /--container must be a name of letters, digits.*, got '\.\.\/x'/],
+    [['plan', 'c.json', '--sandbox', 'a/b'], /--sandbox must be a non-empty name without "\/"/],
     [['help', 'apply', 'release'], /kata-storage help: unexpected argument 'release'/],
     [['help', '--bogus'], /kata-storage help: Unknown option '--bogus'/],
   ];

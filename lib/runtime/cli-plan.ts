@@ -7,8 +7,14 @@ import { planContainer } from './container';
 import { planError } from './errors';
 import type { HostAction } from './host-actions';
 import { planSandbox } from './sandbox';
-import { BLOCK_DEVICE_DRIVERS, SHARED_FS_VALUES, type RuntimeSettings } from './settings';
+import { BLOCK_DEVICE_DRIVERS, resolveSettings, SHARED_FS_VALUES, type RuntimeSettings } from './settings';
 import type { OciMount } from './spec';
+
+/** A container id as planContainer takes it. */
+const CONTAINER_ID = /^[\w][\w.-]*$/;
+
+const QUANTITY_FORMS =
+  'must be a Kubernetes quantity of bytes (67108864, 64Mi, 64M, 0.5Gi, 5e8; suffixes Ki Mi Gi Ti Pi Ei, k M G T P E)';
 
 /** util.parseArgs options of the plan command, with what `kata-storage plan --help` shows. */
 export const PLAN_OPTIONS = {
@@ -23,13 +29,20 @@ export const PLAN_OPTIONS = {
     (v) => (quantityBytes(v) === undefined ? QUANTITY_FORMS : undefined),
   ),
   settings: stringOption('FILE', 'a JSON RuntimeSettings (paths, attached block devices, ...); the flags override it'),
-  container: stringOption('ID', "the container's id (default: the bundle directory's name)"),
-  sandbox: stringOption('ID', "the sandbox's id"),
+  container: stringOption('ID', "the container's id (default: the bundle directory's name)", (v) =>
+    CONTAINER_ID.test(v) ? undefined : 'must be a name of letters, digits, "_", "." and "-"',
+  ),
+  // The settings' own check of sandboxId, so the flag and the file take the same ids.
+  sandbox: stringOption('ID', "the sandbox's id", (v) => {
+    try {
+      resolveSettings({ sandboxId: v });
+      return undefined;
+    } catch {
+      return 'must be a non-empty name without "/" or NUL (not "." or "..")';
+    }
+  }),
   json: booleanOption('print the plan as JSON instead of tables'),
 };
-
-const QUANTITY_FORMS =
-  'must be a Kubernetes quantity of bytes (67108864, 64Mi, 64M, 0.5Gi, 5e8; suffixes Ki Mi Gi Ti Pi Ei, k M G T P E)';
 
 const BINARY_SI: Record<string, number> = { Ki: 10, Mi: 20, Gi: 30, Ti: 40, Pi: 50, Ei: 60 };
 const DECIMAL_SI: Record<string, number> = { m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
@@ -126,7 +139,7 @@ export function plan(args: PlanArgs): string {
     merged.shmSize = quantityBytes(args.values['shm-size']) ?? args.values['shm-size'];
   if (args.values.sandbox !== undefined) merged.sandboxId = args.values.sandbox;
   const fromBundle = basename(bundle);
-  const containerId = args.values.container ?? (/^[\w][\w.-]*$/.test(fromBundle) ? fromBundle : 'container');
+  const containerId = args.values.container ?? (CONTAINER_ID.test(fromBundle) ? fromBundle : 'container');
   const sandbox = planSandbox(merged as RuntimeSettings);
   const container = planContainer(containerId, spec, merged as RuntimeSettings);
   if (args.values.json === true) return JSON.stringify({ containerId, sandbox, container }, null, 2);
