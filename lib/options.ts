@@ -43,8 +43,11 @@ export interface ParsedMountOptions {
   data: string;
   /**
    * MS_RDONLY/NOSUID/NODEV/NOEXEC from runc's `rro`/`rnosuid`/`rnodev`/`rnoexec`: applied to the
-   * mount and every mount below it with mount_setattr(AT_RECURSIVE). mount(2) cannot, so with the
-   * legacy API such a mount is refused with ERR_INVALID_MOUNT_OPTION.
+   * mount and every mount below it with mount_setattr(AT_RECURSIVE). They are in `flags` too (the
+   * mount itself has them, whatever word follows: `rro,rw` is read-only, as in runc), so a
+   * new superblock or a plain bind, which have no mounts below, take them through either API.
+   * mount(2) cannot reach the mounts below an `rbind`: with the legacy API `rbind` with one of
+   * them is refused with ERR_INVALID_MOUNT_OPTION.
    */
   recursiveFlags: number;
 }

@@ -47,7 +47,9 @@ t.test('mountApi setting', async (t) => {
   const long = [`lowerdir=${'/l'.repeat(200)}`];
   t.equal(effectiveMountApi('auto', long), 'legacy', 'a value fsconfig cannot take goes to mount(2)');
   t.equal(effectiveMountApi('new', long), 'new', 'unless the new API is forced');
-  if (support.complete) t.equal(effectiveMountApi('auto', ['rro', ...long]), 'new', 'rro cannot take mount(2)');
+  if (support.complete)
+    t.equal(effectiveMountApi('auto', ['rbind', 'rro', ...long]), 'new', 'rro on an rbind cannot take mount(2)');
+  t.equal(effectiveMountApi('auto', ['rro', ...long]), 'legacy', 'rro on a new superblock can');
   t.throws(() => effectiveMountApi('auto', ['loop']), { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
   for (const k of [
     'fsopen',
@@ -88,10 +90,14 @@ t.test('KATA_STORAGE_MOUNT_API is the default for a whole process', async (t) =>
 
 t.test('recursive option words', async (t) => {
   const p = parseMountOptions(['rbind', 'rro', 'rnosuid,rnodev', 'rnoexec', 'ro']);
-  t.equal(p.flags, MountFlags.BIND | MountFlags.REC | MountFlags.RDONLY);
-  t.equal(p.recursiveFlags, MountFlags.RDONLY | MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC);
+  const all = MountFlags.RDONLY | MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC;
+  t.equal(p.flags, MountFlags.BIND | MountFlags.REC | all, 'the mount itself has them too');
+  t.equal(p.recursiveFlags, all);
   t.equal(p.data, '', 'they are not data');
   t.equal(parseMountOptions(['ro']).recursiveFlags, 0);
+  // KEP-3857: CRI runtimes put rro where ro would be; read-only is the flag, not the word.
+  t.equal(parseMountOptions(['rbind', 'rprivate', 'rro']).flags & MountFlags.RDONLY, MountFlags.RDONLY);
+  t.equal(parseMountOptions(['rro', 'rw']).flags, MountFlags.RDONLY, 'a later rw does not undo rro (runc)');
 });
 
 t.test('bad settings are refused before anything happens', { skip: cannotMount }, async (t) => {
@@ -117,27 +123,28 @@ t.test('bad settings are refused before anything happens', { skip: cannotMount }
     { code: 'ERR_INVALID_ARG_VALUE' },
     'a prefix is not a parent',
   );
-  t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['rro'], { mountApi: 'legacy' }), {
+  // mount(2) cannot reach the mounts below an rbind.
+  t.throws(() => mountSync(dir, dir, '', ['rbind', 'rro'], { mountApi: 'legacy' }), {
     code: 'ERR_INVALID_MOUNT_OPTION',
     value: 'rro',
     message: "mount option 'rro' is not supported",
   });
-  await t.rejects(mount('tmpfs', dir, 'tmpfs', ['size=1m', 'rnodev', 'rro'], { mountApi: 'legacy' }), {
+  await t.rejects(mount(dir, dir, '', ['rbind', 'rnodev', 'rro'], { mountApi: 'legacy' }), {
     code: 'ERR_INVALID_MOUNT_OPTION',
     value: 'rnodev',
   });
   // A remount always goes through mount(2), whatever was asked for.
-  t.throws(() => mountSync('tmpfs', dir, 'tmpfs', ['remount', 'rro'], { mountApi: 'new' }), {
+  t.throws(() => mountSync(dir, dir, '', ['remount', 'rbind', 'rro'], { mountApi: 'new' }), {
     code: 'ERR_INVALID_MOUNT_OPTION',
   });
   const proto = Object.prototype as Record<string, unknown>;
   proto.mountApi = 'legacy';
   proto.beneath = '/nonexistent';
   try {
-    // With the new API in use the filesystem itself refuses size=bogus: neither the inherited
-    // 'legacy' (which would refuse rro first) nor the inherited root (ENOENT from open) applied.
+    // The filesystem itself refuses size=bogus, through the call of the API in use: neither the
+    // inherited 'legacy' (mount(2) would be named) nor the inherited root (ENOENT) applied.
     const expected =
-      effectiveMountApi() === 'new' ? { code: 'EINVAL', syscall: 'fsconfig' } : { code: 'ERR_INVALID_MOUNT_OPTION' };
+      effectiveMountApi() === 'new' ? { code: 'EINVAL', syscall: 'fsconfig' } : { code: 'EINVAL', syscall: 'mount' };
     t.throws(
       () => mountSync('tmpfs', dir, 'tmpfs', ['rro', 'size=bogus'], {}),
       expected,
@@ -301,6 +308,37 @@ t.test('rro makes a bind read-only all the way down', { skip: cannotMount || noN
   umountSync(join(src, 'sub'));
   umountSync(src);
 });
+
+t.test(
+  'with mount(2), rro is read-only where nothing lies below, refused where it would',
+  { skip: cannotMount },
+  async (t) => {
+    const { src, dst } = nestedMounts(scratchDir(t));
+    writeFileSync(join(src, 'f'), 'top');
+    // A new superblock: the superblock and the mount come out read-only (KEP-3857's rro where a
+    // CRI runtime would have put ro).
+    mountSync('tmpfs', dst, 'tmpfs', ['rro', 'size=64k'], { mountApi: 'legacy' });
+    t.ok(mountAt(dst)!.mountOptions.includes('ro'), 'mount read-only');
+    t.throws(() => writeFileSync(join(dst, 'g'), 'x'), { code: 'EROFS' });
+    umountSync(dst);
+    // A plain bind brings no sub-mount: rro is its ro, and rw after it does not undo it.
+    await mount(src, dst, '', ['bind', 'rro', 'rw'], { mountApi: 'legacy' });
+    t.ok(mountAt(dst)!.mountOptions.includes('ro'), 'bind read-only');
+    t.equal(mountAt(join(dst, 'sub')), undefined, 'no sub-mount came along');
+    t.throws(() => writeFileSync(join(dst, 'g'), 'x'), { code: 'EROFS' });
+    t.equal(readFileSync(join(dst, 'f'), 'utf8'), 'top');
+    umountSync(dst);
+    // An rbind would bring the sub-mount writable: refused, nothing mounted.
+    const before = mountSnapshot();
+    t.throws(() => mountSync(src, dst, '', ['rbind', 'rro'], { mountApi: 'legacy' }), {
+      code: 'ERR_INVALID_MOUNT_OPTION',
+      value: 'rro',
+    });
+    t.equal(mountSnapshot(), before, 'mountinfo unchanged');
+    umountSync(join(src, 'sub'));
+    umountSync(src);
+  },
+);
 
 for (const api of apis) {
   t.test(

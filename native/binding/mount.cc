@@ -63,7 +63,7 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
   args->request.api = MountApiArg(info, 4);
   if (!info[5].IsUndefined()) args->beneath = PathArg(info, 5, "beneath");
   // mount(2) has no way to apply an attribute to a whole tree: refuse rather than half-apply.
-  if (args->options.recursive_flags &&
+  if (kata::RecursiveNeedsNewApi(args->options) &&
       kata::EffectiveMountApi(args->request.api, args->options) == MountApi::kLegacy) {
     *result = CodeError(info.Env(), "ERR_INVALID_MOUNT_OPTION", args->options.recursive_word);
     return false;
@@ -302,7 +302,7 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
     if (err != OptionError::kNone) {
       refused.Set(OptionErrorCode(err), bad);
       refused_at = i;
-    } else if (j.options.recursive_flags &&
+    } else if (kata::RecursiveNeedsNewApi(j.options) &&
                kata::EffectiveMountApi(j.api, j.options) == MountApi::kLegacy) {
       refused.Set("ERR_INVALID_MOUNT_OPTION", j.options.recursive_word);
       refused_at = i;

@@ -92,7 +92,7 @@ struct LegacyTarget {
 
 bool LegacyMount(const char* source, const char* target, const char* fstype,
                  const MountOptions& opts, const LegacyTarget& where, SysError* error) {
-  if (opts.recursive_flags) {
+  if (RecursiveNeedsNewApi(opts)) {
     error->Set(EINVAL, "mount", source, target);
     return false;
   }
@@ -183,9 +183,9 @@ MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts) {
   if (opts.flags & (MS_REMOUNT | MS_MOVE)) return MountApi::kLegacy;
   if (requested == MountApi::kAuto) {
     if (!ProbeNewMountApi().Complete()) return MountApi::kLegacy;
-    // A value fsconfig cannot take still fits mount(2)'s page; recursive attributes cannot go
-    // that way, and then the new API's EINVAL is the honest answer.
-    if (!opts.recursive_flags && !FitsFsconfig(opts)) return MountApi::kLegacy;
+    // A value fsconfig cannot take still fits mount(2)'s page; recursive attributes on an rbind
+    // cannot go that way, and then the new API's EINVAL is the honest answer.
+    if (!RecursiveNeedsNewApi(opts) && !FitsFsconfig(opts)) return MountApi::kLegacy;
     return MountApi::kNew;
   }
   return requested;

@@ -36,7 +36,8 @@ MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts);
 // binds the remount that makes ro/nosuid/nodev/noexec real (the kernel ignores them on the first
 // bind). If a later step fails the main mount is undone, so a failed call leaves nothing behind.
 // With the new API the attributes are set before the mount is attached, so the same holds.
-// Recursive attributes (opts.recursive_flags) need the new API: with mount(2) they are EINVAL.
+// Recursive attributes on an rbind (RecursiveNeedsNewApi) need the new API: with mount(2) they
+// are EINVAL; on a new superblock or a plain bind they are the plain flags mount(2) applies.
 bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
            SysError* error, const MountRequest& request = MountRequest());
 

@@ -240,11 +240,18 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
   for (size_t pos = 0; NextOptionWord(list, &pos, &word);) {
     if (!ApplyWord(word, out, &err, bad)) return err;
   }
+  // A recursive attribute holds for the mount itself too, whatever word came after it.
+  out->flags |= out->recursive_flags;
+  out->cleared &= ~out->recursive_flags;
   if (out->data.size() > MaxMountDataLength()) {
     if (bad) *bad = out->data;
     return OptionError::kTooLong;
   }
   return OptionError::kNone;
+}
+
+bool RecursiveNeedsNewApi(const MountOptions& opts) {
+  return opts.recursive_flags != 0 && (opts.flags & MS_BIND) && (opts.flags & MS_REC);
 }
 
 }  // namespace kata

@@ -14,11 +14,18 @@ struct MountOptions {
   // source's flags, so "not set" and "cleared" differ there.
   unsigned long cleared = 0;
   std::string data;  // everything that is not a flag, comma-joined in order
-  // runc's rro/rnosuid/rnodev/rnoexec as MS_* bits: only mount_setattr(AT_RECURSIVE) can apply
-  // them, so the legacy API must refuse them; `recursive_word` is the first one, for that error.
+  // runc's rro/rnosuid/rnodev/rnoexec as MS_* bits. They also hold for the mount itself, so
+  // they are in `flags` too (whatever word came later: runc applies them after the plain flags,
+  // so `rro,rw` is read-only). Only mount_setattr(AT_RECURSIVE) can apply them to the mounts
+  // below a recursive bind; `recursive_word` is the first one, for the legacy API's refusal.
   unsigned long recursive_flags = 0;
   std::string recursive_word;
 };
+
+// True when the recursive attributes reach mounts mount(2) cannot: only a recursive bind
+// (rbind) brings mounts below the new one. A new superblock and a plain bind have none, so
+// there the recursive attributes are exactly the plain ones in `flags`, which mount(2) applies.
+bool RecursiveNeedsNewApi(const MountOptions& opts);
 
 enum class OptionError {
   kNone = 0,

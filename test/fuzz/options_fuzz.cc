@@ -32,6 +32,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require(a.data.find('\0') == std::string::npos);
   Require((a.flags & ~kKnownFlags) == 0);
   Require((a.flags & kPropagation) == 0);  // propagation never leaks into the main mount's flags
+  // A recursive attribute holds for the mount itself, whatever word followed it (rro,rw is ro).
+  Require((a.flags & a.recursive_flags) == a.recursive_flags &&
+          (a.cleared & a.recursive_flags) == 0);
+  // mount(2) is refused exactly where it cannot reach: mounts below an rbind.
+  Require(kata::RecursiveNeedsNewApi(a) ==
+          (a.recursive_flags != 0 && (a.flags & MS_BIND) && (a.flags & MS_REC)));
   Require((a.propagation & ~(kPropagation | MS_REC)) == 0);
   // Empty words are dropped, so data never starts with a separator (a quoted comma may end it).
   Require(a.data.empty() || a.data.front() != ',');

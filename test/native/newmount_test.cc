@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,10 +85,21 @@ bool IsMountRoot(const char* path) {
   expect(std::strcmp(forced.syscall, refused_syscall) == 0, "naming the refused call");
   expect(!IsMountRoot(dir), "and leaves nothing mounted");
 
+  // A new superblock has no mounts below it: rro is read-only, which mount(2) can do.
   kata::MountOptions rro;
-  rro.recursive_flags = MS_RDONLY;
+  expect(kata::ParseMountOptions("rro", &rro, nullptr) == kata::OptionError::kNone, "rro parses");
+  kata::SysError fresh;
+  expect(kata::Mount("tmpfs", dir, "tmpfs", rro, &fresh), "mount(2) takes rro on a new tmpfs");
+  struct statvfs vfs {};
+  expect(statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY), "read-only");
+  umount2(dir, 0);
+  // An rbind brings mounts below that mount(2) cannot make read-only.
+  kata::MountOptions rbind_rro;
+  expect(kata::ParseMountOptions(std::string("rbind\0rro", 9), &rbind_rro, nullptr) ==
+             kata::OptionError::kNone,
+         "rbind,rro parses");
   kata::SysError refused;
-  expect(!kata::Mount("tmpfs", dir, "tmpfs", rro, &refused), "mount(2) refuses rro");
+  expect(!kata::Mount(dir, dir, nullptr, rbind_rro, &refused), "mount(2) refuses rbind with rro");
   expect(refused.err == EINVAL && !IsMountRoot(dir), "with EINVAL, mounting nothing");
   rmdir(dir);
   _exit(failed);

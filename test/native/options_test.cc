@@ -183,12 +183,27 @@ KATA_TEST(recursive_words) {
   MountOptions o;
   CHECK(ParseMountOptions(Join({"rbind", "rnodev,rro", "rnosuid", "rnoexec", "ro"}), &o, nullptr) ==
         OptionError::kNone);
-  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY));
+  // The mount itself gets them too.
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID | MS_NODEV |
+                                               MS_NOEXEC));
   CHECK_EQ(o.recursive_flags,
            static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
   CHECK_EQ(o.recursive_word, std::string("rnodev"));
   CHECK_EQ(o.data, std::string());
+  CHECK(kata::RecursiveNeedsNewApi(o));
   CHECK(ParseMountOptions(Join({"ro"}), &o, nullptr) == OptionError::kNone);
   CHECK_EQ(o.recursive_flags, 0ul);
   CHECK(o.recursive_word.empty());
+  CHECK(!kata::RecursiveNeedsNewApi(o));
+  // KEP-3857's rro comes instead of ro (CRI-O, containerd): read-only is the flag, not the word,
+  // and a later rw does not undo it (runc applies the recursive attributes last).
+  CHECK(ParseMountOptions(Join({"rro", "rw"}), &o, nullptr) == OptionError::kNone);
+  CHECK_EQ(o.flags, static_cast<unsigned long>(MS_RDONLY));
+  CHECK_EQ(o.cleared & MS_RDONLY, 0ul);
+  // Only an rbind has mounts below it that mount(2) cannot reach.
+  CHECK(!kata::RecursiveNeedsNewApi(o));
+  CHECK(ParseMountOptions(Join({"bind", "rro"}), &o, nullptr) == OptionError::kNone);
+  CHECK(!kata::RecursiveNeedsNewApi(o));
+  CHECK(ParseMountOptions(Join({"rbind", "rprivate", "rro"}), &o, nullptr) == OptionError::kNone);
+  CHECK(kata::RecursiveNeedsNewApi(o));
 }
