@@ -64,17 +64,60 @@ export interface KataStorage {
   shared?: boolean;
 }
 
-/** What Sandbox.addStorages and normalizeStorage take: our form or Kata's protobuf JSON. */
-export type StorageInput = Storage | KataStorage;
+// One field under either of its two names, never both: `{ mountPoint, mount_point }` does not
+// compile, as normalizeStorage refuses it at run time (ERR_INVALID_STORAGE naming both keys).
+type OneName<A extends string, B extends string, V> =
+  ({ [K in A]: V } & { [K in B]?: never }) | ({ [K in B]: V } & { [K in A]?: never });
+type OneOptionalName<A extends string, B extends string, V> =
+  ({ [K in A]?: V } & { [K in B]?: never }) | ({ [K in B]?: V } & { [K in A]?: never });
+
+/** An fsGroup in either naming (`groupId` / `group_id`, `groupChangePolicy` / `group_change_policy`), one name per field. */
+export type FsGroupInput = OneOptionalName<'groupId', 'group_id', number | string> &
+  OneOptionalName<'groupChangePolicy', 'group_change_policy', 0 | 1 | GroupChangePolicy>;
+
+/**
+ * What Sandbox.addStorages and normalizeStorage take: our form (`Storage`), Kata's protobuf JSON
+ * (`KataStorage`), or a mix of the two namings across fields, but each field under one name only.
+ */
+export type StorageInput = {
+  driver: string;
+  source: string;
+  fstype: string;
+  options?: readonly string[];
+  shared?: boolean;
+} & OneName<'mountPoint', 'mount_point', string> &
+  OneOptionalName<'driverOptions', 'driver_options', readonly string[]> &
+  OneOptionalName<'fsGroup', 'fs_group', FsGroupInput>;
 
 function invalid(field: string, value: unknown, why: string): StorageError {
   return new StorageError('ERR_INVALID_STORAGE', `storage ${field} ${why}`, { value, field });
 }
 
+const present = (o: Record<string, unknown>, n: string): boolean =>
+  Object.hasOwn(o, n) && o[n] !== undefined && o[n] !== null;
+
 // Own properties only: a polluted Object.prototype must not add `shared` or `fsGroup` to a request.
+// A field given under two of its names (`mountPoint` and `mount_point`) is refused rather than
+// one of them silently dropped: which one the sender meant cannot be known.
 function pick(o: Record<string, unknown>, ...names: string[]): unknown {
-  for (const n of names) if (Object.hasOwn(o, n) && o[n] !== undefined && o[n] !== null) return o[n];
-  return undefined;
+  return pickIn(undefined, o, ...names);
+}
+
+function pickIn(parent: string | undefined, o: Record<string, unknown>, ...names: string[]): unknown {
+  const full = (n: string): string => (parent === undefined ? n : `${parent}.${n}`);
+  let found: string | undefined;
+  for (const n of names) {
+    if (!present(o, n)) continue;
+    if (found !== undefined) {
+      throw new StorageError(
+        'ERR_INVALID_STORAGE',
+        `storage gives one field twice, as '${full(found)}' and '${full(n)}': send it under one name only`,
+        { value: { [found]: o[found], [n]: o[n] }, field: full(n) },
+      );
+    }
+    found = n;
+  }
+  return found === undefined ? undefined : o[found];
 }
 
 function stringField(o: Record<string, unknown>, field: string, ...names: string[]): string {
@@ -135,13 +178,13 @@ function fsGroupField(o: Record<string, unknown>): FsGroup | undefined {
   if (typeof v !== 'object' || Array.isArray(v)) throw invalid('fsGroup', v, 'must be an object');
   const g = v as Record<string, unknown>;
   unknownKeys(g, FS_GROUP_KEYS, 'fsGroup');
-  let id = pick(g, 'groupId', 'group_id') ?? 0;
+  let id = pickIn('fsGroup', g, 'groupId', 'group_id') ?? 0;
   // proto3 JSON may carry integers as strings.
   if (typeof id === 'string' && /^\d+$/.test(id)) id = Number(id);
   if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
     throw invalid('fsGroup.groupId', id, 'must be an integer gid (0 to 4294967294)');
   }
-  const p = pick(g, 'groupChangePolicy', 'group_change_policy');
+  const p = pickIn('fsGroup', g, 'groupChangePolicy', 'group_change_policy');
   if (p === undefined) return { groupId: id };
   const policy = typeof p === 'string' || typeof p === 'number' ? policies[String(p)] : undefined;
   if (policy === undefined) {
@@ -150,12 +193,24 @@ function fsGroupField(o: Record<string, unknown>): FsGroup | undefined {
   return { groupId: id, groupChangePolicy: policy };
 }
 
+// Kata's runtimes send the shared filesystem's mount point as '/run/kata-containers/shared/containers/'
+// (Go's defaultKataGuestSharedDir, runtime-rs's DEFAULT_KATA_GUEST_SHARE_DIR): one trailing '/'
+// names the same directory, so it is dropped here and every later step (validation, the table
+// key, the returned path) sees the one spelling without it. '//' at the end stays (and is refused).
+function withoutTrailingSlash(p: string): string {
+  return p.length > 2 && p.endsWith('/') && p[p.length - 2] !== '/' ? p.slice(0, -1) : p;
+}
+
 /**
  * Shapes a Storage from our camelCase form or Kata's protobuf JSON (agent.proto `Storage`:
  * `driver_options`, `mount_point`, `fs_group.group_id`, `fs_group.group_change_policy` 0/1 or its
  * name, and the lowerCamel JSON names). As proto3 JSON omits defaults, an absent or null field is
  * its default ('' / [] / false, group 0, policy Always); a key no form knows is refused
- * (ERR_INVALID_STORAGE naming it). Only types are checked here; `validateStorage` checks values.
+ * (ERR_INVALID_STORAGE naming it), and so is one field under two names (`mountPoint` and
+ * `mount_point`, `groupId` and `group_id`, ...: ERR_INVALID_STORAGE naming both). One trailing
+ * '/' of the mount point is dropped (Kata's runtimes send the shared directory with one); other
+ * unnormalized forms are left for validation to refuse. Only types are checked here;
+ * `validateStorage` checks values.
  */
 export function normalizeStorage(x: unknown): Storage {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) throw invalid('request', x, 'must be an object');
@@ -165,7 +220,7 @@ export function normalizeStorage(x: unknown): Storage {
     driver: stringField(o, 'driver', 'driver'),
     source: stringField(o, 'source', 'source'),
     fstype: stringField(o, 'fstype', 'fstype'),
-    mountPoint: stringField(o, 'mountPoint', 'mountPoint', 'mount_point'),
+    mountPoint: withoutTrailingSlash(stringField(o, 'mountPoint', 'mountPoint', 'mount_point')),
   };
   const driverOptions = stringList(o, 'driverOptions', 'driverOptions', 'driver_options');
   if (driverOptions !== undefined) s.driverOptions = driverOptions;
