@@ -27,6 +27,15 @@ export function virtioFsUsesDax(s: Pick<ResolvedSettings, 'virtioFsCache' | 'vir
   return s.virtioFsCache !== 'never' && s.virtioFsCache !== 'metadata' && s.virtioFsCacheSize !== 0;
 }
 
+/**
+ * The shared filesystem's mount point as Kata's runtimes send it: with a trailing '/' (Go's
+ * defaultKataGuestSharedDir and runtime-rs's DEFAULT_KATA_GUEST_SHARE_DIR are
+ * '/run/kata-containers/shared/containers/'). The Sandbox takes it as the same directory.
+ */
+export function sharedDirMountPoint(s: Pick<ResolvedSettings, 'guestSharedDir'>): string {
+  return s.guestSharedDir === '/' ? '/' : `${s.guestSharedDir}/`;
+}
+
 function sandboxStorages(s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
   if (s.sharedFs === 'virtio-fs') {
@@ -35,7 +44,7 @@ function sandboxStorages(s: ResolvedSettings): Storage[] {
       source: SHARED_FS_TAG,
       fstype: 'virtiofs',
       options: virtioFsUsesDax(s) ? ['dax'] : [],
-      mountPoint: s.guestSharedDir,
+      mountPoint: sharedDirMountPoint(s),
     });
   } else if (s.sharedFs === 'virtio-9p') {
     storages.push({
@@ -43,7 +52,7 @@ function sandboxStorages(s: ResolvedSettings): Storage[] {
       source: SHARED_FS_TAG,
       fstype: '9p',
       options: [...NINE_P_OPTIONS, `msize=${s.msize9p}`],
-      mountPoint: s.guestSharedDir,
+      mountPoint: sharedDirMountPoint(s),
     });
   }
   if (s.shmSize > 0) {
@@ -60,7 +69,7 @@ function sandboxStorages(s: ResolvedSettings): Storage[] {
 
 /**
  * The sandbox's storages (Kata's setupStorages): with sharedFs `virtio-fs`, the share at
- * `guestSharedDir` (`dax` only when virtioFsCache is not never/metadata and virtioFsCacheSize is
+ * `guestSharedDir` written with a trailing '/', exactly as Kata's runtimes send it (`dax` only when virtioFsCache is not never/metadata and virtioFsCacheSize is
  * not 0); with `virtio-9p`, 9p with `msize=<msize9p>`; with `none`, no share. Plus an ephemeral
  * tmpfs `<guestSandboxDir>/shm` of `shmSize` bytes when shmSize > 0. Pure: nothing is touched.
  * Throws ERR_INVALID_RUNTIME_SETTINGS (with `path`) for bad settings.
