@@ -54,7 +54,7 @@ t.test('setupStorages: the shared filesystem and the sandbox shm', async (t) => 
           source: 'kataShared',
           fstype: 'virtiofs',
           options: expected ? ['dax'] : [],
-          mountPoint: SHARED,
+          mountPoint: `${SHARED}/`,
         },
       ],
       `${cache}, ${size} MiB`,
@@ -69,7 +69,7 @@ t.test('setupStorages: the shared filesystem and the sandbox shm', async (t) => 
       source: 'kataShared',
       fstype: '9p',
       options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'],
-      mountPoint: SHARED,
+      mountPoint: `${SHARED}/`,
     },
   ]);
   t.same(planSandbox({ sharedFs: 'virtio-9p', msize9p: 512 * 1024 }).storages[0]!.options, [
@@ -87,7 +87,8 @@ t.test('setupStorages: the shared filesystem and the sandbox shm', async (t) => 
       mountPoint: `${SANDBOX}/shm`,
     },
   ]);
-  t.equal(planSandbox({ guestSharedDir: '/g/shared' }).storages[0]!.mountPoint, '/g/shared');
+  // Kata's runtimes send the share's mount point with a trailing '/' (defaultKataGuestSharedDir).
+  t.equal(planSandbox({ guestSharedDir: '/g/shared' }).storages[0]!.mountPoint, '/g/shared/');
 });
 
 t.test('handleShm: /dev/shm binds the sandbox shm, or gets its own tmpfs', async (t) => {
@@ -641,12 +642,6 @@ t.test('bad specs: a typed error with a path into the spec', async (t) => {
       'mounts[1].destination',
     ],
     [
-      'relative destination',
-      { root, mounts: [{ destination: 'data', type: 'bind', source: '/d', options: ['rbind'] }] },
-      'ERR_INVALID_SPEC',
-      'mounts[0].destination',
-    ],
-    [
       'destination with ..',
       { root, mounts: [{ destination: '/a/../../etc', type: 'tmpfs', source: 't' }] },
       'ERR_INVALID_SPEC',
@@ -718,12 +713,6 @@ t.test('bad specs: a typed error with a path into the spec', async (t) => {
     ],
     ['no root', { mounts: [] }, 'ERR_INVALID_SPEC', 'root'],
     ['relative root, no bundle', { root: { path: 'rootfs' } }, 'ERR_INVALID_SPEC', 'root.path'],
-    [
-      'bad hugepage limit',
-      { root, linux: { resources: { hugepageLimits: [{ pageSize: '2MB', limit: -1 }] } } },
-      'ERR_INVALID_SPEC',
-      'linux.resources.hugepageLimits[0].limit',
-    ],
   ];
   const settings: RuntimeSettings = { volumes: { '/dev/sdz': { kind: 'block' } } };
   for (const [name, input, code, path] of rows) {

@@ -7,7 +7,7 @@ import type { Storage } from '../storage';
 import { at, planError } from './errors';
 import type { AttachBlockDeviceAction } from './host-actions';
 import type { AttachedBlockDevice, ResolvedSettings } from './settings';
-import { FILE_BLOCK_DEVICE_OPTION, LAYER_OPTION } from './spec';
+import { FILE_BLOCK_DEVICE_OPTION, isReadOnlyMount, LAYER_OPTION } from './spec';
 import { mountPath, type WorkingMount } from './working';
 import { cleanPath } from './paths';
 
@@ -90,6 +90,13 @@ const PROPAGATION = new Set([
   'runbindable',
 ]);
 
+const RECURSIVE_WORDS = new Map([
+  ['rro', 'ro'],
+  ['rnosuid', 'nosuid'],
+  ['rnodev', 'nodev'],
+  ['rnoexec', 'noexec'],
+]);
+
 export interface BlockVolumePlan {
   storage: Storage;
   action: AttachBlockDeviceAction;
@@ -113,12 +120,13 @@ export function requiredFstype(device: AttachedBlockDevice, devicePath: string, 
  * the mount's type, so a plain bind of a device node stays `bind` (the node is bound). Its options
  * are the device's, else the mount's, without bind/rbind when a filesystem is mounted (runtime-rs
  * filter_block_storage_options: `bind` would turn the device mount into a bind of the node) and
- * with `ro` when the mount is read-only. The OCI mount becomes a bind of the storage's path.
+ * with `ro` when the mount is read-only (`ro`, or `rro` from a KEP-3857 recursiveReadOnly volume:
+ * the superblock itself must be read-only, or ext4 would replay its journal on a shared disk). The OCI mount becomes a bind of the storage's path.
  */
 export function planBlockVolume(m: WorkingMount, settings: ResolvedSettings): BlockVolumePlan {
   const { device, devicePath } = attachedDevice(m, settings);
   const { driver, source } = blockDriverSource(device, settings, devicePath);
-  const readonly = m.options.includes('ro');
+  const readonly = isReadOnlyMount(m.options);
   const ociOptions = m.options.filter((o) => !isKataOption(o));
   let fstype: string;
   let options: string[];
@@ -136,6 +144,9 @@ export function planBlockVolume(m: WorkingMount, settings: ResolvedSettings): Bl
       options = options.filter((o) => !isBindWord(o) && !PROPAGATION.has(o));
     }
   }
+  // The device's own mount has nothing below it (a new superblock, or a bind of the node), so
+  // runc's recursive words are the plain ones there; as plain words they also take mount(2).
+  options = options.map((o) => RECURSIVE_WORDS.get(o) ?? o);
   if (readonly && !options.includes('ro')) options.push('ro');
   const storage: Storage = { driver, source, fstype, options, mountPoint: m.destination };
   const driverOptions: string[] = [];

@@ -9,6 +9,7 @@ import type { CopyAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
 import { mountPath, type WorkingMount } from './working';
 import { cleanPath } from './paths';
+import { isReadOnlyMount } from './spec';
 
 /** The host directory whose content the guest sees at guestSharedDir (Kata's getMountPath). */
 export function hostMountsDir(s: ResolvedSettings): string {
@@ -71,7 +72,7 @@ export function planSharedDirMounts(
       source: m.source,
       hostPath: posix.join(hostMountsDir(s), name),
       guestPath,
-      readonly: m.options.includes('ro'),
+      readonly: isReadOnlyMount(m.options),
       for: mountPath(m),
     });
     if (s.watchableBind && isWatchable(m.source)) {

@@ -15,8 +15,12 @@ export interface OciMount {
 export interface OciHugepageLimit {
   /** `2MB`, `1GB`, ... (runtime-spec: the hugepage size). */
   pageSize: string;
-  /** Bytes. */
-  limit: number;
+  /**
+   * Bytes, a uint64 (runtime-spec). A JSON number holds it exactly below 2^53; a larger number
+   * has lost its low digits in parsing and is read as "at least that" (see planContainer). A
+   * bigint (a parser that keeps uint64s) or a decimal string (proto3 JSON writes uint64 so) is exact.
+   */
+  limit: number | bigint | string;
 }
 
 export interface OciSpec {
@@ -100,6 +104,25 @@ export interface CheckedMount {
   options: string[];
 }
 
+/**
+ * Whether an OCI mount's options make it read-only: `ro`, or runc's `rro`, which CRI runtimes put
+ * there instead of `ro` for a Kubernetes `recursiveReadOnly` volume (KEP-3857). A later `rw`
+ * undoes `ro` but not `rro` (runc applies the recursive attributes after the plain flags).
+ */
+export function isReadOnlyMount(options: readonly string[]): boolean {
+  let ro = false;
+  let rro = false;
+  for (const element of options) {
+    for (const word of element.split(',')) {
+      if (word === 'ro') ro = true;
+      else if (word === 'rw') ro = false;
+      else if (word === 'rro') rro = true;
+      else if (word === 'rrw') rro = false;
+    }
+  }
+  return ro || rro;
+}
+
 function checkMount(m: unknown, i: number): CheckedMount {
   const path = at('mounts', i);
   if (!isRecord(m)) throw invalid(path, m, 'must be an object');
@@ -108,7 +131,8 @@ function checkMount(m: unknown, i: number): CheckedMount {
     throw invalid(at(path, 'destination'), dest, 'is required (the path in the container)');
   if (typeof dest !== 'string') throw invalid(at(path, 'destination'), dest, 'must be a string');
   if (dest.includes('\0')) throw invalid(at(path, 'destination'), dest, 'must not contain NUL');
-  if (!dest.startsWith('/')) throw invalid(at(path, 'destination'), dest, 'must be an absolute path in the container');
+  // The runtime-spec lets a Linux destination be relative, to the container's '/' (runc
+  // resolves it so): 'dev/shm' is '/dev/shm', and gets its handling.
   if (dest.split('/').includes('..')) throw invalid(at(path, 'destination'), dest, 'must not contain ".."');
   const source = m.source ?? '';
   if (typeof source !== 'string' || source.includes('\0'))
@@ -135,10 +159,15 @@ function checkMount(m: unknown, i: number): CheckedMount {
   if ((type === 'bind' || type === 'ephemeral' || type === 'local') && !source.startsWith('/')) {
     throw invalid(at(path, 'source'), source, `must be an absolute host path for a ${type} mount`);
   }
-  return { index: i, destination: cleanPath(dest), type, source, options: [...(options as string[])] };
+  const absolute = dest.startsWith('/') ? dest : `/${dest}`;
+  return { index: i, destination: cleanPath(absolute), type, source, options: [...(options as string[])] };
 }
 
-/** Validates the spec's mounts and root. Throws ERR_INVALID_SPEC with the path of the first fault. */
+/**
+ * Validates the spec's mounts and root, which every plan reads. Throws ERR_INVALID_SPEC with the
+ * path of the first fault. Other fields are checked where a plan uses them (hugepageLimits only
+ * for a hugetlbfs volume), so a field the plan does not need cannot refuse the spec.
+ */
 export function checkSpec(spec: unknown): { spec: OciSpec; mounts: CheckedMount[] } {
   if (!isRecord(spec)) throw invalid('spec', spec, 'must be an object (an OCI config.json)');
   const mounts = spec.mounts ?? [];
@@ -149,18 +178,6 @@ export function checkSpec(spec: unknown): { spec: OciSpec; mounts: CheckedMount[
     if (!isRecord(root)) throw invalid('root', root, 'must be an object');
     if (typeof root.path !== 'string' || root.path === '' || root.path.includes('\0'))
       throw invalid('root.path', root.path, 'must be a non-empty path');
-  }
-  const limits =
-    isRecord(spec.linux) && isRecord(spec.linux.resources) ? spec.linux.resources.hugepageLimits : undefined;
-  if (limits !== undefined) {
-    const path = 'linux.resources.hugepageLimits';
-    if (!Array.isArray(limits)) throw invalid(path, limits, 'must be an array');
-    limits.forEach((l, i) => {
-      if (!isRecord(l) || typeof l.pageSize !== 'string')
-        throw invalid(at(at(path, i), 'pageSize'), isRecord(l) ? l.pageSize : l, 'must be a string such as 2MB');
-      if (typeof l.limit !== 'number' || !Number.isSafeInteger(l.limit) || l.limit < 0)
-        throw invalid(at(at(path, i), 'limit'), l.limit, 'must be a byte count');
-    });
   }
   return { spec: spec as OciSpec, mounts: checked };
 }
