@@ -82,6 +82,50 @@ void sandbox.addStorages([
     fs_group: { group_id: 1, group_change_policy: 2 },
   },
 ]);
+// One field under two names does not compile (normalizeStorage refuses it at run time too).
+void sandbox.addStorages([
+  // @ts-expect-error mountPoint and mount_point
+  { driver: 'local', source: 'local', fstype: 'local', mountPoint: '/run/x', mount_point: '/run/y' },
+]);
+void sandbox.addStorages([
+  // @ts-expect-error driverOptions and driver_options
+  { driver: 'blk', source: '02', fstype: 'ext4', mountPoint: '/run/x', driverOptions: [], driver_options: [] },
+]);
+void sandbox.addStorages([
+  // @ts-expect-error fsGroup and fs_group
+  {
+    driver: 'blk',
+    source: '02',
+    fstype: 'ext4',
+    mountPoint: '/run/x',
+    fsGroup: { groupId: 1 },
+    fs_group: { group_id: 1 },
+  },
+]);
+void sandbox.addStorages([
+  {
+    driver: 'blk',
+    source: '02',
+    fstype: 'ext4',
+    mountPoint: '/run/x',
+    // @ts-expect-error groupId and group_id
+    fsGroup: { groupId: 1, group_id: 1 },
+  },
+]);
+// Different fields under different namings are fine: each is read once.
+void sandbox.addStorages([
+  {
+    driver: 'blk',
+    source: '02',
+    fstype: 'ext4',
+    mount_point: '/run/x',
+    fsGroup: { group_id: 1, groupChangePolicy: 'Always' },
+  },
+]);
+// Our own form and Kata's, as values, are inputs.
+declare const ours: Storage;
+declare const theirs: KataStorage;
+void sandbox.addStorages([ours, theirs]);
 // @ts-expect-error options are strings
 void sandbox.addStorages([{ driver: 'local', source: 'local', fstype: 'local', mountPoint: '/run/x', options: [1] }]);
 
