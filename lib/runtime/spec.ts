@@ -117,7 +117,6 @@ export function isReadOnlyMount(options: readonly string[]): boolean {
       if (word === 'ro') ro = true;
       else if (word === 'rw') ro = false;
       else if (word === 'rro') rro = true;
-      else if (word === 'rrw') rro = false;
     }
   }
   return ro || rro;
