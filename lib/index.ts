@@ -30,6 +30,7 @@ export {
   type StorageInput,
   type KataStorage,
   type KataFsGroup,
+  type FsGroupInput,
   type PreparedStorage,
   type Placement,
   type FsGroup,
