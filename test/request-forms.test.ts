@@ -323,6 +323,10 @@ t.test('hugepageLimits are read where a hugetlbfs volume uses them, uint64s with
     code: 'ERR_INVALID_SPEC',
     path: 'linux.resources.hugepageLimits',
   });
+  t.throws(() => planContainer('c', spec([42]), settings), {
+    code: 'ERR_INVALID_SPEC',
+    path: 'linux.resources.hugepageLimits[0].pageSize',
+  });
   t.throws(() => planContainer('c', spec([{ pageSize: 'big', limit: 1 }]), settings), {
     code: 'ERR_INVALID_SPEC',
     path: 'linux.resources.hugepageLimits[0].pageSize',
