@@ -347,7 +347,8 @@ export function invalidArgValue(name: string, value: unknown, reason: string): T
   return err;
 }
 
-function describeValue(v: unknown): string {
+/** A refused value as a message shows it: a string quoted and cut at 64 characters, else its kind. */
+export function describeValue(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v === 'string') return `'${v.length > 64 ? `${v.slice(0, 64)}...` : v}'`.replace(/\0/g, '\\x00');
   if (typeof v === 'object') return Array.isArray(v) ? 'an array' : 'an object';

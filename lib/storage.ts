@@ -1,7 +1,7 @@
 // The Storage request (Kata's agent.proto `message Storage`) and everything that can be checked
 // about one before the system is touched.
 import { posix } from 'node:path';
-import { StorageError } from './errors';
+import { StorageError, describeValue } from './errors';
 import { native } from './native';
 import { optionWords, parseMountOptions, type ParsedMountOptions } from './options';
 
@@ -90,7 +90,10 @@ export type StorageInput = {
   OneOptionalName<'fsGroup', 'fs_group', FsGroupInput>;
 
 function invalid(field: string, value: unknown, why: string): StorageError {
-  return new StorageError('ERR_INVALID_STORAGE', `storage ${field} ${why}`, { value, field });
+  return new StorageError('ERR_INVALID_STORAGE', `storage ${field} ${why} (got ${describeValue(value)})`, {
+    value,
+    field,
+  });
 }
 
 const present = (o: Record<string, unknown>, n: string): boolean =>
