@@ -1,12 +1,14 @@
 // Bindings for option parsing and mount/umount: argument conversion and results only.
 #include <sys/mount.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "addon.h"
 #include "mount.h"
 #include "newmount.h"
 #include "options.h"
+#include "release.h"
 #include "storage_steps.h"
 
 namespace kata {
@@ -37,7 +39,8 @@ Napi::Value ParseMountOptions(const Napi::CallbackInfo& info) {
 struct MountArgs {
   std::string source, target, fstype, beneath;
   MountOptions options;
-  MountRequest request;  // request.beneath points into `beneath`: set after the last move
+  MountRequest request;    // request.beneath points into `beneath`: set after the last move
+  bool record_id = false;  // resolve with the new mount's ID (release.h MountIdAt)
 };
 
 MountApi MountApiArg(const Napi::CallbackInfo& info, size_t i) {
@@ -62,6 +65,7 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
   }
   args->request.api = MountApiArg(info, 4);
   if (!info[5].IsUndefined()) args->beneath = PathArg(info, 5, "beneath");
+  args->record_id = !info[6].IsUndefined() && BoolArg(info, 6, "recordId");
   // mount(2) has no way to apply an attribute to a whole tree: refuse rather than half-apply.
   if (kata::RecursiveNeedsNewApi(args->options) &&
       kata::EffectiveMountApi(args->request.api, args->options) == MountApi::kLegacy) {
@@ -89,12 +93,22 @@ Napi::Value MountSync(const Napi::CallbackInfo& info) {
 class MountJob : public Job {
  public:
   explicit MountJob(MountArgs args) : args_(std::move(args)) {}
-  void Execute() override { DoMount(args_, &error_); }
-  Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
+  void Execute() override {
+    // The ID right after the mount, on the pool thread (0: statx could not say).
+    if (DoMount(args_, &error_) && args_.record_id) {
+      SysError unknown;
+      kata::MountIdAt(args_.target, &id_, &unknown);
+    }
+  }
+  Napi::Value Complete(Napi::Env env) override {
+    if (error_ || !args_.record_id) return ErrorValue(env, error_);
+    return Napi::Number::New(env, static_cast<double>(id_));
+  }
 
  private:
   MountArgs args_;
   SysError error_;
+  uint64_t id_ = 0;
 };
 
 Napi::Value Mount(const Napi::CallbackInfo& info) {
@@ -227,6 +241,7 @@ class ApplyStoragesJob : public Job {
   Napi::Value Complete(Napi::Env env) override {
     Napi::Float64Array counts = Napi::Float64Array::New(env, 4 * outcomes_.size());
     std::string paths;
+    std::vector<double> ids;  // each mount's ID (release.h), in the order of the mounted paths
     for (size_t i = 0; i < outcomes_.size(); ++i) {
       const StorageOutcome& o = outcomes_[i];
       counts[4 * i] = static_cast<double>(o.undo.created.size());
@@ -234,9 +249,16 @@ class ApplyStoragesJob : public Job {
       counts[4 * i + 2] = o.ownership_skipped ? 1 : 0;
       counts[4 * i + 3] = static_cast<double>(o.duration_ns);
       AppendFields(&paths, o.undo.created);
-      AppendFields(&paths, o.undo.mounted);
+      for (const MountRef& m : o.undo.mounted) {
+        paths.append(m.path);
+        paths.push_back('\0');
+        ids.push_back(static_cast<double>(m.id));
+      }
     }
-    Napi::Array result = Napi::Array::New(env, 6);
+    Napi::Float64Array mount_ids = Napi::Float64Array::New(env, ids.size());
+    std::copy(ids.begin(), ids.end(), mount_ids.Data());
+    Napi::Array result = Napi::Array::New(env, 7);
+    result.Set(uint32_t{6}, mount_ids);
     result.Set(uint32_t{0}, counts);
     result.Set(uint32_t{1}, Napi::String::New(env, paths));
     result.Set(uint32_t{2}, ok_ ? -1.0 : static_cast<double>(failed_));
@@ -266,8 +288,9 @@ class ApplyStoragesJob : public Job {
 // fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count].
 // Promise<[counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs),
 // paths: string (per storage its created then its mounted paths, NUL-ended), failed (-1: none),
-// error?, undoErrors?, refusal?: ['symlink' | 'notdir', path]]>. One job for a request's
-// storages; a refusal means nothing was touched.
+// error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds: Float64Array (one per
+// mounted path, in order; 0 unknown)]>. One job for a request's storages; a refusal means nothing
+// was touched.
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
@@ -329,15 +352,21 @@ class ReleaseStoragesJob : public Job {
       : releases_(std::move(releases)), umount_(umount) {}
   void Execute() override { kata::ReleaseStorages(releases_, umount_, &outcomes_); }
   Napi::Value Complete(Napi::Env env) override {
-    Napi::Float64Array numbers = Napi::Float64Array::New(env, 3 * outcomes_.size());
+    Napi::Float64Array numbers = Napi::Float64Array::New(env, 4 * outcomes_.size());
     std::string leftovers;
     Napi::Value errors = env.Undefined();
     std::vector<SysError> leftover_errors;
+    std::vector<double> steps;
+    std::string step_paths;
+    Napi::Value step_errors = env.Undefined();
+    size_t step_count = 0;
+    for (const ReleaseOutcome& o : outcomes_) step_count += o.steps.size();
     for (size_t i = 0; i < outcomes_.size(); ++i) {
       const ReleaseOutcome& o = outcomes_[i];
-      numbers[3 * i] = static_cast<double>(o.mounts_left);
-      numbers[3 * i + 1] = static_cast<double>(o.leftovers.size());
-      numbers[3 * i + 2] = static_cast<double>(o.duration_ns);
+      numbers[4 * i] = static_cast<double>(o.mounts_left);
+      numbers[4 * i + 1] = static_cast<double>(o.leftovers.size());
+      numbers[4 * i + 2] = static_cast<double>(o.duration_ns);
+      numbers[4 * i + 3] = static_cast<double>(o.steps.size());
       AppendFields(&leftovers, o.leftovers);
       leftover_errors.insert(leftover_errors.end(), o.leftover_errors.begin(),
                              o.leftover_errors.end());
@@ -345,12 +374,28 @@ class ReleaseStoragesJob : public Job {
         if (errors.IsUndefined()) errors = Napi::Array::New(env, outcomes_.size());
         errors.As<Napi::Array>().Set(static_cast<uint32_t>(i), ErrorValue(env, o.error));
       }
+      for (const UnmountStep& step : o.steps) {
+        if (step.error) {
+          if (step_errors.IsUndefined()) step_errors = Napi::Array::New(env, step_count);
+          step_errors.As<Napi::Array>().Set(static_cast<uint32_t>(steps.size() / 2),
+                                            ErrorValue(env, step.error));
+        }
+        steps.push_back(static_cast<double>(step.kind));
+        steps.push_back(static_cast<double>(step.duration_ns));
+        step_paths.append(step.path);
+        step_paths.push_back('\0');
+      }
     }
-    Napi::Array result = Napi::Array::New(env, 4);
+    Napi::Float64Array step_numbers = Napi::Float64Array::New(env, steps.size());
+    std::copy(steps.begin(), steps.end(), step_numbers.Data());
+    Napi::Array result = Napi::Array::New(env, 7);
     result.Set(uint32_t{0}, numbers);
     result.Set(uint32_t{1}, Napi::String::New(env, leftovers));
     result.Set(uint32_t{2}, errors);
     result.Set(uint32_t{3}, ErrorsOrUndefined(env, leftover_errors));
+    result.Set(uint32_t{4}, step_numbers);
+    result.Set(uint32_t{5}, Napi::String::New(env, step_paths));
+    result.Set(uint32_t{6}, step_errors);
     return result;
   }
 
@@ -360,29 +405,51 @@ class ReleaseStoragesJob : public Job {
   std::vector<ReleaseOutcome> outcomes_;
 };
 
-// releaseStorages(fields: string, numbers: Float64Array, busyTimeoutMs): per storage its mounted
-// then its created paths as fields, and the numbers [mounted count, created count].
-// Promise<[numbers: Float64Array (per storage mountsLeft, leftover count, durationNs), leftovers:
-// string (NUL-ended, in storage order), errors?: (Error | undefined)[] (by storage),
-// leftoverErrors?: Error[] (one per leftover)]>. One job for the storages a release gives back.
+// releaseStorages(fields: string, numbers: Float64Array, perPath: Float64Array, busyTimeoutMs):
+// per storage its mounted then its created paths as fields; numbers [mounted count, created
+// count] per storage; perPath, in the order of the fields, each mount's ID (0: unknown) and for
+// each created path 1 when it is a tree to remove with its content, else 0.
+// Promise<[numbers: Float64Array (per storage mountsLeft, leftover count, durationNs, step
+// count), leftovers: string (NUL-ended, in storage order), errors?: (Error | undefined)[] (by
+// storage), leftoverErrors?: Error[] (one per leftover), steps: Float64Array ([kind (0 recorded,
+// 1 descendant, 2 gone), durationNs] per unmount step, in storage order), stepPaths: string
+// (NUL-ended), stepErrors?: (Error | undefined)[] (by step)]>. One job for the storages a release
+// gives back (release.h ReleaseStorages).
 Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
   Napi::Float64Array numbers = Numbers(env, info[1], 2, "numbers");
+  Napi::Float64Array per_path = Numbers(env, info[2], 1, "perPath");
   const size_t n = numbers.ElementLength() / 2;
   if (n > fields.size() + 1)
     throw Napi::TypeError::New(env, "numbers has more storages than fields");
   std::vector<StorageRelease> releases(n);
+  size_t at = 0;
+  auto next_number = [&](double hi, const char* what) {
+    if (at >= per_path.ElementLength())
+      throw Napi::TypeError::New(env, "perPath has fewer numbers than paths");
+    return Integer(env, per_path, at++, 0, hi, what);
+  };
   for (size_t i = 0; i < n; ++i) {
-    for (size_t list = 0; list < 2; ++list) {
-      const auto count = Integer(env, numbers, 2 * i + list, 0, 1e6, "path count");
-      std::vector<std::string>& out = list == 0 ? releases[i].mounted : releases[i].created;
-      for (int64_t k = 0; k < count; ++k) out.emplace_back(fields.Next());
+    StorageRelease& r = releases[i];
+    const auto mounted = Integer(env, numbers, 2 * i, 0, 1e6, "path count");
+    const auto created = Integer(env, numbers, 2 * i + 1, 0, 1e6, "path count");
+    for (int64_t k = 0; k < mounted; ++k) {
+      MountRef m;
+      m.path = fields.Next();
+      m.id = static_cast<uint64_t>(next_number(9007199254740991.0, "mount ID"));
+      r.mounted.push_back(std::move(m));
+    }
+    for (int64_t k = 0; k < created; ++k) {
+      r.created.emplace_back(fields.Next());
+      r.trees.push_back(next_number(1, "tree flag") == 1);
     }
   }
   fields.ExpectEnd();
+  if (at != per_path.ElementLength())
+    throw Napi::TypeError::New(env, "perPath has more numbers than paths");
   UmountOptions umount;
-  umount.busy_timeout_ms = IntArg(info, 2, "busyTimeoutMs");
+  umount.busy_timeout_ms = IntArg(info, 3, "busyTimeoutMs");
   return Job::Start(env, new ReleaseStoragesJob(std::move(releases), umount));
 }
 

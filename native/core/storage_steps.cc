@@ -70,7 +70,8 @@ void Undo(UndoLog* undo, std::vector<SysError>* errors) {
   UmountOptions plain;
   while (!undo->mounted.empty()) {
     SysError e;
-    if (!Umount(undo->mounted.back().c_str(), plain, &e)) {
+    std::vector<UnmountStep> steps;
+    if (!ReleaseMount(undo->mounted.back(), plain, &steps, &e)) {
       errors->push_back(std::move(e));
       return;  // a mount still there: nothing below it may be removed
     }
@@ -155,7 +156,12 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
                    job.fstype.empty() ? nullptr : job.fstype.c_str(), job.options, error, request);
       }
       if (ok) {
-        out.undo.mounted.push_back(target);
+        // The mount's identity, for its release (release.h). Unknown (0) only if statx failed
+        // on a path just mounted: then it is released by path.
+        MountRef made{target, 0};
+        SysError unknown;
+        MountIdAt(target, &made.id, &unknown);
+        out.undo.mounted.push_back(std::move(made));
         ok = Ownership(job, target, &out, error);
       }
     }
@@ -166,28 +172,6 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
     return false;
   }
   return true;
-}
-
-void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOptions& umount,
-                     std::vector<ReleaseOutcome>* outcomes) {
-  outcomes->assign(releases.size(), ReleaseOutcome());
-  for (size_t i = 0; i < releases.size(); ++i) {
-    const StorageRelease& r = releases[i];
-    ReleaseOutcome& out = (*outcomes)[i];
-    const uint64_t t0 = NowNs();
-    size_t left = r.mounted.size();
-    while (left > 0 && Umount(r.mounted[left - 1].c_str(), umount, &out.error)) --left;
-    out.mounts_left = left;
-    if (left == 0) {
-      for (size_t k = r.created.size(); k-- > 0;) {
-        SysError e;
-        if (RemoveEntry(r.created[k], &e) || e.err == ENOENT) continue;
-        out.leftovers.push_back(r.created[k]);
-        out.leftover_errors.push_back(std::move(e));
-      }
-    }
-    out.duration_ns = NowNs() - t0;
-  }
 }
 
 }  // namespace kata

@@ -2,7 +2,8 @@
 // did so release and rollback can undo exactly that: each mount point walked and created beneath
 // its allowed root, the mount onto it resolved beneath that same root, then the ownership Kata
 // sets (fsGroup, ephemeral fsgid=). Release replays the record the other way, in the same kind of
-// job. Kata does this per storage in StorageHandler::create_device and StorageDevice::cleanup.
+// job (release.h). Kata does this per storage in StorageHandler::create_device and
+// StorageDevice::cleanup.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "beneath.h"
 #include "mount.h"
 #include "options.h"
+#include "release.h"
 #include "syserror.h"
 
 namespace kata {
@@ -24,10 +26,11 @@ struct MountPointSteps {
   bool beneath = true;     // resolve the mount target with openat2 beneath `root`
 };
 
-// What a job did, in order: the paths it created and the targets it mounted.
+// What a job did, in order: the paths it created and the mounts it made (each by its ID, so
+// undoing it releases that mount and what came to sit on it, never another).
 struct UndoLog {
   std::vector<std::string> created;
-  std::vector<std::string> mounted;
+  std::vector<MountRef> mounted;
 };
 
 // One storage of a request: the mount point, the mount, and the ownership steps after it.
@@ -64,34 +67,11 @@ struct StorageRefusal {
 // on the way refuses the request, with *failed its index and `refusal` why, before anything is
 // touched). Then carries out `jobs` in order, one outcome each. On the first failure, sets *failed
 // to its index and `error` to why, then undoes what that storage and every one before it did,
-// newest first (umount2 with UMOUNT_NOFOLLOW, then rmdir/unlink of what was created); an undo step
+// newest first (ReleaseMount for each mount, then rmdir/unlink of what was created); an undo step
 // that fails leaves its paths in the outcome and its reason in `undo_errors`. Returns true when all
 // succeeded.
 bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutcome>* outcomes,
                    size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
                    StorageRefusal* refusal);
-
-// One storage to release: its mounts and created paths as recorded, in the order they were made.
-struct StorageRelease {
-  std::vector<std::string> mounted;
-  std::vector<std::string> created;
-};
-
-struct ReleaseOutcome {
-  // The unmount that failed (the entry keeps its remaining mounts, newest last), or none.
-  SysError error;
-  size_t mounts_left = 0;
-  // Created paths that could not be removed once the mounts were gone (not empty, EBUSY, EROFS):
-  // best effort, so they are the caller's leftovers to retry, each with why. ENOENT counts as gone.
-  std::vector<std::string> leftovers;
-  std::vector<SysError> leftover_errors;
-  uint64_t duration_ns = 0;
-};
-
-// StorageDevice::cleanup for each of `releases`, in the order given: its mounts undone newest
-// first (each retrying EBUSY for `umount` options' busy_timeout_ms), then, only when they all
-// went, what it created, newest first. A failure of one does not stop the others.
-void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOptions& umount,
-                     std::vector<ReleaseOutcome>* outcomes);
 
 }  // namespace kata

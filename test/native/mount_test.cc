@@ -316,7 +316,7 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
 
   std::vector<kata::StorageRelease> releases;
   for (size_t i = outcomes.size(); i-- > 0;)
-    releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created});
+    releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created, {}});
   std::vector<kata::ReleaseOutcome> released;
   kata::ReleaseStorages(releases, kata::UmountOptions{}, &released);
   for (const kata::ReleaseOutcome& r : released) {
@@ -391,7 +391,7 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
   CHECK(InMountinfo(root + "/dir/new", "tmpfs"));
   releases.clear();
   for (size_t i = outcomes.size(); i-- > 0;)
-    releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created});
+    releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created, {}});
   kata::ReleaseStorages(releases, kata::UmountOptions{}, &released);
   CHECK(!InMountinfo(root + "/m0", "tmpfs"));
   unlink((root + "/dir/inner").c_str());

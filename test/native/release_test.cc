@@ -1,0 +1,243 @@
+// Release by mount identity (native/core/release.h): the ordering of a mount's descendants from a
+// table, and against the real kernel, in a mount namespace of the test's own, each way a mount
+// point's path can stop naming the recorded mount.
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "mountinfo.h"
+#include "release.h"
+#include "storage_steps.h"
+
+namespace {
+
+const char* PrivateNamespace() {
+  static const char* reason = []() -> const char* {
+    if (geteuid() != 0) return "needs root";
+    if (unshare(CLONE_NEWNS) != 0) return "unshare(CLONE_NEWNS) refused";
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      return "cannot make / private";
+    return nullptr;
+  }();
+  return reason;
+}
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/kata-release-test-XXXXXX";
+  const char* d = mkdtemp(tmpl);
+  return d ? d : "";
+}
+
+// The mountinfo IDs of the mounts at `path`, bottom first.
+std::vector<long> MountsAt(const std::string& path) {
+  std::vector<kata::MountinfoEntry> table;
+  kata::SysError e;
+  std::vector<long> ids;
+  if (!kata::ReadMountinfo(&table, &e)) return ids;
+  for (const auto& m : table) {
+    if (m.mount_point == path) ids.push_back(m.id);
+  }
+  return ids;
+}
+
+size_t MountsBelow(const std::string& dir) {
+  std::vector<kata::MountinfoEntry> table;
+  kata::SysError e;
+  size_t n = 0;
+  if (!kata::ReadMountinfo(&table, &e)) return 0;
+  for (const auto& m : table) {
+    if (m.mount_point == dir || m.mount_point.rfind(dir + "/", 0) == 0) ++n;
+  }
+  return n;
+}
+
+bool Tmpfs(const std::string& path) {
+  return mount("tmpfs", path.c_str(), "tmpfs", 0, "size=64k") == 0;
+}
+
+kata::MountRef Made(const std::string& path) {
+  kata::MountRef m{path, 0};
+  kata::SysError e;
+  CHECK(kata::MountIdAt(path, &m.id, &e));
+  CHECK(m.id != 0);
+  return m;
+}
+
+kata::MountinfoEntry Entry(long id, long parent, const char* at) { return {id, parent, at}; }
+
+}  // namespace
+
+KATA_TEST(release_descendants_deepest_then_newest_first) {
+  // 1 root; 10 ours at /p; 11 on /p/a; 12 stacked on /p; 13 on /p/a/b; 14 elsewhere; 15 on 14.
+  const std::vector<kata::MountinfoEntry> table = {
+      Entry(1, 1, "/"),        Entry(10, 1, "/p"), Entry(11, 10, "/p/a"), Entry(12, 10, "/p"),
+      Entry(13, 11, "/p/a/b"), Entry(14, 1, "/q"), Entry(15, 14, "/q/x"),
+  };
+  const std::vector<size_t> order = kata::DescendantsChildrenFirst(table, 10);
+  // 13 (depth 2), then 12 and 11 (depth 1, newest first); never 10 itself, 14 or 15.
+  const std::vector<size_t> want = {4, 3, 2};
+  CHECK(order == want);
+  CHECK(kata::DescendantsChildrenFirst(table, 13).empty());
+  CHECK(kata::DescendantsChildrenFirst(table, 99).empty());
+}
+
+KATA_TEST(release_descendants_ignore_broken_chains) {
+  // A parent missing from the table (its mount gone between reads) and a self-parented loop end
+  // the walk without reaching the mount.
+  const std::vector<kata::MountinfoEntry> table = {Entry(1, 1, "/"), Entry(10, 1, "/p"),
+                                                   Entry(20, 77, "/p/x"), Entry(21, 21, "/p/y")};
+  CHECK(kata::DescendantsChildrenFirst(table, 10).empty());
+}
+
+KATA_TEST(release_mount_id_is_that_of_the_top_mount) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  const kata::MountRef under = Made(dir);  // the mount holding /tmp
+  CHECK(Tmpfs(dir));
+  const kata::MountRef ours = Made(dir);
+  CHECK(ours.id != under.id);
+  CHECK(umount2(dir.c_str(), 0) == 0);
+  rmdir(dir.c_str());
+}
+
+KATA_TEST(release_fast_path_unmounts_the_recorded_mount) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  CHECK(Tmpfs(dir));
+  const kata::MountRef ours = Made(dir);
+  std::vector<kata::UnmountStep> steps;
+  kata::SysError e;
+  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, &steps, &e));
+  CHECK(!e);
+  CHECK_EQ(steps.size(), size_t{1});
+  CHECK(steps.size() == 1 && steps[0].kind == kata::UnmountStep::Kind::kRecorded);
+  CHECK(MountsAt(dir).empty());
+  rmdir(dir.c_str());
+}
+
+KATA_TEST(release_counts_an_unmounted_or_detached_mount_as_released) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  const std::string a = dir + "/a", b = dir + "/b";
+  mkdir(a.c_str(), 0755);
+  mkdir(b.c_str(), 0755);
+  CHECK(Tmpfs(a));
+  CHECK(Tmpfs(b));
+  const kata::MountRef ra = Made(a), rb = Made(b);
+  CHECK(umount2(a.c_str(), 0) == 0);
+  const int held = open((b + "/f").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  CHECK(held >= 0);
+  CHECK(umount2(b.c_str(), MNT_DETACH) == 0);
+  for (const kata::MountRef& r : {ra, rb}) {
+    std::vector<kata::UnmountStep> steps;
+    kata::SysError e;
+    CHECK(kata::ReleaseMount(r, kata::UmountOptions{}, &steps, &e));
+    CHECK(steps.size() == 1 && steps[0].kind == kata::UnmountStep::Kind::kGone);
+  }
+  if (held >= 0) close(held);
+  CHECK_EQ(MountsBelow(dir), size_t{0});
+  rmdir(a.c_str());
+  rmdir(b.c_str());
+  rmdir(dir.c_str());
+}
+
+KATA_TEST(release_never_unmounts_another_mount_at_the_same_path) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  CHECK(Tmpfs(dir));
+  const kata::MountRef ours = Made(dir);
+  CHECK(umount2(dir.c_str(), 0) == 0);
+  // Someone else's mount where ours was (plain IDs may even be reused for it).
+  CHECK(Tmpfs(dir));
+  const std::vector<long> before = MountsAt(dir);
+  std::vector<kata::UnmountStep> steps;
+  kata::SysError e;
+  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, &steps, &e));
+  CHECK(steps.size() == 1 && steps[0].kind == kata::UnmountStep::Kind::kGone);
+  CHECK(MountsAt(dir) == before);
+  CHECK(umount2(dir.c_str(), 0) == 0);
+  rmdir(dir.c_str());
+}
+
+KATA_TEST(release_unmounts_what_is_stacked_on_and_beneath_the_mount) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  const std::string p = dir + "/p", other = dir + "/other";
+  mkdir(p.c_str(), 0755);
+  mkdir(other.c_str(), 0755);
+  CHECK(Tmpfs(p));
+  const kata::MountRef ours = Made(p);
+  mkdir((p + "/sub").c_str(), 0755);
+  CHECK(Tmpfs(p + "/sub"));  // beneath
+  mkdir((p + "/sub/deeper").c_str(), 0755);
+  CHECK(Tmpfs(p + "/sub/deeper"));
+  CHECK(Tmpfs(p));      // stacked on it
+  CHECK(Tmpfs(other));  // someone else's, elsewhere
+  std::vector<kata::UnmountStep> steps;
+  kata::SysError e;
+  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, &steps, &e));
+  CHECK(!e);
+  CHECK_EQ(steps.size(), size_t{4});
+  CHECK(!steps.empty() && steps.back().kind == kata::UnmountStep::Kind::kRecorded);
+  for (size_t i = 0; i + 1 < steps.size(); ++i)
+    CHECK(steps[i].kind == kata::UnmountStep::Kind::kDescendant && !steps[i].error);
+  CHECK(MountsAt(p).empty());
+  CHECK_EQ(MountsAt(other).size(), size_t{1});
+  CHECK(umount2(other.c_str(), 0) == 0);
+  rmdir(p.c_str());
+  rmdir(other.c_str());
+  rmdir(dir.c_str());
+}
+
+KATA_TEST(release_of_a_busy_mount_fails_and_keeps_it) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  CHECK(Tmpfs(dir));
+  const kata::MountRef ours = Made(dir);
+  const int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CHECK(chdir(dir.c_str()) == 0);
+  std::vector<kata::UnmountStep> steps;
+  kata::SysError e;
+  kata::UmountOptions opts;
+  opts.busy_timeout_ms = 20;
+  CHECK(!kata::ReleaseMount(ours, opts, &steps, &e));
+  CHECK_EQ(e.err, EBUSY);
+  CHECK_EQ(MountsAt(dir).size(), size_t{1});
+  CHECK(fchdir(cwd) == 0);
+  close(cwd);
+  steps.clear();
+  CHECK(kata::ReleaseMount(ours, opts, &steps, &e));
+  CHECK(MountsAt(dir).empty());
+  rmdir(dir.c_str());
+}
+
+KATA_TEST(release_storage_removes_trees_and_entries_after_its_mounts) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  const std::string point = dir + "/point", tree = dir + "/upper";
+  mkdir(point.c_str(), 0755);
+  mkdir(tree.c_str(), 0755);
+  mkdir((tree + "/data").c_str(), 0755);
+  close(open((tree + "/data/f").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  CHECK(Tmpfs(point));
+  kata::StorageRelease r;
+  r.mounted.push_back(Made(point));
+  r.created = {tree, point};
+  r.trees = {true, false};
+  kata::ReleaseOutcome out;
+  kata::ReleaseStorage(r, kata::UmountOptions{}, &out);
+  CHECK(!out.error);
+  CHECK_EQ(out.mounts_left, size_t{0});
+  CHECK(out.leftovers.empty());
+  struct stat st;
+  CHECK(lstat(point.c_str(), &st) != 0 && errno == ENOENT);
+  CHECK(lstat(tree.c_str(), &st) != 0 && errno == ENOENT);
+  rmdir(dir.c_str());
+}
