@@ -39,6 +39,13 @@ export interface UmountEvent {
   step: 'umount' | 'remove';
   /** What was unmounted or could not be removed. */
   path: string;
+  /**
+   * For step 'umount', which mount the step concerned (the release knows mounts by their mount
+   * ID, statx STATX_MNT_ID_UNIQUE): 'recorded' the one the sandbox made, 'descendant' one found
+   * mounted on or beneath it and unmounted first, 'gone' the recorded one was no longer mounted
+   * (someone unmounted or detached it): released, nothing was unmounted.
+   */
+  mount?: 'recorded' | 'descendant' | 'gone';
   /** The container whose removal (or failed request) released it; absent for destroy() and sandbox-level storages. */
   containerId?: string;
   durationMs: number;
@@ -117,7 +124,10 @@ export interface MountTrace {
   error?: unknown;
 }
 
-/** umount()/umountSync() and every unmount a Sandbox makes (kernel: umount2(2)). */
+/**
+ * umount()/umountSync() (kernel: umount2(2)). A Sandbox's unmounts run in its native release job
+ * and are published on kata-storage:umount from the job's record.
+ */
 export interface UmountTrace {
   target: string;
   detach: boolean;

@@ -171,6 +171,32 @@ export function mount(
   options?: readonly string[],
   opts?: MountCallOptions,
 ): Promise<void> {
+  return mountTraced(source, target, fstype, options, opts, false).then(() => undefined);
+}
+
+/**
+ * mount(), resolving with the new mount's ID (statx `STATX_MNT_ID_UNIQUE`, or `STATX_MNT_ID`, or
+ * mountinfo's; 0 when none could be read), which a Sandbox records to release exactly that
+ * mount (native/core/release.h). Internal.
+ */
+export function mountRecorded(
+  source: string,
+  target: string,
+  fstype: string,
+  options: readonly string[] | undefined,
+  opts: MountCallOptions | undefined,
+): Promise<number> {
+  return mountTraced(source, target, fstype, options, opts, true);
+}
+
+function mountTraced(
+  source: string,
+  target: string,
+  fstype: string,
+  options: readonly string[] | undefined,
+  opts: MountCallOptions | undefined,
+  recordId: boolean,
+): Promise<number> {
   let args: MountArgs;
   try {
     args = mountArgs(source, target, fstype, options, opts);
@@ -182,14 +208,21 @@ export function mount(
   return tracePromise(
     'mount',
     () => mountTrace(args, options),
-    () => mountNow(args, signal),
+    () => mountNow(args, signal, recordId),
   );
 }
 
-function mountNow(args: MountArgs, signal: AbortSignal | undefined): Promise<void> {
-  const pending = native.mount(...args);
-  if (!signal) return pending.then((r) => check(r, args[2]));
-  return new Promise<void>((resolve, reject) => {
+/** The mount's ID when it succeeded (0 without `recordId`), or its error. */
+function idOf(result: Error | number | undefined, fstype: string): number {
+  if (typeof result === 'number') return result;
+  check(result, fstype);
+  return 0;
+}
+
+function mountNow(args: MountArgs, signal: AbortSignal | undefined, recordId: boolean): Promise<number> {
+  const pending = recordId ? native.mount(...args, true) : native.mount(...args);
+  if (!signal) return pending.then((r) => idOf(r, args[2]));
+  return new Promise<number>((resolve, reject) => {
     let aborted = false;
     const onAbort = (): void => {
       aborted = true;
@@ -199,12 +232,12 @@ function mountNow(args: MountArgs, signal: AbortSignal | undefined): Promise<voi
     const settled = pending.then(async (result) => {
       signal.removeEventListener('abort', onAbort);
       if (!aborted) {
-        if (result === undefined) resolve();
+        if (result === undefined || typeof result === 'number') resolve(result ?? 0);
         else reject(explainMountError(result, args[2]));
         return;
       }
       // The caller has moved on: do not leave behind a mount nobody will release.
-      if (result === undefined) {
+      if (result === undefined || typeof result === 'number') {
         const e = await native.umount(args[1], false, false, false, 0);
         if (e) process.emitWarning(`kata-storage: could not undo aborted mount: ${e.message}`);
       }

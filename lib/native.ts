@@ -40,6 +40,8 @@ export interface NativeBinding {
   optionWords(list: string): string[];
   mountSync(...args: NativeMountArgs): Error | undefined;
   mount(...args: NativeMountArgs): Promise<Error | undefined>;
+  /** With recordId: resolves with the new mount's ID (release.h MountIdAt; 0 unknown) instead. */
+  mount(...args: [...Required<NativeMountArgs>, recordId: true]): Promise<Error | number>;
   effectiveMountApi(api: number, list: string): 'new' | 'legacy' | Error;
   /**
    * One job for a request's storages (native/core/storage_steps): each mount point created beneath
@@ -57,14 +59,29 @@ export interface NativeBinding {
       error?: Error,
       undoErrors?: Error[],
       refusal?: [stop: 'symlink' | 'notdir', path: string],
+      mountIds?: Float64Array,
     ]
   >;
-  /** One job releasing storages: mounts newest first (EBUSY retried), then what was created. */
+  /**
+   * One job releasing storages (native/core/release.h): each recorded mount, newest first, with
+   * whatever sits on or beneath it (EBUSY retried), then what was created.
+   */
   releaseStorages(
     fields: string,
     numbers: Float64Array,
+    perPath: Float64Array,
     busyTimeoutMs: number,
-  ): Promise<[numbers: Float64Array, leftovers: string, errors?: (Error | undefined)[], leftoverErrors?: Error[]]>;
+  ): Promise<
+    [
+      numbers: Float64Array,
+      leftovers: string,
+      errors: (Error | undefined)[] | undefined,
+      leftoverErrors: Error[] | undefined,
+      steps: Float64Array,
+      stepPaths: string,
+      stepErrors?: (Error | undefined)[],
+    ]
+  >;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;
@@ -224,10 +241,19 @@ export interface NativeStorageJob {
   fsgid: number;
 }
 
+/**
+ * A mount the package made, by identity: its path and its mount ID (statx STATX_MNT_ID_UNIQUE on
+ * Linux 6.8+, else STATX_MNT_ID, else mountinfo's; 0 when unknown, then it is released by path).
+ */
+export interface MountRecord {
+  path: string;
+  id: number;
+}
+
 /** What applyStorageJobs reports: per storage what is in place, and why it stopped, if it did. */
 export interface AppliedStorages {
-  /** Per storage: the paths it created and the targets it mounted, in order; ownership skipped (read-only); ns on the pool thread. */
-  outcomes: [created: string[], mounted: string[], ownershipSkipped: boolean, durationNs: number][];
+  /** Per storage: the paths it created and the mounts it made, in order; ownership skipped (read-only); ns on the pool thread. */
+  outcomes: [created: string[], mounted: MountRecord[], ownershipSkipped: boolean, durationNs: number][];
   /** The storage that failed (the job undid it and those before it), or -1. */
   failed: number;
   error?: Error;
@@ -237,14 +263,40 @@ export interface AppliedStorages {
   refusal?: [stop: 'symlink' | 'notdir', path: string];
 }
 
+/**
+ * One unmount a release job made, or the finding that a recorded mount was already gone:
+ * 'recorded' the storage's own mount, 'descendant' one mounted on or beneath it (unmounted
+ * first), 'gone' the recorded mount was no longer mounted (released, nothing unmounted).
+ */
+export interface UnmountStep {
+  mount: 'recorded' | 'descendant' | 'gone';
+  path: string;
+  durationNs: number;
+  error?: Error;
+}
+
 /** What releaseStorageJobs reports for one storage (StorageDevice.settle reads it). */
-export type ReleaseOutcome = [
-  error: Error | undefined,
-  mountsLeft: number,
-  leftovers: string[],
-  leftoverErrors: Error[],
-  durationNs: number,
-];
+export interface ReleaseOutcome {
+  /** The release that failed: the entry keeps `mountsLeft` mounts, newest last. */
+  error?: Error;
+  mountsLeft: number;
+  /** Created paths that could not be removed, each with why. */
+  leftovers: string[];
+  leftoverErrors: Error[];
+  /** Every unmount made, in order. */
+  steps: UnmountStep[];
+  durationNs: number;
+}
+
+/** One storage for releaseStorageJobs: its mounts and the paths it created, as recorded. */
+export interface StorageReleaseJob {
+  mounts: readonly MountRecord[];
+  created: readonly string[];
+  /** Created paths that are trees (ctx.makeDirectory's), removed with their content. */
+  trees?: ReadonlySet<string>;
+}
+
+const STEP_KINDS = ['recorded', 'descendant', 'gone'] as const;
 
 /** A field of a job as it crosses: NUL ends fields there, so none may hold one. */
 function refuseNul(v: string): string {
@@ -274,7 +326,7 @@ export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promi
     numbers[x + 6] = job.fsgid;
     numbers[x + 7] = job.options.length;
   }
-  const [counts, paths, failed, error, undoErrors, refusal] = await native.applyStorages(
+  const [counts, paths, failed, error, undoErrors, refusal, mountIds] = await native.applyStorages(
     fields.length === 0 ? '' : `${fields.join('\0')}\0`,
     numbers,
   );
@@ -282,42 +334,70 @@ export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promi
   let at = 0;
   const take = (n: number): string[] => all.slice(at, (at += n));
   const outcomes: AppliedStorages['outcomes'] = [];
+  let mounts = 0;
   for (let i = 0; i < counts.length; i += 4) {
-    outcomes.push([take(counts[i]!), take(counts[i + 1]!), counts[i + 2] === 1, counts[i + 3]!]);
+    const created = take(counts[i]!);
+    const mounted = take(counts[i + 1]!).map((path) => ({ path, id: mountIds?.[mounts++] ?? 0 }));
+    outcomes.push([created, mounted, counts[i + 2] === 1, counts[i + 3]!]);
   }
   return { outcomes, failed, error, undoErrors: undoErrors ?? [], refusal };
 }
 
-/** Releases storages as one native job (ReleaseStorages): per storage its mounts, then its paths. */
+/**
+ * Releases storages as one native job (native/core/release.h ReleaseStorages): per storage its
+ * mounts by identity, newest first, each with whatever sits on or beneath it, then its paths.
+ */
 export async function releaseStorageJobs(
-  list: readonly [mounted: readonly string[], created: readonly string[]][],
+  list: readonly StorageReleaseJob[],
   busyTimeoutMs: number,
 ): Promise<ReleaseOutcome[]> {
   const fields: string[] = [];
   const numbers = new Float64Array(2 * list.length);
-  list.forEach(([mounted, created], i) => {
-    for (const p of mounted) fields.push(refuseNul(p));
-    for (const p of created) fields.push(refuseNul(p));
-    numbers[2 * i] = mounted.length;
+  const perPath: number[] = [];
+  list.forEach(({ mounts, created, trees }, i) => {
+    for (const m of mounts) {
+      fields.push(refuseNul(m.path));
+      perPath.push(m.id);
+    }
+    for (const p of created) {
+      fields.push(refuseNul(p));
+      perPath.push(trees?.has(p) === true ? 1 : 0);
+    }
+    numbers[2 * i] = mounts.length;
     numbers[2 * i + 1] = created.length;
   });
-  const [counts, leftovers, errors, leftoverErrors] = await native.releaseStorages(
+  const [counts, leftovers, errors, leftoverErrors, steps, stepPaths, stepErrors] = await native.releaseStorages(
     fields.length === 0 ? '' : `${fields.join('\0')}\0`,
     numbers,
+    Float64Array.from(perPath),
     busyTimeoutMs,
   );
   const all = leftovers.split('\0');
+  const paths = stepPaths.split('\0');
   let at = 0;
+  let step = 0;
   const outcomes: ReleaseOutcome[] = [];
   for (let i = 0; i < list.length; i++) {
-    const n = counts[3 * i + 1]!;
-    outcomes.push([
-      errors?.[i],
-      counts[3 * i]!,
-      all.slice(at, at + n),
-      leftoverErrors?.slice(at, at + n) ?? [],
-      counts[3 * i + 2]!,
-    ]);
+    const n = counts[4 * i + 1]!;
+    const done: UnmountStep[] = [];
+    for (const end = step + counts[4 * i + 3]!; step < end; step++) {
+      const error = stepErrors?.[step];
+      done.push({
+        mount: STEP_KINDS[steps[2 * step]!]!,
+        path: paths[step]!,
+        durationNs: steps[2 * step + 1]!,
+        ...(error === undefined ? {} : { error }),
+      });
+    }
+    const error = errors?.[i];
+    outcomes.push({
+      ...(error === undefined ? {} : { error }),
+      mountsLeft: counts[4 * i]!,
+      leftovers: all.slice(at, at + n),
+      leftoverErrors: leftoverErrors?.slice(at, at + n) ?? [],
+      steps: done,
+      durationNs: counts[4 * i + 2]!,
+    });
     at += n;
   }
   return outcomes;

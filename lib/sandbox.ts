@@ -3,8 +3,8 @@
 // cleanup failed.
 import { posix } from 'node:path';
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
-import { channels, now, timed, tracePromise, tracingActive } from './events';
-import { abortedMountsSettled, checkPath, mount, mountApiOf, newMountApiSupport, umount, type MountApi } from './mount';
+import { channels, timed, tracePromise, tracingActive } from './events';
+import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, newMountApiSupport, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob, type ReleaseOutcome } from './native';
@@ -482,12 +482,12 @@ export class Sandbox {
 
   /**
    * removeContainer's references as one native release job, when each either only drops a count
-   * or ends a storage whose cleanup is its recorded mounts and directories alone (no driver
-   * release, no tree, nothing pending), none is being changed, and nobody traces unmounts one by
-   * one. The entries to clean, newest first; undefined otherwise.
+   * or ends a storage whose cleanup is its recorded mounts and paths alone (no driver release owed,
+   * nothing pending) and none is being changed. The entries to clean, newest first; undefined
+   * otherwise (then each reference goes through #release, whose cleanup is the same native job
+   * for one storage).
    */
   #releaseJobs(refs: readonly Taken[]): StorageDevice[] | undefined {
-    if (tracingActive('umount')) return undefined;
     const drops = new Map<string, number>();
     for (const t of refs) drops.set(t.path, (drops.get(t.path) ?? 0) + 1);
     const ending: StorageDevice[] = [];
@@ -512,11 +512,7 @@ export class Sandbox {
     if (ending.length === 0) return;
     await this.#whileLocked(
       ending.map((e) => e.path),
-      () =>
-        releaseStorageJobs(
-          ending.map((e) => [e.mounts, e.created]),
-          this.umountBusyTimeoutMs,
-        ),
+      () => releaseStorageJobs(ending, this.umountBusyTimeoutMs),
       (outcomes) => {
         for (let i = 0; i < ending.length; i++) {
           const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);
@@ -675,12 +671,12 @@ export class Sandbox {
         // driver's) is placed by the same rule.
         const root = target === storage.mountPoint ? placement.root : rootOf(target);
         const opts = { signal, mountApi, beneath: beneathAvailable() ? root : undefined };
-        await timed(
+        const id = await timed(
           channels.mount,
-          () => mount(source, target, fstype, options, opts),
+          () => mountRecorded(source, target, fstype, options, opts),
           (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error),
         );
-        e.mounts.push(target);
+        e.mounts.push({ path: target, id });
       },
       async mountAtMountPoint(source, fstype, options = [], opts = {}) {
         const target = storage.mountPoint;
@@ -797,29 +793,34 @@ export class Sandbox {
   }
 
   /**
-   * Records a release job's outcome for `e` (StorageDevice.settle) in the table: a failed unmount
+   * Records a release job's outcome for `e` (StorageDevice.settle) in the table: a failed release
    * keeps it, held by nobody and marked, and is returned; otherwise it goes, and the paths the job
-   * could not remove become leftovers (a parent still holding another storage's directory is the
-   * normal case, not news; anything else is published on kata-storage:umount, step 'remove').
+   * could not remove become leftovers. Each unmount the job made (and each recorded mount it found
+   * already gone) is published on kata-storage:umount, step 'umount'; a failed removal is published
+   * as step 'remove', unless it is a parent still holding another storage's directory, the normal
+   * case.
    */
   #settle(e: StorageDevice, outcome: ReleaseOutcome, reason: Reason, containerId?: string): Error | undefined {
-    // The unmount reported: the one that failed, or the last (the mount point's own) that went.
-    const path = outcome[0] !== undefined ? e.mounts[outcome[1] - 1] : e.mounts[0];
+    const failedAt = outcome.error === undefined ? undefined : e.mounts[outcome.mountsLeft - 1]?.path;
     const { error, leftovers } = e.settle(outcome);
     const inTable = this.#entries.get(e.path) === e;
     const ids = containerId === undefined ? {} : { containerId };
-    if (path !== undefined && channels.umount.hasSubscribers) {
-      const durationMs = outcome[4] / 1e6;
-      channels.umount.publish({
-        driver: e.driver,
-        mountPoint: e.path,
-        reason,
-        ...ids,
-        step: 'umount',
-        path,
-        durationMs,
-        error,
-      });
+    if (channels.umount.hasSubscribers) {
+      const base = { driver: e.driver, mountPoint: e.path, reason, ...ids, step: 'umount' as const };
+      for (const s of outcome.steps) {
+        channels.umount.publish({
+          ...base,
+          path: s.path,
+          mount: s.mount,
+          durationMs: s.durationNs / 1e6,
+          error: s.error,
+        });
+      }
+      // A failure before any unmount (the mount table unreadable, a mount that cannot be reached
+      // by its path): published for the mount it concerned.
+      if (error !== undefined && !outcome.steps.some((s) => s.error === error) && failedAt !== undefined) {
+        channels.umount.publish({ ...base, path: failedAt, mount: 'recorded', durationMs: 0, error });
+      }
     }
     if (error !== undefined) {
       if (inTable) e.cleanupPending = true;
@@ -828,9 +829,10 @@ export class Sandbox {
     e.cleanupPending = false;
     if (inTable) this.#entries.delete(e.path);
     for (const [p, why] of leftovers) {
-      this.#leftovers.set(p, false);
+      const tree = e.trees.has(p);
+      this.#leftovers.set(p, tree);
       const code = (why as { code?: string }).code;
-      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path) continue;
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path && !tree) continue;
       if (channels.umount.hasSubscribers) {
         channels.umount.publish({
           driver: e.driver,
@@ -849,11 +851,15 @@ export class Sandbox {
 
   /**
    * Undoes what the entry's creation did. Essential, in order: the driver's own release (e.g.
-   * `local` removing its directory) and every unmount; if one fails the entry stays, held by
-   * nobody and marked (cleanupPending), and the error is thrown. Best effort, once the unmounts
-   * succeeded: removing the directories this sandbox created. A failure there (EROFS, EBUSY,
-   * EACCES, ENOTEMPTY) is published on kata-storage:umount (step 'remove') and the directory is
-   * kept as a leftover, retried later; the release itself succeeds and the entry goes.
+   * `local` removing its directory), then one native release job (native/core/release.h): each
+   * recorded mount, newest first, with whatever sits on or beneath it; a mount already gone counts
+   * as released. If either fails the entry stays, held by nobody and marked (cleanupPending), with
+   * the mounts still there, and the error is thrown. Best effort, once the mounts are gone, in the
+   * same job: removing the paths this sandbox created (a makeDirectory tree with its content). A
+   * failure there (EROFS, EBUSY, EACCES, ENOTEMPTY) is published on kata-storage:umount (step
+   * 'remove') and the path is kept as a leftover, retried later; the release itself succeeds and
+   * the entry goes. The same job runs whether anyone subscribes or not: the events are published
+   * from what it recorded.
    */
   async #cleanup(e: StorageDevice, reason: Reason, containerId?: string): Promise<void> {
     try {
@@ -865,62 +871,14 @@ export class Sandbox {
         });
         e.releaseDone = true;
       }
-      if (e.trees.size === 0 && !tracingActive('umount')) {
-        // Its mounts and paths in one native job (StorageDevice.releasedByJob, now that the
-        // driver's release ran); traced unmounts take the per-mount path below instead.
-        const [outcome] = await releaseStorageJobs([[e.mounts, e.created]], this.umountBusyTimeoutMs);
-        const error = this.#settle(e, outcome!, reason, containerId);
-        if (error !== undefined) throw error;
-        await this.#retryLeftovers();
-        return;
-      }
-      while (e.mounts.length > 0) {
-        const target = e.mounts[e.mounts.length - 1]!;
-        await timed(
-          channels.umount,
-          () => umount(target, { busyTimeoutMs: this.umountBusyTimeoutMs }),
-          (durationMs, error) => ({
-            driver: e.driver,
-            mountPoint: e.path,
-            reason,
-            containerId,
-            step: 'umount' as const,
-            path: target,
-            durationMs,
-            error,
-          }),
-        );
-        e.mounts.pop();
-      }
     } catch (err) {
       e.cleanupError = err as Error;
       if (this.#entries.get(e.path) === e) e.cleanupPending = true;
       throw err;
     }
-    if (this.#entries.get(e.path) === e) this.#entries.delete(e.path);
-    e.cleanupPending = false;
-    while (e.created.length > 0) {
-      const p = e.created.pop()!;
-      const started = now();
-      const r = e.trees.has(p) ? await native.removeTree(p) : await native.removeEntry(p);
-      const code = r === undefined ? undefined : (r as NodeJS.ErrnoException).code;
-      if (r === undefined || code === 'ENOENT') continue;
-      this.#leftovers.set(p, e.trees.has(p));
-      const expected = (code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path && !e.trees.has(p);
-      // A parent still holding another storage's directory is the normal case, not news.
-      if (!expected && channels.umount.hasSubscribers) {
-        channels.umount.publish({
-          driver: e.driver,
-          mountPoint: e.path,
-          reason,
-          ...(containerId === undefined ? {} : { containerId }),
-          step: 'remove',
-          path: p,
-          durationMs: now() - started,
-          error: r,
-        });
-      }
-    }
+    const [outcome] = await releaseStorageJobs([e], this.umountBusyTimeoutMs);
+    const error = this.#settle(e, outcome!, reason, containerId);
+    if (error !== undefined) throw error;
     await this.#retryLeftovers();
   }
 

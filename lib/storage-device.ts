@@ -3,7 +3,7 @@
 // still owed. The sandbox's table maps mount points to these; nothing about a storage lives
 // anywhere else.
 import type { StorageHandler } from './handler';
-import type { ReleaseOutcome } from './native';
+import type { MountRecord, ReleaseOutcome } from './native';
 import type { Storage } from './storage';
 
 export class StorageDevice {
@@ -12,8 +12,11 @@ export class StorageDevice {
   handler?: StorageHandler;
   /** The driver's own release ran (it is not repeated when an unmount after it failed). */
   releaseDone = false;
-  /** Targets this sandbox mounted, in order. */
-  mounts: string[] = [];
+  /**
+   * The mounts this sandbox made for it, in order, each by its path and mount ID: release
+   * unmounts exactly these and what came to sit on or beneath them (native/core/release.h).
+   */
+  mounts: MountRecord[] = [];
   /** Paths this sandbox created (directories, or a bind target file), in creation order. */
   created: string[] = [];
   /** Directories made with makeDirectory (overlay upper/work): removed with their content. */
@@ -39,11 +42,11 @@ export class StorageDevice {
   }
 
   /**
-   * Whether its cleanup is exactly its recorded mounts and paths, so one native release job can
-   * do it: no driver release still owed, no directory tree to remove with its content.
+   * Whether its cleanup is exactly its recorded mounts and paths, so a release job shared with
+   * other storages can do it: no driver release (JS, run before the job) still owed.
    */
   get releasedByJob(): boolean {
-    return !(this.handler?.release && !this.releaseDone) && this.trees.size === 0;
+    return !(this.handler?.release && !this.releaseDone);
   }
 
   /**
@@ -75,7 +78,7 @@ export class StorageDevice {
    * [path, why] for the sandbox's leftovers.
    */
   settle(outcome: ReleaseOutcome): { error?: Error; leftovers: [string, Error][] } {
-    const [error, mountsLeft, leftovers, leftoverErrors] = outcome;
+    const { error, mountsLeft, leftovers, leftoverErrors } = outcome;
     if (error !== undefined) {
       this.mounts.length = mountsLeft;
       this.cleanupError = error;

@@ -211,7 +211,23 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     'too many fields',
   );
   t.throws(() => native.applyStorages('', new Float64Array(7)), /Float64Array of 8 numbers/, 'a partial record');
-  t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), 0), /ends before/, 'release too');
+  const ids = new Float64Array([1, 1]);
+  t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), ids, 0), /ends before/, 'release too');
+  t.throws(
+    () => native.releaseStorages(`${root}/a\0`, new Float64Array([1, 0]), new Float64Array(0), 0),
+    /fewer numbers than paths/,
+    'a mount without its ID',
+  );
+  t.throws(
+    () => native.releaseStorages(`${root}/a\0`, new Float64Array([1, 0]), ids, 0),
+    /more numbers than paths/,
+    'an ID too many',
+  );
+  t.throws(
+    () => native.releaseStorages(`${root}/a\0`, new Float64Array([1, 0]), new Float64Array([-1]), 0),
+    { name: 'RangeError', message: /mount ID/ },
+    'a negative mount ID',
+  );
   // Numbers that are not the integers they stand for: NaN, a fraction, out of range.
   const fields = `${root}\0a\0tmpfs\0tmpfs\0`;
   for (const [i, v, what] of [
@@ -226,8 +242,12 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     t.throws(() => native.applyStorages(fields, bad), { name: 'RangeError', message: what }, `${v} at ${i}`);
   }
   t.throws(() => native.applyStorages('', new Float64Array(8)), /more storages than fields/, 'counts without fields');
-  t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), 0), /path count/, 'NaN count');
-  await t.rejects(releaseStorageJobs([[[`${root}/a\0b`], []]], 0), /NUL/, 'a NUL in a release path, in JS');
+  t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), ids, 0), /path count/, 'NaN count');
+  await t.rejects(
+    releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),
+    /NUL/,
+    'a NUL in a release path, in JS',
+  );
   t.equal(mountSnapshot(), before, 'nothing mounted');
   t.same(treeSnapshot(root), tree, 'nothing created');
 });
