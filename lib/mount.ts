@@ -3,7 +3,7 @@
 import { isAbsolute, normalize } from 'node:path';
 import { abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
 import { traceSync, tracePromise, type MountTrace, type RemountTrace, type UmountTrace } from './events';
-import { native, type NewMountApiSupport } from './native';
+import { native, releaseStorageJobs, type NewMountApiSupport } from './native';
 
 export type { NewMountApiSupport };
 import { joinOptions } from './options';
@@ -236,9 +236,13 @@ function mountNow(args: MountArgs, signal: AbortSignal | undefined, recordId: bo
         else reject(explainMountError(result, args[2]));
         return;
       }
-      // The caller has moved on: do not leave behind a mount nobody will release.
+      // The caller has moved on: do not leave behind a mount nobody will release (by its ID when
+      // it was recorded: only that mount, whatever came to sit on it).
       if (result === undefined || typeof result === 'number') {
-        const e = await native.umount(args[1], false, false, false, 0);
+        const e =
+          typeof result === 'number' && result !== 0
+            ? (await releaseStorageJobs([{ mounts: [{ path: args[1], id: result }], created: [] }], 0))[0]!.error
+            : await native.umount(args[1], false, false, false, 0);
         if (e) process.emitWarning(`kata-storage: could not undo aborted mount: ${e.message}`);
       }
     });

@@ -94,11 +94,9 @@ class MountJob : public Job {
  public:
   explicit MountJob(MountArgs args) : args_(std::move(args)) {}
   void Execute() override {
-    // The ID right after the mount, on the pool thread (0: statx could not say).
-    if (DoMount(args_, &error_) && args_.record_id) {
-      SysError unknown;
-      kata::MountIdAt(args_.target, &id_, &unknown);
-    }
+    // The new mount's ID, read by the mount itself from what names the mount (0: unknown).
+    if (args_.record_id) args_.request.mount_id = &id_;
+    DoMount(args_, &error_);
   }
   Napi::Value Complete(Napi::Env env) override {
     if (error_ || !args_.record_id) return ErrorValue(env, error_);

@@ -15,6 +15,7 @@
 #include "bindflags.h"
 #include "mountinfo.h"
 #include "newmount.h"
+#include "release.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x2000
@@ -91,7 +92,8 @@ struct LegacyTarget {
 };
 
 bool LegacyMount(const char* source, const char* target, const char* fstype,
-                 const MountOptions& opts, const LegacyTarget& where, SysError* error) {
+                 const MountOptions& opts, const LegacyTarget& where, SysError* error,
+                 uint64_t* mount_id) {
   if (RecursiveNeedsNewApi(opts)) {
     error->Set(EINVAL, "mount", source, target);
     return false;
@@ -112,7 +114,9 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
     error->Set(errno, "mount", source, target);
     return false;
   }
-  if (opts.propagation == 0 && !remount_bind) return true;
+  if (mount_id != nullptr) *mount_id = 0;
+  const bool more_steps = opts.propagation != 0 || remount_bind;
+  if (!more_steps && mount_id == nullptr) return true;
 
   // An O_PATH fd names the directory below the new mount, and following its /proc link does not
   // step into mounts on top: the later steps need the mount itself, so open the target again
@@ -122,8 +126,16 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
   int reopened = -1;
   if (where.beneath) {
     reopened = OpenBeneath(where.beneath, where.relative, target, error);
+    const bool reached = reopened >= 0 && MountedOn(FdMountId(reopened), where.fd);
+    if (!reached && !more_steps) {
+      // Only its ID was wanted: the mount itself is in place; its ID stays unknown (0), so its
+      // release goes by path.
+      if (reopened >= 0) close(reopened);
+      *error = SysError();
+      return true;
+    }
     if (reopened < 0) return false;
-    if (!MountedOn(FdMountId(reopened), where.fd)) {
+    if (!reached) {
       // Only a concurrent rename inside the root gets here. Our mount stays (inside the root):
       // no path or fd we hold still names it, so it cannot be unmounted safely.
       error->Set(ESTALE, "openat2", target);
@@ -149,6 +161,17 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
     if (mount(nullptr, mounted.c_str(), nullptr, MS_REMOUNT | MS_BIND | wanted, nullptr) != 0) {
       ok = undo(errno);
       if (error->err == EPERM) error->detail = LockedFlagsDetail(source_flags, wanted);
+    }
+  }
+  if (ok && mount_id != nullptr) {
+    // The mount reached again beneath the root and checked to sit on the directory mounted on
+    // (above); without a root, the target as mount(2) resolved it a moment ago.
+    if (reopened >= 0 && !MountIdOfFd(reopened, mount_id)) {
+      const long plain = FdMountId(reopened);
+      *mount_id = plain > 0 ? static_cast<uint64_t>(plain) : 0;
+    } else if (reopened < 0) {
+      SysError unknown;
+      if (!MountIdAt(target, mount_id, &unknown)) *mount_id = 0;
     }
   }
   if (reopened >= 0) close(reopened);
@@ -195,8 +218,9 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
            SysError* error, const MountRequest& request) {
   const bool use_new = EffectiveMountApi(request.api, opts) == MountApi::kNew;
   if (!request.beneath) {
-    if (use_new) return NewMount(source, target, -1, fstype, opts, error);
-    return LegacyMount(source, target, fstype, opts, {target, nullptr, nullptr, -1}, error);
+    if (use_new) return NewMount(source, target, -1, fstype, opts, error, request.mount_id);
+    return LegacyMount(source, target, fstype, opts, {target, nullptr, nullptr, -1}, error,
+                       request.mount_id);
   }
   std::string relative;
   if (!RelativeBeneath(request.beneath, target, &relative)) {
@@ -209,13 +233,13 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
   if (fd < 0) return false;
   bool ok;
   if (use_new) {
-    ok = NewMount(source, target, fd, fstype, opts, error);
+    ok = NewMount(source, target, fd, fstype, opts, error, request.mount_id);
   } else {
     // mount(2) follows the /proc link to exactly the object the fd holds; a later rename or
     // symlink at the path cannot change what it names.
     const std::string at = "/proc/self/fd/" + std::to_string(fd);
     ok = LegacyMount(source, target, fstype, opts,
-                     {at.c_str(), request.beneath, relative.c_str(), fd}, error);
+                     {at.c_str(), request.beneath, relative.c_str(), fd}, error, request.mount_id);
   }
   if (fd != request.target_fd) close(fd);
   return ok;

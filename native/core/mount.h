@@ -25,6 +25,11 @@ struct MountRequest {
   // With `beneath`: the target already opened beneath it (MakeBeneathAt's leaf), used instead of
   // opening it again; the caller keeps it open.
   int target_fd = -1;
+  // When set, receives the new mount's ID (release.h: MountIdKindHere()'s kind; 0 when it could
+  // not be learnt), read from what names the mount itself, never from a path another process
+  // could redirect: the new API's mount fd (one statx); with mount(2), the target reopened
+  // beneath the root and checked to sit on the directory mounted on.
+  uint64_t* mount_id = nullptr;
 };
 
 // kNew or kLegacy: what a mount with these options will use. Remounts and moves always take

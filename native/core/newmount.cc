@@ -12,6 +12,7 @@
 #include <string>
 
 #include "bindflags.h"
+#include "release.h"
 
 // glibc 2.36's <sys/mount.h> and <linux/mount.h> cannot both be included, and the glibc wrappers
 // (fsopen, ...) would raise the addon's symbol floor above 2.28: the kernel ABI is spelled out
@@ -279,7 +280,7 @@ int OpenBeneath(const char* root, const char* relative, const char* report_path,
 }
 
 bool NewMount(const char* source, const char* target, int target_fd, const char* fstype,
-              const MountOptions& opts, SysError* error) {
+              const MountOptions& opts, SysError* error, uint64_t* mount_id) {
   const unsigned long flags = opts.flags & ~kPropagationMask;
   const bool is_bind = flags & MS_BIND;
   const uint64_t attrs = AttrsOf(flags);
@@ -357,6 +358,8 @@ bool NewMount(const char* source, const char* target, int target_fd, const char*
       return false;
     }
   }
+  // The fd is the mount: its identity, whatever the target path names by now.
+  if (mount_id != nullptr && !MountIdOfFd(mnt.get(), mount_id)) *mount_id = 0;
   return true;
 }
 

@@ -3,6 +3,8 @@
 // mount.cc decides when this path is used; this file only knows how to do it.
 #pragma once
 
+#include <cstdint>
+
 #include "options.h"
 #include "syserror.h"
 
@@ -38,8 +40,9 @@ bool FitsFsconfig(const MountOptions& opts);
 // it never appears at the target writable or with suid when it was asked not to; only the
 // propagation change (which must see the parent it was attached to) follows the attach, and is
 // undone with the mount if it fails.
+// With `mount_id`, the attached mount's ID (release.h MountIdOfFd on the mount fd; 0 if none).
 bool NewMount(const char* source, const char* target, int target_fd, const char* fstype,
-              const MountOptions& opts, SysError* error);
+              const MountOptions& opts, SysError* error, uint64_t* mount_id = nullptr);
 
 // fspick(target) + fsconfig of the superblock flags and data words + FSCONFIG_CMD_RECONFIGURE:
 // the new API's remount. Only the superblock of the mount at `target` changes; per-mount flags

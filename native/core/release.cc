@@ -111,9 +111,10 @@ int OldMountId(uint64_t unique, long* old) {
 }
 
 // The plain (mountinfo) ID of the mount on top at `path`, or -1 when statx cannot say.
-long PlainIdAt(const std::string& path, const std::vector<MountinfoEntry>& table) {
+long PlainIdAt(const std::string& path, const std::vector<MountinfoEntry>& table,
+               MountIdKind kind) {
   uint64_t id = 0;
-  if (MountIdKindHere() != MountIdKind::kNone) {
+  if (kind != MountIdKind::kNone) {
     return StatxMountId(path.c_str(), STATX_MNT_ID, &id) == 1 ? static_cast<long>(id) : -1;
   }
   long top = -1;
@@ -146,9 +147,8 @@ void Gone(const std::string& path, std::vector<UnmountStep>* steps) {
 
 // The slow path: the recorded mount looked up in mountinfo, its descendants unmounted children
 // first, then itself.
-bool ReleaseByTable(const MountRef& mount, const UmountOptions& opts,
+bool ReleaseByTable(const MountRef& mount, const UmountOptions& opts, MountIdKind kind,
                     std::vector<UnmountStep>* steps, SysError* error) {
-  const MountIdKind kind = MountIdKindHere();
   long plain = static_cast<long>(mount.id);
   if (kind == MountIdKind::kUnique) {
     const int r = OldMountId(mount.id, &plain);
@@ -171,19 +171,29 @@ bool ReleaseByTable(const MountRef& mount, const UmountOptions& opts,
     for (const MountinfoEntry& e : table) {
       if (e.id == plain) self = &e;
     }
-    // A reused plain ID names someone else's mount elsewhere: ours is gone. (A unique ID is ours
-    // wherever it is now: a mount moved away is still unmounted where it went.)
-    if (self == nullptr || (kind != MountIdKind::kUnique && self->mount_point != mount.path)) {
+    if (self == nullptr) {
       Gone(mount.path, steps);
       return true;
     }
+    if (self->mount_point != mount.path) {
+      // A plain ID reused by someone else's mount elsewhere: ours is gone.
+      if (kind != MountIdKind::kUnique) {
+        Gone(mount.path, steps);
+        return true;
+      }
+      // Ours, but no longer where it was made (a directory on the way renamed, a symlink swapped
+      // in): its path would reach something else. Kept, and retried by later releases.
+      error->Set(EINVAL, "umount2", mount.path);
+      return false;
+    }
     const std::vector<size_t> order = DescendantsChildrenFirst(table, plain);
     if (order.empty()) {
-      const std::string path = self->mount_point;
-      if (PlainIdAt(path, table) != plain) {
-        // Its path reaches another mount that is not its descendant (one moved beneath it):
-        // unmounting the path would take that one.
-        error->Set(EBUSY, "umount2", path);
+      const std::string& path = mount.path;
+      if (PlainIdAt(path, table, kind) != plain) {
+        // Its path reaches another mount, not its descendant (a directory on the way swapped
+        // for a symlink, or a mount over a parent): unmounting the path would take that one.
+        // What umount2 says of a path that is not the mount: EINVAL; retried by later releases.
+        error->Set(EINVAL, "umount2", path);
         return false;
       }
       return UnmountStepAt(path, UnmountStep::Kind::kRecorded, opts, steps, error);
@@ -191,10 +201,11 @@ bool ReleaseByTable(const MountRef& mount, const UmountOptions& opts,
     // One unmount per round: it changes what the others' paths reach. The deepest mount that
     // is on top at its path and has no descendant left goes first.
     bool changed = false;
+    bool raced = false;
     std::vector<long> skipped;
     for (size_t i : order) {
       const MountinfoEntry& d = table[i];
-      bool blocked = PlainIdAt(d.mount_point, table) != d.id;
+      bool blocked = PlainIdAt(d.mount_point, table, kind) != d.id;
       for (size_t k : DescendantsChildrenFirst(table, d.id)) {
         if (blocked) break;
         blocked = std::find(skipped.begin(), skipped.end(), table[k].id) != skipped.end();
@@ -203,16 +214,19 @@ bool ReleaseByTable(const MountRef& mount, const UmountOptions& opts,
         skipped.push_back(d.id);
         continue;
       }
-      changed = true;
-      if (!UnmountStepAt(d.mount_point, UnmountStep::Kind::kDescendant, opts, steps, error)) {
-        // Gone between the read and the unmount: the next round sees.
-        if (error->err != EINVAL && error->err != ENOENT) return false;
-        *error = SysError();
-        steps->pop_back();
+      if (UnmountStepAt(d.mount_point, UnmountStep::Kind::kDescendant, opts, steps, error)) {
+        changed = true;
+        break;
       }
-      break;
+      // Gone between the read and the unmount, or (with no IDs from statx to tell) hidden
+      // after all: the next candidate, and the next round sees.
+      if (error->err != EINVAL && error->err != ENOENT) return false;
+      *error = SysError();
+      steps->pop_back();
+      skipped.push_back(d.id);
+      raced = true;
     }
-    if (!changed) break;
+    if (!changed && !raced) break;
   }
   // Descendants none of which is reachable by its path (hidden by a mount that is not ours), or
   // mounts appearing faster than they go: nothing else may be unmounted.
@@ -235,7 +249,10 @@ MountIdKind MountIdKindHere() {
 }
 
 bool MountIdAt(const std::string& path, uint64_t* id, SysError* error) {
-  const MountIdKind kind = MountIdKindHere();
+  return MountIdAt(path, MountIdKindHere(), id, error);
+}
+
+bool MountIdAt(const std::string& path, MountIdKind kind, uint64_t* id, SysError* error) {
   if (kind != MountIdKind::kNone) {
     const unsigned mask = kind == MountIdKind::kUnique ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
     if (StatxMountId(path.c_str(), mask, id) == 1) return true;
@@ -253,6 +270,19 @@ bool MountIdAt(const std::string& path, uint64_t* id, SysError* error) {
     return false;
   }
   *id = static_cast<uint64_t>(top);
+  return true;
+}
+
+bool MountIdOfFd(int fd, uint64_t* id) {
+  const MountIdKind kind = MountIdKindHere();
+  if (kind == MountIdKind::kNone) return false;
+  struct statx stx;
+  const unsigned mask = kind == MountIdKind::kUnique ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, mask, &stx) != 0 ||
+      (stx.stx_mask & mask) == 0) {
+    return false;
+  }
+  std::memcpy(id, reinterpret_cast<const char*>(&stx) + kStxMntIdOffset, sizeof(*id));
   return true;
 }
 
@@ -292,11 +322,15 @@ std::vector<size_t> DescendantsChildrenFirst(const std::vector<MountinfoEntry>& 
 
 bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, std::vector<UnmountStep>* steps,
                   SysError* error) {
+  return ReleaseMount(mount, opts, MountIdKindHere(), steps, error);
+}
+
+bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind kind,
+                  std::vector<UnmountStep>* steps, SysError* error) {
   if (mount.id == 0) {
     // Made without a known ID: released by path as before identities were recorded.
     return UnmountStepAt(mount.path, UnmountStep::Kind::kRecorded, opts, steps, error);
   }
-  const MountIdKind kind = MountIdKindHere();
   if (kind != MountIdKind::kNone) {
     const unsigned mask = kind == MountIdKind::kUnique ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
     uint64_t id = 0;
@@ -322,7 +356,7 @@ bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, std::vector<
       }
     }
   }
-  return ReleaseByTable(mount, opts, steps, error);
+  return ReleaseByTable(mount, opts, kind, steps, error);
 }
 
 void ReleaseStorage(const StorageRelease& r, const UmountOptions& umount, ReleaseOutcome* out) {

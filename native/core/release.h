@@ -37,6 +37,13 @@ MountIdKind MountIdKindHere();
 // one mounted there, or the one containing it. One statx (AT_SYMLINK_NOFOLLOW); on kernels
 // without mount IDs in statx, mountinfo's last entry at `path`.
 bool MountIdAt(const std::string& path, uint64_t* id, SysError* error);
+// The ID of the mount an fd is on (statx AT_EMPTY_PATH): for the mount fd the new API holds, the
+// new mount itself. False when this kernel's statx gives no mount ID (MountIdKind::kNone).
+bool MountIdOfFd(int fd, uint64_t* id);
+
+// The same, of `kind` (which must be available here; kPlain and kNone always are): for tests of
+// the fallbacks older kernels take.
+bool MountIdAt(const std::string& path, MountIdKind kind, uint64_t* id, SysError* error);
 
 // What one step of a release did to one mount.
 struct UnmountStep {
@@ -64,6 +71,9 @@ std::vector<size_t> DescendantsChildrenFirst(const std::vector<MountinfoEntry>& 
 // the finding that the mount was gone, is appended to `steps`.
 bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, std::vector<UnmountStep>* steps,
                   SysError* error);
+// The same with `mount.id` of `kind` (as MountIdAt(path, kind, ...) gave it).
+bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind kind,
+                  std::vector<UnmountStep>* steps, SysError* error);
 
 // One storage to release: its mounts and created paths as recorded, in the order they were made.
 struct StorageRelease {

@@ -145,9 +145,11 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       ok = MakeBeneathAt(fd, job.point.root, job.point.rel, job.point.mode, job.point.leaf_file,
                          &out.undo.created, error, &leaf);
       std::string target = Join(job.point.root, job.point.rel);
+      MountRef made;
       if (ok) {
         MountRequest request;
         request.api = job.api;
+        request.mount_id = &made.id;  // the mount's identity, for its release (release.h)
         if (job.point.beneath) {
           request.beneath = job.point.root.c_str();
           request.target_fd = leaf.get();
@@ -156,11 +158,7 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
                    job.fstype.empty() ? nullptr : job.fstype.c_str(), job.options, error, request);
       }
       if (ok) {
-        // The mount's identity, for its release (release.h). Unknown (0) only if statx failed
-        // on a path just mounted: then it is released by path.
-        MountRef made{target, 0};
-        SysError unknown;
-        MountIdAt(target, &made.id, &unknown);
+        made.path = target;
         out.undo.mounted.push_back(std::move(made));
         ok = Ownership(job, target, &out, error);
       }

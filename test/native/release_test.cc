@@ -62,10 +62,14 @@ bool Tmpfs(const std::string& path) {
   return mount("tmpfs", path.c_str(), "tmpfs", 0, "size=64k") == 0;
 }
 
+// Each case runs with the kind of ID this kernel gives, and with each fallback an older kernel
+// takes (plain statx IDs, mountinfo alone).
+kata::MountIdKind g_kind = kata::MountIdKind::kPlain;
+
 kata::MountRef Made(const std::string& path) {
   kata::MountRef m{path, 0};
   kata::SysError e;
-  CHECK(kata::MountIdAt(path, &m.id, &e));
+  CHECK(kata::MountIdAt(path, g_kind, &m.id, &e));
   CHECK(m.id != 0);
   return m;
 }
@@ -73,6 +77,19 @@ kata::MountRef Made(const std::string& path) {
 kata::MountinfoEntry Entry(long id, long parent, const char* at) { return {id, parent, at}; }
 
 }  // namespace
+
+KATA_TEST(release_mount_ids_here_are_of_the_kind_probed) {
+  // This machine's kernel decides which fallback production takes: say which, and check that
+  // kind answers for "/" (mountinfo alone names only a mount at the path itself, which "/" is).
+  const kata::MountIdKind kind = kata::MountIdKindHere();
+  std::printf("# mount IDs here: %s\n", kind == kata::MountIdKind::kUnique  ? "unique"
+                                        : kind == kata::MountIdKind::kPlain ? "plain"
+                                                                            : "mountinfo");
+  uint64_t id = 0;
+  kata::SysError e;
+  CHECK(kata::MountIdAt("/", &id, &e));
+  CHECK(id != 0);
+}
 
 KATA_TEST(release_descendants_deepest_then_newest_first) {
   // 1 root; 10 ours at /p; 11 on /p/a; 12 stacked on /p; 13 on /p/a/b; 14 elsewhere; 15 on 14.
@@ -96,25 +113,30 @@ KATA_TEST(release_descendants_ignore_broken_chains) {
   CHECK(kata::DescendantsChildrenFirst(table, 10).empty());
 }
 
-KATA_TEST(release_mount_id_is_that_of_the_top_mount) {
+static void release_mount_id_is_that_of_the_top_mount() {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
   const std::string dir = TempDir();
-  const kata::MountRef under = Made(dir);  // the mount holding /tmp
+  // The mount holding /tmp (mountinfo alone names only a mount at the path itself).
+  uint64_t under = 0;
+  kata::SysError e;
+  if (g_kind != kata::MountIdKind::kNone) CHECK(kata::MountIdAt(dir, g_kind, &under, &e));
   CHECK(Tmpfs(dir));
   const kata::MountRef ours = Made(dir);
-  CHECK(ours.id != under.id);
+  CHECK(ours.id != under);
+  const kata::MountRef again = Made(dir);
+  CHECK_EQ(again.id, ours.id);
   CHECK(umount2(dir.c_str(), 0) == 0);
   rmdir(dir.c_str());
 }
 
-KATA_TEST(release_fast_path_unmounts_the_recorded_mount) {
+static void release_fast_path_unmounts_the_recorded_mount() {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
   const std::string dir = TempDir();
   CHECK(Tmpfs(dir));
   const kata::MountRef ours = Made(dir);
   std::vector<kata::UnmountStep> steps;
   kata::SysError e;
-  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, &steps, &e));
+  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, g_kind, &steps, &e));
   CHECK(!e);
   CHECK_EQ(steps.size(), size_t{1});
   CHECK(steps.size() == 1 && steps[0].kind == kata::UnmountStep::Kind::kRecorded);
@@ -122,7 +144,7 @@ KATA_TEST(release_fast_path_unmounts_the_recorded_mount) {
   rmdir(dir.c_str());
 }
 
-KATA_TEST(release_counts_an_unmounted_or_detached_mount_as_released) {
+static void release_counts_an_unmounted_or_detached_mount_as_released() {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
   const std::string dir = TempDir();
   const std::string a = dir + "/a", b = dir + "/b";
@@ -138,7 +160,7 @@ KATA_TEST(release_counts_an_unmounted_or_detached_mount_as_released) {
   for (const kata::MountRef& r : {ra, rb}) {
     std::vector<kata::UnmountStep> steps;
     kata::SysError e;
-    CHECK(kata::ReleaseMount(r, kata::UmountOptions{}, &steps, &e));
+    CHECK(kata::ReleaseMount(r, kata::UmountOptions{}, g_kind, &steps, &e));
     CHECK(steps.size() == 1 && steps[0].kind == kata::UnmountStep::Kind::kGone);
   }
   if (held >= 0) close(held);
@@ -148,8 +170,11 @@ KATA_TEST(release_counts_an_unmounted_or_detached_mount_as_released) {
   rmdir(dir.c_str());
 }
 
-KATA_TEST(release_never_unmounts_another_mount_at_the_same_path) {
+static void release_never_unmounts_another_mount_at_the_same_path() {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  // A plain ID is reused by the next mount (the kernel hands out the lowest free one): only a
+  // unique ID tells a new mount at the same path from ours.
+  if (g_kind != kata::MountIdKind::kUnique) KATA_SKIP("needs unique mount IDs (Linux 6.8)");
   const std::string dir = TempDir();
   CHECK(Tmpfs(dir));
   const kata::MountRef ours = Made(dir);
@@ -159,14 +184,14 @@ KATA_TEST(release_never_unmounts_another_mount_at_the_same_path) {
   const std::vector<long> before = MountsAt(dir);
   std::vector<kata::UnmountStep> steps;
   kata::SysError e;
-  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, &steps, &e));
+  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, g_kind, &steps, &e));
   CHECK(steps.size() == 1 && steps[0].kind == kata::UnmountStep::Kind::kGone);
   CHECK(MountsAt(dir) == before);
   CHECK(umount2(dir.c_str(), 0) == 0);
   rmdir(dir.c_str());
 }
 
-KATA_TEST(release_unmounts_what_is_stacked_on_and_beneath_the_mount) {
+static void release_unmounts_what_is_stacked_on_and_beneath_the_mount() {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
   const std::string dir = TempDir();
   const std::string p = dir + "/p", other = dir + "/other";
@@ -182,7 +207,7 @@ KATA_TEST(release_unmounts_what_is_stacked_on_and_beneath_the_mount) {
   CHECK(Tmpfs(other));  // someone else's, elsewhere
   std::vector<kata::UnmountStep> steps;
   kata::SysError e;
-  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, &steps, &e));
+  CHECK(kata::ReleaseMount(ours, kata::UmountOptions{}, g_kind, &steps, &e));
   CHECK(!e);
   CHECK_EQ(steps.size(), size_t{4});
   CHECK(!steps.empty() && steps.back().kind == kata::UnmountStep::Kind::kRecorded);
@@ -196,7 +221,7 @@ KATA_TEST(release_unmounts_what_is_stacked_on_and_beneath_the_mount) {
   rmdir(dir.c_str());
 }
 
-KATA_TEST(release_of_a_busy_mount_fails_and_keeps_it) {
+static void release_of_a_busy_mount_fails_and_keeps_it() {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
   const std::string dir = TempDir();
   CHECK(Tmpfs(dir));
@@ -207,19 +232,20 @@ KATA_TEST(release_of_a_busy_mount_fails_and_keeps_it) {
   kata::SysError e;
   kata::UmountOptions opts;
   opts.busy_timeout_ms = 20;
-  CHECK(!kata::ReleaseMount(ours, opts, &steps, &e));
+  CHECK(!kata::ReleaseMount(ours, opts, g_kind, &steps, &e));
   CHECK_EQ(e.err, EBUSY);
   CHECK_EQ(MountsAt(dir).size(), size_t{1});
   CHECK(fchdir(cwd) == 0);
   close(cwd);
   steps.clear();
-  CHECK(kata::ReleaseMount(ours, opts, &steps, &e));
+  CHECK(kata::ReleaseMount(ours, opts, g_kind, &steps, &e));
   CHECK(MountsAt(dir).empty());
   rmdir(dir.c_str());
 }
 
 KATA_TEST(release_storage_removes_trees_and_entries_after_its_mounts) {
   if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  g_kind = kata::MountIdKindHere();  // ReleaseStorage reads IDs of this kind
   const std::string dir = TempDir();
   const std::string point = dir + "/point", tree = dir + "/upper";
   mkdir(point.c_str(), 0755);
@@ -239,5 +265,57 @@ KATA_TEST(release_storage_removes_trees_and_entries_after_its_mounts) {
   struct stat st;
   CHECK(lstat(point.c_str(), &st) != 0 && errno == ENOENT);
   CHECK(lstat(tree.c_str(), &st) != 0 && errno == ENOENT);
+  rmdir(dir.c_str());
+}
+
+// Each kernel case under each kind of mount ID.
+#define KATA_RELEASE_KINDS(name)                             \
+  KATA_TEST(name##_here) {                                   \
+    g_kind = kata::MountIdKindHere();                        \
+    name();                                                  \
+  }                                                          \
+  KATA_TEST(name##_plain_ids) {                              \
+    if (kata::MountIdKindHere() == kata::MountIdKind::kNone) \
+      KATA_SKIP("statx gives no mount IDs here");            \
+    g_kind = kata::MountIdKind::kPlain;                      \
+    name();                                                  \
+  }                                                          \
+  KATA_TEST(name##_mountinfo_only) {                         \
+    g_kind = kata::MountIdKind::kNone;                       \
+    name();                                                  \
+  }
+
+KATA_RELEASE_KINDS(release_mount_id_is_that_of_the_top_mount)
+KATA_RELEASE_KINDS(release_fast_path_unmounts_the_recorded_mount)
+KATA_RELEASE_KINDS(release_counts_an_unmounted_or_detached_mount_as_released)
+KATA_RELEASE_KINDS(release_never_unmounts_another_mount_at_the_same_path)
+KATA_RELEASE_KINDS(release_unmounts_what_is_stacked_on_and_beneath_the_mount)
+KATA_RELEASE_KINDS(release_of_a_busy_mount_fails_and_keeps_it)
+
+KATA_TEST(release_mount_records_the_id_of_the_mount_it_made) {
+  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = TempDir();
+  const std::string point = dir + "/point";
+  mkdir(point.c_str(), 0755);
+  kata::MountOptions opts;
+  CHECK(kata::ParseMountOptions("size=64k", &opts, nullptr) == kata::OptionError::kNone);
+  for (const kata::MountApi api : {kata::MountApi::kAuto, kata::MountApi::kLegacy}) {
+    for (const bool beneath : {false, true}) {
+      uint64_t id = 0;
+      kata::MountRequest request;
+      request.api = api;
+      request.mount_id = &id;
+      if (beneath) request.beneath = dir.c_str();
+      kata::SysError e;
+      CHECK(kata::Mount("tmpfs", point.c_str(), "tmpfs", opts, &e, request));
+      uint64_t seen = 0;
+      CHECK(kata::MountIdAt(point, &seen, &e));
+      CHECK(id != 0);
+      CHECK_EQ(id, seen);
+      CHECK(umount2(point.c_str(), 0) == 0);
+    }
+  }
+  CHECK(MountsAt(point).empty());
+  rmdir(point.c_str());
   rmdir(dir.c_str());
 }
