@@ -81,17 +81,8 @@ struct StatmountHead {
 };
 constexpr uint64_t kStatmountMntBasic = 0x2;
 
-bool StatmountWorks(uint64_t root_unique) {
-  MntIdReq req{};
-  req.size = sizeof(req);
-  req.mnt_id = root_unique;
-  req.param = kStatmountMntBasic;
-  alignas(8) char buf[1024];
-  return syscall(SYS_statmount, &req, buf, sizeof(buf), 0) == 0;
-}
-
 // Maps a unique mount ID to mountinfo's: 1 found, 0 no such mount in this namespace (unmounted,
-// or detached), -1 failed (errno set).
+// or detached), -1 failed (errno set; EPROTO when the answer is not laid out as expected).
 int OldMountId(uint64_t unique, long* old) {
   MntIdReq req{};
   req.size = sizeof(req);
@@ -102,12 +93,19 @@ int OldMountId(uint64_t unique, long* old) {
   if (syscall(SYS_statmount, &req, buf, sizeof(buf), 0) != 0) return errno == ENOENT ? 0 : -1;
   StatmountHead head;
   std::memcpy(&head, buf, sizeof(head));
-  if ((head.mask & kStatmountMntBasic) == 0) {
-    errno = ENOSYS;
+  if ((head.mask & kStatmountMntBasic) == 0 || head.mnt_id != unique || head.mnt_id_old == 0) {
+    errno = EPROTO;
     return -1;
   }
   *old = static_cast<long>(head.mnt_id_old);
   return 1;
+}
+
+// Unique IDs are used only when statmount answers for one as this file reads it (a seccomp
+// profile or an emulator may refuse the call): else the plain IDs mountinfo shows.
+bool StatmountWorks(uint64_t root_unique) {
+  long old = 0;
+  return OldMountId(root_unique, &old) == 1;
 }
 
 // The plain (mountinfo) ID of the mount on top at `path`, or -1 when statx cannot say.
