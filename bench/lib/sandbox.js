@@ -128,12 +128,15 @@ function sandboxPath(b) {
       const t0 = ns();
       const { outcomes, failed, error, refusal } = await jobs.applyStorageJobs(request);
       if (failed >= 0) throw error ?? new Error(`the job refused ${refusal}`);
-      /** @type {[string[], string[], boolean, number][]} */
+      /** @type {import('../../lib/native').AppliedStorages['outcomes']} */
       const made = outcomes;
       // Newest first, as the Sandbox gives a container's storages back.
-      const released = await jobs.releaseStorageJobs(made.map(([created, mounted]) => [mounted, created]).reverse(), 0);
+      const released = await jobs.releaseStorageJobs(
+        made.map(([created, mounts]) => ({ mounts, created })).reverse(),
+        0,
+      );
       samples[i] = (ns() - t0) / n;
-      for (const [err, mountsLeft, leftovers] of released) {
+      for (const { error: err, mountsLeft, leftovers } of released) {
         if (err !== undefined || mountsLeft !== 0 || leftovers.length !== 0)
           throw err ?? new Error('the release left mounts or directories behind');
       }
