@@ -19,7 +19,7 @@ export interface StorageErrorFields {
   ERR_UNKNOWN_STORAGE_DRIVER: { value: string; registered: string[] };
   /** A mount option or driver option is refused: `loop`, rro with the legacy API, bad mode=/fsgid=/size=/pagesize=, unsupported driver options. */
   ERR_INVALID_MOUNT_OPTION: { value: string };
-  /** The mount data is longer than the page the kernel copies (page size - 1 bytes). */
+  /** The mount data is longer than the page the kernel copies (page size - 1 bytes; overlayfs layers counted relative to their common parent). */
   ERR_MOUNT_OPTIONS_TOO_LONG: { value: string };
   ERR_INVALID_PCI_PATH: { value: string };
   ERR_INVALID_CCW_DEVICE: { value: string };
@@ -239,7 +239,7 @@ function refusedShape(word: string): 'space' | 'quote' | 'escape' | undefined {
 function nativeCodeMessage(code: string, value: string): string {
   switch (code) {
     case 'ERR_MOUNT_OPTIONS_TOO_LONG':
-      return `mount data is ${Buffer.byteLength(value)} bytes; the kernel takes at most one page less its NUL`;
+      return `mount data is ${Buffer.byteLength(value)} bytes; the kernel takes at most one page less its NUL (overlayfs lowerdir= layers count relative to their common parent directory)`;
     case 'ERR_INVALID_MOUNT_OPTION':
       switch (refusedShape(value)) {
         case 'space':

@@ -2,6 +2,7 @@
 // and an ext4 upper layer on loop devices.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,8 @@ import {
   Sandbox,
   defaultRegistry,
   groupMultiLayer,
+  newMountApiSupport,
+  parseMountOptions,
   type Storage,
 } from '../lib/index';
 import { attachImage, attachLoop } from './helpers/loop';
@@ -40,6 +43,24 @@ function erofsLoop(t: Teardown, files: Record<string, string>): string {
   return attachImage(t, img, { readOnly: true });
 }
 
+/** `n` loop devices over EROFS images, layer i holding `layer-i` and `top` (both "i"). */
+function erofsLoops(t: Teardown, n: number): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'kata-storage-erofs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return Array.from({ length: n }, (_, i) => {
+    const tree = join(dir, `tree-${i}`);
+    mkdirSync(tree);
+    writeFileSync(join(tree, `layer-${i}`), `${i}`);
+    writeFileSync(join(tree, 'top'), `${i}`);
+    const img = join(dir, `layer-${i}.erofs`);
+    execFileSync('mkfs.erofs', ['--quiet', img, tree]);
+    return attachImage(t, img, { readOnly: true });
+  });
+}
+
+// A container id as containerd makes them: 64 hex digits.
+const hexId = (seed: string): string => createHash('sha256').update(seed).digest('hex');
+
 // A blk storage marked as one layer of a multi-layer rootfs: the ext4 upper or an EROFS lower.
 const layer =
   (fstype: string, marker: string) =>
@@ -68,6 +89,18 @@ t.test('grouping: marked storages become one erofs.multi-layer storage at the up
   t.equal(g[0], other);
   t.match(g[1], { driver: MULTI_LAYER_DRIVER, mountPoint: '/run/kata-containers/c/rootfs', layers: [l, u] });
   t.same(groupMultiLayer([other]), [other], 'no markers: unchanged');
+});
+
+// The issue's request: 45 lowers and an upper under /run/kata-containers/<64-hex id>.
+t.test('the overlay data of 45 layers, over a page, accepted as its layers relative to their directory', async (t) => {
+  const base = `/run/kata-containers/${hexId('45')}/multi-layer`;
+  const data = [
+    `upperdir=${base}/upper/upper`,
+    `lowerdir=${Array.from({ length: 45 }, (_, i) => `${base}/lower-${i}`).join(':')}`,
+    `workdir=${base}/upper/work`,
+  ];
+  t.ok(data.join(',').length > 4096, `${data.join(',').length} bytes`);
+  t.equal(parseMountOptions(data).data, data.join(','), 'the data is unchanged: the mount makes it relative');
 });
 
 t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
@@ -160,6 +193,59 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
     t.equal(sb.storages().size, 0);
   });
 
+  // Every layer's path repeats <root>/<64-hex id>/multi-layer/: 45 layers already overflow the
+  // page mount(2) copies. 128 real EROFS layers, on each mount API.
+  t.test('128 EROFS layers under a 64-hex container id mount on both mount APIs', async (t) => {
+    const layers = erofsLoops(t, 128);
+    const apis = newMountApiSupport().complete ? (['legacy', 'new'] as const) : (['legacy'] as const);
+    if (apis.length === 1) t.comment('the new mount API is not available here: legacy only');
+    for (const mountApi of apis) {
+      const root = scratchDir(t);
+      const id = hexId(mountApi);
+      const rootfs = join(root, id, 'rootfs');
+      const base = join(root, id, 'multi-layer');
+      const up = attachLoop(t, { ext4: true });
+      const absolute = layers.map((_, i) => join(base, `lower-${i}`));
+      t.ok(
+        `upperdir=${base}/upper/upper,lowerdir=${absolute.join(':')},workdir=${base}/upper/work`.length > 3 * 4096,
+        'the data with absolute layers is over three pages',
+      );
+      const before = mountSnapshot();
+      const cwd = process.cwd();
+      const sb = new Sandbox({ allowedRoots: [root], mountApi });
+      const held = await sb.addStorages([upper(up, rootfs), ...layers.map((dev) => lower(dev, rootfs))], {
+        containerId: id,
+      });
+      t.same(held, [rootfs], mountApi);
+      t.equal(sb.refcount(rootfs), 1);
+      const ov = mountAt(rootfs)!;
+      t.equal(ov.fstype, 'overlay');
+      if (mountApi === 'legacy') {
+        // mount(2) got the layers relative to the multi-layer directory, in priority order.
+        const relative = layers.map((_, i) => `lower-${i}`).join(':');
+        t.ok(ov.superOptions.includes(`lowerdir=${relative}`), 'legacy: one lowerdir= of relative names');
+      } else {
+        t.same(
+          ov.superOptions.filter((o) => o.startsWith('lowerdir')),
+          absolute.map((p) => `lowerdir+=${p}`),
+          'new: one lowerdir+= per layer, in priority order',
+        );
+      }
+      const erofs = readMountinfo().filter((m) => m.fstype === 'erofs' && m.mountPoint.startsWith(`${base}/`));
+      t.equal(erofs.length, 128, 'every layer mounted read-only');
+      t.ok(erofs.every((m) => m.mountOptions.includes('ro')));
+      const missing = layers.filter((_, i) => readFileSync(join(rootfs, `layer-${i}`), 'utf8') !== `${i}`);
+      t.same(missing, [], "every layer's file is in the overlay");
+      t.equal(readFileSync(join(rootfs, 'top'), 'utf8'), '0', 'the first lower wins');
+      writeFileSync(join(rootfs, 'written'), mountApi);
+      t.equal(readFileSync(join(base, 'upper', 'upper', 'written'), 'utf8'), mountApi, 'writes land on the upper');
+      t.equal(process.cwd(), cwd, "the process's working directory never moved");
+      await sb.removeContainer(id);
+      t.equal(mountSnapshot(), before, 'all 130 mounts gone');
+      t.equal(treeSnapshot(root), '', 'every directory we made gone');
+    }
+  });
+
   t.test('bad groups are refused before anything is touched', async (t) => {
     const root = scratchDir(t);
     const rootfs = join(root, 'c', 'rootfs');
@@ -212,6 +298,10 @@ t.test('erofs.multi-layer for real', { skip: cannot }, async (t) => {
         { code: 'ERR_INVALID_STORAGE', field: 'mountPoint' },
       ],
     ];
+    // More layers than a page holds even by their names relative to the multi-layer directory:
+    // refused before any disk is waited for, with the data.
+    const tooMany = Array.from({ length: 450 }, (_, i) => lower(`/dev/vd${i}`, rootfs));
+    cases.push(['450 layers', tooMany, { code: 'ERR_MOUNT_OPTIONS_TOO_LONG' }]);
     for (const [name, storages, err] of cases)
       await t.rejects(sb.addStorages(storages, { containerId: 'c' }), err, name);
     await t.rejects(sb.addStorages([lower('/dev/vdc', rootfs)], { containerId: '../x' }), {

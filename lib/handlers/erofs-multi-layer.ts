@@ -4,7 +4,10 @@
 // <root>/<container>/multi-layer/upper, create the `X-kata.mkdir.path=` directories, mount each
 // EROFS lower read-only at .../lower-N, then the overlay at the storage's mount point. Every mount
 // and directory goes through the context, so release and rollback undo them in reverse. No
-// `X-kata.*` word ever reaches the kernel.
+// `X-kata.*` word ever reaches the kernel. Its lowerdir= names every layer under one directory:
+// the native mount passes them relative to it (mount(2)) or one by one (`lowerdir+`, the new
+// API), so hundreds of layers fit where their absolute paths would overflow the page mount(2)
+// copies (45 layers under a 64-hex container id already do).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
@@ -19,6 +22,7 @@ import {
 import { StorageError } from '../errors';
 import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from '../multi-layer';
 import { native } from '../native';
+import { parseMountOptions } from '../options';
 import type { StorageContext, StorageHandler } from '../handler';
 import { validateStorage, type Storage } from '../storage';
 
@@ -173,13 +177,31 @@ async function makeDirs(mkdirs: readonly Mkdir[], base: Mkdir['base'], mount: st
   }
 }
 
+const baseDir = (ctx: { allowedRoots: readonly string[]; containerId?: string | undefined }): string =>
+  join(ctx.allowedRoots[0]!, ctx.containerId ?? 'sandbox', 'multi-layer');
+
+const lowerDir = (base: string, i: number): string => join(base, `lower-${i}`);
+
+/** The overlay's data words: upper/upper, the lowers in priority order, upper/work. */
+function overlayOptions(base: string, lowers: number): string[] {
+  const upperMount = join(base, 'upper');
+  return [
+    `upperdir=${posix.join(upperMount, 'upper')}`,
+    `lowerdir=${Array.from({ length: lowers }, (_, i) => lowerDir(base, i)).join(':')}`,
+    `workdir=${posix.join(upperMount, 'work')}`,
+  ];
+}
+
 export const erofsMultiLayerHandler: StorageHandler = {
   validate(storage, ctx): void {
-    layout(storage, ctx.allowedRoots, ctx.containerId);
+    const { lowers } = layout(storage, ctx.allowedRoots, ctx.containerId);
+    // Before any disk is waited for or mounted: the parser's own limit (one page, the layers
+    // counted relative to their directory), ERR_MOUNT_OPTIONS_TOO_LONG with the data.
+    parseMountOptions(overlayOptions(baseDir(ctx), lowers.length));
   },
   async create(storage: Storage, ctx: StorageContext): Promise<string> {
     const { upper, lowers, mkdirs } = layout(storage, ctx.allowedRoots, ctx.containerId);
-    const base = join(ctx.allowedRoots[0]!, ctx.containerId ?? 'sandbox', 'multi-layer');
+    const base = baseDir(ctx);
     const upperMount = join(base, 'upper');
     await ctx.makeDirectory(upperMount);
     const layers = upper ? [upper, ...lowers] : lowers;
@@ -192,7 +214,7 @@ export const erofsMultiLayerHandler: StorageHandler = {
     await makeDirs(mkdirs, 'upper', upperMount);
     const lowerMounts: string[] = [];
     for (let i = 0; i < lowers.length; i++) {
-      const dir = join(base, `lower-${i}`);
+      const dir = lowerDir(base, i);
       await ctx.makeDirectory(dir);
       await ctx.mount(devices[i + (upper ? 1 : 0)]!, dir, 'erofs', ['ro']);
       lowerMounts.push(dir);
@@ -203,11 +225,7 @@ export const erofsMultiLayerHandler: StorageHandler = {
       if (!Array.isArray(r)) throw r;
     }
     await ctx.makeMountPoint();
-    await ctx.mount('overlay', storage.mountPoint, 'overlay', [
-      `upperdir=${posix.join(upperMount, 'upper')}`,
-      `lowerdir=${lowerMounts.join(':')}`,
-      `workdir=${posix.join(upperMount, 'work')}`,
-    ]);
+    await ctx.mount('overlay', storage.mountPoint, 'overlay', overlayOptions(base, lowerMounts.length));
     return storage.mountPoint;
   },
 };

@@ -8,9 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "bindflags.h"
 #include "mountinfo.h"
@@ -214,9 +217,48 @@ MountApi EffectiveMountApi(MountApi requested, const MountOptions& opts) {
   return requested;
 }
 
-bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
-           SysError* error, const MountRequest& request) {
-  const bool use_new = EffectiveMountApi(request.api, opts) == MountApi::kNew;
+namespace {
+
+bool MountAs(bool use_new, const char* source, const char* target, const char* fstype,
+             const MountOptions& opts, SysError* error, const MountRequest& request);
+
+// mount(2) with data over a page: the lowerdir entries relative to their common parent
+// (CompactLowerdir), mounted from a thread whose working directory is that parent. chdir is
+// process-wide, so the thread first takes a working directory of its own (unshare(CLONE_FS));
+// the process's and every other thread's stay where they were, and it ends with the mount.
+bool MountFromLowerdirParent(const char* source, const char* target, const char* fstype,
+                             const MountOptions& opts, SysError* error,
+                             const MountRequest& request) {
+  MountOptions compacted = opts;
+  std::string parent;
+  if (!CompactLowerdir(opts.data, &parent, &compacted.data) ||
+      compacted.data.size() > MaxMountDataLength()) {
+    // ParseMountOptions refuses such data; never let the kernel cut it at a page.
+    error->Set(E2BIG, "mount", source, target);
+    return false;
+  }
+  const int dir = open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) {
+    error->Set(errno, "open", parent);
+    return false;
+  }
+  bool ok = false;
+  std::thread worker([&] {
+    if (unshare(CLONE_FS) != 0) {
+      error->Set(errno, "unshare", parent);
+    } else if (fchdir(dir) != 0) {
+      error->Set(errno, "fchdir", parent);
+    } else {
+      ok = MountAs(false, source, target, fstype, compacted, error, request);
+    }
+  });
+  worker.join();
+  close(dir);
+  return ok;
+}
+
+bool MountAs(bool use_new, const char* source, const char* target, const char* fstype,
+             const MountOptions& opts, SysError* error, const MountRequest& request) {
   if (!request.beneath) {
     if (use_new) return NewMount(source, target, -1, fstype, opts, error, request.mount_id);
     return LegacyMount(source, target, fstype, opts, {target, nullptr, nullptr, -1}, error,
@@ -245,6 +287,17 @@ bool Mount(const char* source, const char* target, const char* fstype, const Mou
   return ok;
 }
 
+}  // namespace
+
+bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
+           SysError* error, const MountRequest& request) {
+  const bool use_new = EffectiveMountApi(request.api, opts) == MountApi::kNew;
+  if (!use_new && opts.data.size() > MaxMountDataLength()) {
+    return MountFromLowerdirParent(source, target, fstype, opts, error, request);
+  }
+  return MountAs(use_new, source, target, fstype, opts, error, request);
+}
+
 bool Remount(const char* target, const MountOptions& opts, MountApi api, MountApi* used,
              SysError* error) {
   const NewMountSupport& probe = ProbeNewMountApi();
@@ -252,6 +305,11 @@ bool Remount(const char* target, const MountOptions& opts, MountApi api, MountAp
                                                  probe.fsconfig && FitsFsconfig(opts));
   *used = use_new ? MountApi::kNew : MountApi::kLegacy;
   if (use_new) return ReconfigureSuperblock(target, opts, error);
+  if (opts.data.size() > MaxMountDataLength()) {
+    // Only a new mount can take layers from a working directory; the kernel would cut this.
+    error->Set(E2BIG, "mount", "none", target);
+    return false;
+  }
   struct statvfs st;
   if (statvfs(target, &st) != 0) {
     error->Set(errno, "statvfs", target);

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "bindflags.h"
 #include "release.h"
@@ -64,6 +66,8 @@ constexpr unsigned kFspickNoAutomount = 0x04;
 
 // fsconfig copies keys and string values with strndup_user(..., 256).
 constexpr size_t kFsconfigMaxString = 255;
+
+constexpr std::string_view kLowerdirKey = "lowerdir=";
 
 constexpr uint64_t kAttrRdonly = 0x01;
 constexpr uint64_t kAttrNosuid = 0x02;
@@ -185,6 +189,32 @@ bool ConfigureWord(int fs_fd, std::string word, SysError* error, const char* sou
   return true;
 }
 
+// overlayfs takes its lower layers one per fsconfig call as "lowerdir+" (and the data-only ones,
+// after "::", as "datadir+") from Linux 6.8: the way past fsconfig's 255-byte value for a stack
+// of layers. Each entry keeps its escapes; overlayfs unescapes a "lowerdir+" path as it does
+// one of lowerdir=.
+bool ConfigureLowerdirs(int fs_fd, std::string_view value, SysError* error, const char* source,
+                        const char* target) {
+  std::vector<std::string_view> entries;
+  SplitLowerdir(value, &entries);
+  const char* key = "lowerdir+";
+  for (std::string_view e : entries) {
+    if (e.empty()) {
+      key = "datadir+";
+      continue;
+    }
+    std::string layer;  // as ConfigureWord: quotes only protected commas from the splitter
+    for (char c : e) {
+      if (c != '"') layer.push_back(c);
+    }
+    if (SysFsconfig(fs_fd, kFsconfigSetString, key, layer.c_str(), 0) != 0) {
+      error->Set(errno, "fsconfig", source, target);
+      return false;
+    }
+  }
+  return true;
+}
+
 // Every data word of `data` through fsconfig. The parser joined data words with commas; the same
 // tokenizer (NextOptionWord) finds them again, so a quoted or escaped comma stays inside its
 // word exactly as mount(2)'s filesystem would see it. On failure the context's kernel messages
@@ -193,7 +223,15 @@ bool ConfigureData(int fs_fd, const std::string& data, SysError* error, const ch
                    const char* target) {
   std::string_view word;
   for (size_t pos = 0; NextOptionWord(data, &pos, &word);) {
-    if (!word.empty() && !ConfigureWord(fs_fd, std::string(word), error, source, target)) {
+    const bool layers = word.size() > kLowerdirKey.size() + kFsconfigMaxString &&
+                        word.substr(0, kLowerdirKey.size()) == kLowerdirKey;
+    if (layers &&
+        !ConfigureLowerdirs(fs_fd, word.substr(kLowerdirKey.size()), error, source, target)) {
+      ReadKernelMessages(fs_fd, &error->kernel_messages);
+      return false;
+    }
+    if (!layers && !word.empty() &&
+        !ConfigureWord(fs_fd, std::string(word), error, source, target)) {
       ReadKernelMessages(fs_fd, &error->kernel_messages);
       return false;
     }
@@ -249,15 +287,36 @@ const NewMountSupport& ProbeNewMountApi() {
   return support;
 }
 
+bool OverlayTakesLayersOneByOne() {
+  static const bool takes = [] {
+    const int saved = errno;
+    // A context that is never created: the parse of one layer is all that happens.
+    Fd fs(SysFsopen("overlay", kFsopenCloexec));
+    const bool ok =
+        fs.get() >= 0 && SysFsconfig(fs.get(), kFsconfigSetString, "lowerdir+", "/", 0) == 0;
+    errno = saved;
+    return ok;
+  }();
+  return takes;
+}
+
 bool FitsFsconfig(const MountOptions& opts) {
   if (opts.data.size() <= kFsconfigMaxString) return true;
   // Per word, conservatively counting quotes (they only shorten a value).
   std::string_view word;
+  std::vector<std::string_view> entries;
   for (size_t pos = 0; NextOptionWord(opts.data, &pos, &word);) {
     const size_t eq = word.find('=');
     const size_t key = eq == std::string_view::npos ? word.size() : eq;
     const size_t value = eq == std::string_view::npos ? 0 : word.size() - eq - 1;
-    if (key > kFsconfigMaxString || value > kFsconfigMaxString) return false;
+    if (key > kFsconfigMaxString) return false;
+    if (value <= kFsconfigMaxString) continue;
+    if (word.substr(0, kLowerdirKey.size()) != kLowerdirKey || !OverlayTakesLayersOneByOne())
+      return false;
+    SplitLowerdir(word.substr(kLowerdirKey.size()), &entries);
+    for (std::string_view e : entries) {
+      if (e.size() > kFsconfigMaxString) return false;
+    }
   }
   return true;
 }

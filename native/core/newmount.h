@@ -30,9 +30,15 @@ struct NewMountSupport {
 };
 const NewMountSupport& ProbeNewMountApi();
 
-// False when a data word is longer than fsconfig takes (255 bytes of key, 255 of value: an overlay
-// lowerdir with many layers easily is), while mount(2) takes a whole page.
+// False when a data word is longer than fsconfig takes (255 bytes of key, 255 of value), while
+// mount(2) takes a whole page. An overlay lowerdir= longer than that fits when this kernel takes
+// its layers one by one (OverlayTakesLayersOneByOne) and each is at most 255 bytes: NewMount
+// then hands them over as "lowerdir+".
 bool FitsFsconfig(const MountOptions& opts);
+
+// True when overlayfs takes "lowerdir+" (Linux 6.8+): probed once by parsing one layer in a
+// filesystem context that is then dropped.
+bool OverlayTakesLayersOneByOne();
 
 // Mounts through the new API. `target_fd` >= 0 is the mount point already opened (O_PATH) and is
 // what the mount lands on; otherwise `target` is resolved by move_mount. `target` is also what

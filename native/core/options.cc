@@ -244,6 +244,11 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
   out->flags |= out->recursive_flags;
   out->cleared &= ~out->recursive_flags;
   if (out->data.size() > MaxMountDataLength()) {
+    std::string parent, compacted;
+    if (CompactLowerdir(out->data, &parent, &compacted) &&
+        compacted.size() <= MaxMountDataLength()) {
+      return OptionError::kNone;
+    }
     if (bad) *bad = out->data;
     return OptionError::kTooLong;
   }
@@ -252,6 +257,72 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
 
 bool RecursiveNeedsNewApi(const MountOptions& opts) {
   return opts.recursive_flags != 0 && (opts.flags & MS_BIND) && (opts.flags & MS_REC);
+}
+
+void SplitLowerdir(std::string_view value, std::vector<std::string_view>* entries) {
+  entries->clear();
+  size_t start = 0;
+  for (size_t i = 0; i <= value.size(); ++i) {
+    if (i < value.size() && value[i] == '\\') {
+      ++i;  // the escaped byte belongs to the entry
+    } else if (i == value.size() || value[i] == ':') {
+      entries->push_back(value.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+}
+
+namespace {
+
+constexpr std::string_view kLowerdir = "lowerdir=";
+
+bool IsLowerdir(std::string_view word) { return word.substr(0, kLowerdir.size()) == kLowerdir; }
+
+// True when `entry` lies strictly below `dir` (no trailing '/'; "" is the root).
+bool Below(std::string_view entry, std::string_view dir) {
+  return entry.size() > dir.size() + 1 && entry.substr(0, dir.size()) == dir &&
+         entry[dir.size()] == '/';
+}
+
+}  // namespace
+
+bool CompactLowerdir(std::string_view data, std::string* parent, std::string* compacted) {
+  std::string_view word;
+  std::vector<std::string_view> entries;
+  std::string_view common;
+  bool first = true;
+  for (size_t pos = 0; NextOptionWord(data, &pos, &word);) {
+    if (!IsLowerdir(word)) continue;
+    SplitLowerdir(word.substr(kLowerdir.size()), &entries);
+    for (std::string_view e : entries) {
+      if (e.empty()) continue;  // the data-only marker
+      if (e[0] != '/') return false;
+      if (first) {
+        common = e.substr(0, e.rfind('/'));
+        first = false;
+      }
+      while (!common.empty() && !Below(e, common)) common = common.substr(0, common.rfind('/'));
+      if (common.empty()) return false;
+    }
+  }
+  if (first || common.find('\\') != std::string_view::npos) return false;
+  parent->assign(common);
+  compacted->clear();
+  for (size_t pos = 0; NextOptionWord(data, &pos, &word);) {
+    if (word.empty()) continue;
+    if (!compacted->empty()) compacted->push_back(',');
+    if (!IsLowerdir(word)) {
+      compacted->append(word);
+      continue;
+    }
+    compacted->append(kLowerdir);
+    SplitLowerdir(word.substr(kLowerdir.size()), &entries);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (i > 0) compacted->push_back(':');
+      if (!entries[i].empty()) compacted->append(entries[i].substr(common.size() + 1));
+    }
+  }
+  return true;
 }
 
 }  // namespace kata

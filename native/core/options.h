@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kata {
 
@@ -30,7 +31,8 @@ bool RecursiveNeedsNewApi(const MountOptions& opts);
 enum class OptionError {
   kNone = 0,
   kLoop,     // "loop" needs losetup; an agent must refuse it rather than half-handle it
-  kTooLong,  // data would not fit in the page the kernel copies
+  kTooLong,  // data would not fit in the page the kernel copies, even with overlayfs' lowerdir
+             // entries relative to their common parent (CompactLowerdir)
   kSpace,    // a word starts or ends with whitespace: no API would read it the same way
   kQuote,    // a word with an unclosed double quote
   kEscape,   // a word ending in a backslash that escapes nothing (it would join the next word)
@@ -49,11 +51,28 @@ bool NextOptionWord(std::string_view list, size_t* pos, std::string_view* word);
 // each element is split into words by NextOptionWord. Words apply in order, later wins. A data
 // word's double quotes are removed unless they protect a comma (then mount(2) needs them, for
 // the kernel's own quote-aware parsers), so both mount APIs hand the filesystem the same value.
+// The data must fit the page mount(2) copies (MaxMountDataLength), measured after CompactLowerdir
+// when it holds overlayfs' lowerdir=, since that is what Mount hands the kernel then.
 // On error, `bad` receives the offending word (or the data string for kTooLong).
 OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::string* bad);
 
 // The largest data string mount(2) passes through intact: the kernel copies one page and
 // forces its last byte to NUL.
 size_t MaxMountDataLength();
+
+// The entries of an overlayfs lowerdir value, split at each ':' that no backslash escapes (the
+// kernel's ovl_parse_param_split_lowerdirs). An empty entry is the "::" that starts the
+// data-only layers. Escapes stay in the entries: overlayfs unescapes each path itself.
+void SplitLowerdir(std::string_view value, std::vector<std::string_view>* entries);
+
+// overlayfs names every lower layer by its path in one lowerdir= value, so layers that share a
+// directory repeat it once per layer: 45 layers under /run/kata-containers/<64-hex id>/multi-layer
+// outgrow the page mount(2) copies. containerd and Kata's agent name them relative to their
+// common parent instead and mount from that directory (overlayfs resolves a relative layer
+// against the caller's working directory). When `data` has lowerdir= words whose entries are all
+// absolute and share a parent deeper than "/" (holding no backslash, so it can be opened as
+// written), sets `parent` to it and `compacted` to `data` with those entries relative to it, and
+// returns true. Other words are kept as they are.
+bool CompactLowerdir(std::string_view data, std::string* parent, std::string* compacted);
 
 }  // namespace kata

@@ -157,4 +157,9 @@ KATA_TEST(fsconfig_string_limit) {
   // A quoted comma does not end the word, so the whole value counts.
   CHECK(!fits("context=\"" + std::string(200, 'a') + "," + std::string(200, 'b') + "\""));
   CHECK(fits("a=" + std::string(200, 'a') + ",b=" + std::string(200, 'b')));
+  // An overlay's layers go one by one where the kernel takes "lowerdir+": each must fit.
+  const std::string layer = "/" + std::string(200, 'l');
+  CHECK_EQ(fits("lowerdir=" + layer + ":" + layer), kata::OverlayTakesLayersOneByOne());
+  CHECK(!fits("lowerdir=" + layer + ":/" + std::string(255, 'l')));
+  CHECK(!fits("upperdir=" + layer + layer));
 }

@@ -68,6 +68,49 @@ KATA_TEST(quotes_and_refusals) {
         OptionError::kNone);
 }
 
+KATA_TEST(lowerdir_split_at_unescaped_colons) {
+  std::vector<std::string_view> e;
+  kata::SplitLowerdir("/a:/b\\:c::/d", &e);
+  CHECK_EQ(e.size(), size_t{4});
+  CHECK_EQ(std::string(e[0]), std::string("/a"));
+  CHECK_EQ(std::string(e[1]), std::string("/b\\:c"));
+  CHECK(e[2].empty());  // "::": the data-only layers follow
+  CHECK_EQ(std::string(e[3]), std::string("/d"));
+}
+
+// Many layers under one long directory: refused only when even their names relative to it do
+// not fit; compacting names the parent and keeps every other word.
+KATA_TEST(lowerdir_compacted_to_its_parent) {
+  const std::string dir = "/run/kata-containers/" + std::string(64, 'f') + "/multi-layer";
+  auto layers = [&](int n) {
+    std::string v = "lowerdir=";
+    for (int i = 0; i < n; ++i) v += (i ? ":" : "") + dir + "/lower-" + std::to_string(i);
+    return v;
+  };
+  MountOptions o;
+  std::string bad, parent, compacted;
+  const std::string many =
+      std::string("ro") + '\0' + "upperdir=" + dir + "/upper/upper" + '\0' + layers(128);
+  CHECK(many.size() > kata::MaxMountDataLength());
+  CHECK(ParseMountOptions(many, &o, &bad) == OptionError::kNone);
+  CHECK(kata::CompactLowerdir(o.data, &parent, &compacted));
+  CHECK_EQ(parent, dir);
+  CHECK_EQ(compacted.substr(0, compacted.find(",lowerdir=")), "upperdir=" + dir + "/upper/upper");
+  CHECK_EQ(compacted.substr(compacted.find(",lowerdir=") + 10, 16),
+           std::string("lower-0:lower-1:"));
+  CHECK(ParseMountOptions(layers(600), &o, &bad) == OptionError::kTooLong);
+  CHECK_EQ(bad, layers(600));
+  // Layers in two directories share their grandparent; a relative layer or "/" as the only
+  // common parent leaves nothing to compact.
+  CHECK(kata::CompactLowerdir("lowerdir=/x/y/a:/x/z/b::/x/d", &parent, &compacted));
+  CHECK_EQ(parent, std::string("/x"));
+  CHECK_EQ(compacted, std::string("lowerdir=y/a:z/b::d"));
+  CHECK(!kata::CompactLowerdir("lowerdir=/x/a:rel", &parent, &compacted));
+  CHECK(!kata::CompactLowerdir("lowerdir=/x/a:/y/b", &parent, &compacted));
+  CHECK(!kata::CompactLowerdir("lowerdir=/x\\:1/a:/x\\:1/b", &parent, &compacted));
+  CHECK(!kata::CompactLowerdir("size=1m", &parent, &compacted));
+}
+
 // The lookup is an index built at compile time: every word must still be found, and words that
 // share a length, first or last byte with a table word must still be data.
 KATA_TEST(every_word_and_near_misses) {
