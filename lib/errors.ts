@@ -30,6 +30,8 @@ export interface StorageErrorFields {
   ERR_NOT_DEVICE_NODE: { value: string };
   /** The sandbox holds no storage at `value`. */
   ERR_STORAGE_NOT_FOUND: { value: string };
+  /** addStorages: a new mount at `value` (a mount point) would hide `covered`, a path the sandbox holds (or is mounting) beneath it. */
+  ERR_MOUNT_POINT_COVERS_STORAGE: { value: string; covered: string };
   ERR_STORAGE_DRIVER_EXISTS: { value: string };
   /** The sysfs tree cannot be walked as the kernel lays it out; `errno`/`syscall` when a system call failed. */
   ERR_SYSFS: { value: string; errno?: number; syscall?: string };

@@ -7,6 +7,7 @@ import { channels, timed, tracePromise, tracingActive } from './events';
 import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, newMountApiSupport, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
+import { inCallerOrder, parentsFirst } from './request-order';
 import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob, type ReleaseOutcome } from './native';
 import { StorageDevice } from './storage-device';
 import { ownershipSkipped } from './handlers/common';
@@ -143,7 +144,7 @@ export class Sandbox {
     if (this.#destroyed) throw destroyedError();
     // The whole request is validated and parsed once, here; what flows down is the prepared form.
     // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
-    const plan = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((normalized) => {
+    const planned = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((normalized) => {
       const handler = this.registry.get(normalized.driver);
       // The walk from the root is checked below, with the rest of the request's mount points.
       const { placement, mountOptions } = validateStorage(normalized, this.allowedRoots, false);
@@ -169,6 +170,8 @@ export class Sandbox {
       if (driverData !== undefined) storage.driverData = driverData;
       return { storage, placement, handler };
     });
+    // Parents before what lies beneath them; no new mount over a held storage (lib/request-order.ts).
+    const plan = parentsFirst(planned, this.#entries, this.#locks.keys());
     if (signal?.aborted) throw abortError(signal);
 
     const jobs = this.#nativeJobs(plan);
@@ -214,7 +217,7 @@ export class Sandbox {
       if (refs) for (const t of taken) refs.push(t);
       else this.#containers.set(containerId, taken);
     }
-    return held;
+    return inCallerOrder(plan, held);
   }
 
   /**
