@@ -24,6 +24,8 @@ export interface NewMountApiSupport {
   fspick: boolean;
   /** Every mount call is usable: `'auto'` picks the new API. */
   complete: boolean;
+  /** overlayfs takes its layers one by one (`lowerdir+`, Linux 6.8+): a lowerdir over 255 bytes can take the new API. */
+  overlayLowerdirPlus: boolean;
 }
 
 /**

@@ -18,21 +18,18 @@ interface Planned {
 // The permutation parentsFirst applied, kept with the array it returned: inCallerOrder reads it.
 const callerIndex = new WeakMap<readonly unknown[], readonly number[]>();
 
-// Mount points are absolute and normalized (normalizeStorage): the depth is the count of '/'.
-const depth = (path: string): number => {
-  let n = 0;
-  for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 47) n++;
-  return n;
-};
-
 /** True when `path` lies strictly below `dir` (both absolute and normalized). */
 const beneath = (path: string, dir: string): boolean =>
   path.length > dir.length && path.startsWith(dir) && (dir === '/' || path.charCodeAt(dir.length) === 47);
 
 /**
- * The request's storages in the order they are applied: by mount point depth, shallowest first
- * (a stable sort, so storages at one depth keep the caller's order), so a parent is mounted
- * before any storage beneath it and released after them (releases go newest first).
+ * The request's storages in the order they are applied: each after the storages of the request
+ * whose mount points lie above its own, those shallowest first; otherwise the caller's order. So a
+ * parent is mounted before any storage beneath it and released after them (releases go newest
+ * first), and a request with nothing nested is applied exactly as listed. This is a stable sort
+ * by depth restricted to the pairs where depth decides what hides what: sorting unrelated storages
+ * by depth too would change their order (which storage fails first, the order events are
+ * published in) for no mount's sake.
  *
  * Refuses the request, before anything is touched, when one of its mount points that is not held
  * yet (a new mount) lies above a path the sandbox holds, a held storage's mount point or a mount
@@ -40,35 +37,51 @@ const beneath = (path: string, dir: string): boolean =>
  * `StorageError` `ERR_MOUNT_POINT_COVERS_STORAGE`, `value` the mount point, `covered` the held
  * path. A request's own child under its own new parent is not covering: it is applied after.
  *
- * The array returned remembers the caller's order for inCallerOrder(). Requests of one storage,
- * or already in order, come back as the same array.
+ * The array returned remembers the caller's order for inCallerOrder(). A request with no storage
+ * listed before one above it comes back as the same array.
  */
 export function parentsFirst<T extends Planned>(
   plan: T[],
   held: ReadonlyMap<string, HeldStorage>,
   busy: Iterable<string> = [],
 ): T[] {
-  const heldPaths = new Set<string>(busy);
-  for (const [path, e] of held) {
-    heldPaths.add(path);
-    for (const m of e.mounts) heldPaths.add(m);
-  }
+  const busyPaths = [...busy];
   for (const { storage } of plan) {
     const point = storage.mountPoint;
     if (held.has(point)) continue; // only gains a reference: nothing is mounted
-    for (const path of heldPaths) {
-      if (!beneath(path, point)) continue;
-      throw new StorageError(
-        'ERR_MOUNT_POINT_COVERS_STORAGE',
-        `a mount at ${point} would hide ${path}, which the sandbox holds; release that storage first, or mount elsewhere`,
-        { value: point, covered: path },
-      );
+    let covered = busyPaths.find((path) => beneath(path, point));
+    for (const [path, e] of held) {
+      if (covered !== undefined) break;
+      covered = beneath(path, point) ? path : e.mounts.find((m) => beneath(m, point));
     }
+    if (covered === undefined) continue;
+    throw new StorageError(
+      'ERR_MOUNT_POINT_COVERS_STORAGE',
+      `a mount at ${point} would hide ${covered}, which the sandbox holds; release that storage first, or mount elsewhere`,
+      { value: point, covered },
+    );
   }
   if (plan.length < 2) return plan;
-  const depths = plan.map((p) => depth(p.storage.mountPoint));
-  if (depths.every((d, i) => i === 0 || depths[i - 1]! <= d)) return plan;
-  const order = plan.map((_, i) => i).sort((a, b) => depths[a]! - depths[b]!);
+  const points = plan.map((p) => p.storage.mountPoint);
+  // above[i]: the request's storages above storage i, in the caller's order; undefined if none.
+  const above: (number[] | undefined)[] = points.map((point) => {
+    let found: number[] | undefined;
+    for (let j = 0; j < points.length; j++) if (beneath(point, points[j]!)) (found ??= []).push(j);
+    return found;
+  });
+  if (above.every((js, i) => js === undefined || js.every((j) => j < i))) return plan;
+  const order: number[] = [];
+  const placed = new Array<boolean>(plan.length).fill(false);
+  for (let i = 0; i < plan.length; i++) {
+    if (placed[i]) continue;
+    // Its ancestors not placed yet go first, shallowest first: a shorter path above the same
+    // mount point is the shallower one.
+    const first = (above[i] ?? []).filter((j) => !placed[j]).sort((a, b) => points[a]!.length - points[b]!.length);
+    for (const j of [...first, i]) {
+      placed[j] = true;
+      order.push(j);
+    }
+  }
   const sorted = order.map((i) => plan[i]!);
   callerIndex.set(sorted, order);
   return sorted;

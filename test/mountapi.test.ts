@@ -60,6 +60,7 @@ t.test('mountApi setting', async (t) => {
     'mount_setattr',
     'openat2',
     'complete',
+    'overlayLowerdirPlus',
   ] as const) {
     t.type(support[k], 'boolean', k);
   }
@@ -239,16 +240,46 @@ t.test('values longer than fsconfig takes (a many-layer overlay)', { skip: canno
   mkdirSync(m);
   const lowerdir = `lowerdir=${layers.join(':')}`;
   t.ok(lowerdir.length > 255);
+  // Where overlayfs takes lowerdir+ (Linux 6.8+), the new API hands over one layer per fsconfig.
+  const onePerLayer = support.complete && support.overlayLowerdirPlus;
+  t.equal(effectiveMountApi('auto', [lowerdir]), onePerLayer ? 'new' : 'legacy');
   await mount('overlay', m, 'overlay', [lowerdir], { mountApi: 'auto' });
-  t.equal(readFileSync(join(m, 'bottom'), 'utf8'), 'b', 'auto mounted it (through mount(2))');
+  t.equal(readFileSync(join(m, 'bottom'), 'utf8'), 'b', 'auto mounted it');
+  const layered = layers.map((l) => `lowerdir+=${l}`);
+  t.same(
+    mountAt(m)!.superOptions.filter((o) => o.startsWith('lowerdir')),
+    onePerLayer ? layered : [lowerdir],
+    onePerLayer ? 'through the new API, a lowerdir+ per layer' : 'through mount(2)',
+  );
   umountSync(m);
   if (support.complete) {
     const before = mountSnapshot();
+    if (onePerLayer) {
+      mountSync('overlay', m, 'overlay', [lowerdir], { mountApi: 'new' });
+      t.same(
+        mountAt(m)!.superOptions.filter((o) => o.startsWith('lowerdir')),
+        layered,
+        'forced new takes it',
+      );
+      t.equal(readFileSync(join(m, 'bottom'), 'utf8'), 'b');
+      umountSync(m);
+    } else {
+      t.throws(
+        () => mountSync('overlay', m, 'overlay', [lowerdir], { mountApi: 'new' }),
+        { code: 'EINVAL', syscall: 'fsconfig' },
+        'forced new meets the limit without lowerdir+',
+      );
+    }
+    t.equal(mountSnapshot(), before);
+    // A layer longer than fsconfig's 255 bytes still cannot go through the new API.
+    const deep = join(dir, 'x'.repeat(250));
+    mkdirSync(deep);
     t.throws(
-      () => mountSync('overlay', m, 'overlay', [lowerdir], { mountApi: 'new' }),
+      () => mountSync('overlay', m, 'overlay', [`lowerdir=${layers[0]}:${deep}`], { mountApi: 'new' }),
       { code: 'EINVAL', syscall: 'fsconfig' },
-      'forced new meets the limit',
+      'a layer over 255 bytes: fsconfig refuses it',
     );
+    t.equal(effectiveMountApi('auto', [`lowerdir=${layers[0]}:${deep}`]), 'legacy', 'auto takes mount(2) for it');
     t.equal(mountSnapshot(), before);
   }
 });

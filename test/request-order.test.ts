@@ -25,8 +25,8 @@ t.test('parentsFirst: a stable sort by depth; inCallerOrder puts the answers bac
   const sorted = parentsFirst(plan, new Map());
   t.same(
     sorted.map((p) => p.storage.mountPoint),
-    ['/r/x', '/r/a', '/r/a/b', '/r/y/z', '/r/a/b/c'],
-    'shallowest first; one depth keeps the caller order',
+    ['/r/a', '/r/a/b', '/r/a/b/c', '/r/x', '/r/y/z'],
+    'each after the storages above it, shallowest first; otherwise the caller order',
   );
   t.same(
     inCallerOrder(
@@ -35,7 +35,8 @@ t.test('parentsFirst: a stable sort by depth; inCallerOrder puts the answers bac
     ),
     plan.map((p) => p.storage.mountPoint),
   );
-  const inOrder = plan.slice(1, 2);
+  // Nothing nested, or every parent listed first: applied exactly as listed.
+  const inOrder = ['/r/b/deep/er', '/r/a', '/r/a/b', '/r/c'].map((mountPoint) => ({ storage: { mountPoint } }));
   t.equal(parentsFirst(inOrder, new Map()), inOrder, 'nothing to move: the same array');
   t.same(inCallerOrder(inOrder, ['h']), ['h']);
   // A held storage's own mounts count, not only its mount point; a held mount point is not covering.

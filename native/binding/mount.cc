@@ -536,6 +536,7 @@ Napi::Value NewMountApiSupport(const Napi::CallbackInfo& info) {
   o.Set("openat2", s.openat2);
   o.Set("fspick", s.fspick);
   o.Set("complete", s.Complete());
+  o.Set("overlayLowerdirPlus", s.fsopen && s.fsconfig && OverlayTakesLayersOneByOne());
   return o;
 }
 
