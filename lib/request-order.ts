@@ -8,7 +8,7 @@ import { StorageError } from './errors';
 
 /** What the sandbox table holds at a path: the storage's mount point and the mounts it made. */
 export interface HeldStorage {
-  readonly mounts: readonly string[];
+  readonly mounts: readonly { readonly path: string }[];
 }
 
 interface Planned {
@@ -52,7 +52,7 @@ export function parentsFirst<T extends Planned>(
     let covered = busyPaths.find((path) => beneath(path, point));
     for (const [path, e] of held) {
       if (covered !== undefined) break;
-      covered = beneath(path, point) ? path : e.mounts.find((m) => beneath(m, point));
+      covered = beneath(path, point) ? path : e.mounts.find((m) => beneath(m.path, point))?.path;
     }
     if (covered === undefined) continue;
     throw new StorageError(

@@ -40,7 +40,7 @@ t.test('parentsFirst: a stable sort by depth; inCallerOrder puts the answers bac
   t.equal(parentsFirst(inOrder, new Map()), inOrder, 'nothing to move: the same array');
   t.same(inCallerOrder(inOrder, ['h']), ['h']);
   // A held storage's own mounts count, not only its mount point; a held mount point is not covering.
-  const held = new Map([['/r/e', { mounts: ['/r/e', '/r/aux/inner'] }]]);
+  const held = new Map([['/r/e', { mounts: [{ path: '/r/e' }, { path: '/r/aux/inner' }] }]]);
   t.throws(() => parentsFirst([{ storage: { mountPoint: '/r/aux' } }], held), {
     code: 'ERR_MOUNT_POINT_COVERS_STORAGE',
     value: '/r/aux',
