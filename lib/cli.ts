@@ -7,6 +7,7 @@ import { readFileSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { booleanOption, columns, notAbsolutePath, readJsonFile, stringOption, type OptionSpec } from './cli-common';
+import { DRIVER_LOCAL_TYPE } from './drivers';
 import type { Storage } from './storage';
 // The planner is pure TypeScript (no addon), so its options and code load with the CLI.
 import { PLAN_OPTIONS, plan, type PlanArgs } from './runtime/cli-plan';
@@ -202,7 +203,7 @@ const commands: Record<string, Command> = {
           if (isMountPoint(s.mountPoint)) {
             await umount(s.mountPoint);
             io.out(`unmounted ${s.mountPoint}`);
-          } else if (s.driver !== 'local') {
+          } else if (s.driver !== DRIVER_LOCAL_TYPE) {
             io.out(`not mounted: ${s.mountPoint}`);
           }
           for (let d = s.mountPoint; d !== root && d.startsWith(`${root}/`); d = dirname(d)) {

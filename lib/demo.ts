@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MkfsEvent, MountEvent, UmountEvent, WaitEvent } from './events';
 import { columns } from './cli-common';
+import { DRIVER_BLK_PCI_TYPE, DRIVER_EPHEMERAL_TYPE, DRIVER_LOCAL_TYPE } from './drivers';
 import { readMountinfo } from './mountinfo';
 import { Sandbox } from './sandbox';
 import type { Storage } from './storage';
@@ -108,7 +109,7 @@ export async function runDemo(print: Print = (l) => console.log(l)): Promise<voi
     sb = new Sandbox({ allowedRoots: [root], sysfsRoot, hotplugTimeoutMs: 3000 });
     stopEvents = events(root, print);
     const shm: Storage = {
-      driver: 'ephemeral',
+      driver: DRIVER_EPHEMERAL_TYPE,
       source: 'shm',
       fstype: 'tmpfs',
       options: ['noexec,nosuid,nodev', 'mode=1777', 'size=64m'],
@@ -116,14 +117,14 @@ export async function runDemo(print: Print = (l) => console.log(l)): Promise<voi
       shared: true,
     };
     const emptyDir: Storage = {
-      driver: 'local',
+      driver: DRIVER_LOCAL_TYPE,
       source: 'local',
       fstype: 'local',
       options: ['mode=0777', 'fsgid=2000'],
       mountPoint: join(root, 'sandbox', 'local', 'cache'),
     };
     const disk: Storage = {
-      driver: 'blk',
+      driver: DRIVER_BLK_PCI_TYPE,
       source: '02',
       fstype: 'ext4',
       driverOptions: ['create_filesystem'],

@@ -5,6 +5,7 @@ import { statfs } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { StorageError, invalidArgType, type StorageErrorCode } from './errors';
 import { remount, type MountApi } from './mount';
+import { DRIVER_EPHEMERAL_TYPE } from './drivers';
 import { parseMountOptions } from './options';
 import { normalizeStorage, optionValues, withoutOptions, type Storage, type StorageInput } from './storage';
 import { fsGidOption, octalModeOption } from './handlers/common';
@@ -81,7 +82,7 @@ export async function updateEphemeralMounts(
   const plan: { storage: Storage; options: string[] }[] = [];
   for (const x of storages) {
     const s = normalizeStorage(x);
-    if (s.driver !== 'ephemeral') {
+    if (s.driver !== DRIVER_EPHEMERAL_TYPE) {
       throw new StorageError(
         'ERR_INVALID_STORAGE',
         `only ephemeral storages can be updated, not driver '${s.driver}'`,
@@ -92,7 +93,7 @@ export async function updateEphemeralMounts(
     if (held === undefined) {
       throw refuse('ERR_STORAGE_NOT_FOUND', s, `the sandbox holds no storage at ${s.mountPoint} to update`);
     }
-    if (held.driver !== 'ephemeral') {
+    if (held.driver !== DRIVER_EPHEMERAL_TYPE) {
       throw new StorageError(
         'ERR_INVALID_STORAGE',
         `${s.mountPoint} is held by driver '${held.driver}', not ephemeral`,

@@ -18,7 +18,7 @@ export interface FsGroup {
  * canonical JSON (lowerCamelCase field names).
  */
 export interface Storage {
-  /** The handler: 'virtio-fs', '9p', 'blk', 'blk-ccw', 'mmioblk', 'scsi', 'nvdimm', 'ephemeral', 'local', 'overlayfs' or a registered one. */
+  /** The handler: one of `BUILTIN_DRIVERS` (lib/drivers.ts, Kata's names) or a registered one. */
   driver: string;
   /** Driver words, e.g. 'create_filesystem' for block storages. */
   driverOptions?: readonly string[];

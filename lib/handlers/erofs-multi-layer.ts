@@ -19,6 +19,7 @@ import {
   parseScsiAddress,
   type WaitOptions,
 } from '../devices';
+import { DRIVER_BLK_PCI_TYPE, DRIVER_SCSI_TYPE } from '../drivers';
 import { StorageError } from '../errors';
 import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from '../multi-layer';
 import { native } from '../native';
@@ -75,9 +76,9 @@ function mkdirDirectives(layers: readonly Storage[]): Mkdir[] {
 }
 
 function checkLayer(s: Storage): void {
-  if (s.driver === 'blk') {
+  if (s.driver === DRIVER_BLK_PCI_TYPE) {
     if (!s.source.startsWith('/')) parsePciPathFull(s.source);
-  } else if (s.driver === 'scsi') {
+  } else if (s.driver === DRIVER_SCSI_TYPE) {
     parseScsiAddress(s.source);
   } else {
     // Kata's resolve_base_device_path knows these two.
@@ -155,7 +156,7 @@ async function layerDevice(s: Storage, ctx: StorageContext): Promise<string> {
   const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
   if (ctx.signal) opts.signal = ctx.signal;
   let dev = await ctx.waitFor(s.source, async () => {
-    if (s.driver === 'scsi') return findScsiBlockDevice(s.source, opts);
+    if (s.driver === DRIVER_SCSI_TYPE) return findScsiBlockDevice(s.source, opts);
     return s.source.startsWith('/') ? s.source : findPciBlockDevice(s.source, opts);
   });
   const n = gpt(s) ? partitionNumber(s) : undefined;

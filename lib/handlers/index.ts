@@ -2,6 +2,20 @@
 // Kata's agent registers except image guest-pull (needs the in-guest image service) and the
 // confidential data hub's secure mounts (need the CDH and attestation), plus 9p.
 import type { StorageHandler } from '../handler';
+import {
+  DRIVER_VIRTIOFS_TYPE,
+  DRIVER_9P_TYPE,
+  DRIVER_BLK_PCI_TYPE,
+  DRIVER_BLK_CCW_TYPE,
+  DRIVER_BLK_MMIO_TYPE,
+  DRIVER_SCSI_TYPE,
+  DRIVER_NVDIMM_TYPE,
+  DRIVER_EPHEMERAL_TYPE,
+  DRIVER_LOCAL_TYPE,
+  DRIVER_OVERLAYFS_TYPE,
+  DRIVER_WATCHABLE_BIND_TYPE,
+  DRIVER_MULTI_LAYER_EROFS,
+} from '../drivers';
 import { ninePHandler } from './9p';
 import { blkHandler } from './blk';
 import { blkCcwHandler } from './blk-ccw';
@@ -14,19 +28,18 @@ import { overlayfsHandler } from './overlayfs';
 import { virtioFsHandler } from './virtio-fs';
 import { watchableBindHandler } from './watchable-bind';
 import { erofsMultiLayerHandler } from './erofs-multi-layer';
-import { MULTI_LAYER_DRIVER } from '../multi-layer';
 
 export const STORAGE_HANDLERS: ReadonlyArray<readonly [driver: string, handler: StorageHandler]> = [
-  ['virtio-fs', virtioFsHandler],
-  ['9p', ninePHandler],
-  ['blk', blkHandler],
-  ['blk-ccw', blkCcwHandler],
-  ['mmioblk', mmioblkHandler],
-  ['scsi', scsiHandler],
-  ['nvdimm', nvdimmHandler],
-  ['ephemeral', ephemeralHandler],
-  ['local', localHandler],
-  ['overlayfs', overlayfsHandler],
-  ['watchable-bind', watchableBindHandler],
-  [MULTI_LAYER_DRIVER, erofsMultiLayerHandler],
+  [DRIVER_VIRTIOFS_TYPE, virtioFsHandler],
+  [DRIVER_9P_TYPE, ninePHandler],
+  [DRIVER_BLK_PCI_TYPE, blkHandler],
+  [DRIVER_BLK_CCW_TYPE, blkCcwHandler],
+  [DRIVER_BLK_MMIO_TYPE, mmioblkHandler],
+  [DRIVER_SCSI_TYPE, scsiHandler],
+  [DRIVER_NVDIMM_TYPE, nvdimmHandler],
+  [DRIVER_EPHEMERAL_TYPE, ephemeralHandler],
+  [DRIVER_LOCAL_TYPE, localHandler],
+  [DRIVER_OVERLAYFS_TYPE, overlayfsHandler],
+  [DRIVER_WATCHABLE_BIND_TYPE, watchableBindHandler],
+  [DRIVER_MULTI_LAYER_EROFS, erofsMultiLayerHandler],
 ];

@@ -1,6 +1,7 @@
 // mmioblk: virtio-blk over MMIO (Firecracker). Only the predicted /dev name is known: wait for it.
 import { StorageError } from '../errors';
 import { findMmioBlockDevice } from '../devices';
+import { DRIVER_BLK_MMIO_TYPE } from '../drivers';
 import type { StorageHandler } from '../handler';
 import { blockHandler } from './block';
 
@@ -14,6 +15,6 @@ export function checkDevNode(driver: string, source: string): void {
 }
 
 export const mmioblkHandler: StorageHandler = blockHandler(
-  (source) => checkDevNode('mmioblk', source),
+  (source) => checkDevNode(DRIVER_BLK_MMIO_TYPE, source),
   (storage, opts) => findMmioBlockDevice(storage.source, opts),
 );

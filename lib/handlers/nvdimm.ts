@@ -1,10 +1,11 @@
 // nvdimm: a pmem disk (/dev/pmemN) under the ACPI NVDIMM root, usually mounted with dax.
 import { findPmemDevice } from '../devices';
+import { DRIVER_NVDIMM_TYPE } from '../drivers';
 import type { StorageHandler } from '../handler';
 import { blockHandler } from './block';
 import { checkDevNode } from './mmioblk';
 
 export const nvdimmHandler: StorageHandler = blockHandler(
-  (source) => checkDevNode('nvdimm', source),
+  (source) => checkDevNode(DRIVER_NVDIMM_TYPE, source),
   (storage, opts) => findPmemDevice(storage.source, opts),
 );

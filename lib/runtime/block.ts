@@ -4,6 +4,13 @@
 // becomes a bind of that path.
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
+import {
+  DRIVER_BLK_CCW_TYPE,
+  DRIVER_BLK_MMIO_TYPE,
+  DRIVER_BLK_PCI_TYPE,
+  DRIVER_NVDIMM_TYPE,
+  DRIVER_SCSI_TYPE,
+} from '../drivers';
 import { at, planError } from './errors';
 import type { AttachBlockDeviceAction } from './host-actions';
 import type { AttachedBlockDevice, ResolvedSettings } from './settings';
@@ -22,7 +29,7 @@ export function blockDriverSource(
   devicePath: string,
 ): { driver: string; source: string } {
   // A pmem device is an nvdimm whatever block_device_driver says (handleBlockVolume).
-  if (dev.pmem !== undefined) return { driver: 'nvdimm', source: dev.pmem };
+  if (dev.pmem !== undefined) return { driver: DRIVER_NVDIMM_TYPE, source: dev.pmem };
   const need = (key: keyof AttachedBlockDevice, driver: string): { driver: string; source: string } => {
     const v = dev[key];
     if (typeof v !== 'string') {
@@ -37,15 +44,15 @@ export function blockDriverSource(
   };
   switch (settings.blockDeviceDriver) {
     case 'virtio-blk':
-      return need('pciPath', 'blk');
+      return need('pciPath', DRIVER_BLK_PCI_TYPE);
     case 'virtio-scsi':
-      return need('scsiAddr', 'scsi');
+      return need('scsiAddr', DRIVER_SCSI_TYPE);
     case 'virtio-mmio':
-      return need('virtPath', 'mmioblk');
+      return need('virtPath', DRIVER_BLK_MMIO_TYPE);
     case 'virtio-blk-ccw':
-      return need('devNo', 'blk-ccw');
+      return need('devNo', DRIVER_BLK_CCW_TYPE);
     case 'nvdimm':
-      return need('pmem', 'nvdimm');
+      return need('pmem', DRIVER_NVDIMM_TYPE);
   }
 }
 

@@ -2,6 +2,7 @@
 // the agent makes under the guest's ephemeral dir, and the OCI mount a bind of it.
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
+import { DRIVER_EPHEMERAL_TYPE, DRIVER_LOCAL_TYPE } from '../drivers';
 import { optionValues } from '../option-words';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
@@ -22,7 +23,7 @@ export function fsGidOptions(source: string, s: ResolvedSettings): string[] {
  */
 export function subPathDirectory(emptyDirMountPoint: string, m: WorkingMount, s: ResolvedSettings): Storage {
   return {
-    driver: 'local',
+    driver: DRIVER_LOCAL_TYPE,
     source: 'local',
     fstype: 'local',
     options: ['mode=0777', ...fsGidOptions(m.source, s)],
@@ -44,7 +45,7 @@ export function planEphemeral(mounts: WorkingMount[], s: ResolvedSettings): Stor
     const size = optionValues(s.volumes.get(cleanPath(m.source))?.options).get('size');
     if (size !== undefined) options.push(`size=${size}`);
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
-    storages.push({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options, mountPoint });
+    storages.push({ driver: DRIVER_EPHEMERAL_TYPE, source: 'tmpfs', fstype: 'tmpfs', options, mountPoint });
     if (m.subPath !== undefined) {
       const dir = subPathDirectory(mountPoint, m, s);
       storages.push(dir);

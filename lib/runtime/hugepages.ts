@@ -3,6 +3,7 @@
 // hugepage limit for that page size, and the OCI mount a bind of it.
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
+import { DRIVER_EPHEMERAL_TYPE } from '../drivers';
 import { optionValues } from '../option-words';
 import { at, planError } from './errors';
 import type { ResolvedSettings } from './settings';
@@ -113,7 +114,7 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
     }
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({
-      driver: 'ephemeral',
+      driver: DRIVER_EPHEMERAL_TYPE,
       source: 'nodev',
       fstype: 'hugetlbfs',
       options: [`pagesize=${pageSize},size=${limit}`],

@@ -4,6 +4,7 @@
 // rbind option makes it a bind, in Kata's Go and Rust runtimes alike).
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
+import { DRIVER_LOCAL_TYPE } from '../drivers';
 import { fsGidOptions, subPathDirectory } from './ephemeral';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
@@ -27,7 +28,7 @@ export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[
       posix.basename(cleanPath(m.source)),
     );
     storages.push({
-      driver: 'local',
+      driver: DRIVER_LOCAL_TYPE,
       source: 'local',
       fstype: 'local',
       options: ['mode=0777', ...fsGidOptions(m.source, s)],

@@ -2,6 +2,7 @@
 // CreateSandbox: the shared filesystem and the sandbox's /dev/shm.
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
+import { DRIVER_9P_TYPE, DRIVER_EPHEMERAL_TYPE, DRIVER_VIRTIOFS_TYPE } from '../drivers';
 import { resolveSettings, type ResolvedSettings, type RuntimeSettings } from './settings';
 
 /** Kata's mountGuestTag: the tag virtiofsd / 9p export the share under. */
@@ -40,7 +41,7 @@ function sandboxStorages(s: ResolvedSettings): Storage[] {
   const storages: Storage[] = [];
   if (s.sharedFs === 'virtio-fs') {
     storages.push({
-      driver: 'virtio-fs',
+      driver: DRIVER_VIRTIOFS_TYPE,
       source: SHARED_FS_TAG,
       fstype: 'virtiofs',
       options: virtioFsUsesDax(s) ? ['dax'] : [],
@@ -48,7 +49,7 @@ function sandboxStorages(s: ResolvedSettings): Storage[] {
     });
   } else if (s.sharedFs === 'virtio-9p') {
     storages.push({
-      driver: '9p',
+      driver: DRIVER_9P_TYPE,
       source: SHARED_FS_TAG,
       fstype: '9p',
       options: [...NINE_P_OPTIONS, `msize=${s.msize9p}`],
@@ -57,7 +58,7 @@ function sandboxStorages(s: ResolvedSettings): Storage[] {
   }
   if (s.shmSize > 0) {
     storages.push({
-      driver: 'ephemeral',
+      driver: DRIVER_EPHEMERAL_TYPE,
       source: 'shm',
       fstype: 'tmpfs',
       options: shmOptions(s.shmSize),

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
+import { DRIVER_WATCHABLE_BIND_TYPE } from '../drivers';
 import { isHostDevice, isSystemMount, isWatchable, kubernetesVolume } from './classify';
 import type { CopyAction, ShareAction } from './host-actions';
 import type { ResolvedSettings } from './settings';
@@ -78,7 +79,7 @@ export function planSharedDirMounts(
     if (s.watchableBind && isWatchable(m.source)) {
       const watchable = posix.join(s.guestSharedDir, 'watchable', name);
       plan.storages.push({
-        driver: 'watchable-bind',
+        driver: DRIVER_WATCHABLE_BIND_TYPE,
         source: guestPath,
         fstype: 'bind',
         options: [...m.options],

@@ -11,6 +11,19 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const ks = require('/opt/kata/node_modules/kata-storage');
+const {
+  DRIVER_9P_TYPE,
+  DRIVER_BLK_CCW_TYPE,
+  DRIVER_BLK_MMIO_TYPE,
+  DRIVER_BLK_PCI_TYPE,
+  DRIVER_EPHEMERAL_TYPE,
+  DRIVER_LOCAL_TYPE,
+  DRIVER_NVDIMM_TYPE,
+  DRIVER_OVERLAYFS_TYPE,
+  DRIVER_SCSI_TYPE,
+  DRIVER_VIRTIOFS_TYPE,
+  DRIVER_WATCHABLE_BIND_TYPE,
+} = ks;
 
 const ROOT = '/run/kata-containers';
 const SB = `${ROOT}/sandbox`;
@@ -128,7 +141,15 @@ async function q35() {
     const point = `${disks}/blank`;
     await plugAndAdd(
       'rootport',
-      [{ driver: 'blk', source: '05/00', fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: point }],
+      [
+        {
+          driver: DRIVER_BLK_PCI_TYPE,
+          source: '05/00',
+          fstype: 'ext4',
+          driverOptions: ['create_filesystem'],
+          mountPoint: point,
+        },
+      ],
       'c1',
     );
     const m = proveMount('blk 05/00 create_filesystem', point, 'ext4', undefined, /^\/dev\/vd[a-z]+$/);
@@ -145,7 +166,7 @@ async function q35() {
     const point = `${disks}/bridge`;
     await plugAndAdd(
       'bridge',
-      [{ driver: 'blk', source: '06/03', fstype: 'ext4', options: ['ro'], mountPoint: point }],
+      [{ driver: DRIVER_BLK_PCI_TYPE, source: '06/03', fstype: 'ext4', options: ['ro'], mountPoint: point }],
       'c1',
     );
     bridgeDisk = blockOf(proveMount('blk 06/03 (two-level path)', point, 'ext4', 'bridge', /^\/dev\/vd/));
@@ -153,7 +174,11 @@ async function q35() {
 
   await scenario('blk multifunction', async () => {
     const point = `${disks}/fn1`;
-    await plugAndAdd('multifunction', [{ driver: 'blk', source: '08/00.1', fstype: 'ext4', mountPoint: point }], 'c1');
+    await plugAndAdd(
+      'multifunction',
+      [{ driver: DRIVER_BLK_PCI_TYPE, source: '08/00.1', fstype: 'ext4', mountPoint: point }],
+      'c1',
+    );
     const m = proveMount('blk 08/00.1 (function 1)', point, 'ext4', 'function1', /^\/dev\/vd/);
     check(
       'blk 08/00.1: function 1 behind the port at 08, not function 0',
@@ -164,7 +189,7 @@ async function q35() {
 
   await scenario('scsi target:lun', async () => {
     const point = `${disks}/scsi`;
-    await plugAndAdd('scsi', [{ driver: 'scsi', source: '1:2', fstype: 'ext4', mountPoint: point }], 'c1');
+    await plugAndAdd('scsi', [{ driver: DRIVER_SCSI_TYPE, source: '1:2', fstype: 'ext4', mountPoint: point }], 'c1');
     const m = proveMount('scsi 1:2', point, 'ext4', 'scsi', /^\/dev\/sd[a-z]+$/);
     check(
       'scsi 1:2: the disk at <host>:0:1:2',
@@ -176,7 +201,7 @@ async function q35() {
   await scenario('nvdimm /dev/pmem0', async () => {
     const point = `${disks}/pmem`;
     await sandbox.addStorages(
-      [{ driver: 'nvdimm', source: '/dev/pmem0', fstype: 'ext4', options: ['ro'], mountPoint: point }],
+      [{ driver: DRIVER_NVDIMM_TYPE, source: '/dev/pmem0', fstype: 'ext4', options: ['ro'], mountPoint: point }],
       { containerId: 'c1' },
     );
     proveMount('nvdimm /dev/pmem0', point, 'ext4', 'nvdimm', /^\/dev\/pmem0$/);
@@ -187,7 +212,7 @@ async function q35() {
     await sandbox.addStorages(
       [
         {
-          driver: '9p',
+          driver: DRIVER_9P_TYPE,
           source: 'kataShared',
           fstype: '9p',
           options: ['version=9p2000.L'],
@@ -204,9 +229,12 @@ async function q35() {
   if (process.env.KATA_VIRTIOFS === '1' || /kata\.virtiofs=1/.test(fs.readFileSync('/proc/cmdline', 'utf8'))) {
     await scenario('virtio-fs', async () => {
       const point = `${SB}/virtiofs`;
-      await sandbox.addStorages([{ driver: 'virtio-fs', source: 'kataFs', fstype: 'virtiofs', mountPoint: point }], {
-        containerId: 'c1',
-      });
+      await sandbox.addStorages(
+        [{ driver: DRIVER_VIRTIOFS_TYPE, source: 'kataFs', fstype: 'virtiofs', mountPoint: point }],
+        {
+          containerId: 'c1',
+        },
+      );
       proveMount('virtio-fs kataFs (real virtiofsd)', point, 'virtiofs', 'virtiofs');
     });
   }
@@ -216,15 +244,21 @@ async function q35() {
     await sandbox.addStorages(
       [
         {
-          driver: 'ephemeral',
+          driver: DRIVER_EPHEMERAL_TYPE,
           source: 'tmpfs',
           fstype: 'tmpfs',
           options: ['size=8m', 'mode=1750'],
           mountPoint: `${c}/ephemeral`,
         },
-        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750'], mountPoint: `${c}/local` },
         {
-          driver: 'overlayfs',
+          driver: DRIVER_LOCAL_TYPE,
+          source: 'local',
+          fstype: 'local',
+          options: ['mode=0750'],
+          mountPoint: `${c}/local`,
+        },
+        {
+          driver: DRIVER_OVERLAYFS_TYPE,
           source: 'overlay',
           fstype: 'overlay',
           options: [`lowerdir=${disks}/bridge`, `upperdir=${c}/ov/upper`, `workdir=${c}/ov/work`],
@@ -265,7 +299,7 @@ async function q35() {
     let err;
     try {
       await new ks.Sandbox({ hotplugTimeoutMs: 3000 }).addStorages(
-        [{ driver: 'blk', source: '05/00', fstype: 'ext4', mountPoint: `${disks}/gone` }],
+        [{ driver: DRIVER_BLK_PCI_TYPE, source: '05/00', fstype: 'ext4', mountPoint: `${disks}/gone` }],
         { containerId: 'c9' },
       );
     } catch (e) {
@@ -281,7 +315,11 @@ async function q35() {
 
   await scenario('surprise removal of a mounted disk', async () => {
     const point = `${disks}/surprise`;
-    await plugAndAdd('surprise', [{ driver: 'blk', source: '07/00', fstype: 'ext4', mountPoint: point }], 'c2');
+    await plugAndAdd(
+      'surprise',
+      [{ driver: DRIVER_BLK_PCI_TYPE, source: '07/00', fstype: 'ext4', mountPoint: point }],
+      'c2',
+    );
     const m = proveMount('blk 07/00', point, 'ext4', 'surprise', /^\/dev\/vd/);
     say('unplug', { id: 'surprise' });
     check('surprise: the mounted disk left the guest', await waitGone(blockOf(m), 30000), blockOf(m));
@@ -319,9 +357,12 @@ async function q35() {
   await scenario('watchable-bind over the 9p share', async () => {
     const src = `${SB}/shared/watched`;
     const point = `${ROOT}/c3/watched`;
-    await sandbox.addStorages([{ driver: 'watchable-bind', source: src, fstype: 'bind', mountPoint: point }], {
-      containerId: 'c3',
-    });
+    await sandbox.addStorages(
+      [{ driver: DRIVER_WATCHABLE_BIND_TYPE, source: src, fstype: 'bind', mountPoint: point }],
+      {
+        containerId: 'c3',
+      },
+    );
     const m = mountAt(point);
     check('watchable-bind: a tmpfs at the mount point', m && m.fstype === 'tmpfs', JSON.stringify(m));
     const read = (rel) => {
@@ -367,7 +408,7 @@ async function q35() {
   await scenario('erofs.multi-layer', async () => {
     const rootfs = `${ROOT}/c4/rootfs`;
     const layer = (source, fstype, marker) => ({
-      driver: 'blk',
+      driver: DRIVER_BLK_PCI_TYPE,
       source,
       fstype,
       options: [marker, 'X-kata.multi-layer=true'],
@@ -468,12 +509,28 @@ async function old() {
     const point = `${SB}/disks/blank`;
     await plugAndAdd(
       'rootport',
-      [{ driver: 'blk', source: '05/00', fstype: 'ext4', driverOptions: ['create_filesystem'], mountPoint: point }],
+      [
+        {
+          driver: DRIVER_BLK_PCI_TYPE,
+          source: '05/00',
+          fstype: 'ext4',
+          driverOptions: ['create_filesystem'],
+          mountPoint: point,
+        },
+      ],
       'c1',
     );
     proveMount('5.10 blk 05/00', point, 'ext4', undefined, /^\/dev\/vd/);
     await sandbox.addStorages(
-      [{ driver: '9p', source: 'kataShared', fstype: '9p', options: ['version=9p2000.L'], mountPoint: `${SB}/shared` }],
+      [
+        {
+          driver: DRIVER_9P_TYPE,
+          source: 'kataShared',
+          fstype: '9p',
+          options: ['version=9p2000.L'],
+          mountPoint: `${SB}/shared`,
+        },
+      ],
       { containerId: 'c1' },
     );
     proveMount('5.10 9p', `${SB}/shared`, '9p', '9p');
@@ -485,9 +542,12 @@ async function old() {
 async function microvm() {
   await scenario('mmioblk /dev/vdb', async () => {
     const point = `${SB}/disks/mmio`;
-    await sandbox.addStorages([{ driver: 'mmioblk', source: '/dev/vdb', fstype: 'ext4', mountPoint: point }], {
-      containerId: 'c1',
-    });
+    await sandbox.addStorages(
+      [{ driver: DRIVER_BLK_MMIO_TYPE, source: '/dev/vdb', fstype: 'ext4', mountPoint: point }],
+      {
+        containerId: 'c1',
+      },
+    );
     const m = proveMount('mmioblk /dev/vdb', point, 'ext4', 'mmio', /^\/dev\/vdb$/);
     check(
       'mmioblk: the disk sits on a virtio_mmio device',
@@ -506,9 +566,12 @@ async function microvm() {
 async function arm64() {
   await scenario('arm64 blk cold-plugged at 01', async () => {
     const point = `${SB}/disks/cold`;
-    await sandbox.addStorages([{ driver: 'blk', source: '01', fstype: 'ext4', options: ['ro'], mountPoint: point }], {
-      containerId: 'c1',
-    });
+    await sandbox.addStorages(
+      [{ driver: DRIVER_BLK_PCI_TYPE, source: '01', fstype: 'ext4', options: ['ro'], mountPoint: point }],
+      {
+        containerId: 'c1',
+      },
+    );
     const m = proveMount('arm64 blk 01', point, 'ext4', 'cold', /^\/dev\/vd/);
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
     check(
@@ -519,7 +582,11 @@ async function arm64() {
   });
   await scenario('arm64 blk hot-plugged at 02/00', async () => {
     const point = `${SB}/disks/hot`;
-    await plugAndAdd('rootport', [{ driver: 'blk', source: '02/00', fstype: 'ext4', mountPoint: point }], 'c1');
+    await plugAndAdd(
+      'rootport',
+      [{ driver: DRIVER_BLK_PCI_TYPE, source: '02/00', fstype: 'ext4', mountPoint: point }],
+      'c1',
+    );
     const m = proveMount('arm64 blk 02/00 (pcie-root-port hot-plug)', point, 'ext4', 'hotplugged', /^\/dev\/vd/);
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
     check(
@@ -535,7 +602,11 @@ async function arm64() {
 async function s390x() {
   await scenario('blk-ccw hot-plugged at 0.0.0005', async () => {
     const point = `${SB}/disks/ccw`;
-    await plugAndAdd('ccw', [{ driver: 'blk-ccw', source: '0.0.0005', fstype: 'ext4', mountPoint: point }], 'c1');
+    await plugAndAdd(
+      'ccw',
+      [{ driver: DRIVER_BLK_CCW_TYPE, source: '0.0.0005', fstype: 'ext4', mountPoint: point }],
+      'c1',
+    );
     const m = proveMount('blk-ccw 0.0.0005', point, 'ext4', 'ccw', /^\/dev\/vd/);
     const real = fs.realpathSync(`/sys/block/${blockOf(m)}`);
     check(
@@ -555,10 +626,12 @@ async function s390x() {
  */
 async function verity() {
   const shared = `${SB}/shared`;
-  await sandbox.addStorages([{ driver: '9p', source: 'kataShared', fstype: '9p', mountPoint: shared, shared: true }]);
+  await sandbox.addStorages([
+    { driver: DRIVER_9P_TYPE, source: 'kataShared', fstype: '9p', mountPoint: shared, shared: true },
+  ]);
   const info = JSON.parse(fs.readFileSync(`${shared}/verity.json`, 'utf8'));
   const storage = (source, point, vi) => ({
-    driver: 'blk',
+    driver: DRIVER_BLK_PCI_TYPE,
     source,
     fstype: 'ext4',
     options: ['ro'],
