@@ -29,8 +29,11 @@ export const DRIVER_WATCHABLE_BIND_TYPE = 'watchable-bind';
 /** Kata's multi-layer EROFS rootfs: an ext4 upper and EROFS lowers made into one overlay. */
 export const DRIVER_MULTI_LAYER_EROFS = 'erofs.multi-layer';
 
-/** Every built-in driver, in the order `defaultRegistry()` registers them. */
-export const BUILTIN_DRIVERS = [
+/**
+ * Every built-in driver's name under its constant's name, for code outside the package (the guest
+ * agent: `const { DRIVER_BLK_PCI_TYPE } = StorageDrivers`). Frozen.
+ */
+export const StorageDrivers = Object.freeze({
   DRIVER_VIRTIOFS_TYPE,
   DRIVER_9P_TYPE,
   DRIVER_BLK_PCI_TYPE,
@@ -43,7 +46,10 @@ export const BUILTIN_DRIVERS = [
   DRIVER_OVERLAYFS_TYPE,
   DRIVER_WATCHABLE_BIND_TYPE,
   DRIVER_MULTI_LAYER_EROFS,
-] as const;
+});
 
 /** The name of a built-in driver. */
-export type BuiltinDriver = (typeof BUILTIN_DRIVERS)[number];
+export type BuiltinDriver = (typeof StorageDrivers)[keyof typeof StorageDrivers];
+
+/** Every built-in driver, in the order `defaultRegistry()` registers them. Frozen. */
+export const BUILTIN_DRIVERS: readonly BuiltinDriver[] = Object.freeze(Object.values(StorageDrivers));

@@ -64,22 +64,7 @@ export {
   type StorageTrace,
   type SandboxTrace,
 } from './events';
-export {
-  DRIVER_VIRTIOFS_TYPE,
-  DRIVER_9P_TYPE,
-  DRIVER_BLK_PCI_TYPE,
-  DRIVER_BLK_CCW_TYPE,
-  DRIVER_BLK_MMIO_TYPE,
-  DRIVER_SCSI_TYPE,
-  DRIVER_NVDIMM_TYPE,
-  DRIVER_EPHEMERAL_TYPE,
-  DRIVER_LOCAL_TYPE,
-  DRIVER_OVERLAYFS_TYPE,
-  DRIVER_WATCHABLE_BIND_TYPE,
-  DRIVER_MULTI_LAYER_EROFS,
-  BUILTIN_DRIVERS,
-  type BuiltinDriver,
-} from './drivers';
+export { StorageDrivers, BUILTIN_DRIVERS, type BuiltinDriver } from './drivers';
 export { WATCH_MAX_ENTRIES, WATCH_MAX_BYTES, WATCH_INTERVAL_MS } from './watcher';
 export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './multi-layer';
 export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './verity';

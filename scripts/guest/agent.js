@@ -23,7 +23,7 @@ const {
   DRIVER_SCSI_TYPE,
   DRIVER_VIRTIOFS_TYPE,
   DRIVER_WATCHABLE_BIND_TYPE,
-} = ks;
+} = ks.StorageDrivers;
 
 const ROOT = '/run/kata-containers';
 const SB = `${ROOT}/sandbox`;
