@@ -3,7 +3,7 @@
 // (gated prebuilds, exactly the whitelist, source maps with their sources), installed into an
 // empty project by a clean npm (no user config, install scripts not approved) with no compiler on
 // PATH, pulls in only node-gyp-build, loads its prebuild without compiling and mounts a tmpfs; and
-// the sources it ships still build from source the way the README says.
+// the sources it ships still build from source the way docs/install.md says.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -161,7 +161,7 @@ function main() {
     if (loads !== 'loads and parses') throw new Error(`with --ignore-scripts: ${loads}`);
     console.log(`  ${loads}`);
 
-    step('building from source as the README says: build-time packages, then npm rebuild --build-from-source');
+    step('building from source as docs/install.md says: build-time packages, then npm rebuild --build-from-source');
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
     const buildDeps = ['cmake-js', 'node-addon-api'].map((d) => `${d}@${pkg.devDependencies[d]}`);
     const fullEnv = cleanEnv({ npm_config_userconfig: userconfig, npm_config_globalconfig: globalconfig });

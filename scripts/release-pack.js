@@ -74,7 +74,7 @@ function guard(root) {
   process.stderr.write(r.stderr);
   console.error(
     `kata-storage: refusing to pack: the published package must carry a verified prebuild for linux-${ARCHES.join(', linux-')}.\n` +
-      '  Build them (npm run prebuild, see README "Prebuilds"), then npm run release:pack.',
+      '  Build them (npm run prebuild, see docs/install.md "Building from source"), then npm run release:pack.',
   );
   return 1;
 }
