@@ -21,28 +21,11 @@
 #include "mount.h"
 #include "newmount.h"
 #include "options.h"
+#include "scratch.h"
 #include "storage_steps.h"
 #include "workpool.h"
 
 namespace {
-
-// Null when mounting is possible here, else why not.
-const char* EnterPrivateNamespace() {
-  static const char* reason = []() -> const char* {
-    if (geteuid() != 0) return "needs root";
-    if (unshare(CLONE_NEWNS) != 0) return "unshare(CLONE_NEWNS) refused";
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      return "cannot make / private";
-    return nullptr;
-  }();
-  return reason;
-}
-
-std::string TempDir() {
-  char tmpl[] = "/tmp/kata-core-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  return d ? d : "";
-}
 
 bool InMountinfo(const std::string& target, const std::string& needle) {
   std::ifstream in("/proc/self/mountinfo");
@@ -64,8 +47,8 @@ kata::MountOptions Parse(const std::string& list) {
 }  // namespace
 
 KATA_TEST(mount_tmpfs_and_umount) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("core");
   kata::SysError err;
   CHECK(kata::Mount("tmpfs", dir.c_str(), "tmpfs", Parse("nodev,size=64k,mode=700"), &err));
   CHECK(InMountinfo(dir, "nodev"));
@@ -79,8 +62,8 @@ KATA_TEST(mount_tmpfs_and_umount) {
 }
 
 KATA_TEST(bind_ro_is_read_only) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("core");
   const std::string src = dir + "/src", dst = dir + "/dst";
   mkdir(src.c_str(), 0755);
   mkdir(dst.c_str(), 0755);
@@ -96,7 +79,7 @@ KATA_TEST(bind_ro_is_read_only) {
 }
 
 KATA_TEST(mount_errors_carry_errno_and_paths) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   kata::SysError err;
   CHECK(!kata::Mount("tmpfs", "/nonexistent/kata", "tmpfs", kata::MountOptions{}, &err));
   CHECK_EQ(err.err, ENOENT);
@@ -118,8 +101,8 @@ KATA_TEST(mount_errors_carry_errno_and_paths) {
 }
 
 KATA_TEST(busy_umount_retries_until_released) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("core");
   kata::SysError err;
   CHECK(kata::Mount("tmpfs", dir.c_str(), "tmpfs", Parse("size=16k"), &err));
   const int fd = open((dir + "/held").c_str(), O_CREAT | O_WRONLY, 0644);
@@ -288,8 +271,8 @@ KATA_TEST(workpool_wakes_the_thread_that_went_idle_last) {
 // A request's storages in one job: the walks are checked before anything is made, a failure
 // half-way is undone by the job itself, and the release gives back exactly what was recorded.
 KATA_TEST(apply_and_release_storages_in_one_job) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
-  const std::string root = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = kata_test::TempDir("core");
   auto job = [&](const std::string& rel, const std::string& options) {
     kata::StorageJob j;
     j.point.root = root;
@@ -407,8 +390,8 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
 // its own, the new API one by one ("lowerdir+"). Every layer is visible, the top one wins, and
 // the process's working directory never moves.
 KATA_TEST(overlay_of_many_layers_on_both_apis) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("core");
   const std::string parent = dir + "/" + std::string(64, 'c') + "/multi-layer";
   CHECK(system(("mkdir -p " + parent).c_str()) == 0);
   constexpr int kLayers = 200;

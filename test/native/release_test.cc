@@ -14,26 +14,10 @@
 #include "check.h"
 #include "mountinfo.h"
 #include "release.h"
+#include "scratch.h"
 #include "storage_steps.h"
 
 namespace {
-
-const char* PrivateNamespace() {
-  static const char* reason = []() -> const char* {
-    if (geteuid() != 0) return "needs root";
-    if (unshare(CLONE_NEWNS) != 0) return "unshare(CLONE_NEWNS) refused";
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      return "cannot make / private";
-    return nullptr;
-  }();
-  return reason;
-}
-
-std::string TempDir() {
-  char tmpl[] = "/tmp/kata-release-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  return d ? d : "";
-}
 
 // The mountinfo IDs of the mounts at `path`, bottom first.
 std::vector<long> MountsAt(const std::string& path) {
@@ -114,8 +98,8 @@ KATA_TEST(release_descendants_ignore_broken_chains) {
 }
 
 static void release_mount_id_is_that_of_the_top_mount() {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("release");
   // The mount holding /tmp (mountinfo alone names only a mount at the path itself).
   uint64_t under = 0;
   kata::SysError e;
@@ -130,8 +114,8 @@ static void release_mount_id_is_that_of_the_top_mount() {
 }
 
 static void release_fast_path_unmounts_the_recorded_mount() {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("release");
   CHECK(Tmpfs(dir));
   const kata::MountRef ours = Made(dir);
   std::vector<kata::UnmountStep> steps;
@@ -145,8 +129,8 @@ static void release_fast_path_unmounts_the_recorded_mount() {
 }
 
 static void release_counts_an_unmounted_or_detached_mount_as_released() {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("release");
   const std::string a = dir + "/a", b = dir + "/b";
   mkdir(a.c_str(), 0755);
   mkdir(b.c_str(), 0755);
@@ -171,11 +155,11 @@ static void release_counts_an_unmounted_or_detached_mount_as_released() {
 }
 
 static void release_never_unmounts_another_mount_at_the_same_path() {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   // A plain ID is reused by the next mount (the kernel hands out the lowest free one): only a
   // unique ID tells a new mount at the same path from ours.
   if (g_kind != kata::MountIdKind::kUnique) KATA_SKIP("needs unique mount IDs (Linux 6.8)");
-  const std::string dir = TempDir();
+  const std::string dir = kata_test::TempDir("release");
   CHECK(Tmpfs(dir));
   const kata::MountRef ours = Made(dir);
   CHECK(umount2(dir.c_str(), 0) == 0);
@@ -192,8 +176,8 @@ static void release_never_unmounts_another_mount_at_the_same_path() {
 }
 
 static void release_unmounts_what_is_stacked_on_and_beneath_the_mount() {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("release");
   const std::string p = dir + "/p", other = dir + "/other";
   mkdir(p.c_str(), 0755);
   mkdir(other.c_str(), 0755);
@@ -222,8 +206,8 @@ static void release_unmounts_what_is_stacked_on_and_beneath_the_mount() {
 }
 
 static void release_of_a_busy_mount_fails_and_keeps_it() {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("release");
   CHECK(Tmpfs(dir));
   const kata::MountRef ours = Made(dir);
   const int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -244,9 +228,9 @@ static void release_of_a_busy_mount_fails_and_keeps_it() {
 }
 
 KATA_TEST(release_storage_removes_trees_and_entries_after_its_mounts) {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   g_kind = kata::MountIdKindHere();  // ReleaseStorage reads IDs of this kind
-  const std::string dir = TempDir();
+  const std::string dir = kata_test::TempDir("release");
   const std::string point = dir + "/point", tree = dir + "/upper";
   mkdir(point.c_str(), 0755);
   mkdir(tree.c_str(), 0755);
@@ -293,8 +277,8 @@ KATA_RELEASE_KINDS(release_unmounts_what_is_stacked_on_and_beneath_the_mount)
 KATA_RELEASE_KINDS(release_of_a_busy_mount_fails_and_keeps_it)
 
 KATA_TEST(release_mount_records_the_id_of_the_mount_it_made) {
-  if (const char* why = PrivateNamespace()) KATA_SKIP(why);
-  const std::string dir = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("release");
   const std::string point = dir + "/point";
   mkdir(point.c_str(), 0755);
   kata::MountOptions opts;
