@@ -15,20 +15,32 @@ export function fsGidOptions(source: string, s: ResolvedSettings): string[] {
 }
 
 /**
- * The directory a subPath view needs inside its emptyDir's guest storage, as kubelet makes
- * `<volume>/<subPath>` on the host (SafeMakeDir, with the volume's mode 0777) before it binds it:
- * a `local` storage, after the emptyDir's in the request so it is made inside it. It lives as the
+ * Points a mount at its emptyDir's guest storage: that storage's mount point, or for a subPath
+ * view the directory inside it, which kubelet makes as `<volume>/<subPath>` on the host
+ * (SafeMakeDir, with the volume's mode 0777) before it binds it: a `local` storage pushed after
+ * the emptyDir's in the request, so it is made inside it. It lives as the
  * emptyDir's own storage does, while a container holds it; one that already existed (an init
  * container wrote it) is never removed, as the local driver removes only what it created.
  */
-export function subPathDirectory(emptyDirMountPoint: string, m: WorkingMount, s: ResolvedSettings): Storage {
-  return {
+export function useEmptyDir(
+  emptyDirMountPoint: string,
+  m: WorkingMount,
+  s: ResolvedSettings,
+  storages: Storage[],
+): void {
+  if (m.subPath === undefined) {
+    m.source = emptyDirMountPoint;
+    return;
+  }
+  const mountPoint = posix.join(emptyDirMountPoint, m.subPath);
+  storages.push({
     driver: DRIVER_LOCAL_TYPE,
     source: 'local',
     fstype: 'local',
     options: ['mode=0777', ...fsGidOptions(m.source, s)],
-    mountPoint: posix.join(emptyDirMountPoint, m.subPath!),
-  };
+    mountPoint,
+  });
+  m.source = mountPoint;
 }
 
 /**
@@ -46,13 +58,7 @@ export function planEphemeral(mounts: WorkingMount[], s: ResolvedSettings): Stor
     if (size !== undefined) options.push(`size=${size}`);
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({ driver: DRIVER_EPHEMERAL_TYPE, source: 'tmpfs', fstype: 'tmpfs', options, mountPoint });
-    if (m.subPath !== undefined) {
-      const dir = subPathDirectory(mountPoint, m, s);
-      storages.push(dir);
-      m.source = dir.mountPoint;
-    } else {
-      m.source = mountPoint;
-    }
+    useEmptyDir(mountPoint, m, s, storages);
     m.type = 'bind';
   }
   return storages;

@@ -5,7 +5,7 @@
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
 import { DRIVER_LOCAL_TYPE } from '../drivers';
-import { fsGidOptions, subPathDirectory } from './ephemeral';
+import { fsGidOptions, useEmptyDir } from './ephemeral';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
 import { cleanPath } from './paths';
@@ -34,13 +34,7 @@ export function planLocal(mounts: WorkingMount[], s: ResolvedSettings): Storage[
       options: ['mode=0777', ...fsGidOptions(m.source, s)],
       mountPoint,
     });
-    if (m.subPath !== undefined) {
-      const dir = subPathDirectory(mountPoint, m, s);
-      storages.push(dir);
-      m.source = dir.mountPoint;
-    } else {
-      m.source = mountPoint;
-    }
+    useEmptyDir(mountPoint, m, s, storages);
   }
   return storages;
 }
