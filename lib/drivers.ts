@@ -30,6 +30,13 @@ export const DRIVER_WATCHABLE_BIND_TYPE = 'watchable-bind';
 export const DRIVER_MULTI_LAYER_EROFS = 'erofs.multi-layer';
 
 /**
+ * A `local` storage's driver option: the directory lies inside another storage (a subPath view
+ * of an emptyDir) and its content is that storage's, so the last release removes the directory
+ * only when it is empty, never what a container wrote there.
+ */
+export const LOCAL_KEEP_CONTENT = 'keep-content';
+
+/**
  * Every built-in driver's name under its constant's name, for code outside the package (the guest
  * agent: `const { DRIVER_BLK_PCI_TYPE } = StorageDrivers`). Frozen.
  */

@@ -64,7 +64,7 @@ export {
   type StorageTrace,
   type SandboxTrace,
 } from './events';
-export { StorageDrivers, BUILTIN_DRIVERS, type BuiltinDriver } from './drivers';
+export { StorageDrivers, BUILTIN_DRIVERS, LOCAL_KEEP_CONTENT, type BuiltinDriver } from './drivers';
 export { WATCH_MAX_ENTRIES, WATCH_MAX_BYTES, WATCH_INTERVAL_MS } from './watcher';
 export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './multi-layer';
 export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './verity';

@@ -2,7 +2,7 @@
 // the planner's subPath views of an emptyDir, planned and then mounted for real.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from '../lib/index';
@@ -273,6 +273,7 @@ t.test('one emptyDir, two storages: a subPath view planned inside the emptyDir t
       source: 'local',
       fstype: 'local',
       options: ['mode=0777', 'fsgid=2000'],
+      driverOptions: ['keep-content'],
       mountPoint: join(eph, 'app'),
     },
   ]);
@@ -408,6 +409,61 @@ t.test(
         await sandbox.removeContainer('init');
         t.equal(readFileSync(join(mainView, '999.log'), 'utf8'), 'from init', `${medium}: still there for main`);
         await sandbox.removeContainer('main');
+      } finally {
+        await sandbox.destroy();
+      }
+      t.equal(mountSnapshot(), before, `${medium}: nothing left mounted`);
+    }
+  },
+);
+
+t.test(
+  'a subPath view the main container made keeps its data when that container goes and comes back',
+  { skip: cannotMount },
+  async (t) => {
+    const dir = scratchDir(t, 'kata-storage-subpath-keep-');
+    const pod = '/var/lib/kubelet/pods/5b0c6e0e-3f7d-4a62-9d0a-0c2f4f8e9a11';
+    const emptyDir = `${pod}/volumes/kubernetes.io~empty-dir/workdir`;
+    const subPathSource = `${pod}/volume-subpaths/workdir/main/0`;
+    const media: [string, Record<string, HostVolume>][] = [
+      ['memory', { [emptyDir]: { fstype: 'tmpfs', options: ['size=1m'] } }],
+      ['disk', {}],
+    ];
+    for (const [medium, volumes] of media) {
+      const guest = join(dir, medium);
+      const settings = {
+        sandboxId: 'pod',
+        guestSharedDir: join(guest, 'shared'),
+        guestSandboxDir: join(guest, 'sandbox'),
+        volumes: { ...volumes, [subPathSource]: { subPathOf: emptyDir, subPath: 'app' } },
+      };
+      const mount = (source: string, destination: string) => ({
+        ociVersion: '1.0.2',
+        root: { path: '/bundle/rootfs' },
+        mounts: [{ destination, type: 'bind', source, options: ['rbind', 'rw'] }],
+      });
+      // A sidecar holds the whole emptyDir; the main container's subPath directory is made by the
+      // package (nobody wrote it before), so its release is the one that could delete the data.
+      const sidecar = planContainer('sidecar', mount(emptyDir, '/work'), settings);
+      const main = planContainer('main', mount(subPathSource, '/home/work/workdir'), settings);
+      const before = mountSnapshot();
+      const sandbox = new Sandbox({ allowedRoots: [guest] });
+      try {
+        await sandbox.addStorages(sidecar.storages, { containerId: 'sidecar' });
+        await sandbox.addStorages(main.storages, { containerId: 'main' });
+        const mainView = main.spec.mounts![0]!.source!;
+        writeFileSync(join(mainView, 'state'), 'kept');
+        const mountsBefore = mountsUnder(guest);
+        await sandbox.removeContainer('main');
+        const sidecarView = sidecar.spec.mounts![0]!.source!;
+        t.equal(readFileSync(join(sidecarView, 'app', 'state'), 'utf8'), 'kept', `${medium}: the emptyDir keeps it`);
+        t.same(mountsUnder(guest), mountsBefore, `${medium}: the emptyDir's mounts are untouched`);
+        await sandbox.addStorages(main.storages, { containerId: 'main-restarted' });
+        t.equal(readFileSync(join(mainView, 'state'), 'utf8'), 'kept', `${medium}: the restarted container sees it`);
+        await sandbox.removeContainer('main-restarted');
+        await sandbox.removeContainer('sidecar');
+        t.equal(sandbox.storages().size, 0, `${medium}: nothing held`);
+        t.notOk(existsSync(sidecarView), `${medium}: the emptyDir went with its last container, data and all`);
       } finally {
         await sandbox.destroy();
       }

@@ -242,6 +242,11 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
         'ERR_INVALID_MOUNT_OPTION',
       ],
       [
+        'unknown local driver option',
+        { driver: 'local', source: 'local', fstype: 'local', driverOptions: ['keep'] },
+        'ERR_INVALID_MOUNT_OPTION',
+      ],
+      [
         'pagesize=0',
         { fstype: 'hugetlbfs', source: 'nodev', options: ['pagesize=0,size=2097152'] },
         'ERR_INVALID_MOUNT_OPTION',

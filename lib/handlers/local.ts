@@ -1,16 +1,29 @@
 // local: a plain directory (a disk-backed emptyDir), created with octal `mode=` and `fsgid=`, no
-// mount. It goes with its last reference, but never by deleting into a mount below it.
+// mount. It goes with its last reference, but never by deleting into a mount below it; with the
+// keep-content driver option only an empty directory goes (its content belongs to the storage it
+// lies in).
 import { chmodSync, chownSync } from 'node:fs';
 import { native } from '../native';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { PreparedStorage, Storage } from '../storage';
 import { applyFsGroup, fsGidOption, octalModeOption } from './common';
+import { LOCAL_KEEP_CONTENT } from '../drivers';
+import { StorageError } from '../errors';
 
 const S_ISGID = 0o2000;
 
 export const localHandler: StorageHandler = {
-  /** The driver's own options, parsed once: `fsgid=` and octal `mode=`. */
+  /** The driver's own options, parsed once: `fsgid=` and octal `mode=`; the one driver option. */
   validate(storage: Storage): { gid: number | undefined; mode: number | undefined } {
+    for (const o of storage.driverOptions ?? []) {
+      if (o !== LOCAL_KEEP_CONTENT) {
+        throw new StorageError(
+          'ERR_INVALID_MOUNT_OPTION',
+          `local storage driver option '${o}' is not known; the one it takes is '${LOCAL_KEEP_CONTENT}'`,
+          { value: o },
+        );
+      }
+    }
     return { gid: fsGidOption(storage), mode: octalModeOption(storage) };
   },
   async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
@@ -22,7 +35,9 @@ export const localHandler: StorageHandler = {
     return storage.mountPoint;
   },
   async release(path: string, ctx: ReleaseContext): Promise<void> {
-    if (!ctx.createdMountPoint) return;
+    // With keep-content the directory is among the created paths the release removes only when
+    // empty (rmdir), as any mount point directory is.
+    if (!ctx.createdMountPoint || ctx.storage.driverOptions?.includes(LOCAL_KEEP_CONTENT)) return;
     const e = await native.removeTree(path);
     if (e) throw e;
   },

@@ -2,7 +2,7 @@
 // the agent makes under the guest's ephemeral dir, and the OCI mount a bind of it.
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
-import { DRIVER_EPHEMERAL_TYPE, DRIVER_LOCAL_TYPE } from '../drivers';
+import { DRIVER_EPHEMERAL_TYPE, DRIVER_LOCAL_TYPE, LOCAL_KEEP_CONTENT } from '../drivers';
 import { optionValues } from '../option-words';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
@@ -18,9 +18,9 @@ export function fsGidOptions(source: string, s: ResolvedSettings): string[] {
  * Points a mount at its emptyDir's guest storage: that storage's mount point, or for a subPath
  * view the directory inside it, which kubelet makes as `<volume>/<subPath>` on the host
  * (SafeMakeDir, with the volume's mode 0777) before it binds it: a `local` storage pushed after
- * the emptyDir's in the request, so it is made inside it. It lives as the
- * emptyDir's own storage does, while a container holds it; one that already existed (an init
- * container wrote it) is never removed, as the local driver removes only what it created.
+ * the emptyDir's in the request, so it is made inside it. Its content is the emptyDir's, shared
+ * with every container that mounts the emptyDir: the storage is `keep-content`, so releasing the
+ * view removes the directory only when empty, and the data goes with the emptyDir, as in Kubernetes.
  */
 export function useEmptyDir(
   emptyDirMountPoint: string,
@@ -38,6 +38,7 @@ export function useEmptyDir(
     source: 'local',
     fstype: 'local',
     options: ['mode=0777', ...fsGidOptions(m.source, s)],
+    driverOptions: [LOCAL_KEEP_CONTENT],
     mountPoint,
   });
   m.source = mountPoint;
