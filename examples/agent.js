@@ -119,12 +119,15 @@ const ours = () => mountsUnder(root).filter((m) => !before.has(m));
 async function main() {
   const requests = file === undefined ? defaultRequests : JSON.parse(fs.readFileSync(file, 'utf8'));
   const sandbox = new Sandbox({ allowedRoots: [root] });
-  // What an agent would log: each storage as it is taken, reference-only adds included.
+  // What an agent would log: each storage as it is taken, reference-only adds included. asyncEnd
+  // follows a failure too (after `error`, with no result): the request's error is reported below.
   storageTracing.storage.subscribe({
-    asyncEnd: (c) =>
+    asyncEnd: (c) => {
+      if (c.error !== undefined) return;
       console.log(
         `    ${c.result.taken.created ? 'created' : 'referenced'} ${c.driver} ${path.relative(root, c.mountPoint)}`,
-      ),
+      );
+    },
   });
   try {
     for (const { method, request } of requests) {

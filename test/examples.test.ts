@@ -48,3 +48,33 @@ t.test('examples/agent.js reports a refused request once and exits 1', { skip: c
   t.match(r.stderr, /^agent example: ERR_INVALID_STORAGE: storage mountPoint .*outside the allowed roots/);
   t.equal(r.stderr.split('ERR_INVALID_STORAGE').length, 2, 'the code once');
 });
+
+t.test(
+  'examples/agent.js reports a storage the kernel refuses once, and leaves nothing',
+  { skip: cannotMount },
+  async (t) => {
+    ensureBuilt();
+    const dir = scratchDir(t, 'kata-agent-fail-');
+    const root = join(dir, 'root');
+    const file = join(dir, 'requests.json');
+    // tmpfs refuses a size it cannot read (EINVAL from the mount itself, after validation passed),
+    // with the example's storage tracing subscribed: its asyncEnd follows the failure too.
+    const storage = { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=lots'] };
+    writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          method: 'CreateContainer',
+          request: { container_id: 'x', storages: [{ ...storage, mount_point: `${root}/x/e` }] },
+        },
+      ]),
+    );
+    const before = mountSnapshot();
+    const r = spawnSync(process.execPath, [agent, file, '--root', root], { encoding: 'utf8', cwd: packageRoot });
+    t.equal(r.status, 1, r.stderr);
+    t.notMatch(r.stderr, /TypeError/, 'no crash in the tracing subscriber');
+    t.match(r.stderr, /^agent example: EINVAL/);
+    t.equal(r.stderr.split('EINVAL').length, 2, 'the error once');
+    t.equal(mountSnapshot(), before, 'nothing left mounted');
+  },
+);
