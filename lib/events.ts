@@ -48,6 +48,7 @@ export interface UmountEvent {
   mount?: 'recorded' | 'descendant' | 'gone';
   /** The container whose removal (or failed request) released it; absent for destroy() and sandbox-level storages. */
   containerId?: string;
+  /** 0 for the unmounts of a request's native job undoing itself (timed with the job, not alone). */
   durationMs: number;
   error?: Error;
 }
@@ -281,6 +282,39 @@ export function tracePromise<C extends object, T>(
       throw err;
     },
   );
+}
+
+/**
+ * Publishes on tracing channel `name` an operation that already ran, from its record: start and
+ * end, then `outcome.error` (error, asyncStart, asyncEnd) or `outcome.result` (asyncStart,
+ * asyncEnd) on the same context, as tracePromise would have while it ran; logged the same way.
+ * For steps a native job carried out, so subscribers see each as its own operation and the job
+ * runs the same whether or not anyone listens.
+ */
+export function traceRecorded<C extends object>(
+  name: keyof typeof tracing,
+  context: C,
+  durationMs: number,
+  outcome: { result?: unknown; error?: unknown },
+): void {
+  const tc = tracing[name] as unknown as diagnostics_channel.TracingChannel<object, object>;
+  const ctx = context as C & { result?: unknown; error?: unknown };
+  if (debug.enabled) debug('%s start %s', name, describe(ctx));
+  tc.start.publish(ctx);
+  tc.end.publish(ctx);
+  if ('error' in outcome) {
+    ctx.error = outcome.error;
+    tc.error.publish(ctx);
+    if (debug.enabled) {
+      const why = (outcome.error as Error)?.message ?? String(outcome.error);
+      debug('%s failed in %s ms: %s', name, durationMs.toFixed(2), why);
+    }
+  } else {
+    ctx.result = outcome.result;
+    if (debug.enabled) debug('%s done in %s ms %s', name, durationMs.toFixed(2), describe(ctx));
+  }
+  tc.asyncStart.publish(ctx);
+  tc.asyncEnd.publish(ctx);
 }
 
 /** traceSync for the synchronous calls (start, end, error), logged the same way. */

@@ -36,6 +36,8 @@ export interface NativeBinding {
   /** Shared results of parseMountOptions: [flags, propagation, recursiveFlags]. */
   readonly scratch: Uint32Array;
   readonly mountFlags: Record<string, number>;
+  /** The most storages a memory-only applyStorages runs on the calling thread; more go to the pool. */
+  readonly maxStoragesHere: number;
   /** Hands the addon the one converter of its error records (errors.ts's nativeError). */
   setErrorConstructor(nativeError: (...args: never[]) => Error): void;
   parseMountOptions(list: string): string | Error;
@@ -50,40 +52,19 @@ export interface NativeBinding {
    * its root, mounted, then fsGroup/fsgid applied unless the mount is read-only. On a failure the
    * job undoes that storage and those before it; outcomes then hold what could not be undone.
    */
-  applyStorages(
-    fields: string,
-    numbers: Float64Array,
-  ): Promise<
-    [
-      counts: Float64Array,
-      paths: string,
-      failed: number,
-      error?: Error,
-      undoErrors?: Error[],
-      refusal?: [stop: 'symlink' | 'notdir', path: string],
-      mountIds?: Float64Array,
-    ]
-  >;
+  applyStorages(fields: string, numbers: Float64Array): AppliedTuple | Promise<AppliedTuple>;
   /**
    * One job releasing storages (native/core/release.h): each recorded mount, newest first, with
-   * whatever sits on or beneath it (EBUSY retried), then what was created.
+   * whatever sits on or beneath it (EBUSY retried), then what was created. `here`: see
+   * releaseStorageJobs.
    */
   releaseStorages(
     fields: string,
     numbers: Float64Array,
     perPath: Float64Array,
     busyTimeoutMs: number,
-  ): Promise<
-    [
-      numbers: Float64Array,
-      leftovers: string,
-      errors: (Error | undefined)[] | undefined,
-      leftoverErrors: Error[] | undefined,
-      steps: Float64Array,
-      stepPaths: string,
-      stepErrors?: (Error | undefined)[],
-    ]
-  >;
+    here?: boolean,
+  ): ReleasedTuple | Promise<ReleasedTuple>;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;
@@ -172,6 +153,29 @@ export interface NativeBinding {
   ueventMonitorState(): UeventMonitorState;
 }
 
+/**
+ * applyStorages' result as it crosses. Memory-only requests (native/core CannotBlock) run on the
+ * calling thread and return it as it is; the rest return it through a promise.
+ */
+type AppliedTuple = [
+  counts: Float64Array,
+  paths: string,
+  failed: number,
+  error?: Error,
+  undoErrors?: Error[],
+  refusal?: [stop: 'symlink' | 'notdir', path: string],
+  mountIds?: Float64Array,
+];
+type ReleasedTuple = [
+  numbers: Float64Array,
+  leftovers: string,
+  errors: (Error | undefined)[] | undefined,
+  leftoverErrors: Error[] | undefined,
+  steps: Float64Array,
+  stepPaths: string,
+  stepErrors?: (Error | undefined)[],
+];
+
 export const packageRoot = join(__dirname, '..');
 
 /** Loads the addon from `root` (build/ or prebuilds/), or says precisely what it tried. */
@@ -252,10 +256,23 @@ export interface MountRecord {
   id: number;
 }
 
+/** One storage of an applyStorages job as it came out: what is in place, in order. */
+export interface AppliedStorage {
+  /** The paths it created (directories, or the file a device is bound onto), in order. */
+  created: string[];
+  /** The mounts it made, in order, each by its path and mount ID. */
+  mounted: MountRecord[];
+  /** The mount came out read-only (statvfs ST_RDONLY), so fsGroup/fsgid were skipped. */
+  ownershipSkipped: boolean;
+  /** How long its steps took, in nanoseconds. */
+  durationNs: number;
+  /** What a rollback unmounted again, newest first (the job failed at this storage or a later one). */
+  unmounted: string[];
+}
+
 /** What applyStorageJobs reports: per storage what is in place, and why it stopped, if it did. */
 export interface AppliedStorages {
-  /** Per storage: the paths it created and the mounts it made, in order; ownership skipped (read-only); ns on the pool thread. */
-  outcomes: [created: string[], mounted: MountRecord[], ownershipSkipped: boolean, durationNs: number][];
+  outcomes: AppliedStorage[];
   /** The storage that failed (the job undid it and those before it), or -1. */
   failed: number;
   error?: Error;
@@ -263,6 +280,11 @@ export interface AppliedStorages {
   undoErrors: Error[];
   /** A symlink or non-directory on a mount point's way: nothing was touched. */
   refusal?: [stop: 'symlink' | 'notdir', path: string];
+  /**
+   * The job ran on the calling thread (every step memory-only, native/core CannotBlock), so its
+   * release may too (releaseStorageJobs' `here`).
+   */
+  ranHere: boolean;
 }
 
 /**
@@ -309,15 +331,17 @@ function refuseNul(v: string): string {
 /**
  * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
  * jobs cross as one string of NUL-ended fields and one Float64Array: per storage a dozen
- * Node-API conversions cost more than its mkdirat and mount.
+ * Node-API conversions cost more than its mkdirat and mount. A request whose every step is
+ * memory-only runs on this thread and its result is returned as it is; any other goes to the
+ * addon's pool and comes back through a promise.
  */
-export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promise<AppliedStorages> {
-  const fields: string[] = [];
+export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStorages | Promise<AppliedStorages> {
+  let fields = '';
   const numbers = new Float64Array(8 * jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
-    fields.push(refuseNul(job.root), refuseNul(job.rel), refuseNul(job.source), refuseNul(job.fstype));
-    for (const o of job.options) fields.push(refuseNul(o));
+    fields += `${refuseNul(job.root)}\0${refuseNul(job.rel)}\0${refuseNul(job.source)}\0${refuseNul(job.fstype)}\0`;
+    for (const o of job.options) fields += `${refuseNul(o)}\0`;
     const x = 8 * i;
     numbers[x] = +job.leafFile;
     numbers[x + 1] = +job.beneath;
@@ -328,58 +352,69 @@ export async function applyStorageJobs(jobs: readonly NativeStorageJob[]): Promi
     numbers[x + 6] = job.fsgid;
     numbers[x + 7] = job.options.length;
   }
-  const [counts, paths, failed, error, undoErrors, refusal, mountIds] = await native.applyStorages(
-    fields.length === 0 ? '' : `${fields.join('\0')}\0`,
-    numbers,
-  );
+  const r = native.applyStorages(fields, numbers);
+  return r instanceof Promise ? r.then((t) => applied(t, false)) : applied(r, true);
+}
+
+function applied(
+  [counts, paths, failed, error, undoErrors, refusal, mountIds]: AppliedTuple,
+  ranHere: boolean,
+): AppliedStorages {
   const all = paths.split('\0');
   let at = 0;
-  const take = (n: number): string[] => all.slice(at, (at += n));
-  const outcomes: AppliedStorages['outcomes'] = [];
   let mounts = 0;
-  for (let i = 0; i < counts.length; i += 4) {
-    const created = take(counts[i]!);
-    const mounted = take(counts[i + 1]!).map((path) => ({ path, id: mountIds?.[mounts++] ?? 0 }));
-    outcomes.push([created, mounted, counts[i + 2] === 1, counts[i + 3]!]);
+  const outcomes: AppliedStorage[] = [];
+  for (let i = 0; i < counts.length; i += 5) {
+    const created = all.slice(at, (at += counts[i]!));
+    const mounted = all.slice(at, (at += counts[i + 1]!)).map((path) => ({ path, id: mountIds?.[mounts++] ?? 0 }));
+    const unmounted = counts[i + 4] === 0 ? [] : all.slice(at, (at += counts[i + 4]!));
+    outcomes.push({ created, mounted, ownershipSkipped: counts[i + 2] === 1, durationNs: counts[i + 3]!, unmounted });
   }
-  return { outcomes, failed, error, undoErrors: undoErrors ?? [], refusal };
+  return { outcomes, failed, error, undoErrors: undoErrors ?? [], refusal, ranHere };
 }
 
 /**
  * Releases storages as one native job (native/core/release.h ReleaseStorages): per storage its
  * mounts by identity, newest first, each with whatever sits on or beneath it, then its paths.
+ * `here`: their mounts are memory-only ones an applyStorageJobs ran on this thread (ranHere); with
+ * no EBUSY retry to sleep through (busyTimeoutMs 0) and no tree to remove, the release runs here
+ * too and its outcomes are returned as they are. Otherwise it goes to the pool and comes back
+ * through a promise.
  */
-export async function releaseStorageJobs(
+export function releaseStorageJobs(
   list: readonly StorageReleaseJob[],
   busyTimeoutMs: number,
-): Promise<ReleaseOutcome[]> {
-  const fields: string[] = [];
+  here = false,
+): ReleaseOutcome[] | Promise<ReleaseOutcome[]> {
+  let fields = '';
   const numbers = new Float64Array(2 * list.length);
   const perPath: number[] = [];
   list.forEach(({ mounts, created, trees }, i) => {
     for (const m of mounts) {
-      fields.push(refuseNul(m.path));
+      fields += `${refuseNul(m.path)}\0`;
       perPath.push(m.id);
     }
     for (const p of created) {
-      fields.push(refuseNul(p));
+      fields += `${refuseNul(p)}\0`;
       perPath.push(trees?.has(p) === true ? 1 : 0);
     }
     numbers[2 * i] = mounts.length;
     numbers[2 * i + 1] = created.length;
   });
-  const [counts, leftovers, errors, leftoverErrors, steps, stepPaths, stepErrors] = await native.releaseStorages(
-    fields.length === 0 ? '' : `${fields.join('\0')}\0`,
-    numbers,
-    Float64Array.from(perPath),
-    busyTimeoutMs,
-  );
+  const r = native.releaseStorages(fields, numbers, Float64Array.from(perPath), busyTimeoutMs, here);
+  return r instanceof Promise ? r.then((t) => released(t, list.length)) : released(r, list.length);
+}
+
+function released(
+  [counts, leftovers, errors, leftoverErrors, steps, stepPaths, stepErrors]: ReleasedTuple,
+  storages: number,
+): ReleaseOutcome[] {
   const all = leftovers.split('\0');
   const paths = stepPaths.split('\0');
   let at = 0;
   let step = 0;
   const outcomes: ReleaseOutcome[] = [];
-  for (let i = 0; i < list.length; i++) {
+  for (let i = 0; i < storages; i++) {
     const n = counts[4 * i + 1]!;
     const done: UnmountStep[] = [];
     for (const end = step + counts[4 * i + 3]!; step < end; step++) {

@@ -3,12 +3,19 @@
 // cleanup failed.
 import { posix } from 'node:path';
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
-import { channels, timed, tracePromise, tracingActive } from './events';
+import { channels, timed, traceRecorded, tracePromise, tracingActive } from './events';
 import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, newMountApiSupport, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { inCallerOrder, parentsFirst } from './request-order';
-import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob, type ReleaseOutcome } from './native';
+import {
+  applyStorageJobs,
+  native,
+  releaseStorageJobs,
+  type AppliedStorages,
+  type NativeStorageJob,
+  type ReleaseOutcome,
+} from './native';
 import { StorageDevice } from './storage-device';
 import { ownershipSkipped } from './handlers/common';
 import { MountFlags, optionElements } from './options';
@@ -174,15 +181,19 @@ export class Sandbox {
     const plan = parentsFirst(planned, this.#entries, this.#locks.keys());
     if (signal?.aborted) throw abortError(signal);
 
-    const jobs = this.#nativeJobs(plan);
-    // One job checks its mount points' walks first itself; otherwise they are checked here, all
-    // before anything is touched.
-    if (jobs === undefined) for (const { storage, placement } of plan) checkPlacement(storage.mountPoint, placement);
+    // A request whose every storage has steps is one native job, whoever listens.
+    const steps = stepsOf(plan);
+    if (steps !== undefined) {
+      let taken = this.#addAsOneJob(plan, steps, containerId, signal);
+      if (taken instanceof Promise) taken = await taken;
+      this.#holdFor(containerId, taken);
+      return inCallerOrder(plan, taken.map((t) => t.path));
+    }
+    for (const { storage, placement } of plan) checkPlacement(storage.mountPoint, placement);
     const taken: Taken[] = [];
     const held: string[] = [];
     try {
-      if (jobs !== undefined) await this.#addAsOneJob(plan, jobs, containerId, taken, held);
-      for (const item of jobs === undefined ? plan : []) {
+      for (const item of plan) {
         if (signal?.aborted) throw abortError(signal);
         const { storage } = item;
         const r = await tracePromise(
@@ -205,19 +216,16 @@ export class Sandbox {
       errorsOf(err, 'rollbackErrors', rollbackErrors);
       throw err;
     }
-    if (jobs !== undefined && (this.#destroyed || signal?.aborted)) {
-      // The job could not be interrupted: what it made is given back as a failed request's is.
-      for (let i = taken.length - 1; i >= 0; i--) {
-        await this.#release(taken[i]!.path, 'rollback', true, containerId).catch(() => undefined);
-      }
-      throw this.#destroyed ? destroyedError() : abortError(signal!);
-    }
-    if (containerId !== undefined) {
-      const refs = this.#containers.get(containerId);
-      if (refs) for (const t of taken) refs.push(t);
-      else this.#containers.set(containerId, taken);
-    }
+    this.#holdFor(containerId, taken);
     return inCallerOrder(plan, held);
+  }
+
+  /** Adds a request's references to its container's, so removeContainer gives back exactly them. */
+  #holdFor(containerId: string | undefined, taken: Taken[]): void {
+    if (containerId === undefined) return;
+    const refs = this.#containers.get(containerId);
+    if (refs) for (const t of taken) refs.push(t);
+    else this.#containers.set(containerId, taken);
   }
 
   /**
@@ -390,97 +398,280 @@ export class Sandbox {
   }
 
   /**
-   * The request as one native job (native/core/storage_steps), when every storage has built-in
-   * steps, none of their mount points is held, being changed or repeated, no leftover directory
-   * waits to be claimed, and nobody traces storages or mounts one by one (tracing follows each
-   * storage through create(), and gets exactly what it got before). Undefined otherwise.
+   * A request whose storages all have steps (StorageHandler.steps), as one native job
+   * (native/core/storage_steps ApplyStorages): its mount points are locked together (waiting,
+   * holding none, until nobody else holds any); a mount point held already, or twice in the
+   * request, only gains a reference, taken once the job succeeded; one whose cleanup is owed is
+   * finished first (if that fails, the request fails having taken nothing); the rest are the job.
+   * The job checks every walk before touching anything, and on a failure undoes itself: what it
+   * could not undo is kept (a mount: a pending entry; a directory: a leftover). The tracing
+   * channels and `kata-storage:mount` are published from what the job recorded, after it.
    */
-  #nativeJobs(plan: readonly PlannedStorage[]): NativeStorageJob[] | undefined {
-    if (this.#leftovers.size > 0 || tracingActive('storage', 'mount')) return undefined;
-    const jobs: NativeStorageJob[] = [];
-    const seen = new Set<string>();
-    const api = mountApiOf(this.mountApi);
-    for (const { storage, handler } of plan) {
-      const path = storage.mountPoint;
-      if (seen.has(path) || this.#entries.has(path) || this.#locks.has(path)) return undefined;
-      seen.add(path);
-      const steps = handler.steps?.(storage);
-      if (steps === undefined) return undefined;
-      jobs.push(storageJob(storage, steps, api));
+  #addAsOneJob(
+    plan: readonly PlannedStorage[],
+    steps: readonly StorageSteps[],
+    containerId: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Taken[] | Promise<Taken[]> {
+    const paths =
+      plan.length === 1 ? [plan[0]!.storage.mountPoint] : [...new Set(plan.map((p) => p.storage.mountPoint))];
+    // Nobody is changing these mount points and none has a cleanup owed: the job starts now.
+    if (this.#anyLock(paths) === undefined && !this.#cleanupOwed(paths)) {
+      return this.#runJob(plan, steps, paths, containerId, signal, false);
     }
-    return jobs;
+    return this.#addWhenFree(plan, steps, paths, containerId, signal);
+  }
+
+  /** #addAsOneJob once nobody holds a lock on its mount points, with theirs, and owed cleanups finished. */
+  async #addWhenFree(
+    plan: readonly PlannedStorage[],
+    steps: readonly StorageSteps[],
+    paths: readonly string[],
+    containerId: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Taken[]> {
+    for (let busy = this.#anyLock(paths); busy !== undefined; busy = this.#anyLock(paths)) await busy;
+    if (this.#destroyed) throw destroyedError();
+    if (signal?.aborted) throw abortError(signal);
+    const unlock = this.#lockAll(paths);
+    try {
+      for (const p of paths) {
+        const e = this.#entries.get(p);
+        // Half torn down: finish that first; if it still fails, this request fails too.
+        if (e !== undefined && e.refcount === 0 && e.cleanupPending) {
+          try {
+            await this.#cleanup(e, 'release');
+          } catch (err) {
+            this.#traceStorages(plan, [], undefined, containerId, [], err);
+            throw err;
+          }
+        }
+      }
+      return await this.#runJob(plan, steps, paths, containerId, signal, true);
+    } finally {
+      unlock();
+    }
   }
 
   /**
-   * Runs #nativeJobs' job and records its storages as #acquire would have, one entry each, pushing
-   * them onto `taken`/`held`. The mount points stay locked while the job runs. On a failure the
-   * job has undone the request itself; what it could not undo is kept (a mount: a pending entry;
-   * a directory: a leftover) and the error carries `rollbackErrors`.
+   * The job of #addAsOneJob and the references it gives. What runs on this thread is recorded at
+   * once (nothing else can run meanwhile). What goes to the pool is recorded when it comes back,
+   * its mount points locked until then (unless `locked`: the caller holds them), and given back
+   * again if destroy() or the signal came meanwhile.
    */
-  async #addAsOneJob(
+  #runJob(
     plan: readonly PlannedStorage[],
-    jobs: NativeStorageJob[],
+    steps: readonly StorageSteps[],
+    paths: readonly string[],
     containerId: string | undefined,
-    taken: Taken[],
-    held: string[],
-  ): Promise<void> {
-    // The entries are recorded before the lock is released: a request waiting on one of these
-    // mount points must find it held.
-    return this.#whileLocked(
-      plan.map((p) => p.storage.mountPoint),
-      () => applyStorageJobs(jobs),
-      ({ outcomes, failed, error, undoErrors, refusal }) => {
-        if (refusal !== undefined) throw beneathRefusal(plan[failed]!.storage.mountPoint, refusal[0], refusal[1]);
-        const publish = channels.mount.hasSubscribers;
-        for (let i = 0; i < outcomes.length; i++) {
-          const { storage, handler } = plan[i]!;
-          const [created, mounted, ownershipSkipped, durationNs] = outcomes[i]!;
-          const job = jobs[i]!;
-          if (publish && (failed < 0 || i <= failed)) {
-            const withOwnership = job.fsGroup >= 0 || job.fsgid >= 0;
-            channels.mount.publish({
+    signal: AbortSignal | undefined,
+    locked: boolean,
+  ): Taken[] | Promise<Taken[]> {
+    const jobs: NativeStorageJob[] = [];
+    const made: number[] = [];
+    const api = mountApiOf(this.mountApi);
+    for (let i = 0; i < plan.length; i++) {
+      const path = plan[i]!.storage.mountPoint;
+      if (this.#entries.has(path) || (made.length > 0 && made.some((k) => plan[k]!.storage.mountPoint === path)))
+        continue;
+      made.push(i);
+      jobs.push(storageJob(plan[i]!.storage, steps[i]!, api));
+    }
+    let r: AppliedStorages | Promise<AppliedStorages> | undefined;
+    try {
+      if (jobs.length > 0) r = applyStorageJobs(jobs);
+    } catch (err) {
+      this.#traceStorages(plan, made, undefined, containerId, [], err);
+      throw err;
+    }
+    if (!(r instanceof Promise)) return this.#takeJob(plan, made, jobs, r, containerId);
+    const unlock = locked ? undefined : this.#lockAll(paths);
+    return r
+      .then(
+        (applied) => this.#takeJob(plan, made, jobs, applied, containerId),
+        (err: unknown) => {
+          this.#traceStorages(plan, made, undefined, containerId, [], err);
+          throw err;
+        },
+      )
+      .finally(() => unlock?.())
+      .then(async (taken) => {
+        if (!this.#destroyed && !signal?.aborted) return taken;
+        // The job could not be interrupted: what it made is given back as a failed request's is.
+        for (let i = taken.length - 1; i >= 0; i--) {
+          await this.#release(taken[i]!.path, 'rollback', taken[i]!.created, containerId).catch(() => undefined);
+        }
+        throw this.#destroyed ? destroyedError() : abortError(signal!);
+      });
+  }
+
+  /**
+   * Records a job's outcome (#recordJob), then the references of the whole request in its order:
+   * the storages the job made, and those held already or twice in the request (one more each).
+   */
+  #takeJob(
+    plan: readonly PlannedStorage[],
+    made: readonly number[],
+    jobs: readonly NativeStorageJob[],
+    applied: AppliedStorages | undefined,
+    containerId: string | undefined,
+  ): Taken[] {
+    try {
+      if (applied !== undefined) this.#recordJob(plan, made, jobs, applied, containerId);
+    } catch (err) {
+      this.#traceStorages(plan, made, applied, containerId, [], err);
+      throw err;
+    }
+    const taken: Taken[] = [];
+    for (let i = 0, k = 0; i < plan.length; i++) {
+      const path = plan[i]!.storage.mountPoint;
+      if (made[k] === i) {
+        k++;
+        taken.push({ path, created: true });
+      } else {
+        this.#entries.get(path)!.refcount++;
+        taken.push({ path, created: false });
+      }
+    }
+    this.#traceStorages(plan, made, applied, containerId, taken, undefined);
+    return taken;
+  }
+
+  /** Locks `paths` (none may be locked) until the returned function is called. */
+  #lockAll(paths: readonly string[]): () => void {
+    let unlock!: () => void;
+    const lock = new Promise<void>((r) => (unlock = r));
+    for (const p of paths) this.#locks.set(p, lock);
+    return () => {
+      unlock();
+      for (const p of paths) if (this.#locks.get(p) === lock) this.#locks.delete(p);
+    };
+  }
+
+  /** True when one of `paths` is an entry held by nobody whose cleanup is still owed. */
+  #cleanupOwed(paths: readonly string[]): boolean {
+    for (const p of paths) {
+      const e = this.#entries.get(p);
+      if (e !== undefined && e.refcount === 0 && e.cleanupPending) return true;
+    }
+    return false;
+  }
+
+  /** A lock held on one of `paths`, to wait for; undefined when none is. */
+  #anyLock(paths: readonly string[]): Promise<void> | undefined {
+    if (this.#locks.size === 0) return undefined;
+    for (const p of paths) {
+      const l = this.#locks.get(p);
+      if (l !== undefined) return l;
+    }
+    return undefined;
+  }
+
+  /**
+   * Records a job's storages (`made`: their indexes in `plan`) in the table, one entry each, with
+   * the leftover directories on their way now theirs; after a failure, only what the job could
+   * not undo, and the error is thrown with `rollbackErrors`. Publishes `kata-storage:mount`.
+   */
+  #recordJob(
+    plan: readonly PlannedStorage[],
+    made: readonly number[],
+    jobs: readonly NativeStorageJob[],
+    { outcomes, failed, error, undoErrors, refusal, ranHere }: AppliedStorages,
+    containerId: string | undefined,
+  ): void {
+    if (refusal !== undefined) throw beneathRefusal(plan[made[failed]!]!.storage.mountPoint, refusal[0], refusal[1]);
+    const publish = channels.mount.hasSubscribers;
+    for (let k = 0; k < outcomes.length; k++) {
+      const { storage, handler } = plan[made[k]!]!;
+      const { created, mounted, ownershipSkipped, durationNs } = outcomes[k]!;
+      const job = jobs[k]!;
+      if (publish && (failed < 0 || k <= failed)) {
+        const withOwnership = job.fsGroup >= 0 || job.fsgid >= 0;
+        channels.mount.publish({
+          driver: storage.driver,
+          source: job.source,
+          mountPoint: storage.mountPoint,
+          fstype: job.fstype,
+          options: job.options,
+          containerId,
+          ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
+          durationMs: durationNs / 1e6,
+          error: k === failed ? error : undefined,
+        });
+      }
+      const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
+      e.storage = storage;
+      e.handler = handler;
+      e.mounts = mounted;
+      e.memoryOnly = ranHere;
+      if (failed >= 0) {
+        if (channels.umount.hasSubscribers) {
+          for (const path of outcomes[k]!.unmounted) {
+            const ids = containerId === undefined ? {} : { containerId };
+            channels.umount.publish({
               driver: storage.driver,
-              source: job.source,
               mountPoint: storage.mountPoint,
-              fstype: job.fstype,
-              options: job.options,
-              containerId,
-              ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
-              durationMs: durationNs / 1e6,
-              error: i === failed ? error : undefined,
+              reason: 'rollback',
+              ...ids,
+              step: 'umount',
+              path,
+              mount: 'recorded',
+              durationMs: 0,
             });
           }
-          if (failed >= 0) {
-            // Rolled back by the job: only what it could not undo is left to remember.
-            if (mounted.length > 0) {
-              const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
-              Object.assign(e, { storage, handler, mounts: mounted, created });
-              this.#keepUndone(e);
-            } else for (const p of created) this.#leftovers.set(p, false);
-            continue;
-          }
-          const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
-          Object.assign(e, {
-            storage,
-            handler,
-            mounts: mounted,
-            created,
-            createdMountPoint: created.includes(storage.mountPoint),
-          });
-          const raced = this.#entries.get(storage.mountPoint);
-          // setSandboxStorage() (synchronous) took a reference while the job ran.
-          if (raced) raced.takeOver(e);
-          else this.#entries.set(storage.mountPoint, e);
-          taken.push({ path: storage.mountPoint, created: true });
-          held.push(storage.mountPoint);
         }
-        if (failed >= 0) {
-          const err = explainMountError(error!, jobs[failed]!.fstype);
-          errorsOf(err, 'rollbackErrors', undoErrors);
-          throw err;
-        }
-      },
-    );
+        // Rolled back by the job: only what it could not undo is left to remember.
+        if (mounted.length > 0) {
+          e.created = created;
+          this.#keepUndone(e);
+        } else for (const p of created) this.#leftovers.set(p, false);
+        continue;
+      }
+      // Directories an earlier storage left behind on the way are this entry's now (shallowest
+      // first, before what the job created), so its release removes them and nobody else does.
+      const claimed = this.#claimLeftovers(storage.mountPoint);
+      e.created = claimed.length === 0 ? created : [...claimed, ...created];
+      e.createdMountPoint = e.created.includes(storage.mountPoint);
+      const raced = this.#entries.get(storage.mountPoint);
+      // setSandboxStorage() (synchronous) took a reference while the job ran.
+      if (raced) raced.takeOver(e);
+      else this.#entries.set(storage.mountPoint, e);
+    }
+    if (failed >= 0) {
+      const err = explainMountError(error!, jobs[failed]!.fstype);
+      errorsOf(err, 'rollbackErrors', undoErrors);
+      throw err;
+    }
+  }
+
+  /**
+   * Publishes on `tracing:kata-storage:storage` each storage the request reached, from what the
+   * job recorded: those it made or referenced, and the one that failed with `err`. The same code
+   * ran whether or not anyone listens; this only reports it.
+   */
+  #traceStorages(
+    plan: readonly PlannedStorage[],
+    made: readonly number[],
+    applied: AppliedStorages | undefined,
+    containerId: string | undefined,
+    taken: readonly Taken[],
+    err: unknown,
+  ): void {
+    if (!tracingActive('storage')) return;
+    // The storage that failed: the job's, or the first (a refused walk or an owed cleanup).
+    const failedAt = err === undefined ? -1 : applied !== undefined && applied.failed >= 0 ? made[applied.failed]! : 0;
+    const reached = err === undefined ? plan.length : failedAt + 1;
+    for (let i = 0; i < reached; i++) {
+      const { storage } = plan[i]!;
+      const k = made.indexOf(i);
+      const durationMs = k >= 0 && applied !== undefined ? (applied.outcomes[k]?.durationNs ?? 0) / 1e6 : 0;
+      const ctx = { driver: storage.driver, mountPoint: storage.mountPoint, containerId, storage };
+      if (i === failedAt) traceRecorded('storage', ctx, durationMs, { error: err });
+      else {
+        const t = taken[i] ?? { path: storage.mountPoint, created: k >= 0 };
+        traceRecorded('storage', ctx, durationMs, { result: { held: storage.mountPoint, taken: t } });
+      }
+    }
   }
 
   /**
@@ -515,7 +706,7 @@ export class Sandbox {
     if (ending.length === 0) return;
     await this.#whileLocked(
       ending.map((e) => e.path),
-      () => releaseStorageJobs(ending, this.umountBusyTimeoutMs),
+      () => releaseStorageJobs(ending, this.umountBusyTimeoutMs, ending.every((e) => e.memoryOnly)),
       (outcomes) => {
         for (let i = 0; i < ending.length; i++) {
           const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);
@@ -528,18 +719,15 @@ export class Sandbox {
 
   /**
    * Runs one job for mount points nobody holds a lock on (the caller checked), then `record`s its
-   * result in the table: they stay locked, as #withLock would lock each, until both are done.
+   * result in the table. A job that ran on this thread is recorded at once (nothing else ran
+   * meanwhile); one that went to the pool keeps them locked, as #withLock would lock each, until
+   * both are done.
    */
-  async #whileLocked<T, R>(paths: readonly string[], job: () => Promise<T>, record: (result: T) => R): Promise<R> {
-    let unlock!: () => void;
-    const lock = new Promise<void>((r) => (unlock = r));
-    for (const p of paths) this.#locks.set(p, lock);
-    try {
-      return record(await job());
-    } finally {
-      unlock();
-      for (const p of paths) if (this.#locks.get(p) === lock) this.#locks.delete(p);
-    }
+  #whileLocked<T, R>(paths: readonly string[], job: () => T | Promise<T>, record: (result: T) => R): R | Promise<R> {
+    const r = job();
+    if (!(r instanceof Promise)) return record(r);
+    const unlock = this.#lockAll(paths);
+    return r.then(record).finally(unlock);
   }
 
   #acquire(
@@ -680,6 +868,7 @@ export class Sandbox {
           (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error),
         );
         e.mounts.push({ path: target, id });
+        e.memoryOnly = false;
       },
       async mountAtMountPoint(source, fstype, options = [], opts = {}) {
         const target = storage.mountPoint;
@@ -699,16 +888,18 @@ export class Sandbox {
             // As make(): leftovers on the way become this entry's before the job creates the rest.
             const claimed = claimLeftovers(target);
             e.created.push(...claimed);
-            const { outcomes, failed, error, undoErrors, refusal } = await applyStorageJobs([job]);
+            const { outcomes, failed, error, undoErrors, refusal, ranHere } = await applyStorageJobs([job]);
             if (refusal !== undefined) throw beneathRefusal(target, refusal[0], refusal[1]);
             // Everything it made, or after a failure what its own undo could not remove: this
             // entry's to release, recorded before any error is thrown.
             const outcome = outcomes[0];
-            const created: string[] = outcome?.[0] ?? [];
+            const created: string[] = outcome?.created ?? [];
             e.created.push(...created);
-            e.mounts.push(...(outcome?.[1] ?? []));
+            e.mounts.push(...(outcome?.mounted ?? []));
+            // Its release may run on this thread too when this was its only mount.
+            e.memoryOnly = ranHere && e.mounts.length === (outcome?.mounted.length ?? 0);
             if (claimed.includes(target) || created.includes(target)) e.createdMountPoint = true;
-            skipped = outcome?.[2] === true;
+            skipped = outcome?.ownershipSkipped === true;
             if (failed >= 0) {
               // Named the way mount() names it (an unknown fstype, no CAP_SYS_ADMIN).
               const err = explainMountError(error!, fstype);
@@ -879,7 +1070,7 @@ export class Sandbox {
       if (this.#entries.get(e.path) === e) e.cleanupPending = true;
       throw err;
     }
-    const [outcome] = await releaseStorageJobs([e], this.umountBusyTimeoutMs);
+    const [outcome] = await releaseStorageJobs([e], this.umountBusyTimeoutMs, e.memoryOnly);
     const error = this.#settle(e, outcome!, reason, containerId);
     if (error !== undefined) throw error;
     await this.#retryLeftovers();
@@ -915,6 +1106,17 @@ export class Sandbox {
       if (r === undefined || (r as NodeJS.ErrnoException).code === 'ENOENT') this.#leftovers.delete(dir);
     }
   }
+}
+
+/** Each storage's steps, when every one of the request has them; undefined otherwise. */
+function stepsOf(plan: readonly PlannedStorage[]): StorageSteps[] | undefined {
+  const out: StorageSteps[] = [];
+  for (const { storage, handler } of plan) {
+    const steps = handler.steps?.(storage);
+    if (steps === undefined) return undefined;
+    out.push(steps);
+  }
+  return out;
 }
 
 let openat2: boolean | undefined;

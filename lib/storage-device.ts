@@ -23,6 +23,11 @@ export class StorageDevice {
   trees = new Set<string>();
   createdMountPoint = false;
   /**
+   * Its mounts are memory-only ones (tmpfs, ramfs) made on the calling thread: its release job
+   * may run there too (releaseStorageJobs' `here`).
+   */
+  memoryOnly = false;
+  /**
    * Held by nobody, and its cleanup failed or was deferred: the next release, add of this mount
    * point or destroy() finishes it (StorageInfo.cleanupPending).
    */
@@ -63,10 +68,13 @@ export class StorageDevice {
     this.created = made.created;
     this.trees = made.trees;
     this.createdMountPoint = made.createdMountPoint;
+    this.memoryOnly = made.memoryOnly;
   }
 
   /** Adds what a failed rollback of `undone` left mounted or created to this entry's record. */
   absorb(undone: StorageDevice): void {
+    this.memoryOnly =
+      (this.mounts.length === 0 || this.memoryOnly) && (undone.mounts.length === 0 || undone.memoryOnly);
     this.mounts.push(...undone.mounts);
     this.created.push(...undone.created);
     for (const tree of undone.trees) this.trees.add(tree);

@@ -15,6 +15,7 @@ import {
   type StorageInput,
   type UmountEvent,
 } from '../lib/index';
+import { native } from '../lib/native';
 import { attachLoop } from './helpers/loop';
 import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
 import { listen } from './helpers/events';
@@ -369,9 +370,11 @@ t.test('sandbox faults for real', { skip: cannotMount }, async (t) => {
     const err = await sb.addStorages([tmpfs(kept)], { containerId: 'c' }).catch((e: Error) => e);
     t.match(err, { name: 'StorageError', code: 'ERR_SANDBOX_DESTROYED' }, 'addStorages after destroy()');
     t.throws(() => sb.setSandboxStorage(kept), { code: 'ERR_SANDBOX_DESTROYED' });
-    // Two synchronous calls: the add's first step runs after destroy() has begun.
+    // Two synchronous calls: the add's job (on the pool: more storages than run on the calling
+    // thread) finishes after destroy() has begun.
     const racing = new Sandbox({ allowedRoots: [root] });
-    const add = racing.addStorages([tmpfs(kept)], { containerId: 'c' });
+    const many = Array.from({ length: native.maxStoragesHere }, (_, i) => tmpfs(join(root, `many${i}`)));
+    const add = racing.addStorages([tmpfs(kept), ...many], { containerId: 'c' });
     const destroying = racing.destroy();
     await t.rejects(add, { code: 'ERR_SANDBOX_DESTROYED' });
     await destroying;

@@ -3,6 +3,7 @@
 // job fails half-way, is refused, or races destroy() and setSandboxStorage(). Proven through
 // /proc/self/mountinfo and the tree under the root; the addon is only counted, never faked.
 import t from 'tap';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, StorageError, storageTracing } from '../lib/index';
@@ -32,6 +33,16 @@ async function nativeCalls(t: { teardown(fn: () => void): void }, fn: () => Prom
     restore();
   }
   return calls;
+}
+
+/** The mounts under `root`, as lines of path (relative to it), fstype and super options. */
+function relativeMounts(root: string): string {
+  return mountSnapshot()
+    .split('\n')
+    .filter((l) => l.includes(root))
+    .map((l) => l.split(root).join('<root>'))
+    .sort()
+    .join('\n');
 }
 
 const tmpfs = (mountPoint: string, options: string[] = ['size=1m']) => ({
@@ -114,29 +125,87 @@ t.test('one native job per request', { skip: cannotMount }, async (t) => {
     t.equal(treeSnapshot(root), tree, 'first/ was never created');
   });
 
-  t.test('with a tracer attached, each storage goes through create(), to the same result', async (t) => {
-    const root = scratchDir(t);
-    const before = mountSnapshot();
-    const seen: string[] = [];
-    const subscriber = { start: (c: { mountPoint?: string }) => void seen.push(c.mountPoint ?? '') };
-    storageTracing.storage.subscribe(subscriber);
-    t.teardown(() => void storageTracing.storage.unsubscribe(subscriber));
-    const sb = new Sandbox({ allowedRoots: [root] });
-    const points = [join(root, 'p'), join(root, 'q')];
-    const calls = await nativeCalls(t, () => sb.addStorages(points.map((p) => tmpfs(p))));
-    t.equal(calls.filter((n) => n === 'applyStorages').length, 2, 'one job per storage, each made by its create()');
-    t.same(seen, points, 'the tracer saw each storage start');
-    for (const p of points) t.equal(mountAt(p)?.fstype, 'tmpfs', `${p} mounted`);
-    await sb.destroy();
-    t.equal(mountSnapshot(), before, 'destroy() released them');
-  });
+  t.test(
+    'tracing observes and never steers: the same requests take the same path with and without subscribers',
+    async (t) => {
+      // The same script twice: a new request, a reference-only add of a held mount point next to a
+      // new one, a failing request (rolled back by the job), then the releases; once with nobody
+      // listening, once with every channel of the request path subscribed.
+      const run = async (root: string) => {
+        const sb = new Sandbox({ allowedRoots: [root] });
+        const p = join(root, 'p');
+        const q = join(root, 'q');
+        const mounts: string[] = [];
+        const calls = await nativeCalls(t, async () => {
+          await sb.addStorages([tmpfs(p)], { containerId: 'a' });
+          await sb.addStorages([tmpfs(p), tmpfs(q)], { containerId: 'b' });
+          mounts.push(relativeMounts(root));
+          await rejection(
+            sb.addStorages([tmpfs(join(root, 'r')), tmpfs(join(root, 's'), ['size=zz'])], { containerId: 'c' }),
+          );
+          mounts.push(relativeMounts(root));
+          await sb.removeContainer('a');
+          mounts.push(relativeMounts(root));
+          await sb.removeContainer('b');
+        });
+        return { calls, mounts, table: [...sb.storages()] };
+      };
+      const quiet = await run(scratchDir(t));
+      const events: string[] = [];
+      const on = (name: string) => (m: unknown) =>
+        void events.push(`${name} ${JSON.stringify(m, ['mountPoint', 'reason'])}`);
+      const plain = ['kata-storage:mount', 'kata-storage:umount'].map((n) => [n, on(n)] as const);
+      for (const [n, f] of plain) diagnostics_channel.subscribe(n, f);
+      const traced = {
+        start: on('storage:start'),
+        asyncEnd: on('storage:asyncEnd'),
+        error: on('storage:error'),
+      };
+      storageTracing.storage.subscribe(traced);
+      storageTracing.addStorages.subscribe(traced);
+      t.teardown(() => {
+        for (const [n, f] of plain) diagnostics_channel.unsubscribe(n, f);
+        storageTracing.storage.unsubscribe(traced);
+        storageTracing.addStorages.unsubscribe(traced);
+      });
+      const observed = await run(scratchDir(t));
+      t.same(observed.calls, quiet.calls, 'the same native calls, in the same order');
+      t.same(
+        quiet.calls.filter((n) => n === 'applyStorages'),
+        ['applyStorages', 'applyStorages', 'applyStorages'],
+        'one job per request, held mount point or not',
+      );
+      t.same(observed.mounts, quiet.mounts, 'the same mounts after each step');
+      t.same(observed.table, quiet.table, 'the same table');
+      t.same(
+        quiet.mounts.map((m) => m.split('\n').filter(Boolean).length),
+        [2, 2, 2],
+        'p and q mounted; the failed request left nothing; p still held by b',
+      );
+      // What subscribers saw comes from the jobs' records: each storage, each mount, the rollback.
+      const count = (prefix: string) => events.filter((e) => e.startsWith(prefix)).length;
+      t.equal(
+        count('storage:start'),
+        1 + 2 + 2 + 3,
+        'every storage the requests reached (1, 2, 2), and each request (3)',
+      );
+      t.equal(count('storage:error'), 2, 'the failed storage and its request');
+      t.equal(count('kata-storage:mount'), 1 + 1 + 2, 'each mount the jobs made or tried');
+      t.ok(
+        events.some((e) => e.startsWith('kata-storage:umount') && e.includes('"rollback"')),
+        "the job's own rollback of r is published",
+      );
+    },
+  );
 
-  t.test('destroy() while the job runs: the request is given back and refused', async (t) => {
+  t.test('destroy() while a pool job runs: the request is given back and refused', async (t) => {
     const root = scratchDir(t);
     const before = mountSnapshot();
     const tree = treeSnapshot(root);
     const sb = new Sandbox({ allowedRoots: [root] });
-    const adding = sb.addStorages([tmpfs(join(root, 'd1')), tmpfs(join(root, 'd2'))], { containerId: 'c' });
+    // More storages than run on the calling thread: the job goes to the pool.
+    const many = Array.from({ length: native.maxStoragesHere + 1 }, (_, i) => tmpfs(join(root, `d${i}`)));
+    const adding = sb.addStorages(many, { containerId: 'c' });
     const destroying = sb.destroy();
     const err = await rejection(adding);
     await destroying;
@@ -145,12 +214,30 @@ t.test('one native job per request', { skip: cannotMount }, async (t) => {
     t.equal(treeSnapshot(root), tree, 'nor any directory');
   });
 
-  t.test('setSandboxStorage() while the job runs: its reference joins the entry the job makes', async (t) => {
+  t.test(
+    'destroy() right after a request run on the calling thread: it was made, then destroy() releases it',
+    async (t) => {
+      const root = scratchDir(t);
+      const before = mountSnapshot();
+      const tree = treeSnapshot(root);
+      const sb = new Sandbox({ allowedRoots: [root] });
+      const adding = sb.addStorages([tmpfs(join(root, 'd1')), tmpfs(join(root, 'd2'))], { containerId: 'c' });
+      t.equal(mountAt(join(root, 'd2'))?.fstype, 'tmpfs', 'made within the call: memory-only steps run here');
+      const destroying = sb.destroy();
+      t.same(await adding, [join(root, 'd1'), join(root, 'd2')], 'the request had succeeded');
+      await destroying;
+      t.equal(mountSnapshot(), before, 'destroy() released it');
+      t.equal(treeSnapshot(root), tree, 'and its directories');
+    },
+  );
+
+  t.test('setSandboxStorage() while a pool job runs: its reference joins the entry the job makes', async (t) => {
     const root = scratchDir(t);
     const before = mountSnapshot();
     const sb = new Sandbox({ allowedRoots: [root] });
     const p = join(root, 'shared');
-    const adding = sb.addStorages([tmpfs(p)], { containerId: 'c' });
+    const others = Array.from({ length: native.maxStoragesHere }, (_, i) => tmpfs(join(root, `o${i}`)));
+    const adding = sb.addStorages([tmpfs(p), ...others], { containerId: 'c' });
     t.equal(sb.setSandboxStorage(p), true, 'a new reference while the job runs');
     await adding;
     t.equal(sb.refcount(p), 2, 'both references counted on one entry');
@@ -202,7 +289,7 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     onRootMismatch: false,
     fsgid: -1,
   });
-  await t.rejects(applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
+  t.throws(() => applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
   const numbers = new Float64Array([0, 1, 2, -1, 0, 0, -1, 0]);
   t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
   t.throws(
@@ -243,8 +330,8 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
   }
   t.throws(() => native.applyStorages('', new Float64Array(8)), /more storages than fields/, 'counts without fields');
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), ids, 0), /path count/, 'NaN count');
-  await t.rejects(
-    releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),
+  t.throws(
+    () => releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),
     /NUL/,
     'a NUL in a release path, in JS',
   );

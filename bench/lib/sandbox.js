@@ -99,7 +99,7 @@ function sandboxPath(b) {
    * The request's two native calls alone, made directly as the Sandbox makes them for this request
    * (dist/native.js applyStorageJobs, then releaseStorageJobs with the mounts and directories the
    * first reported, newest first), with no Sandbox around them: the addon's share of the Sandbox's
-   * cost (its packing, Node-API calls, pool hand-offs, the job's first pass, promises), the rest
+   * cost (its packing, Node-API calls, pool hand-offs when it goes there, the job's first pass), the rest
    * being what the Sandbox adds around them (its JS, and what running it costs the calls). Real
    * mounts, as the Sandbox's. Samples: ns per storage.
    * @param {number} n @param {number} requests
@@ -126,14 +126,16 @@ function sandboxPath(b) {
     const w0 = ns();
     for (let i = 0; i < requests; i++) {
       const t0 = ns();
-      const { outcomes, failed, error, refusal } = await jobs.applyStorageJobs(request);
+      const { outcomes, failed, error, refusal, ranHere } = await jobs.applyStorageJobs(request);
       if (failed >= 0) throw error ?? new Error(`the job refused ${refusal}`);
       /** @type {import('../../lib/native').AppliedStorages['outcomes']} */
       const made = outcomes;
-      // Newest first, as the Sandbox gives a container's storages back.
+      // Newest first, as the Sandbox gives a container's storages back; on this thread when the
+      // add ran on it, as the Sandbox does.
       const released = await jobs.releaseStorageJobs(
-        made.map(([created, mounts]) => ({ mounts, created })).reverse(),
+        made.map(({ created, mounted }) => ({ mounts: mounted, created })).reverse(),
         0,
+        ranHere,
       );
       samples[i] = (ns() - t0) / n;
       for (const { error: err, mountsLeft, leftovers } of released) {

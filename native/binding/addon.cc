@@ -150,6 +150,12 @@ Napi::Value Job::Start(Napi::Env env, Job* job) {
   return Napi::Value(env, promise);
 }
 
+Napi::Value Job::RunHere(Napi::Env env, Job* job) {
+  std::unique_ptr<Job> owned(job);
+  job->Execute();
+  return job->Complete(env);
+}
+
 namespace {
 
 // The slow path of a string argument: a typeof, then the length and the bytes (Utf8Value).

@@ -237,20 +237,26 @@ class ApplyStoragesJob : public Job {
     }
   }
   Napi::Value Complete(Napi::Env env) override {
-    Napi::Float64Array counts = Napi::Float64Array::New(env, 4 * outcomes_.size());
+    Napi::Float64Array counts = Napi::Float64Array::New(env, 5 * outcomes_.size());
+    double* c = counts.Data();
     std::string paths;
     std::vector<double> ids;  // each mount's ID (release.h), in the order of the mounted paths
     for (size_t i = 0; i < outcomes_.size(); ++i) {
       const StorageOutcome& o = outcomes_[i];
-      counts[4 * i] = static_cast<double>(o.undo.created.size());
-      counts[4 * i + 1] = static_cast<double>(o.undo.mounted.size());
-      counts[4 * i + 2] = o.ownership_skipped ? 1 : 0;
-      counts[4 * i + 3] = static_cast<double>(o.duration_ns);
+      c[5 * i] = static_cast<double>(o.undo.created.size());
+      c[5 * i + 1] = static_cast<double>(o.undo.mounted.size());
+      c[5 * i + 2] = o.ownership_skipped ? 1 : 0;
+      c[5 * i + 3] = static_cast<double>(o.duration_ns);
+      c[5 * i + 4] = static_cast<double>(o.undo.unmounted.size());
       AppendFields(&paths, o.undo.created);
       for (const MountRef& m : o.undo.mounted) {
         paths.append(m.path);
         paths.push_back('\0');
         ids.push_back(static_cast<double>(m.id));
+      }
+      for (const MountRef& m : o.undo.unmounted) {
+        paths.append(m.path);
+        paths.push_back('\0');
       }
     }
     Napi::Float64Array mount_ids = Napi::Float64Array::New(env, ids.size());
@@ -284,11 +290,12 @@ class ApplyStoragesJob : public Job {
 // applyStorages(fields: string, numbers: Float64Array): per storage the fields root, rel, source,
 // fstype and its option elements, and the numbers [leafFile, beneath, api, fsGroup (-1: none),
 // fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count].
-// Promise<[counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs),
-// paths: string (per storage its created then its mounted paths, NUL-ended), failed (-1: none),
-// error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds: Float64Array (one per
-// mounted path, in order; 0 unknown)]>. One job for a request's storages; a refusal means nothing
-// was touched.
+// [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs, unmounted),
+// paths: string (per storage its created, mounted, then rolled-back unmounted paths, NUL-ended),
+// failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds:
+// Float64Array (one per mounted path, in order; 0 unknown)], itself when every step is
+// memory-only (CannotBlock: run here), else through a promise (run on the pool). One job for a
+// request's storages; a refusal means nothing was touched.
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
@@ -341,6 +348,9 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
     d.Resolve(result);
     return d.Promise();
   }
+  // Memory-only steps run here, synchronously, and the result comes back as it is; anything that
+  // can wait on I/O goes to the pool and comes back as a promise.
+  if (kata::CannotBlock(jobs)) return Job::RunHere(env, new ApplyStoragesJob(std::move(jobs)));
   return Job::Start(env, new ApplyStoragesJob(std::move(jobs)));
 }
 
@@ -403,16 +413,18 @@ class ReleaseStoragesJob : public Job {
   std::vector<ReleaseOutcome> outcomes_;
 };
 
-// releaseStorages(fields: string, numbers: Float64Array, perPath: Float64Array, busyTimeoutMs):
-// per storage its mounted then its created paths as fields; numbers [mounted count, created
-// count] per storage; perPath, in the order of the fields, each mount's ID (0: unknown) and for
-// each created path 1 when it is a tree to remove with its content, else 0.
-// Promise<[numbers: Float64Array (per storage mountsLeft, leftover count, durationNs, step
-// count), leftovers: string (NUL-ended, in storage order), errors?: (Error | undefined)[] (by
-// storage), leftoverErrors?: Error[] (one per leftover), steps: Float64Array ([kind (0 recorded,
+// releaseStorages(fields: string, numbers: Float64Array, perPath: Float64Array, busyTimeoutMs,
+// here?: boolean): per storage its mounted then its created paths as fields; numbers [mounted
+// count, created count] per storage; perPath, in the order of the fields, each mount's ID (0:
+// unknown) and for each created path 1 when it is a tree to remove with its content, else 0;
+// here: the mounts are memory-only ones applyStorages ran on the calling thread.
+// [numbers: Float64Array (per storage mountsLeft, leftover count, durationNs, step count),
+// leftovers: string (NUL-ended, in storage order), errors?: (Error | undefined)[] (by storage),
+// leftoverErrors?: Error[] (one per leftover), steps: Float64Array ([kind (0 recorded,
 // 1 descendant, 2 gone), durationNs] per unmount step, in storage order), stepPaths: string
-// (NUL-ended), stepErrors?: (Error | undefined)[] (by step)]>. One job for the storages a release
-// gives back (release.h ReleaseStorages).
+// (NUL-ended), stepErrors?: (Error | undefined)[] (by step)], itself when `here` holds, no EBUSY
+// retry can sleep and no tree is to be removed (run here), else through a promise (run on the
+// pool). One job for the storages a release gives back (release.h ReleaseStorages).
 Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
@@ -448,6 +460,15 @@ Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "perPath has more numbers than paths");
   UmountOptions umount;
   umount.busy_timeout_ms = IntArg(info, 3, "busyTimeoutMs");
+  // The caller says the mounts are memory-only ones that ran here (applyStorages), no EBUSY retry
+  // can sleep, and no directory tree (which may lie on a disk) is to be removed: then the release
+  // runs here too, and its result comes back as it is.
+  bool trees = false;
+  for (const StorageRelease& r : releases) {
+    for (bool tree : r.trees) trees = trees || tree;
+  }
+  if (info[4].ToBoolean() && umount.busy_timeout_ms == 0 && n <= kMaxStoragesHere && !trees)
+    return Job::RunHere(env, new ReleaseStoragesJob(std::move(releases), umount));
   return Job::Start(env, new ReleaseStoragesJob(std::move(releases), umount));
 }
 
@@ -588,6 +609,7 @@ void Export(Napi::Env env, Napi::Object exports) {
                       {"newMountApiSupport", NewMountApiSupport},
                   });
   exports.Set("mountFlags", MountFlags(env));
+  exports.Set("maxStoragesHere", Napi::Number::New(env, static_cast<double>(kMaxStoragesHere)));
 }
 
 const Registrar registrar(Export);

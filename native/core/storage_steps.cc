@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -65,6 +66,17 @@ bool Ownership(const StorageJob& job, const std::string& target, StorageOutcome*
   return job.fsgid < 0 || SetFsGid(target, job.fsgid, error);
 }
 
+// Under kAuto, a fresh memory-only filesystem onto a directory opened beneath its root, with no
+// propagation or recursive attribute to set after it, goes through mount(2) onto that fd's
+// /proc/self/fd path: one call, where the new API takes fsopen, an fsconfig per word, fsmount,
+// move_mount and two closes. The guarantee is the same: mount(2) follows the link to exactly the
+// object the fd holds, so a later rename or symlink at the path cannot redirect it.
+bool OneCallApi(const StorageJob& job) {
+  return job.api == MountApi::kAuto && job.point.beneath && !job.point.leaf_file &&
+         MemoryOnly(job.fstype) && job.options.propagation == 0 && !job.options.recursive_flags &&
+         !(job.options.flags & (MS_BIND | MS_MOVE | MS_REMOUNT));
+}
+
 // Undoes `undo` newest first; what could not be undone stays in it.
 void Undo(UndoLog* undo, std::vector<SysError>* errors) {
   UmountOptions plain;
@@ -75,6 +87,7 @@ void Undo(UndoLog* undo, std::vector<SysError>* errors) {
       errors->push_back(std::move(e));
       return;  // a mount still there: nothing below it may be removed
     }
+    undo->unmounted.push_back(std::move(undo->mounted.back()));
     undo->mounted.pop_back();
   }
   std::vector<std::string> kept;
@@ -90,6 +103,19 @@ void Undo(UndoLog* undo, std::vector<SysError>* errors) {
 }
 
 }  // namespace
+
+bool MemoryOnly(std::string_view fstype) { return fstype == "tmpfs" || fstype == "ramfs"; }
+
+bool CannotBlock(const std::vector<StorageJob>& jobs) {
+  if (jobs.size() > kMaxStoragesHere) return false;
+  for (const StorageJob& job : jobs) {
+    if (!MemoryOnly(job.fstype) || (job.options.flags & (MS_BIND | MS_MOVE | MS_REMOUNT)) ||
+        job.point.leaf_file) {
+      return false;
+    }
+  }
+  return true;
+}
 
 bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutcome>* outcomes,
                    size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
@@ -148,14 +174,26 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       MountRef made;
       if (ok) {
         MountRequest request;
-        request.api = job.api;
-        request.mount_id = &made.id;  // the mount's identity, for its release (release.h)
+        request.api = OneCallApi(job) ? MountApi::kLegacy : job.api;
+        // The mount's identity, for its release (release.h): mount(2) onto the fd's /proc path
+        // reads it from the target reopened beneath the root and checked, as the new API from
+        // its mount fd, so both paths record the same.
+        request.mount_id = &made.id;
         if (job.point.beneath) {
           request.beneath = job.point.root.c_str();
           request.target_fd = leaf.get();
         }
-        ok = Mount(job.source.c_str(), target.c_str(),
-                   job.fstype.empty() ? nullptr : job.fstype.c_str(), job.options, error, request);
+        const char* fstype = job.fstype.empty() ? nullptr : job.fstype.c_str();
+        ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, error, request);
+        if (!ok && request.api != job.api && error->err == EINVAL &&
+            EffectiveMountApi(job.api, job.options) == MountApi::kNew) {
+          // Nothing was mounted. The new API says which word the filesystem refused (its
+          // fsconfig log), where mount(2) says only EINVAL: ask it, for the error's sake.
+          SysError detailed;
+          request.api = MountApi::kNew;
+          ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, &detailed, request);
+          if (!ok) *error = std::move(detailed);
+        }
       }
       if (ok) {
         made.path = target;

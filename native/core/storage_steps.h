@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "beneath.h"
@@ -31,6 +32,8 @@ struct MountPointSteps {
 struct UndoLog {
   std::vector<std::string> created;
   std::vector<MountRef> mounted;
+  // What a rollback released again (newest first), for the caller to report.
+  std::vector<MountRef> unmounted;
 };
 
 // One storage of a request: the mount point, the mount, and the ownership steps after it.
@@ -73,5 +76,21 @@ struct StorageRefusal {
 bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutcome>* outcomes,
                    size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
                    StorageRefusal* refusal);
+
+// At most this many storages run on the caller's thread: about 40 µs each, so the caller (Node's
+// event loop) is held well under a millisecond; a larger request goes to the pool, where its two
+// thread hand-offs are small next to its work.
+constexpr size_t kMaxStoragesHere = 16;
+
+// True when `fstype` lives in memory only (tmpfs, ramfs): mounting, unmounting and walking it
+// never waits on a device, a server or the disk.
+bool MemoryOnly(std::string_view fstype);
+
+// True when no step of `jobs` can wait on I/O, so the caller may run them on its own thread:
+// each mounts a fresh memory-only filesystem (no bind, whose source may sit on a network or FUSE
+// filesystem) on a directory beneath its allowed root, with ownership steps that walk that fresh,
+// empty mount; and there are at most kMaxStoragesHere of them. The allowed roots themselves are
+// the agent's own local directories (/run/kata-containers), as in Kata.
+bool CannotBlock(const std::vector<StorageJob>& jobs);
 
 }  // namespace kata
