@@ -128,12 +128,12 @@ function sandboxPath(b) {
       const t0 = ns();
       const { outcomes, failed, error, refusal, ranHere } = await jobs.applyStorageJobs(request);
       if (failed >= 0) throw error ?? new Error(`the job refused ${refusal}`);
-      /** @type {import('../../lib/native').AppliedStorages['outcomes']} */
-      const made = outcomes;
       // Newest first, as the Sandbox gives a container's storages back; on this thread when the
       // add ran on it, as the Sandbox does.
       const released = await jobs.releaseStorageJobs(
-        made.map(({ created, mounted }) => ({ mounts: mounted, created })).reverse(),
+        outcomes
+          .map((/** @type {import('../../lib/native').AppliedStorage} */ o) => ({ mounts: o.mounted, created: o.created }))
+          .reverse(),
         0,
         ranHere,
       );
