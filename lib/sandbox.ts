@@ -12,6 +12,8 @@ import {
   applyStorageJobs,
   native,
   releaseStorageJobs,
+  requestEnded,
+  requestStarted,
   type AppliedStorages,
   type NativeStorageJob,
   type ReleaseOutcome,
@@ -143,6 +145,15 @@ export class Sandbox {
   }
 
   async #addStorages(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
+    requestStarted();
+    try {
+      return await this.#add(storages, opts);
+    } finally {
+      requestEnded();
+    }
+  }
+
+  async #add(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
     if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
     const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
     const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
@@ -244,6 +255,15 @@ export class Sandbox {
   }
 
   async #removeContainer(containerId: string): Promise<void> {
+    requestStarted();
+    try {
+      await this.#remove(containerId);
+    } finally {
+      requestEnded();
+    }
+  }
+
+  async #remove(containerId: string): Promise<void> {
     if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
     const refs = this.#containers.get(containerId);
     this.#containers.delete(containerId);

@@ -287,15 +287,15 @@ class ApplyStoragesJob : public Job {
   StorageRefusal refusal_;
 };
 
-// applyStorages(fields: string, numbers: Float64Array): per storage the fields root, rel, source,
-// fstype and its option elements, and the numbers [leafFile, beneath, api, fsGroup (-1: none),
-// fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count].
-// [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs, unmounted),
-// paths: string (per storage its created, mounted, then rolled-back unmounted paths, NUL-ended),
-// failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds:
-// Float64Array (one per mounted path, in order; 0 unknown)], itself when every step is
-// memory-only (CannotBlock: run here), else through a promise (run on the pool). One job for a
-// request's storages; a refusal means nothing was touched.
+// applyStorages(fields: string, numbers: Float64Array, mayRunHere?: boolean): per storage the
+// fields root, rel, source, fstype and its option elements, and the numbers [leafFile, beneath,
+// api, fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element
+// count]. [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs,
+// unmounted), paths: string (per storage its created, mounted, then rolled-back unmounted paths,
+// NUL-ended), failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path],
+// mountIds: Float64Array (one per mounted path, in order; 0 unknown)], itself when every step is
+// memory-only (CannotBlock) and mayRunHere (run here), else through a promise (run on the pool).
+// One job for a request's storages; a refusal means nothing was touched.
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
@@ -350,7 +350,9 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   }
   // Memory-only steps run here, synchronously, and the result comes back as it is; anything that
   // can wait on I/O goes to the pool and comes back as a promise.
-  if (kata::CannotBlock(jobs)) return Job::RunHere(env, new ApplyStoragesJob(std::move(jobs)));
+  // mayRunHere: the caller's budget for this turn of the event loop is not spent (lib/native.ts).
+  if (info[2].ToBoolean() && kata::CannotBlock(jobs))
+    return Job::RunHere(env, new ApplyStoragesJob(std::move(jobs)));
   return Job::Start(env, new ApplyStoragesJob(std::move(jobs)));
 }
 
