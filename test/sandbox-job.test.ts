@@ -109,6 +109,26 @@ t.test('one native job per request', { skip: cannotMount }, async (t) => {
     t.equal(sb.storages().size, 0, 'the table as before');
   });
 
+  t.test(
+    'mount points sharing a directory: made from it, and onto a mount an earlier storage put over it',
+    async (t) => {
+      const root = scratchDir(t);
+      const before = mountSnapshot();
+      const tree = treeSnapshot(root);
+      const sb = new Sandbox({ allowedRoots: [root] });
+      // d/q and d/r share d; d itself is mounted between them, so r must land on d's new tmpfs.
+      const points = ['d/q', 'd', 'd/r', 'e/s', 'e/t'].map((p) => join(root, p));
+      await sb.addStorages(points.map((p) => tmpfs(p)));
+      const [q, d, r, s, u] = points.map((p) => mountAt(p));
+      t.equal(q?.parent, mountAt(root)?.id ?? q?.parent, 'd/q on the root filesystem');
+      t.equal(r?.parent, d?.id, 'd/r on the tmpfs mounted on d, not hidden beneath it');
+      t.equal(s?.parent, u?.parent, 'e/s and e/t side by side');
+      await sb.destroy();
+      t.equal(mountSnapshot(), before, 'all released');
+      t.equal(treeSnapshot(root), tree, 'and the tree as before');
+    },
+  );
+
   t.test('a symlink on the way of a later storage refuses the request before anything is made', async (t) => {
     const root = scratchDir(t);
     mkdirSync(join(root, 'real'));

@@ -77,6 +77,44 @@ bool OneCallApi(const StorageJob& job) {
          !(job.options.flags & (MS_BIND | MS_MOVE | MS_REMOUNT));
 }
 
+// The directory holding the last mount point made, kept open for the request: the next mount
+// point in the same directory (a request's storages mostly share one) is created from it, instead
+// of walking and reopening every component above it again. It was reached component by
+// component without following a symlink, as a new walk from the root would reach it.
+struct OpenParent {
+  std::string root;
+  std::string rel;
+  Fd fd;
+};
+
+// MakeBeneathAt for `point`, from `parent` when the point lies directly in it; otherwise the
+// parent is walked to (created if missing) from the root first and becomes `parent`. What either
+// step creates is appended to `created`, in order.
+bool MakeMountPoint(int root_fd, const MountPointSteps& point, OpenParent* parent,
+                    std::vector<std::string>* created, SysError* error, Fd* leaf) {
+  const size_t slash = point.rel.rfind('/');
+  if (slash == std::string::npos) {
+    return MakeBeneathAt(root_fd, point.root, point.rel, point.mode, point.leaf_file, created,
+                         error, leaf);
+  }
+  const std::string dir = point.rel.substr(0, slash);
+  std::vector<std::string> made;
+  if (!parent->fd.ok() || parent->root != point.root || parent->rel != dir) {
+    parent->fd.reset();
+    const bool ok =
+        MakeBeneathAt(root_fd, point.root, dir, point.mode, false, &made, error, &parent->fd);
+    created->insert(created->end(), made.begin(), made.end());
+    if (!ok) return false;
+    parent->root = point.root;
+    parent->rel = dir;
+  }
+  const bool ok =
+      MakeBeneathAt(parent->fd.get(), Join(point.root, dir), point.rel.substr(slash + 1),
+                    point.mode, point.leaf_file, &made, error, leaf);
+  created->insert(created->end(), made.begin(), made.end());
+  return ok;
+}
+
 // Undoes `undo` newest first; what could not be undone stays in it.
 void Undo(UndoLog* undo, std::vector<SysError>* errors) {
   UmountOptions plain;
@@ -160,6 +198,7 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       return false;
     }
   }
+  OpenParent parent;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const StorageJob& job = jobs[i];
     StorageOutcome& out = (*outcomes)[i];
@@ -168,8 +207,7 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
     bool ok = fd >= 0;
     if (ok) {
       Fd leaf;
-      ok = MakeBeneathAt(fd, job.point.root, job.point.rel, job.point.mode, job.point.leaf_file,
-                         &out.undo.created, error, &leaf);
+      ok = MakeMountPoint(fd, job.point, &parent, &out.undo.created, error, &leaf);
       std::string target = Join(job.point.root, job.point.rel);
       MountRef made;
       if (ok) {
@@ -193,6 +231,15 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
           request.api = MountApi::kNew;
           ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, &detailed, request);
           if (!ok) *error = std::move(detailed);
+        }
+      }
+      if (ok && parent.fd.ok()) {
+        // A mount on the kept directory, or above it, hides it: later mount points there must
+        // be walked to again, onto the new mount.
+        const std::string kept = Join(parent.root, parent.rel);
+        if (kept == target || (kept.size() > target.size() && kept[target.size()] == '/' &&
+                               kept.compare(0, target.size(), target) == 0)) {
+          parent.fd.reset();
         }
       }
       if (ok) {
