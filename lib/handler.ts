@@ -73,8 +73,8 @@ export interface StorageHandler {
    * Built-in drivers: the storage as steps the native core carries out, with the rest of the
    * request, in one job (mount point beneath its root, mount, fsGroup, then `fsgid`), recorded for
    * release and rollback as create() would. Undefined when this storage needs create() (a device
-   * to wait for, huge pages, a pre-mount to accept). The Sandbox still calls create() whenever it
-   * cannot run the request as one job (a mount point already held, or tracing per storage).
+   * to wait for, huge pages, a pre-mount to accept). The Sandbox calls create() instead only when
+   * another storage of the request has no steps.
    */
   steps?(storage: PreparedStorage): StorageSteps | undefined;
   /** Cleanup other than the unmounts and directories the context recorded. */
