@@ -132,7 +132,10 @@ function sandboxPath(b) {
       // add ran on it, as the Sandbox does.
       const released = await jobs.releaseStorageJobs(
         outcomes
-          .map((/** @type {import('../../lib/native').AppliedStorage} */ o) => ({ mounts: o.mounted, created: o.created }))
+          .map((/** @type {import('../../lib/native').AppliedStorage} */ o) => ({
+            mounts: o.mounted,
+            created: o.created,
+          }))
           .reverse(),
         0,
         ranHere,
