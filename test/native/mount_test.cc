@@ -385,6 +385,63 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
   rmdir(root.c_str());
 }
 
+// Every mount a job makes comes back with its mount ID, whichever way it was mounted: under kAuto
+// a memory-only mount is one mount(2) onto the leaf fd's /proc path (OneCallApi), mount points in
+// one directory are made from the kept parent fd, and a mount point beneath a mount of the same
+// request is walked to again onto it. Release goes by that ID, so an unknown (0) or wrong one
+// would break it: each must be the ID statx gives for the mount at its path.
+KATA_TEST(apply_storages_records_each_mount_id_on_every_path) {
+  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = TempDir();
+  for (const kata::MountApi api :
+       {kata::MountApi::kAuto, kata::MountApi::kLegacy, kata::MountApi::kNew}) {
+    if (api == kata::MountApi::kNew && !kata::ProbeNewMountApi().Complete()) continue;
+    std::vector<kata::StorageJob> jobs;
+    for (const char* rel : {"d/a", "d/b", "e", "e/f", "e/f/g", "d/c"}) {
+      kata::StorageJob j;
+      j.point.root = root;
+      j.point.rel = rel;
+      j.source = "tmpfs";
+      j.fstype = "tmpfs";
+      j.options = Parse("size=64k");
+      j.api = api;
+      jobs.push_back(std::move(j));
+    }
+    std::vector<kata::StorageOutcome> outcomes;
+    std::vector<kata::SysError> undo_errors;
+    kata::StorageRefusal refusal;
+    size_t failed = 99;
+    kata::SysError err;
+    CHECK(kata::ApplyStorages(jobs, &outcomes, &failed, &err, &undo_errors, &refusal));
+    CHECK_EQ(outcomes.size(), jobs.size());
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      CHECK_EQ(outcomes[i].undo.mounted.size(), size_t{1});
+      const kata::MountRef& m = outcomes[i].undo.mounted[0];
+      CHECK(m.path == root + "/" + jobs[i].point.rel);
+      CHECK(InMountinfo(m.path, "tmpfs"));
+      uint64_t seen = 0;
+      kata::SysError e;
+      CHECK(kata::MountIdAt(m.path, &seen, &e));
+      CHECK(m.id != 0);
+      CHECK_EQ(m.id, seen);
+    }
+    std::vector<kata::StorageRelease> releases;
+    for (size_t i = outcomes.size(); i-- > 0;)
+      releases.push_back({outcomes[i].undo.mounted, outcomes[i].undo.created, {}});
+    std::vector<kata::ReleaseOutcome> released;
+    kata::ReleaseStorages(releases, kata::UmountOptions{}, &released);
+    for (const kata::ReleaseOutcome& r : released) {
+      CHECK(!r.error);
+      CHECK(r.leftovers.empty());
+    }
+    CHECK(!InMountinfo(root + "/d/a", "tmpfs"));
+    CHECK(!InMountinfo(root + "/e", "tmpfs"));
+    CHECK(access((root + "/d").c_str(), F_OK) != 0);
+    CHECK(access((root + "/e").c_str(), F_OK) != 0);
+  }
+  rmdir(root.c_str());
+}
+
 // An overlay of 200 layers under a directory long enough that their absolute paths take four
 // pages: mount(2) gets them relative to that directory from a thread with a working directory of
 // its own, the new API one by one ("lowerdir+"). Every layer is visible, the top one wins, and
