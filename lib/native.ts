@@ -64,7 +64,7 @@ export interface NativeBinding {
     perPath: Float64Array,
     busyTimeoutMs: number,
     here?: boolean,
-  ): ReleasedTuple | Promise<ReleasedTuple>;
+  ): Promise<ReleasedTuple>;
   newMountApiSupport(): NewMountApiSupport;
   /** Remount with new superblock options (api 0 auto, 1 new, 2 legacy): which API ran, or the error. */
   remount(target: string, list: string, api?: number): Promise<'new' | 'legacy' | Error>;
@@ -434,15 +434,17 @@ function applied(
  * Releases storages as one native job (native/core/release.h ReleaseStorages): per storage its
  * mounts by identity, newest first, each with whatever sits on or beneath it, then its paths.
  * `here`: their mounts are memory-only ones an applyStorageJobs ran on this thread (ranHere); with
- * no EBUSY retry to sleep through (busyTimeoutMs 0) and no tree to remove, the release runs here
- * too and its outcomes are returned as they are. Otherwise it goes to the pool and comes back
- * through a promise.
+ * no EBUSY retry to sleep through (busyTimeoutMs 0), no tree to remove, and each recorded mount
+ * still the one on top at its path (nothing of someone else's stacked on it, native/core/release.h
+ * RecordedOnTop), the release runs here too. Otherwise it goes to the pool. Either way the
+ * outcomes come through a promise (settled at once when it ran here). Throws a TypeError at once
+ * for a path holding a NUL.
  */
 export function releaseStorageJobs(
   list: readonly StorageReleaseJob[],
   busyTimeoutMs: number,
   here = false,
-): ReleaseOutcome[] | Promise<ReleaseOutcome[]> {
+): Promise<ReleaseOutcome[]> {
   let fields = '';
   const numbers = new Float64Array(2 * list.length);
   const perPath: number[] = [];
@@ -471,12 +473,13 @@ function runRelease(
   busyTimeoutMs: number,
   here: boolean,
   storages: number,
-): ReleaseOutcome[] | Promise<ReleaseOutcome[]> {
+): Promise<ReleaseOutcome[]> {
   const started = performance.now();
   const r = native.releaseStorages(fields, numbers, Float64Array.from(perPath), busyTimeoutMs, here);
-  if (r instanceof Promise) return r.then((t) => released(t, storages));
-  spentHere(started);
-  return released(r, storages);
+  // Run here or handed to the pool, it comes back through a promise (settled already when it ran
+  // here); the time it took on this thread counts against the turn's budget either way.
+  if (here) spentHere(started);
+  return r.then((t) => released(t, storages));
 }
 
 function released(

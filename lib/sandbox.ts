@@ -198,7 +198,10 @@ export class Sandbox {
       let taken = this.#addAsOneJob(plan, steps, containerId, signal);
       if (taken instanceof Promise) taken = await taken;
       this.#holdFor(containerId, taken);
-      return inCallerOrder(plan, taken.map((t) => t.path));
+      return inCallerOrder(
+        plan,
+        taken.map((t) => t.path),
+      );
     }
     for (const { storage, placement } of plan) checkPlacement(storage.mountPoint, placement);
     const taken: Taken[] = [];
@@ -726,7 +729,12 @@ export class Sandbox {
     if (ending.length === 0) return;
     await this.#whileLocked(
       ending.map((e) => e.path),
-      () => releaseStorageJobs(ending, this.umountBusyTimeoutMs, ending.every((e) => e.memoryOnly)),
+      () =>
+        releaseStorageJobs(
+          ending,
+          this.umountBusyTimeoutMs,
+          ending.every((e) => e.memoryOnly),
+        ),
       (outcomes) => {
         for (let i = 0; i < ending.length; i++) {
           const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);

@@ -424,9 +424,10 @@ class ReleaseStoragesJob : public Job {
 // leftovers: string (NUL-ended, in storage order), errors?: (Error | undefined)[] (by storage),
 // leftoverErrors?: Error[] (one per leftover), steps: Float64Array ([kind (0 recorded,
 // 1 descendant, 2 gone), durationNs] per unmount step, in storage order), stepPaths: string
-// (NUL-ended), stepErrors?: (Error | undefined)[] (by step)], itself when `here` holds, no EBUSY
-// retry can sleep and no tree is to be removed (run here), else through a promise (run on the
-// pool). One job for the storages a release gives back (release.h ReleaseStorages).
+// (NUL-ended), stepErrors?: (Error | undefined)[] (by step)], through a promise: settled at once
+// when `here` holds, no EBUSY retry can sleep, no tree is to be removed and every recorded mount
+// is still on top at its path (run here: release.h RecordedOnTop), else when the pool ran it. One
+// job for the storages a release gives back (release.h ReleaseStorages).
 Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
@@ -463,14 +464,20 @@ Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   UmountOptions umount;
   umount.busy_timeout_ms = IntArg(info, 3, "busyTimeoutMs");
   // The caller says the mounts are memory-only ones that ran here (applyStorages), no EBUSY retry
-  // can sleep, and no directory tree (which may lie on a disk) is to be removed: then the release
-  // runs here too, and its result comes back as it is.
+  // can sleep, no directory tree (which may lie on a disk) is to be removed, and each recorded
+  // mount is still the one on top at its path (nobody stacked another, of any kind, on it): then
+  // the release runs here too. Its result still comes through a promise, already settled: one
+  // microtask, not the two thread hand-offs, and callers see one shape whatever ran where.
   bool trees = false;
   for (const StorageRelease& r : releases) {
     for (bool tree : r.trees) trees = trees || tree;
   }
-  if (info[4].ToBoolean() && umount.busy_timeout_ms == 0 && n <= kMaxStoragesHere && !trees)
-    return Job::RunHere(env, new ReleaseStoragesJob(std::move(releases), umount));
+  if (info[4].ToBoolean() && umount.busy_timeout_ms == 0 && n <= kMaxStoragesHere && !trees &&
+      kata::RecordedOnTop(releases)) {
+    auto settled = Napi::Promise::Deferred::New(env);
+    settled.Resolve(Job::RunHere(env, new ReleaseStoragesJob(std::move(releases), umount)));
+    return settled.Promise();
+  }
   return Job::Start(env, new ReleaseStoragesJob(std::move(releases), umount));
 }
 

@@ -381,4 +381,16 @@ void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOp
   for (size_t i = 0; i < releases.size(); ++i) ReleaseStorage(releases[i], umount, &(*outcomes)[i]);
 }
 
+bool RecordedOnTop(const std::vector<StorageRelease>& releases) {
+  if (MountIdKindHere() == MountIdKind::kNone) return false;  // the ID would cost a mountinfo read
+  for (const StorageRelease& r : releases) {
+    for (const MountRef& m : r.mounted) {
+      uint64_t id = 0;
+      SysError e;
+      if (m.id == 0 || !MountIdAt(m.path, &id, &e) || id != m.id) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace kata
