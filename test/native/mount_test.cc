@@ -391,8 +391,8 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
 // request is walked to again onto it. Release goes by that ID, so an unknown (0) or wrong one
 // would break it: each must be the ID statx gives for the mount at its path.
 KATA_TEST(apply_storages_records_each_mount_id_on_every_path) {
-  if (const char* why = EnterPrivateNamespace()) KATA_SKIP(why);
-  const std::string root = TempDir();
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = kata_test::TempDir("core");
   for (const kata::MountApi api :
        {kata::MountApi::kAuto, kata::MountApi::kLegacy, kata::MountApi::kNew}) {
     if (api == kata::MountApi::kNew && !kata::ProbeNewMountApi().Complete()) continue;
