@@ -39,6 +39,7 @@ import {
   type Placement,
   type PreparedStorage,
   type StorageInput,
+  withoutTrailingSlash,
 } from './storage';
 
 export interface SandboxOptions {
@@ -295,7 +296,7 @@ export class Sandbox {
 
   /** Kata's add_sandbox_storage: a reference without a mount. True when the entry is new. */
   setSandboxStorage(path: string, shared = false): boolean {
-    checkPathArg(path);
+    path = pathArg(path);
     if (this.#destroyed) throw destroyedError();
     const e = this.#entries.get(path);
     if (e) {
@@ -312,7 +313,7 @@ export class Sandbox {
    * release or destroy() cleans it (so nothing leaks).
    */
   unsetSandboxStorage(path: string): boolean {
-    checkPathArg(path);
+    path = pathArg(path);
     const e = this.#entries.get(path);
     if (!e || (e.refcount === 0 && !e.cleanupError && !e.cleanupPending)) throw notFound(path);
     if (e.refcount > 0) e.refcount--;
@@ -324,7 +325,7 @@ export class Sandbox {
 
   /** Drops one reference and, when it was the last, unmounts and removes what was created. */
   async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
-    checkPathArg(path);
+    path = pathArg(path);
     const pendingBefore = this.#pendingPaths();
     pendingBefore.delete(path);
     const gone = await this.#release(path, 'release', true);
@@ -333,7 +334,7 @@ export class Sandbox {
   }
 
   refcount(path: string): number {
-    return this.#entries.get(path)?.refcount ?? 0;
+    return this.#entries.get(pathArg(path))?.refcount ?? 0;
   }
 
   storages(): Map<string, StorageInfo> {
@@ -1182,8 +1183,10 @@ function notFound(path: string): StorageError {
   return new StorageError('ERR_STORAGE_NOT_FOUND', `the sandbox holds no storage at ${path}`, { value: path });
 }
 
-function checkPathArg(path: unknown): asserts path is string {
+/** A path argument as the table keys it: one trailing '/' is the same directory, as in a request. */
+function pathArg(path: unknown): string {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
+  return withoutTrailingSlash(path);
 }
 
 function nonNegative(name: string, v: unknown): number {

@@ -200,7 +200,8 @@ function fsGroupField(o: Record<string, unknown>): FsGroup | undefined {
 // (Go's defaultKataGuestSharedDir, runtime-rs's DEFAULT_KATA_GUEST_SHARE_DIR): one trailing '/'
 // names the same directory, so it is dropped here and every later step (validation, the table
 // key, the returned path) sees the one spelling without it. '//' at the end stays (and is refused).
-function withoutTrailingSlash(p: string): string {
+// The Sandbox's path arguments (refcount, the reference calls) and allowed roots take it the same way.
+export function withoutTrailingSlash(p: string): string {
   return p.length > 2 && p.endsWith('/') && p[p.length - 2] !== '/' ? p.slice(0, -1) : p;
 }
 
@@ -264,7 +265,8 @@ export function checkAllowedRoots(roots: unknown): string[] {
       value: roots,
     });
   }
-  return roots.map((r: unknown) => {
+  return roots.map((given: unknown) => {
+    const r = typeof given === 'string' ? withoutTrailingSlash(given) : given;
     if (
       typeof r !== 'string' ||
       !r.startsWith('/') ||
@@ -274,8 +276,8 @@ export function checkAllowedRoots(roots: unknown): string[] {
     ) {
       throw new StorageError(
         'ERR_INVALID_ARG_VALUE',
-        `allowed root ${JSON.stringify(r)} must be an absolute, normalized path`,
-        { value: r },
+        `allowed root ${JSON.stringify(given)} must be an absolute, normalized path (no "..", "." or "//")`,
+        { value: given },
       );
     }
     return r;
@@ -316,7 +318,11 @@ export function placeMountPoint(mountPoint: string, roots: readonly string[], wa
   for (let i = 1; i < components.length; i++) {
     const c = components[i]!;
     if (c === '' || c === '.' || c === '..') {
-      throw invalid('mountPoint', mountPoint, 'must be normalized (no "..", ".", "//" or trailing "/")');
+      throw invalid(
+        'mountPoint',
+        mountPoint,
+        'must be normalized (no "..", "." or "//"; one trailing "/" is dropped, a second refused)',
+      );
     }
     if (c.length > NAME_MAX / 3) longComponent = true;
   }

@@ -18,6 +18,7 @@ import { isSystemMount, kubernetesVolume } from '../lib/runtime/classify';
 import { cleanPath } from '../lib/runtime/paths';
 import { ramBytes } from '../lib/runtime/hugepages';
 import { base64Url } from '../lib/runtime/block';
+import { defaultRegistry, normalizeStorage, parseMountOptions } from '../lib/index';
 
 const SHARED = '/run/kata-containers/shared/containers';
 const SANDBOX = '/run/kata-containers/sandbox';
@@ -891,4 +892,53 @@ t.test('any spec: a plan that keeps every destination, or a refusal whose path i
     { numRuns: 400, seed: Number(process.env.KATA_PLAN_SEED ?? 42) },
   );
   t.ok(planned > 20 && refused > 20, `both outcomes exercised (${planned} planned, ${refused} refused)`);
+});
+
+t.test('a planned hugetlbfs size is one the agent takes: whole pages, read exactly past 2^53', async (t) => {
+  const huge = `${POD}/kubernetes.io~empty-dir/hugepage`;
+  const volumes = { [huge]: { fstype: 'hugetlbfs', options: ['pagesize=2M'] } };
+  const withLimit = (limit: number | string) => {
+    const s = spec(bindMount('/hugepages', huge));
+    s.linux = { resources: { hugepageLimits: [{ pageSize: '2MB', limit: limit as number }] } };
+    return s;
+  };
+  const validate = (options: string[]) =>
+    defaultRegistry().get('ephemeral')!.validate!(
+      {
+        ...normalizeStorage({
+          driver: 'ephemeral',
+          source: 'nodev',
+          fstype: 'hugetlbfs',
+          options,
+          mountPoint: '/run/x',
+        }),
+        mountOptions: parseMountOptions(options),
+        placement: { root: '/run', rel: 'x' },
+      },
+      { allowedRoots: ['/run'] },
+    );
+  for (const [limit, size] of [
+    [3 * 1048576, '2097152'], // a partial page is never reserved (Kata's agent divides)
+    [9223372036854772000, '9223372036852678656'], // the runtime-spec example's, past 2^53
+    ['18446744073709551615', '18446744073707454464'], // the largest uint64
+  ] as const) {
+    const p = planContainer('c', withLimit(limit), { volumes });
+    const options = [`pagesize=2097152,size=${size}`];
+    t.same(p.storages[0]!.options, options, `limit ${limit}`);
+    t.doesNotThrow(() => validate(options), `the agent takes size=${size}`);
+  }
+  t.throws(() => planContainer('c', withLimit(1048576), { volumes }), {
+    code: 'ERR_INVALID_SPEC',
+    path: 'linux.resources.hugepageLimits',
+    message: /less than one 2M page/,
+  });
+  // The agent: sizes and page sizes are uint64s; what no kernel can reserve is refused by name.
+  t.throws(() => validate(['pagesize=2097152,size=18446744073709551616']), {
+    code: 'ERR_INVALID_MOUNT_OPTION',
+    message: /at most 18446744073709551615/,
+  });
+  t.throws(() => validate(['pagesize=1024,size=18446744073709550592']), {
+    code: 'ERR_INVALID_MOUNT_OPTION',
+    message: /more than any kernel can reserve/,
+  });
 });

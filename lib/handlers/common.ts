@@ -83,15 +83,21 @@ export function octalModeOption(storage: Storage, values = optionValues(storage.
   return parseInt(v, 8);
 }
 
-/** A positive decimal integer option (bytes), or undefined. */
-export function positiveIntegerOption(storage: Storage, name: string): number | undefined {
+/**
+ * A positive decimal integer option (bytes) read exactly as the kernel's unsigned long long, so a
+ * byte count past 2^53 (a runtime's "no limit" hugepage limit) is not misread; or undefined.
+ */
+export function byteCountOption(storage: Storage, name: string): bigint | undefined {
   const v = optionValues(storage.options).get(name);
   if (v === undefined) return undefined;
-  if (!/^\d{1,16}$/.test(v) || Number(v) <= 0 || !Number.isSafeInteger(Number(v))) {
-    throw badOption(`${name}=${v}`, 'must be a positive integer number of bytes');
+  const n = /^\d{1,20}$/.test(v) ? BigInt(v) : -1n;
+  if (n <= 0n || n > U64_MAX) {
+    throw badOption(`${name}=${v}`, `must be a positive decimal number of bytes, at most ${U64_MAX} (a uint64)`);
   }
-  return Number(v);
+  return n;
 }
+
+const U64_MAX = 2n ** 64n - 1n;
 
 /** The mount at `path`, if `path` is a mount point (last entry wins: the top one). */
 export function mountedSourceAt(path: string): { source: string; fstype: string; readOnly: boolean } | undefined {

@@ -5,17 +5,22 @@ import { StorageError } from '../errors';
 import { native } from '../native';
 import type { StorageContext, StorageHandler, StorageSteps } from '../handler';
 import { optionValues, withoutOptions, type PreparedStorage, type Storage } from '../storage';
-import { fsGidOption, mountStorage, octalModeOption, positiveIntegerOption } from './common';
+import { byteCountOption, fsGidOption, mountStorage, octalModeOption } from './common';
 
+/**
+ * The huge pages a hugetlbfs storage reserves: size= / pagesize=, both read exactly (a size past
+ * 2^53, what a runtime plans from an effectively unlimited hugepage limit, is still a whole number
+ * of pages; whether the kernel can give them all is for the reservation to say).
+ */
 function hugepages(storage: Storage): { pageSize: number; pages: number } {
-  const pageSize = positiveIntegerOption(storage, 'pagesize');
-  const size = positiveIntegerOption(storage, 'size');
+  const pageSize = byteCountOption(storage, 'pagesize');
+  const size = byteCountOption(storage, 'size');
   if (pageSize === undefined || size === undefined) {
     throw new StorageError('ERR_INVALID_MOUNT_OPTION', 'hugetlbfs storage needs pagesize= and size= options (bytes)', {
       value: (storage.options ?? []).join(','),
     });
   }
-  if (pageSize % 1024 !== 0 || size % pageSize !== 0) {
+  if (pageSize % 1024n !== 0n || size % pageSize !== 0n) {
     throw new StorageError(
       'ERR_INVALID_MOUNT_OPTION',
       `size=${size} must be a multiple of pagesize=${pageSize} (itself a multiple of 1024)`,
@@ -24,7 +29,15 @@ function hugepages(storage: Storage): { pageSize: number; pages: number } {
       },
     );
   }
-  return { pageSize, pages: size / pageSize };
+  const pages = size / pageSize;
+  if (pages > BigInt(Number.MAX_SAFE_INTEGER) || pageSize > 2n ** 40n) {
+    throw new StorageError(
+      'ERR_INVALID_MOUNT_OPTION',
+      `size=${size} asks for ${pages} huge pages of ${pageSize} bytes, more than any kernel can reserve; plan a size of the pages the container may use`,
+      { value: `pagesize=${pageSize},size=${size}` },
+    );
+  }
+  return { pageSize: Number(pageSize), pages: Number(pages) };
 }
 
 /** The driver's own options, parsed once by validate(). */

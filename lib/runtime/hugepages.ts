@@ -112,12 +112,23 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
         `has no limit for ${pageText} pages, which ${mountPath(m)} uses`,
       );
     }
+    // Whole pages, as the agent reserves them (Kata's agent divides size by pagesize, so a partial
+    // page was never there): a size the agent refuses is never planned.
+    const size = (BigInt(limit) / BigInt(pageSize)) * BigInt(pageSize);
+    if (size === 0n) {
+      throw planError(
+        'ERR_INVALID_SPEC',
+        LIMITS,
+        limit,
+        `is less than one ${pageText} page, which ${mountPath(m)} needs`,
+      );
+    }
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({
       driver: DRIVER_EPHEMERAL_TYPE,
       source: 'nodev',
       fstype: 'hugetlbfs',
-      options: [`pagesize=${pageSize},size=${limit}`],
+      options: [`pagesize=${pageSize},size=${size}`],
       mountPoint,
     });
     m.source = mountPoint;
