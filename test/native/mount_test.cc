@@ -385,8 +385,8 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
   rmdir(root.c_str());
 }
 
-// Every mount a job makes comes back with its mount ID, whichever way it was mounted: under kAuto
-// a memory-only mount is one mount(2) onto the leaf fd's /proc path (OneCallApi), mount points in
+// Every mount a job makes comes back with its mount ID, whichever way it was mounted: through the
+// new API from its mount fd, through mount(2) from the target reopened and checked, mount points in
 // one directory are made from the kept parent fd, and a mount point beneath a mount of the same
 // request is walked to again onto it. Release goes by that ID, so an unknown (0) or wrong one
 // would break it: each must be the ID statx gives for the mount at its path.
