@@ -241,7 +241,11 @@ function refusedShape(word: string): 'space' | 'quote' | 'escape' | undefined {
 function nativeCodeMessage(code: string, value: string): string {
   switch (code) {
     case 'ERR_MOUNT_OPTIONS_TOO_LONG':
-      return `mount data is ${Buffer.byteLength(value)} bytes; the kernel takes at most one page less its NUL (overlayfs lowerdir= layers count relative to their common parent directory)`;
+      return (
+        `mount data of ${Buffer.byteLength(value)} bytes does not fit the one page (less its NUL; 4095 bytes with ` +
+        `4 KiB pages) the kernel copies, even with overlayfs lowerdir= layers counted relative to their common ` +
+        `parent directory (as both mount APIs pass them): mount fewer layers or options, or shorter paths`
+      );
     case 'ERR_INVALID_MOUNT_OPTION':
       switch (refusedShape(value)) {
         case 'space':
