@@ -362,33 +362,50 @@ t.test('one emptyDir, two storages: a subPath view planned inside the emptyDir t
   }
 });
 
+/**
+ * A pod with one emptyDir, for memory and for disk: `whole` mounts it whole, `view` through a
+ * kubelet subPath bind of `app` in it, both planned for a guest under `dir/<medium>`.
+ */
+function subPathPods(dir: string, uid: string, whole: string) {
+  const pod = `/var/lib/kubelet/pods/${uid}`;
+  const emptyDir = `${pod}/volumes/kubernetes.io~empty-dir/workdir`;
+  const subPathSource = `${pod}/volume-subpaths/workdir/main/0`;
+  const media: [string, Record<string, HostVolume>][] = [
+    ['memory', { [emptyDir]: { fstype: 'tmpfs', options: ['size=1m'] } }],
+    ['disk', {}],
+  ];
+  const mount = (source: string, destination: string) => ({
+    ociVersion: '1.0.2',
+    root: { path: '/bundle/rootfs' },
+    mounts: [{ destination, type: 'bind', source, options: ['rbind', 'rw'] }],
+  });
+  return media.map(([medium, volumes]) => {
+    const guest = join(dir, medium);
+    const settings = {
+      sandboxId: 'pod',
+      guestSharedDir: join(guest, 'shared'),
+      guestSandboxDir: join(guest, 'sandbox'),
+      volumes: { ...volumes, [subPathSource]: { subPathOf: emptyDir, subPath: 'app' } },
+    };
+    return {
+      medium,
+      guest,
+      whole: planContainer(whole, mount(emptyDir, '/work'), settings),
+      view: planContainer('main', mount(subPathSource, '/home/work/workdir'), settings),
+    };
+  });
+}
+
 t.test(
   'one emptyDir, two storages, applied: the init container writes, the main container reads',
   { skip: cannotMount },
   async (t) => {
     const dir = scratchDir(t, 'kata-storage-subpath-');
-    const pod = '/var/lib/kubelet/pods/0d1f3a52-77c4-4b0b-8d7e-5b2a9f6c0e21';
-    const emptyDir = `${pod}/volumes/kubernetes.io~empty-dir/workdir`;
-    const subPathSource = `${pod}/volume-subpaths/workdir/main/0`;
-    const media: [string, Record<string, HostVolume>][] = [
-      ['memory', { [emptyDir]: { fstype: 'tmpfs', options: ['size=1m'] } }],
-      ['disk', {}],
-    ];
-    for (const [medium, volumes] of media) {
-      const guest = join(dir, medium);
-      const settings = {
-        sandboxId: 'pod',
-        guestSharedDir: join(guest, 'shared'),
-        guestSandboxDir: join(guest, 'sandbox'),
-        volumes: { ...volumes, [subPathSource]: { subPathOf: emptyDir, subPath: 'app' } },
-      };
-      const mount = (source: string, destination: string) => ({
-        ociVersion: '1.0.2',
-        root: { path: '/bundle/rootfs' },
-        mounts: [{ destination, type: 'bind', source, options: ['rbind', 'rw'] }],
-      });
-      const initPlan = planContainer('init', mount(emptyDir, '/work'), settings);
-      const mainPlan = planContainer('main', mount(subPathSource, '/home/work/workdir'), settings);
+    for (const { medium, guest, whole: initPlan, view: mainPlan } of subPathPods(
+      dir,
+      '0d1f3a52-77c4-4b0b-8d7e-5b2a9f6c0e21',
+      'init',
+    )) {
       t.same(mainPlan.warnings, []);
       const before = mountSnapshot();
       const sandbox = new Sandbox({ allowedRoots: [guest] });
@@ -422,30 +439,13 @@ t.test(
   { skip: cannotMount },
   async (t) => {
     const dir = scratchDir(t, 'kata-storage-subpath-keep-');
-    const pod = '/var/lib/kubelet/pods/5b0c6e0e-3f7d-4a62-9d0a-0c2f4f8e9a11';
-    const emptyDir = `${pod}/volumes/kubernetes.io~empty-dir/workdir`;
-    const subPathSource = `${pod}/volume-subpaths/workdir/main/0`;
-    const media: [string, Record<string, HostVolume>][] = [
-      ['memory', { [emptyDir]: { fstype: 'tmpfs', options: ['size=1m'] } }],
-      ['disk', {}],
-    ];
-    for (const [medium, volumes] of media) {
-      const guest = join(dir, medium);
-      const settings = {
-        sandboxId: 'pod',
-        guestSharedDir: join(guest, 'shared'),
-        guestSandboxDir: join(guest, 'sandbox'),
-        volumes: { ...volumes, [subPathSource]: { subPathOf: emptyDir, subPath: 'app' } },
-      };
-      const mount = (source: string, destination: string) => ({
-        ociVersion: '1.0.2',
-        root: { path: '/bundle/rootfs' },
-        mounts: [{ destination, type: 'bind', source, options: ['rbind', 'rw'] }],
-      });
-      // A sidecar holds the whole emptyDir; the main container's subPath directory is made by the
-      // package (nobody wrote it before), so its release is the one that could delete the data.
-      const sidecar = planContainer('sidecar', mount(emptyDir, '/work'), settings);
-      const main = planContainer('main', mount(subPathSource, '/home/work/workdir'), settings);
+    // A sidecar holds the whole emptyDir; the main container's subPath directory is made by the
+    // package (nobody wrote it before), so its release is the one that could delete the data.
+    for (const { medium, guest, whole: sidecar, view: main } of subPathPods(
+      dir,
+      '5b0c6e0e-3f7d-4a62-9d0a-0c2f4f8e9a11',
+      'sidecar',
+    )) {
       const before = mountSnapshot();
       const sandbox = new Sandbox({ allowedRoots: [guest] });
       try {
