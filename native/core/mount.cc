@@ -41,37 +41,11 @@ long NowMs() {
   return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-}  // namespace
-
-namespace {
-
-std::string ReadSmallFile(const char* path) {
-  std::string out;
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
-// The id of the mount an fd is on ("mnt_id:" in fdinfo, Linux 3.15+); -1 if unknown.
-long FdMountId(int fd) {
-  const std::string info = ReadSmallFile(("/proc/self/fdinfo/" + std::to_string(fd)).c_str());
-  const size_t at = info.find("mnt_id:");
-  return at == std::string::npos ? -1 : std::strtol(info.c_str() + at + 7, nullptr, 10);
-}
-
 // True when mount `id` sits exactly on the directory that `mountpoint_fd` names: its mountinfo
 // line has the fd's mount as parent and the fd's current path as mount point (two dentries of
 // one mount never share a path).
 bool MountedOn(long id, int mountpoint_fd) {
-  const long parent = FdMountId(mountpoint_fd);
+  const long parent = FdInfoMountId(mountpoint_fd);
   char where[4096];
   const std::string link = "/proc/self/fd/" + std::to_string(mountpoint_fd);
   const ssize_t n = readlink(link.c_str(), where, sizeof(where));
@@ -129,7 +103,7 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
   int reopened = -1;
   if (where.beneath) {
     reopened = OpenBeneath(where.beneath, where.relative, target, error);
-    const bool reached = reopened >= 0 && MountedOn(FdMountId(reopened), where.fd);
+    const bool reached = reopened >= 0 && MountedOn(FdInfoMountId(reopened), where.fd);
     if (!reached && !more_steps) {
       // Only its ID was wanted: the mount itself is in place; its ID stays unknown (0), so its
       // release goes by path.
@@ -169,10 +143,9 @@ bool LegacyMount(const char* source, const char* target, const char* fstype,
   if (ok && mount_id != nullptr) {
     // The mount reached again beneath the root and checked to sit on the directory mounted on
     // (above); without a root, the target as mount(2) resolved it a moment ago.
-    if (reopened >= 0 && !MountIdOfFd(reopened, mount_id)) {
-      const long plain = FdMountId(reopened);
-      *mount_id = plain > 0 ? static_cast<uint64_t>(plain) : 0;
-    } else if (reopened < 0) {
+    if (reopened >= 0) {
+      if (!MountIdOfFd(reopened, mount_id)) *mount_id = 0;
+    } else {
       SysError unknown;
       if (!MountIdAt(target, mount_id, &unknown)) *mount_id = 0;
     }

@@ -54,7 +54,8 @@ int StatxMountId(const char* path, unsigned mask, uint64_t* id, bool* mount_root
   }
   if ((stx.stx_mask & mask) == 0) return 0;
   std::memcpy(id, reinterpret_cast<const char*>(&stx) + kStxMntIdOffset, sizeof(*id));
-  return 1;
+  // No mount has ID 0; an emulator that passes the mask through without the field gives it.
+  return *id != 0 ? 1 : 0;
 }
 
 // The kernel's struct mnt_id_req (its first version) and the head of struct statmount up to the
@@ -101,11 +102,16 @@ int OldMountId(uint64_t unique, long* old) {
   return 1;
 }
 
-// Unique IDs are used only when statmount answers for one as this file reads it (a seccomp
-// profile or an emulator may refuse the call): else the plain IDs mountinfo shows.
-bool StatmountWorks(uint64_t root_unique) {
-  long old = 0;
-  return OldMountId(root_unique, &old) == 1;
+// mountinfo's ID of the mount on top at "/", or -1 when mountinfo cannot be read.
+long RootIdInMountinfo() {
+  std::vector<MountinfoEntry> table;
+  SysError error;
+  if (!ReadMountinfo(&table, &error)) return -1;
+  long top = -1;
+  for (const MountinfoEntry& e : table) {
+    if (e.mount_point == "/") top = e.id;
+  }
+  return top;
 }
 
 // The plain (mountinfo) ID of the mount on top at `path`, or -1 when statx cannot say.
@@ -234,13 +240,38 @@ bool ReleaseByTable(const MountRef& mount, const UmountOptions& opts, MountIdKin
 
 }  // namespace
 
+long FdInfoMountId(int fd) {
+  const std::string path = "/proc/self/fdinfo/" + std::to_string(fd);
+  const int info = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (info < 0) return -1;
+  char buf[512];
+  ssize_t n;
+  do {
+    n = read(info, buf, sizeof(buf) - 1);
+  } while (n < 0 && errno == EINTR);
+  close(info);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, "mnt_id:");
+  return at == nullptr ? -1 : std::strtol(at + 7, nullptr, 10);
+}
+
 MountIdKind MountIdKindHere() {
+  // A kind is used only when its answer for "/" is the ID mountinfo shows there: a seccomp
+  // profile may refuse statmount, and an emulator (qemu-user) may set statx's mask bit without
+  // copying the field, or give a number that is not the kernel's.
   static const MountIdKind kind = [] {
+    const long root = RootIdInMountinfo();
+    if (root < 0) return MountIdKind::kNone;
     uint64_t id = 0;
-    if (StatxMountId("/", STATX_MNT_ID_UNIQUE, &id) == 1 && StatmountWorks(id)) {
+    long old = 0;
+    if (StatxMountId("/", STATX_MNT_ID_UNIQUE, &id) == 1 && OldMountId(id, &old) == 1 &&
+        old == root) {
       return MountIdKind::kUnique;
     }
-    if (StatxMountId("/", STATX_MNT_ID, &id) == 1) return MountIdKind::kPlain;
+    if (StatxMountId("/", STATX_MNT_ID, &id) == 1 && id == static_cast<uint64_t>(root)) {
+      return MountIdKind::kPlain;
+    }
     return MountIdKind::kNone;
   }();
   return kind;
@@ -273,7 +304,13 @@ bool MountIdAt(const std::string& path, MountIdKind kind, uint64_t* id, SysError
 
 bool MountIdOfFd(int fd, uint64_t* id) {
   const MountIdKind kind = MountIdKindHere();
-  if (kind == MountIdKind::kNone) return false;
+  if (kind == MountIdKind::kNone) {
+    // fdinfo's "mnt_id:" (Linux 3.15) is mountinfo's ID, the kind recorded here.
+    const long plain = FdInfoMountId(fd);
+    if (plain <= 0) return false;
+    *id = static_cast<uint64_t>(plain);
+    return true;
+  }
   struct statx stx;
   const unsigned mask = kind == MountIdKind::kUnique ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
   if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, mask, &stx) != 0 ||
@@ -281,7 +318,7 @@ bool MountIdOfFd(int fd, uint64_t* id) {
     return false;
   }
   std::memcpy(id, reinterpret_cast<const char*>(&stx) + kStxMntIdOffset, sizeof(*id));
-  return true;
+  return *id != 0;
 }
 
 std::vector<size_t> DescendantsChildrenFirst(const std::vector<MountinfoEntry>& table, long id) {

@@ -40,6 +40,9 @@ bool MountIdAt(const std::string& path, uint64_t* id, SysError* error);
 // The ID of the mount an fd is on (statx AT_EMPTY_PATH): for the mount fd the new API holds, the
 // new mount itself. False when this kernel's statx gives no mount ID (MountIdKind::kNone).
 bool MountIdOfFd(int fd, uint64_t* id);
+// The plain (mountinfo) ID of the mount an fd is on, from fdinfo's "mnt_id:" (Linux 3.15);
+// -1 if unknown.
+long FdInfoMountId(int fd);
 
 // The same, of `kind` (which must be available here; kPlain and kNone always are): for tests of
 // the fallbacks older kernels take.
