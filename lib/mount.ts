@@ -20,8 +20,8 @@ export interface MountSyncOptions {
   mountApi?: MountApi;
   /**
    * A directory the target must stay inside. The target (absolute and below it, or relative to
-   * it) is opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and the mount lands on
-   * that file descriptor, so a path component swapped for a symlink (or `..`) after the caller
+   * it) is opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) (before Linux 5.6, one
+   * O_NOFOLLOW component at a time, `..` refused) and the mount lands on that file descriptor, so a path component swapped for a symlink (or `..`) after the caller
    * validated the path cannot redirect the mount: it fails with ELOOP or EXDEV instead.
    */
   beneath?: string;

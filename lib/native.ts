@@ -18,7 +18,7 @@ export interface NewMountApiSupport {
   move_mount: boolean;
   open_tree: boolean;
   mount_setattr: boolean;
-  /** Needed only for `beneath`. */
+  /** Used for `beneath`; without it the target is walked one O_NOFOLLOW component at a time. */
   openat2: boolean;
   /** Needed only to remount through the new API (fspick + FSCONFIG_CMD_RECONFIGURE). */
   fspick: boolean;

@@ -957,7 +957,7 @@ export class Sandbox {
    * RESOLVE_NO_SYMLINKS, then the mount goes onto that fd), so a directory swapped for a symlink
    * between validation and mount cannot redirect it: the innermost matching root, the rule
    * validation placed the mount point by (allowedRootOf). Kernels before 5.6 lack openat2: there
-   * the validation-time walk is the only defence.
+   * the addon walks the same path one O_NOFOLLOW component at a time.
    */
   #rootOf(target: string): string {
     const root = allowedRootOf(target, this.allowedRoots);

@@ -58,8 +58,10 @@ bool ReconfigureSuperblock(const char* target, const MountOptions& opts, SysErro
 
 // Opens `relative` below the directory `root` with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS),
 // as an O_PATH descriptor: no component may be a symlink or lead outside `root`, and the fd keeps
-// naming what was checked however the path is changed afterwards. Returns -1 and fills `error`
-// (syscall "open" for `root`, "openat2" for the target, reported as `report_path`).
+// naming what was checked however the path is changed afterwards. Where openat2 is missing
+// (ENOSYS: Linux < 5.6, qemu-user) the same walk is done a component at a time with O_NOFOLLOW.
+// Returns -1 and fills `error` (syscall "open" for `root`, "openat2" for the target, reported as
+// `report_path`).
 int OpenBeneath(const char* root, const char* relative, const char* report_path, SysError* error);
 
 }  // namespace kata

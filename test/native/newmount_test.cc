@@ -1,4 +1,5 @@
-// The fallback to mount(2) under a seccomp profile that refuses the new API. The probe is cached
+// The fallbacks under a seccomp profile that refuses a call: mount(2) for the new API, a walk
+// component by component for openat2 (as on kernels before 5.6). The probe is cached
 // for the life of a process (and other cases here have already run it), so each case forks, makes
 // the child's mount namespace private, installs the filter (it survives exec, as a runtime's
 // would) and re-executes this program, filtered to that one case, with KATA_TEST_REFUSED set: the
@@ -25,6 +26,11 @@
 #include "check.h"
 #include "mount.h"
 #include "newmount.h"
+#include "release.h"
+
+#ifndef SYS_openat2
+#define SYS_openat2 437  // the unified syscall table (Linux 5.6)
+#endif
 
 namespace {
 
@@ -105,9 +111,81 @@ bool IsMountRoot(const char* path) {
   _exit(failed);
 }
 
-void UnderRefusal(const char* case_name, long nr, int err, const char* name) {
+// In the re-executed child, openat2 refused with ENOSYS as on a kernel before 5.6: `beneath`
+// still mounts, records the mount's ID, crosses a mount on the way, and refuses a symlink, a
+// ".." and a file on the way with openat2's own errors, mounting nothing.
+[[noreturn]] void RunBeneathWithoutOpenat2(int, const char*) {
+  char dir[] = "/tmp/kata-beneath-XXXXXX";
+  if (!mkdtemp(dir)) _exit(kSkip);
+  const std::string root = dir;
+  int failed = 0;
+  auto expect = [&](bool ok, const char* what) {
+    if (!ok) {
+      std::fprintf(stderr, "  beneath without openat2: %s\n", what);
+      ++failed;
+    }
+  };
+  expect(!kata::ProbeNewMountApi().openat2, "probe saw openat2 refused");
+  mkdir((root + "/a").c_str(), 0755);
+  mkdir((root + "/a/b").c_str(), 0755);
+  mkdir((root + "/outside").c_str(), 0755);
+  expect(symlink((root + "/outside").c_str(), (root + "/a/link").c_str()) == 0, "symlink made");
+  const int file = open((root + "/a/file").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (file >= 0) close(file);
+  kata::MountOptions opts;
+  opts.data = "size=64k";
+  for (const kata::MountApi api : {kata::MountApi::kAuto, kata::MountApi::kLegacy}) {
+    uint64_t id = 0;
+    kata::MountRequest req;
+    req.api = api;
+    req.beneath = dir;
+    req.mount_id = &id;
+    kata::SysError e;
+    const std::string b = root + "/a/b";
+    expect(kata::Mount("tmpfs", b.c_str(), "tmpfs", opts, &e, req), "mounts beneath the root");
+    uint64_t seen = 0;
+    expect(kata::MountIdAt(b, &seen, &e) && id != 0 && id == seen, "records the mount's ID");
+    // A mount on the way is crossed, as the kernel's own walk crosses it.
+    const std::string c = b + "/c";
+    mkdir(c.c_str(), 0755);
+    kata::MountRequest inner = req;
+    inner.mount_id = nullptr;
+    expect(kata::Mount("tmpfs", c.c_str(), "tmpfs", opts, &e, inner), "mounts inside that mount");
+    expect(IsMountRoot(c.c_str()), "on the directory of the mount below");
+    umount2(c.c_str(), 0);
+    umount2(b.c_str(), 0);
+    expect(!IsMountRoot(b.c_str()), "both unmounted");
+
+    const struct {
+      std::string target;
+      int err;
+    } refused[] = {{root + "/a/link", ELOOP},
+                   {root + "/a/link/x", ELOOP},
+                   {root + "/a/../../etc", EXDEV},
+                   {root + "/a/file/x", ENOTDIR}};
+    for (const auto& r : refused) {
+      kata::SysError why;
+      expect(!kata::Mount("tmpfs", r.target.c_str(), "tmpfs", opts, &why, req), "refused");
+      expect(why.err == r.err && std::strcmp(why.syscall, "openat2") == 0, "with openat2's errno");
+    }
+    expect(!IsMountRoot((root + "/outside").c_str()), "nothing mounted outside");
+  }
+  unlink((root + "/a/link").c_str());
+  unlink((root + "/a/file").c_str());
+  rmdir((root + "/a/b/c").c_str());
+  rmdir((root + "/a/b").c_str());
+  rmdir((root + "/a").c_str());
+  rmdir((root + "/outside").c_str());
+  rmdir(dir);
+  _exit(failed);
+}
+
+using ChildCase = void (*)(int err, const char* name);
+
+void UnderRefusal(const char* case_name, long nr, int err, const char* name,
+                  ChildCase run = RunRefused) {
   if (const char* child = getenv(kChildEnv)) {
-    if (std::strcmp(child, case_name) == 0) RunRefused(err, name);
+    if (std::strcmp(child, case_name) == 0) run(err, name);
   }
   if (geteuid() != 0) KATA_SKIP("needs root");
   char self[4096];
@@ -140,6 +218,11 @@ KATA_TEST(new_api_refused_enosys_falls_back) {
 
 KATA_TEST(new_api_refused_eperm_falls_back) {
   UnderRefusal("new_api_refused_eperm_falls_back", SYS_mount_setattr, EPERM, "mount_setattr");
+}
+
+KATA_TEST(beneath_without_openat2_walks_components) {
+  UnderRefusal("beneath_without_openat2_walks_components", SYS_openat2, ENOSYS, "openat2",
+               RunBeneathWithoutOpenat2);
 }
 
 KATA_TEST(fsconfig_string_limit) {
