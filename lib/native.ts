@@ -234,8 +234,6 @@ export interface NativeStorageJob {
   rel: string;
   /** The mount point is a file (a device node is bound onto it). */
   leafFile: boolean;
-  /** Resolve the target with openat2 beneath the root. */
-  beneath: boolean;
   source: string;
   fstype: string;
   options: readonly string[];
@@ -385,20 +383,19 @@ function renewHereBudget(): void {
  */
 export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStorages | Promise<AppliedStorages> {
   let fields = '';
-  const numbers = new Float64Array(8 * jobs.length);
+  const numbers = new Float64Array(7 * jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     fields += `${refuseNul(job.root)}\0${refuseNul(job.rel)}\0${refuseNul(job.source)}\0${refuseNul(job.fstype)}\0`;
     for (const o of job.options) fields += `${refuseNul(o)}\0`;
-    const x = 8 * i;
+    const x = 7 * i;
     numbers[x] = +job.leafFile;
-    numbers[x + 1] = +job.beneath;
-    numbers[x + 2] = job.api;
-    numbers[x + 3] = job.fsGroup;
-    numbers[x + 4] = +job.fsGroupReadOnly;
-    numbers[x + 5] = +job.onRootMismatch;
-    numbers[x + 6] = job.fsgid;
-    numbers[x + 7] = job.options.length;
+    numbers[x + 1] = job.api;
+    numbers[x + 2] = job.fsGroup;
+    numbers[x + 3] = +job.fsGroupReadOnly;
+    numbers[x + 4] = +job.onRootMismatch;
+    numbers[x + 5] = job.fsgid;
+    numbers[x + 6] = job.options.length;
   }
   const here = mayRunHere();
   if (here === undefined) return nextTurn().then(() => runApply(fields, numbers, true));

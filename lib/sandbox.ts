@@ -4,7 +4,7 @@
 import { posix } from 'node:path';
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
 import { channels, timed, traceRecorded, tracePromise, tracingActive } from './events';
-import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, newMountApiSupport, type MountApi } from './mount';
+import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from './mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
 import { groupMultiLayer } from './multi-layer';
 import { inCallerOrder, parentsFirst } from './request-order';
@@ -890,7 +890,7 @@ export class Sandbox {
         // The storage's own mount point was placed once at validation; another target (a custom
         // driver's) is placed by the same rule.
         const root = target === storage.mountPoint ? placement.root : rootOf(target);
-        const opts = { signal, mountApi, beneath: beneathAvailable() ? root : undefined };
+        const opts = { signal, mountApi, beneath: root };
         const id = await timed(
           channels.mount,
           () => mountRecorded(source, target, fstype, options, opts),
@@ -1148,9 +1148,6 @@ function stepsOf(plan: readonly PlannedStorage[]): StorageSteps[] | undefined {
   return out;
 }
 
-let openat2: boolean | undefined;
-const beneathAvailable = (): boolean => (openat2 ??= newMountApiSupport().openat2);
-
 /**
  * One storage's element of an applyStorages job: where its mount point lies, the mount `steps`
  * describe, then the storage's fsGroup (ro bits when it asked for `ro`) and the steps' fsgid.
@@ -1161,7 +1158,6 @@ function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, 
     root: storage.placement.root,
     rel: storage.placement.rel,
     leafFile,
-    beneath: beneathAvailable(),
     source: steps.source,
     fstype: steps.fstype,
     options: optionElements(steps.options),

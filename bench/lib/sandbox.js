@@ -106,12 +106,10 @@ function sandboxPath(b) {
    */
   async function runJobs(n, requests) {
     const root = allowedRoot();
-    const beneath = kata.newMountApiSupport().openat2;
     const request = Array.from({ length: n }, (_, i) => ({
       root,
       rel: `e${i}`,
       leafFile: false,
-      beneath,
       source: 'tmpfs',
       fstype: 'tmpfs',
       options: ['size=1m'],

@@ -288,9 +288,8 @@ class ApplyStoragesJob : public Job {
 };
 
 // applyStorages(fields: string, numbers: Float64Array, mayRunHere?: boolean): per storage the
-// fields root, rel, source, fstype and its option elements, and the numbers [leafFile, beneath,
-// api, fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element
-// count]. [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs,
+// fields root, rel, source, fstype and its option elements, and the numbers [leafFile, api,
+// fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count]. [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs,
 // unmounted), paths: string (per storage its created, mounted, then rolled-back unmounted paths,
 // NUL-ended), failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path],
 // mountIds: Float64Array (one per mounted path, in order; 0 unknown)], itself when every step is
@@ -299,8 +298,9 @@ class ApplyStoragesJob : public Job {
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
-  Napi::Float64Array numbers = Numbers(env, info[1], 8, "numbers");
-  const size_t n = numbers.ElementLength() / 8;
+  constexpr size_t kPer = 7;
+  Napi::Float64Array numbers = Numbers(env, info[1], kPer, "numbers");
+  const size_t n = numbers.ElementLength() / kPer;
   // Each storage has at least 4 NUL-ended fields: no more jobs than the string can hold.
   if (n > fields.size() / 4)
     throw Napi::TypeError::New(env, "numbers has more storages than fields");
@@ -309,23 +309,22 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   size_t refused_at = 0;
   constexpr double kNoId = -1, kMaxId = 0xfffffffe;
   for (size_t i = 0; i < n; ++i) {
-    const size_t x = 8 * i;
+    const size_t x = kPer * i;
     StorageJob& j = jobs[i];
     j.point.root = fields.Next();
     j.point.rel = fields.Next();
     j.source = fields.Next();
     j.fstype = fields.Next();
-    const auto count = Integer(env, numbers, x + 7, 0, 1e6, "option count");
+    const auto count = Integer(env, numbers, x + 6, 0, 1e6, "option count");
     std::string bad;
     OptionError err =
         kata::ParseMountOptions(fields.Run(static_cast<size_t>(count)), &j.options, &bad);
     j.point.leaf_file = numbers[x] != 0;
-    j.point.beneath = numbers[x + 1] != 0;
-    j.api = static_cast<MountApi>(Integer(env, numbers, x + 2, 0, 2, "mountApi"));
-    j.fs_group = Integer(env, numbers, x + 3, kNoId, kMaxId, "fsGroup");
-    j.fs_group_read_only = numbers[x + 4] != 0;
-    j.fs_group_on_root_mismatch = numbers[x + 5] != 0;
-    j.fsgid = Integer(env, numbers, x + 6, kNoId, kMaxId, "fsgid");
+    j.api = static_cast<MountApi>(Integer(env, numbers, x + 1, 0, 2, "mountApi"));
+    j.fs_group = Integer(env, numbers, x + 2, kNoId, kMaxId, "fsGroup");
+    j.fs_group_read_only = numbers[x + 3] != 0;
+    j.fs_group_on_root_mismatch = numbers[x + 4] != 0;
+    j.fsgid = Integer(env, numbers, x + 5, kNoId, kMaxId, "fsgid");
     if (refused) continue;
     if (err != OptionError::kNone) {
       refused.Set(OptionErrorCode(err), bad);

@@ -208,10 +208,8 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
         // agent: 208 against 117 µs per storage at 100 per request).
         request.api = job.api;
         request.mount_id = &made.id;
-        if (job.point.beneath) {
-          request.beneath = job.point.root.c_str();
-          request.target_fd = leaf.get();
-        }
+        request.beneath = job.point.root.c_str();
+        request.target_fd = leaf.get();
         const char* fstype = job.fstype.empty() ? nullptr : job.fstype.c_str();
         ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, error, request);
       }

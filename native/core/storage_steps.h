@@ -24,7 +24,6 @@ struct MountPointSteps {
   std::string rel;         // the mount point below it
   unsigned mode = 0755;    // for directories it creates
   bool leaf_file = false;  // the mount point is a file (a device node is bound onto it)
-  bool beneath = true;     // resolve the mount target with openat2 beneath `root`
 };
 
 // What a job did, in order: the paths it created and the mounts it made (each by its ID, so
