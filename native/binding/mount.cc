@@ -289,12 +289,13 @@ class ApplyStoragesJob : public Job {
 
 // applyStorages(fields: string, numbers: Float64Array, mayRunHere?: boolean): per storage the
 // fields root, rel, source, fstype and its option elements, and the numbers [leafFile, api,
-// fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count]. [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs,
-// unmounted), paths: string (per storage its created, mounted, then rolled-back unmounted paths,
-// NUL-ended), failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path],
-// mountIds: Float64Array (one per mounted path, in order; 0 unknown)], itself when every step is
-// memory-only (CannotBlock) and mayRunHere (run here), else through a promise (run on the pool).
-// One job for a request's storages; a refusal means nothing was touched.
+// fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count].
+// [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs, unmounted),
+// paths: string (per storage its created, mounted, then rolled-back unmounted paths, NUL-ended),
+// failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds:
+// Float64Array (one per mounted path, in order; 0 unknown)], itself when every step is memory-only
+// (CannotBlock) and mayRunHere (run here), else through a promise (run on the pool). One job for a
+// request's storages; a refusal means nothing was touched.
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
