@@ -65,10 +65,10 @@ export {
   type SandboxTrace,
 } from './events';
 export { StorageDrivers, BUILTIN_DRIVERS, LOCAL_KEEP_CONTENT, type BuiltinDriver } from './drivers';
-export { WATCH_MAX_ENTRIES, WATCH_MAX_BYTES, WATCH_INTERVAL_MS } from './watcher';
-export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './multi-layer';
-export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './verity';
-export { tmpfsSizeBytes, type EphemeralUpdate } from './ephemeral-update';
+export { WATCH_MAX_ENTRIES, WATCH_MAX_BYTES, WATCH_INTERVAL_MS } from './handlers/watcher';
+export { MultiLayerMarkers, MULTI_LAYER_DRIVER, groupMultiLayer } from './handlers/multi-layer';
+export { parseVerityInfo, verityTable, verityDeviceName, type DmVerityInfo } from './handlers/block/verity';
+export { tmpfsSizeBytes, type EphemeralUpdate } from './handlers/ephemeral-update';
 export {
   parsePciPath,
   parsePciPathFull,

@@ -5,8 +5,8 @@ import { posix } from 'node:path';
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
 import { channels, timed, traceRecorded, tracePromise, tracingActive } from './events';
 import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from './mount';
-import { updateEphemeralMounts, type EphemeralUpdate } from './ephemeral-update';
-import { groupMultiLayer } from './multi-layer';
+import { updateEphemeralMounts, type EphemeralUpdate } from './handlers/ephemeral-update';
+import { groupMultiLayer } from './handlers/multi-layer';
 import { inCallerOrder, parentsFirst } from './request-order';
 import {
   applyStorageJobs,
@@ -352,7 +352,7 @@ export class Sandbox {
 
   /**
    * Kata's UpdateEphemeralMounts: remounts held `ephemeral` tmpfs storages with their new options
-   * (an emptyDir sizeLimit change). See lib/ephemeral-update.ts for the checks and codes.
+   * (an emptyDir sizeLimit change). See lib/handlers/ephemeral-update.ts for the checks and codes.
    */
   updateEphemeralMounts(storages: readonly StorageInput[]): Promise<EphemeralUpdate[]> {
     return updateEphemeralMounts(storages, {

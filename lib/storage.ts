@@ -35,7 +35,7 @@ export interface Storage {
   shared?: boolean;
   /**
    * Never read from a request: set by the Sandbox on the one `erofs.multi-layer` storage it makes
-   * from the storages of a request that carry Kata's multi-layer markers (lib/multi-layer.ts).
+   * from the storages of a request that carry Kata's multi-layer markers (lib/handlers/multi-layer.ts).
    */
   layers?: Storage[];
 }

@@ -1,5 +1,5 @@
 // erofs.multi-layer: the overlay of Kata's multi-layer EROFS rootfs. The Sandbox hands us one
-// storage whose `layers` are the request's marked storages (lib/multi-layer.ts). As Kata's
+// storage whose `layers` are the request's marked storages (multi-layer.ts beside it). As Kata's
 // handle_multi_layer_erofs_group: wait for every layer's disk, mount the ext4 upper at
 // <root>/<container>/multi-layer/upper, create the `X-kata.mkdir.path=` directories, mount each
 // EROFS lower read-only at .../lower-N, then the overlay at the storage's mount point. Every mount
@@ -21,7 +21,7 @@ import {
 } from '../devices';
 import { DRIVER_BLK_PCI_TYPE, DRIVER_SCSI_TYPE } from '../drivers';
 import { StorageError } from '../errors';
-import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from '../multi-layer';
+import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from './multi-layer';
 import { native } from '../native';
 import { parseMountOptions } from '../options';
 import type { StorageContext, StorageHandler } from '../handler';

@@ -17,11 +17,11 @@ import {
   DRIVER_MULTI_LAYER_EROFS,
 } from '../drivers';
 import { ninePHandler } from './9p';
-import { blkHandler } from './blk';
-import { blkCcwHandler } from './blk-ccw';
-import { mmioblkHandler } from './mmioblk';
-import { nvdimmHandler } from './nvdimm';
-import { scsiHandler } from './scsi';
+import { blkHandler } from './block/blk';
+import { blkCcwHandler } from './block/blk-ccw';
+import { mmioblkHandler } from './block/mmioblk';
+import { nvdimmHandler } from './block/nvdimm';
+import { scsiHandler } from './block/scsi';
 import { ephemeralHandler } from './ephemeral';
 import { localHandler } from './local';
 import { overlayfsHandler } from './overlayfs';

@@ -1,6 +1,6 @@
 // watchable-bind (Kata's DRIVER_WATCHABLE_BIND_TYPE, agent bind_watcher_handler.rs + watcher.rs):
 // a tmpfs at the mount point holding a copy of the source directory, kept up to date by polling
-// (lib/watcher.ts), so a container sees configmap/secret updates as inotify events. A source over
+// (watcher.ts beside it), so a container sees configmap/secret updates as inotify events. A source over
 // Kata's limits (16 entries, 1 MiB) is a plain bind instead, from the start or as soon as it
 // grows past them. A file source is a plain bind (a tmpfs cannot be mounted on a file).
 import { stat } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import { channels } from '../events';
 import { mount, umount } from '../mount';
 import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
-import { Watch, WatchLimitExceeded, applyTree, scanTree } from '../watcher';
+import { Watch, WatchLimitExceeded, applyTree, scanTree } from './watcher';
 
 /** Active pollers by mount point (a mount point is one path on the machine). */
 const watches = new Map<string, Watch>();

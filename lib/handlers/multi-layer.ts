@@ -4,8 +4,8 @@
 // The agent assembles them into one overlay. Here the marked storages of a request become one
 // `erofs.multi-layer` storage that carries them as `layers`, so the Sandbox holds, counts and
 // rolls back the overlay and every mount beneath it as one storage.
-import { DRIVER_MULTI_LAYER_EROFS } from './drivers';
-import type { Storage } from './storage';
+import { DRIVER_MULTI_LAYER_EROFS } from '../drivers';
+import type { Storage } from '../storage';
 
 export const MULTI_LAYER_DRIVER = DRIVER_MULTI_LAYER_EROFS;
 

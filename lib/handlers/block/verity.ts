@@ -2,8 +2,8 @@
 // (kata-types mount.rs); the native core builds the verity table and creates the device through
 // device-mapper ioctls (native/core/dm.cc), as Kata's kata-types dmverity.rs does.
 import { basename, join } from 'node:path';
-import { StorageError } from './errors';
-import { native } from './native';
+import { StorageError } from '../../errors';
+import { native } from '../../native';
 
 export const VERITY_INFO = 'verity_info=';
 

@@ -24,7 +24,7 @@ import {
 } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { channels, type WatchEvent } from './events';
+import { channels, type WatchEvent } from '../events';
 
 /** Kata's MAX_ENTRIES_PER_STORAGE: files, symlinks and directories, the source itself included. */
 export const WATCH_MAX_ENTRIES = 16;

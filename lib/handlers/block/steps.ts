@@ -1,11 +1,11 @@
 // Block drivers: resolve the disk the runtime announced (PCI path, CCW bus id, SCSI address,
 // predicted /dev name), check it really is a block device, optionally make its filesystem, mount.
 import { execFile } from 'node:child_process';
-import { assertBlockDevice, type WaitOptions } from '../devices';
-import { StorageError } from '../errors';
-import { channels, timed, tracePromise } from '../events';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
-import type { PreparedStorage, Storage } from '../storage';
+import { assertBlockDevice, type WaitOptions } from '../../devices';
+import { StorageError } from '../../errors';
+import { channels, timed, tracePromise } from '../../events';
+import type { ReleaseContext, StorageContext, StorageHandler } from '../../handler';
+import type { PreparedStorage, Storage } from '../../storage';
 import {
   VERITY_INFO,
   createVerityDevice,
@@ -13,8 +13,8 @@ import {
   removeVerityDevice,
   type DmVerityInfo,
   type VerityDevice,
-} from '../verity';
-import { mountStorage } from './common';
+} from './verity';
+import { mountStorage } from '../common';
 
 /** dm-verity devices by the mount point they back, removed on release or rollback. */
 const verityDevices = new Map<string, VerityDevice>();

@@ -3,12 +3,12 @@
 // `ephemeral` driver qualify, and never to a size below what is already in use.
 import { statfs } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { StorageError, invalidArgType, type StorageErrorCode } from './errors';
-import { remount, type MountApi } from './mount';
-import { DRIVER_EPHEMERAL_TYPE } from './drivers';
-import { parseMountOptions } from './options';
-import { normalizeStorage, optionValues, withoutOptions, type Storage, type StorageInput } from './storage';
-import { fsGidOption, octalModeOption } from './handlers/common';
+import { StorageError, invalidArgType, type StorageErrorCode } from '../errors';
+import { remount, type MountApi } from '../mount';
+import { DRIVER_EPHEMERAL_TYPE } from '../drivers';
+import { parseMountOptions } from '../options';
+import { normalizeStorage, optionValues, withoutOptions, type Storage, type StorageInput } from '../storage';
+import { fsGidOption, octalModeOption } from './common';
 
 /** What the sandbox knows about a held mount point. */
 export interface HeldEphemeral {
