@@ -71,12 +71,14 @@ AddonData* Data(Napi::Env env);
 // The shared result array exported as `scratch` (4 values), or a thrown Error if JS detached it.
 uint32_t* ScratchValues(Napi::Env env);
 
-// A blocking operation. Execute() runs on a pool thread and must not touch napi;
-// Complete() runs on the JS thread and returns the value the promise resolves with.
+// A blocking operation, as the pool and the completion queue see it. Bindings never derive from
+// it: they start a JobOf (below), which states a call's data and its two halves.
 class Job {
  public:
   virtual ~Job() = default;
+  // On a pool thread (or the JS thread, RunHere); must not touch napi.
   virtual void Execute() = 0;
+  // On the JS thread: the value the promise resolves with.
   virtual Napi::Value Complete(Napi::Env env) = 0;
 
   // Queues the job and returns its promise (on the JS thread).
@@ -91,6 +93,42 @@ class Job {
   napi_deferred deferred_ = nullptr;
   std::shared_ptr<Completion> completion_;
 };
+
+// The one job a binding starts: `Data` holds a call's converted arguments and the core's
+// results; `work` calls the core with it (no napi), `done` converts the results for JS.
+template <typename Data>
+class JobOf final : public Job {
+ public:
+  using Work = void (*)(Data&);
+  using Done = Napi::Value (*)(Napi::Env, Data&);
+  JobOf(Data data, Work work, Done done) : data_(std::move(data)), work_(work), done_(done) {}
+  void Execute() override { work_(data_); }
+  Napi::Value Complete(Napi::Env env) override { return done_(env, data_); }
+
+ private:
+  Data data_;
+  Work work_;
+  Done done_;
+};
+
+template <typename T>
+struct Exactly {  // keeps a lambda argument from taking part in deducing Data
+  using type = T;
+};
+
+// Starts a JobOf<Data> on the pool; its promise.
+template <typename Data>
+Napi::Value StartJob(Napi::Env env, Data data, typename Exactly<void (*)(Data&)>::type work,
+                     typename Exactly<Napi::Value (*)(Napi::Env, Data&)>::type done) {
+  return Job::Start(env, new JobOf<Data>(std::move(data), work, done));
+}
+
+// Runs a JobOf<Data> here (Job::RunHere); its result itself.
+template <typename Data>
+Napi::Value RunJobHere(Napi::Env env, Data data, typename Exactly<void (*)(Data&)>::type work,
+                       typename Exactly<Napi::Value (*)(Napi::Env, Data&)>::type done) {
+  return Job::RunHere(env, new JobOf<Data>(std::move(data), work, done));
+}
 
 // Argument conversion that throws TypeError with the argument's name.
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);

@@ -139,68 +139,67 @@ void CancelOnTeardown(void* arg) {
   CancelById(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg)));
 }
 
-class WaitJob : public Job {
- public:
-  WaitJob(uint32_t id, std::shared_ptr<WaitState> state, std::unique_ptr<DeviceMatcher> matcher,
-          std::string dev_root, int32_t timeout_ms, bool rescan)
-      : id_(id),
-        state_(std::move(state)),
-        matcher_(std::move(matcher)),
-        dev_root_(std::move(dev_root)),
-        timeout_ms_(timeout_ms),
-        rescan_(rescan) {}
-
-  void Execute() override {
-    WaitForDevice(UeventMonitor::Instance(), &state_->waiter, *matcher_, dev_root_,
-                  std::chrono::milliseconds(timeout_ms_), rescan_, &outcome_, &error_);
-  }
-
-  // Also runs when the environment is gone and Complete never will (a terminated worker).
-  ~WaitJob() override {
+// Removes a wait from `waits` when the job's data goes: after Complete, or when the environment
+// is gone and Complete never runs (a terminated worker). Moves hand the duty on.
+struct WaitRegistration {
+  explicit WaitRegistration(uint32_t i) : id(i) {}
+  WaitRegistration(WaitRegistration&& o) noexcept : id(o.id) { o.id = 0; }
+  WaitRegistration(const WaitRegistration&) = delete;
+  WaitRegistration& operator=(const WaitRegistration&) = delete;
+  WaitRegistration& operator=(WaitRegistration&&) = delete;
+  ~WaitRegistration() {
+    if (id == 0) return;
     std::lock_guard<std::mutex> lock(waits_mu);
-    waits.erase(id_);
+    waits.erase(id);
   }
+  uint32_t id;
+};
 
-  Napi::Value Complete(Napi::Env env) override {
-    napi_remove_env_cleanup_hook(env, CancelOnTeardown,
-                                 reinterpret_cast<void*>(static_cast<uintptr_t>(id_)));
-    if (error_) return ErrorValue(env, error_);
-    Napi::Object o = Napi::Object::New(env);
-    if (!outcome_.name.empty()) {
-      o.Set("path", DeviceNodePath(dev_root_, outcome_.name));
-      o.Set("via", outcome_.via);
-      return o;
-    }
-    if (outcome_.cancelled) {
-      o.Set("path", "");
-      o.Set("via", "cancelled");
-      return o;
-    }
-    o.Set("errno", ETIMEDOUT);
-    o.Set("awaited", matcher_->Describe());
-    o.Set("timeoutMs", timeout_ms_);
-    Napi::Array nearest = Napi::Array::New(env, outcome_.nearest.size());
-    for (size_t i = 0; i < outcome_.nearest.size(); ++i)
-      nearest.Set(static_cast<uint32_t>(i), outcome_.nearest[i]);
-    o.Set("nearest", nearest);
-    const std::vector<DeviceError>& failures = matcher_->Failures();
-    Napi::Array details = Napi::Array::New(env, failures.size());
-    for (size_t i = 0; i < failures.size(); ++i)
-      details.Set(static_cast<uint32_t>(i), ErrorValue(env, failures[i]));
-    o.Set("failures", details);
+struct WaitData {
+  WaitRegistration registration;
+  std::shared_ptr<WaitState> state;
+  std::unique_ptr<DeviceMatcher> matcher;
+  std::string dev_root;
+  int32_t timeout_ms;
+  bool rescan;
+  DeviceError error;
+  DeviceWaitOutcome outcome;
+};
+
+void WaitWork(WaitData& d) {
+  WaitForDevice(UeventMonitor::Instance(), &d.state->waiter, *d.matcher, d.dev_root,
+                std::chrono::milliseconds(d.timeout_ms), d.rescan, &d.outcome, &d.error);
+}
+
+Napi::Value WaitOutcome(Napi::Env env, WaitData& d) {
+  napi_remove_env_cleanup_hook(env, CancelOnTeardown,
+                               reinterpret_cast<void*>(static_cast<uintptr_t>(d.registration.id)));
+  if (d.error) return ErrorValue(env, d.error);
+  Napi::Object o = Napi::Object::New(env);
+  if (!d.outcome.name.empty()) {
+    o.Set("path", DeviceNodePath(d.dev_root, d.outcome.name));
+    o.Set("via", d.outcome.via);
     return o;
   }
-
- private:
-  uint32_t id_;
-  std::shared_ptr<WaitState> state_;
-  std::unique_ptr<DeviceMatcher> matcher_;
-  std::string dev_root_;
-  int32_t timeout_ms_;
-  bool rescan_;
-  DeviceError error_;
-  DeviceWaitOutcome outcome_;
-};
+  if (d.outcome.cancelled) {
+    o.Set("path", "");
+    o.Set("via", "cancelled");
+    return o;
+  }
+  o.Set("errno", ETIMEDOUT);
+  o.Set("awaited", d.matcher->Describe());
+  o.Set("timeoutMs", d.timeout_ms);
+  Napi::Array nearest = Napi::Array::New(env, d.outcome.nearest.size());
+  for (size_t i = 0; i < d.outcome.nearest.size(); ++i)
+    nearest.Set(static_cast<uint32_t>(i), d.outcome.nearest[i]);
+  o.Set("nearest", nearest);
+  const std::vector<DeviceError>& failures = d.matcher->Failures();
+  Napi::Array details = Napi::Array::New(env, failures.size());
+  for (size_t i = 0; i < failures.size(); ++i)
+    details.Set(static_cast<uint32_t>(i), ErrorValue(env, failures[i]));
+  o.Set("failures", details);
+  return o;
+}
 
 // waitBlockDevice(bus, spec, rootComplex, sysfsRoot, devRoot, timeoutMs, rescan): [id, promise]
 Napi::Value WaitBlockDevice(const Napi::CallbackInfo& info) {
@@ -231,8 +230,8 @@ Napi::Value WaitBlockDevice(const Napi::CallbackInfo& info) {
   result.Set(uint32_t{0}, id);
   napi_add_env_cleanup_hook(env, CancelOnTeardown,
                             reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
-  result.Set(uint32_t{1},
-             Job::Start(env, new WaitJob(id, state, std::move(m), l.dev_root, timeout_ms, rescan)));
+  WaitData d{WaitRegistration(id), state, std::move(m), l.dev_root, timeout_ms, rescan, {}, {}};
+  result.Set(uint32_t{1}, StartJob(env, std::move(d), WaitWork, WaitOutcome));
   return result;
 }
 

@@ -45,69 +45,52 @@ Napi::Value VerityTable(const Napi::CallbackInfo& info) {
   return o;
 }
 
-class CreateJob : public Job {
- public:
-  CreateJob(std::string control, std::string name, uint64_t sectors, std::string params,
-            std::string node)
-      : control_(std::move(control)),
-        name_(std::move(name)),
-        sectors_(sectors),
-        params_(std::move(params)),
-        node_(std::move(node)) {}
-  void Execute() override {
-    DmCreateVerity(control_, name_, sectors_, params_, node_, &major_, &minor_, &error_);
-  }
-  Napi::Value Complete(Napi::Env env) override {
-    if (error_) return ErrorValue(env, error_);
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("major", major_);
-    o.Set("minor", minor_);
-    return o;
-  }
-
- private:
-  std::string control_, name_;
-  uint64_t sectors_;
-  std::string params_, node_;
-  unsigned major_ = 0, minor_ = 0;
-  SysError error_;
-};
-
 // dmVerityCreate(control, name, sectors, params, node): Promise<{ major, minor } | Error>
 Napi::Value DmVerityCreate(const Napi::CallbackInfo& info) {
-  std::string control = PathArg(info, 0, "control");
-  std::string name = PathArg(info, 1, "name");
-  const uint64_t sectors = U64Arg(info, 2, "sectors");
-  std::string params = PathArg(info, 3, "params");
-  std::string node = PathArg(info, 4, "node");
-  return Job::Start(info.Env(), new CreateJob(std::move(control), std::move(name), sectors,
-                                              std::move(params), std::move(node)));
+  struct Data {
+    std::string control, name;
+    uint64_t sectors = 0;
+    std::string params, node;
+    unsigned major = 0, minor = 0;
+    SysError error;
+  };
+  Data d;
+  d.control = PathArg(info, 0, "control");
+  d.name = PathArg(info, 1, "name");
+  d.sectors = U64Arg(info, 2, "sectors");
+  d.params = PathArg(info, 3, "params");
+  d.node = PathArg(info, 4, "node");
+  return StartJob(
+      info.Env(), std::move(d),
+      [](Data& d) {
+        DmCreateVerity(d.control, d.name, d.sectors, d.params, d.node, &d.major, &d.minor,
+                       &d.error);
+      },
+      [](Napi::Env env, Data& d) -> Napi::Value {
+        if (d.error) return ErrorValue(env, d.error);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("major", d.major);
+        o.Set("minor", d.minor);
+        return o;
+      });
 }
-
-class RemoveJob : public Job {
- public:
-  RemoveJob(std::string control, std::string name, std::string node, bool deferred)
-      : control_(std::move(control)),
-        name_(std::move(name)),
-        node_(std::move(node)),
-        deferred_(deferred) {}
-  void Execute() override { kata::DmRemove(control_, name_, node_, deferred_, &error_); }
-  Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
-
- private:
-  std::string control_, name_, node_;
-  bool deferred_;
-  SysError error_;
-};
 
 // dmRemove(control, name, node, deferred): Promise<Error | undefined>
 Napi::Value DmRemove(const Napi::CallbackInfo& info) {
-  std::string control = PathArg(info, 0, "control");
-  std::string name = PathArg(info, 1, "name");
-  std::string node = PathArg(info, 2, "node");
-  const bool deferred = BoolArg(info, 3, "deferred");
-  return Job::Start(info.Env(),
-                    new RemoveJob(std::move(control), std::move(name), std::move(node), deferred));
+  struct Data {
+    std::string control, name, node;
+    bool deferred = false;
+    SysError error;
+  };
+  Data d;
+  d.control = PathArg(info, 0, "control");
+  d.name = PathArg(info, 1, "name");
+  d.node = PathArg(info, 2, "node");
+  d.deferred = BoolArg(info, 3, "deferred");
+  return StartJob(
+      info.Env(), std::move(d),
+      [](Data& d) { kata::DmRemove(d.control, d.name, d.node, d.deferred, &d.error); },
+      [](Napi::Env env, Data& d) { return ErrorValue(env, d.error); });
 }
 
 void Export(Napi::Env env, Napi::Object exports) {

@@ -90,23 +90,10 @@ Napi::Value MountSync(const Napi::CallbackInfo& info) {
   return ErrorValue(info.Env(), error);
 }
 
-class MountJob : public Job {
- public:
-  explicit MountJob(MountArgs args) : args_(std::move(args)) {}
-  void Execute() override {
-    // The new mount's ID, read by the mount itself from what names the mount (0: unknown).
-    if (args_.record_id) args_.request.mount_id = &id_;
-    DoMount(args_, &error_);
-  }
-  Napi::Value Complete(Napi::Env env) override {
-    if (error_ || !args_.record_id) return ErrorValue(env, error_);
-    return Napi::Number::New(env, static_cast<double>(id_));
-  }
-
- private:
-  MountArgs args_;
-  SysError error_;
-  uint64_t id_ = 0;
+struct MountData {
+  MountArgs args;
+  SysError error;
+  uint64_t id = 0;
 };
 
 Napi::Value Mount(const Napi::CallbackInfo& info) {
@@ -117,26 +104,18 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
     d.Resolve(result);
     return d.Promise();
   }
-  return Job::Start(info.Env(), new MountJob(std::move(args)));
+  return StartJob(
+      info.Env(), MountData{std::move(args), {}, 0},
+      [](MountData& d) {
+        // The new mount's ID, read by the mount itself from what names the mount (0: unknown).
+        if (d.args.record_id) d.args.request.mount_id = &d.id;
+        DoMount(d.args, &d.error);
+      },
+      [](Napi::Env env, MountData& d) -> Napi::Value {
+        if (d.error || !d.args.record_id) return ErrorValue(env, d.error);
+        return Napi::Number::New(env, static_cast<double>(d.id));
+      });
 }
-
-class RemountJob : public Job {
- public:
-  RemountJob(std::string target, MountOptions options, MountApi api)
-      : target_(std::move(target)), options_(std::move(options)), api_(api) {}
-  void Execute() override { kata::Remount(target_.c_str(), options_, api_, &used_, &error_); }
-  Napi::Value Complete(Napi::Env env) override {
-    if (error_) return ErrorValue(env, error_);
-    return Napi::String::New(env, used_ == MountApi::kNew ? "new" : "legacy");
-  }
-
- private:
-  std::string target_;
-  MountOptions options_;
-  MountApi api_;
-  MountApi used_ = MountApi::kLegacy;
-  SysError error_;
-};
 
 // remount(target, options, api): Promise<'new' | 'legacy' | Error>
 Napi::Value Remount(const Napi::CallbackInfo& info) {
@@ -149,8 +128,20 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
     d.Resolve(CodeError(info.Env(), OptionErrorCode(err), bad));
     return d.Promise();
   }
-  return Job::Start(info.Env(),
-                    new RemountJob(std::move(target), std::move(options), MountApiArg(info, 2)));
+  struct Data {
+    std::string target;
+    MountOptions options;
+    MountApi api = MountApi::kAuto;
+    MountApi used = MountApi::kLegacy;
+    SysError error;
+  };
+  return StartJob(
+      info.Env(), Data{std::move(target), std::move(options), MountApiArg(info, 2), {}, {}},
+      [](Data& d) { kata::Remount(d.target.c_str(), d.options, d.api, &d.used, &d.error); },
+      [](Napi::Env env, Data& d) -> Napi::Value {
+        if (d.error) return ErrorValue(env, d.error);
+        return Napi::String::New(env, d.used == MountApi::kNew ? "new" : "legacy");
+      });
 }
 
 // The jobs below cross as one string of NUL-ended fields and one Float64Array of numbers per
@@ -228,64 +219,61 @@ Napi::Value ErrorsOrUndefined(Napi::Env env, const std::vector<SysError>& v) {
   return a;
 }
 
-class ApplyStoragesJob : public Job {
- public:
-  explicit ApplyStoragesJob(std::vector<StorageJob> jobs) : jobs_(std::move(jobs)) {}
-  void Execute() override {
-    if (!kata::ApplyStorages(jobs_, &outcomes_, &failed_, &error_, &undo_errors_, &refusal_)) {
-      ok_ = false;
-    }
-  }
-  Napi::Value Complete(Napi::Env env) override {
-    Napi::Float64Array counts = Napi::Float64Array::New(env, 5 * outcomes_.size());
-    double* c = counts.Data();
-    std::string paths;
-    std::vector<double> ids;  // each mount's ID (release.h), in the order of the mounted paths
-    for (size_t i = 0; i < outcomes_.size(); ++i) {
-      const StorageOutcome& o = outcomes_[i];
-      c[5 * i] = static_cast<double>(o.undo.created.size());
-      c[5 * i + 1] = static_cast<double>(o.undo.mounted.size());
-      c[5 * i + 2] = o.ownership_skipped ? 1 : 0;
-      c[5 * i + 3] = static_cast<double>(o.duration_ns);
-      c[5 * i + 4] = static_cast<double>(o.undo.unmounted.size());
-      AppendFields(&paths, o.undo.created);
-      for (const MountRef& m : o.undo.mounted) {
-        paths.append(m.path);
-        paths.push_back('\0');
-        ids.push_back(static_cast<double>(m.id));
-      }
-      for (const MountRef& m : o.undo.unmounted) {
-        paths.append(m.path);
-        paths.push_back('\0');
-      }
-    }
-    Napi::Float64Array mount_ids = Napi::Float64Array::New(env, ids.size());
-    std::copy(ids.begin(), ids.end(), mount_ids.Data());
-    Napi::Array result = Napi::Array::New(env, 7);
-    result.Set(uint32_t{6}, mount_ids);
-    result.Set(uint32_t{0}, counts);
-    result.Set(uint32_t{1}, Napi::String::New(env, paths));
-    result.Set(uint32_t{2}, ok_ ? -1.0 : static_cast<double>(failed_));
-    if (!ok_) result.Set(uint32_t{3}, ErrorValue(env, error_));
-    result.Set(uint32_t{4}, ErrorsOrUndefined(env, undo_errors_));
-    if (refusal_.stop != BeneathError::kNone) {
-      Napi::Array refusal = Napi::Array::New(env, 2);
-      refusal.Set(uint32_t{0}, refusal_.stop == BeneathError::kSymlink ? "symlink" : "notdir");
-      refusal.Set(uint32_t{1}, refusal_.path);
-      result.Set(uint32_t{5}, refusal);
-    }
-    return result;
-  }
-
- private:
-  std::vector<StorageJob> jobs_;
-  std::vector<StorageOutcome> outcomes_;
-  size_t failed_ = 0;
-  bool ok_ = true;
-  SysError error_;
-  std::vector<SysError> undo_errors_;
-  StorageRefusal refusal_;
+// A request's storage jobs and what ApplyStorages made of them.
+struct ApplyData {
+  std::vector<StorageJob> jobs;
+  std::vector<StorageOutcome> outcomes;
+  size_t failed = 0;
+  bool ok = true;
+  SysError error;
+  std::vector<SysError> undo_errors;
+  StorageRefusal refusal;
 };
+
+void ApplyWork(ApplyData& d) {
+  d.ok = kata::ApplyStorages(d.jobs, &d.outcomes, &d.failed, &d.error, &d.undo_errors, &d.refusal);
+}
+
+Napi::Value AppliedStorages(Napi::Env env, ApplyData& d) {
+  Napi::Float64Array counts = Napi::Float64Array::New(env, 5 * d.outcomes.size());
+  double* c = counts.Data();
+  std::string paths;
+  std::vector<double> ids;  // each mount's ID (release.h), in the order of the mounted paths
+  for (size_t i = 0; i < d.outcomes.size(); ++i) {
+    const StorageOutcome& o = d.outcomes[i];
+    c[5 * i] = static_cast<double>(o.undo.created.size());
+    c[5 * i + 1] = static_cast<double>(o.undo.mounted.size());
+    c[5 * i + 2] = o.ownership_skipped ? 1 : 0;
+    c[5 * i + 3] = static_cast<double>(o.duration_ns);
+    c[5 * i + 4] = static_cast<double>(o.undo.unmounted.size());
+    AppendFields(&paths, o.undo.created);
+    for (const MountRef& m : o.undo.mounted) {
+      paths.append(m.path);
+      paths.push_back('\0');
+      ids.push_back(static_cast<double>(m.id));
+    }
+    for (const MountRef& m : o.undo.unmounted) {
+      paths.append(m.path);
+      paths.push_back('\0');
+    }
+  }
+  Napi::Float64Array mount_ids = Napi::Float64Array::New(env, ids.size());
+  std::copy(ids.begin(), ids.end(), mount_ids.Data());
+  Napi::Array result = Napi::Array::New(env, 7);
+  result.Set(uint32_t{6}, mount_ids);
+  result.Set(uint32_t{0}, counts);
+  result.Set(uint32_t{1}, Napi::String::New(env, paths));
+  result.Set(uint32_t{2}, d.ok ? -1.0 : static_cast<double>(d.failed));
+  if (!d.ok) result.Set(uint32_t{3}, ErrorValue(env, d.error));
+  result.Set(uint32_t{4}, ErrorsOrUndefined(env, d.undo_errors));
+  if (d.refusal.stop != BeneathError::kNone) {
+    Napi::Array refusal = Napi::Array::New(env, 2);
+    refusal.Set(uint32_t{0}, d.refusal.stop == BeneathError::kSymlink ? "symlink" : "notdir");
+    refusal.Set(uint32_t{1}, d.refusal.path);
+    result.Set(uint32_t{5}, refusal);
+  }
+  return result;
+}
 
 // applyStorages(fields: string, numbers: Float64Array, mayRunHere?: boolean): per storage the
 // fields root, rel, source, fstype and its option elements, and the numbers [leafFile, api,
@@ -351,69 +339,69 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   // Memory-only steps run here, synchronously, and the result comes back as it is; anything that
   // can wait on I/O goes to the pool and comes back as a promise.
   // mayRunHere: the caller's budget for this turn of the event loop is not spent (lib/native.ts).
-  if (info[2].ToBoolean() && kata::CannotBlock(jobs))
-    return Job::RunHere(env, new ApplyStoragesJob(std::move(jobs)));
-  return Job::Start(env, new ApplyStoragesJob(std::move(jobs)));
+  const bool here = info[2].ToBoolean() && kata::CannotBlock(jobs);
+  ApplyData d;
+  d.jobs = std::move(jobs);
+  if (here) return RunJobHere(env, std::move(d), ApplyWork, AppliedStorages);
+  return StartJob(env, std::move(d), ApplyWork, AppliedStorages);
 }
 
-class ReleaseStoragesJob : public Job {
- public:
-  ReleaseStoragesJob(std::vector<StorageRelease> releases, UmountOptions umount)
-      : releases_(std::move(releases)), umount_(umount) {}
-  void Execute() override { kata::ReleaseStorages(releases_, umount_, &outcomes_); }
-  Napi::Value Complete(Napi::Env env) override {
-    Napi::Float64Array numbers = Napi::Float64Array::New(env, 4 * outcomes_.size());
-    std::string leftovers;
-    Napi::Value errors = env.Undefined();
-    std::vector<SysError> leftover_errors;
-    std::vector<double> steps;
-    std::string step_paths;
-    Napi::Value step_errors = env.Undefined();
-    size_t step_count = 0;
-    for (const ReleaseOutcome& o : outcomes_) step_count += o.steps.size();
-    for (size_t i = 0; i < outcomes_.size(); ++i) {
-      const ReleaseOutcome& o = outcomes_[i];
-      numbers[4 * i] = static_cast<double>(o.mounts_left);
-      numbers[4 * i + 1] = static_cast<double>(o.leftovers.size());
-      numbers[4 * i + 2] = static_cast<double>(o.duration_ns);
-      numbers[4 * i + 3] = static_cast<double>(o.steps.size());
-      AppendFields(&leftovers, o.leftovers);
-      leftover_errors.insert(leftover_errors.end(), o.leftover_errors.begin(),
-                             o.leftover_errors.end());
-      if (o.error) {
-        if (errors.IsUndefined()) errors = Napi::Array::New(env, outcomes_.size());
-        errors.As<Napi::Array>().Set(static_cast<uint32_t>(i), ErrorValue(env, o.error));
-      }
-      for (const UnmountStep& step : o.steps) {
-        if (step.error) {
-          if (step_errors.IsUndefined()) step_errors = Napi::Array::New(env, step_count);
-          step_errors.As<Napi::Array>().Set(static_cast<uint32_t>(steps.size() / 2),
-                                            ErrorValue(env, step.error));
-        }
-        steps.push_back(static_cast<double>(step.kind));
-        steps.push_back(static_cast<double>(step.duration_ns));
-        step_paths.append(step.path);
-        step_paths.push_back('\0');
-      }
-    }
-    Napi::Float64Array step_numbers = Napi::Float64Array::New(env, steps.size());
-    std::copy(steps.begin(), steps.end(), step_numbers.Data());
-    Napi::Array result = Napi::Array::New(env, 7);
-    result.Set(uint32_t{0}, numbers);
-    result.Set(uint32_t{1}, Napi::String::New(env, leftovers));
-    result.Set(uint32_t{2}, errors);
-    result.Set(uint32_t{3}, ErrorsOrUndefined(env, leftover_errors));
-    result.Set(uint32_t{4}, step_numbers);
-    result.Set(uint32_t{5}, Napi::String::New(env, step_paths));
-    result.Set(uint32_t{6}, step_errors);
-    return result;
-  }
-
- private:
-  std::vector<StorageRelease> releases_;
-  UmountOptions umount_;
-  std::vector<ReleaseOutcome> outcomes_;
+// The storages a release job gives back and what ReleaseStorages did.
+struct ReleaseData {
+  std::vector<StorageRelease> releases;
+  UmountOptions umount;
+  std::vector<ReleaseOutcome> outcomes;
 };
+
+void ReleaseWork(ReleaseData& d) { kata::ReleaseStorages(d.releases, d.umount, &d.outcomes); }
+
+Napi::Value ReleasedStorages(Napi::Env env, ReleaseData& d) {
+  Napi::Float64Array numbers = Napi::Float64Array::New(env, 4 * d.outcomes.size());
+  std::string leftovers;
+  Napi::Value errors = env.Undefined();
+  std::vector<SysError> leftover_errors;
+  std::vector<double> steps;
+  std::string step_paths;
+  Napi::Value step_errors = env.Undefined();
+  size_t step_count = 0;
+  for (const ReleaseOutcome& o : d.outcomes) step_count += o.steps.size();
+  for (size_t i = 0; i < d.outcomes.size(); ++i) {
+    const ReleaseOutcome& o = d.outcomes[i];
+    numbers[4 * i] = static_cast<double>(o.mounts_left);
+    numbers[4 * i + 1] = static_cast<double>(o.leftovers.size());
+    numbers[4 * i + 2] = static_cast<double>(o.duration_ns);
+    numbers[4 * i + 3] = static_cast<double>(o.steps.size());
+    AppendFields(&leftovers, o.leftovers);
+    leftover_errors.insert(leftover_errors.end(), o.leftover_errors.begin(),
+                           o.leftover_errors.end());
+    if (o.error) {
+      if (errors.IsUndefined()) errors = Napi::Array::New(env, d.outcomes.size());
+      errors.As<Napi::Array>().Set(static_cast<uint32_t>(i), ErrorValue(env, o.error));
+    }
+    for (const UnmountStep& step : o.steps) {
+      if (step.error) {
+        if (step_errors.IsUndefined()) step_errors = Napi::Array::New(env, step_count);
+        step_errors.As<Napi::Array>().Set(static_cast<uint32_t>(steps.size() / 2),
+                                          ErrorValue(env, step.error));
+      }
+      steps.push_back(static_cast<double>(step.kind));
+      steps.push_back(static_cast<double>(step.duration_ns));
+      step_paths.append(step.path);
+      step_paths.push_back('\0');
+    }
+  }
+  Napi::Float64Array step_numbers = Napi::Float64Array::New(env, steps.size());
+  std::copy(steps.begin(), steps.end(), step_numbers.Data());
+  Napi::Array result = Napi::Array::New(env, 7);
+  result.Set(uint32_t{0}, numbers);
+  result.Set(uint32_t{1}, Napi::String::New(env, leftovers));
+  result.Set(uint32_t{2}, errors);
+  result.Set(uint32_t{3}, ErrorsOrUndefined(env, leftover_errors));
+  result.Set(uint32_t{4}, step_numbers);
+  result.Set(uint32_t{5}, Napi::String::New(env, step_paths));
+  result.Set(uint32_t{6}, step_errors);
+  return result;
+}
 
 // releaseStorages(fields: string, numbers: Float64Array, perPath: Float64Array, busyTimeoutMs,
 // here?: boolean): per storage its mounted then its created paths as fields; numbers [mounted
@@ -475,10 +463,11 @@ Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   if (info[4].ToBoolean() && umount.busy_timeout_ms == 0 && n <= kMaxStoragesHere && !trees &&
       kata::RecordedOnTop(releases)) {
     auto settled = Napi::Promise::Deferred::New(env);
-    settled.Resolve(Job::RunHere(env, new ReleaseStoragesJob(std::move(releases), umount)));
+    settled.Resolve(RunJobHere(env, ReleaseData{std::move(releases), umount, {}}, ReleaseWork,
+                               ReleasedStorages));
     return settled.Promise();
   }
-  return Job::Start(env, new ReleaseStoragesJob(std::move(releases), umount));
+  return StartJob(env, ReleaseData{std::move(releases), umount, {}}, ReleaseWork, ReleasedStorages);
 }
 
 struct UmountArgs {
@@ -503,19 +492,15 @@ Napi::Value UmountSync(const Napi::CallbackInfo& info) {
   return ErrorValue(info.Env(), error);
 }
 
-class UmountJob : public Job {
- public:
-  explicit UmountJob(UmountArgs args) : args_(std::move(args)) {}
-  void Execute() override { kata::Umount(args_.target.c_str(), args_.options, &error_); }
-  Napi::Value Complete(Napi::Env env) override { return ErrorValue(env, error_); }
-
- private:
-  UmountArgs args_;
-  SysError error_;
-};
-
 Napi::Value Umount(const Napi::CallbackInfo& info) {
-  return Job::Start(info.Env(), new UmountJob(ReadUmountArgs(info)));
+  struct Data {
+    UmountArgs args;
+    SysError error;
+  };
+  return StartJob(
+      info.Env(), Data{ReadUmountArgs(info), {}},
+      [](Data& d) { kata::Umount(d.args.target.c_str(), d.args.options, &d.error); },
+      [](Napi::Env env, Data& d) { return ErrorValue(env, d.error); });
 }
 
 // isMountPoint(path): boolean | error descriptor
