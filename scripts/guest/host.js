@@ -17,9 +17,10 @@ const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { image, erofsImage, verityImage } = require('./images');
 const { Qmp } = require('./qmp');
+const { repo, sh } = require('./shell');
 
-const repo = path.resolve(__dirname, '../..');
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -60,9 +61,6 @@ const MODULES = [
   'erofs',
 ];
 
-function sh(cmd, args, o = {}) {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], ...o });
-}
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
 function ensureApt() {
@@ -218,67 +216,6 @@ poweroff -f
   return { initrd, vmlinuz, kver };
 }
 
-/** An ext4 image whose kata-marker file holds `marker` (made by the host, read by the guest). */
-function image(name, marker, sizeMb = 32) {
-  const dir = path.join(work, `${name}.d`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir);
-  if (marker !== undefined) fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
-  const img = path.join(work, `${name}.img`);
-  fs.rmSync(img, { force: true });
-  if (marker === undefined) {
-    fs.writeFileSync(img, '');
-    fs.truncateSync(img, sizeMb << 20);
-  } else {
-    sh('mkfs.ext4', ['-q', '-F', '-d', dir, img, `${sizeMb}M`]);
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-  return img;
-}
-
-/** An EROFS image (mkfs.erofs) of `files` ({ relative path: content }). */
-function erofsImage(name, files) {
-  const dir = path.join(work, `${name}.d`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  for (const [rel, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
-    fs.writeFileSync(path.join(dir, rel), content);
-  }
-  const img = path.join(work, `${name}.erofs`);
-  fs.rmSync(img, { force: true });
-  sh('mkfs.erofs', ['--quiet', img, dir]);
-  fs.rmSync(dir, { recursive: true, force: true });
-  return img;
-}
-
-/** veritysetup on an ext4 image: data then hash tree on the one file (--hash-offset). */
-function verityImage(name, marker) {
-  const dir = path.join(work, `${name}.d`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
-  // One recognizable 4 KiB block, to corrupt in a copy.
-  fs.writeFileSync(path.join(dir, 'payload'), 'KATA-VERITY-PAYLOAD-'.repeat(4096 / 20 + 1).slice(0, 4096));
-  const img = path.join(work, `${name}.img`);
-  fs.rmSync(img, { force: true });
-  const dataBytes = 16 << 20;
-  sh('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', dir, img, `${dataBytes >> 10}K`]);
-  fs.rmSync(dir, { recursive: true, force: true });
-  const out = sh('veritysetup', ['format', `--hash-offset=${dataBytes}`, img, img]);
-  const field = (k) => (new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(out) || [])[1];
-  const info = {
-    hashtype: field('Hash algorithm'),
-    hash: field('Root hash'),
-    blocknum: Number(field('Data blocks')),
-    blocksize: Number(field('Data block size')),
-    hashsize: Number(field('Hash block size')),
-    offset: dataBytes,
-    salt: field('Salt'),
-    hash_type: Number(field('Hash type')),
-  };
-  return { img, info };
-}
-
 /** Debian's Node for `arch` unpacked (scripts/qemu-sysroot.sh) and the package's prebuild for it. */
 function foreignNode(arch) {
   const sysroot = path.join(cache, `sysroot-${arch}`);
@@ -309,8 +246,8 @@ function planSpec(plan, virtiofs) {
     device: { driver: 'virtio-blk-pci', bus, addr, ...extra },
   });
   if (plan === 'verity') {
-    const good = verityImage('verity-good', 'verity');
-    const corrupt = verityImage('verity-corrupt', 'verity');
+    const good = verityImage(work, 'verity-good', 'verity');
+    const corrupt = verityImage(work, 'verity-corrupt', 'verity');
     const bytes = fs.readFileSync(corrupt.img);
     const at = bytes.indexOf('KATA-VERITY-PAYLOAD-');
     if (at < 0 || at >= corrupt.info.offset) throw new Error('verity: payload block not found in the data area');
@@ -356,7 +293,7 @@ function planSpec(plan, virtiofs) {
       args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
       cmdline: 'console=ttysclp0 kata.plan=s390x',
       devices: {
-        ccw: [{ id: 'ccw', img: image('ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }],
+        ccw: [{ id: 'ccw', img: image(work, 'ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }],
       },
     };
   }
@@ -376,7 +313,7 @@ function planSpec(plan, virtiofs) {
         '-nodefaults',
         '-no-reboot',
         '-drive',
-        `id=cold,if=none,format=raw,file=${image('arm-cold', 'cold')}`,
+        `id=cold,if=none,format=raw,file=${image(work, 'arm-cold', 'cold')}`,
         '-device',
         'virtio-blk-pci,drive=cold,bus=pcie.0,addr=01.0',
         ...rootPort(1, '02.0'),
@@ -386,7 +323,7 @@ function planSpec(plan, virtiofs) {
         rootport: [
           {
             id: 'rootport',
-            img: image('arm-hot', 'hotplugged'),
+            img: image(work, 'arm-hot', 'hotplugged'),
             device: { driver: 'virtio-blk-pci', bus: 'rp1', addr: '00.0' },
           },
         ],
@@ -403,11 +340,11 @@ function planSpec(plan, virtiofs) {
         '1G',
         '-no-reboot',
         '-drive',
-        `id=d0,if=none,format=raw,file=${image('mmio0', 'mmio0')}`,
+        `id=d0,if=none,format=raw,file=${image(work, 'mmio0', 'mmio0')}`,
         '-device',
         'virtio-blk-device,drive=d0',
         '-drive',
-        `id=d1,if=none,format=raw,file=${image('mmio1', 'mmio')}`,
+        `id=d1,if=none,format=raw,file=${image(work, 'mmio1', 'mmio')}`,
         '-device',
         'virtio-blk-device,drive=d1',
       ],
@@ -435,10 +372,10 @@ function planSpec(plan, virtiofs) {
       kernel: 'kernel-bullseye-amd64',
       args: ['-machine', 'q35,accel=tcg', '-m', '1G', ...common],
       cmdline: 'console=ttyS0 kata.plan=old',
-      devices: { rootport: [blk('rootport', 'rp1', '00.0', image('old-blank', undefined))] },
+      devices: { rootport: [blk('rootport', 'rp1', '00.0', image(work, 'old-blank', undefined))] },
     };
   }
-  const pmem = image('pmem', 'nvdimm', 64);
+  const pmem = image(work, 'pmem', 'nvdimm', 64);
   // watchable-bind's source: a directory on the 9p share that the host changes while it is watched.
   const watched = path.join(shared, 'watched');
   fs.mkdirSync(watched);
@@ -477,35 +414,35 @@ function planSpec(plan, virtiofs) {
     ],
     cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
     devices: {
-      rootport: [blk('rootport', 'rp1', '00.0', image('blank', undefined))],
-      bridge: [blk('bridge', 'br1', '03.0', image('bridge', 'bridge'))],
+      rootport: [blk('rootport', 'rp1', '00.0', image(work, 'blank', undefined))],
+      bridge: [blk('bridge', 'br1', '03.0', image(work, 'bridge', 'bridge'))],
       // Function 1 first: the slot appears to the guest when function 0 arrives.
       multifunction: [
-        blk('mf1', 'rp3', '00.1', image('fn1', 'function1')),
-        blk('mf0', 'rp3', '00.0', image('fn0', 'function0'), { multifunction: 'on' }),
+        blk('mf1', 'rp3', '00.1', image(work, 'fn1', 'function1')),
+        blk('mf0', 'rp3', '00.0', image(work, 'fn0', 'function0'), { multifunction: 'on' }),
       ],
       scsi: [
         {
           id: 'scsi12',
-          img: image('scsi', 'scsi'),
+          img: image(work, 'scsi', 'scsi'),
           device: { driver: 'scsi-hd', bus: 'scsi0.0', 'scsi-id': 1, lun: 2 },
         },
       ],
-      surprise: [blk('surprise', 'rp2', '00.0', image('surprise', 'surprise'))],
+      surprise: [blk('surprise', 'rp2', '00.0', image(work, 'surprise', 'surprise'))],
       // Kata's multi-layer EROFS rootfs: an ext4 upper and two EROFS lowers, each on its own port.
       multilayer: [
-        blk('mlupper', 'rp4', '00.0', image('ml-upper', 'upper')),
+        blk('mlupper', 'rp4', '00.0', image(work, 'ml-upper', 'upper')),
         blk(
           'mllower0',
           'rp5',
           '00.0',
-          erofsImage('ml-lower0', { 'a.txt': 'from lower 0\n', 'shared.txt': 'lower 0 wins\n' }),
+          erofsImage(work, 'ml-lower0', { 'a.txt': 'from lower 0\n', 'shared.txt': 'lower 0 wins\n' }),
         ),
         blk(
           'mllower1',
           'rp6',
           '00.0',
-          erofsImage('ml-lower1', { 'b.txt': 'from lower 1\n', 'shared.txt': 'lower 1 loses\n' }),
+          erofsImage(work, 'ml-lower1', { 'b.txt': 'from lower 1\n', 'shared.txt': 'lower 1 loses\n' }),
         ),
       ],
     },
