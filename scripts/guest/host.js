@@ -17,6 +17,7 @@ const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { ensureApt, fetchDeb, foreignNode } = require('./fetch');
 const { image, erofsImage, verityImage } = require('./images');
 const { Qmp } = require('./qmp');
 const { repo, sh } = require('./shell');
@@ -32,17 +33,6 @@ const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', 'veri
 const work = path.resolve(opts.work);
 const cache = path.resolve(opts.cache);
 
-const APT = [
-  'qemu-system-x86',
-  'busybox-static',
-  'kmod',
-  'cpio',
-  'e2fsprogs',
-  ...(plans.includes('arm64') ? ['qemu-system-arm'] : []),
-  ...(plans.includes('s390x') ? ['qemu-system-misc'] : []),
-  ...(plans.includes('verity') ? ['cryptsetup-bin'] : []),
-  ...(plans.includes('q35') ? ['erofs-utils'] : []),
-];
 const MODULES = [
   'crc32c_generic',
   'virtio_pci',
@@ -62,31 +52,6 @@ const MODULES = [
 ];
 
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
-
-function ensureApt() {
-  const missing = APT.filter((p) => {
-    try {
-      return !/install ok installed/.test(
-        sh('dpkg-query', ['-W', '-f=${Status}', p], { stdio: ['ignore', 'pipe', 'ignore'] }),
-      );
-    } catch {
-      return true;
-    }
-  });
-  if (missing.length === 0) return;
-  console.log(`guest: installing ${missing.join(' ')}`);
-  sh('apt-get', ['update', '-qq']);
-  sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-}
-
-function fetchDeb(what) {
-  return sh('sh', [path.join(__dirname, 'fetch.sh'), what, cache])
-    .trim()
-    .split('\n')
-    .pop();
-}
 
 /** Copies `file` (and, for a binary, every library ldd names) into `root` at the same path. */
 function copyWithLibs(root, file) {
@@ -216,15 +181,6 @@ poweroff -f
   return { initrd, vmlinuz, kver };
 }
 
-/** Debian's Node for `arch` unpacked (scripts/qemu-sysroot.sh) and the package's prebuild for it. */
-function foreignNode(arch) {
-  const sysroot = path.join(cache, `sysroot-${arch}`);
-  sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), arch, sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (!fs.existsSync(path.join(repo, `prebuilds/linux-${arch}`)))
-    sh('npm', ['run', '-s', 'prebuild', '--', arch], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
-  return sysroot;
-}
-
 /** The machine and devices of each plan. */
 function planSpec(plan, virtiofs) {
   const shared = path.join(work, `${plan}.shared`);
@@ -286,7 +242,12 @@ function planSpec(plan, virtiofs) {
     };
   }
   // Another architecture: its QEMU, Debian's kernel for it, and Debian's Node with our prebuild.
-  const foreign = (arch, qemu) => ({ qemu, kernel: `kernel-bookworm-${arch}`, sysroot: foreignNode(arch), arch });
+  const foreign = (arch, qemu) => ({
+    qemu,
+    kernel: `kernel-bookworm-${arch}`,
+    sysroot: foreignNode(arch, cache),
+    arch,
+  });
   if (plan === 's390x') {
     return {
       ...foreign('s390x', 'qemu-system-s390x'),
@@ -460,7 +421,7 @@ function planSpec(plan, virtiofs) {
 function startVirtiofsd(plan, log) {
   let dir;
   try {
-    dir = fetchDeb('virtiofsd-trixie');
+    dir = fetchDeb('virtiofsd-trixie', cache);
   } catch (e) {
     log(`virtiofsd: cannot fetch: ${e.message}`);
     return null;
@@ -510,7 +471,7 @@ async function runPlan(plan, counts) {
     if (!virtiofs) fail('virtio-fs', 'no virtiofsd from trixie; see the log');
   }
   const spec = planSpec(plan, virtiofs);
-  const { initrd, vmlinuz } = buildInitramfs(plan, fetchDeb(spec.kernel), spec.sysroot, spec.arch);
+  const { initrd, vmlinuz } = buildInitramfs(plan, fetchDeb(spec.kernel, cache), spec.sysroot, spec.arch);
   const qmpSock = path.join(work, `${plan}.qmp`);
   fs.rmSync(qmpSock, { force: true });
   const args = [
@@ -643,7 +604,7 @@ async function runPlan(plan, counts) {
     process.exit(1);
   }
   fs.mkdirSync(work, { recursive: true });
-  ensureApt();
+  ensureApt(plans);
   const counts = { passed: 0, failed: 0 };
   const t0 = Date.now();
   for (const plan of plans) {
