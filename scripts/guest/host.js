@@ -33,6 +33,11 @@ const cache = path.resolve(opts.cache);
 
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
+/**
+ * trixie's virtiofsd (run through its own loader and libraries, as this machine's may be older)
+ * serving `<work>/<plan>.vfs` on `<work>/<plan>.vfs.sock`; returns { sock, child }, or null when it
+ * cannot be fetched (the virtio-fs scenario then fails, the rest runs).
+ */
 function startVirtiofsd(plan, log) {
   let dir;
   try {
@@ -68,6 +73,10 @@ function startVirtiofsd(plan, log) {
   return { sock, child };
 }
 
+/**
+ * Boots `plan`'s guest and plays the runtime for its agent until it powers off (10 min at most),
+ * adding each result to `counts` ({ passed, failed }); returns the plan's log file.
+ */
 async function runPlan(plan, counts) {
   const logFile = path.join(work, `${plan}.log`);
   const logFd = fs.openSync(logFile, 'w');
