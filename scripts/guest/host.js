@@ -34,9 +34,9 @@ const cache = path.resolve(opts.cache);
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
 /**
- * trixie's virtiofsd (run through its own loader and libraries, as this machine's may be older)
- * serving `<work>/<plan>.vfs` on `<work>/<plan>.vfs.sock`; returns { sock, child }, or null when it
- * cannot be fetched (the virtio-fs scenario then fails, the rest runs).
+ * trixie's virtiofsd (run through trixie's own loader and libraries: it needs a newer glibc than
+ * this machine's) serving `<work>/<plan>.vfs` on `<work>/<plan>.vfs.sock`; returns { sock, child },
+ * or null when it cannot be fetched (the virtio-fs scenario then fails, the rest runs).
  */
 function startVirtiofsd(plan, log) {
   let dir;
