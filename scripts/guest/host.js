@@ -1,25 +1,25 @@
 #!/usr/bin/env node
-// npm run test:guest [-- plan...]: real guests under QEMU (TCG), driven the way a Kata runtime
-// drives one. For each plan it builds an initramfs (busybox-static, this machine's node and
-// mkfs.ext4 with their libraries, the package as installed, the guest kernel's modules with their
-// dependencies), boots Debian's own kernel package, and answers the guest agent
-// (scripts/guest/agent.js) on the serial console: "plug X" becomes QMP blockdev-add + device_add,
-// "unplug X" becomes device_del, "host X" changes the 9p share (watchable-bind's source). The
-// guest's Sandbox waits, mounts and checks; this side counts.
+// npm run test:guest [-- [--work DIR] [--cache DIR] plan...]: real guests under QEMU (TCG), driven
+// the way a Kata runtime drives one. For each plan (plans.js; default q35, microvm, old, verity)
+// it builds an initramfs (initramfs.js: busybox-static, this machine's node and mkfs.ext4 with
+// their libraries, the package as installed, the guest kernel's modules with their dependencies),
+// boots Debian's own kernel package (fetch.js), and answers the guest agent
+// (scripts/guest/agent.js) on the serial console: "plug X" becomes QMP blockdev-add + device_add
+// (qmp.js) of disks made by images.js, "unplug X" becomes device_del, "host X" changes the 9p share
+// (watchable-bind's source). The guest's Sandbox waits, mounts and checks; this side counts.
 // Every run keeps its serial console and QMP traffic in <work>/<plan>.log.
-//   plans: q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs/watchable-bind/multi-layer EROFS
-//   scenario), microvm (virtio-mmio), old (bullseye 5.10: auto falls back to mount(2)), verity.
-//   Default: these four. arm64 (virt with a device tree, the arm64 prebuild on Debian's arm64
-//   Node) and s390x (blk-ccw, the s390x prebuild) run when named: they are slower. verity: dm-verity images from veritysetup (verity_info).
 // Kernels and virtiofsd come from Debian (scripts/guest/fetch.sh) into .cache/guest (git-ignored).
 'use strict';
-const { execFileSync, spawn } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { ensureApt, fetchDeb } = require('./fetch');
+const { buildInitramfs } = require('./initramfs');
+const { DEFAULT_PLANS, planSpec } = require('./plans');
+const { Qmp } = require('./qmp');
+const { repo } = require('./shell');
 
-const repo = path.resolve(__dirname, '../..');
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -27,571 +27,21 @@ const { values: opts, positionals } = parseArgs({
     cache: { type: 'string', default: path.join(repo, '.cache/guest') },
   },
 });
-const plans = positionals.length ? positionals : ['q35', 'microvm', 'old', 'verity'];
+const plans = positionals.length ? positionals : DEFAULT_PLANS;
 const work = path.resolve(opts.work);
 const cache = path.resolve(opts.cache);
 
-const APT = [
-  'qemu-system-x86',
-  'busybox-static',
-  'kmod',
-  'cpio',
-  'e2fsprogs',
-  ...(plans.includes('arm64') ? ['qemu-system-arm'] : []),
-  ...(plans.includes('s390x') ? ['qemu-system-misc'] : []),
-  ...(plans.includes('verity') ? ['cryptsetup-bin'] : []),
-  ...(plans.includes('q35') ? ['erofs-utils'] : []),
-];
-const MODULES = [
-  'crc32c_generic',
-  'virtio_pci',
-  'virtio_mmio',
-  'virtio_blk',
-  'virtio_scsi',
-  'sd_mod',
-  'ext4',
-  'overlay',
-  '9pnet_virtio',
-  '9p',
-  'virtiofs',
-  'nfit',
-  'nd_pmem',
-  'dm_verity',
-  'erofs',
-];
-
-function sh(cmd, args, o = {}) {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], ...o });
-}
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
-function ensureApt() {
-  const missing = APT.filter((p) => {
-    try {
-      return !/install ok installed/.test(
-        sh('dpkg-query', ['-W', '-f=${Status}', p], { stdio: ['ignore', 'pipe', 'ignore'] }),
-      );
-    } catch {
-      return true;
-    }
-  });
-  if (missing.length === 0) return;
-  console.log(`guest: installing ${missing.join(' ')}`);
-  sh('apt-get', ['update', '-qq']);
-  sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-}
-
-function fetchDeb(what) {
-  return sh('sh', [path.join(__dirname, 'fetch.sh'), what, cache])
-    .trim()
-    .split('\n')
-    .pop();
-}
-
-/** Copies `file` (and, for a binary, every library ldd names) into `root` at the same path. */
-function copyWithLibs(root, file) {
-  const files = new Set([file]);
-  let ldd = '';
-  try {
-    ldd = sh('ldd', [file]);
-  } catch {
-    // static
-  }
-  for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) files.add(m[1]);
-  for (const f of files) {
-    const dst = path.join(root, f);
-    fs.mkdirSync(path.dirname(dst), { recursive: true });
-    fs.copyFileSync(fs.realpathSync(f), dst);
-    fs.chmodSync(dst, 0o755);
-  }
-}
-
 /**
- * The guest's initramfs for the kernel unpacked in `kroot`; returns { initrd, vmlinuz, kver }.
- * x86-64 guests get this machine's node, busybox and mke2fs with their libraries and the addon
- * from build/Release; a foreign guest (`sysroot`: Debian's Node for that arch, unpacked by
- * scripts/qemu-sysroot.sh) gets that whole tree, busybox-static from the kernel's cache dir and
- * the package's prebuild for its arch (prebuilds/linux-<arch>, from `npm run prebuild -- <arch>`).
+ * trixie's virtiofsd (run through trixie's own loader and libraries: it needs a newer glibc than
+ * this machine's) serving `<work>/<plan>.vfs` on `<work>/<plan>.vfs.sock`; returns { sock, child },
+ * or null when it cannot be fetched (the virtio-fs scenario then fails, the rest runs).
  */
-function buildInitramfs(name, kroot, sysroot, arch) {
-  const kver = fs.readdirSync(path.join(kroot, 'lib/modules'))[0];
-  const vmlinuz = path.join(kroot, 'boot', `vmlinuz-${kver}`);
-  const root = path.join(work, `${name}.root`);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (sysroot) execFileSync('cp', ['-a', `${sysroot}/.`, root]);
-  for (const d of [
-    'bin',
-    'sbin',
-    'usr/bin',
-    'usr/sbin',
-    'proc',
-    'sys',
-    'dev',
-    'run',
-    'tmp',
-    'etc',
-    'opt/kata/node_modules',
-  ]) {
-    fs.mkdirSync(path.join(root, d), { recursive: true });
-  }
-  fs.rmSync(path.join(root, 'bin/busybox'), { force: true });
-  fs.copyFileSync(sysroot ? path.join(kroot, 'bin/busybox') : '/bin/busybox', path.join(root, 'bin/busybox'));
-  fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
-  if (!sysroot) {
-    copyWithLibs(root, '/usr/bin/node');
-    copyWithLibs(root, '/sbin/mke2fs');
-    fs.symlinkSync('mke2fs', path.join(root, 'sbin/mkfs.ext4'));
-    if (fs.existsSync('/etc/mke2fs.conf')) fs.copyFileSync('/etc/mke2fs.conf', path.join(root, 'etc/mke2fs.conf'));
-  }
-
-  // The package as npm installs it: package.json, dist/, the addon, and its runtime dependency.
-  const pkg = path.join(root, 'opt/kata/node_modules/kata-storage');
-  const addonDir = sysroot ? `prebuilds/linux-${arch}` : 'build/Release';
-  fs.mkdirSync(path.join(pkg, addonDir), { recursive: true });
-  fs.copyFileSync(path.join(repo, 'package.json'), path.join(pkg, 'package.json'));
-  fs.cpSync(path.join(repo, 'dist'), path.join(pkg, 'dist'), { recursive: true });
-  const addons = fs.existsSync(path.join(repo, addonDir))
-    ? fs.readdirSync(path.join(repo, addonDir)).filter((f) => f.endsWith('.node'))
-    : [];
-  if (addons.length === 0)
-    throw new Error(`no addon in ${path.join(repo, addonDir)}${sysroot ? ` (npm run prebuild -- ${arch})` : ''}`);
-  for (const f of addons) fs.copyFileSync(path.join(repo, addonDir, f), path.join(pkg, addonDir, f));
-  fs.cpSync(path.join(repo, 'node_modules/node-gyp-build'), path.join(root, 'opt/kata/node_modules/node-gyp-build'), {
-    recursive: true,
-  });
-  fs.copyFileSync(path.join(__dirname, 'agent.js'), path.join(root, 'opt/kata/agent.js'));
-
-  // Modules with their dependencies, in load order; the kernel's modules.dep made by depmod.
-  if (!fs.existsSync(path.join(kroot, 'lib/modules', kver, 'modules.dep'))) sh('depmod', ['-b', kroot, kver]);
-  const order = [];
-  for (const m of MODULES) {
-    let out;
-    try {
-      out = sh('modprobe', ['-d', kroot, '-S', kver, '--show-depends', m], { stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      continue; // not in this kernel (dm_verity is, 9p is; a missing one fails its scenario)
-    }
-    for (const line of out.split('\n')) {
-      const ko = /^insmod (\S+)/.exec(line);
-      if (!ko) continue;
-      const rel = path.relative(kroot, ko[1]);
-      if (!order.includes(rel)) order.push(rel);
-    }
-  }
-  for (const rel of order) {
-    const dst = path.join(root, rel);
-    fs.mkdirSync(path.dirname(dst), { recursive: true });
-    fs.copyFileSync(path.join(kroot, rel), dst);
-  }
-  for (const f of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) {
-    const src = path.join(kroot, 'lib/modules', kver, f);
-    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(root, 'lib/modules', kver, f));
-  }
-  sh('depmod', ['-b', root, kver]);
-  fs.writeFileSync(path.join(root, 'etc/kata-modules'), `${order.map((r) => `/${r}`).join('\n')}\n`);
-  fs.writeFileSync(
-    path.join(root, 'init'),
-    `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs tmpfs /tmp
-# crc32c_generic comes first in the list: ext4 cannot load its checksum driver otherwise.
-for m in $(cat /etc/kata-modules); do insmod "$m" 2>/dev/null; done
-echo "@@KATA init {\\"uptime\\": $(cut -d' ' -f1 /proc/uptime)}"
-node /opt/kata/agent.js
-echo "@@KATA exit {\\"code\\": $?}"
-sync
-poweroff -f
-`,
-    { mode: 0o755 },
-  );
-  // Uncompressed: under TCG the guest's gunzip of ~45 MB took longer than the rest of its boot.
-  const initrd = path.join(work, `${name}.initrd`);
-  execFileSync('sh', ['-c', `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`], { stdio: 'inherit' });
-  fs.rmSync(root, { recursive: true, force: true });
-  return { initrd, vmlinuz, kver };
-}
-
-/** An ext4 image whose kata-marker file holds `marker` (made by the host, read by the guest). */
-function image(name, marker, sizeMb = 32) {
-  const dir = path.join(work, `${name}.d`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir);
-  if (marker !== undefined) fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
-  const img = path.join(work, `${name}.img`);
-  fs.rmSync(img, { force: true });
-  if (marker === undefined) {
-    fs.writeFileSync(img, '');
-    fs.truncateSync(img, sizeMb << 20);
-  } else {
-    sh('mkfs.ext4', ['-q', '-F', '-d', dir, img, `${sizeMb}M`]);
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-  return img;
-}
-
-/** An EROFS image (mkfs.erofs) of `files` ({ relative path: content }). */
-function erofsImage(name, files) {
-  const dir = path.join(work, `${name}.d`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  for (const [rel, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
-    fs.writeFileSync(path.join(dir, rel), content);
-  }
-  const img = path.join(work, `${name}.erofs`);
-  fs.rmSync(img, { force: true });
-  sh('mkfs.erofs', ['--quiet', img, dir]);
-  fs.rmSync(dir, { recursive: true, force: true });
-  return img;
-}
-
-/** veritysetup on an ext4 image: data then hash tree on the one file (--hash-offset). */
-function verityImage(name, marker) {
-  const dir = path.join(work, `${name}.d`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'kata-marker'), `${marker}\n`);
-  // One recognizable 4 KiB block, to corrupt in a copy.
-  fs.writeFileSync(path.join(dir, 'payload'), 'KATA-VERITY-PAYLOAD-'.repeat(4096 / 20 + 1).slice(0, 4096));
-  const img = path.join(work, `${name}.img`);
-  fs.rmSync(img, { force: true });
-  const dataBytes = 16 << 20;
-  sh('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', dir, img, `${dataBytes >> 10}K`]);
-  fs.rmSync(dir, { recursive: true, force: true });
-  const out = sh('veritysetup', ['format', `--hash-offset=${dataBytes}`, img, img]);
-  const field = (k) => (new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(out) || [])[1];
-  const info = {
-    hashtype: field('Hash algorithm'),
-    hash: field('Root hash'),
-    blocknum: Number(field('Data blocks')),
-    blocksize: Number(field('Data block size')),
-    hashsize: Number(field('Hash block size')),
-    offset: dataBytes,
-    salt: field('Salt'),
-    hash_type: Number(field('Hash type')),
-  };
-  return { img, info };
-}
-
-/** A QMP client logging every message to `log`. */
-class Qmp {
-  constructor(sock, log) {
-    this.sock = sock;
-    this.log = log;
-    this.id = 0;
-    this.pending = new Map();
-    this.events = [];
-    this.waiters = [];
-  }
-  async connect() {
-    for (let i = 0; i < 200; i++) {
-      try {
-        this.conn = await new Promise((res, rej) => {
-          const c = net.createConnection(this.sock, () => res(c));
-          c.once('error', rej);
-        });
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    if (!this.conn) throw new Error(`QMP socket ${this.sock} never accepted`);
-    let buf = '';
-    this.conn.on('data', (d) => {
-      buf += d;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        this.log(`QMP <- ${line}`);
-        const msg = JSON.parse(line);
-        if (msg.id !== undefined && this.pending.has(msg.id)) {
-          this.pending.get(msg.id)(msg);
-          this.pending.delete(msg.id);
-        } else if (msg.event) {
-          this.events.push(msg);
-          for (const w of this.waiters.splice(0)) w();
-        }
-      }
-    });
-    this.conn.on('error', () => {});
-    await this.cmd('qmp_capabilities');
-  }
-  cmd(execute, args) {
-    const id = ++this.id;
-    const msg = JSON.stringify(args ? { execute, arguments: args, id } : { execute, id });
-    this.log(`QMP -> ${msg}`);
-    return new Promise((res, rej) => {
-      this.pending.set(id, (r) => (r.error ? rej(new Error(`${execute}: ${r.error.desc}`)) : res(r.return)));
-      this.conn.write(`${msg}\n`);
-    });
-  }
-  async event(pred, ms) {
-    const until = Date.now() + ms;
-    for (;;) {
-      const i = this.events.findIndex(pred);
-      if (i >= 0) return this.events.splice(i, 1)[0];
-      if (Date.now() > until) return null;
-      await new Promise((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200);
-      });
-    }
-  }
-}
-
-/** Debian's Node for `arch` unpacked (scripts/qemu-sysroot.sh) and the package's prebuild for it. */
-function foreignNode(arch) {
-  const sysroot = path.join(cache, `sysroot-${arch}`);
-  sh('sh', [path.join(repo, 'scripts/qemu-sysroot.sh'), arch, sysroot], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (!fs.existsSync(path.join(repo, `prebuilds/linux-${arch}`)))
-    sh('npm', ['run', '-s', 'prebuild', '--', arch], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
-  return sysroot;
-}
-
-/** The machine and devices of each plan. */
-function planSpec(plan, virtiofs) {
-  const shared = path.join(work, `${plan}.shared`);
-  fs.rmSync(shared, { recursive: true, force: true });
-  fs.mkdirSync(shared);
-  fs.writeFileSync(path.join(shared, 'kata-marker'), '9p\n');
-  // What the PCIe plans share: root ports (hot-plug slots) on pcie.0, the 9p share of `shared`, and
-  // virtio-blk-pci disks hot-plugged behind a port or bridge.
-  const rootPort = (n, addr) => ['-device', `pcie-root-port,id=rp${n},bus=pcie.0,chassis=${n},addr=${addr}`];
-  const share9p = [
-    '-fsdev',
-    `local,id=fs9p,path=${shared},security_model=none`,
-    '-device',
-    'virtio-9p-pci,fsdev=fs9p,mount_tag=kataShared,bus=pcie.0,addr=0b.0',
-  ];
-  const blk = (id, bus, addr, img, extra = {}) => ({
-    id,
-    img,
-    device: { driver: 'virtio-blk-pci', bus, addr, ...extra },
-  });
-  if (plan === 'verity') {
-    const good = verityImage('verity-good', 'verity');
-    const corrupt = verityImage('verity-corrupt', 'verity');
-    const bytes = fs.readFileSync(corrupt.img);
-    const at = bytes.indexOf('KATA-VERITY-PAYLOAD-');
-    if (at < 0 || at >= corrupt.info.offset) throw new Error('verity: payload block not found in the data area');
-    const fd = fs.openSync(corrupt.img, 'r+');
-    fs.writeSync(fd, Buffer.from('X'), 0, 1, at + 100);
-    fs.closeSync(fd);
-    const wrongImg = path.join(work, 'verity-wrong.img');
-    fs.copyFileSync(good.img, wrongImg);
-    const wrong = { ...good.info, hash: good.info.hash.replace(/^./, (c) => (c === '0' ? '1' : '0')) };
-    fs.writeFileSync(
-      path.join(shared, 'verity.json'),
-      JSON.stringify({ good: good.info, corrupt: corrupt.info, wrong }),
-    );
-    return {
-      kernel: 'kernel-bookworm-amd64',
-      args: [
-        '-machine',
-        'q35,accel=tcg',
-        '-m',
-        '1G',
-        '-nodefaults',
-        '-no-reboot',
-        '-smp',
-        '1',
-        ...rootPort(1, '05.0'),
-        ...rootPort(2, '07.0'),
-        ...rootPort(3, '08.0'),
-        ...share9p,
-      ],
-      cmdline: 'console=ttyS0 kata.plan=verity',
-      devices: {
-        'verity-good': [blk('vgood', 'rp1', '00.0', good.img)],
-        'verity-corrupt': [blk('vcorrupt', 'rp2', '00.0', corrupt.img)],
-        'verity-wrong': [blk('vwrong', 'rp3', '00.0', wrongImg)],
-      },
-    };
-  }
-  // Another architecture: its QEMU, Debian's kernel for it, and Debian's Node with our prebuild.
-  const foreign = (arch, qemu) => ({ qemu, kernel: `kernel-bookworm-${arch}`, sysroot: foreignNode(arch), arch });
-  if (plan === 's390x') {
-    return {
-      ...foreign('s390x', 'qemu-system-s390x'),
-      args: ['-machine', 's390-ccw-virtio,accel=tcg', '-m', '1G', '-smp', '1', '-nodefaults', '-no-reboot'],
-      cmdline: 'console=ttysclp0 kata.plan=s390x',
-      devices: {
-        ccw: [{ id: 'ccw', img: image('ccw', 'ccw'), device: { driver: 'virtio-blk-ccw', devno: 'fe.0.0005' } }],
-      },
-    };
-  }
-  if (plan === 'arm64') {
-    // No firmware, so no ACPI: the kernel gets QEMU's device tree, as the failing guest did.
-    return {
-      ...foreign('arm64', 'qemu-system-aarch64'),
-      args: [
-        '-machine',
-        'virt,accel=tcg',
-        '-cpu',
-        'cortex-a57',
-        '-m',
-        '1G',
-        '-smp',
-        '1',
-        '-nodefaults',
-        '-no-reboot',
-        '-drive',
-        `id=cold,if=none,format=raw,file=${image('arm-cold', 'cold')}`,
-        '-device',
-        'virtio-blk-pci,drive=cold,bus=pcie.0,addr=01.0',
-        ...rootPort(1, '02.0'),
-      ],
-      cmdline: 'console=ttyAMA0 kata.plan=arm64',
-      devices: {
-        rootport: [
-          {
-            id: 'rootport',
-            img: image('arm-hot', 'hotplugged'),
-            device: { driver: 'virtio-blk-pci', bus: 'rp1', addr: '00.0' },
-          },
-        ],
-      },
-    };
-  }
-  if (plan === 'microvm') {
-    return {
-      kernel: 'kernel-bookworm-amd64',
-      args: [
-        '-machine',
-        'microvm,accel=tcg,acpi=on,rtc=on,pit=on,pic=on',
-        '-m',
-        '1G',
-        '-no-reboot',
-        '-drive',
-        `id=d0,if=none,format=raw,file=${image('mmio0', 'mmio0')}`,
-        '-device',
-        'virtio-blk-device,drive=d0',
-        '-drive',
-        `id=d1,if=none,format=raw,file=${image('mmio1', 'mmio')}`,
-        '-device',
-        'virtio-blk-device,drive=d1',
-      ],
-      // Under TCG a microvm has no timer the kernel can calibrate the TSC against: name its rate.
-      cmdline: 'console=ttyS0 kata.plan=microvm tsc_early_khz=2000000',
-      devices: {},
-    };
-  }
-  const common = [
-    '-nodefaults',
-    '-no-reboot',
-    '-smp',
-    '1',
-    ...rootPort(1, '05.0'),
-    '-device',
-    'pcie-pci-bridge,id=br1,bus=pcie.0,addr=06.0',
-    ...rootPort(2, '07.0'),
-    ...rootPort(3, '08.0'),
-    '-device',
-    'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0a.0',
-    ...share9p,
-  ];
-  if (plan === 'old') {
-    return {
-      kernel: 'kernel-bullseye-amd64',
-      args: ['-machine', 'q35,accel=tcg', '-m', '1G', ...common],
-      cmdline: 'console=ttyS0 kata.plan=old',
-      devices: { rootport: [blk('rootport', 'rp1', '00.0', image('old-blank', undefined))] },
-    };
-  }
-  const pmem = image('pmem', 'nvdimm', 64);
-  // watchable-bind's source: a directory on the 9p share that the host changes while it is watched.
-  const watched = path.join(shared, 'watched');
-  fs.mkdirSync(watched);
-  fs.writeFileSync(path.join(watched, 'changed'), 'before\n');
-  fs.writeFileSync(path.join(watched, 'deleted'), 'deleted\n');
-  fs.mkdirSync(path.join(watched, 'sub'));
-  fs.writeFileSync(path.join(watched, 'sub', 'kept'), 'kept\n');
-  const mem = virtiofs
-    ? ['-object', 'memory-backend-memfd,id=mem,size=1G,share=on', '-machine', 'memory-backend=mem']
-    : [];
-  const fsArgs = virtiofs
-    ? [
-        '-chardev',
-        `socket,id=vfs,path=${virtiofs.sock}`,
-        '-device',
-        'vhost-user-fs-pci,chardev=vfs,tag=kataFs,bus=pcie.0,addr=0c.0',
-      ]
-    : [];
-  return {
-    kernel: 'kernel-bookworm-amd64',
-    args: [
-      '-machine',
-      'q35,accel=tcg,nvdimm=on',
-      '-m',
-      '1G,slots=2,maxmem=2G',
-      ...mem,
-      ...common,
-      ...fsArgs,
-      '-object',
-      `memory-backend-file,id=pm0,share=on,mem-path=${pmem},size=64M`,
-      '-device',
-      'nvdimm,id=nv0,memdev=pm0',
-      ...rootPort(4, '0d.0'),
-      ...rootPort(5, '0e.0'),
-      ...rootPort(6, '0f.0'),
-    ],
-    cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
-    devices: {
-      rootport: [blk('rootport', 'rp1', '00.0', image('blank', undefined))],
-      bridge: [blk('bridge', 'br1', '03.0', image('bridge', 'bridge'))],
-      // Function 1 first: the slot appears to the guest when function 0 arrives.
-      multifunction: [
-        blk('mf1', 'rp3', '00.1', image('fn1', 'function1')),
-        blk('mf0', 'rp3', '00.0', image('fn0', 'function0'), { multifunction: 'on' }),
-      ],
-      scsi: [
-        {
-          id: 'scsi12',
-          img: image('scsi', 'scsi'),
-          device: { driver: 'scsi-hd', bus: 'scsi0.0', 'scsi-id': 1, lun: 2 },
-        },
-      ],
-      surprise: [blk('surprise', 'rp2', '00.0', image('surprise', 'surprise'))],
-      // Kata's multi-layer EROFS rootfs: an ext4 upper and two EROFS lowers, each on its own port.
-      multilayer: [
-        blk('mlupper', 'rp4', '00.0', image('ml-upper', 'upper')),
-        blk(
-          'mllower0',
-          'rp5',
-          '00.0',
-          erofsImage('ml-lower0', { 'a.txt': 'from lower 0\n', 'shared.txt': 'lower 0 wins\n' }),
-        ),
-        blk(
-          'mllower1',
-          'rp6',
-          '00.0',
-          erofsImage('ml-lower1', { 'b.txt': 'from lower 1\n', 'shared.txt': 'lower 1 loses\n' }),
-        ),
-      ],
-    },
-    // What the guest asks the host to do to the shared directory ("@@KATA host {id}").
-    host: {
-      'watch-change': () => {
-        fs.writeFileSync(path.join(watched, 'changed'), 'after, changed by the host\n');
-        fs.writeFileSync(path.join(watched, 'added'), 'added by the host\n');
-        fs.rmSync(path.join(watched, 'deleted'));
-      },
-    },
-  };
-}
-
 function startVirtiofsd(plan, log) {
   let dir;
   try {
-    dir = fetchDeb('virtiofsd-trixie');
+    dir = fetchDeb('virtiofsd-trixie', cache);
   } catch (e) {
     log(`virtiofsd: cannot fetch: ${e.message}`);
     return null;
@@ -623,6 +73,10 @@ function startVirtiofsd(plan, log) {
   return { sock, child };
 }
 
+/**
+ * Boots `plan`'s guest and plays the runtime for its agent until it powers off (10 min at most),
+ * adding each result to `counts` ({ passed, failed }); returns the plan's log file.
+ */
 async function runPlan(plan, counts) {
   const logFile = path.join(work, `${plan}.log`);
   const logFd = fs.openSync(logFile, 'w');
@@ -640,8 +94,8 @@ async function runPlan(plan, counts) {
     if (virtiofs && !fs.existsSync(virtiofs.sock)) virtiofs = null;
     if (!virtiofs) fail('virtio-fs', 'no virtiofsd from trixie; see the log');
   }
-  const spec = planSpec(plan, virtiofs);
-  const { initrd, vmlinuz } = buildInitramfs(plan, fetchDeb(spec.kernel), spec.sysroot, spec.arch);
+  const spec = planSpec(plan, { work, cache, virtiofs });
+  const { initrd, vmlinuz } = buildInitramfs(work, plan, fetchDeb(spec.kernel, cache), spec.sysroot, spec.arch);
   const qmpSock = path.join(work, `${plan}.qmp`);
   fs.rmSync(qmpSock, { force: true });
   const args = [
@@ -774,7 +228,7 @@ async function runPlan(plan, counts) {
     process.exit(1);
   }
   fs.mkdirSync(work, { recursive: true });
-  ensureApt();
+  ensureApt(plans);
   const counts = { passed: 0, failed: 0 };
   const t0 = Date.now();
   for (const plan of plans) {
