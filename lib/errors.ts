@@ -216,50 +216,23 @@ export function nativeError(
     props.errno = -Math.abs(errno);
     props.syscall = syscall;
   }
-  return new StorageError(
-    code as StorageErrorCode,
-    reason !== undefined ? `${reason}: '${v}'` : nativeCodeMessage(code, v),
-    props,
-  );
+  return new StorageError(code as StorageErrorCode, nativeCodeMessage(code, v, reason), props);
 }
 
-/** Why the native tokenizer refused a word (the same scan: a backslash escapes the next byte). */
-function refusedShape(word: string): 'space' | 'quote' | 'escape' | undefined {
-  if (/^\s|\s$/.test(word)) return 'space';
-  let quoted = false;
-  for (let i = 0; i < word.length; i++) {
-    if (word[i] === '\\') {
-      if (i + 1 === word.length) return 'escape';
-      i++;
-    } else if (word[i] === '"') {
-      quoted = !quoted;
-    }
-  }
-  return quoted ? 'quote' : undefined;
-}
-
-function nativeCodeMessage(code: string, value: string): string {
+/**
+ * The message of one of our codes from the native record. `reason` is the native side's own
+ * account of the refusal (native/core/options.cc OptionErrorReason for option words), so the word
+ * is never read again here. An option's reason is a clause that follows the word; the too-long
+ * data is named by its size, not quoted (it can be a megabyte).
+ */
+function nativeCodeMessage(code: string, value: string, reason: string | undefined): string {
   switch (code) {
     case 'ERR_MOUNT_OPTIONS_TOO_LONG':
-      return (
-        `mount data of ${Buffer.byteLength(value)} bytes does not fit the one page (less its NUL; 4095 bytes with ` +
-        `4 KiB pages) the kernel copies, even with overlayfs lowerdir= layers counted relative to their common ` +
-        `parent directory (as both mount APIs pass them): mount fewer layers or options, or shorter paths`
-      );
+      return `mount data of ${Buffer.byteLength(value)} bytes ${reason ?? 'is too long for mount(2)'}`;
     case 'ERR_INVALID_MOUNT_OPTION':
-      switch (refusedShape(value)) {
-        case 'space':
-          return `mount option '${value}' starts or ends with whitespace; option words are separated by commas only, remove the spaces`;
-        case 'quote':
-          return `mount option '${value}' has an unclosed double quote; quotes must come in pairs around a value holding commas`;
-        case 'escape':
-          return `mount option '${value}' ends with a backslash that escapes nothing; write \\\\ for a backslash`;
-        default:
-          break;
-      }
-      return `mount option '${value}' is not supported`;
+      return `mount option ${describeValue(value)} ${reason ?? 'is not supported'}`;
     default:
-      return `${code}: ${JSON.stringify(value)}`;
+      return reason !== undefined ? `${reason}: '${value}'` : `${code}: ${JSON.stringify(value)}`;
   }
 }
 

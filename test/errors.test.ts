@@ -33,6 +33,20 @@ t.test('native descriptors become errors', async (t) => {
   t.ok(s instanceof StorageError);
   t.equal(s.name, 'StorageError');
   t.match(s.message, /5000 bytes/);
+  t.notMatch(s.message, 'xxxx', 'the over-long data is named by its size, not quoted');
+  // The native side says why an option word was refused; the message names the word before it.
+  const w = nativeError(
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    'ERR_INVALID_MOUNT_OPTION',
+    ` ${'y'.repeat(100)}`,
+    'starts or ends with whitespace',
+  );
+  t.equal(w.message, `mount option ' ${'y'.repeat(63)}...' starts or ends with whitespace`, 'a long word is cut');
+  t.match(w, { code: 'ERR_INVALID_MOUNT_OPTION', value: ` ${'y'.repeat(100)}` }, 'the value stays whole');
   t.match(nativeError(undefined, undefined, undefined, undefined, undefined, 'ERR_SOMETHING', 'v'), {
     code: 'ERR_SOMETHING',
     value: 'v',
@@ -45,7 +59,19 @@ t.test('the addon hands back final errors, built by the one converter', async (t
   t.match(sys, { code: 'ENOENT', errno: -2, syscall: 'umount2', path: '/proc/self/kata-storage-no-such-mount' });
   const opt = native.parseMountOptions('loop');
   t.ok(opt instanceof StorageError, 'an option refused by the native tokenizer is a StorageError');
-  t.match(opt, { code: 'ERR_INVALID_MOUNT_OPTION', value: 'loop' });
+  t.match(opt, {
+    code: 'ERR_INVALID_MOUNT_OPTION',
+    value: 'loop',
+    message: /^mount option 'loop' is not supported: it needs a loop device/,
+  });
+  // Every refusal of the parser carries its reason across: each kind reads differently.
+  const refusals = ['loop', ' ro', 'a="x', 'x\\', 'x'.repeat(5000)].map((list) => native.parseMountOptions(list));
+  for (const r of refusals) t.ok(r instanceof StorageError, String(r));
+  t.equal(
+    new Set(refusals.map((r) => (r as StorageError).message.replace(/^mount (option '[^']*'|data of \d+ bytes) /, '')))
+      .size,
+    5,
+  );
   const pci = native.parsePciPath('zz');
   t.ok(pci instanceof StorageError);
   t.match(pci, { code: 'ERR_INVALID_PCI_PATH', value: 'zz', message: /invalid PCI path.*'zz'/ });

@@ -5,6 +5,10 @@ import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, mountSync, newMountApiSupport, parseMountOptions, umountSync } from '../lib/index';
+import fc from 'fast-check';
+import { StorageError } from '../lib/errors';
+import { native } from '../lib/native';
+import { optionValueMap, splitOptionWords } from '../lib/option-words';
 import { optionWords, overlayPath } from '../lib/options';
 import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
 import { treeSnapshot } from './helpers/tree';
@@ -25,6 +29,16 @@ t.test('the tokenizer', async (t) => {
     'colons are not separators; a trailing backslash is kept',
   );
   t.same(optionWords(['a,,b,', '', 'c']), ['a', 'b', 'c'], 'empty words are dropped');
+  // The runtime's copy of the grammar reads these the same (the corpora below hold it to all).
+  for (const list of [
+    ['lowerdir=/x/lo\\,wer,upperdir=/u', 'ro'],
+    ['context="a,b",ro'],
+    ['a="open', 'b'],
+    ['lowerdir=/a\\:b:/c', 'x\\'],
+    ['a,,b,', '', 'c'],
+  ]) {
+    t.same(splitOptionWords(list), optionWords(list), `runtime tokenizer: ${JSON.stringify(list)}`);
+  }
   t.same(parseMountOptions(['lowerdir=/x/lo\\,wer', 'ro']).data, 'lowerdir=/x/lo\\,wer');
   t.same(
     parseMountOptions(['mode="755",size=1m']).data,
@@ -199,4 +213,60 @@ t.test('words no API could read the same way are refused, naming the word', asyn
     message: /backslash that escapes nothing/,
   });
   t.same(parseMountOptions(['x=/a\\\\', 'b']).data, 'x=/a\\\\,b', 'an escaped backslash is fine');
+});
+
+// lib/runtime splits options without the addon (splitOptionWords); the guest splits them natively.
+// One grammar: on every input of every fuzz corpus, and on generated lists of the characters the
+// grammar turns on, both give the same words, and the word the parser refuses is one of them.
+const corpora = join(__dirname, 'fuzz', 'corpus');
+
+/** Both tokenizers over one list (elements separated by NUL, as lists cross to native). */
+function sameWords(list: string): { same: boolean; words: string[]; native: string[]; refused?: StorageError } {
+  const elements = list.split('\0');
+  const words = splitOptionWords(elements);
+  const nativeWords = native.optionWords(list);
+  const parsed = native.parseMountOptions(list);
+  const refused = parsed instanceof StorageError ? parsed : undefined;
+  const values = new Map<string, string>();
+  for (const w of nativeWords)
+    if (w.indexOf('=') > 0) values.set(w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1));
+  const same =
+    JSON.stringify(words) === JSON.stringify(nativeWords) &&
+    JSON.stringify([...optionValueMap(elements)]) === JSON.stringify([...values]) &&
+    // A refused word is one of the words (the too-long refusal names the data, not a word).
+    (refused === undefined || refused.code === 'ERR_MOUNT_OPTIONS_TOO_LONG' || words.includes(refused.value as string));
+  return { same, words, native: nativeWords, refused };
+}
+
+t.test('the runtime tokenizer splits every fuzz corpus input as the native one does', async (t) => {
+  let inputs = 0;
+  let refusals = 0;
+  for (const dir of readdirSync(corpora)) {
+    for (const name of readdirSync(join(corpora, dir))) {
+      // Bytes as latin1 code units: the grammar turns only on ASCII ',', '"', '\\' and NUL, and
+      // a byte of a UTF-8 sequence is never one of them.
+      const list = readFileSync(join(corpora, dir, name), 'latin1');
+      const r = sameWords(list);
+      t.ok(r.same, `${dir}/${name}`, { words: r.words, native: r.native, refused: r.refused?.value });
+      inputs++;
+      if (r.refused !== undefined) refusals++;
+    }
+  }
+  t.ok(inputs >= 39, `all ${inputs} corpus inputs ran`);
+  t.ok(refusals >= 3, `${refusals} of them refused by the parser, naming one of the words`);
+});
+
+t.test('the runtime tokenizer splits generated lists as the native one does', async (t) => {
+  const unit = fc.constantFrom(',', ',', '"', '\\', ' ', '\t', '\0', '=', 'a', 'b', 'é', '\u{1f600}');
+  const element = fc.string({ unit, maxLength: 16 });
+  let refused = 0;
+  fc.assert(
+    fc.property(fc.array(element, { maxLength: 5 }), (elements) => {
+      const r = sameWords(elements.join('\0'));
+      if (r.refused !== undefined) refused++;
+      return r.same;
+    }),
+    { numRuns: 5000 },
+  );
+  t.ok(refused > 0, `the generated lists include ${refused} the parser refuses`);
 });

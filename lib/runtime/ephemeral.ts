@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
 import { DRIVER_EPHEMERAL_TYPE, DRIVER_LOCAL_TYPE, LOCAL_KEEP_CONTENT } from '../drivers';
-import { optionValues } from '../option-words';
+import { optionValueMap } from '../option-words';
 import type { ResolvedSettings } from './settings';
 import type { WorkingMount } from './working';
 import { cleanPath } from './paths';
@@ -55,7 +55,7 @@ export function planEphemeral(mounts: WorkingMount[], s: ResolvedSettings): Stor
   for (const m of mounts) {
     if (m.removed || m.type !== 'ephemeral') continue;
     const options = fsGidOptions(m.source, s);
-    const size = optionValues(s.volumes.get(cleanPath(m.source))?.options).get('size');
+    const size = optionValueMap(s.volumes.get(cleanPath(m.source))?.options).get('size');
     if (size !== undefined) options.push(`size=${size}`);
     const mountPoint = posix.join(s.guestEphemeralDir, posix.basename(cleanPath(m.source)));
     storages.push({ driver: DRIVER_EPHEMERAL_TYPE, source: 'tmpfs', fstype: 'tmpfs', options, mountPoint });

@@ -4,7 +4,7 @@
 import { posix } from 'node:path';
 import type { Storage } from '../storage';
 import { DRIVER_EPHEMERAL_TYPE } from '../drivers';
-import { optionValues } from '../option-words';
+import { optionValueMap } from '../option-words';
 import { at, planError } from './errors';
 import type { ResolvedSettings } from './settings';
 import type { OciSpec } from './spec';
@@ -90,7 +90,7 @@ export function planHugepages(mounts: WorkingMount[], spec: OciSpec, s: Resolved
     if (m.removed || m.type !== 'local') continue;
     const host = s.volumes.get(cleanPath(m.source));
     if (host?.fstype !== 'hugetlbfs') continue;
-    const pageText = optionValues(host.options).get('pagesize');
+    const pageText = optionValueMap(host.options).get('pagesize');
     const volumePath = at('volumes', cleanPath(m.source));
     if (pageText === undefined)
       throw planError(

@@ -15,8 +15,17 @@ namespace kata {
 namespace binding {
 namespace {
 
-const char* OptionErrorCode(OptionError e) {
-  return e == OptionError::kTooLong ? "ERR_MOUNT_OPTIONS_TOO_LONG" : "ERR_INVALID_MOUNT_OPTION";
+// A refused option word (or, for kTooLong, the data) with the parser's reason, so the message
+// says why without reading the word again.
+void SetOptionError(OptionError e, std::string bad, SysError* out) {
+  out->Set(e == OptionError::kTooLong ? "ERR_MOUNT_OPTIONS_TOO_LONG" : "ERR_INVALID_MOUNT_OPTION",
+           std::move(bad), OptionErrorReason(e));
+}
+
+Napi::Value OptionErrorValue(Napi::Env env, OptionError e, std::string bad) {
+  SysError error;
+  SetOptionError(e, std::move(bad), &error);
+  return ErrorValue(env, error);
 }
 
 // parseMountOptions(list: string): string | StorageError
@@ -28,7 +37,7 @@ Napi::Value ParseMountOptions(const Napi::CallbackInfo& info) {
   static thread_local MountOptions opts;
   std::string bad;
   OptionError err = kata::ParseMountOptions(list.view(), &opts, &bad);
-  if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
+  if (err != OptionError::kNone) return OptionErrorValue(env, err, std::move(bad));
   uint32_t* scratch = ScratchValues(env);
   scratch[0] = static_cast<uint32_t>(opts.flags);
   scratch[1] = static_cast<uint32_t>(opts.propagation);
@@ -60,7 +69,7 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
   std::string bad;
   OptionError err = kata::ParseMountOptions(list, &args->options, &bad);
   if (err != OptionError::kNone) {
-    *result = CodeError(info.Env(), OptionErrorCode(err), bad);
+    *result = OptionErrorValue(info.Env(), err, std::move(bad));
     return false;
   }
   args->request.api = MountApiArg(info, 4);
@@ -69,7 +78,8 @@ bool ReadMountArgs(const Napi::CallbackInfo& info, MountArgs* args, Napi::Value*
   // mount(2) has no way to apply an attribute to a whole tree: refuse rather than half-apply.
   if (kata::RecursiveNeedsNewApi(args->options) &&
       kata::EffectiveMountApi(args->request.api, args->options) == MountApi::kLegacy) {
-    *result = CodeError(info.Env(), "ERR_INVALID_MOUNT_OPTION", args->options.recursive_word);
+    *result =
+        OptionErrorValue(info.Env(), OptionError::kRecursiveLegacy, args->options.recursive_word);
     return false;
   }
   return true;
@@ -125,7 +135,7 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
   const OptionError err = kata::ParseMountOptions(StringArg(info, 1, "options"), &options, &bad);
   if (err != OptionError::kNone) {
     auto d = Napi::Promise::Deferred::New(info.Env());
-    d.Resolve(CodeError(info.Env(), OptionErrorCode(err), bad));
+    d.Resolve(OptionErrorValue(info.Env(), err, std::move(bad)));
     return d.Promise();
   }
   struct Data {
@@ -316,11 +326,11 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
     j.fsgid = Integer(env, numbers, x + 5, kNoId, kMaxId, "fsgid");
     if (refused) continue;
     if (err != OptionError::kNone) {
-      refused.Set(OptionErrorCode(err), bad);
+      SetOptionError(err, std::move(bad), &refused);
       refused_at = i;
     } else if (kata::RecursiveNeedsNewApi(j.options) &&
                kata::EffectiveMountApi(j.api, j.options) == MountApi::kLegacy) {
-      refused.Set("ERR_INVALID_MOUNT_OPTION", j.options.recursive_word);
+      SetOptionError(OptionError::kRecursiveLegacy, j.options.recursive_word, &refused);
       refused_at = i;
     }
   }
@@ -519,7 +529,7 @@ Napi::Value EffectiveMountApi(const Napi::CallbackInfo& info) {
   MountOptions opts;
   std::string bad;
   const OptionError err = kata::ParseMountOptions(StringArg(info, 1, "options"), &opts, &bad);
-  if (err != OptionError::kNone) return CodeError(env, OptionErrorCode(err), bad);
+  if (err != OptionError::kNone) return OptionErrorValue(env, err, std::move(bad));
   return Napi::String::New(env,
                            kata::EffectiveMountApi(api, opts) == MountApi::kNew ? "new" : "legacy");
 }

@@ -255,6 +255,36 @@ OptionError ParseMountOptions(std::string_view list, MountOptions* out, std::str
   return OptionError::kNone;
 }
 
+const char* OptionErrorReason(OptionError e) {
+  switch (e) {
+    case OptionError::kNone:
+      return "";
+    case OptionError::kLoop:
+      return "is not supported: it needs a loop device set up first (losetup), which this agent "
+             "does not do; attach the image as a block device instead";
+    case OptionError::kTooLong:
+      return "does not fit the one page (less its NUL; 4095 bytes with 4 KiB pages) the kernel "
+             "copies, even with overlayfs lowerdir= layers counted relative to their common parent "
+             "directory (as both mount APIs pass them): mount fewer layers or options, or shorter "
+             "paths";
+    case OptionError::kSpace:
+      return "starts or ends with whitespace; option words are separated by commas only, remove "
+             "the spaces";
+    case OptionError::kQuote:
+      return "has an unclosed double quote; quotes must come in pairs around a value holding "
+             "commas";
+    case OptionError::kEscape:
+      return "ends with a backslash that escapes nothing (it would join the next word); write \\\\ "
+             "for a backslash";
+    case OptionError::kRecursiveLegacy:
+      return "is not supported by mount(2): only the new mount API (mount_setattr with "
+             "AT_RECURSIVE) reaches the mounts below an rbind, and this mount goes through "
+             "mount(2) (mountApi 'legacy', a remount, or a kernel without the new API); use "
+             "mountApi 'new', or bind instead of rbind";
+  }
+  return "is refused";
+}
+
 bool RecursiveNeedsNewApi(const MountOptions& opts) {
   return opts.recursive_flags != 0 && (opts.flags & MS_BIND) && (opts.flags & MS_REC);
 }

@@ -36,7 +36,15 @@ enum class OptionError {
   kSpace,    // a word starts or ends with whitespace: no API would read it the same way
   kQuote,    // a word with an unclosed double quote
   kEscape,   // a word ending in a backslash that escapes nothing (it would join the next word)
+  // Not returned by ParseMountOptions, which does not know the API: a caller that will mount
+  // through mount(2) refuses `recursive_word` with it when RecursiveNeedsNewApi.
+  kRecursiveLegacy,
 };
+
+// Why the word (for kTooLong: the data) was refused and what to do instead, as a clause that
+// follows the refused word in a message ("mount option 'loop' <reason>"); "" for kNone.
+// Static text: the refusal's kind, word and reason are all the caller needs to explain it.
+const char* OptionErrorReason(OptionError e);
 
 // The one option tokenizer, used by the parser, by the new API to hand data words to fsconfig,
 // and (through the binding) by drivers that read options themselves. Words end at a comma or at

@@ -26,7 +26,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const kata::OptionError ea = kata::ParseMountOptions(list, &a, &bad_a);
   const kata::OptionError eb = kata::ParseMountOptions(list, &b, &bad_b);
   Require(ea == eb && bad_a == bad_b);  // deterministic, no hidden state
-  if (ea != kata::OptionError::kNone) return 0;
+  if (ea != kata::OptionError::kNone) {
+    // A refusal says why, and names what it refused: the data for kTooLong, else one of the
+    // words the tokenizer split (what the message quotes is what the caller wrote).
+    Require(kata::OptionErrorReason(ea)[0] != '\0');
+    if (ea == kata::OptionError::kTooLong) return 0;
+    bool found = false;
+    std::string_view word;
+    for (size_t pos = 0; !found && kata::NextOptionWord(list, &pos, &word);) found = word == bad_a;
+    Require(found && !bad_a.empty());
+    return 0;
+  }
   Require(a.flags == b.flags && a.propagation == b.propagation && a.data == b.data);
   // What mount(2) is handed fits its page: the data itself, or with overlayfs' layers relative to
   // their common parent (what Mount passes then), and compacting keeps every other word.

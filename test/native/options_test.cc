@@ -222,6 +222,39 @@ KATA_TEST(quotes_across_words_and_elements) {
   CHECK_EQ(o.data, std::string());
 }
 
+// Each refusal names its word and says why in its own words: the binding hands the reason on,
+// and nothing downstream reads the word again to guess.
+KATA_TEST(every_refusal_says_why) {
+  struct Case {
+    std::string list;
+    OptionError kind;
+    std::string bad;
+    const char* says;
+  };
+  const std::string long_data(kata::MaxMountDataLength() + 1, 'x');
+  const Case cases[] = {
+      {Join({"ro", "loop"}), OptionError::kLoop, "loop", "loop device"},
+      {"size=1m, nosuid", OptionError::kSpace, " nosuid", "whitespace"},
+      {Join({"a=\"x,ro", "b"}), OptionError::kQuote, "a=\"x,ro", "unclosed double quote"},
+      {Join({"upperdir=/a\\", "b"}), OptionError::kEscape, "upperdir=/a\\", "escapes nothing"},
+      {long_data, OptionError::kTooLong, long_data, "does not fit"},
+  };
+  std::string seen;
+  for (const Case& c : cases) {
+    MountOptions o;
+    std::string bad;
+    CHECK(ParseMountOptions(c.list, &o, &bad) == c.kind);
+    CHECK_EQ(bad, c.bad);
+    const std::string reason = kata::OptionErrorReason(c.kind);
+    CHECK(reason.find(c.says) != std::string::npos);
+    CHECK(seen.find(reason) == std::string::npos);  // no two kinds share an explanation
+    seen += reason + "\n";
+  }
+  CHECK(std::string(kata::OptionErrorReason(OptionError::kRecursiveLegacy)).find("AT_RECURSIVE") !=
+        std::string::npos);
+  CHECK_EQ(std::string(kata::OptionErrorReason(OptionError::kNone)), std::string());
+}
+
 KATA_TEST(recursive_words) {
   MountOptions o;
   CHECK(ParseMountOptions(Join({"rbind", "rnodev,rro", "rnosuid", "rnoexec", "ro"}), &o, nullptr) ==
