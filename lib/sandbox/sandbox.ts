@@ -2,12 +2,12 @@
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
 import { posix } from 'node:path';
-import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from './errors';
-import { channels, timed, traceRecorded, tracePromise, tracingActive } from './events';
-import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from './mount';
-import { updateEphemeralMounts, type EphemeralUpdate } from './handlers/ephemeral-update';
-import { groupMultiLayer } from './handlers/multi-layer';
-import { inCallerOrder, parentsFirst } from './request-order';
+import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from '../errors';
+import { channels, timed, traceRecorded, tracePromise, tracingActive } from '../events';
+import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from '../mount';
+import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemeral-update';
+import { groupMultiLayer } from '../handlers/multi-layer';
+import { inCallerOrder, parentsFirst } from '../request-order';
 import {
   applyStorageJobs,
   native,
@@ -17,17 +17,17 @@ import {
   type AppliedStorages,
   type NativeStorageJob,
   type ReleaseOutcome,
-} from './native';
-import { StorageDevice } from './storage-device';
-import { ownershipSkipped } from './handlers/common';
-import { MountFlags, optionElements } from './options';
+} from '../native';
+import { StorageDevice } from '../storage-device';
+import { ownershipSkipped } from '../handlers/common';
+import { MountFlags, optionElements } from '../options';
 import {
   defaultRegistry,
   type StorageContext,
   type StorageHandler,
   type StorageHandlerRegistry,
   type StorageSteps,
-} from './registry';
+} from '../registry';
 import {
   allowedRootOf,
   beneathRefusal,
@@ -40,7 +40,7 @@ import {
   type PreparedStorage,
   type StorageInput,
   withoutTrailingSlash,
-} from './storage';
+} from '../storage';
 
 export interface SandboxOptions {
   registry?: StorageHandlerRegistry;
