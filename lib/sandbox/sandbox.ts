@@ -19,6 +19,7 @@ import {
   type ReleaseOutcome,
 } from '../native';
 import { StorageDevice } from '../storage-device';
+import { MountPointLocks } from './locks';
 import { ownershipSkipped } from '../handlers/common';
 import { MountFlags, optionElements } from '../options';
 import {
@@ -101,7 +102,7 @@ export class Sandbox {
 
   readonly #entries = new Map<string, StorageDevice>();
   readonly #containers = new Map<string, Taken[]>();
-  readonly #locks = new Map<string, Promise<void>>();
+  readonly #locks = new MountPointLocks();
   /**
    * Directories we created that could not be removed when their storage went (not empty: another
    * storage lives below; or EROFS/EBUSY/EACCES): removed by later releases and destroy(), or
@@ -190,7 +191,7 @@ export class Sandbox {
       return { storage, placement, handler };
     });
     // Parents before what lies beneath them; no new mount over a held storage (lib/request-order.ts).
-    const plan = parentsFirst(planned, this.#entries, this.#locks.keys());
+    const plan = parentsFirst(planned, this.#entries, this.#locks.held());
     if (signal?.aborted) throw abortError(signal);
 
     // A request whose every storage has steps is one native job, whoever listens.
@@ -360,7 +361,7 @@ export class Sandbox {
         const e = this.#entries.get(p);
         return e?.cleanupPending ? undefined : e;
       },
-      withLock: (p, fn) => this.#withLock(p, fn),
+      withLock: (p, fn) => this.#locks.withLock(p, fn),
       mountApi: this.mountApi,
     });
   }
@@ -384,7 +385,7 @@ export class Sandbox {
     const errors: Error[] = [];
     for (const path of [...this.#entries.keys()].reverse()) {
       try {
-        await this.#withLock(path, async () => {
+        await this.#locks.withLock(path, async () => {
           const e = this.#entries.get(path);
           if (!e) return;
           e.refcount = 0;
@@ -406,21 +407,6 @@ export class Sandbox {
     return this.#destroyed;
   }
 
-  async #withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(path) ?? Promise.resolve();
-    let unlock!: () => void;
-    const mine = new Promise<void>((r) => (unlock = r));
-    const tail = prev.then(() => mine);
-    this.#locks.set(path, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      unlock();
-      if (this.#locks.get(path) === tail) this.#locks.delete(path);
-    }
-  }
-
   /**
    * A request whose storages all have steps (StorageHandler.steps), as one native job
    * (native/core/storage_steps ApplyStorages): its mount points are locked together (waiting,
@@ -440,7 +426,7 @@ export class Sandbox {
     const paths =
       plan.length === 1 ? [plan[0]!.storage.mountPoint] : [...new Set(plan.map((p) => p.storage.mountPoint))];
     // Nobody is changing these mount points and none has a cleanup owed: the job starts now.
-    if (this.#anyLock(paths) === undefined && !this.#cleanupOwed(paths)) {
+    if (this.#locks.anyLock(paths) === undefined && !this.#cleanupOwed(paths)) {
       return this.#runJob(plan, steps, paths, containerId, signal, false);
     }
     return this.#addWhenFree(plan, steps, paths, containerId, signal);
@@ -454,10 +440,10 @@ export class Sandbox {
     containerId: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Taken[]> {
-    for (let busy = this.#anyLock(paths); busy !== undefined; busy = this.#anyLock(paths)) await busy;
+    for (let busy = this.#locks.anyLock(paths); busy !== undefined; busy = this.#locks.anyLock(paths)) await busy;
     if (this.#destroyed) throw destroyedError();
     if (signal?.aborted) throw abortError(signal);
-    const unlock = this.#lockAll(paths);
+    const unlock = this.#locks.lockAll(paths);
     try {
       for (const p of paths) {
         const e = this.#entries.get(p);
@@ -509,7 +495,7 @@ export class Sandbox {
       throw err;
     }
     if (!(r instanceof Promise)) return this.#takeJob(plan, made, jobs, r, containerId);
-    const unlock = locked ? undefined : this.#lockAll(paths);
+    const unlock = locked ? undefined : this.#locks.lockAll(paths);
     return r
       .then(
         (applied) => this.#takeJob(plan, made, jobs, applied, containerId),
@@ -561,17 +547,6 @@ export class Sandbox {
     return taken;
   }
 
-  /** Locks `paths` (none may be locked) until the returned function is called. */
-  #lockAll(paths: readonly string[]): () => void {
-    let unlock!: () => void;
-    const lock = new Promise<void>((r) => (unlock = r));
-    for (const p of paths) this.#locks.set(p, lock);
-    return () => {
-      unlock();
-      for (const p of paths) if (this.#locks.get(p) === lock) this.#locks.delete(p);
-    };
-  }
-
   /** True when one of `paths` is an entry held by nobody whose cleanup is still owed. */
   #cleanupOwed(paths: readonly string[]): boolean {
     for (const p of paths) {
@@ -579,16 +554,6 @@ export class Sandbox {
       if (e !== undefined && e.refcount === 0 && e.cleanupPending) return true;
     }
     return false;
-  }
-
-  /** A lock held on one of `paths`, to wait for; undefined when none is. */
-  #anyLock(paths: readonly string[]): Promise<void> | undefined {
-    if (this.#locks.size === 0) return undefined;
-    for (const p of paths) {
-      const l = this.#locks.get(p);
-      if (l !== undefined) return l;
-    }
-    return undefined;
   }
 
   /**
@@ -728,7 +693,7 @@ export class Sandbox {
   /** Runs #releaseJobs' entries in one job and settles each as #cleanup would have. */
   async #releaseAsOneJob(ending: StorageDevice[], errors: Error[], containerId: string | undefined): Promise<void> {
     if (ending.length === 0) return;
-    await this.#whileLocked(
+    await this.#locks.whileLocked(
       ending.map((e) => e.path),
       () =>
         releaseStorageJobs(
@@ -746,19 +711,6 @@ export class Sandbox {
     await this.#retryLeftovers();
   }
 
-  /**
-   * Runs one job for mount points nobody holds a lock on (the caller checked), then `record`s its
-   * result in the table. A job that ran on this thread is recorded at once (nothing else ran
-   * meanwhile); one that went to the pool keeps them locked, as #withLock would lock each, until
-   * both are done.
-   */
-  #whileLocked<T, R>(paths: readonly string[], job: () => T | Promise<T>, record: (result: T) => R): R | Promise<R> {
-    const r = job();
-    if (!(r instanceof Promise)) return record(r);
-    const unlock = this.#lockAll(paths);
-    return r.then(record).finally(unlock);
-  }
-
   #acquire(
     storage: PreparedStorage,
     placement: Placement,
@@ -767,7 +719,7 @@ export class Sandbox {
     signal: AbortSignal | undefined,
   ): Promise<{ taken: Taken; held: string }> {
     const path = storage.mountPoint;
-    return this.#withLock(path, async () => {
+    return this.#locks.withLock(path, async () => {
       if (this.#destroyed) throw destroyedError();
       const existing = this.#entries.get(path);
       if (existing && existing.refcount === 0 && existing.cleanupPending) {
@@ -975,7 +927,7 @@ export class Sandbox {
 
   /** Drops a reference under the mount point's lock; cleans up when it was the last. */
   #release(path: string, reason: Reason, evenShared: boolean, containerId?: string): Promise<boolean> {
-    return this.#withLock(path, async () => {
+    return this.#locks.withLock(path, async () => {
       const e = this.#entries.get(path);
       if (!e) throw notFound(path);
       if (e.refcount > 0) e.refcount--;
@@ -995,7 +947,7 @@ export class Sandbox {
   async #retryPending(paths: ReadonlySet<string>): Promise<void> {
     for (const path of paths) {
       if (this.#entries.get(path)?.cleanupPending !== true) continue;
-      await this.#withLock(path, async () => {
+      await this.#locks.withLock(path, async () => {
         const e = this.#entries.get(path);
         if (!e || !e.cleanupPending) return;
         if (e.refcount > 0) {
