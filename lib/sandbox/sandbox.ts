@@ -1,7 +1,6 @@
 // The sandbox's storage table: one entry per mount point, reference-counted across containers,
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
-import { posix } from 'node:path';
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from '../errors';
 import { channels, timed, traceRecorded, tracePromise, tracingActive } from '../events';
 import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from '../mount';
@@ -19,7 +18,16 @@ import {
   type ReleaseOutcome,
 } from '../native';
 import { StorageDevice } from '../storage-device';
-import { MountPointLocks } from './locks';
+import {
+  StorageTable,
+  destroyedError,
+  errorsOf,
+  notFound,
+  pathArg,
+  type PlannedStorage,
+  type Reason,
+  type Taken,
+} from './table';
 import { ownershipSkipped } from '../handlers/common';
 import { MountFlags, optionElements } from '../options';
 import {
@@ -40,7 +48,6 @@ import {
   type Placement,
   type PreparedStorage,
   type StorageInput,
-  withoutTrailingSlash,
 } from '../storage';
 
 export interface SandboxOptions {
@@ -73,23 +80,6 @@ export interface StorageInfo {
   cleanupPending: boolean;
 }
 
-type Reason = 'release' | 'rollback' | 'destroy';
-
-interface PlannedStorage {
-  storage: PreparedStorage;
-  placement: Placement;
-  handler: StorageHandler;
-}
-
-interface Taken {
-  path: string;
-  created: boolean;
-}
-
-const errorsOf = (err: unknown, key: string, errors: Error[]): void => {
-  if (errors.length > 0 && typeof err === 'object' && err !== null) (err as Record<string, unknown>)[key] = errors;
-};
-
 export class Sandbox {
   readonly allowedRoots: readonly string[];
   readonly sysfsRoot: string;
@@ -100,17 +90,7 @@ export class Sandbox {
   readonly mountApi: MountApi | undefined;
   readonly watchIntervalMs: number;
 
-  readonly #entries = new Map<string, StorageDevice>();
-  readonly #containers = new Map<string, Taken[]>();
-  readonly #locks = new MountPointLocks();
-  /**
-   * Directories we created that could not be removed when their storage went (not empty: another
-   * storage lives below; or EROFS/EBUSY/EACCES): removed by later releases and destroy(), or
-   * taken over by the next storage made there.
-   */
-  /** Directories whose best-effort removal failed, retried later; true for a makeDirectory tree. */
-  readonly #leftovers = new Map<string, boolean>();
-  #destroyed = false;
+  readonly #table: StorageTable;
 
   constructor(opts: SandboxOptions = {}) {
     if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'of type object', opts);
@@ -128,6 +108,7 @@ export class Sandbox {
       throw invalidArgValue('options.mountApi', api, "must be 'auto', 'new' or 'legacy'");
     }
     this.mountApi = api;
+    this.#table = new StorageTable(this);
   }
 
   /**
@@ -161,7 +142,7 @@ export class Sandbox {
     const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
     if (containerId !== undefined && typeof containerId !== 'string')
       throw invalidArgType('options.containerId', 'of type string', containerId);
-    if (this.#destroyed) throw destroyedError();
+    if (this.#table.destroyed) throw destroyedError();
     // The whole request is validated and parsed once, here; what flows down is the prepared form.
     // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
     const planned = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((normalized) => {
@@ -191,7 +172,7 @@ export class Sandbox {
       return { storage, placement, handler };
     });
     // Parents before what lies beneath them; no new mount over a held storage (lib/request-order.ts).
-    const plan = parentsFirst(planned, this.#entries, this.#locks.held());
+    const plan = parentsFirst(planned, this.#table.entries, this.#table.locks.held());
     if (signal?.aborted) throw abortError(signal);
 
     // A request whose every storage has steps is one native job, whoever listens.
@@ -199,7 +180,7 @@ export class Sandbox {
     if (steps !== undefined) {
       let taken = this.#addAsOneJob(plan, steps, containerId, signal);
       if (taken instanceof Promise) taken = await taken;
-      this.#holdFor(containerId, taken);
+      this.#table.holdFor(containerId, taken);
       return inCallerOrder(
         plan,
         taken.map((t) => t.path),
@@ -232,16 +213,8 @@ export class Sandbox {
       errorsOf(err, 'rollbackErrors', rollbackErrors);
       throw err;
     }
-    this.#holdFor(containerId, taken);
+    this.#table.holdFor(containerId, taken);
     return inCallerOrder(plan, held);
-  }
-
-  /** Adds a request's references to its container's, so removeContainer gives back exactly them. */
-  #holdFor(containerId: string | undefined, taken: Taken[]): void {
-    if (containerId === undefined) return;
-    const refs = this.#containers.get(containerId);
-    if (refs) for (const t of taken) refs.push(t);
-    else this.#containers.set(containerId, taken);
   }
 
   /**
@@ -270,9 +243,9 @@ export class Sandbox {
 
   async #remove(containerId: string): Promise<void> {
     if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
-    const refs = this.#containers.get(containerId);
-    this.#containers.delete(containerId);
-    const pendingBefore = this.#pendingPaths();
+    const refs = this.#table.containers.get(containerId);
+    this.#table.containers.delete(containerId);
+    const pendingBefore = this.#table.pendingPaths();
     const errors: Error[] = [];
     const releases = refs === undefined ? undefined : this.#releaseJobs(refs);
     if (releases !== undefined) {
@@ -297,15 +270,7 @@ export class Sandbox {
 
   /** Kata's add_sandbox_storage: a reference without a mount. True when the entry is new. */
   setSandboxStorage(path: string, shared = false): boolean {
-    path = pathArg(path);
-    if (this.#destroyed) throw destroyedError();
-    const e = this.#entries.get(path);
-    if (e) {
-      e.refcount++;
-      return false;
-    }
-    this.#entries.set(path, new StorageDevice(path, '', shared === true));
-    return true;
+    return this.#table.reference(pathArg(path), shared === true);
   }
 
   /**
@@ -314,20 +279,13 @@ export class Sandbox {
    * release or destroy() cleans it (so nothing leaks).
    */
   unsetSandboxStorage(path: string): boolean {
-    path = pathArg(path);
-    const e = this.#entries.get(path);
-    if (!e || (e.refcount === 0 && !e.cleanupError && !e.cleanupPending)) throw notFound(path);
-    if (e.refcount > 0) e.refcount--;
-    if (e.refcount > 0) return false;
-    if (e.empty) this.#entries.delete(path);
-    else e.cleanupPending = true;
-    return true;
+    return this.#table.unreference(pathArg(path));
   }
 
   /** Drops one reference and, when it was the last, unmounts and removes what was created. */
   async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
     path = pathArg(path);
-    const pendingBefore = this.#pendingPaths();
+    const pendingBefore = this.#table.pendingPaths();
     pendingBefore.delete(path);
     const gone = await this.#release(path, 'release', true);
     await this.#retryPending(pendingBefore);
@@ -335,20 +293,11 @@ export class Sandbox {
   }
 
   refcount(path: string): number {
-    return this.#entries.get(pathArg(path))?.refcount ?? 0;
+    return this.#table.entries.get(pathArg(path))?.refcount ?? 0;
   }
 
   storages(): Map<string, StorageInfo> {
-    const m = new Map<string, StorageInfo>();
-    for (const [p, e] of this.#entries) {
-      m.set(p, {
-        refcount: e.refcount,
-        driver: e.driver,
-        shared: e.shared,
-        cleanupPending: e.cleanupPending,
-      });
-    }
-    return m;
+    return this.#table.info();
   }
 
   /**
@@ -358,10 +307,10 @@ export class Sandbox {
   updateEphemeralMounts(storages: readonly StorageInput[]): Promise<EphemeralUpdate[]> {
     return updateEphemeralMounts(storages, {
       held: (p) => {
-        const e = this.#entries.get(p);
+        const e = this.#table.entries.get(p);
         return e?.cleanupPending ? undefined : e;
       },
-      withLock: (p, fn) => this.#locks.withLock(p, fn),
+      withLock: (p, fn) => this.#table.locks.withLock(p, fn),
       mountApi: this.mountApi,
     });
   }
@@ -380,13 +329,13 @@ export class Sandbox {
   }
 
   async #destroy(): Promise<void> {
-    this.#destroyed = true;
-    this.#containers.clear();
+    this.#table.destroyed = true;
+    this.#table.containers.clear();
     const errors: Error[] = [];
-    for (const path of [...this.#entries.keys()].reverse()) {
+    for (const path of [...this.#table.entries.keys()].reverse()) {
       try {
-        await this.#locks.withLock(path, async () => {
-          const e = this.#entries.get(path);
+        await this.#table.locks.withLock(path, async () => {
+          const e = this.#table.entries.get(path);
           if (!e) return;
           e.refcount = 0;
           await this.#cleanup(e, 'destroy');
@@ -404,7 +353,7 @@ export class Sandbox {
 
   /** True once destroy() was called. */
   get destroyed(): boolean {
-    return this.#destroyed;
+    return this.#table.destroyed;
   }
 
   /**
@@ -426,7 +375,7 @@ export class Sandbox {
     const paths =
       plan.length === 1 ? [plan[0]!.storage.mountPoint] : [...new Set(plan.map((p) => p.storage.mountPoint))];
     // Nobody is changing these mount points and none has a cleanup owed: the job starts now.
-    if (this.#locks.anyLock(paths) === undefined && !this.#cleanupOwed(paths)) {
+    if (this.#table.locks.anyLock(paths) === undefined && !this.#table.cleanupOwed(paths)) {
       return this.#runJob(plan, steps, paths, containerId, signal, false);
     }
     return this.#addWhenFree(plan, steps, paths, containerId, signal);
@@ -440,13 +389,13 @@ export class Sandbox {
     containerId: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Taken[]> {
-    for (let busy = this.#locks.anyLock(paths); busy !== undefined; busy = this.#locks.anyLock(paths)) await busy;
-    if (this.#destroyed) throw destroyedError();
+    for (let busy = this.#table.locks.anyLock(paths); busy !== undefined; busy = this.#table.locks.anyLock(paths)) await busy;
+    if (this.#table.destroyed) throw destroyedError();
     if (signal?.aborted) throw abortError(signal);
-    const unlock = this.#locks.lockAll(paths);
+    const unlock = this.#table.locks.lockAll(paths);
     try {
       for (const p of paths) {
-        const e = this.#entries.get(p);
+        const e = this.#table.entries.get(p);
         // Half torn down: finish that first; if it still fails, this request fails too.
         if (e !== undefined && e.refcount === 0 && e.cleanupPending) {
           try {
@@ -482,7 +431,7 @@ export class Sandbox {
     const api = mountApiOf(this.mountApi);
     for (let i = 0; i < plan.length; i++) {
       const path = plan[i]!.storage.mountPoint;
-      if (this.#entries.has(path) || (made.length > 0 && made.some((k) => plan[k]!.storage.mountPoint === path)))
+      if (this.#table.entries.has(path) || (made.length > 0 && made.some((k) => plan[k]!.storage.mountPoint === path)))
         continue;
       made.push(i);
       jobs.push(storageJob(plan[i]!.storage, steps[i]!, api));
@@ -495,7 +444,7 @@ export class Sandbox {
       throw err;
     }
     if (!(r instanceof Promise)) return this.#takeJob(plan, made, jobs, r, containerId);
-    const unlock = locked ? undefined : this.#locks.lockAll(paths);
+    const unlock = locked ? undefined : this.#table.locks.lockAll(paths);
     return r
       .then(
         (applied) => this.#takeJob(plan, made, jobs, applied, containerId),
@@ -506,12 +455,12 @@ export class Sandbox {
       )
       .finally(() => unlock?.())
       .then(async (taken) => {
-        if (!this.#destroyed && !signal?.aborted) return taken;
+        if (!this.#table.destroyed && !signal?.aborted) return taken;
         // The job could not be interrupted: what it made is given back as a failed request's is.
         for (let i = taken.length - 1; i >= 0; i--) {
           await this.#release(taken[i]!.path, 'rollback', taken[i]!.created, containerId).catch(() => undefined);
         }
-        throw this.#destroyed ? destroyedError() : abortError(signal!);
+        throw this.#table.destroyed ? destroyedError() : abortError(signal!);
       });
   }
 
@@ -539,21 +488,12 @@ export class Sandbox {
         k++;
         taken.push({ path, created: true });
       } else {
-        this.#entries.get(path)!.refcount++;
+        this.#table.entries.get(path)!.refcount++;
         taken.push({ path, created: false });
       }
     }
     this.#traceStorages(plan, made, applied, containerId, taken, undefined);
     return taken;
-  }
-
-  /** True when one of `paths` is an entry held by nobody whose cleanup is still owed. */
-  #cleanupOwed(paths: readonly string[]): boolean {
-    for (const p of paths) {
-      const e = this.#entries.get(p);
-      if (e !== undefined && e.refcount === 0 && e.cleanupPending) return true;
-    }
-    return false;
   }
 
   /**
@@ -612,19 +552,19 @@ export class Sandbox {
         // Rolled back by the job: only what it could not undo is left to remember.
         if (mounted.length > 0) {
           e.created = created;
-          this.#keepUndone(e);
-        } else for (const p of created) this.#leftovers.set(p, false);
+          this.#table.keepUndone(e);
+        } else for (const p of created) this.#table.leftovers.set(p, false);
         continue;
       }
       // Directories an earlier storage left behind on the way are this entry's now (shallowest
       // first, before what the job created), so its release removes them and nobody else does.
-      const claimed = this.#claimLeftovers(storage.mountPoint);
+      const claimed = this.#table.claimLeftovers(storage.mountPoint);
       e.created = claimed.length === 0 ? created : [...claimed, ...created];
       e.createdMountPoint = e.created.includes(storage.mountPoint);
-      const raced = this.#entries.get(storage.mountPoint);
+      const raced = this.#table.entries.get(storage.mountPoint);
       // setSandboxStorage() (synchronous) took a reference while the job ran.
       if (raced) raced.takeOver(e);
-      else this.#entries.set(storage.mountPoint, e);
+      else this.#table.entries.set(storage.mountPoint, e);
     }
     if (failed >= 0) {
       const err = explainMountError(error!, jobs[failed]!.fstype);
@@ -675,8 +615,8 @@ export class Sandbox {
     for (const t of refs) drops.set(t.path, (drops.get(t.path) ?? 0) + 1);
     const ending: StorageDevice[] = [];
     for (const [path, n] of drops) {
-      const e = this.#entries.get(path);
-      if (e === undefined || this.#locks.has(path) || n > e.refcount) return undefined;
+      const e = this.#table.entries.get(path);
+      if (e === undefined || this.#table.locks.has(path) || n > e.refcount) return undefined;
       if (n < e.refcount || e.shared) continue;
       if (!e.releasedByJob || e.cleanupError || e.cleanupPending) return undefined;
       ending.push(e);
@@ -684,7 +624,7 @@ export class Sandbox {
     // Newest first, as the references are given back one by one.
     const order = new Map(refs.map((t, i) => [t.path, i]));
     for (const [path, n] of drops) {
-      const e = this.#entries.get(path)!;
+      const e = this.#table.entries.get(path)!;
       e.refcount -= n;
     }
     return ending.sort((a, b) => order.get(b.path)! - order.get(a.path)!);
@@ -693,7 +633,7 @@ export class Sandbox {
   /** Runs #releaseJobs' entries in one job and settles each as #cleanup would have. */
   async #releaseAsOneJob(ending: StorageDevice[], errors: Error[], containerId: string | undefined): Promise<void> {
     if (ending.length === 0) return;
-    await this.#locks.whileLocked(
+    await this.#table.locks.whileLocked(
       ending.map((e) => e.path),
       () =>
         releaseStorageJobs(
@@ -719,9 +659,9 @@ export class Sandbox {
     signal: AbortSignal | undefined,
   ): Promise<{ taken: Taken; held: string }> {
     const path = storage.mountPoint;
-    return this.#locks.withLock(path, async () => {
-      if (this.#destroyed) throw destroyedError();
-      const existing = this.#entries.get(path);
+    return this.#table.locks.withLock(path, async () => {
+      if (this.#table.destroyed) throw destroyedError();
+      const existing = this.#table.entries.get(path);
       if (existing && existing.refcount === 0 && existing.cleanupPending) {
         // Half torn down: finish the job first; if that still fails, this request fails too.
         await this.#cleanup(existing, 'release');
@@ -737,7 +677,7 @@ export class Sandbox {
       try {
         held = await handler.create(storage, ctx);
         // destroy() ran meanwhile: it did not see this entry, so it must not outlive the call.
-        if (this.#destroyed) throw destroyedError();
+        if (this.#table.destroyed) throw destroyedError();
       } catch (err) {
         if (signal?.aborted) await abortedMountsSettled();
         try {
@@ -745,30 +685,17 @@ export class Sandbox {
         } catch (undoErr) {
           // Still mounted: keep it in the table, held by nobody and marked, so the next add of
           // this mount point, a release or destroy() finishes the job. Never claim it is held.
-          this.#keepUndone(e);
+          this.#table.keepUndone(e);
           errorsOf(err, 'rollbackErrors', [undoErr as Error]);
         }
         throw err;
       }
-      const raced = this.#entries.get(path);
+      const raced = this.#table.entries.get(path);
       // setSandboxStorage() (synchronous) took a reference while we were creating.
       if (raced) raced.takeOver(e);
-      else this.#entries.set(path, e);
+      else this.#table.entries.set(path, e);
       return { taken: { path, created: true }, held: typeof held === 'string' && held !== '' ? held : path };
     });
-  }
-
-  /** An entry whose rollback failed: held by nobody, marked for cleanup (merged into a raced entry). */
-  #keepUndone(e: StorageDevice): void {
-    const raced = this.#entries.get(e.path);
-    if (raced && raced !== e) {
-      // setSandboxStorage() took a reference meanwhile: what is still mounted becomes that entry's.
-      raced.absorb(e);
-      return;
-    }
-    e.refcount = 0;
-    e.cleanupPending = true;
-    this.#entries.set(e.path, e);
   }
 
   #context(
@@ -779,7 +706,7 @@ export class Sandbox {
     signal: AbortSignal | undefined,
   ): StorageContext {
     // The context's methods run with the context as `this`: the sandbox's parts they need, bound here.
-    const claimLeftovers = (target: string): string[] => this.#claimLeftovers(target);
+    const claimLeftovers = (target: string): string[] => this.#table.claimLeftovers(target);
     const rootOf = (target: string): string => this.#rootOf(target);
     const { allowedRoots, mountApi } = this;
     const make = async (target: string, p: Placement, file: boolean): Promise<string[]> => {
@@ -927,8 +854,8 @@ export class Sandbox {
 
   /** Drops a reference under the mount point's lock; cleans up when it was the last. */
   #release(path: string, reason: Reason, evenShared: boolean, containerId?: string): Promise<boolean> {
-    return this.#locks.withLock(path, async () => {
-      const e = this.#entries.get(path);
+    return this.#table.locks.withLock(path, async () => {
+      const e = this.#table.entries.get(path);
       if (!e) throw notFound(path);
       if (e.refcount > 0) e.refcount--;
       if (e.refcount > 0) return false;
@@ -946,9 +873,9 @@ export class Sandbox {
    */
   async #retryPending(paths: ReadonlySet<string>): Promise<void> {
     for (const path of paths) {
-      if (this.#entries.get(path)?.cleanupPending !== true) continue;
-      await this.#locks.withLock(path, async () => {
-        const e = this.#entries.get(path);
+      if (this.#table.entries.get(path)?.cleanupPending !== true) continue;
+      await this.#table.locks.withLock(path, async () => {
+        const e = this.#table.entries.get(path);
         if (!e || !e.cleanupPending) return;
         if (e.refcount > 0) {
           e.cleanupPending = false;
@@ -958,13 +885,6 @@ export class Sandbox {
       });
     }
     await this.#retryLeftovers();
-  }
-
-  /** The mount points whose cleanup is owed (StorageDevice.cleanupPending). */
-  #pendingPaths(): Set<string> {
-    const paths = new Set<string>();
-    for (const e of this.#entries.values()) if (e.cleanupPending) paths.add(e.path);
-    return paths;
   }
 
   /**
@@ -978,7 +898,7 @@ export class Sandbox {
   #settle(e: StorageDevice, outcome: ReleaseOutcome, reason: Reason, containerId?: string): Error | undefined {
     const failedAt = outcome.error === undefined ? undefined : e.mounts[outcome.mountsLeft - 1]?.path;
     const { error, leftovers } = e.settle(outcome);
-    const inTable = this.#entries.get(e.path) === e;
+    const inTable = this.#table.entries.get(e.path) === e;
     const ids = containerId === undefined ? {} : { containerId };
     if (channels.umount.hasSubscribers) {
       const base = { driver: e.driver, mountPoint: e.path, reason, ...ids, step: 'umount' as const };
@@ -1002,10 +922,10 @@ export class Sandbox {
       return error;
     }
     e.cleanupPending = false;
-    if (inTable) this.#entries.delete(e.path);
+    if (inTable) this.#table.entries.delete(e.path);
     for (const [p, why] of leftovers) {
       const tree = e.trees.has(p);
-      this.#leftovers.set(p, tree);
+      this.#table.leftovers.set(p, tree);
       const code = (why as { code?: string }).code;
       if ((code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path && !tree) continue;
       if (channels.umount.hasSubscribers) {
@@ -1048,23 +968,13 @@ export class Sandbox {
       }
     } catch (err) {
       e.cleanupError = err as Error;
-      if (this.#entries.get(e.path) === e) e.cleanupPending = true;
+      if (this.#table.entries.get(e.path) === e) e.cleanupPending = true;
       throw err;
     }
     const [outcome] = await releaseStorageJobs([e], this.umountBusyTimeoutMs, e.memoryOnly);
     const error = this.#settle(e, outcome!, reason, containerId);
     if (error !== undefined) throw error;
     await this.#retryLeftovers();
-  }
-
-  /** Leftover directories at or above `path`, shallowest first, taken out of the leftover set. */
-  #claimLeftovers(path: string): string[] {
-    if (this.#leftovers.size === 0) return [];
-    const claimed: string[] = [];
-    for (let dir = path; dir !== '/' && dir !== '.'; dir = posix.dirname(dir)) {
-      if (this.#leftovers.delete(dir)) claimed.unshift(dir);
-    }
-    return claimed;
   }
 
   /**
@@ -1074,17 +984,17 @@ export class Sandbox {
    * in it (removeTree checks the whole tree first). A path some entry holds is never touched.
    */
   async #retryLeftovers(): Promise<void> {
-    if (this.#leftovers.size === 0) return;
+    if (this.#table.leftovers.size === 0) return;
     const held = new Set<string>();
-    for (const x of this.#entries.values()) {
+    for (const x of this.#table.entries.values()) {
       held.add(x.path);
       for (const tree of x.trees) held.add(tree);
     }
-    for (const dir of [...this.#leftovers.keys()].sort((a, b) => b.length - a.length)) {
+    for (const dir of [...this.#table.leftovers.keys()].sort((a, b) => b.length - a.length)) {
       // Claimed by an add while an earlier removal was in flight: it is that storage's now.
-      if (held.has(dir) || !this.#leftovers.has(dir)) continue;
-      const r = this.#leftovers.get(dir) ? await native.removeTree(dir) : await native.removeEntry(dir);
-      if (r === undefined || (r as NodeJS.ErrnoException).code === 'ENOENT') this.#leftovers.delete(dir);
+      if (held.has(dir) || !this.#table.leftovers.has(dir)) continue;
+      const r = this.#table.leftovers.get(dir) ? await native.removeTree(dir) : await native.removeEntry(dir);
+      if (r === undefined || (r as NodeJS.ErrnoException).code === 'ENOENT') this.#table.leftovers.delete(dir);
     }
   }
 }
@@ -1119,22 +1029,6 @@ function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, 
     onRootMismatch: fsGroup?.groupChangePolicy === 'OnRootMismatch',
     fsgid: steps.fsgid ?? -1,
   };
-}
-
-function destroyedError(): StorageError {
-  return new StorageError('ERR_SANDBOX_DESTROYED', 'the sandbox was destroyed; create a new Sandbox to add storages', {
-    value: 'destroyed',
-  });
-}
-
-function notFound(path: string): StorageError {
-  return new StorageError('ERR_STORAGE_NOT_FOUND', `the sandbox holds no storage at ${path}`, { value: path });
-}
-
-/** A path argument as the table keys it: one trailing '/' is the same directory, as in a request. */
-function pathArg(path: unknown): string {
-  if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
-  return withoutTrailingSlash(path);
 }
 
 function nonNegative(name: string, v: unknown): number {
