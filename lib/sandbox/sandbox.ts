@@ -2,7 +2,7 @@
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
 import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from '../errors';
-import { channels, timed, traceRecorded, tracePromise, tracingActive } from '../events';
+import { channels, timed, tracePromise } from '../events';
 import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from '../mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemeral-update';
 import { groupMultiLayer } from '../handlers/multi-layer';
@@ -28,6 +28,7 @@ import {
   type Reason,
   type Taken,
 } from './table';
+import { publishJobMount, publishRelease, publishRemoval, publishUndone, traceStorages } from './job-events';
 import { ownershipSkipped } from '../handlers/common';
 import { MountFlags, optionElements } from '../options';
 import {
@@ -389,7 +390,8 @@ export class Sandbox {
     containerId: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Taken[]> {
-    for (let busy = this.#table.locks.anyLock(paths); busy !== undefined; busy = this.#table.locks.anyLock(paths)) await busy;
+    for (let busy = this.#table.locks.anyLock(paths); busy !== undefined; busy = this.#table.locks.anyLock(paths))
+      await busy;
     if (this.#table.destroyed) throw destroyedError();
     if (signal?.aborted) throw abortError(signal);
     const unlock = this.#table.locks.lockAll(paths);
@@ -401,7 +403,7 @@ export class Sandbox {
           try {
             await this.#cleanup(e, 'release');
           } catch (err) {
-            this.#traceStorages(plan, [], undefined, containerId, [], err);
+            traceStorages(plan, [], undefined, containerId, [], err);
             throw err;
           }
         }
@@ -440,7 +442,7 @@ export class Sandbox {
     try {
       if (jobs.length > 0) r = applyStorageJobs(jobs);
     } catch (err) {
-      this.#traceStorages(plan, made, undefined, containerId, [], err);
+      traceStorages(plan, made, undefined, containerId, [], err);
       throw err;
     }
     if (!(r instanceof Promise)) return this.#takeJob(plan, made, jobs, r, containerId);
@@ -449,7 +451,7 @@ export class Sandbox {
       .then(
         (applied) => this.#takeJob(plan, made, jobs, applied, containerId),
         (err: unknown) => {
-          this.#traceStorages(plan, made, undefined, containerId, [], err);
+          traceStorages(plan, made, undefined, containerId, [], err);
           throw err;
         },
       )
@@ -478,7 +480,7 @@ export class Sandbox {
     try {
       if (applied !== undefined) this.#recordJob(plan, made, jobs, applied, containerId);
     } catch (err) {
-      this.#traceStorages(plan, made, applied, containerId, [], err);
+      traceStorages(plan, made, applied, containerId, [], err);
       throw err;
     }
     const taken: Taken[] = [];
@@ -492,7 +494,7 @@ export class Sandbox {
         taken.push({ path, created: false });
       }
     }
-    this.#traceStorages(plan, made, applied, containerId, taken, undefined);
+    traceStorages(plan, made, applied, containerId, taken, undefined);
     return taken;
   }
 
@@ -512,21 +514,9 @@ export class Sandbox {
     const publish = channels.mount.hasSubscribers;
     for (let k = 0; k < outcomes.length; k++) {
       const { storage, handler } = plan[made[k]!]!;
-      const { created, mounted, ownershipSkipped, durationNs } = outcomes[k]!;
-      const job = jobs[k]!;
+      const { created, mounted } = outcomes[k]!;
       if (publish && (failed < 0 || k <= failed)) {
-        const withOwnership = job.fsGroup >= 0 || job.fsgid >= 0;
-        channels.mount.publish({
-          driver: storage.driver,
-          source: job.source,
-          mountPoint: storage.mountPoint,
-          fstype: job.fstype,
-          options: job.options,
-          containerId,
-          ...(withOwnership && ownershipSkipped ? { fsGroupSkipped: 'read-only' as const } : {}),
-          durationMs: durationNs / 1e6,
-          error: k === failed ? error : undefined,
-        });
+        publishJobMount(storage, jobs[k]!, outcomes[k]!, containerId, k === failed ? error : undefined);
       }
       const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
       e.storage = storage;
@@ -534,21 +524,7 @@ export class Sandbox {
       e.mounts = mounted;
       e.memoryOnly = ranHere;
       if (failed >= 0) {
-        if (channels.umount.hasSubscribers) {
-          for (const path of outcomes[k]!.unmounted) {
-            const ids = containerId === undefined ? {} : { containerId };
-            channels.umount.publish({
-              driver: storage.driver,
-              mountPoint: storage.mountPoint,
-              reason: 'rollback',
-              ...ids,
-              step: 'umount',
-              path,
-              mount: 'recorded',
-              durationMs: 0,
-            });
-          }
-        }
+        if (channels.umount.hasSubscribers) publishUndone(storage, outcomes[k]!.unmounted, containerId);
         // Rolled back by the job: only what it could not undo is left to remember.
         if (mounted.length > 0) {
           e.created = created;
@@ -570,36 +546,6 @@ export class Sandbox {
       const err = explainMountError(error!, jobs[failed]!.fstype);
       errorsOf(err, 'rollbackErrors', undoErrors);
       throw err;
-    }
-  }
-
-  /**
-   * Publishes on `tracing:kata-storage:storage` each storage the request reached, from what the
-   * job recorded: those it made or referenced, and the one that failed with `err`. The same code
-   * ran whether or not anyone listens; this only reports it.
-   */
-  #traceStorages(
-    plan: readonly PlannedStorage[],
-    made: readonly number[],
-    applied: AppliedStorages | undefined,
-    containerId: string | undefined,
-    taken: readonly Taken[],
-    err: unknown,
-  ): void {
-    if (!tracingActive('storage')) return;
-    // The storage that failed: the job's, or the first (a refused walk or an owed cleanup).
-    const failedAt = err === undefined ? -1 : applied !== undefined && applied.failed >= 0 ? made[applied.failed]! : 0;
-    const reached = err === undefined ? plan.length : failedAt + 1;
-    for (let i = 0; i < reached; i++) {
-      const { storage } = plan[i]!;
-      const k = made.indexOf(i);
-      const durationMs = k >= 0 && applied !== undefined ? (applied.outcomes[k]?.durationNs ?? 0) / 1e6 : 0;
-      const ctx = { driver: storage.driver, mountPoint: storage.mountPoint, containerId, storage };
-      if (i === failedAt) traceRecorded('storage', ctx, durationMs, { error: err });
-      else {
-        const t = taken[i] ?? { path: storage.mountPoint, created: k >= 0 };
-        traceRecorded('storage', ctx, durationMs, { result: { held: storage.mountPoint, taken: t } });
-      }
     }
   }
 
@@ -899,24 +845,7 @@ export class Sandbox {
     const failedAt = outcome.error === undefined ? undefined : e.mounts[outcome.mountsLeft - 1]?.path;
     const { error, leftovers } = e.settle(outcome);
     const inTable = this.#table.entries.get(e.path) === e;
-    const ids = containerId === undefined ? {} : { containerId };
-    if (channels.umount.hasSubscribers) {
-      const base = { driver: e.driver, mountPoint: e.path, reason, ...ids, step: 'umount' as const };
-      for (const s of outcome.steps) {
-        channels.umount.publish({
-          ...base,
-          path: s.path,
-          mount: s.mount,
-          durationMs: s.durationNs / 1e6,
-          error: s.error,
-        });
-      }
-      // A failure before any unmount (the mount table unreadable, a mount that cannot be reached
-      // by its path): published for the mount it concerned.
-      if (error !== undefined && !outcome.steps.some((s) => s.error === error) && failedAt !== undefined) {
-        channels.umount.publish({ ...base, path: failedAt, mount: 'recorded', durationMs: 0, error });
-      }
-    }
+    if (channels.umount.hasSubscribers) publishRelease(e, outcome, reason, containerId, error, failedAt);
     if (error !== undefined) {
       if (inTable) e.cleanupPending = true;
       return error;
@@ -928,18 +857,7 @@ export class Sandbox {
       this.#table.leftovers.set(p, tree);
       const code = (why as { code?: string }).code;
       if ((code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path && !tree) continue;
-      if (channels.umount.hasSubscribers) {
-        channels.umount.publish({
-          driver: e.driver,
-          mountPoint: e.path,
-          reason,
-          ...ids,
-          step: 'remove',
-          path: p,
-          durationMs: 0,
-          error: why,
-        });
-      }
+      if (channels.umount.hasSubscribers) publishRemoval(e, p, reason, containerId, why);
     }
     return undefined;
   }
