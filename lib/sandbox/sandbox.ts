@@ -10,25 +10,15 @@ import { inCallerOrder, parentsFirst } from '../request-order';
 import {
   applyStorageJobs,
   native,
-  releaseStorageJobs,
   requestEnded,
   requestStarted,
   type AppliedStorages,
   type NativeStorageJob,
-  type ReleaseOutcome,
 } from '../native';
 import { StorageDevice } from '../storage-device';
-import {
-  StorageTable,
-  destroyedError,
-  errorsOf,
-  notFound,
-  pathArg,
-  type PlannedStorage,
-  type Reason,
-  type Taken,
-} from './table';
-import { publishJobMount, publishRelease, publishRemoval, publishUndone, traceStorages } from './job-events';
+import { StorageTable, destroyedError, errorsOf, pathArg, type PlannedStorage, type Taken } from './table';
+import { publishJobMount, publishUndone, traceStorages } from './job-events';
+import { cleanup, release, releaseAsOneJob, releaseJobs, retryLeftovers, retryPending } from './release';
 import { ownershipSkipped } from '../handlers/common';
 import { MountFlags, optionElements } from '../options';
 import {
@@ -206,7 +196,7 @@ export class Sandbox {
       const rollbackErrors: Error[] = [];
       for (let i = taken.length - 1; i >= 0; i--) {
         try {
-          await this.#release(taken[i]!.path, 'rollback', taken[i]!.created, containerId);
+          await release(this.#table, taken[i]!.path, 'rollback', taken[i]!.created, containerId);
         } catch (e) {
           rollbackErrors.push(e as Error);
         }
@@ -248,21 +238,21 @@ export class Sandbox {
     this.#table.containers.delete(containerId);
     const pendingBefore = this.#table.pendingPaths();
     const errors: Error[] = [];
-    const releases = refs === undefined ? undefined : this.#releaseJobs(refs);
+    const releases = refs === undefined ? undefined : releaseJobs(this.#table, refs);
     if (releases !== undefined) {
       for (const t of refs!) pendingBefore.delete(t.path);
-      await this.#releaseAsOneJob(releases, errors, containerId);
+      await releaseAsOneJob(this.#table, releases, errors, containerId);
     } else {
       for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
         pendingBefore.delete(refs![i]!.path);
         try {
-          await this.#release(refs![i]!.path, 'release', false, containerId);
+          await release(this.#table, refs![i]!.path, 'release', false, containerId);
         } catch (e) {
           if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
         }
       }
     }
-    await this.#retryPending(pendingBefore);
+    await retryPending(this.#table, pendingBefore);
     if (errors.length > 0) {
       errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
       throw errors[0];
@@ -288,8 +278,8 @@ export class Sandbox {
     path = pathArg(path);
     const pendingBefore = this.#table.pendingPaths();
     pendingBefore.delete(path);
-    const gone = await this.#release(path, 'release', true);
-    await this.#retryPending(pendingBefore);
+    const gone = await release(this.#table, path, 'release', true);
+    await retryPending(this.#table, pendingBefore);
     return gone;
   }
 
@@ -339,13 +329,13 @@ export class Sandbox {
           const e = this.#table.entries.get(path);
           if (!e) return;
           e.refcount = 0;
-          await this.#cleanup(e, 'destroy');
+          await cleanup(this.#table, e, 'destroy');
         });
       } catch (err) {
         errors.push(err as Error);
       }
     }
-    await this.#retryLeftovers();
+    await retryLeftovers(this.#table);
     if (errors.length > 0) {
       errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
       throw errors[0];
@@ -401,7 +391,7 @@ export class Sandbox {
         // Half torn down: finish that first; if it still fails, this request fails too.
         if (e !== undefined && e.refcount === 0 && e.cleanupPending) {
           try {
-            await this.#cleanup(e, 'release');
+            await cleanup(this.#table, e, 'release');
           } catch (err) {
             traceStorages(plan, [], undefined, containerId, [], err);
             throw err;
@@ -460,7 +450,7 @@ export class Sandbox {
         if (!this.#table.destroyed && !signal?.aborted) return taken;
         // The job could not be interrupted: what it made is given back as a failed request's is.
         for (let i = taken.length - 1; i >= 0; i--) {
-          await this.#release(taken[i]!.path, 'rollback', taken[i]!.created, containerId).catch(() => undefined);
+          await release(this.#table, taken[i]!.path, 'rollback', taken[i]!.created, containerId).catch(() => undefined);
         }
         throw this.#table.destroyed ? destroyedError() : abortError(signal!);
       });
@@ -549,54 +539,6 @@ export class Sandbox {
     }
   }
 
-  /**
-   * removeContainer's references as one native release job, when each either only drops a count
-   * or ends a storage whose cleanup is its recorded mounts and paths alone (no driver release owed,
-   * nothing pending) and none is being changed. The entries to clean, newest first; undefined
-   * otherwise (then each reference goes through #release, whose cleanup is the same native job
-   * for one storage).
-   */
-  #releaseJobs(refs: readonly Taken[]): StorageDevice[] | undefined {
-    const drops = new Map<string, number>();
-    for (const t of refs) drops.set(t.path, (drops.get(t.path) ?? 0) + 1);
-    const ending: StorageDevice[] = [];
-    for (const [path, n] of drops) {
-      const e = this.#table.entries.get(path);
-      if (e === undefined || this.#table.locks.has(path) || n > e.refcount) return undefined;
-      if (n < e.refcount || e.shared) continue;
-      if (!e.releasedByJob || e.cleanupError || e.cleanupPending) return undefined;
-      ending.push(e);
-    }
-    // Newest first, as the references are given back one by one.
-    const order = new Map(refs.map((t, i) => [t.path, i]));
-    for (const [path, n] of drops) {
-      const e = this.#table.entries.get(path)!;
-      e.refcount -= n;
-    }
-    return ending.sort((a, b) => order.get(b.path)! - order.get(a.path)!);
-  }
-
-  /** Runs #releaseJobs' entries in one job and settles each as #cleanup would have. */
-  async #releaseAsOneJob(ending: StorageDevice[], errors: Error[], containerId: string | undefined): Promise<void> {
-    if (ending.length === 0) return;
-    await this.#table.locks.whileLocked(
-      ending.map((e) => e.path),
-      () =>
-        releaseStorageJobs(
-          ending,
-          this.umountBusyTimeoutMs,
-          ending.every((e) => e.memoryOnly),
-        ),
-      (outcomes) => {
-        for (let i = 0; i < ending.length; i++) {
-          const error = this.#settle(ending[i]!, outcomes[i]!, 'release', containerId);
-          if (error !== undefined) errors.push(error);
-        }
-      },
-    );
-    await this.#retryLeftovers();
-  }
-
   #acquire(
     storage: PreparedStorage,
     placement: Placement,
@@ -610,7 +552,7 @@ export class Sandbox {
       const existing = this.#table.entries.get(path);
       if (existing && existing.refcount === 0 && existing.cleanupPending) {
         // Half torn down: finish the job first; if that still fails, this request fails too.
-        await this.#cleanup(existing, 'release');
+        await cleanup(this.#table, existing, 'release');
       } else if (existing) {
         existing.refcount++;
         return { taken: { path, created: false }, held: path };
@@ -627,7 +569,7 @@ export class Sandbox {
       } catch (err) {
         if (signal?.aborted) await abortedMountsSettled();
         try {
-          await this.#cleanup(e, 'rollback', containerId);
+          await cleanup(this.#table, e, 'rollback', containerId);
         } catch (undoErr) {
           // Still mounted: keep it in the table, held by nobody and marked, so the next add of
           // this mount point, a release or destroy() finishes the job. Never claim it is held.
@@ -796,124 +738,6 @@ export class Sandbox {
       );
     }
     return root;
-  }
-
-  /** Drops a reference under the mount point's lock; cleans up when it was the last. */
-  #release(path: string, reason: Reason, evenShared: boolean, containerId?: string): Promise<boolean> {
-    return this.#table.locks.withLock(path, async () => {
-      const e = this.#table.entries.get(path);
-      if (!e) throw notFound(path);
-      if (e.refcount > 0) e.refcount--;
-      if (e.refcount > 0) return false;
-      // A shared storage outlives its containers; only destroy(), an explicit remove or the
-      // rollback of the request that made it take it down.
-      if (e.shared && !evenShared) return true;
-      await this.#cleanup(e, reason, containerId);
-      return true;
-    });
-  }
-
-  /**
-   * Retries the cleanups in `paths` that are still pending (those the caller did not just attempt:
-   * each unmount waits at most umountBusyTimeoutMs once per call), then the leftover directories.
-   */
-  async #retryPending(paths: ReadonlySet<string>): Promise<void> {
-    for (const path of paths) {
-      if (this.#table.entries.get(path)?.cleanupPending !== true) continue;
-      await this.#table.locks.withLock(path, async () => {
-        const e = this.#table.entries.get(path);
-        if (!e || !e.cleanupPending) return;
-        if (e.refcount > 0) {
-          e.cleanupPending = false;
-          return;
-        }
-        await this.#cleanup(e, 'release').catch(() => undefined);
-      });
-    }
-    await this.#retryLeftovers();
-  }
-
-  /**
-   * Records a release job's outcome for `e` (StorageDevice.settle) in the table: a failed release
-   * keeps it, held by nobody and marked, and is returned; otherwise it goes, and the paths the job
-   * could not remove become leftovers. Each unmount the job made (and each recorded mount it found
-   * already gone) is published on kata-storage:umount, step 'umount'; a failed removal is published
-   * as step 'remove', unless it is a parent still holding another storage's directory, the normal
-   * case.
-   */
-  #settle(e: StorageDevice, outcome: ReleaseOutcome, reason: Reason, containerId?: string): Error | undefined {
-    const failedAt = outcome.error === undefined ? undefined : e.mounts[outcome.mountsLeft - 1]?.path;
-    const { error, leftovers } = e.settle(outcome);
-    const inTable = this.#table.entries.get(e.path) === e;
-    if (channels.umount.hasSubscribers) publishRelease(e, outcome, reason, containerId, error, failedAt);
-    if (error !== undefined) {
-      if (inTable) e.cleanupPending = true;
-      return error;
-    }
-    e.cleanupPending = false;
-    if (inTable) this.#table.entries.delete(e.path);
-    for (const [p, why] of leftovers) {
-      const tree = e.trees.has(p);
-      this.#table.leftovers.set(p, tree);
-      const code = (why as { code?: string }).code;
-      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && p !== e.path && !tree) continue;
-      if (channels.umount.hasSubscribers) publishRemoval(e, p, reason, containerId, why);
-    }
-    return undefined;
-  }
-
-  /**
-   * Undoes what the entry's creation did. Essential, in order: the driver's own release (e.g.
-   * `local` removing its directory), then one native release job (native/core/release.h): each
-   * recorded mount, newest first, with whatever sits on or beneath it; a mount already gone counts
-   * as released. If either fails the entry stays, held by nobody and marked (cleanupPending), with
-   * the mounts still there, and the error is thrown. Best effort, once the mounts are gone, in the
-   * same job: removing the paths this sandbox created (a makeDirectory tree with its content). A
-   * failure there (EROFS, EBUSY, EACCES, ENOTEMPTY) is published on kata-storage:umount (step
-   * 'remove') and the path is kept as a leftover, retried later; the release itself succeeds and
-   * the entry goes. The same job runs whether anyone subscribes or not: the events are published
-   * from what it recorded.
-   */
-  async #cleanup(e: StorageDevice, reason: Reason, containerId?: string): Promise<void> {
-    try {
-      if (e.handler?.release && !e.releaseDone && e.storage) {
-        await e.handler.release(e.path, {
-          driver: e.driver,
-          storage: e.storage,
-          createdMountPoint: e.createdMountPoint,
-        });
-        e.releaseDone = true;
-      }
-    } catch (err) {
-      e.cleanupError = err as Error;
-      if (this.#table.entries.get(e.path) === e) e.cleanupPending = true;
-      throw err;
-    }
-    const [outcome] = await releaseStorageJobs([e], this.umountBusyTimeoutMs, e.memoryOnly);
-    const error = this.#settle(e, outcome!, reason, containerId);
-    if (error !== undefined) throw error;
-    await this.#retryLeftovers();
-  }
-
-  /**
-   * Removes leftover directories that can go now (deepest first). A mount point directory is
-   * removed only when empty, so one that kept content keeps it; a makeDirectory tree (overlay
-   * upper/work) goes with its content, as its release would have done, once nothing is mounted
-   * in it (removeTree checks the whole tree first). A path some entry holds is never touched.
-   */
-  async #retryLeftovers(): Promise<void> {
-    if (this.#table.leftovers.size === 0) return;
-    const held = new Set<string>();
-    for (const x of this.#table.entries.values()) {
-      held.add(x.path);
-      for (const tree of x.trees) held.add(tree);
-    }
-    for (const dir of [...this.#table.leftovers.keys()].sort((a, b) => b.length - a.length)) {
-      // Claimed by an add while an earlier removal was in flight: it is that storage's now.
-      if (held.has(dir) || !this.#table.leftovers.has(dir)) continue;
-      const r = this.#table.leftovers.get(dir) ? await native.removeTree(dir) : await native.removeEntry(dir);
-      if (r === undefined || (r as NodeJS.ErrnoException).code === 'ENOENT') this.#table.leftovers.delete(dir);
-    }
   }
 }
 
