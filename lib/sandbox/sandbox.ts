@@ -7,27 +7,13 @@ import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountA
 import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemeral-update';
 import { groupMultiLayer } from '../handlers/multi-layer';
 import { inCallerOrder, parentsFirst } from '../request-order';
-import {
-  applyStorageJobs,
-  native,
-  requestEnded,
-  requestStarted,
-  type AppliedStorages,
-  type NativeStorageJob,
-} from '../native';
+import { applyStorageJobs, native, requestEnded, requestStarted } from '../native';
 import { StorageDevice } from '../storage-device';
-import { StorageTable, destroyedError, errorsOf, pathArg, type PlannedStorage, type Taken } from './table';
-import { publishJobMount, publishUndone, traceStorages } from './job-events';
+import { StorageTable, destroyedError, errorsOf, pathArg, type Taken } from './table';
+import { addAsOneJob, stepsOf, storageJob } from './job';
 import { cleanup, release, releaseAsOneJob, releaseJobs, retryLeftovers, retryPending } from './release';
 import { ownershipSkipped } from '../handlers/common';
-import { MountFlags, optionElements } from '../options';
-import {
-  defaultRegistry,
-  type StorageContext,
-  type StorageHandler,
-  type StorageHandlerRegistry,
-  type StorageSteps,
-} from '../registry';
+import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from '../registry';
 import {
   allowedRootOf,
   beneathRefusal,
@@ -169,7 +155,7 @@ export class Sandbox {
     // A request whose every storage has steps is one native job, whoever listens.
     const steps = stepsOf(plan);
     if (steps !== undefined) {
-      let taken = this.#addAsOneJob(plan, steps, containerId, signal);
+      let taken = addAsOneJob(this.#table, plan, steps, containerId, signal);
       if (taken instanceof Promise) taken = await taken;
       this.#table.holdFor(containerId, taken);
       return inCallerOrder(
@@ -345,198 +331,6 @@ export class Sandbox {
   /** True once destroy() was called. */
   get destroyed(): boolean {
     return this.#table.destroyed;
-  }
-
-  /**
-   * A request whose storages all have steps (StorageHandler.steps), as one native job
-   * (native/core/storage_steps ApplyStorages): its mount points are locked together (waiting,
-   * holding none, until nobody else holds any); a mount point held already, or twice in the
-   * request, only gains a reference, taken once the job succeeded; one whose cleanup is owed is
-   * finished first (if that fails, the request fails having taken nothing); the rest are the job.
-   * The job checks every walk before touching anything, and on a failure undoes itself: what it
-   * could not undo is kept (a mount: a pending entry; a directory: a leftover). The tracing
-   * channels and `kata-storage:mount` are published from what the job recorded, after it.
-   */
-  #addAsOneJob(
-    plan: readonly PlannedStorage[],
-    steps: readonly StorageSteps[],
-    containerId: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Taken[] | Promise<Taken[]> {
-    const paths =
-      plan.length === 1 ? [plan[0]!.storage.mountPoint] : [...new Set(plan.map((p) => p.storage.mountPoint))];
-    // Nobody is changing these mount points and none has a cleanup owed: the job starts now.
-    if (this.#table.locks.anyLock(paths) === undefined && !this.#table.cleanupOwed(paths)) {
-      return this.#runJob(plan, steps, paths, containerId, signal, false);
-    }
-    return this.#addWhenFree(plan, steps, paths, containerId, signal);
-  }
-
-  /** #addAsOneJob once nobody holds a lock on its mount points, with theirs, and owed cleanups finished. */
-  async #addWhenFree(
-    plan: readonly PlannedStorage[],
-    steps: readonly StorageSteps[],
-    paths: readonly string[],
-    containerId: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<Taken[]> {
-    for (let busy = this.#table.locks.anyLock(paths); busy !== undefined; busy = this.#table.locks.anyLock(paths))
-      await busy;
-    if (this.#table.destroyed) throw destroyedError();
-    if (signal?.aborted) throw abortError(signal);
-    const unlock = this.#table.locks.lockAll(paths);
-    try {
-      for (const p of paths) {
-        const e = this.#table.entries.get(p);
-        // Half torn down: finish that first; if it still fails, this request fails too.
-        if (e !== undefined && e.refcount === 0 && e.cleanupPending) {
-          try {
-            await cleanup(this.#table, e, 'release');
-          } catch (err) {
-            traceStorages(plan, [], undefined, containerId, [], err);
-            throw err;
-          }
-        }
-      }
-      return await this.#runJob(plan, steps, paths, containerId, signal, true);
-    } finally {
-      unlock();
-    }
-  }
-
-  /**
-   * The job of #addAsOneJob and the references it gives. What runs on this thread is recorded at
-   * once (nothing else can run meanwhile). What goes to the pool is recorded when it comes back,
-   * its mount points locked until then (unless `locked`: the caller holds them), and given back
-   * again if destroy() or the signal came meanwhile.
-   */
-  #runJob(
-    plan: readonly PlannedStorage[],
-    steps: readonly StorageSteps[],
-    paths: readonly string[],
-    containerId: string | undefined,
-    signal: AbortSignal | undefined,
-    locked: boolean,
-  ): Taken[] | Promise<Taken[]> {
-    const jobs: NativeStorageJob[] = [];
-    const made: number[] = [];
-    const api = mountApiOf(this.mountApi);
-    for (let i = 0; i < plan.length; i++) {
-      const path = plan[i]!.storage.mountPoint;
-      if (this.#table.entries.has(path) || (made.length > 0 && made.some((k) => plan[k]!.storage.mountPoint === path)))
-        continue;
-      made.push(i);
-      jobs.push(storageJob(plan[i]!.storage, steps[i]!, api));
-    }
-    let r: AppliedStorages | Promise<AppliedStorages> | undefined;
-    try {
-      if (jobs.length > 0) r = applyStorageJobs(jobs);
-    } catch (err) {
-      traceStorages(plan, made, undefined, containerId, [], err);
-      throw err;
-    }
-    if (!(r instanceof Promise)) return this.#takeJob(plan, made, jobs, r, containerId);
-    const unlock = locked ? undefined : this.#table.locks.lockAll(paths);
-    return r
-      .then(
-        (applied) => this.#takeJob(plan, made, jobs, applied, containerId),
-        (err: unknown) => {
-          traceStorages(plan, made, undefined, containerId, [], err);
-          throw err;
-        },
-      )
-      .finally(() => unlock?.())
-      .then(async (taken) => {
-        if (!this.#table.destroyed && !signal?.aborted) return taken;
-        // The job could not be interrupted: what it made is given back as a failed request's is.
-        for (let i = taken.length - 1; i >= 0; i--) {
-          await release(this.#table, taken[i]!.path, 'rollback', taken[i]!.created, containerId).catch(() => undefined);
-        }
-        throw this.#table.destroyed ? destroyedError() : abortError(signal!);
-      });
-  }
-
-  /**
-   * Records a job's outcome (#recordJob), then the references of the whole request in its order:
-   * the storages the job made, and those held already or twice in the request (one more each).
-   */
-  #takeJob(
-    plan: readonly PlannedStorage[],
-    made: readonly number[],
-    jobs: readonly NativeStorageJob[],
-    applied: AppliedStorages | undefined,
-    containerId: string | undefined,
-  ): Taken[] {
-    try {
-      if (applied !== undefined) this.#recordJob(plan, made, jobs, applied, containerId);
-    } catch (err) {
-      traceStorages(plan, made, applied, containerId, [], err);
-      throw err;
-    }
-    const taken: Taken[] = [];
-    for (let i = 0, k = 0; i < plan.length; i++) {
-      const path = plan[i]!.storage.mountPoint;
-      if (made[k] === i) {
-        k++;
-        taken.push({ path, created: true });
-      } else {
-        this.#table.entries.get(path)!.refcount++;
-        taken.push({ path, created: false });
-      }
-    }
-    traceStorages(plan, made, applied, containerId, taken, undefined);
-    return taken;
-  }
-
-  /**
-   * Records a job's storages (`made`: their indexes in `plan`) in the table, one entry each, with
-   * the leftover directories on their way now theirs; after a failure, only what the job could
-   * not undo, and the error is thrown with `rollbackErrors`. Publishes `kata-storage:mount`.
-   */
-  #recordJob(
-    plan: readonly PlannedStorage[],
-    made: readonly number[],
-    jobs: readonly NativeStorageJob[],
-    { outcomes, failed, error, undoErrors, refusal, ranHere }: AppliedStorages,
-    containerId: string | undefined,
-  ): void {
-    if (refusal !== undefined) throw beneathRefusal(plan[made[failed]!]!.storage.mountPoint, refusal[0], refusal[1]);
-    const publish = channels.mount.hasSubscribers;
-    for (let k = 0; k < outcomes.length; k++) {
-      const { storage, handler } = plan[made[k]!]!;
-      const { created, mounted } = outcomes[k]!;
-      if (publish && (failed < 0 || k <= failed)) {
-        publishJobMount(storage, jobs[k]!, outcomes[k]!, containerId, k === failed ? error : undefined);
-      }
-      const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
-      e.storage = storage;
-      e.handler = handler;
-      e.mounts = mounted;
-      e.memoryOnly = ranHere;
-      if (failed >= 0) {
-        if (channels.umount.hasSubscribers) publishUndone(storage, outcomes[k]!.unmounted, containerId);
-        // Rolled back by the job: only what it could not undo is left to remember.
-        if (mounted.length > 0) {
-          e.created = created;
-          this.#table.keepUndone(e);
-        } else for (const p of created) this.#table.leftovers.set(p, false);
-        continue;
-      }
-      // Directories an earlier storage left behind on the way are this entry's now (shallowest
-      // first, before what the job created), so its release removes them and nobody else does.
-      const claimed = this.#table.claimLeftovers(storage.mountPoint);
-      e.created = claimed.length === 0 ? created : [...claimed, ...created];
-      e.createdMountPoint = e.created.includes(storage.mountPoint);
-      const raced = this.#table.entries.get(storage.mountPoint);
-      // setSandboxStorage() (synchronous) took a reference while the job ran.
-      if (raced) raced.takeOver(e);
-      else this.#table.entries.set(storage.mountPoint, e);
-    }
-    if (failed >= 0) {
-      const err = explainMountError(error!, jobs[failed]!.fstype);
-      errorsOf(err, 'rollbackErrors', undoErrors);
-      throw err;
-    }
   }
 
   #acquire(
@@ -739,38 +533,6 @@ export class Sandbox {
     }
     return root;
   }
-}
-
-/** Each storage's steps, when every one of the request has them; undefined otherwise. */
-function stepsOf(plan: readonly PlannedStorage[]): StorageSteps[] | undefined {
-  const out: StorageSteps[] = [];
-  for (const { storage, handler } of plan) {
-    const steps = handler.steps?.(storage);
-    if (steps === undefined) return undefined;
-    out.push(steps);
-  }
-  return out;
-}
-
-/**
- * One storage's element of an applyStorages job: where its mount point lies, the mount `steps`
- * describe, then the storage's fsGroup (ro bits when it asked for `ro`) and the steps' fsgid.
- */
-function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number, leafFile = false): NativeStorageJob {
-  const fsGroup = storage.fsGroup;
-  return {
-    root: storage.placement.root,
-    rel: storage.placement.rel,
-    leafFile,
-    source: steps.source,
-    fstype: steps.fstype,
-    options: optionElements(steps.options),
-    api,
-    fsGroup: fsGroup === undefined ? -1 : fsGroup.groupId,
-    fsGroupReadOnly: (storage.mountOptions.flags & MountFlags.RDONLY) !== 0,
-    onRootMismatch: fsGroup?.groupChangePolicy === 'OnRootMismatch',
-    fsgid: steps.fsgid ?? -1,
-  };
 }
 
 function nonNegative(name: string, v: unknown): number {
