@@ -1,28 +1,23 @@
 // The sandbox's storage table: one entry per mount point, reference-counted across containers,
 // serialized per mount point, transactional per request, and never forgetting a storage whose
 // cleanup failed.
-import { StorageError, abortError, explainMountError, invalidArgType, invalidArgValue } from '../errors';
-import { channels, timed, tracePromise } from '../events';
-import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded, type MountApi } from '../mount';
+import { StorageError, abortError, invalidArgType, invalidArgValue } from '../errors';
+import { tracePromise } from '../events';
+import type { MountApi } from '../mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemeral-update';
 import { groupMultiLayer } from '../handlers/multi-layer';
 import { inCallerOrder, parentsFirst } from '../request-order';
-import { applyStorageJobs, native, requestEnded, requestStarted } from '../native';
-import { StorageDevice } from '../storage-device';
+import { requestEnded, requestStarted } from '../native';
 import { StorageTable, destroyedError, errorsOf, pathArg, type Taken } from './table';
-import { addAsOneJob, stepsOf, storageJob } from './job';
+import { addAsOneJob, stepsOf } from './job';
+import { acquire } from './create';
 import { cleanup, release, releaseAsOneJob, releaseJobs, retryLeftovers, retryPending } from './release';
-import { ownershipSkipped } from '../handlers/common';
-import { defaultRegistry, type StorageContext, type StorageHandler, type StorageHandlerRegistry } from '../registry';
+import { defaultRegistry, type StorageHandlerRegistry } from '../registry';
 import {
-  allowedRootOf,
-  beneathRefusal,
   checkPlacement,
   checkAllowedRoots,
   normalizeStorage,
-  placeMountPoint,
   validateStorage,
-  type Placement,
   type PreparedStorage,
   type StorageInput,
 } from '../storage';
@@ -173,7 +168,7 @@ export class Sandbox {
         const r = await tracePromise(
           'storage',
           () => ({ driver: storage.driver, mountPoint: storage.mountPoint, containerId, storage }),
-          () => this.#acquire(storage, item.placement, item.handler, containerId, signal),
+          () => acquire(this.#table, storage, item.placement, item.handler, containerId, signal),
         );
         taken.push(r.taken);
         held.push(r.held);
@@ -331,207 +326,6 @@ export class Sandbox {
   /** True once destroy() was called. */
   get destroyed(): boolean {
     return this.#table.destroyed;
-  }
-
-  #acquire(
-    storage: PreparedStorage,
-    placement: Placement,
-    handler: StorageHandler,
-    containerId: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<{ taken: Taken; held: string }> {
-    const path = storage.mountPoint;
-    return this.#table.locks.withLock(path, async () => {
-      if (this.#table.destroyed) throw destroyedError();
-      const existing = this.#table.entries.get(path);
-      if (existing && existing.refcount === 0 && existing.cleanupPending) {
-        // Half torn down: finish the job first; if that still fails, this request fails too.
-        await cleanup(this.#table, existing, 'release');
-      } else if (existing) {
-        existing.refcount++;
-        return { taken: { path, created: false }, held: path };
-      }
-      const e = new StorageDevice(path, storage.driver, storage.shared === true);
-      e.storage = storage;
-      e.handler = handler;
-      const ctx = this.#context(e, storage, placement, containerId, signal);
-      let held: string;
-      try {
-        held = await handler.create(storage, ctx);
-        // destroy() ran meanwhile: it did not see this entry, so it must not outlive the call.
-        if (this.#table.destroyed) throw destroyedError();
-      } catch (err) {
-        if (signal?.aborted) await abortedMountsSettled();
-        try {
-          await cleanup(this.#table, e, 'rollback', containerId);
-        } catch (undoErr) {
-          // Still mounted: keep it in the table, held by nobody and marked, so the next add of
-          // this mount point, a release or destroy() finishes the job. Never claim it is held.
-          this.#table.keepUndone(e);
-          errorsOf(err, 'rollbackErrors', [undoErr as Error]);
-        }
-        throw err;
-      }
-      const raced = this.#table.entries.get(path);
-      // setSandboxStorage() (synchronous) took a reference while we were creating.
-      if (raced) raced.takeOver(e);
-      else this.#table.entries.set(path, e);
-      return { taken: { path, created: true }, held: typeof held === 'string' && held !== '' ? held : path };
-    });
-  }
-
-  #context(
-    e: StorageDevice,
-    storage: PreparedStorage,
-    placement: Placement,
-    containerId: string | undefined,
-    signal: AbortSignal | undefined,
-  ): StorageContext {
-    // The context's methods run with the context as `this`: the sandbox's parts they need, bound here.
-    const claimLeftovers = (target: string): string[] => this.#table.claimLeftovers(target);
-    const rootOf = (target: string): string => this.#rootOf(target);
-    const { allowedRoots, mountApi } = this;
-    const make = async (target: string, p: Placement, file: boolean): Promise<string[]> => {
-      // Directories an earlier storage left behind on the way become this entry's (shallowest
-      // first, before what is created now), so its release removes them and nobody else does.
-      const claimed = claimLeftovers(target);
-      e.created.push(...claimed);
-      const r = await native.makeBeneath(p.root, p.rel, 0o755, file);
-      if (!Array.isArray(r)) throw r;
-      e.created.push(...r);
-      return [...claimed, ...r];
-    };
-    const ownership = storage.fsGroup !== undefined || /(^|,)fsgid=/.test((storage.options ?? []).join(','));
-    const mountEvent = (
-      source: string,
-      target: string,
-      fstype: string,
-      options: readonly string[],
-      durationMs: number,
-      error: Error | undefined,
-      skipped?: boolean,
-    ) => {
-      // The job's own finding (statvfs ST_RDONLY) for the storage's mount point; for another
-      // target, read from the mount just made, the test the handler's ownership step makes.
-      const onPoint = target === storage.mountPoint;
-      const readOnly = skipped === undefined ? onPoint && ownershipSkipped(storage) !== undefined : skipped;
-      const fsGroupSkipped =
-        ownership && onPoint && error === undefined && readOnly ? ('read-only' as const) : undefined;
-      return {
-        driver: storage.driver,
-        source,
-        mountPoint: target,
-        fstype,
-        options,
-        containerId,
-        ...(fsGroupSkipped ? { fsGroupSkipped } : {}),
-        durationMs,
-        error,
-      };
-    };
-    return {
-      driver: storage.driver,
-      containerId,
-      signal,
-      sysfsRoot: this.sysfsRoot,
-      devRoot: this.devRoot,
-      hotplugTimeoutMs: this.hotplugTimeoutMs,
-      watchIntervalMs: this.watchIntervalMs,
-      mountApi: this.mountApi,
-      allowedRoots: this.allowedRoots,
-      placement,
-      async makeMountPoint(opts = {}) {
-        if ((await make(storage.mountPoint, placement, opts.file === true)).includes(storage.mountPoint))
-          e.createdMountPoint = true;
-      },
-      async makeDirectory(path: string) {
-        if ((await make(path, placeMountPoint(path, allowedRoots), false)).includes(path)) e.trees.add(path);
-      },
-      async mount(source, target, fstype, options = []) {
-        // The storage's own mount point was placed once at validation; another target (a custom
-        // driver's) is placed by the same rule.
-        const root = target === storage.mountPoint ? placement.root : rootOf(target);
-        const opts = { signal, mountApi, beneath: root };
-        const id = await timed(
-          channels.mount,
-          () => mountRecorded(source, target, fstype, options, opts),
-          (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error),
-        );
-        e.mounts.push({ path: target, id });
-        e.memoryOnly = false;
-      },
-      async mountAtMountPoint(source, fstype, options = [], opts = {}) {
-        const target = storage.mountPoint;
-        // The same one-storage job as a request's (native/core/storage_steps.cc ApplyStorages).
-        const mount = { source: checkPath(source, 'source'), fstype: checkPath(fstype, 'fstype', true), options };
-        const job = storageJob(
-          storage,
-          opts.fsgid === undefined ? mount : { ...mount, fsgid: opts.fsgid },
-          mountApiOf(mountApi),
-          opts.file === true,
-        );
-        if (signal?.aborted) throw abortError(signal);
-        let skipped = false;
-        await timed(
-          channels.mount,
-          async () => {
-            // As make(): leftovers on the way become this entry's before the job creates the rest.
-            const claimed = claimLeftovers(target);
-            e.created.push(...claimed);
-            const { outcomes, failed, error, undoErrors, refusal, ranHere } = await applyStorageJobs([job]);
-            if (refusal !== undefined) throw beneathRefusal(target, refusal[0], refusal[1]);
-            // Everything it made, or after a failure what its own undo could not remove: this
-            // entry's to release, recorded before any error is thrown.
-            const outcome = outcomes[0];
-            const created: string[] = outcome?.created ?? [];
-            e.created.push(...created);
-            e.mounts.push(...(outcome?.mounted ?? []));
-            // Its release may run on this thread too when this was its only mount.
-            e.memoryOnly = ranHere && e.mounts.length === (outcome?.mounted.length ?? 0);
-            if (claimed.includes(target) || created.includes(target)) e.createdMountPoint = true;
-            skipped = outcome?.ownershipSkipped === true;
-            if (failed >= 0) {
-              // Named the way mount() names it (an unknown fstype, no CAP_SYS_ADMIN).
-              const err = explainMountError(error!, fstype);
-              errorsOf(err, 'rollbackErrors', undoErrors);
-              throw err;
-            }
-            if (signal?.aborted) throw abortError(signal);
-          },
-          (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error, skipped),
-        );
-      },
-      waitFor(source, wait) {
-        return timed(channels.wait, wait, (durationMs, error, device) => ({
-          driver: storage.driver,
-          source,
-          device,
-          durationMs,
-          error,
-        }));
-      },
-    };
-  }
-
-  /**
-   * The allowed root a mount target is resolved beneath (openat2 RESOLVE_BENEATH |
-   * RESOLVE_NO_SYMLINKS, then the mount goes onto that fd), so a directory swapped for a symlink
-   * between validation and mount cannot redirect it: the innermost matching root, the rule
-   * validation placed the mount point by (allowedRootOf). Kernels before 5.6 lack openat2: there
-   * the addon walks the same path one O_NOFOLLOW component at a time.
-   */
-  #rootOf(target: string): string {
-    const root = allowedRootOf(target, this.allowedRoots);
-    if (root === undefined) {
-      throw new StorageError(
-        'ERR_INVALID_STORAGE',
-        `mount target ${target} is not strictly beneath an allowed root (${this.allowedRoots.join(', ')})`,
-        {
-          value: target,
-        },
-      );
-    }
-    return root;
   }
 }
 
