@@ -1,26 +1,19 @@
-// The sandbox's storage table: one entry per mount point, reference-counted across containers,
-// serialized per mount point, transactional per request, and never forgetting a storage whose
-// cleanup failed.
-import { StorageError, abortError, invalidArgType, invalidArgValue } from '../errors';
+// The Sandbox: a pod's storages as Kata's agent keeps them, one entry per mount point,
+// reference-counted across containers, serialized per mount point, transactional per request, and
+// never forgetting a storage whose cleanup failed. This class is the public face; the table, its
+// locks, the request runner and the release are the files beside it.
+import { invalidArgType, invalidArgValue } from '../errors';
 import { tracePromise } from '../events';
 import type { MountApi } from '../mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemeral-update';
-import { groupMultiLayer } from '../handlers/multi-layer';
-import { inCallerOrder, parentsFirst } from '../request-order';
 import { requestEnded, requestStarted } from '../native';
-import { StorageTable, destroyedError, errorsOf, pathArg, type Taken } from './table';
-import { addAsOneJob, stepsOf } from './job';
-import { acquire } from './create';
-import { cleanup, release, releaseAsOneJob, releaseJobs, retryLeftovers, retryPending } from './release';
+import { StorageTable, errorsOf, pathArg } from './table';
+import { add, remove, type AddStoragesOptions } from './request';
+import { cleanup, release, retryLeftovers, retryPending } from './release';
 import { defaultRegistry, type StorageHandlerRegistry } from '../registry';
-import {
-  checkPlacement,
-  checkAllowedRoots,
-  normalizeStorage,
-  validateStorage,
-  type PreparedStorage,
-  type StorageInput,
-} from '../storage';
+import { checkAllowedRoots, type StorageInput } from '../storage';
+
+export type { AddStoragesOptions };
 
 export interface SandboxOptions {
   registry?: StorageHandlerRegistry;
@@ -36,11 +29,6 @@ export interface SandboxOptions {
   mountApi?: MountApi;
   /** How often `watchable-bind` storages poll their source. Default 2000 ms (Kata's WATCH_INTERVAL_SECS). */
   watchIntervalMs?: number;
-}
-
-export interface AddStoragesOptions {
-  containerId?: string;
-  signal?: AbortSignal;
 }
 
 export interface StorageInfo {
@@ -102,91 +90,10 @@ export class Sandbox {
   async #addStorages(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
     requestStarted();
     try {
-      return await this.#add(storages, opts);
+      return await add(this.#table, storages, opts);
     } finally {
       requestEnded();
     }
-  }
-
-  async #add(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
-    if (!Array.isArray(storages)) throw invalidArgType('storages', 'an array', storages);
-    const containerId = Object.hasOwn(opts, 'containerId') ? opts.containerId : undefined;
-    const signal = Object.hasOwn(opts, 'signal') ? opts.signal : undefined;
-    if (containerId !== undefined && typeof containerId !== 'string')
-      throw invalidArgType('options.containerId', 'of type string', containerId);
-    if (this.#table.destroyed) throw destroyedError();
-    // The whole request is validated and parsed once, here; what flows down is the prepared form.
-    // Kata's multi-layer EROFS storages become one request for the overlay they assemble.
-    const planned = groupMultiLayer(storages.map((x) => normalizeStorage(x))).map((normalized) => {
-      const handler = this.registry.get(normalized.driver);
-      // The walk from the root is checked below, with the rest of the request's mount points.
-      const { placement, mountOptions } = validateStorage(normalized, this.allowedRoots, false);
-      if (handler === undefined) {
-        throw new StorageError(
-          'ERR_UNKNOWN_STORAGE_DRIVER',
-          `no handler is registered for storage driver '${normalized.driver}' (registered: ${this.registry.drivers().join(', ') || 'none'})`,
-          { value: normalized.driver, registered: this.registry.drivers() },
-        );
-      }
-      // The normalized storage is a fresh object of ours: it becomes the prepared one in place
-      // (a copy through object spread cost more than the rest of its validation), and driverData
-      // joins it once the handler's validate() returned.
-      const storage = normalized as { -readonly [K in keyof PreparedStorage]: PreparedStorage[K] };
-      storage.mountOptions = mountOptions;
-      storage.placement = placement;
-      const driverData = handler.validate?.(
-        storage,
-        containerId === undefined
-          ? { allowedRoots: this.allowedRoots }
-          : { allowedRoots: this.allowedRoots, containerId },
-      );
-      if (driverData !== undefined) storage.driverData = driverData;
-      return { storage, placement, handler };
-    });
-    // Parents before what lies beneath them; no new mount over a held storage (lib/request-order.ts).
-    const plan = parentsFirst(planned, this.#table.entries, this.#table.locks.held());
-    if (signal?.aborted) throw abortError(signal);
-
-    // A request whose every storage has steps is one native job, whoever listens.
-    const steps = stepsOf(plan);
-    if (steps !== undefined) {
-      let taken = addAsOneJob(this.#table, plan, steps, containerId, signal);
-      if (taken instanceof Promise) taken = await taken;
-      this.#table.holdFor(containerId, taken);
-      return inCallerOrder(
-        plan,
-        taken.map((t) => t.path),
-      );
-    }
-    for (const { storage, placement } of plan) checkPlacement(storage.mountPoint, placement);
-    const taken: Taken[] = [];
-    const held: string[] = [];
-    try {
-      for (const item of plan) {
-        if (signal?.aborted) throw abortError(signal);
-        const { storage } = item;
-        const r = await tracePromise(
-          'storage',
-          () => ({ driver: storage.driver, mountPoint: storage.mountPoint, containerId, storage }),
-          () => acquire(this.#table, storage, item.placement, item.handler, containerId, signal),
-        );
-        taken.push(r.taken);
-        held.push(r.held);
-      }
-    } catch (err) {
-      const rollbackErrors: Error[] = [];
-      for (let i = taken.length - 1; i >= 0; i--) {
-        try {
-          await release(this.#table, taken[i]!.path, 'rollback', taken[i]!.created, containerId);
-        } catch (e) {
-          rollbackErrors.push(e as Error);
-        }
-      }
-      errorsOf(err, 'rollbackErrors', rollbackErrors);
-      throw err;
-    }
-    this.#table.holdFor(containerId, taken);
-    return inCallerOrder(plan, held);
   }
 
   /**
@@ -207,36 +114,9 @@ export class Sandbox {
   async #removeContainer(containerId: string): Promise<void> {
     requestStarted();
     try {
-      await this.#remove(containerId);
+      await remove(this.#table, containerId);
     } finally {
       requestEnded();
-    }
-  }
-
-  async #remove(containerId: string): Promise<void> {
-    if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
-    const refs = this.#table.containers.get(containerId);
-    this.#table.containers.delete(containerId);
-    const pendingBefore = this.#table.pendingPaths();
-    const errors: Error[] = [];
-    const releases = refs === undefined ? undefined : releaseJobs(this.#table, refs);
-    if (releases !== undefined) {
-      for (const t of refs!) pendingBefore.delete(t.path);
-      await releaseAsOneJob(this.#table, releases, errors, containerId);
-    } else {
-      for (let i = (refs?.length ?? 0) - 1; i >= 0; i--) {
-        pendingBefore.delete(refs![i]!.path);
-        try {
-          await release(this.#table, refs![i]!.path, 'release', false, containerId);
-        } catch (e) {
-          if ((e as { code?: string }).code !== 'ERR_STORAGE_NOT_FOUND') errors.push(e as Error);
-        }
-      }
-    }
-    await retryPending(this.#table, pendingBefore);
-    if (errors.length > 0) {
-      errorsOf(errors[0], 'cleanupErrors', errors.slice(1));
-      throw errors[0];
     }
   }
 
