@@ -70,7 +70,7 @@ function load() {
       result: out.result,
     };
   };
-  const nativeJs = require(path.join(root, 'dist', 'native.js'));
+  const nativeJs = require(path.join(root, 'dist', 'native'));
   return { kata: require(root), binding: nativeJs.native, jobs: nativeJs, runC };
 }
 

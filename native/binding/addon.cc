@@ -97,7 +97,7 @@ void CallJs(napi_env env, napi_value /*js_cb*/, void* /*context*/, void* /*data*
   JobAccess::Drain(e);
 }
 
-// setErrorConstructor(nativeError): lib/native.ts calls it once, right after loading.
+// setErrorConstructor(nativeError): lib/native/binding.ts calls it once, right after loading.
 Napi::Value SetErrorConstructor(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction())
     throw Napi::TypeError::New(info.Env(), "The \"constructor\" argument must be a function");

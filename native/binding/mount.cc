@@ -155,8 +155,8 @@ Napi::Value Remount(const Napi::CallbackInfo& info) {
 }
 
 // The jobs below cross as one string of NUL-ended fields and one Float64Array of numbers per
-// storage (lib/native.ts packs them): two conversions per request instead of a dozen Node-API
-// calls per storage, which cost more than the storage's mkdirat and mount (issue 12). lib/native.ts
+// storage (lib/native/jobs.ts packs them): two conversions per request instead of a dozen Node-API
+// calls per storage, which cost more than the storage's mkdirat and mount. lib/native/jobs.ts
 // refuses a field holding a NUL before packing; here a field count that does not match the
 // numbers is refused (a stray NUL shifts the fields and leaves one too many).
 class Fields {
@@ -348,7 +348,8 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   }
   // Memory-only steps run here, synchronously, and the result comes back as it is; anything that
   // can wait on I/O goes to the pool and comes back as a promise.
-  // mayRunHere: the caller's budget for this turn of the event loop is not spent (lib/native.ts).
+  // mayRunHere: the caller's budget for this turn of the event loop is not spent
+  // (lib/native/jobs.ts).
   const bool here = info[2].ToBoolean() && kata::CannotBlock(jobs);
   ApplyData d;
   d.jobs = std::move(jobs);
