@@ -1,7 +1,7 @@
-// What the command line's two halves share (lib/cli.ts, and the planner's command in
-// lib/runtime/cli-plan.ts, which loads without the addon): the shape of an option as
-// util.parseArgs takes it plus what help shows and how its value is checked, the text columns of
-// tables and help, and reading an input file.
+// What the command line's parts share (lib/cli.ts, its commands in lib/cli-commands.ts, and the
+// planner's command in lib/runtime/cli-plan.ts, which loads without the addon): the shape of an
+// option as util.parseArgs takes it plus what help shows and how its value is checked, the text
+// columns of tables and help, reading an input file, where output goes and how an error reads.
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
@@ -76,4 +76,24 @@ export function columns(rows: readonly (readonly string[])[], { indent = '', rul
   return all.map((r) =>
     `${indent}${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd(),
   );
+}
+
+/** Where a command writes, line by line (the process's stdout and stderr, or a test's arrays). */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/**
+ * The message an error gets on the command line: its code once, then what it says, then the
+ * refused value (a StorageError's `value`) when the message does not name it: the user sees which
+ * storage of the file was refused.
+ */
+export function describe(e: unknown): string {
+  const err = e as Error & { code?: unknown; value?: unknown };
+  let message = err instanceof Error ? err.message : String(e);
+  const value = typeof err?.value === 'string' ? err.value : undefined;
+  if (value !== undefined && value !== '' && !message.includes(value)) message += `; value: ${JSON.stringify(value)}`;
+  const code = typeof err?.code === 'string' ? err.code : undefined;
+  return code === undefined || message.startsWith(`${code}:`) ? message : `${code}: ${message}`;
 }
