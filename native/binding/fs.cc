@@ -9,7 +9,7 @@ namespace kata {
 namespace binding {
 namespace {
 
-// Where a walk beneath a root stopped: a result for lib/storage.ts to word, not an error.
+// Where a walk beneath a root stopped: a result for lib/storage/validate.ts to word, not an error.
 Napi::Value Stop(Napi::Env env, const char* kind, const std::string& path) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("stop", kind);
