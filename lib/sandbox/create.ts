@@ -13,6 +13,12 @@ import { storageJob } from './job';
 import { cleanup } from './release';
 import { destroyedError, errorsOf, type StorageTable, type Taken } from './table';
 
+/**
+ * One storage of a request, under its mount point's lock: a held mount point only gains a
+ * reference (one whose cleanup is owed is finished first); otherwise the handler's create() makes
+ * it through a recording context, and a failure undoes exactly what it recorded. `held` is what
+ * create() returned (the mount point when it returned nothing).
+ */
 export function acquire(
   table: StorageTable,
   storage: PreparedStorage,
@@ -62,7 +68,7 @@ export function acquire(
 }
 
 /** The StorageContext a handler's create() gets: each mount and directory it makes is recorded in `e`. */
-export function context(
+function context(
   table: StorageTable,
   e: StorageDevice,
   storage: PreparedStorage,
@@ -199,7 +205,7 @@ export function context(
  * validation placed the mount point by (allowedRootOf). Kernels before 5.6 lack openat2: there
  * the addon walks the same path one O_NOFOLLOW component at a time.
  */
-export function rootOf(table: StorageTable, target: string): string {
+function rootOf(table: StorageTable, target: string): string {
   const root = allowedRootOf(target, table.settings.allowedRoots);
   if (root === undefined) {
     throw new StorageError(

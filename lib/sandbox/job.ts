@@ -38,7 +38,7 @@ export function addAsOneJob(
 }
 
 /** addAsOneJob() once nobody holds a lock on its mount points, with theirs, and owed cleanups finished. */
-export async function addWhenFree(
+async function addWhenFree(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   steps: readonly StorageSteps[],
@@ -75,7 +75,7 @@ export async function addWhenFree(
  * its mount points locked until then (unless `locked`: the caller holds them), and given back
  * again if destroy() or the signal came meanwhile.
  */
-export function runJob(
+function runJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   steps: readonly StorageSteps[],
@@ -126,7 +126,7 @@ export function runJob(
  * Records a job's outcome (recordJob()), then the references of the whole request in its order:
  * the storages the job made, and those held already or twice in the request (one more each).
  */
-export function takeJob(
+function takeJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   made: readonly number[],
@@ -160,7 +160,7 @@ export function takeJob(
  * the leftover directories on their way now theirs; after a failure, only what the job could
  * not undo, and the error is thrown with `rollbackErrors`. Publishes `kata-storage:mount`.
  */
-export function recordJob(
+function recordJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   made: readonly number[],

@@ -109,7 +109,7 @@ export async function retryPending(table: StorageTable, paths: ReadonlySet<strin
  * as step 'remove', unless it is a parent still holding another storage's directory, the normal
  * case.
  */
-export function settle(
+function settle(
   table: StorageTable,
   e: StorageDevice,
   outcome: ReleaseOutcome,
