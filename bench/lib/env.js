@@ -44,7 +44,7 @@ function sh(cmd, args, opts = {}) {
 /**
  * Builds the package if it is not built, and the C baseline; loads both.
  * @returns {{kata: any, binding: any, jobs: any, runC: RunC}} binding: the addon itself, for the
- *   hand-off measurement; jobs: dist/native.js, whose applyStorageJobs/releaseStorageJobs are the
+ *   hand-off measurement; jobs: dist/native/, whose applyStorageJobs/releaseStorageJobs are the
  *   two calls the Sandbox makes for a request, for the Sandbox family's split of its cost
  */
 function load() {

@@ -97,7 +97,7 @@ function sandboxPath(b) {
 
   /**
    * The request's two native calls alone, made directly as the Sandbox makes them for this request
-   * (dist/native.js applyStorageJobs, then releaseStorageJobs with the mounts and directories the
+   * (dist/native/ applyStorageJobs, then releaseStorageJobs with the mounts and directories the
    * first reported, newest first), with no Sandbox around them: the addon's share of the Sandbox's
    * cost (its packing, Node-API calls, pool hand-offs when it goes there, the job's first pass), the rest
    * being what the Sandbox adds around them (its JS, and what running it costs the calls). Real
