@@ -182,7 +182,8 @@ export function systemError(errno: number, syscall: string, path?: string, dest?
 
 /**
  * The one converter from the native error record to the error the caller sees, handed to the
- * addon at load (lib/native.ts): the addon calls it itself, so what crosses back is already final.
+ * addon at load (lib/native/binding.ts): the addon calls it itself, so what crosses back is
+ * already final.
  * A system call failure (errno, no code) becomes a Node-shaped system error, with the kernel's
  * fs-context messages appended when the new mount API had any; one of our codes becomes a
  * StorageError naming the refused value, with the errno behind it (negative, as in Node) and the
