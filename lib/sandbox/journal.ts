@@ -16,7 +16,7 @@
 // seen by the next process whatever kills this one; a guest that dies takes its mounts with it.
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, writeSync, constants } from 'node:fs';
-import { StorageError } from './errors';
+import { StorageError } from '../errors';
 
 /** A journal record: any JSON object; `t` says what kind of record it is. */
 export interface JournalRecord {
