@@ -32,6 +32,8 @@ export interface Command {
   example: string;
   /** Smallest and largest number of positionals (Infinity: any). */
   positionals: [min: number, max: number];
+  /** Why the positionals cannot be what the command takes (bad usage, exit 2); undefined if they can. */
+  checkArgs?(positionals: readonly string[]): string | undefined;
   options: Record<string, OptionSpec>;
   run(positionals: string[], values: Values, io: Io): Promise<number>;
 }
@@ -51,9 +53,10 @@ const DEFAULT_ROOT = '/run/kata-containers';
 
 /** The storages file's format, as apply's and release's help show it. */
 const STORAGES_INPUT =
-  'A JSON array of Kata Storage messages, or { "storages": [...] } (a CreateContainerRequest), in\n' +
+  'A JSON array of Kata Storage messages, or { "storages": [...] } (a CreateContainerRequest), in ' +
   "our form or with Kata's protobuf field names:\n" +
-  '  [{ "driver": "ephemeral", "source": "tmpfs", "fstype": "tmpfs", "options": ["size=64m"],\n' +
+  '  [{ "driver": "ephemeral", "source": "tmpfs", "fstype": "tmpfs",\n' +
+  '     "options": ["size=64m"],\n' +
   '     "mount_point": "/run/kata-containers/sandbox/shm" }]';
 
 // Lazy loaders: each pulls in the library (and the addon) only when a command runs.
@@ -99,8 +102,8 @@ export const commands: Record<string, Command> = {
     args: '',
     summary: 'a walk-through: a sandbox, two containers, a shared emptyDir and disk (root)',
     details:
-      "A sandbox, two containers sharing an emptyDir and a loop-device disk: each step's mounts,\n" +
-      'reference counts and timings, and nothing left behind (npm run demo runs it in a private\nmount namespace).',
+      "A sandbox, two containers sharing an emptyDir and a loop-device disk: each step's mounts, " +
+      'reference counts and timings, and nothing left behind (npm run demo runs it in a private mount namespace).',
     example: 'unshare -m --propagation private kata-storage demo',
     positionals: [0, 0],
     options: {},
@@ -113,8 +116,8 @@ export const commands: Record<string, Command> = {
     args: '<storages.json>',
     summary: 'add the storages of a JSON file to a sandbox, show them, release them (root)',
     details:
-      'Adds the storages to a new sandbox, shows the table, then releases them unless --keep.\n' +
-      'A mount point that is already a mount point (an earlier --keep not yet released) is refused\n' +
+      'Adds the storages to a new sandbox, shows the table, then releases them unless --keep. ' +
+      'A mount point that is already a mount point (an earlier --keep not yet released) is refused ' +
       'with ERR_ALREADY_MOUNTED before anything is mounted: release it first.',
     input: STORAGES_INPUT,
     example: 'kata-storage apply storages.json --root /run/kata-containers --container app --keep',
@@ -165,8 +168,8 @@ export const commands: Record<string, Command> = {
     args: '<storages.json>',
     summary: 'undo `apply --keep` of the same JSON file (root)',
     details:
-      "Unmounts each storage's mount point (last first) and removes the directories left empty,\n" +
-      'up to the root. Directories with content stay. Mount points outside --root are refused\n' +
+      "Unmounts each storage's mount point (last first) and removes the directories left empty, " +
+      'up to the root. Directories with content stay. Mount points outside --root are refused ' +
       'as apply refuses them (ERR_INVALID_STORAGE), before anything is unmounted.',
     input: STORAGES_INPUT,
     example: 'kata-storage release storages.json --root /run/kata-containers',
@@ -204,7 +207,7 @@ export const commands: Record<string, Command> = {
     summary: 'show how mount option words are parsed (flags, propagation, data)',
     input: 'Mount option words as Storage.options carries them (one word may hold several, comma-separated).',
     example: 'kata-storage parse-options rbind,rshared ro size=1m',
-    positionals: [0, Infinity],
+    positionals: [1, Infinity],
     options: {},
     async run(words, _v, io) {
       const { parseMountOptions, MountFlags } = lib();
@@ -223,11 +226,19 @@ export const commands: Record<string, Command> = {
     args: '<pci-path>',
     summary: 'the block device of the virtio-blk disk at a PCI path (e.g. 02/03), waiting for hot-plug',
     input:
-      "A guest PCI path as Kata's runtime sends it in a blk storage's source: each hop a slot (00-1f)\n" +
-      'with an optional .function, hex, from the root bus down through bridges: 02/03 is slot 3 behind\n' +
+      "A guest PCI path as Kata's runtime sends it in a blk storage's source: each hop a slot (00-1f) " +
+      'with an optional .function, hex, from the root bus down through bridges: 02/03 is slot 3 behind ' +
       'the bridge in slot 2. Valid inside the guest the runtime hot-plugged the disk into.',
     example: 'kata-storage resolve-pci 02/03 --timeout 5000',
     positionals: [1, 1],
+    checkArgs([pciPath]) {
+      try {
+        lib().parsePciPathFull(pciPath!);
+        return undefined;
+      } catch (e) {
+        return describe(e);
+      }
+    },
     options: {
       sysfs: sandboxOptions.sysfs,
       dev: sandboxOptions.dev,
@@ -250,13 +261,13 @@ export const commands: Record<string, Command> = {
     args: '<config.json>',
     summary: "plan a container from an OCI spec as Kata's runtime would (no addon, no mounts)",
     details:
-      "Plans a container from its OCI spec (config.json) as Kata's runtime would: the sandbox's and\n" +
-      "the container's storages, the rewritten mounts, the host actions and any warnings\n" +
+      "Plans a container from its OCI spec (config.json) as Kata's runtime would: the sandbox's and " +
+      "the container's storages, the rewritten mounts, the host actions and any warnings " +
       '(kata-storage/runtime).',
     input:
-      'An OCI runtime spec (config.json: root, mounts[] of { destination, type, source, options }),\n' +
-      'as containerd or CRI-O writes it into the bundle. --settings takes a JSON RuntimeSettings,\n' +
-      'e.g. { "sandboxId": "pod", "volumes": { "<host path>": { "fstype": "tmpfs" } } }.',
+      'An OCI runtime spec (config.json: root, mounts[] of { destination, type, source, options }), ' +
+      'as containerd or CRI-O writes it into the bundle. --settings takes a JSON RuntimeSettings, e.g.\n' +
+      '  { "sandboxId": "pod", "volumes": { "<host path>": { "fstype": "tmpfs" } } }',
     example: 'kata-storage plan bundle/config.json --settings settings.json --shm-size 64Mi',
     positionals: [1, 1],
     options: PLAN_OPTIONS,

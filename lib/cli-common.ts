@@ -27,8 +27,8 @@ export const stringOption = (arg: string, help: string, check?: (value: string) 
 export const booleanOption = (help: string) => ({ type: 'boolean', help }) as const;
 
 /** A string option taking one of `values` (help shows them as `a|b|c`). */
-export const choiceOption = (values: readonly string[], help: string) =>
-  stringOption(values.join('|'), help, (v) =>
+export const choiceOption = (values: readonly string[], help: string, arg = values.join('|')) =>
+  stringOption(arg, help, (v) =>
     values.includes(v) ? undefined : `must be one of ${values.map((x) => `'${x}'`).join(', ')}`,
   );
 

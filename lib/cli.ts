@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { columns, describe, type Io, type OptionSpec } from './cli-common';
+import { describe, type Io, type OptionSpec } from './cli-common';
 import { commands, type Values } from './cli-commands';
 
 export type { Io };
@@ -37,12 +37,71 @@ function version(): string {
   return pkg.version;
 }
 
+/** Help is read in an 80-column terminal. */
+const WIDTH = 80;
+
+/**
+ * `line` in lines no wider than `width`, broken at spaces, each continuation indented `hang`
+ * more than the line itself. A word longer than the line stays whole.
+ */
+function wrap(line: string, width = WIDTH, hang = 2): string[] {
+  const lead = ' '.repeat(line.length - line.trimStart().length + hang);
+  const out: string[] = [];
+  let rest = line;
+  while (rest.length > width) {
+    const cut = rest.lastIndexOf(' ', width);
+    if (cut <= lead.length) break;
+    out.push(rest.slice(0, cut).trimEnd());
+    rest = `${lead}${rest.slice(cut + 1).trimStart()}`;
+  }
+  out.push(rest);
+  return out;
+}
+
+/**
+ * A command's text for its help, under `indent`: each line of the source a paragraph, filled to
+ * WIDTH; a line that starts with two spaces (a JSON example) kept as it is written.
+ */
+function reflow(text: string, indent = ''): string[] {
+  return text.split('\n').flatMap((l) => (l.startsWith('  ') ? [`${indent}${l}`] : wrap(`${indent}${l}`, WIDTH, 0)));
+}
+
+/** A shell command broken with ` \` so each piece still pastes as one command. */
+function wrapCommand(line: string): string[] {
+  const pieces = wrap(line, WIDTH - 2);
+  return pieces.map((p, i) => (i < pieces.length - 1 ? `${p} \\` : p));
+}
+
+/**
+ * Name and description rows within WIDTH: the description beside the names while it has room
+ * (wrapped in its column), else under its name, indented.
+ */
+function helpRows(rows: readonly (readonly [string, string])[], indent = '  '): string[] {
+  const nameWidth = Math.max(...rows.map(([n]) => n.length));
+  const column = indent.length + nameWidth + 2;
+  const lines: string[] = [];
+  for (const [name, text] of rows) {
+    if (WIDTH - column >= 44) {
+      const body = wrap(text, WIDTH - column).map((l) => l.trimStart());
+      lines.push(`${indent}${name.padEnd(nameWidth)}  ${body[0]}`.trimEnd());
+      for (const l of body.slice(1)) lines.push(`${' '.repeat(column + 2)}${l}`);
+    } else {
+      lines.push(`${indent}${name}`);
+      lines.push(...wrap(`${indent}      ${text}`, WIDTH, 0));
+    }
+  }
+  return lines;
+}
+
 function optionLines(options: Record<string, OptionSpec>): string[] {
-  const rows = Object.entries({ ...options, help }).map(([name, o]) => [
-    `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ` ${o.arg ?? 'VALUE'}` : ''}`,
-    o.help,
-  ]);
-  return columns(rows, { indent: '  ' });
+  const rows = Object.entries({ ...options, help }).map(
+    ([name, o]) =>
+      [
+        `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ` ${o.arg ?? 'VALUE'}` : ''}`,
+        o.help,
+      ] as const,
+  );
+  return helpRows(rows);
 }
 
 function commandHelp(name: string): string {
@@ -51,14 +110,14 @@ function commandHelp(name: string): string {
   return [
     `usage: kata-storage ${name}${c.args ? ` ${c.args}` : ''}${opts}`,
     '',
-    c.details ?? c.summary,
-    ...(c.input === undefined ? [] : ['', 'input:', ...c.input.split('\n').map((l) => `  ${l}`)]),
+    ...reflow(c.details ?? c.summary),
+    ...(c.input === undefined ? [] : ['', 'input:', ...reflow(c.input, '  ')]),
     '',
     'options:',
     ...optionLines(c.options),
     '',
     'example:',
-    `  ${c.example}`,
+    ...wrapCommand(`  ${c.example}`),
   ].join('\n');
 }
 
@@ -76,13 +135,10 @@ function programHelp(): string {
     'usage: kata-storage <command> [options]',
     '',
     'commands:',
-    ...columns(
-      [
-        ...Object.entries(commands).map(([n, c]) => [n, c.summary]),
-        ['help', 'help for a command (or: kata-storage <command> --help)'],
-      ],
-      { indent: '  ' },
-    ),
+    ...helpRows([
+      ...Object.entries(commands).map(([n, c]) => [n, c.summary] as const),
+      ['help', 'help for a command (or: kata-storage <command> --help)'],
+    ]),
     '',
     'options:',
     '  -h, --help     show this help',
@@ -166,6 +222,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   const n = parsed.positionals.length;
   if (n < min) return usageError(prog, `missing ${cmd.args.split(' ')[n] ?? 'argument'}`, io);
   if (n > max) return usageError(prog, `unexpected argument '${parsed.positionals[max]}'`, io);
+  const badArgs = cmd.checkArgs?.(parsed.positionals);
+  if (badArgs !== undefined) return usageError(prog, badArgs, io);
   try {
     return await cmd.run(parsed.positionals, parsed.values, io);
   } catch (e) {

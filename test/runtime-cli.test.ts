@@ -162,7 +162,7 @@ t.test('kata-storage plan <config.json>', async (t) => {
   const help = await inProcess('plan', '--help');
   t.equal(help.status, 0);
   t.match(help.stdout, /^usage: kata-storage plan <config.json> \[options\]/);
-  t.match(help.stdout, /--shared-fs virtio-fs\|virtio-9p\|none +the sandbox's shared filesystem/);
+  t.match(help.stdout, /--shared-fs virtio-fs\|virtio-9p\|none\s+the sandbox's shared filesystem/);
   t.equal(help.stderr, '');
 });
 

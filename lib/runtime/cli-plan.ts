@@ -21,7 +21,8 @@ export const PLAN_OPTIONS = {
   'shared-fs': choiceOption(SHARED_FS_VALUES, "the sandbox's shared filesystem (Kata's shared_fs; default virtio-fs)"),
   'block-device-driver': choiceOption(
     BLOCK_DEVICE_DRIVERS,
-    "how block volumes are attached (Kata's block_device_driver; default virtio-scsi)",
+    `how block volumes are attached: ${BLOCK_DEVICE_DRIVERS.join(', ')} (Kata's block_device_driver; default virtio-scsi)`,
+    'DRIVER',
   ),
   'shm-size': stringOption(
     'SIZE',
