@@ -5,16 +5,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Sandbox } from '../lib/index';
-import { planContainer, type HostVolume } from '../lib/runtime/index';
-import { inProcess } from './helpers/cli';
-import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { Sandbox } from '../../lib/index';
+import { planContainer, type HostVolume } from '../../lib/runtime/index';
+import { inProcess } from '../helpers/cli';
+import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
 
-const cliPath = join(__dirname, '..', 'lib', 'cli.ts');
+const cliPath = join(__dirname, '..', '..', 'lib', 'cli.ts');
 
 /**
  * kata-storage as a process (lib/cli.ts through tap's TypeScript loader). Each spawn transpiles the
- * CLI anew, so the cases that need no process of their own run in-process (./helpers/cli).
+ * CLI anew, so the cases that need no process of their own run in-process (../helpers/cli).
  */
 function kataStorage(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   return spawnSync(process.execPath, [...process.execArgv, cliPath, ...args], {

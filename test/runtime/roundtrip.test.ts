@@ -10,7 +10,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Sandbox } from '../lib/index';
+import { Sandbox } from '../../lib/index';
 import {
   planContainer,
   planSandbox,
@@ -19,9 +19,9 @@ import {
   type HostVolume,
   type OciSpec,
   type RuntimeSettings,
-} from '../lib/runtime/index';
-import { attachLoop } from './helpers/loop';
-import { cannotMount, mountAt, mountSnapshot, mountsUnder, readMountinfo, scratchDir } from './helpers/mountinfo';
+} from '../../lib/runtime/index';
+import { attachLoop } from '../helpers/loop';
+import { cannotMount, mountAt, mountSnapshot, mountsUnder, readMountinfo, scratchDir } from '../helpers/mountinfo';
 
 // CI installs runc (.ci/run): there a missing runc fails the test (at `runc spec`), never skips it.
 const runcMissing =
