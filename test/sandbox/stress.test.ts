@@ -10,8 +10,8 @@ import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, defaultRegistry, mountSync, umountSync, type Storage } from '../lib/index';
-import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { Sandbox, defaultRegistry, mountSync, umountSync, type Storage } from '../../lib/index';
+import { cannotMount, mountsUnder, scratchDir } from '../helpers/mountinfo';
 
 const VOLUMES = 5;
 const SHARED = new Set([0, 1]);

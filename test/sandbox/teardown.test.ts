@@ -4,10 +4,10 @@
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, mountSync, umountSync } from '../lib/index';
-import { native } from '../lib/native';
-import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox, mountSync, umountSync } from '../../lib/index';
+import { native } from '../../lib/native';
+import { cannotMount, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { treeSnapshot } from '../helpers/tree';
 import { readFileSync } from 'node:fs';
 
 /** Every file's path and content under `root`, with the tree's shape: byte-for-byte proof. */

@@ -6,11 +6,11 @@ import t from 'tap';
 import * as diagnostics_channel from 'node:diagnostics_channel';
 import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, StorageError, storageTracing } from '../lib/index';
-import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../lib/native';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { rejection } from './helpers/rejection';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox, StorageError, storageTracing } from '../../lib/index';
+import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../../lib/native';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { rejection } from '../helpers/rejection';
+import { treeSnapshot } from '../helpers/tree';
 
 /** Names of the addon's functions called while `fn` runs (the loaded addon, wrapped to count). */
 async function nativeCalls(t: { teardown(fn: () => void): void }, fn: () => Promise<unknown>): Promise<string[]> {

@@ -5,12 +5,12 @@
 import t from 'tap';
 import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, newMountApiSupport, normalizeStorage, type MountApi, type StorageInput } from '../lib/index';
-import { planContainer, type OciSpec, type RuntimeSettings, type ShareAction } from '../lib/runtime/index';
-import { attachLoop } from './helpers/loop';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { rejection } from './helpers/rejection';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox, newMountApiSupport, normalizeStorage, type MountApi, type StorageInput } from '../../lib/index';
+import { planContainer, type OciSpec, type RuntimeSettings, type ShareAction } from '../../lib/runtime/index';
+import { attachLoop } from '../helpers/loop';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { rejection } from '../helpers/rejection';
+import { treeSnapshot } from '../helpers/tree';
 
 const tmpfs = (mountPoint: string): StorageInput => ({
   driver: 'ephemeral',

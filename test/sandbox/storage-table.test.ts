@@ -9,10 +9,10 @@ import {
   effectiveMountApi,
   normalizeStorage,
   type Storage,
-} from '../lib/index';
-import { BUILTIN_DRIVERS } from '../lib/drivers';
-import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+} from '../../lib/index';
+import { BUILTIN_DRIVERS } from '../../lib/drivers';
+import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
+import { treeSnapshot } from '../helpers/tree';
 
 const tmpfs = (mountPoint: string, options: string[] = ['size=1m']): Storage => ({
   driver: 'ephemeral',

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { Sandbox, type Storage } from '../lib/index';
-import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { Sandbox, type Storage } from '../../lib/index';
+import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
 
 // DESIGN 6: addStorages + removeContainer scale to 1,000 storages in one sandbox. That the cost per
 // storage stays flat is measured by `npm run bench` (sandbox sizes 10/100/1,000 against a C loop),

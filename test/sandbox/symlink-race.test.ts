@@ -11,8 +11,8 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, newMountApiSupport } from '../lib/index';
-import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { Sandbox, newMountApiSupport } from '../../lib/index';
+import { cannotMount, mountsUnder, scratchDir } from '../helpers/mountinfo';
 
 const noOpenat2 =
   cannotMount || (newMountApiSupport().openat2 ? false : 'needs openat2 (Linux 5.6) to resolve beneath the root');

@@ -14,12 +14,12 @@ import {
   type Storage,
   type StorageInput,
   type UmountEvent,
-} from '../lib/index';
-import { native } from '../lib/native';
-import { attachLoop } from './helpers/loop';
-import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
-import { listen } from './helpers/events';
-import { treeSnapshot } from './helpers/tree';
+} from '../../lib/index';
+import { native } from '../../lib/native';
+import { attachLoop } from '../helpers/loop';
+import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
+import { listen } from '../helpers/events';
+import { treeSnapshot } from '../helpers/tree';
 
 const tmpfs = (mountPoint: string, options: string[] = ['size=64k'], extra: Partial<Storage> = {}): Storage => ({
   driver: 'ephemeral',

@@ -22,10 +22,10 @@ import {
   type Storage,
   type StorageHandler,
   type UmountEvent,
-} from '../lib/index';
-import { native } from '../lib/native';
-import { cannotMount, mountSnapshot, mountsUnder, readMountinfo, scratchDir } from './helpers/mountinfo';
-import { listen } from './helpers/events';
+} from '../../lib/index';
+import { native } from '../../lib/native';
+import { cannotMount, mountSnapshot, mountsUnder, readMountinfo, scratchDir } from '../helpers/mountinfo';
+import { listen } from '../helpers/events';
 
 type Fault = 'gone' | 'stacked';
 type Release = 'removeContainer' | 'unsetAndRemoveSandboxStorage' | 'rollback' | 'destroy';

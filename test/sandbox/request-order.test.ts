@@ -3,11 +3,11 @@
 import t from 'tap';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, StorageError, defaultRegistry, storageTracing, type Storage } from '../lib/index';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { rejection } from './helpers/rejection';
-import { treeSnapshot } from './helpers/tree';
-import { inCallerOrder, parentsFirst } from '../lib/request-order';
+import { Sandbox, StorageError, defaultRegistry, storageTracing, type Storage } from '../../lib/index';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { rejection } from '../helpers/rejection';
+import { treeSnapshot } from '../helpers/tree';
+import { inCallerOrder, parentsFirst } from '../../lib/request-order';
 
 const tmpfs = (mountPoint: string): Storage => ({
   driver: 'ephemeral',

@@ -8,15 +8,21 @@
 import t from 'tap';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, defaultRegistry, effectiveMountApi, normalizeStorage, type KataStorage } from '../lib/index';
-import { validateStorage } from '../lib/storage';
-import { planContainer, planSandbox, type OciSpec, type RuntimeSettings, type ShareAction } from '../lib/runtime/index';
-import { attachLoop } from './helpers/loop';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { rejection } from './helpers/rejection';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox, defaultRegistry, effectiveMountApi, normalizeStorage, type KataStorage } from '../../lib/index';
+import { validateStorage } from '../../lib/storage';
+import {
+  planContainer,
+  planSandbox,
+  type OciSpec,
+  type RuntimeSettings,
+  type ShareAction,
+} from '../../lib/runtime/index';
+import { attachLoop } from '../helpers/loop';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { rejection } from '../helpers/rejection';
+import { treeSnapshot } from '../helpers/tree';
 
-const FIXTURES = join(__dirname, 'fixtures', 'upstream');
+const FIXTURES = join(__dirname, '..', 'fixtures', 'upstream');
 const load = <T>(name: string): T => JSON.parse(readFileSync(join(FIXTURES, name), 'utf8')) as T;
 const KATA = '/run/kata-containers';
 

@@ -5,11 +5,11 @@
 import t from 'tap';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox } from '../lib/index';
-import { native } from '../lib/native';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { attachLoop } from './helpers/loop';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox } from '../../lib/index';
+import { native } from '../../lib/native';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { attachLoop } from '../helpers/loop';
+import { treeSnapshot } from '../helpers/tree';
 
 /** Counts the calls into the addon (`in`) and the promises it settles (`back`), by export name. */
 function countCrossings(t: { teardown(fn: () => void): void }): { calls: string[]; total(): number } {
