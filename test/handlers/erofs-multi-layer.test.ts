@@ -15,10 +15,10 @@ import {
   newMountApiSupport,
   parseMountOptions,
   type Storage,
-} from '../lib/index';
-import { attachImage, attachLoop } from './helpers/loop';
-import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+} from '../../lib/index';
+import { attachImage, attachLoop } from '../helpers/loop';
+import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from '../helpers/mountinfo';
+import { treeSnapshot } from '../helpers/tree';
 
 type Teardown = { teardown(fn: () => void): void };
 const haveMkfsErofs = spawnSync('mkfs.erofs', ['--help']).error === undefined;

@@ -14,10 +14,10 @@ import {
   verityTable,
   type DmVerityInfo,
   type Storage,
-} from '../lib/index';
-import { attachImage } from './helpers/loop';
-import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+} from '../../../lib/index';
+import { attachImage } from '../../helpers/loop';
+import { cannotMount, mountSnapshot, scratchDir } from '../../helpers/mountinfo';
+import { treeSnapshot } from '../../helpers/tree';
 
 type Teardown = { teardown(fn: () => void): void };
 const haveVeritysetup = spawnSync('veritysetup', ['--version']).error === undefined;

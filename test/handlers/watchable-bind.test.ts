@@ -22,11 +22,11 @@ import {
   defaultRegistry,
   type Storage,
   type WatchEvent,
-} from '../lib/index';
-import { activeWatches } from '../lib/handlers/watchable-bind';
-import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
-import { listen } from './helpers/events';
-import { treeSnapshot } from './helpers/tree';
+} from '../../lib/index';
+import { activeWatches } from '../../lib/handlers/watchable-bind';
+import { cannotMount, mountAt, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
+import { listen } from '../helpers/events';
+import { treeSnapshot } from '../helpers/tree';
 
 // Short for the tests, long enough that a loaded 2-core CI machine keeps to it.
 const INTERVAL = 200;

@@ -3,8 +3,8 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, effectiveMountApi, newMountApiSupport, remount, tmpfsSizeBytes, type Storage } from '../lib/index';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { Sandbox, effectiveMountApi, newMountApiSupport, remount, tmpfsSizeBytes, type Storage } from '../../lib/index';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
 
 const emptyDir = (mountPoint: string, size: string): Storage => ({
   driver: 'ephemeral',

@@ -1,11 +1,11 @@
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, type MkfsEvent, type Storage, type WaitEvent } from '../lib/index';
-import { listen } from './helpers/events';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { attachLoop, createLoopLater, unusedLoopNumber } from './helpers/loop';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox, type MkfsEvent, type Storage, type WaitEvent } from '../../../lib/index';
+import { listen } from '../../helpers/events';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../../helpers/mountinfo';
+import { attachLoop, createLoopLater, unusedLoopNumber } from '../../helpers/loop';
+import { treeSnapshot } from '../../helpers/tree';
 
 /** A sysfs tree in which PCI path 02 is a virtio-blk disk named `name` (this VM has no hot-plug). */
 function pciSysfs(t: Parameters<typeof scratchDir>[0], name: string): string {

@@ -18,11 +18,11 @@ import {
   type MountEvent,
   type Storage,
   type UmountEvent,
-} from '../lib/index';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { unusedLoopNumber } from './helpers/loop';
-import { listen } from './helpers/events';
-import { treeSnapshot } from './helpers/tree';
+} from '../../lib/index';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { unusedLoopNumber } from '../helpers/loop';
+import { listen } from '../helpers/events';
+import { treeSnapshot } from '../helpers/tree';
 
 const tmpfs = (mountPoint: string, extra: Partial<Storage> = {}): Storage => ({
   driver: 'ephemeral',
