@@ -1,7 +1,7 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { MountFlags, parseMountOptions } from '../lib/index';
+import { MountFlags, parseMountOptions } from '../../lib/index';
 
 const F = MountFlags;
 const all = (o: readonly string[]): [number, string] => {
@@ -126,7 +126,7 @@ t.test('lists past the native inline buffer, with multi-byte text at its edge, p
 t.test('a detached result buffer is refused rather than written through', async (t) => {
   const out = execFileSync(
     process.execPath,
-    [...process.execArgv, join(__dirname, 'fixtures', 'detached-scratch.ts')],
+    [...process.execArgv, join(__dirname, '..', 'fixtures', 'detached-scratch.ts')],
     {
       encoding: 'utf8',
       timeout: 60000,

@@ -2,9 +2,9 @@ import t from 'tap';
 import { mkdirSync, writeFileSync, openSync, closeSync, symlinkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { mount, mountSync, umount, umountSync, isMountPoint, effectiveMountApi } from '../lib/index';
-import { abortedMountsSettled } from '../lib/mount';
-import { cannotMount, mountAt, mountSnapshot, scratchDir, nestedMounts } from './helpers/mountinfo';
+import { mount, mountSync, umount, umountSync, isMountPoint, effectiveMountApi } from '../../lib/index';
+import { abortedMountsSettled } from '../../lib/mount';
+import { cannotMount, mountAt, mountSnapshot, scratchDir, nestedMounts } from '../helpers/mountinfo';
 
 // The suite runs under each API (npm run test:mount-apis); the failing syscall differs by API.
 const newApi = effectiveMountApi() === 'new';

@@ -4,14 +4,14 @@
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, mountSync, newMountApiSupport, parseMountOptions, umountSync } from '../lib/index';
+import { Sandbox, mountSync, newMountApiSupport, parseMountOptions, umountSync } from '../../lib/index';
 import fc from 'fast-check';
-import { StorageError } from '../lib/errors';
-import { native } from '../lib/native';
-import { optionValueMap, splitOptionWords } from '../lib/option-words';
-import { optionWords, overlayPath } from '../lib/options';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+import { StorageError } from '../../lib/errors';
+import { native } from '../../lib/native';
+import { optionValueMap, splitOptionWords } from '../../lib/option-words';
+import { optionWords, overlayPath } from '../../lib/options';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { treeSnapshot } from '../helpers/tree';
 
 const apis: Array<'new' | 'legacy'> = newMountApiSupport().complete ? ['new', 'legacy'] : ['legacy'];
 
@@ -218,7 +218,7 @@ t.test('words no API could read the same way are refused, naming the word', asyn
 // lib/runtime splits options without the addon (splitOptionWords); the guest splits them natively.
 // One grammar: on every input of every fuzz corpus, and on generated lists of the characters the
 // grammar turns on, both give the same words, and the word the parser refuses is one of them.
-const corpora = join(__dirname, 'fuzz', 'corpus');
+const corpora = join(__dirname, '..', 'fuzz', 'corpus');
 
 /** Both tokenizers over one list (elements separated by NUL, as lists cross to native). */
 function sameWords(list: string): { same: boolean; words: string[]; native: string[]; refused?: StorageError } {

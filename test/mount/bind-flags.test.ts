@@ -5,8 +5,8 @@ import t from 'tap';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { mountSync, newMountApiSupport, umountSync } from '../lib/index';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { mountSync, newMountApiSupport, umountSync } from '../../lib/index';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
 
 const apis: Array<'new' | 'legacy'> = newMountApiSupport().complete ? ['new', 'legacy'] : ['legacy'];
 
@@ -96,7 +96,7 @@ t.test('a flag the kernel refuses to clear is EPERM naming it, on both APIs', { 
       'private',
       process.execPath,
       ...process.execArgv,
-      join(__dirname, 'fixtures', 'bind-in-userns.ts'),
+      join(__dirname, '..', 'fixtures', 'bind-in-userns.ts'),
       src,
       dst,
       JSON.stringify(list),

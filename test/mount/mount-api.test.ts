@@ -11,8 +11,8 @@ import {
   parseMountOptions,
   umountSync,
   type MountApi,
-} from '../lib/index';
-import { defaultMountApi } from '../lib/mount';
+} from '../../lib/index';
+import { defaultMountApi } from '../../lib/mount';
 import {
   cannotMount,
   mountAt,
@@ -21,8 +21,8 @@ import {
   readMountinfo,
   scratchDir,
   nestedMounts,
-} from './helpers/mountinfo';
-import { escapeTree } from './helpers/tree';
+} from '../helpers/mountinfo';
+import { escapeTree } from '../helpers/tree';
 
 const support = newMountApiSupport();
 const noNewApi = support.complete ? false : 'this kernel or seccomp profile refuses the new mount API';
@@ -78,7 +78,7 @@ t.test('mountApi setting', async (t) => {
 t.test('KATA_STORAGE_MOUNT_API is the default for a whole process', async (t) => {
   const run = (value: string): { effective: string; mountError: string } =>
     JSON.parse(
-      execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'mount-api-env.ts')], {
+      execFileSync(process.execPath, [...process.execArgv, join(__dirname, '..', 'fixtures', 'mount-api-env.ts')], {
         env: { ...process.env, KATA_STORAGE_MOUNT_API: value },
         encoding: 'utf8',
         timeout: 60000,

@@ -12,8 +12,8 @@ import {
   parseMountOptions,
   Sandbox,
   type StorageInput,
-} from '../lib/index';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from './helpers/mountinfo';
+} from '../../lib/index';
+import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
 
 const notStrings: unknown[] = [undefined, null, 1, 1n, true, {}, [], Symbol('s'), () => 'x', new String('tmpfs')];
 
