@@ -6,7 +6,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tracePromise, traceSync } from '../lib/events';
+import { tracePromise, traceSync } from '../../lib/events';
 import {
   Sandbox,
   findPciBlockDevice,
@@ -18,10 +18,10 @@ import {
   umountSync,
   type TracingSubscribers,
   type UmountEvent,
-} from '../lib/index';
-import { ensureBuilt, packageRoot } from './helpers/build';
-import { listen } from './helpers/events';
-import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
+} from '../../lib/index';
+import { ensureBuilt, packageRoot } from '../helpers/build';
+import { listen } from '../helpers/events';
+import { cannotMount, mountSnapshot, scratchDir } from '../helpers/mountinfo';
 
 type Seen = [phase: string, context: Record<string, unknown>][];
 

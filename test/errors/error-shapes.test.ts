@@ -2,9 +2,9 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StorageError } from '../lib/index';
-import { abortError, nativeError, systemError } from '../lib/errors';
-import { loadBinding, native } from '../lib/native';
+import { StorageError } from '../../lib/index';
+import { abortError, nativeError, systemError } from '../../lib/errors';
+import { loadBinding, native } from '../../lib/native';
 
 t.test('system errors look like Node fs errors', async (t) => {
   const e = systemError(16, 'mount', 'tmpfs', '/run/x');

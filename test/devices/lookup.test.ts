@@ -17,10 +17,10 @@ import {
   parseScsiAddress,
   pciPathToSysfs,
   ueventMonitorState,
-} from '../lib/index';
-import { FakeSysfs } from './fixtures/sysfs';
-import { mountSnapshot } from './helpers/mountinfo';
-import { rejection as rejectionOf } from './helpers/rejection';
+} from '../../lib/index';
+import { FakeSysfs } from '../fixtures/sysfs';
+import { mountSnapshot } from '../helpers/mountinfo';
+import { rejection as rejectionOf } from '../helpers/rejection';
 
 type Coded = Error & { code?: string; value?: unknown; errno?: number; syscall?: string; path?: string };
 
@@ -604,7 +604,7 @@ t.test('timeouts and aborts leave nothing that keeps the process alive', async (
   // only the time from its last result to its exit, which an aborted 60 s wait would hold open.
   const out = execFileSync(
     process.execPath,
-    [...process.execArgv, join(__dirname, 'fixtures', 'device-wait-exit.ts')],
+    [...process.execArgv, join(__dirname, '..', 'fixtures', 'device-wait-exit.ts')],
     {
       timeout: 120000,
       encoding: 'utf8',
@@ -713,7 +713,7 @@ t.test('a settled wait keeps no handle open', async (t) => {
 
 t.test('worker_threads: the addon works per environment; a terminated worker cancels its waits', async (t) => {
   const before = ueventMonitorState().waiters;
-  const w = new Worker(join(__dirname, 'fixtures', 'device-worker.ts'));
+  const w = new Worker(join(__dirname, '..', 'fixtures', 'device-worker.ts'));
   const msg = await new Promise((resolve, reject) => {
     w.once('message', resolve);
     w.once('error', reject);

@@ -6,10 +6,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureBuilt, packageRoot as root } from './helpers/build';
-import { inProcess as cli } from './helpers/cli';
-import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+import { ensureBuilt, packageRoot as root } from '../helpers/build';
+import { inProcess as cli } from '../helpers/cli';
+import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
+import { treeSnapshot } from '../helpers/tree';
 
 const bin = join(root, 'dist', 'cli.js');
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;

@@ -3,10 +3,10 @@ import t from 'tap';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Sandbox, mountSync, newMountApiSupport, umountSync } from '../lib/index';
-import { hasSysAdmin, knownFilesystems } from '../lib/errors';
-import { cannotMount, mountSnapshot, readMountinfo, scratchDir } from './helpers/mountinfo';
-import { treeSnapshot } from './helpers/tree';
+import { Sandbox, mountSync, newMountApiSupport, umountSync } from '../../lib/index';
+import { hasSysAdmin, knownFilesystems } from '../../lib/errors';
+import { cannotMount, mountSnapshot, readMountinfo, scratchDir } from '../helpers/mountinfo';
+import { treeSnapshot } from '../helpers/tree';
 
 const apis: Array<'new' | 'legacy'> = newMountApiSupport().complete ? ['new', 'legacy'] : ['legacy'];
 const known = knownFilesystems()!;
@@ -107,7 +107,7 @@ t.test(
 t.test('EPERM without CAP_SYS_ADMIN says mounting needs root', { skip: cannotMount }, async (t) => {
   const dir = scratchDir(t);
   const script = `
-    const { mountSync, umountSync } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+    const { mountSync, umountSync } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'index.js'))});
     const out = [];
     for (const api of ${JSON.stringify(apis)}) {
       try { mountSync('tmpfs', ${JSON.stringify(dir)}, 'tmpfs', ['size=1m'], { mountApi: api }); out.push({ api, ok: true }); }

@@ -2,15 +2,19 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { umount } from '../lib/index';
-import { cannotMount } from './helpers/mountinfo';
+import { umount } from '../../lib/index';
+import { cannotMount } from '../helpers/mountinfo';
 
 t.test('async mounts do not use the libuv pool', { skip: cannotMount }, async (t) => {
-  const out = execFileSync(process.execPath, [...process.execArgv, join(__dirname, 'fixtures', 'blocked-pool.ts')], {
-    env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
-    timeout: 60000,
-    encoding: 'utf8',
-  });
+  const out = execFileSync(
+    process.execPath,
+    [...process.execArgv, join(__dirname, '..', 'fixtures', 'blocked-pool.ts')],
+    {
+      env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
+      timeout: 60000,
+      encoding: 'utf8',
+    },
+  );
   const r = JSON.parse(out) as { blockedBefore: boolean; blockedDuring: boolean; cycles: number; statDone: boolean };
   t.equal(r.blockedBefore, true, 'the only pool thread is blocked on the FIFO');
   t.equal(r.cycles, 20, 'all 20 mount/umount cycles completed and were seen in mountinfo');

@@ -2,10 +2,10 @@ import t from 'tap';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { mount, umount } from '../lib/index';
-import { cannotMount, mountsUnder, scratchDir } from './helpers/mountinfo';
+import { mount, umount } from '../../lib/index';
+import { cannotMount, mountsUnder, scratchDir } from '../helpers/mountinfo';
 
-const fixture = join(__dirname, 'fixtures', 'worker-mounts.js');
+const fixture = join(__dirname, '..', 'fixtures', 'worker-mounts.js');
 
 function runWorker(
   target: string,
