@@ -3,8 +3,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureBuilt, packageRoot } from './helpers/build';
-import { cannotMount, mountSnapshot, scratchDir } from './helpers/mountinfo';
+import { ensureBuilt, packageRoot } from '../helpers/build';
+import { cannotMount, mountSnapshot, scratchDir } from '../helpers/mountinfo';
 
 const agent = join(packageRoot, 'examples', 'agent.js');
 

@@ -6,7 +6,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const root = join(__dirname, '..');
+const root = join(__dirname, '..', '..');
 const script = join(root, 'scripts', 'verify-prebuilds.js');
 const haveCc = spawnSync('cc', ['--version']).status === 0 && spawnSync('strip', ['--version']).status === 0;
 const skip =

@@ -15,15 +15,15 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureBuilt, packageRoot as root } from './helpers/build';
+import { ensureBuilt, packageRoot as root } from '../helpers/build';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { fileListProblems, ARCHES } = require('../scripts/release-pack.js') as {
+const { fileListProblems, ARCHES } = require('../../scripts/release-pack.js') as {
   fileListProblems(files: string[], read: (rel: string) => string): string[];
   ARCHES: string[];
 };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { fromSourceRequested } = require('../scripts/install.js') as {
+const { fromSourceRequested } = require('../../scripts/install.js') as {
   fromSourceRequested(env: NodeJS.ProcessEnv): boolean;
 };
 
@@ -231,7 +231,7 @@ t.test('docs: every export is in docs/api.md; LICENSE, CHANGELOG; MountFlags des
   t.match(license, /END OF TERMS AND CONDITIONS/);
   t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), /^# Changelog\n/);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { MountFlags } = require('../lib/index') as typeof import('../lib/index');
+  const { MountFlags } = require('../../lib/index') as typeof import('../../lib/index');
   const keys = Object.keys(MountFlags);
   t.ok(
     keys.includes('BIND') && keys.every((k) => /^[A-Z_]+$/.test(k) && !k.startsWith('MS_')),

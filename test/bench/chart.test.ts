@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const root = join(__dirname, '..');
-const fixtures = join(__dirname, 'fixtures', 'chart');
+const root = join(__dirname, '..', '..');
+const fixtures = join(__dirname, '..', 'fixtures', 'chart');
 const chart = (...args: string[]) =>
   spawnSync(process.execPath, [join(root, 'bench', 'chart.js'), ...args], { encoding: 'utf8' });
 

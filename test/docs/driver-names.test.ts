@@ -4,10 +4,10 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILTIN_DRIVERS, StorageDrivers } from '../lib/drivers';
-import { StorageDrivers as exported, BUILTIN_DRIVERS as exportedList } from '../lib/index';
+import { BUILTIN_DRIVERS, StorageDrivers } from '../../lib/drivers';
+import { StorageDrivers as exported, BUILTIN_DRIVERS as exportedList } from '../../lib/index';
 
-const root = join(__dirname, '..');
+const root = join(__dirname, '..', '..');
 const doc = (...p: string[]) => readFileSync(join(root, ...p), 'utf8');
 
 /** The backquoted names in the first cell of each row of the markdown table under `heading`. */
