@@ -35,8 +35,8 @@ function countCrossings(t: { teardown(fn: () => void): void }): { calls: string[
 // completions), release 6 (3 calls, 3 completions); the prepared request (options parsed once,
 // fsGroup reading the parsed flags) took add to 12, one native job for the mount point and its
 // mount to 10, and that job applying fsGroup too to 8; release, one job for the unmount and the
-// paths, to 2. (A request of ephemeral storages, test/sandbox-job.test.ts: one job to add, one to
-// release, whatever their number.)
+// paths, to 2. (A request of ephemeral storages, test/sandbox/native-job.test.ts: one job to add,
+// one to release, whatever their number.)
 const ADD_BUDGET = 8;
 const RELEASE_BUDGET = 2;
 

@@ -117,7 +117,8 @@ t.test('a polluted Object.prototype does not leak into requests or options', asy
 t.test('registry: every built-in driver, custom drivers, duplicates refused', async (t) => {
   const r = defaultRegistry();
   // Every driver of Kata's agent (storage/mod.rs) but image_guest_pull, plus 9p: a handler for
-  // each declared name and no other (test/docs.test.ts holds the names to Kata's strings).
+  // each declared name and no other (test/docs/driver-names.test.ts holds the names to Kata's
+  // strings).
   t.same(r.drivers().sort(), [...BUILTIN_DRIVERS].sort());
   t.not(defaultRegistry(), r, 'a fresh registry each time');
   t.throws(() => r.register('local', { create: async () => '' }), {
@@ -216,7 +217,7 @@ t.test('storages for real', { skip: cannotMount }, async (t) => {
       ['relative', { mountPoint: 'run/x' }, 'ERR_INVALID_STORAGE'],
       ['dot-dot', { mountPoint: `${root}/real/../x` }, 'ERR_INVALID_STORAGE'],
       ['double slash', { mountPoint: `${root}//x` }, 'ERR_INVALID_STORAGE'],
-      // One trailing '/' is the same directory (test/request-forms.test.ts); these are not.
+      // One trailing '/' is the same directory (test/storage/request-forms.test.ts); these are not.
       ['trailing double slash', { mountPoint: `${root}/x//` }, 'ERR_INVALID_STORAGE'],
       ['the root itself, with a trailing slash', { mountPoint: `${root}/` }, 'ERR_INVALID_STORAGE'],
       ['outside roots', { mountPoint: join(outside, 'x') }, 'ERR_INVALID_STORAGE'],

@@ -1,6 +1,6 @@
 // Compile-time tests of the published types (dist/*.d.ts through the package's own exports map,
-// as a consumer imports them). Checked by `tsc -p test/types` in test/package.test.ts: each
-// expected error below must really be an error, or tsc fails.
+// as a consumer imports them). Checked by `tsc -p test/types` in test/package/npm-package.test.ts:
+// each expected error below must really be an error, or tsc fails.
 import { expectTypeOf } from 'expect-type';
 import {
   Sandbox,
