@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Journal, journalLine, parseJournal, type JournalRecord } from '../lib/sandbox/journal';
+import { Journal, journalLine, parseJournal, type JournalRecord } from '../../lib/sandbox/journal';
 
 function scratch(t: { teardown(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'kata-journal-'));
