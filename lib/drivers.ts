@@ -2,7 +2,7 @@
 // names and constant names are Kata's (kata-types device.rs `DRIVER_*_TYPE`, the agent's
 // `DRIVER_MULTI_LAYER_EROFS`), so a request from Kata's runtime reaches the same handler here.
 // Handlers, the runtime planner, the guest agent and the tests use these; docs/drivers.md
-// describes each, and test/docs.test.ts holds the docs to BUILTIN_DRIVERS.
+// describes each, and test/docs/driver-names.test.ts holds the docs to BUILTIN_DRIVERS.
 
 /** virtio-fs shared directory: `source` is the tag, mounted as `virtiofs`. */
 export const DRIVER_VIRTIOFS_TYPE = 'virtio-fs';
