@@ -68,6 +68,13 @@ t.test('help: exit 0 on stdout for the program and every command, without runnin
     const help = (await cli(c, '--help')).stdout;
     t.match(help, /\nexample:\n {2}(unshare .* )?kata-storage \S+/, `${c} --help shows an example`);
   }
+  // Help is read in an 80-column terminal: every line of every help fits, and a long example is
+  // broken with a shell continuation, so it still pastes as one command.
+  for (const args of [['--help'], ...COMMANDS.map((c) => [c, '--help']), ['help', '--help']]) {
+    const wide = (await cli(...args)).stdout.split('\n').filter((l) => l.length > 80);
+    t.same(wide, [], `${args.join(' ')}: no line over 80 columns`);
+  }
+  t.match((await cli('apply', '--help')).stdout, /\n {2}kata-storage apply storages\.json .* \\\n {4}\S/);
   for (const c of ['apply', 'release']) {
     t.match(
       (await cli(c, '--help')).stdout,
@@ -142,6 +149,9 @@ t.test('bad usage names what was wrong, on stderr, with exit 2', async (t) => {
     [['apply', 'a.json', 'b.json'], /unexpected argument 'b.json'/],
     [['resolve-pci', '02', '--timeout', 'soon'], /--timeout must be a number of milliseconds, got 'soon'/],
     [['demo', 'now'], /unexpected argument 'now'/],
+    [['parse-options'], /kata-storage parse-options: missing <option>/],
+    // An argument the command cannot take is bad usage, with the library's reason.
+    [['resolve-pci', 'zz'], /kata-storage resolve-pci: ERR_INVALID_PCI_PATH: .*'zz'/],
     // A value an option does not take is bad usage too, whichever command and option.
     [['apply', 'x.json', '--root', 'x'], /kata-storage apply: --root must be an absolute path, got 'x'/],
     [['apply', 'x.json', '--root', '/run/kata-containers/'], /--root must be normalized \("\/run\/kata-containers"\)/],
