@@ -5,7 +5,8 @@
 // Node user does without us), plus option parsing, the PCI sysfs walk and sandbox scaling.
 // Everything is measured in one run, methods taking turns in short blocks over several rounds, so
 // the ratios hold on a shared, noisy machine even when the absolute figures drift. The families
-// measured live in bench/lib/; this file sequences their rounds and judges the DESIGN 6 targets.
+// measured live in bench/lib/; this file sequences their rounds and judges the performance targets
+// (docs/performance.md).
 'use strict';
 
 const fs = require('node:fs');
@@ -77,7 +78,7 @@ async function main() {
   const m = results.mount;
   const perRequest = results.sandbox.per_request;
   /**
-   * The DESIGN 6 ratios by the wall clock (median latency), or by CPU time per cycle, which the
+   * The target ratios by the wall clock (median latency), or by CPU time per cycle, which the
    * machine's other tenants inflate far less: a thread hand-off that waits for a free CPU costs
    * wall time only.
    * @param {'wall' | 'cpu'} by
@@ -114,7 +115,7 @@ async function main() {
     ratios: ratios('wall'),
     parse_per_sec: Math.round(results.parse.per_sec),
     scaling_1000_vs_10: round(results.sandbox.scaling_1000_vs_10, 3),
-    // Not a DESIGN 6 target: what the new mount API costs over mount(2) for a tmpfs cycle.
+    // Not a target: what the new mount API costs over mount(2) for a tmpfs cycle.
     new_api_vs_mount2: mount.newApi ? round(m.tmpfs.syncnew.median_us / m.tmpfs.sync.median_us, 3) : null,
   };
   const cpu = {

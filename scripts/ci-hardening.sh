@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hardening checks for CI (issue 7): the native core's tests under ASan+UBSan+LSan, every
+# Hardening checks for CI, for a core that parses host input: the native core's tests under ASan+UBSan+LSan, every
 # libFuzzer target for a bounded time over its seed corpus, and the tap suite with the addon
 # built under ASan+UBSan and the runtime preloaded into node.
 # Prints "N passed, N failed" for the steps it ran; exits non-zero on any failure.

@@ -135,8 +135,8 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
 // Like StringArg but refuses embedded NUL bytes (paths for syscalls).
 std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 // A string argument read without touching the heap when it is short, as option lists are: the
-// hot path of parseMountOptions (DESIGN 6, >= 1M/s) cannot afford V8's length pass plus a
-// std::string per call. Throws like StringArg. Valid while the object lives.
+// hot path of parseMountOptions (a million words a second is the target) cannot afford V8's length
+// pass plus a std::string per call. Throws like StringArg. Valid while the object lives.
 class ShortStringArg {
  public:
   ShortStringArg(const Napi::CallbackInfo& info, size_t i, const char* name);

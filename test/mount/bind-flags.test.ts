@@ -25,7 +25,7 @@ const perMount = (path: string): string => mountAt(path)!.mountOptions.join(',')
 
 // [source's flags (tmpfs mount words), bind words, expected per-mount options of the bind]
 const cases: Array<[string[], string[], string]> = [
-  // issue 11, input 1
+  // A read-only bind of a nosuid,nodev,noexec source keeps the source's flags (a field report).
   [['nosuid', 'nodev', 'noexec'], ['ro'], 'ro,nosuid,nodev,noexec,relatime'],
   [['noexec'], ['nosuid'], 'rw,nosuid,noexec,relatime'],
   [[], ['ro'], 'ro,relatime'],

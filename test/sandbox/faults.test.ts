@@ -1,4 +1,4 @@
-// Issue 11 part B, by kind: each failing input from the field is a test here, with its variations,
+// Release faults reported from the field, by kind: each failing input is a test here, with its variations,
 // against real mounts, mountinfo (and the tree) checked before and after.
 import t from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, statSync, symlinkSync, writeFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// How often one storage request crosses between JS and native (issue 12): every call into the
+// How often one storage request crosses between JS and native: every call into the
 // addon, and every asynchronous completion coming back, for one blk storage (PCI path through a
 // sysfs tree, a real ext4 loop device) with fsGroup, added and released through Sandbox. The
 // loaded addon's functions are wrapped in counting functions; nothing is faked.
@@ -31,7 +31,7 @@ function countCrossings(t: { teardown(fn: () => void): void }): { calls: string[
   return { calls, total: () => calls.length };
 }
 
-// The budget this test holds the request path to. Before issue 12: add 13 (10 calls, 3
+// The budget this test holds the request path to. Before requests became one native job: add 13 (10 calls, 3
 // completions), release 6 (3 calls, 3 completions); the prepared request (options parsed once,
 // fsGroup reading the parsed flags) took add to 12, one native job for the mount point and its
 // mount to 10, and that job applying fsGroup too to 8; release, one job for the unmount and the

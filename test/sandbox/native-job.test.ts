@@ -1,4 +1,4 @@
-// A request of built-in storages carried out in one native job (issue 12): what the job does is
+// A request of built-in storages carried out in one native job: what the job does is
 // what create() did, storage by storage, and every guarantee of the request path holds when the
 // job fails half-way, is refused, or races destroy() and setSandboxStorage(). Proven through
 // /proc/self/mountinfo and the tree under the root; the addon is only counted, never faked.

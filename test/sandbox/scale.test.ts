@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Sandbox, type Storage } from '../../lib/index';
 import { cannotMount, mountSnapshot, mountsUnder, scratchDir } from '../helpers/mountinfo';
 
-// DESIGN 6: addStorages + removeContainer scale to 1,000 storages in one sandbox. That the cost per
+// addStorages + removeContainer scale to 1,000 storages in one sandbox. That the cost per
 // storage stays flat is measured by `npm run bench` (sandbox sizes 10/100/1,000 against a C loop),
 // never by a timed unit test; this test proves the behaviour at each size: every storage really
 // mounted and counted, and every one gone after the release.

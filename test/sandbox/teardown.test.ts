@@ -84,7 +84,7 @@ t.test('RemoveTree refuses a tree holding any mount and leaves it untouched', { 
 });
 
 t.test(
-  'a local storage with a file bind-mounted inside is refused whole on release (issue 11, input 2)',
+  'a local storage with a file bind-mounted inside is refused whole on release',
   { skip: cannotMount },
   async (t) => {
     const root = scratchDir(t);
