@@ -1,6 +1,7 @@
-// The one driver list (Kata's STORAGE_HANDLERS in src/agent/src/storage/mod.rs): every driver
-// Kata's agent registers except image guest-pull (needs the in-guest image service) and the
-// confidential data hub's secure mounts (need the CDH and attestation), plus 9p.
+// The one driver list, each handler by its name in lib/drivers.ts. Of Kata's STORAGE_HANDLERS
+// (src/agent/src/storage/mod.rs) only image guest-pull (it needs the in-guest image service) and
+// the confidential data hub's secure mounts (they need the CDH and attestation) are not here;
+// docs/drivers.md says which of these drivers are Kata's.
 import type { StorageHandler } from '../handler';
 import {
   DRIVER_VIRTIOFS_TYPE,
