@@ -185,6 +185,33 @@ bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode,
   return fd.ok() && MakeBeneathAt(fd.get(), root, rel, mode, leaf_file, created, error, nullptr);
 }
 
+int OpenBeneathWalk(int dir, const std::string& rel) {
+  Fd at(fcntl(dir, F_DUPFD_CLOEXEC, 0));
+  if (!at.ok()) return -1;
+  const std::vector<std::string> parts = Components(rel);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i] == ".") continue;
+    if (parts[i] == "..") {
+      errno = EXDEV;
+      return -1;
+    }
+    Fd next(openat(at.get(), parts[i].c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.ok()) return -1;
+    struct stat st;
+    if (fstat(next.get(), &st) != 0) return -1;
+    if (S_ISLNK(st.st_mode)) {
+      errno = ELOOP;
+      return -1;
+    }
+    if (i + 1 < parts.size() && !S_ISDIR(st.st_mode)) {
+      errno = ENOTDIR;
+      return -1;
+    }
+    at = std::move(next);
+  }
+  return at.release();
+}
+
 Fd OpenRoot(const std::string& root, SysError* error) {
   Fd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.ok() || errno != ENOENT) {

@@ -55,6 +55,12 @@ bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel
 bool MakeBeneathAt(int root_fd, const std::string& root, const std::string& rel, unsigned mode,
                    bool leaf_file, std::vector<std::string>* created, SysError* error, Fd* leaf);
 
+// Opens `rel` below the directory `dir` as an O_PATH descriptor, one component at a time with
+// O_NOFOLLOW and crossing mounts as the kernel's own walk does: what openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS) does, for kernels before 5.6 (and emulators) without it. Nothing is
+// created. -1 with openat2's errno: ELOOP for a symlink, EXDEV for "..", ENOTDIR, ENOENT.
+int OpenBeneathWalk(int dir, const std::string& rel);
+
 // Opens the allowed root (O_RDONLY|O_DIRECTORY), creating it like `mkdir -p` only when missing.
 Fd OpenRoot(const std::string& root, SysError* error);
 

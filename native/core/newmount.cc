@@ -6,7 +6,6 @@
 #include <linux/openat2.h>
 #include <stdint.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "beneath.h"
 #include "bindflags.h"
 #include "release.h"
 
@@ -322,45 +322,6 @@ bool FitsFsconfig(const MountOptions& opts) {
   return true;
 }
 
-namespace {
-
-// What openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) does, for kernels before 5.6 (and
-// emulators) without it: one component at a time with O_NOFOLLOW, each opened from the one
-// before, so no symlink is followed and, with ".." refused, nothing outside `dir` is reached.
-// Mounts are crossed at each component exactly as the kernel's own walk crosses them. errno as
-// openat2 would set it: ELOOP for a symlink, EXDEV for "..", ENOTDIR, ENOENT.
-int OpenBeneathByComponents(int dir, const char* relative) {
-  std::string_view rest(relative);
-  Fd at(fcntl(dir, F_DUPFD_CLOEXEC, 0));
-  if (at.get() < 0) return -1;
-  while (!rest.empty()) {
-    const size_t slash = rest.find('/');
-    const std::string name(rest.substr(0, slash));
-    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-    if (name.empty() || name == ".") continue;
-    if (name == "..") {
-      errno = EXDEV;
-      return -1;
-    }
-    Fd next(openat(at.get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (next.get() < 0) return -1;
-    struct stat st;
-    if (fstat(next.get(), &st) != 0) return -1;
-    if (S_ISLNK(st.st_mode)) {
-      errno = ELOOP;
-      return -1;
-    }
-    if (!rest.empty() && !S_ISDIR(st.st_mode)) {
-      errno = ENOTDIR;
-      return -1;
-    }
-    at = std::move(next);
-  }
-  return at.release();
-}
-
-}  // namespace
-
 int OpenBeneath(const char* root, const char* relative, const char* report_path, SysError* error) {
   Fd dir(open(root, O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() < 0) {
@@ -374,7 +335,7 @@ int OpenBeneath(const char* root, const char* relative, const char* report_path,
   do {
     fd = SysOpenat2(dir.get(), relative, &how);
   } while (fd < 0 && errno == EAGAIN);  // only with RESOLVE_CACHED or a racing rename; retry
-  if (fd < 0 && errno == ENOSYS) fd = OpenBeneathByComponents(dir.get(), relative);
+  if (fd < 0 && errno == ENOSYS) fd = OpenBeneathWalk(dir.get(), relative);
   if (fd < 0) error->Set(errno, "openat2", report_path);
   return fd;
 }

@@ -102,14 +102,11 @@ int OldMountId(uint64_t unique, long* old) {
   return 1;
 }
 
-// mountinfo's ID of the mount on top at "/", or -1 when mountinfo cannot be read.
-long RootIdInMountinfo() {
-  std::vector<MountinfoEntry> table;
-  SysError error;
-  if (!ReadMountinfo(&table, &error)) return -1;
+// mountinfo's ID of the mount on top at `path` (its last entry there), or -1 when none is.
+long TopIdInTable(const std::vector<MountinfoEntry>& table, const std::string& path) {
   long top = -1;
   for (const MountinfoEntry& e : table) {
-    if (e.mount_point == "/") top = e.id;
+    if (e.mount_point == path) top = e.id;
   }
   return top;
 }
@@ -121,11 +118,7 @@ long PlainIdAt(const std::string& path, const std::vector<MountinfoEntry>& table
   if (kind != MountIdKind::kNone) {
     return StatxMountId(path.c_str(), STATX_MNT_ID, &id) == 1 ? static_cast<long>(id) : -1;
   }
-  long top = -1;
-  for (const MountinfoEntry& e : table) {
-    if (e.mount_point == path) top = e.id;
-  }
-  return top;
+  return TopIdInTable(table, path);
 }
 
 // One umount2 (UMOUNT_NOFOLLOW, EBUSY retried per `opts`), recorded as a step.
@@ -261,17 +254,16 @@ MountIdKind MountIdKindHere() {
   // profile may refuse statmount, and an emulator (qemu-user) may set statx's mask bit without
   // copying the field, or give a number that is not the kernel's.
   static const MountIdKind kind = [] {
-    const long root = RootIdInMountinfo();
-    if (root < 0) return MountIdKind::kNone;
+    uint64_t root = 0;
+    SysError unread;
+    if (!MountIdAt("/", MountIdKind::kNone, &root, &unread)) return MountIdKind::kNone;
     uint64_t id = 0;
     long old = 0;
     if (StatxMountId("/", STATX_MNT_ID_UNIQUE, &id) == 1 && OldMountId(id, &old) == 1 &&
-        old == root) {
+        static_cast<uint64_t>(old) == root) {
       return MountIdKind::kUnique;
     }
-    if (StatxMountId("/", STATX_MNT_ID, &id) == 1 && id == static_cast<uint64_t>(root)) {
-      return MountIdKind::kPlain;
-    }
+    if (StatxMountId("/", STATX_MNT_ID, &id) == 1 && id == root) return MountIdKind::kPlain;
     return MountIdKind::kNone;
   }();
   return kind;
@@ -290,10 +282,7 @@ bool MountIdAt(const std::string& path, MountIdKind kind, uint64_t* id, SysError
   }
   std::vector<MountinfoEntry> table;
   if (!ReadMountinfo(&table, error)) return false;
-  long top = -1;
-  for (const MountinfoEntry& e : table) {
-    if (e.mount_point == path) top = e.id;
-  }
+  const long top = TopIdInTable(table, path);
   if (top < 0) {
     error->Set(EINVAL, "mountinfo", path);
     return false;
