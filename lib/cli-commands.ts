@@ -32,7 +32,10 @@ export interface Command {
   example: string;
   /** Smallest and largest number of positionals (Infinity: any). */
   positionals: [min: number, max: number];
-  /** Why the positionals cannot be what the command takes (bad usage, exit 2); undefined if they can. */
+  /**
+   * Why the positionals cannot be what the command takes (bad usage, exit 2); undefined if they
+   * can. Anything else it throws (the addon not loading) fails the command (exit 1).
+   */
   checkArgs?(positionals: readonly string[]): string | undefined;
   options: Record<string, OptionSpec>;
   run(positionals: string[], values: Values, io: Io): Promise<number>;
@@ -236,7 +239,8 @@ export const commands: Record<string, Command> = {
         lib().parsePciPathFull(pciPath!);
         return undefined;
       } catch (e) {
-        return describe(e);
+        if ((e as { code?: unknown }).code === 'ERR_INVALID_PCI_PATH') return describe(e);
+        throw e;
       }
     },
     options: {

@@ -222,9 +222,10 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   const n = parsed.positionals.length;
   if (n < min) return usageError(prog, `missing ${cmd.args.split(' ')[n] ?? 'argument'}`, io);
   if (n > max) return usageError(prog, `unexpected argument '${parsed.positionals[max]}'`, io);
-  const badArgs = cmd.checkArgs?.(parsed.positionals);
-  if (badArgs !== undefined) return usageError(prog, badArgs, io);
   try {
+    // Inside the try: a check that needs the library fails as the command would (exit 1).
+    const badArgs = cmd.checkArgs?.(parsed.positionals);
+    if (badArgs !== undefined) return usageError(prog, badArgs, io);
     return await cmd.run(parsed.positionals, parsed.values, io);
   } catch (e) {
     io.err(`${prog}: ${describe(e)}`);

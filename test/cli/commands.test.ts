@@ -134,6 +134,11 @@ t.test('help and --version work where the addon cannot load; commands that need 
   t.equal(r.status, 1);
   t.equal(count(r.stderr, 'ERR_NATIVE_LOAD'), 1, r.stderr);
   t.equal(r.stdout, '');
+  // resolve-pci checks its argument through the addon: its absence fails the command, and is not
+  // reported as bad usage.
+  const pci = proc(['resolve-pci', '02/03'], env);
+  t.equal(pci.status, 1, pci.stderr);
+  t.equal(count(pci.stderr, 'ERR_NATIVE_LOAD'), 1, pci.stderr);
 });
 
 t.test('bad usage names what was wrong, on stderr, with exit 2', async (t) => {
