@@ -107,6 +107,12 @@ export interface NativeBinding {
     busyTimeoutMs: number,
   ): Promise<Error | undefined>;
   isMountPoint(path: string): boolean | Error;
+  /** The ID (of the kind mounts are recorded by) of the mount a walk to `path` reaches; ENOENT when nothing is there. */
+  mountIdAt(path: string): number | Error;
+  /** Whether each recorded mount (paths NUL-terminated, ids beside them) is still in place at its path. */
+  recordedMountsPresent(paths: string, ids: Float64Array): boolean[] | Error;
+  /** One of the crash points KATA_STORAGE_FAULT_KILL_AT counts (native/core/fault.h). */
+  crashPoint(): void;
   /** Walks `rel` beneath `root` without creating anything: a symlink or non-directory on the way comes back as a code. */
   checkBeneath(root: string, rel: string): Error | { stop: 'symlink' | 'notdir'; path: string } | undefined;
   /** Creates the missing components of `rel` beneath `root` (O_NOFOLLOW walk); resolves with the paths it created. */

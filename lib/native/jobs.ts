@@ -292,3 +292,38 @@ function released(
   }
   return outcomes;
 }
+
+/**
+ * Whether each recorded mount is still in place, as a restarted process finds it
+ * (native/core/release.h RecordedMountsPresent): the mount with its ID, at its path. One read of
+ * /proc/self/mountinfo. Throws the system error (statmount, mountinfo) when it cannot tell.
+ */
+export function recordedMountsPresent(mounts: readonly MountRecord[]): boolean[] {
+  if (mounts.length === 0) return [];
+  let paths = '';
+  for (const m of mounts) paths += `${refuseNul(m.path)}\0`;
+  const r = native.recordedMountsPresent(
+    paths,
+    Float64Array.from(mounts, (m) => m.id),
+  );
+  if (r instanceof Error) throw r;
+  return r;
+}
+
+/**
+ * The ID (as mounts are recorded: MountRecord.id) of the mount a walk to `path` reaches (statx
+ * STATX_MNT_ID[_UNIQUE] without following a last symlink); undefined when nothing is at `path`
+ * (ENOENT, ENOTDIR). Throws other system errors.
+ */
+export function mountIdAt(path: string): number | undefined {
+  const r = native.mountIdAt(path);
+  if (!(r instanceof Error)) return r;
+  const code = (r as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+  throw r;
+}
+
+/** One crash point of the journal's recovery tests (native/core/fault.h); nothing when unset. */
+export function crashPoint(): void {
+  native.crashPoint();
+}

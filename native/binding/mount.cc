@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "addon.h"
+#include "fault.h"
 #include "mount.h"
 #include "newmount.h"
 #include "options.h"
@@ -523,6 +524,43 @@ Napi::Value IsMountPoint(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), result);
 }
 
+// mountIdAt(path): the ID (of the kind this process records) of the mount a walk to `path`
+// reaches, or an error descriptor (ENOENT when nothing is there).
+Napi::Value MountIdAtPath(const Napi::CallbackInfo& info) {
+  std::string path = PathArg(info, 0, "path");
+  uint64_t id = 0;
+  SysError error;
+  if (!kata::MountIdAt(path, &id, &error)) return ErrorValue(info.Env(), error);
+  return Napi::Number::New(info.Env(), static_cast<double>(id));
+}
+
+// recordedMountsPresent(paths: NUL-terminated fields, ids: Float64Array): boolean[] | error
+// descriptor; whether each recorded mount is still in place (release.h RecordedMountsPresent).
+Napi::Value RecordedMountsPresent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Fields fields(env, info[0], "paths");
+  Napi::Float64Array ids = Numbers(env, info[1], 1, "ids");
+  std::vector<MountRef> mounts(ids.ElementLength());
+  for (size_t i = 0; i < mounts.size(); ++i) {
+    mounts[i].path = fields.Next();
+    mounts[i].id = static_cast<uint64_t>(Integer(env, ids, i, 0, 9007199254740991.0, "mount ID"));
+  }
+  fields.ExpectEnd();
+  std::vector<bool> present;
+  SysError error;
+  if (!kata::RecordedMountsPresent(mounts, &present, &error)) return ErrorValue(env, error);
+  Napi::Array out = Napi::Array::New(env, present.size());
+  for (size_t i = 0; i < present.size(); ++i) out.Set(i, Napi::Boolean::New(env, present[i]));
+  return out;
+}
+
+// crashPoint(): passes one of the crash points the journal's recovery tests kill the process at
+// (fault.h); nothing unless KATA_STORAGE_FAULT_KILL_AT is set.
+Napi::Value CrashPointHere(const Napi::CallbackInfo& info) {
+  kata::CrashPoint();
+  return info.Env().Undefined();
+}
+
 // effectiveMountApi(api, list): 'new' | 'legacy' | StorageError (an option the parser refuses)
 Napi::Value EffectiveMountApi(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -610,6 +648,9 @@ void Export(Napi::Env env, Napi::Object exports) {
                       {"umountSync", UmountSync},
                       {"umount", Umount},
                       {"isMountPoint", IsMountPoint},
+                      {"mountIdAt", MountIdAtPath},
+                      {"recordedMountsPresent", RecordedMountsPresent},
+                      {"crashPoint", CrashPointHere},
                       {"effectiveMountApi", EffectiveMountApi},
                       {"newMountApiSupport", NewMountApiSupport},
                   });

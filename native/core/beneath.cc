@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "dir.h"
+#include "fault.h"
 #include "fd.h"
 
 namespace kata {
@@ -268,6 +269,7 @@ bool MakeBeneathAt(int root_fd, const std::string& root, const std::string& rel,
       }
       return true;
     }
+    CrashPoint();
     if (mkdirat(fd, name, static_cast<mode_t>(mode)) == 0) {
       created->push_back(shown);
     } else if (errno != EEXIST) {

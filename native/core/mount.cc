@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "bindflags.h"
+#include "fault.h"
 #include "mountinfo.h"
 #include "newmount.h"
 #include "release.h"
@@ -264,6 +265,7 @@ bool MountAs(bool use_new, const char* source, const char* target, const char* f
 
 bool Mount(const char* source, const char* target, const char* fstype, const MountOptions& opts,
            SysError* error, const MountRequest& request) {
+  CrashPoint();
   const bool use_new = EffectiveMountApi(request.api, opts) == MountApi::kNew;
   if (!use_new && opts.data.size() > MaxMountDataLength()) {
     return MountFromLowerdirParent(source, target, fstype, opts, error, request);
@@ -304,6 +306,7 @@ bool Remount(const char* target, const MountOptions& opts, MountApi api, MountAp
 }
 
 bool Umount(const char* target, const UmountOptions& opts, SysError* error) {
+  CrashPoint();
   int flags = UMOUNT_NOFOLLOW;
   if (opts.detach) flags |= MNT_DETACH;
   if (opts.force) flags |= MNT_FORCE;

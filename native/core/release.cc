@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 
+#include "fault.h"
 #include "tree.h"
 
 namespace kata {
@@ -386,10 +387,15 @@ bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind 
 void ReleaseStorage(const StorageRelease& r, const UmountOptions& umount, ReleaseOutcome* out) {
   const uint64_t t0 = NowNs();
   size_t left = r.mounted.size();
-  while (left > 0 && ReleaseMount(r.mounted[left - 1], umount, &out->steps, &out->error)) --left;
+  while (left > 0) {
+    CrashPoint();
+    if (!ReleaseMount(r.mounted[left - 1], umount, &out->steps, &out->error)) break;
+    --left;
+  }
   out->mounts_left = left;
   if (left == 0) {
     for (size_t k = r.created.size(); k-- > 0;) {
+      CrashPoint();
       SysError e;
       const bool tree = k < r.trees.size() && r.trees[k];
       if ((tree ? RemoveTree(r.created[k], &e) : RemoveEntry(r.created[k], &e)) || e.err == ENOENT)
@@ -414,6 +420,35 @@ bool RecordedOnTop(const std::vector<StorageRelease>& releases) {
       uint64_t id = 0;
       SysError e;
       if (m.id == 0 || !MountIdAt(m.path, &id, &e) || id != m.id) return false;
+    }
+  }
+  return true;
+}
+
+bool RecordedMountsPresent(const std::vector<MountRef>& mounts, std::vector<bool>* present,
+                           SysError* error) {
+  present->assign(mounts.size(), false);
+  if (mounts.empty()) return true;
+  const MountIdKind kind = MountIdKindHere();
+  std::vector<MountinfoEntry> table;
+  if (!ReadMountinfo(&table, error)) return false;
+  for (size_t i = 0; i < mounts.size(); ++i) {
+    const MountRef& m = mounts[i];
+    if (m.id == 0) {
+      (*present)[i] = TopIdInTable(table, m.path) >= 0;
+      continue;
+    }
+    long plain = static_cast<long>(m.id);
+    if (kind == MountIdKind::kUnique) {
+      const int r = OldMountId(m.id, &plain);
+      if (r == 0) continue;
+      if (r < 0) {
+        error->Set(errno, "statmount", m.path);
+        return false;
+      }
+    }
+    for (const MountinfoEntry& e : table) {
+      if (e.id == plain && e.mount_point == m.path) (*present)[i] = true;
     }
   }
   return true;

@@ -117,4 +117,11 @@ void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOp
 // it made) runs it there only then: a mount found stacked on ours is someone else's, of any kind.
 bool RecordedOnTop(const std::vector<StorageRelease>& releases);
 
+// Whether each recorded mount is still in place, as a restarted process finds it: a mount with
+// its ID (of MountIdKindHere()'s kind, mapped to mountinfo's by statmount for unique IDs) whose
+// mount point is its path. A mount moved elsewhere, or gone, is not; one recorded without an ID
+// is when anything is mounted at its path. One read of mountinfo for all of them.
+bool RecordedMountsPresent(const std::vector<MountRef>& mounts, std::vector<bool>* present,
+                           SysError* error);
+
 }  // namespace kata

@@ -12,6 +12,7 @@
 
 #include "beneath.h"
 #include "dir.h"
+#include "fault.h"
 #include "fd.h"
 #include "fsgroup.h"
 #include "tree.h"
@@ -225,6 +226,7 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       if (ok) {
         made.path = target;
         out.undo.mounted.push_back(std::move(made));
+        CrashPoint();
         ok = Ownership(job, target, &out, error);
       }
     }
