@@ -91,6 +91,29 @@ export interface WatchEvent {
   error?: Error;
 }
 
+/** What a Sandbox constructed with `statePath` found and did (Sandbox.recovery; published once on kata-storage:recovery). */
+export interface RecoveryReport {
+  /** Whether a journal was read (false without `statePath`). */
+  journal: boolean;
+  /** Mount points adopted: their mounts in place, with their references and containers. */
+  adopted: string[];
+  /** Mount points a call cut off by the crash may have been creating: what it made is undone. */
+  rolledBack: string[];
+  /**
+   * Mount points the journal held whose mounts the kernel no longer has (all or some): gone from
+   * the table, their remaining mounts unmounted and their directories removed.
+   */
+  dropped: string[];
+  /**
+   * Undoing that failed (an unmount EBUSY, a directory not empty): each such entry stays in the
+   * table held by nobody and marked (StorageInfo.cleanupPending), each directory a leftover, both
+   * retried by later releases and destroy().
+   */
+  errors: Error[];
+  /** Bytes after the last whole record (a torn append), cut off. */
+  tornBytes: number;
+}
+
 /** A diagnostics channel whose messages have a known shape. */
 export interface StorageChannel<T> {
   readonly name: string | symbol;
@@ -109,6 +132,7 @@ export const channels = Object.freeze({
   wait: plain<WaitEvent>('kata-storage:wait'),
   mkfs: plain<MkfsEvent>('kata-storage:mkfs'),
   watch: plain<WatchEvent>('kata-storage:watch'),
+  recovery: plain<RecoveryReport>('kata-storage:recovery'),
 });
 
 // Contexts of the tracing channels. Node adds `result` (on success, asyncStart/asyncEnd) or

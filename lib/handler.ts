@@ -61,6 +61,14 @@ export interface ReleaseContext {
   readonly createdMountPoint: boolean;
 }
 
+/** What a driver's resume() gets: the storage's mounts as recorded, and the Sandbox's settings. */
+export interface ResumeContext {
+  /** Its mounts, oldest first, each by path and mount ID, all found in place. */
+  readonly mounts: readonly { readonly path: string; readonly id: number }[];
+  readonly watchIntervalMs: number;
+  readonly mountApi: MountApi | undefined;
+}
+
 export interface StorageHandler {
   /**
    * Driver-specific checks, run for the whole request before anything is touched. Throws. What it
@@ -79,4 +87,10 @@ export interface StorageHandler {
   steps?(storage: PreparedStorage): StorageSteps | undefined;
   /** Cleanup other than the unmounts and directories the context recorded. */
   release?(path: string, ctx: ReleaseContext): Promise<void>;
+  /**
+   * A restarted agent's Sandbox (`statePath`) adopted this storage, its mounts found in place:
+   * restart what lived only in the old process's memory (watchable-bind's polling). Rejecting is
+   * reported in Sandbox.recovery's `errors`; the storage stays adopted.
+   */
+  resume?(storage: Storage, ctx: ResumeContext): Promise<void>;
 }

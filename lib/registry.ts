@@ -4,7 +4,7 @@ import { StorageError, invalidArgType } from './errors';
 import type { StorageHandler } from './handler';
 import { STORAGE_HANDLERS } from './handlers/index';
 
-export type { ReleaseContext, StorageContext, StorageHandler, StorageSteps } from './handler';
+export type { ReleaseContext, ResumeContext, StorageContext, StorageHandler, StorageSteps } from './handler';
 
 export class StorageHandlerRegistry {
   readonly #handlers = new Map<string, StorageHandler>();

@@ -7,8 +7,9 @@ import { stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { StorageError } from '../errors';
 import { channels } from '../events';
-import { mount, umount } from '../mount';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
+import { mount, umount, type MountApi } from '../mount';
+import { mountIdAt } from '../native';
+import type { ReleaseContext, ResumeContext, StorageContext, StorageHandler } from '../handler';
 import type { Storage } from '../storage';
 import { Watch, WatchLimitExceeded, applyTree, scanTree } from './watcher';
 
@@ -55,20 +56,30 @@ export const watchableBindHandler: StorageHandler = {
     await ctx.makeMountPoint();
     await ctx.mount('tmpfs', mountPoint, 'tmpfs', ['nosuid', 'nodev']);
     await applyTree(source, mountPoint, new Map(), initial);
-    const mountApi = ctx.mountApi;
-    watches.set(
-      mountPoint,
-      new Watch({
-        source,
-        target: mountPoint,
-        intervalMs: ctx.watchIntervalMs,
-        initial,
-        // Kata's fallback: a plain MS_BIND of the source, here on top of the tmpfs; release takes
-        // it down before the tmpfs.
-        fallback: () => mount(source, mountPoint, '', ['bind'], mountApi === undefined ? {} : { mountApi }),
-      }),
-    );
+    watch(source, mountPoint, ctx.watchIntervalMs, ctx.mountApi, initial);
     return mountPoint;
+  },
+  /**
+   * After an agent restart: a copy (a tmpfs of its own, still on top at the mount point) is
+   * polled again, from what the copy holds now, so what changed in the source meanwhile (added,
+   * changed or deleted) is applied at the first poll. A plain bind (a file, a source that was
+   * over the limits, or the fallback stacked on the copy) was never polled and is left as it is.
+   */
+  async resume(storage: Storage, ctx: ResumeContext): Promise<void> {
+    const { source, mountPoint } = storage;
+    const own = ctx.mounts[0];
+    if (own === undefined || ctx.mounts.length !== 1 || watches.has(mountPoint)) return;
+    const [at, src] = await Promise.all([stat(mountPoint), stat(source).catch(() => undefined)]);
+    // A bind shows its source's device; the copy is a filesystem of its own.
+    if (!at.isDirectory() || (src !== undefined && src.dev === at.dev)) return;
+    if (mountIdAt(mountPoint) !== own.id) return;
+    let initial;
+    try {
+      initial = await scanTree(mountPoint);
+    } catch {
+      initial = new Map();
+    }
+    watch(source, mountPoint, ctx.watchIntervalMs, ctx.mountApi, initial);
   },
   async release(path: string, _ctx: ReleaseContext): Promise<void> {
     const w = watches.get(path);
@@ -81,3 +92,24 @@ export const watchableBindHandler: StorageHandler = {
     watches.delete(path);
   },
 };
+
+function watch(
+  source: string,
+  mountPoint: string,
+  intervalMs: number,
+  mountApi: MountApi | undefined,
+  initial: Awaited<ReturnType<typeof scanTree>>,
+): void {
+  watches.set(
+    mountPoint,
+    new Watch({
+      source,
+      target: mountPoint,
+      intervalMs,
+      initial,
+      // Kata's fallback: a plain MS_BIND of the source, here on top of the tmpfs; release takes
+      // it down before the tmpfs.
+      fallback: () => mount(source, mountPoint, '', ['bind'], mountApi === undefined ? {} : { mountApi }),
+    }),
+  );
+}

@@ -130,12 +130,14 @@ function context(
         e.createdMountPoint = true;
     },
     async makeDirectory(path: string) {
+      table.pre(path);
       if ((await make(path, placeMountPoint(path, allowedRoots), false)).includes(path)) e.trees.add(path);
     },
     async mount(source, target, fstype, options = []) {
       // The storage's own mount point was placed once at validation; another target (a custom
       // driver's) is placed by the same rule.
       const root = target === storage.mountPoint ? placement.root : rootOf(table, target);
+      if (target !== storage.mountPoint) table.pre(target);
       const opts = { signal, mountApi, beneath: root };
       const id = await timed(
         channels.mount,

@@ -117,11 +117,19 @@ export class Journal {
   append(record: JournalRecord): void {
     const line = Buffer.from(journalLine(record));
     try {
-      // O_APPEND writes to a regular file are not split by the kernel short of a full disk; a
-      // short write is then damage, cut off by the next open.
+      // O_APPEND writes to a regular file are not split by the kernel short of a full
+      // filesystem, where a write stops at the last page it could get: ENOSPC from then on.
       const n = writeSync(this.#fd, line);
-      if (n !== line.length) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      if (n !== line.length) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
     } catch (e) {
+      // A torn line must not stay between whole ones: records appended after it would never be
+      // read. Cut back to the last whole record.
+      try {
+        ftruncateSync(this.#fd, this.#bytes);
+      } catch {
+        // The next open cuts it off instead; nothing more was appended after it meanwhile only
+        // if this journal is not used again, which the caller's error makes likely.
+      }
       throw journalError(this.path, 'append', e);
     }
     this.#bytes += line.length;

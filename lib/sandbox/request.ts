@@ -63,6 +63,8 @@ export async function add(
   // Parents before what lies beneath them; no new mount over a held storage (lib/request-order.ts).
   const plan = parentsFirst(planned, table.entries, table.locks.held());
   if (signal?.aborted) throw abortError(signal);
+  const mountPoints = plan.map((p) => p.storage.mountPoint);
+  table.begin('add', mountPoints, mountPoints, containerId);
 
   // A request whose every storage has steps is one native job, whoever listens.
   const steps = stepsOf(plan);
@@ -110,6 +112,12 @@ export async function add(
 export async function remove(table: StorageTable, containerId: string): Promise<void> {
   if (typeof containerId !== 'string') throw invalidArgType('containerId', 'of type string', containerId);
   const refs = table.containers.get(containerId);
+  table.begin(
+    'release',
+    [],
+    (refs ?? []).map((t) => t.path),
+    containerId,
+  );
   table.containers.delete(containerId);
   const pendingBefore = table.pendingPaths();
   const errors: Error[] = [];

@@ -7,13 +7,15 @@ import { tracePromise } from '../events';
 import type { MountApi } from '../mount';
 import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemeral-update';
 import { requestEnded, requestStarted } from '../native';
-import { StorageTable, errorsOf, pathArg } from './table';
+import { StorageTable, destroyedError, errorsOf, pathArg } from './table';
+import { Journal } from './journal';
+import { recover, type RecoveryReport } from './recovery';
 import { add, remove, type AddStoragesOptions } from './request';
 import { cleanup, release, retryLeftovers, retryPending } from './release';
 import { defaultRegistry, type StorageHandlerRegistry } from '../registry';
 import { checkAllowedRoots, type StorageInput } from '../storage';
 
-export type { AddStoragesOptions };
+export type { AddStoragesOptions, RecoveryReport };
 
 export interface SandboxOptions {
   registry?: StorageHandlerRegistry;
@@ -29,6 +31,14 @@ export interface SandboxOptions {
   mountApi?: MountApi;
   /** How often `watchable-bind` storages poll their source. Default 2000 ms (Kata's WATCH_INTERVAL_SECS). */
   watchIntervalMs?: number;
+  /**
+   * An absolute path for the sandbox's journal (on the guest's tmpfs, e.g.
+   * /run/kata-containers/storage.journal), so a restarted agent gets its table back: a Sandbox
+   * constructed with a journal there reconciles it with the kernel (Sandbox.recovery) before its
+   * first call. With it, the calls that change the kernel run one at a time. Default: none,
+   * nothing is written. See docs/api.md, "Surviving an agent restart".
+   */
+  statePath?: string;
 }
 
 export interface StorageInfo {
@@ -50,7 +60,17 @@ export class Sandbox {
   readonly mountApi: MountApi | undefined;
   readonly watchIntervalMs: number;
 
+  /** Where the journal is, when there is one. */
+  readonly statePath: string | undefined;
+  /**
+   * What the journal at `statePath` held and what was done about it, settled before the first
+   * call runs; never rejects. Without `statePath`: an empty report with `journal: false`.
+   */
+  readonly recovery: Promise<RecoveryReport>;
+
   readonly #table: StorageTable;
+  /** With a journal: the calls that change the kernel, one after another. */
+  #queue: Promise<unknown>;
 
   constructor(opts: SandboxOptions = {}) {
     if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'of type object', opts);
@@ -69,6 +89,56 @@ export class Sandbox {
     }
     this.mountApi = api;
     this.#table = new StorageTable(this);
+    const statePath = own('statePath');
+    if (
+      statePath !== undefined &&
+      (typeof statePath !== 'string' || !statePath.startsWith('/') || statePath.includes('\0'))
+    )
+      throw invalidArgValue('options.statePath', statePath, 'must be an absolute path for the journal file');
+    this.statePath = statePath;
+    if (statePath === undefined) {
+      this.recovery = Promise.resolve(emptyReport());
+      this.#queue = this.recovery;
+      return;
+    }
+    // Reading and reconciling is synchronous: the adopted storages are in the table before the
+    // constructor returns; undoing what a crash left half-done is what `recovery` waits for.
+    const { journal, recovery } = recover(this.#table, Journal.open(statePath));
+    this.#table.journal = journal;
+    this.recovery = recovery;
+    this.#queue = recovery;
+  }
+
+  /**
+   * Runs a call that may change the kernel. Without a journal, at once. With one, after the
+   * calls before it (and the recovery), with its `begin` record written by the call once it is
+   * validated, and its `end` record when it settles, whatever it settles to.
+   */
+  #call<T>(fn: () => Promise<T>): Promise<T> {
+    const journal = this.#table.journal;
+    if (journal === undefined) return fn();
+    const table = this.#table;
+    const run = async (): Promise<T> => {
+      const call = { r: 0, touched: table.pendingPaths(), containers: new Set<string>() };
+      table.call = call;
+      try {
+        return await fn();
+      } finally {
+        table.call = undefined;
+        if (call.r !== 0) {
+          for (const p of table.pendingPaths()) call.touched.add(p);
+          journal.end(call.r, call.touched, call.containers);
+        }
+        // Retired with nothing left to undo: the journal says so, and its descriptor goes.
+        if (table.destroyed && table.entries.size === 0 && table.journal === journal) {
+          table.journal = undefined;
+          journal.close();
+        }
+      }
+    };
+    const done = this.#queue.then(run);
+    this.#queue = done.catch(() => undefined);
+    return done;
   }
 
   /**
@@ -87,13 +157,15 @@ export class Sandbox {
     );
   }
 
-  async #addStorages(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
-    requestStarted();
-    try {
-      return await add(this.#table, storages, opts);
-    } finally {
-      requestEnded();
-    }
+  #addStorages(storages: readonly unknown[], opts: AddStoragesOptions): Promise<string[]> {
+    return this.#call(async () => {
+      requestStarted();
+      try {
+        return await add(this.#table, storages, opts);
+      } finally {
+        requestEnded();
+      }
+    });
   }
 
   /**
@@ -111,18 +183,24 @@ export class Sandbox {
     );
   }
 
-  async #removeContainer(containerId: string): Promise<void> {
-    requestStarted();
-    try {
-      await remove(this.#table, containerId);
-    } finally {
-      requestEnded();
-    }
+  #removeContainer(containerId: string): Promise<void> {
+    return this.#call(async () => {
+      requestStarted();
+      try {
+        await remove(this.#table, containerId);
+      } finally {
+        requestEnded();
+      }
+    });
   }
 
   /** Kata's add_sandbox_storage: a reference without a mount. True when the entry is new. */
   setSandboxStorage(path: string, shared = false): boolean {
-    return this.#table.reference(pathArg(path), shared === true);
+    path = pathArg(path);
+    if (this.#table.destroyed) throw destroyedError();
+    // Recorded first: if the journal cannot take it, nothing changed.
+    this.#table.journal?.ref(path, shared === true);
+    return this.#table.reference(path, shared === true);
   }
 
   /**
@@ -131,17 +209,23 @@ export class Sandbox {
    * release or destroy() cleans it (so nothing leaks).
    */
   unsetSandboxStorage(path: string): boolean {
-    return this.#table.unreference(pathArg(path));
+    path = pathArg(path);
+    const gone = this.#table.unreference(path);
+    this.#table.journal?.unref(path);
+    return gone;
   }
 
   /** Drops one reference and, when it was the last, unmounts and removes what was created. */
-  async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
+  unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
     path = pathArg(path);
-    const pendingBefore = this.#table.pendingPaths();
-    pendingBefore.delete(path);
-    const gone = await release(this.#table, path, 'release', true);
-    await retryPending(this.#table, pendingBefore);
-    return gone;
+    return this.#call(async () => {
+      this.#table.begin('release', [], [path]);
+      const pendingBefore = this.#table.pendingPaths();
+      pendingBefore.delete(path);
+      const gone = await release(this.#table, path, 'release', true);
+      await retryPending(this.#table, pendingBefore);
+      return gone;
+    });
   }
 
   refcount(path: string): number {
@@ -157,6 +241,10 @@ export class Sandbox {
    * (an emptyDir sizeLimit change). See lib/handlers/ephemeral-update.ts for the checks and codes.
    */
   updateEphemeralMounts(storages: readonly StorageInput[]): Promise<EphemeralUpdate[]> {
+    return this.#call(() => this.#updateEphemeralMounts(storages));
+  }
+
+  #updateEphemeralMounts(storages: readonly StorageInput[]): Promise<EphemeralUpdate[]> {
     return updateEphemeralMounts(storages, {
       held: (p) => {
         const e = this.#table.entries.get(p);
@@ -180,8 +268,15 @@ export class Sandbox {
     );
   }
 
-  async #destroy(): Promise<void> {
+  #destroy(): Promise<void> {
+    // Refused from this moment, even with earlier calls still queued before it.
     this.#table.destroyed = true;
+    return this.#call(() => this.#destroyNow());
+  }
+
+  async #destroyNow(): Promise<void> {
+    this.#table.begin('destroy', [], this.#table.entries.keys());
+    for (const c of this.#table.containers.keys()) this.#table.call?.containers.add(c);
     this.#table.containers.clear();
     const errors: Error[] = [];
     for (const path of [...this.#table.entries.keys()].reverse()) {
@@ -207,6 +302,10 @@ export class Sandbox {
   get destroyed(): boolean {
     return this.#table.destroyed;
   }
+}
+
+function emptyReport(): RecoveryReport {
+  return { journal: false, adopted: [], rolledBack: [], dropped: [], errors: [], tornBytes: 0 };
 }
 
 function nonNegative(name: string, v: unknown): number {

@@ -7,6 +7,7 @@ import type { MountApi } from '../mount';
 import type { StorageHandler, StorageHandlerRegistry } from '../registry';
 import { StorageDevice } from '../storage-device';
 import { withoutTrailingSlash, type Placement, type PreparedStorage } from '../storage';
+import type { TableJournal } from './journal-records';
 import { MountPointLocks } from './locks';
 
 /** Why an entry is being cleaned up, as kata-storage:umount reports it. */
@@ -45,6 +46,13 @@ export interface EntryInfo {
   cleanupPending: boolean;
 }
 
+/** A journaled call in progress: its number once it began, and what its `end` record holds. */
+export interface JournalCall {
+  r: number;
+  touched: Set<string>;
+  containers: Set<string>;
+}
+
 /** The state a Sandbox owns; shared by the files of this folder and by nobody else. */
 export class StorageTable {
   readonly entries = new Map<string, StorageDevice>();
@@ -58,8 +66,29 @@ export class StorageTable {
    */
   readonly leftovers = new Map<string, boolean>();
   destroyed = false;
+  /** With `statePath`: the journal, and the call in progress (calls then run one at a time). */
+  journal: TableJournal | undefined;
+  call: JournalCall | undefined;
 
   constructor(readonly settings: SandboxSettings) {}
+
+  /**
+   * With a journal, a call that changes the kernel begins: its `begin` record names the mount
+   * points it may create; its `end` will hold `touches` and `containerId`. Throws ERR_JOURNAL,
+   * before anything is touched.
+   */
+  begin(op: string, creates: Iterable<string>, touches: Iterable<string>, containerId?: string): void {
+    const call = this.call;
+    if (this.journal === undefined || call === undefined) return;
+    call.r = this.journal.begin(op, creates);
+    for (const p of touches) call.touched.add(p);
+    if (containerId !== undefined) call.containers.add(containerId);
+  }
+
+  /** With a journal, before a driver's create() makes `path`, a target beyond its mount point. */
+  pre(path: string): void {
+    if (this.call !== undefined && this.call.r !== 0) this.journal!.pre(this.call.r, path);
+  }
 
   /** Adds a request's references to its container's, so removeContainer gives back exactly them. */
   holdFor(containerId: string | undefined, taken: Taken[]): void {
