@@ -308,3 +308,36 @@ KATA_TEST(release_mount_records_the_id_of_the_mount_it_made) {
   rmdir(point.c_str());
   rmdir(dir.c_str());
 }
+
+KATA_TEST(recorded_mounts_present_by_identity_and_path) {
+  // What a restarted process asks of a journal's mounts: each is in place only as the same mount
+  // at the same path; unmounted, replaced by another at the path, or moved elsewhere, it is not.
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string dir = kata_test::TempDir("present");
+  const std::string a = dir + "/a", b = dir + "/b", c = dir + "/c";
+  for (const std::string& p : {a, b, c}) mkdir(p.c_str(), 0755);
+  CHECK(Tmpfs(a) && Tmpfs(b) && Tmpfs(c));
+  kata::SysError e;
+  uint64_t ida = 0, idb = 0, idc = 0;
+  CHECK(kata::MountIdAt(a, &ida, &e) && kata::MountIdAt(b, &idb, &e) &&
+        kata::MountIdAt(c, &idc, &e));
+  std::vector<bool> present;
+  CHECK(kata::RecordedMountsPresent({{a, ida}, {b, idb}, {c, idc}}, &present, &e));
+  CHECK(present == std::vector<bool>({true, true, true}));
+  // b unmounted and another tmpfs made there; c moved to d; a recorded under b's path.
+  CHECK(umount2(b.c_str(), 0) == 0);
+  CHECK(Tmpfs(b));
+  const std::string d = dir + "/d";
+  mkdir(d.c_str(), 0755);
+  CHECK(mount(c.c_str(), d.c_str(), nullptr, MS_MOVE, nullptr) == 0);
+  CHECK(kata::RecordedMountsPresent({{a, ida}, {b, idb}, {c, idc}, {b, ida}}, &present, &e));
+  CHECK(present == std::vector<bool>({true, false, false, false}));
+  // Recorded without an ID: whatever is mounted at the path.
+  CHECK(kata::RecordedMountsPresent({{b, 0}, {c, 0}}, &present, &e));
+  CHECK(present == std::vector<bool>({true, false}));
+  CHECK(kata::RecordedMountsPresent({}, &present, &e) && present.empty());
+  for (const std::string& p : {a, b, d}) CHECK(umount2(p.c_str(), 0) == 0);
+  CHECK(MountsBelow(dir) == 0);
+  for (const std::string& p : {a, b, c, d}) rmdir(p.c_str());
+  rmdir(dir.c_str());
+}
