@@ -20,7 +20,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import * as fc from 'fast-check';
-import { Sandbox, mountSync, umountSync, type RecoveryReport, type StorageInput } from '../../lib/index';
+import { Sandbox, mountSync, umountSync, type RecoveryReport, type Storage } from '../../lib/index';
 import { storageChannels } from '../../lib/index';
 import { cannotMount, mountAt, mountsUnder, readMountinfo, scratchDir } from '../helpers/mountinfo';
 import { treeSnapshot } from '../helpers/tree';
@@ -28,7 +28,7 @@ import { ensureBuilt } from '../helpers/build';
 
 /** One call of a killed agent's script (test/fixtures/journal-crash.js). */
 type CrashOp =
-  | { op: 'add'; containerId: string; storages: StorageInput[] }
+  | { op: 'add'; containerId: string; storages: Storage[] }
   | { op: 'remove'; containerId: string }
   | { op: 'set'; path: string }
   | { op: 'unset'; path: string }
@@ -97,7 +97,7 @@ function world(t: { teardown(fn: () => void): void; fail(msg: string): void }): 
   };
 }
 
-const eph = (mountPoint: string, extra: Partial<StorageInput> = {}): StorageInput => ({
+const eph = (mountPoint: string, extra: Partial<Storage> = {}): Storage => ({
   driver: 'ephemeral',
   source: 'tmpfs',
   fstype: 'tmpfs',
@@ -106,7 +106,7 @@ const eph = (mountPoint: string, extra: Partial<StorageInput> = {}): StorageInpu
   ...extra,
 });
 
-const watched = (w: World, mountPoint: string): StorageInput => ({
+const watched = (w: World, mountPoint: string): Storage => ({
   driver: 'watchable-bind',
   source: w.source,
   fstype: 'bind',
@@ -115,9 +115,9 @@ const watched = (w: World, mountPoint: string): StorageInput => ({
 });
 
 /** Every storage an op list adds, once per mount point. */
-function storagesOf(ops: readonly CrashOp[]): StorageInput[] {
-  const seen = new Map<string, StorageInput>();
-  for (const op of ops) if (op.op === 'add') for (const s of op.storages) seen.set(s.mountPoint!, s);
+function storagesOf(ops: readonly CrashOp[]): Storage[] {
+  const seen = new Map<string, Storage>();
+  for (const op of ops) if (op.op === 'add') for (const s of op.storages) seen.set(s.mountPoint, s);
   return [...seen.values()];
 }
 
@@ -211,10 +211,35 @@ t.test('a kill at every crash point of requests and releases recovers', { skip: 
   );
 });
 
+t.test(
+  'a recovery killed at each of its own crash points is recovered by the next',
+  { skip: cannotMount },
+  async (t) => {
+    const w = world(t);
+    const r = (p: string): string => join(w.root, p);
+    const ops: CrashOp[] = [
+      { op: 'add', containerId: 'c1', storages: [eph(r('c1/e1')), eph(r('c1/e2'))] },
+      { op: 'add', containerId: 'c2', storages: [eph(r('c2/e1')), watched(w, r('c2/w1'))] },
+      { op: 'remove', containerId: 'c1' },
+    ];
+    const script: CrashScript = { statePath: w.statePath, allowedRoots: [w.root], ops };
+    let recoveriesKilled = 0;
+    // Agents killed in the middle of each call, then restarted agents killed in their recovery.
+    for (const k of [4, 9, 14, 19, 24]) {
+      runAgent(script, k);
+      let j = 1;
+      for (; runAgent({ ...script, ops: [] }, j).killed; j++) recoveriesKilled++;
+      const { problems } = await recoverAndCheck(w, ops);
+      t.same(problems, [], `killed at ${k}, then its recoveries at each of their ${j - 1} crash points`);
+    }
+    t.ok(recoveriesKilled > 5, `${recoveriesKilled} recoveries were killed half-way`);
+  },
+);
+
 t.test('random request and release sequences, killed at a random step, recover', { skip: cannotMount }, async (t) => {
   const w = world(t);
   const points = ['a', 'b/c', 'b/d', 'w'];
-  const storage = (i: number, shared: boolean): StorageInput =>
+  const storage = (i: number, shared: boolean): Storage =>
     points[i] === 'w' ? watched(w, join(w.root, 'w')) : eph(join(w.root, points[i]!), shared ? { shared } : {});
   const op = fc.oneof(
     fc
