@@ -42,6 +42,7 @@ export {
   type StorageHandler,
   type StorageContext,
   type ReleaseContext,
+  type ResumeContext,
   type StorageSteps,
 } from './registry';
 export { Sandbox, type SandboxOptions, type AddStoragesOptions, type StorageInfo } from './sandbox';
@@ -56,6 +57,7 @@ export {
   type WaitEvent,
   type MkfsEvent,
   type WatchEvent,
+  type RecoveryReport,
   type MountTrace,
   type UmountTrace,
   type RemountTrace,

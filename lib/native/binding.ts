@@ -107,8 +107,8 @@ export interface NativeBinding {
     busyTimeoutMs: number,
   ): Promise<Error | undefined>;
   isMountPoint(path: string): boolean | Error;
-  /** The ID (of the kind mounts are recorded by) of the mount a walk to `path` reaches; ENOENT when nothing is there. */
-  mountIdAt(path: string): number | Error;
+  /** The ID (of the kind mounts are recorded by) of the mount a walk to `path` reaches, or -errno. */
+  mountIdAt(path: string): number;
   /** Whether each recorded mount (paths NUL-terminated, ids beside them) is still in place at its path. */
   recordedMountsPresent(paths: string, ids: Float64Array): boolean[] | Error;
   /** One of the crash points KATA_STORAGE_FAULT_KILL_AT counts (native/core/fault.h). */

@@ -1,7 +1,11 @@
 // A Sandbox's storage jobs as they cross to the addon: one string of NUL-ended fields and one
 // Float64Array each way (per storage a dozen Node-API conversions would cost more than its mkdirat
 // and mount), and when a memory-only job may run on the calling thread.
+import { constants } from 'node:os';
+import { systemError } from '../errors';
 import { native, type AppliedTuple, type ReleasedTuple } from './binding';
+
+const { ENOENT, ENOTDIR } = constants.errno;
 
 /**
  * One storage of an applyStorages job (native/core/storage_steps.h StorageJob): where its mount
@@ -317,10 +321,9 @@ export function recordedMountsPresent(mounts: readonly MountRecord[]): boolean[]
  */
 export function mountIdAt(path: string): number | undefined {
   const r = native.mountIdAt(path);
-  if (!(r instanceof Error)) return r;
-  const code = (r as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-  throw r;
+  if (r >= 0) return r;
+  if (r === -ENOENT || r === -ENOTDIR) return undefined;
+  throw systemError(-r, 'statx', path);
 }
 
 /** One crash point of the journal's recovery tests (native/core/fault.h); nothing when unset. */

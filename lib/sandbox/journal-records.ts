@@ -15,8 +15,21 @@ import { posix } from 'node:path';
 import { crashPoint, mountIdAt } from '../native';
 import type { Storage } from '../storage';
 import { StorageDevice } from '../storage-device';
+import type { StorageHandlerRegistry } from '../registry';
 import type { Journal, JournalRecord } from './journal';
-import type { StorageTable, Taken } from './table';
+
+/** What the journal reads of the Sandbox's table (table.ts StorageTable). */
+export interface JournaledTable {
+  readonly entries: ReadonlyMap<string, StorageDevice>;
+  readonly containers: ReadonlyMap<string, readonly Taken[]>;
+  readonly leftovers: ReadonlyMap<string, boolean>;
+  readonly settings: { readonly registry: StorageHandlerRegistry };
+}
+
+interface Taken {
+  readonly path: string;
+  readonly created: boolean;
+}
 
 /** An entry of the table as the journal keeps it. */
 export interface EntrySnapshot {
@@ -129,7 +142,7 @@ function storageOf(storage: Storage): Storage {
 }
 
 /** An entry as it was snapshotted: its handler is the registry's for its driver, if any. */
-export function restore(s: EntrySnapshot, table: StorageTable): StorageDevice {
+export function restore(s: EntrySnapshot, table: JournaledTable): StorageDevice {
   const e = new StorageDevice(s.p, s.d, s.sh);
   e.refcount = s.n;
   if (s.s !== undefined) e.storage = s.s;
@@ -148,7 +161,7 @@ const refsOf = (taken: readonly Taken[] | undefined): [string, boolean][] | null
   taken === undefined ? null : taken.map((t) => [t.path, t.created]);
 
 /** The whole table as one record. */
-export function stateRecord(table: StorageTable): StateRecord {
+export function stateRecord(table: JournaledTable): StateRecord {
   return {
     t: 'state',
     e: [...table.entries.values()].map(snapshot),
@@ -170,7 +183,7 @@ export class TableJournal {
 
   constructor(
     readonly journal: Journal,
-    readonly table: StorageTable,
+    readonly table: JournaledTable,
   ) {
     this.#compactedBytes = journal.bytes;
   }

@@ -9,13 +9,14 @@ import { updateEphemeralMounts, type EphemeralUpdate } from '../handlers/ephemer
 import { requestEnded, requestStarted } from '../native';
 import { StorageTable, destroyedError, errorsOf, pathArg } from './table';
 import { Journal } from './journal';
-import { recover, type RecoveryReport } from './recovery';
+import { recover } from './recovery';
+import type { RecoveryReport } from '../events';
 import { add, remove, type AddStoragesOptions } from './request';
 import { cleanup, release, retryLeftovers, retryPending } from './release';
 import { defaultRegistry, type StorageHandlerRegistry } from '../registry';
 import { checkAllowedRoots, type StorageInput } from '../storage';
 
-export type { AddStoragesOptions, RecoveryReport };
+export type { AddStoragesOptions };
 
 export interface SandboxOptions {
   registry?: StorageHandlerRegistry;
