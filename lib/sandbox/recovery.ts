@@ -214,6 +214,8 @@ async function rollBack(
   for (let turn = 0; turn < 16; turn++) {
     const id = mountIdAt(pre.p);
     if (id === undefined || id === pre.m || recorded.has(id)) break;
+    // The path is a directory inside some mount, not one's root: nothing is mounted there.
+    if (native.isMountPoint(pre.p) !== true) break;
     const [outcome] = await releaseStorageJobs([{ mounts: [{ path: pre.p, id }], created: [] }], 0);
     if (outcome!.error !== undefined) {
       errors.push(outcome!.error);

@@ -104,7 +104,16 @@ export class Sandbox {
     }
     // Reading and reconciling is synchronous: the adopted storages are in the table before the
     // constructor returns; undoing what a crash left half-done is what `recovery` waits for.
-    const { journal, recovery } = recover(this.#table, Journal.open(statePath));
+    const opened = Journal.open(statePath);
+    let recovered;
+    try {
+      recovered = recover(this.#table, opened);
+    } catch (err) {
+      // The kernel could not be asked (statmount, mountinfo): nothing was changed.
+      opened.journal.close();
+      throw err;
+    }
+    const { journal, recovery } = recovered;
     this.#table.journal = journal;
     this.recovery = recovery;
     this.#queue = recovery;
