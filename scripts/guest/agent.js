@@ -6,8 +6,10 @@
 //   @@KATA mounted {"id": ...}  the device's storage is mounted (host times device_add -> here)
 //   @@KATA host {"id": ...}     change the shared directory as action `id` says
 //   @@KATA result {"name", "ok", "detail"}                      @@KATA done
+// The restart scenario runs child-agent.js (beside this file) as the agent process it kills.
 // Which scenarios run is the plan named on the kernel command line (kata.plan=...).
 'use strict';
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const ks = require('/opt/kata/node_modules/kata-storage');
@@ -108,6 +110,52 @@ async function plugAndAdd(id, storages, containerId) {
   return r;
 }
 
+/**
+ * An agent process (child-agent.js) with a Sandbox on the journal `statePath`: { child, exited,
+ * send(req), next(ev, ms) }. next() resolves to its next message of kind `ev`, passing over the
+ * others; it throws on a "failed" message (with the child's code), when the process ends first,
+ * or when nothing comes within `ms`.
+ */
+function startChildAgent(statePath) {
+  const child = spawn(process.execPath, [path.join(__dirname, 'child-agent.js'), statePath], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const got = [];
+  let wake = () => {};
+  let buf = '';
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      got.push(JSON.parse(buf.slice(0, nl)));
+      buf = buf.slice(nl + 1);
+    }
+    wake();
+  });
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r(signal || code)));
+  child.on('exit', () => wake());
+  async function next(ev, ms) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      while (got.length > 0) {
+        const m = got.shift();
+        if (m.ev === ev) return m;
+        if (m.ev === 'failed') {
+          throw Object.assign(new Error(`the child agent's ${m.op} failed: ${m.message}`), { code: m.code });
+        }
+      }
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`the child agent ended (${await exited}) before '${ev}'`);
+      if (Date.now() >= deadline) throw new Error(`no '${ev}' from the child agent within ${ms} ms`);
+      await new Promise((r) => {
+        wake = r;
+        setTimeout(r, Math.min(1000, deadline - Date.now()));
+      });
+    }
+  }
+  return { child, exited, next, send: (req) => child.stdin.write(`${JSON.stringify(req)}\n`) };
+}
+
 /** The storage at `point` is a real mount of `fstype` whose host-written marker reads `want`. */
 function proveMount(name, point, fstype, want, sourceRe) {
   const m = mountAt(point);
@@ -130,6 +178,111 @@ function proveMount(name, point, fstype, want, sourceRe) {
 
 function blockOf(m) {
   return m ? path.basename(m.source) : '';
+}
+
+/**
+ * The agent process dies (SIGKILL) while a request waits for `disk` (driver and source), which the
+ * runtime has not plugged yet; a new agent process on the same journal recovers, and the runtime's
+ * retry of the same request succeeds once the host plugs device "restart". The request's ephemeral
+ * storage comes first, so when the kill lands the cut-off call has a tmpfs mounted and directories
+ * made that the recovery must take away. Each agent is a node process of its own (child-agent.js),
+ * its journal on the guest's /run tmpfs, which outlives the agent but not the guest.
+ */
+async function restartScenario(disk) {
+  const where = `${disk.driver} ${disk.source}`;
+  await scenario(`agent killed while it waits for a hot-plugged disk (${where}), restarted`, async () => {
+    const statePath = `${ROOT}/agent.journal`;
+    const c = `${ROOT}/c5`;
+    const request = {
+      op: 'add',
+      containerId: 'c5',
+      storages: [
+        {
+          driver: DRIVER_EPHEMERAL_TYPE,
+          source: 'tmpfs',
+          fstype: 'tmpfs',
+          options: ['size=8m'],
+          mountPoint: `${c}/ephemeral`,
+        },
+        { ...disk, fstype: 'ext4', mountPoint: `${c}/disk` },
+      ],
+    };
+    fs.rmSync(statePath, { force: true });
+    const children = [];
+    try {
+      const first = startChildAgent(statePath);
+      children.push(first);
+      await first.next('recovery', 60000);
+      // Taken once the journal exists: it is the one file the agents leave.
+      const before = snapshot();
+      first.send(request);
+      const waiting = await first.next('waiting', 30000);
+      const begun = fs
+        .readFileSync(statePath, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"t":"begin"'));
+      const held = mountAt(`${c}/ephemeral`);
+      first.child.kill('SIGKILL');
+      const how = await first.exited;
+      check(
+        `restart: the first agent is SIGKILLed while it waits for ${where}, its begin record written and its tmpfs mounted`,
+        how === 'SIGKILL' && waiting.source === disk.source && begun.length === 1 && held?.fstype === 'tmpfs',
+        `${how} waiting ${JSON.stringify(waiting)} begin ${JSON.stringify(begun)} ${JSON.stringify(held)}`,
+      );
+
+      const second = startChildAgent(statePath);
+      children.push(second);
+      const { report } = await second.next('recovery', 60000);
+      check(
+        'restart: the new agent rolls the cut-off request back (both mount points), adopts and drops nothing, no errors',
+        JSON.stringify(report.rolledBack.slice().sort()) === JSON.stringify([`${c}/disk`, `${c}/ephemeral`]) &&
+          report.adopted.length === 0 &&
+          report.dropped.length === 0 &&
+          report.errors.length === 0 &&
+          report.tornBytes === 0,
+        JSON.stringify(report),
+      );
+      check(
+        'restart: nothing of the cut-off request is left (mountinfo and tree as before it; no c5 directory)',
+        snapshot() === before && !fs.existsSync(c),
+        snapshot(),
+      );
+
+      // The runtime's retry: the same request again, and this time the disk arrives.
+      second.send(request);
+      say('plug', { id: 'restart' });
+      await second.next('done', 60000);
+      say('mounted', { id: 'restart' });
+      proveMount(`restart: the retried request mounts ${where}`, `${c}/disk`, 'ext4', 'restart', /^\/dev\/vd/);
+      const e = mountAt(`${c}/ephemeral`);
+      check('restart: the retried request mounts its ephemeral tmpfs', e?.fstype === 'tmpfs', JSON.stringify(e));
+      second.send({ op: 'remove', containerId: 'c5' });
+      await second.next('done', 30000);
+      check(
+        'restart: removeContainer in the new agent leaves mountinfo and the tree as before the request',
+        snapshot() === before,
+        snapshot(),
+      );
+      second.child.stdin.end();
+      const code = await second.exited;
+
+      // The journal now says nothing is held: a third agent on it recovers nothing.
+      const third = new ks.Sandbox({ statePath });
+      const after = await third.recovery;
+      check(
+        'restart: the next recovery of the journal is empty',
+        code === 0 &&
+          after.journal &&
+          [after.adopted, after.rolledBack, after.dropped, after.errors].every((l) => l.length === 0) &&
+          third.storages().size === 0,
+        `exit ${code} ${JSON.stringify({ ...after, errors: after.errors.map((x) => x.message) })}`,
+      );
+      await third.destroy();
+    } finally {
+      for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      fs.rmSync(statePath, { force: true });
+    }
+  });
 }
 
 async function q35() {
@@ -479,6 +632,8 @@ async function q35() {
       JSON.stringify(mounts(`${ROOT}/c4`)),
     );
   });
+
+  await restartScenario({ driver: DRIVER_BLK_PCI_TYPE, source: '10/00' });
 
   await sandbox.destroy();
   check('destroy: nothing left mounted under /run/kata-containers', mounts().length === 0, JSON.stringify(mounts()));

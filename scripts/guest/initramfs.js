@@ -1,7 +1,8 @@
 'use strict';
 // The guest's initramfs: busybox, node and mke2fs (or a foreign arch's whole Node sysroot), the
-// package as npm installs it, the guest agent, and the kernel modules the scenarios need with
-// their dependencies, in load order; its /init loads them and runs the agent.
+// package as npm installs it, the guest agent and the child agent it kills and restarts, and the
+// kernel modules the scenarios need with their dependencies, in load order; its /init loads them
+// and runs the agent.
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -99,7 +100,8 @@ function buildInitramfs(work, name, kroot, sysroot, arch) {
   fs.cpSync(path.join(repo, 'node_modules/node-gyp-build'), path.join(root, 'opt/kata/node_modules/node-gyp-build'), {
     recursive: true,
   });
-  fs.copyFileSync(path.join(__dirname, 'agent.js'), path.join(root, 'opt/kata/agent.js'));
+  for (const f of ['agent.js', 'child-agent.js'])
+    fs.copyFileSync(path.join(__dirname, f), path.join(root, 'opt/kata', f));
 
   // Modules with their dependencies, in load order; the kernel's modules.dep made by depmod.
   if (!fs.existsSync(path.join(kroot, 'lib/modules', kver, 'modules.dep'))) sh('depmod', ['-b', kroot, kver]);

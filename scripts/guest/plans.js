@@ -211,6 +211,7 @@ function planSpec(plan, { work, cache, virtiofs }) {
       ...rootPort(4, '0d.0'),
       ...rootPort(5, '0e.0'),
       ...rootPort(6, '0f.0'),
+      ...rootPort(7, '10.0'),
     ],
     cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
     devices: {
@@ -245,6 +246,8 @@ function planSpec(plan, { work, cache, virtiofs }) {
           erofsImage(work, 'ml-lower1', { 'b.txt': 'from lower 1\n', 'shared.txt': 'lower 1 loses\n' }),
         ),
       ],
+      // Plugged only for the retry, after the agent that waited for it was killed.
+      restart: [blk('restart', 'rp7', '00.0', image(work, 'restart', 'restart'))],
     },
     // What the guest asks the host to do to the shared directory ("@@KATA host {id}").
     host: {
