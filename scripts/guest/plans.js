@@ -1,7 +1,8 @@
 'use strict';
 // The plans: for each, the QEMU machine, the Debian kernel and the devices the guest agent asks
 // for by name, with the images and shared directories they need made in the work directory.
-//   q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs/watchable-bind/multi-layer EROFS scenario),
+//   q35 (6.1, every PCI/SCSI/NVDIMM/9p/virtio-fs/watchable-bind/multi-layer EROFS scenario, the
+//   agent restart),
 //   microvm (virtio-mmio), old (bullseye 5.10: auto falls back to mount(2)), verity (dm-verity
 //   images from veritysetup, verity_info): the default run. arm64 (virt with a device tree, the
 //   arm64 prebuild on Debian's arm64 Node) and s390x (blk-ccw, the s390x prebuild) run when
