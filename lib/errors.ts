@@ -57,7 +57,7 @@ export interface StorageErrorFields {
   /** The Sandbox was destroyed: addStorages and setSandboxStorage are refused (`value` is 'destroyed'). */
   ERR_SANDBOX_DESTROYED: { value: 'destroyed' };
   /** The Sandbox's journal (`statePath`, `value`) cannot be opened, read, appended to or compacted; `cause` is the system error. */
-  ERR_JOURNAL: { value: string; cause: unknown };
+  ERR_JOURNAL: { value: string; cause: unknown; locked?: boolean; damagedAt?: number };
   /** A Sandbox option is unusable (allowedRoots not absolute, normalized paths). */
   ERR_INVALID_ARG_VALUE: { value: unknown };
   /** kata-storage/runtime: the OCI spec is malformed or asks for something the guest cannot do; `path` is where in the spec (`mounts[3].destination`). */

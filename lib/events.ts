@@ -93,7 +93,7 @@ export interface WatchEvent {
 
 /** What a Sandbox constructed with `statePath` found and did (Sandbox.recovery; published once on kata-storage:recovery). */
 export interface RecoveryReport {
-  /** Whether a journal was read (false without `statePath`). */
+  /** Whether the Sandbox has a journal (`statePath`); a new, empty one counts. */
   journal: boolean;
   /** Mount points adopted: their mounts in place, with their references and containers. */
   adopted: string[];

@@ -119,6 +119,8 @@ export interface NativeBinding {
   makeBeneath(root: string, rel: string, mode: number, leafFile: boolean): Promise<string[] | Error>;
   /** Removes a tree, refusing (EBUSY, nothing deleted) if a mount lies anywhere in it. */
   removeTree(path: string): Promise<Error | undefined>;
+  /** flock(fd, LOCK_EX | LOCK_NB): true held now, false held by another open of the file. */
+  lockFile(fd: number): boolean | Error;
   /** rmdir, or unlink for a non-directory, on the addon's threads. */
   removeEntry(path: string): Promise<Error | undefined>;
   applyFsGroup(

@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, writeSync, constants } from 'node:fs';
 import { StorageError } from '../errors';
+import { native } from '../native';
 
 /** A journal record: any JSON object; `t` says what kind of record it is. */
 export interface JournalRecord {
@@ -28,8 +29,14 @@ export interface JournalRecord {
 export interface JournalContents {
   /** The whole records, oldest first. */
   records: JournalRecord[];
-  /** Bytes after the last whole record (a torn append, or damage), cut off when opened to write. */
+  /** Bytes after the last whole record: a torn append, cut off when opened to write. */
   tornBytes: number;
+  /**
+   * Where the first record that is not whole starts, when what follows it is not a torn append
+   * (another line after it, or bytes no record starts with): damage, or a file that is not a
+   * journal. Journal.open refuses such a file.
+   */
+  damagedAt?: number;
 }
 
 const DIGEST_HEX = 16;
@@ -69,7 +76,20 @@ export function parseJournal(bytes: Buffer): JournalContents {
     records.push(record as JournalRecord);
     at = end + 1;
   }
-  return { records, tornBytes: bytes.length - at };
+  const contents: JournalContents = { records, tornBytes: bytes.length - at };
+  if (at < bytes.length && !tornAppend(bytes.subarray(at))) contents.damagedAt = at;
+  return contents;
+}
+
+/**
+ * Whether the bytes after the last whole record are what an append killed half-way leaves: the
+ * start of one line (no newline in it) as journalLine() begins every line, hex digits, a space,
+ * then the JSON's opening brace.
+ */
+function tornAppend(tail: Buffer): boolean {
+  if (tail.includes(0x0a)) return false;
+  const head = tail.toString('latin1', 0, DIGEST_HEX + 2);
+  return /^[0-9a-f]{0,16}$|^[0-9a-f]{16} $|^[0-9a-f]{16} \{/.test(head);
 }
 
 /** An open journal: appends whole records to `path`. */
@@ -78,29 +98,56 @@ export class Journal {
   #fd: number;
   #bytes: number;
 
-  private constructor(path: string, fd: number, bytes: number) {
+  #lock: number;
+
+  private constructor(path: string, fd: number, bytes: number, lock: number) {
     this.path = path;
     this.#fd = fd;
     this.#bytes = bytes;
+    this.#lock = lock;
   }
 
   /**
-   * Opens (or creates, mode 0600) the journal at `path` and reads it. A torn tail is cut off
-   * (ftruncate) so the next append starts a line of its own.
-   * @throws StorageError `ERR_JOURNAL` naming `path` when it cannot be opened, read or cut
-   *   (the system error is its `cause`).
+   * Opens (or creates, mode 0600) the journal at `path`, takes its lock, and reads it. A torn
+   * tail is cut off (ftruncate) so the next append starts a line of its own.
+   * The lock is flock(2) on `<path>.lock`, held until close() (the kernel drops it when the
+   * process dies): two writers would each lose records to the other's compaction.
+   * @throws StorageError `ERR_JOURNAL` naming `path` when it cannot be opened, read or cut (the
+   *   system error is its `cause`), when another open journal (this process's or another's)
+   *   holds its lock (`locked: true`), or when it is damaged or not a journal (`damagedAt`, the
+   *   byte where its first record that is not whole starts): nothing is changed then.
    */
   static open(path: string): { journal: Journal; contents: JournalContents } {
     let fd = -1;
+    let lock = -1;
     try {
+      lock = openSync(`${path}.lock`, constants.O_RDWR | constants.O_CREAT, 0o600);
+      const locked = native.lockFile(lock);
+      if (locked instanceof Error) throw locked;
+      if (!locked) {
+        throw new StorageError(
+          'ERR_JOURNAL',
+          `the storage journal ${path} is in use by another Sandbox (in this process or another): one Sandbox per statePath; a restarted agent waits for the old one to exit`,
+          { value: path, cause: undefined, locked: true },
+        );
+      }
       fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND, 0o600);
       const bytes = readFileSync(fd);
       const contents = parseJournal(bytes);
+      if (contents.damagedAt !== undefined) {
+        throw new StorageError(
+          'ERR_JOURNAL',
+          `the storage journal ${path} is damaged, or not a journal: its record at byte ${contents.damagedAt} is not whole and more follows. Nothing was changed; move the file aside to start without it (what it recorded stays mounted)`,
+          { value: path, cause: undefined, damagedAt: contents.damagedAt },
+        );
+      }
       const whole = bytes.length - contents.tornBytes;
       if (contents.tornBytes > 0) ftruncateSync(fd, whole);
-      return { journal: new Journal(path, fd, whole), contents };
+      return { journal: new Journal(path, fd, whole, lock), contents };
     } catch (e) {
       if (fd >= 0) closeSync(fd);
+      if (lock >= 0) closeSync(lock);
+      if (e instanceof StorageError) throw e;
       throw journalError(path, 'open', e);
     }
   }
@@ -157,10 +204,12 @@ export class Journal {
     this.#bytes = fstatSync(fd).size;
   }
 
-  /** Closes the descriptor; the file stays for the next Sandbox to read. */
+  /** Closes the descriptor and gives up the lock; the file stays for the next Sandbox to read. */
   close(): void {
     if (this.#fd >= 0) closeSync(this.#fd);
+    if (this.#lock >= 0) closeSync(this.#lock);
     this.#fd = -1;
+    this.#lock = -1;
   }
 }
 
@@ -168,7 +217,7 @@ function journalError(path: string, what: string, cause: unknown): StorageError 
   const code = (cause as { code?: unknown })?.code;
   return new StorageError(
     'ERR_JOURNAL',
-    `cannot ${what} the storage journal ${path}${typeof code === 'string' ? ` (${code})` : ''}: check that its directory exists and is writable, on a filesystem with room (the guest's tmpfs)`,
+    `cannot ${what} the storage journal ${path}${typeof code === 'string' ? ` (${code})` : ''}: check that it is a file whose directory exists and is writable, on a filesystem with room (the guest's tmpfs)`,
     { value: path, cause },
   );
 }

@@ -11,7 +11,7 @@ import { channels, type RecoveryReport } from '../events';
 
 export type { RecoveryReport };
 import { mountIdAt, native, recordedMountsPresent, releaseStorageJobs } from '../native';
-import type { StorageDevice } from '../storage-device';
+import { StorageDevice } from '../storage-device';
 import type { Journal, JournalRecord } from './journal';
 import { TableJournal, restore, type EntrySnapshot, type Pre, type TableRecord } from './journal-records';
 import { cleanup, retryLeftovers } from './release';
@@ -218,11 +218,18 @@ async function rollBack(
     if (native.isMountPoint(pre.p) !== true) break;
     const [outcome] = await releaseStorageJobs([{ mounts: [{ path: pre.p, id }], created: [] }], 0);
     if (outcome!.error !== undefined) {
+      // Still mounted (EBUSY): owed, as a failed release is. The next add of this mount point
+      // finishes it first, and a release or destroy() retries it; the journal records it.
+      const e = new StorageDevice(pre.p, '', false);
+      e.mounts = [{ path: pre.p, id }];
+      e.created = madeBelow(pre).reverse();
+      e.cleanupError = outcome!.error;
+      table.keepUndone(e);
       errors.push(outcome!.error);
       return;
     }
   }
-  for (let d = pre.p; d !== pre.a && d.startsWith(`${pre.a === '/' ? '' : pre.a}/`); d = posix.dirname(d)) {
+  for (const d of madeBelow(pre)) {
     // A directory on the way to a storage the table holds is that storage's.
     if (heldPaths.some((h) => h === d || h.startsWith(`${d}/`))) break;
     const err = await native.removeEntry(d);
@@ -231,6 +238,14 @@ async function rollBack(
     if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY') errors.push(err);
     break;
   }
+}
+
+/** The directories a call may have created on its way to `pre.p`: those below `pre.a`, deepest first. */
+function madeBelow(pre: Pre): string[] {
+  const out: string[] = [];
+  const below = `${pre.a === '/' ? '' : pre.a}/`;
+  for (let d = pre.p; d !== pre.a && d.startsWith(below); d = posix.dirname(d)) out.push(d);
+  return out;
 }
 
 /**

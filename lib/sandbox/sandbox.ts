@@ -2,6 +2,7 @@
 // reference-counted across containers, serialized per mount point, transactional per request, and
 // never forgetting a storage whose cleanup failed. This class is the public face; the table, its
 // locks, the request runner and the release are the files beside it.
+import { posix } from 'node:path';
 import { invalidArgType, invalidArgValue } from '../errors';
 import { tracePromise } from '../events';
 import type { MountApi } from '../mount';
@@ -91,11 +92,17 @@ export class Sandbox {
     this.mountApi = api;
     this.#table = new StorageTable(this);
     const statePath = own('statePath');
+    if (statePath !== undefined && typeof statePath !== 'string')
+      throw invalidArgType('options.statePath', 'of type string', statePath);
     if (
       statePath !== undefined &&
-      (typeof statePath !== 'string' || !statePath.startsWith('/') || statePath.includes('\0'))
+      (!statePath.startsWith('/') || posix.normalize(statePath) !== statePath || statePath.includes('\0'))
     )
-      throw invalidArgValue('options.statePath', statePath, 'must be an absolute path for the journal file');
+      throw invalidArgValue(
+        'options.statePath',
+        statePath,
+        'must be an absolute, normalized path for the journal file',
+      );
     this.statePath = statePath;
     if (statePath === undefined) {
       this.recovery = Promise.resolve(emptyReport());

@@ -1,6 +1,7 @@
 // Bindings for the filesystem helpers of the storage layer: argument conversion and results only.
 #include "addon.h"
 #include "beneath.h"
+#include "filelock.h"
 #include "fsgroup.h"
 #include "hugepages.h"
 #include "tree.h"
@@ -34,6 +35,16 @@ Napi::Value CheckBeneath(const Napi::CallbackInfo& info) {
     default:
       return info.Env().Undefined();
   }
+}
+
+// lockFile(fd): true (this descriptor holds the lock now) | false (another open holds it) | Error
+Napi::Value LockFile(const Napi::CallbackInfo& info) {
+  const int fd = IntArg(info, 0, "fd");
+  bool elsewhere = false;
+  SysError error;
+  if (kata::TryLockFile(fd, &elsewhere, &error)) return Napi::Boolean::New(info.Env(), true);
+  if (elsewhere) return Napi::Boolean::New(info.Env(), false);
+  return ErrorValue(info.Env(), error);
 }
 
 // makeBeneath(root, rel, mode, leafFile): Promise<string[] | Error>
@@ -153,6 +164,7 @@ void Export(Napi::Env env, Napi::Object exports) {
                       {"makeBeneath", MakeBeneath},
                       {"removeTree", RemoveTree},
                       {"removeEntry", RemoveEntry},
+                      {"lockFile", LockFile},
                       {"applyFsGroup", ApplyFsGroup},
                       {"ensureHugepages", EnsureHugepages},
                   });

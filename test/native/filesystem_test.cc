@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 
 #include "beneath.h"
 #include "check.h"
+#include "filelock.h"
 #include "fsgroup.h"
 #include "hugepages.h"
 #include "tree.h"
@@ -154,4 +156,25 @@ KATA_TEST(hugepages_reads_back_the_count) {
   CHECK(!kata::EnsureHugepages(sys, 1048576, 1, &previous, &allocated, &e));
   CHECK_EQ(e.err, ENOENT);
   Cleanup(sys);
+}
+
+KATA_TEST(file_lock_is_held_by_one_open_until_it_closes) {
+  // The journal's lock: a second open of the file (in the same process, as a second Sandbox
+  // would) is refused while the first holds it, and takes it once the first is closed.
+  char dir[] = "/tmp/kata-lock-XXXXXX";
+  CHECK(mkdtemp(dir) != nullptr);
+  const std::string path = std::string(dir) + "/journal.lock";
+  const int a = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int b = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(a >= 0 && b >= 0);
+  bool elsewhere = true;
+  kata::SysError e;
+  CHECK(kata::TryLockFile(a, &elsewhere, &e) && !elsewhere);
+  CHECK(!kata::TryLockFile(b, &elsewhere, &e) && elsewhere);
+  close(a);
+  CHECK(kata::TryLockFile(b, &elsewhere, &e));
+  close(b);
+  CHECK(!kata::TryLockFile(-1, &elsewhere, &e) && !elsewhere && e.err == EBADF);
+  unlink(path.c_str());
+  rmdir(dir);
 }

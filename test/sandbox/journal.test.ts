@@ -1,6 +1,7 @@
 // The journal's framing: whole records read back, a torn append (the file cut at any byte of its
-// last record) reads to the last whole record and is cut off before the next append, damage stops
-// the reading where it starts, and compaction leaves one whole file.
+// last record) reads to the last whole record and is cut off before the next append, damage before
+// the end (or a file that is not a journal) is refused and left as it is, one open at a time holds
+// the journal, and compaction leaves one whole file.
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,21 +57,45 @@ t.test('a file cut at every byte of its last record reads to the last whole one'
   t.equal(cuts, full.length - wholeBytes, 'every byte of the last record was a cut');
 });
 
-t.test('damage stops the reading where it starts: a wrong digest, bad JSON, no kind', async (t) => {
+t.test('damage before the last line is refused, not cut off: a wrong digest, bad JSON, no kind', async (t) => {
+  const path = scratch(t);
   const good = journalLine(records[0]!);
   const line2 = journalLine(records[1]!);
   const flipped = line2.replace('"ok":true', '"ok":fals');
   const cases: Array<[string, string]> = [
     ['a record changed after it was written', good + flipped + journalLine(records[2]!)],
+    ['a changed last record, whole with its newline', good + flipped],
     ['a digest that is not hex of the right length', `${good}abc ${JSON.stringify(records[1])}\n`],
     ['JSON that does not parse, with a matching digest', good + lineOf('{"t":')],
     ['a JSON value that is not a record', good + lineOf('[1,2]') + lineOf('{"seq":3}')],
+    ['a text file that is not a journal', 'not a journal\n'],
+    ['a text file without a newline', 'hello'],
   ];
   for (const [what, text] of cases) {
     const parsed = parseJournal(Buffer.from(text));
-    t.same(parsed.records, [records[0]], what);
-    t.equal(parsed.tornBytes, Buffer.byteLength(text) - Buffer.byteLength(good), `${what}: the rest is counted`);
+    const at = text.startsWith(good) ? Buffer.byteLength(good) : 0;
+    t.same(parsed.records, at === 0 ? [] : [records[0]], what);
+    t.equal(parsed.damagedAt, at, `${what}: damaged where its first bad record starts`);
+    writeFileSync(path, text);
+    t.throws(() => Journal.open(path), { code: 'ERR_JOURNAL', value: path, damagedAt: at }, `${what}: refused`);
+    t.equal(readFileSync(path, 'utf8'), text, `${what}: the file is left as it was`);
   }
+  // What a killed append leaves is not damage.
+  for (const tail of ['', '0', '0123456789abcdef', '0123456789abcdef ', '0123456789abcdef {"t":"be']) {
+    t.equal(parseJournal(Buffer.from(good + tail)).damagedAt, undefined, `torn tail ${JSON.stringify(tail)}`);
+  }
+});
+
+t.test('one open journal at a time: a second open is refused until the first closes', async (t) => {
+  const path = scratch(t);
+  const first = Journal.open(path);
+  first.journal.append(records[0]!);
+  t.throws(() => Journal.open(path), { code: 'ERR_JOURNAL', value: path, locked: true });
+  t.equal(readFileSync(path).length, first.journal.bytes, 'the refused open changed nothing');
+  first.journal.close();
+  const second = Journal.open(path);
+  t.same(second.contents.records, [records[0]]);
+  second.journal.close();
 });
 
 // A line whose digest is right for arbitrary text, to reach the checks made after the digest.
@@ -90,7 +115,9 @@ t.test('compaction replaces the journal with the state, whole, and appends go on
   t.equal(journal.bytes, Buffer.byteLength(journalLine(snapshot[0]!)));
   journal.append(records[0]!);
   journal.close();
-  t.same(Journal.open(path).contents.records, [...snapshot, records[0]]);
+  const again = Journal.open(path);
+  t.same(again.contents.records, [...snapshot, records[0]]);
+  again.journal.close();
 });
 
 t.test('a journal that cannot be opened or written is ERR_JOURNAL naming it, with the cause', async (t) => {
