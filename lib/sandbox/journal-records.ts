@@ -251,8 +251,16 @@ export class TableJournal {
     this.#append({ t: 'ref', p: path, sh: shared });
   }
 
+  /**
+   * unsetSandboxStorage's, after the table changed: a failure to write it marks the journal
+   * behind, as for an `end`, rather than failing a call that already took effect.
+   */
   unref(path: string): void {
-    this.#append({ t: 'unref', p: path });
+    try {
+      this.#append({ t: 'unref', p: path });
+    } catch {
+      this.#stale = true;
+    }
   }
 
   /** Closes the journal's descriptor; the file stays. */

@@ -233,7 +233,7 @@ export class Sandbox {
   }
 
   /** Drops one reference and, when it was the last, unmounts and removes what was created. */
-  unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
+  async unsetAndRemoveSandboxStorage(path: string): Promise<boolean> {
     path = pathArg(path);
     return this.#call(async () => {
       this.#table.begin('release', [], [path]);
