@@ -8,14 +8,14 @@
 // owed before the crash. Anything the journal does not name is never touched.
 import { posix } from 'node:path';
 import { channels, type RecoveryReport } from '../events';
-
-export type { RecoveryReport };
 import { mountIdAt, native, recordedMountsPresent, releaseStorageJobs } from '../native';
 import { StorageDevice } from '../storage-device';
 import type { Journal, JournalRecord } from './journal';
 import { TableJournal, restore, type EntrySnapshot, type Pre, type TableRecord } from './journal-records';
 import { cleanup, retryLeftovers } from './release';
 import type { StorageTable } from './table';
+
+export type { RecoveryReport };
 
 /** The table as the journal's records leave it, and the calls they leave open. */
 interface Replayed {
@@ -163,10 +163,9 @@ export async function finish(
     undo.dropped.forEach((e, i) => {
       const { error, leftovers } = e.settle(outcomes[i]!);
       if (error !== undefined) {
-        // Still mounted in part: kept, held by nobody, for a later release or destroy().
-        e.refcount = 0;
-        e.cleanupPending = true;
-        table.entries.set(e.path, e);
+        // Still mounted in part: kept, held by nobody, for a later release or destroy() (or
+        // joined to the entry a setSandboxStorage() made there meanwhile).
+        table.keepUndone(e);
         report.errors.push(error);
       }
       for (const [p] of leftovers) table.leftovers.set(p, e.trees.has(p));
