@@ -11,85 +11,80 @@ import { channels, type RecoveryReport } from '../events';
 import { mountIdAt, native, recordedMountsPresent, releaseStorageJobs } from '../native';
 import { StorageDevice } from '../storage-device';
 import type { Journal, JournalRecord } from './journal';
-import { TableJournal, restore, type EntrySnapshot, type Pre, type TableRecord } from './journal-records';
+import {
+  TableJournal,
+  restore,
+  type ContainerRecord,
+  type EntrySnapshot,
+  type Pre,
+  type TableRecord,
+} from './journal-records';
 import { cleanup, retryLeftovers } from './release';
 import type { StorageTable } from './table';
 
 export type { RecoveryReport };
 
-/** The table as the journal's records leave it, and the calls they leave open. */
-interface Replayed {
-  entries: Map<string, EntrySnapshot>;
-  containers: Map<string, [string, boolean][]>;
-  leftovers: Map<string, boolean>;
-  /** The `Pre`s of each call without an `end`, in the order they began. */
-  open: Map<number, Pre[]>;
-}
-
-function replay(records: readonly JournalRecord[], hasRelease: (driver: string) => boolean): Replayed {
-  const out: Replayed = { entries: new Map(), containers: new Map(), leftovers: new Map(), open: new Map() };
+/**
+ * Plays the journal's records into `table` (fresh, empty) with the table's own operations, so a
+ * reference taken or dropped is counted exactly as it was when it happened. Returns the `Pre`s of
+ * each call without an `end`, in the order they began.
+ */
+function replay(table: StorageTable, records: readonly JournalRecord[]): Map<number, Pre[]> {
+  const open = new Map<number, Pre[]>();
+  const put = (p: string, s: EntrySnapshot | null): void => {
+    if (s === null) table.entries.delete(p);
+    else table.entries.set(p, restore(s, table));
+  };
+  const hold = ([c, refs]: ContainerRecord): void => {
+    if (refs === null) table.containers.delete(c);
+    else
+      table.containers.set(
+        c,
+        refs.map(([path, created]) => ({ path, created })),
+      );
+  };
   for (const rec of records as readonly TableRecord[]) {
     switch (rec.t) {
       case 'state':
-        out.entries = new Map(rec.e.map((s) => [s.p, s]));
-        out.containers = new Map(rec.k.filter((k): k is [string, [string, boolean][]] => k[1] !== null));
-        out.leftovers = new Map(rec.lo);
-        out.open.clear();
+        table.entries.clear();
+        table.containers.clear();
+        for (const s of rec.e) put(s.p, s);
+        rec.k.forEach(hold);
+        table.leftovers.clear();
+        for (const [p, tree] of rec.lo) table.leftovers.set(p, tree);
+        open.clear();
         break;
       case 'begin':
-        out.open.set(rec.r, [...rec.pre]);
+        open.set(rec.r, [...rec.pre]);
         break;
       case 'pre':
-        out.open.get(rec.r)?.push(...rec.pre);
+        open.get(rec.r)?.push(...rec.pre);
         break;
       case 'end':
-        for (const [p, s] of rec.e) {
-          if (s === null) out.entries.delete(p);
-          else out.entries.set(p, s);
-        }
-        for (const [c, refs] of rec.k) {
-          if (refs === null) out.containers.delete(c);
-          else out.containers.set(c, refs);
-        }
-        out.leftovers = new Map(rec.lo);
-        out.open.delete(rec.r);
+        for (const [p, s] of rec.e) put(p, s);
+        rec.k.forEach(hold);
+        table.leftovers.clear();
+        for (const [p, tree] of rec.lo) table.leftovers.set(p, tree);
+        open.delete(rec.r);
         break;
-      case 'ref': {
-        const s = out.entries.get(rec.p);
-        if (s !== undefined) s.n++;
-        else {
-          out.entries.set(rec.p, {
-            p: rec.p,
-            d: '',
-            sh: rec.sh,
-            n: 1,
-            m: [],
-            c: [],
-            tr: [],
-            cmp: false,
-            rd: false,
-            pend: false,
-          });
+      case 'ref':
+        table.reference(rec.p, rec.sh);
+        break;
+      case 'unref':
+        // Written only once the table accepted it; after a journal that fell behind (an `end`
+        // it could not write) the count may disagree, and the entry stays as recorded.
+        try {
+          table.unreference(rec.p);
+        } catch {
+          // ERR_STORAGE_NOT_FOUND: nothing to drop.
         }
         break;
-      }
-      case 'unref': {
-        // As StorageTable.unreference: a count that reaches zero forgets an entry with nothing
-        // to undo and marks the others.
-        const s = out.entries.get(rec.p);
-        if (s === undefined || (s.n === 0 && !s.pend)) break;
-        if (s.n > 0) s.n--;
-        if (s.n > 0) break;
-        if (s.m.length === 0 && s.c.length === 0 && !hasRelease(s.d)) out.entries.delete(rec.p);
-        else s.pend = true;
-        break;
-      }
       default:
         // A record of a later version: what it says is not known here, and the rest is kept.
         break;
     }
   }
-  return out;
+  return open;
 }
 
 /** The undoing recovery decided on, run by finish(). */
@@ -110,33 +105,30 @@ export function reconcile(
   records: readonly JournalRecord[],
   tornBytes: number,
 ): { report: RecoveryReport; undo: Undo } {
-  const registry = table.settings.registry;
-  const { entries, containers, leftovers, open } = replay(records, (d) => registry.get(d)?.release !== undefined);
+  const open = replay(table, records);
   const report: RecoveryReport = { journal: true, adopted: [], rolledBack: [], dropped: [], errors: [], tornBytes };
   const undo: Undo = { cutOff: [], dropped: [], pending: [], adopted: [] };
-  const restored = [...entries.values()].map((s) => restore(s, table));
-  const all = restored.flatMap((e) => e.mounts);
-  const present = recordedMountsPresent(all);
+  const restored = [...table.entries.values()];
+  const present = recordedMountsPresent(restored.flatMap((e) => e.mounts));
   let at = 0;
   for (const e of restored) {
     const here = present.slice(at, (at += e.mounts.length));
-    if (here.every(Boolean)) {
-      table.entries.set(e.path, e);
-      if (e.cleanupPending) undo.pending.push(e);
-      else {
-        report.adopted.push(e.path);
-        undo.adopted.push(e);
-      }
-    } else {
+    if (!here.every(Boolean)) {
+      table.entries.delete(e.path);
       report.dropped.push(e.path);
       undo.dropped.push(e);
+    } else if (e.cleanupPending) undo.pending.push(e);
+    else {
+      report.adopted.push(e.path);
+      undo.adopted.push(e);
     }
   }
-  for (const [c, refs] of containers) {
-    const held = refs.filter(([p]) => table.entries.has(p)).map(([path, created]) => ({ path, created }));
-    if (held.length > 0) table.containers.set(c, held);
+  // A container's references to what was dropped go with it.
+  for (const [c, refs] of table.containers) {
+    const held = refs.filter((r) => table.entries.has(r.path));
+    if (held.length === 0) table.containers.delete(c);
+    else table.containers.set(c, held);
   }
-  for (const [p, tree] of leftovers) table.leftovers.set(p, tree);
   for (const pres of open.values()) undo.cutOff.push(...pres);
   for (const pre of undo.cutOff) if (!report.rolledBack.includes(pre.p)) report.rolledBack.push(pre.p);
   return { report, undo };

@@ -53,6 +53,44 @@ t.test(
   },
 );
 
+t.test('counts and container references come back exactly as they were', { skip: cannotMount }, async (t) => {
+  const w = world(t);
+  const [a, b, c] = ['a', 'b', 'c'].map((n) => join(w.root, 'pod', n)) as [string, string, string];
+  runAgent({
+    statePath: w.statePath,
+    allowedRoots: [w.root],
+    ops: [
+      { op: 'add', containerId: 'c1', storages: [eph(a), eph(b)] },
+      { op: 'add', containerId: 'c2', storages: [eph(a)] },
+      { op: 'set', path: a },
+      { op: 'set', path: c },
+      { op: 'set', path: c },
+      { op: 'unset', path: c },
+      { op: 'add', containerId: 'c3', storages: [eph(b)] },
+      { op: 'remove', containerId: 'c3' },
+    ],
+  });
+  const s = new Sandbox({ statePath: w.statePath, allowedRoots: [w.root] });
+  t.same((await s.recovery).adopted, [a, b, c]);
+  const counts = (): Record<string, number> => Object.fromEntries([...s.storages()].map(([p, i]) => [p, i.refcount]));
+  t.same(counts(), { [a]: 3, [b]: 1, [c]: 1 }, 'c1, c2 and a reference on a; c1 on b; one of two references on c');
+  // Each container gives back exactly what it took.
+  await s.removeContainer('c2');
+  t.same(counts(), { [a]: 2, [b]: 1, [c]: 1 });
+  await s.removeContainer('c1');
+  t.same(counts(), { [a]: 1, [c]: 1 });
+  t.notOk(mountAt(b), "b went with c1's last reference");
+  t.ok(mountAt(a), 'a is still held by its sandbox reference');
+  t.equal(await s.unsetAndRemoveSandboxStorage(a), true);
+  t.equal(s.unsetSandboxStorage(c), true);
+  t.same(counts(), {});
+  t.same(
+    mountsUnder(w.root).filter((m) => m.mountPoint !== w.theirs),
+    [],
+  );
+  t.equal(treeSnapshot(w.root), w.tree);
+});
+
 t.test(
   'a journal cut at every byte of its last record recovers to the last whole one',
   { skip: cannotMount },
