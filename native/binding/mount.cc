@@ -363,9 +363,12 @@ struct ReleaseData {
   std::vector<StorageRelease> releases;
   UmountOptions umount;
   std::vector<ReleaseOutcome> outcomes;
+  bool on_top = false;  // RecordedOnTop() held just before: no second statx per mount
 };
 
-void ReleaseWork(ReleaseData& d) { kata::ReleaseStorages(d.releases, d.umount, &d.outcomes); }
+void ReleaseWork(ReleaseData& d) {
+  kata::ReleaseStorages(d.releases, d.umount, &d.outcomes, d.on_top);
+}
 
 Napi::Value ReleasedStorages(Napi::Env env, ReleaseData& d) {
   Napi::Float64Array numbers = Napi::Float64Array::New(env, 4 * d.outcomes.size());
@@ -475,8 +478,8 @@ Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   if (info[4].ToBoolean() && umount.busy_timeout_ms == 0 && n <= kMaxStoragesHere && !trees &&
       kata::RecordedOnTop(releases)) {
     auto settled = Napi::Promise::Deferred::New(env);
-    settled.Resolve(RunJobHere(env, ReleaseData{std::move(releases), umount, {}}, ReleaseWork,
-                               ReleasedStorages));
+    settled.Resolve(RunJobHere(env, ReleaseData{std::move(releases), umount, {}, true},
+                               ReleaseWork, ReleasedStorages));
     return settled.Promise();
   }
   return StartJob(env, ReleaseData{std::move(releases), umount, {}}, ReleaseWork, ReleasedStorages);

@@ -351,7 +351,7 @@ bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, std::vector<
 }
 
 bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind kind,
-                  std::vector<UnmountStep>* steps, SysError* error) {
+                  std::vector<UnmountStep>* steps, SysError* error, bool on_top) {
   if (mount.id == 0) {
     // Made without a known ID: released by path as before identities were recorded.
     return UnmountStepAt(mount.path, UnmountStep::Kind::kRecorded, opts, steps, error);
@@ -360,7 +360,8 @@ bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind 
     const unsigned mask = kind == MountIdKind::kUnique ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
     uint64_t id = 0;
     bool root = false;
-    if (StatxMountId(mount.path.c_str(), mask, &id, &root) == 1 && id == mount.id && root) {
+    if (on_top ||
+        (StatxMountId(mount.path.c_str(), mask, &id, &root) == 1 && id == mount.id && root)) {
       UnmountStep step;
       step.path = mount.path;
       const uint64_t t0 = NowNs();
@@ -384,12 +385,16 @@ bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind 
   return ReleaseByTable(mount, opts, kind, steps, error);
 }
 
-void ReleaseStorage(const StorageRelease& r, const UmountOptions& umount, ReleaseOutcome* out) {
+void ReleaseStorage(const StorageRelease& r, const UmountOptions& umount, ReleaseOutcome* out,
+                    bool on_top) {
   const uint64_t t0 = NowNs();
+  const MountIdKind kind = MountIdKindHere();
   size_t left = r.mounted.size();
   while (left > 0) {
     CrashPoint();
-    if (!ReleaseMount(r.mounted[left - 1], umount, &out->steps, &out->error)) break;
+    // Only the newest was found on top; once it is gone the next one is asked as usual.
+    const bool top = on_top && left == r.mounted.size();
+    if (!ReleaseMount(r.mounted[left - 1], umount, kind, &out->steps, &out->error, top)) break;
     --left;
   }
   out->mounts_left = left;
@@ -408,18 +413,22 @@ void ReleaseStorage(const StorageRelease& r, const UmountOptions& umount, Releas
 }
 
 void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOptions& umount,
-                     std::vector<ReleaseOutcome>* outcomes) {
+                     std::vector<ReleaseOutcome>* outcomes, bool on_top) {
   outcomes->assign(releases.size(), ReleaseOutcome());
-  for (size_t i = 0; i < releases.size(); ++i) ReleaseStorage(releases[i], umount, &(*outcomes)[i]);
+  for (size_t i = 0; i < releases.size(); ++i)
+    ReleaseStorage(releases[i], umount, &(*outcomes)[i], on_top);
 }
 
 bool RecordedOnTop(const std::vector<StorageRelease>& releases) {
-  if (MountIdKindHere() == MountIdKind::kNone) return false;  // the ID would cost a mountinfo read
+  const MountIdKind kind = MountIdKindHere();
+  if (kind == MountIdKind::kNone) return false;  // the ID would cost a mountinfo read
+  const unsigned mask = kind == MountIdKind::kUnique ? STATX_MNT_ID_UNIQUE : STATX_MNT_ID;
   for (const StorageRelease& r : releases) {
     for (const MountRef& m : r.mounted) {
       uint64_t id = 0;
-      SysError e;
-      if (m.id == 0 || !MountIdAt(m.path, &id, &e) || id != m.id) return false;
+      bool root = false;
+      if (m.id == 0 || StatxMountId(m.path.c_str(), mask, &id, &root) != 1 || id != m.id || !root)
+        return false;
     }
   }
   return true;

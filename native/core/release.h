@@ -74,9 +74,10 @@ std::vector<size_t> DescendantsChildrenFirst(const std::vector<MountinfoEntry>& 
 // the finding that the mount was gone, is appended to `steps`.
 bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, std::vector<UnmountStep>* steps,
                   SysError* error);
-// The same with `mount.id` of `kind` (as MountIdAt(path, kind, ...) gave it).
+// The same with `mount.id` of `kind` (as MountIdAt(path, kind, ...) gave it). `on_top`: the
+// caller has just found the recorded mount the topmost one at its path, the fast path's statx.
 bool ReleaseMount(const MountRef& mount, const UmountOptions& opts, MountIdKind kind,
-                  std::vector<UnmountStep>* steps, SysError* error);
+                  std::vector<UnmountStep>* steps, SysError* error, bool on_top = false);
 
 // One storage to release: its mounts and created paths as recorded, in the order they were made.
 struct StorageRelease {
@@ -102,16 +103,19 @@ struct ReleaseOutcome {
 
 // StorageDevice::cleanup for one storage: its mounts released newest first (ReleaseMount), then,
 // only when they all went, what it created, newest first.
+// `on_top`: RecordedOnTop() just found every recorded mount the topmost one at its path, so the
+// first unmount of each goes by path without asking statx again (the same window the fast path's
+// own statx-then-umount2 has; a statx is about a tenth of a tmpfs release).
 void ReleaseStorage(const StorageRelease& release, const UmountOptions& umount,
-                    ReleaseOutcome* outcome);
+                    ReleaseOutcome* outcome, bool on_top = false);
 
 // ReleaseStorage for each of `releases`, in the order given; a failure of one does not stop the
 // others.
 void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOptions& umount,
-                     std::vector<ReleaseOutcome>* outcomes);
+                     std::vector<ReleaseOutcome>* outcomes, bool on_top = false);
 
-// True when every recorded mount of `releases` is still the topmost mount at its path (one statx
-// each), so each release is the fast path's umount2 unless something is mounted beneath it; false
+// True when every recorded mount of `releases` is still the topmost mount at its path, the root
+// of the mount with its recorded ID (one statx each), so each release is the fast path's umount2 unless something is mounted beneath it; false
 // when one is not (gone, something stacked on it, unknown ID) or this kernel's statx gives no
 // mount ID. A caller about to run a release on a thread that must not wait (memory-only mounts
 // it made) runs it there only then: a mount found stacked on ours is someone else's, of any kind.
