@@ -478,8 +478,8 @@ Napi::Value ReleaseStorages(const Napi::CallbackInfo& info) {
   if (info[4].ToBoolean() && umount.busy_timeout_ms == 0 && n <= kMaxStoragesHere && !trees &&
       kata::RecordedOnTop(releases)) {
     auto settled = Napi::Promise::Deferred::New(env);
-    settled.Resolve(RunJobHere(env, ReleaseData{std::move(releases), umount, {}, true},
-                               ReleaseWork, ReleasedStorages));
+    settled.Resolve(RunJobHere(env, ReleaseData{std::move(releases), umount, {}, true}, ReleaseWork,
+                               ReleasedStorages));
     return settled.Promise();
   }
   return StartJob(env, ReleaseData{std::move(releases), umount, {}}, ReleaseWork, ReleasedStorages);

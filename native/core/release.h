@@ -115,10 +115,11 @@ void ReleaseStorages(const std::vector<StorageRelease>& releases, const UmountOp
                      std::vector<ReleaseOutcome>* outcomes, bool on_top = false);
 
 // True when every recorded mount of `releases` is still the topmost mount at its path, the root
-// of the mount with its recorded ID (one statx each), so each release is the fast path's umount2 unless something is mounted beneath it; false
-// when one is not (gone, something stacked on it, unknown ID) or this kernel's statx gives no
-// mount ID. A caller about to run a release on a thread that must not wait (memory-only mounts
-// it made) runs it there only then: a mount found stacked on ours is someone else's, of any kind.
+// of the mount with its recorded ID (one statx each), so each release is the fast path's umount2
+// unless something is mounted beneath it; false when one is not (gone, something stacked on it,
+// unknown ID) or this kernel's statx gives no mount ID. A caller about to run a release on a thread
+// that must not wait (memory-only mounts it made) runs it there only then: a mount found stacked on
+// ours is someone else's, of any kind.
 bool RecordedOnTop(const std::vector<StorageRelease>& releases);
 
 // Whether each recorded mount is still in place, as a restarted process finds it: a mount with
