@@ -137,37 +137,62 @@ RootListing ReadRootListing(int root_fd) {
 
 bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel,
                     BeneathError* result, std::string* bad, SysError* error,
-                    const RootListing* listing) {
+                    const RootListing* listing, BeneathReach* reach) {
   *result = BeneathError::kNone;
   Fd owned;  // the directory reached so far, once it is no longer the root
   int fd = root_fd;
   const std::vector<std::string> parts = Components(rel);
   std::string shown = root;
+  // The walk is clean as far as it went: the first `depth` components are `owned`.
+  auto clean = [&](size_t depth) {
+    if (reach != nullptr) {
+      reach->dir = std::move(owned);
+      reach->depth = depth;
+    }
+    return true;
+  };
   for (size_t i = 0; i < parts.size(); ++i) {
     shown = Join(shown, parts[i]);
+    const bool last = i + 1 == parts.size();
     mode_t type;
-    if (i > 0 || !ListedType(listing, parts[i], &type)) {
+    const bool listed = i == 0 && ListedType(listing, parts[i], &type);
+    if (!last && !listed) {
+      // A component on the way: opening it as a directory without following a symlink answers
+      // "a directory" in one call; only a refusal needs the lstat that says why.
+      Fd next(openat(fd, parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (next.ok()) {
+        owned = std::move(next);
+        fd = owned.get();
+        continue;
+      }
+      if (errno == ENOENT) return clean(i);
+      if (errno != ENOTDIR && errno != ELOOP) {
+        error->Set(errno, "open", shown);
+        return false;
+      }
+    }
+    if (!listed) {
       struct stat st;
       if (fstatat(fd, parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) return true;
+        if (errno == ENOENT) return clean(i);
         error->Set(errno, "lstat", shown);
         return false;
       }
       type = st.st_mode & S_IFMT;
     }
-    if (type == 0) return true;  // not listed: not there
+    if (type == 0) return clean(i);  // not listed: not there
     if (S_ISLNK(type)) {
       *result = BeneathError::kSymlink;
       *bad = shown;
       return true;
     }
-    const bool last = i + 1 == parts.size();
-    if (last) return true;
+    if (last) return clean(i);
     if (!S_ISDIR(type)) {
       *result = BeneathError::kNotDir;
       *bad = shown;
       return true;
     }
+    // Listed as a directory, or one swapped in since the open above refused it.
     Fd next(openat(fd, parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next.ok()) {
       error->Set(errno, "open", shown);
@@ -176,7 +201,7 @@ bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel
     owned = std::move(next);
     fd = owned.get();
   }
-  return true;
+  return clean(parts.size());
 }
 
 bool MakeBeneath(const std::string& root, const std::string& rel, unsigned mode, bool leaf_file,

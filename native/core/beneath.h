@@ -43,15 +43,24 @@ struct RootListing {
 };
 RootListing ReadRootListing(int root_fd);
 
+// Where a clean CheckBeneathAt walk got to: the deepest directory of `rel` it opened (O_PATH,
+// reached without following a symlink) and how many of rel's components lead to it (0: it opened
+// none, the root itself is as far as it got).
+struct BeneathReach {
+  Fd dir;
+  size_t depth = 0;
+};
+
 // The same two steps from a root already open (one open per root for a whole request).
 // CheckBeneathAt's `root` and MakeBeneathAt's are only for the paths reported. With `listing`,
 // the first component's type comes from it when it settles the lookup (absent, or a known type);
-// the verdicts are the walk's own either way. With `leaf`, the mount point's own descriptor is
-// handed back (a directory, or an O_PATH file): the target a mount goes onto without resolving
-// its path again.
+// the verdicts are the walk's own either way. With `reach`, a clean walk hands over where it got,
+// so the creation can go on from there instead of walking the existing components again. With
+// `leaf`, the mount point's own descriptor is handed back (a directory, or an O_PATH file): the
+// target a mount goes onto without resolving its path again.
 bool CheckBeneathAt(int root_fd, const std::string& root, const std::string& rel,
                     BeneathError* result, std::string* bad, SysError* error,
-                    const RootListing* listing = nullptr);
+                    const RootListing* listing = nullptr, BeneathReach* reach = nullptr);
 bool MakeBeneathAt(int root_fd, const std::string& root, const std::string& rel, unsigned mode,
                    bool leaf_file, std::vector<std::string>* created, SysError* error, Fd* leaf);
 

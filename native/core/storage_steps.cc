@@ -72,37 +72,57 @@ bool Ownership(const StorageJob& job, const std::string& target, StorageOutcome*
 // of walking and reopening every component above it again. It was reached component by
 // component without following a symlink, as a new walk from the root would reach it.
 struct OpenParent {
-  std::string root;
-  std::string rel;
+  std::string path;
   Fd fd;
 };
 
-// MakeBeneathAt for `point`, from `parent` when the point lies directly in it; otherwise the
-// parent is walked to (created if missing) from the root first and becomes `parent`. What either
-// step creates is appended to `created`, in order.
-bool MakeMountPoint(int root_fd, const MountPointSteps& point, OpenParent* parent,
+// Where a mount point's creation starts: a directory already reached without following a
+// symlink (the allowed root, or as far as the check's walk got), its path, and the rest of the
+// mount point below it (at least its last component: the check never opens that one).
+struct WalkStart {
+  int fd;
+  std::string path;
+  std::string rel;
+};
+
+// True when `path` is `target` or lies beneath it: a mount at `target` hides it.
+bool Beneath(const std::string& path, const std::string& target) {
+  return path == target || (path.size() > target.size() && path[target.size()] == '/' &&
+                            path.compare(0, target.size(), target) == 0);
+}
+
+// MakeBeneathAt for the mount point `from` leads to, from `parent` when the point lies directly in
+// it; otherwise its directory is walked to (created if missing) from `from` first and becomes
+// `parent`. What either step creates is appended to `created`, in order.
+bool MakeMountPoint(const WalkStart& from, const MountPointSteps& point, OpenParent* parent,
                     std::vector<std::string>* created, SysError* error, Fd* leaf) {
-  const size_t slash = point.rel.rfind('/');
+  const size_t slash = from.rel.rfind('/');
   if (slash == std::string::npos) {
-    return MakeBeneathAt(root_fd, point.root, point.rel, point.mode, point.leaf_file, created,
-                         error, leaf);
+    return MakeBeneathAt(from.fd, from.path, from.rel, point.mode, point.leaf_file, created, error,
+                         leaf);
   }
-  const std::string dir = point.rel.substr(0, slash);
+  const std::string dir = from.rel.substr(0, slash);
+  const std::string dir_path = Join(from.path, dir);
   std::vector<std::string> made;
-  if (!parent->fd.ok() || parent->root != point.root || parent->rel != dir) {
+  if (!parent->fd.ok() || parent->path != dir_path) {
     parent->fd.reset();
     const bool ok =
-        MakeBeneathAt(root_fd, point.root, dir, point.mode, false, &made, error, &parent->fd);
+        MakeBeneathAt(from.fd, from.path, dir, point.mode, false, &made, error, &parent->fd);
     created->insert(created->end(), made.begin(), made.end());
     if (!ok) return false;
-    parent->root = point.root;
-    parent->rel = dir;
+    parent->path = dir_path;
   }
-  const bool ok =
-      MakeBeneathAt(parent->fd.get(), Join(point.root, dir), point.rel.substr(slash + 1),
-                    point.mode, point.leaf_file, &made, error, leaf);
+  const bool ok = MakeBeneathAt(parent->fd.get(), dir_path, from.rel.substr(slash + 1), point.mode,
+                                point.leaf_file, &made, error, leaf);
   created->insert(created->end(), made.begin(), made.end());
   return ok;
+}
+
+// `rel` without its first `depth` components.
+std::string After(const std::string& rel, size_t depth) {
+  size_t at = 0;
+  for (size_t k = 0; k < depth; ++k) at = rel.find('/', at) + 1;
+  return rel.substr(at);
 }
 
 // Undoes `undo` newest first; what could not be undone stays in it.
@@ -170,6 +190,10 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
   std::map<std::string, size_t> per_root;
   for (const StorageJob& job : jobs) ++per_root[job.point.root];
   std::map<std::string, RootListing> listed;
+  // Where each check's walk got, for the creation to go on from (a descriptor each, so only for
+  // requests of a usual size; a larger one walks again).
+  constexpr size_t kKeepReachedUpTo = 64;
+  std::vector<BeneathReach> reached(jobs.size() <= kKeepReachedUpTo ? jobs.size() : 0);
   for (size_t i = 0; i < jobs.size(); ++i) {
     const MountPointSteps& p = jobs[i].point;
     const int fd = root_fd(p.root, false);
@@ -181,14 +205,15 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       if (it == listed.end()) it = listed.emplace(p.root, ReadRootListing(fd)).first;
       listing = &it->second;
     }
-    if ((fd < 0 ||
-         !CheckBeneathAt(fd, p.root, p.rel, &refusal->stop, &refusal->path, error, listing)) ||
+    if ((fd < 0 || !CheckBeneathAt(fd, p.root, p.rel, &refusal->stop, &refusal->path, error,
+                                   listing, i < reached.size() ? &reached[i] : nullptr)) ||
         refusal->stop != BeneathError::kNone) {
       *failed = i;
       return false;
     }
   }
   OpenParent parent;
+  std::vector<std::string> targets;  // this job's mounts so far, which may hide a reached directory
   for (size_t i = 0; i < jobs.size(); ++i) {
     const StorageJob& job = jobs[i];
     StorageOutcome& out = (*outcomes)[i];
@@ -197,8 +222,19 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
     bool ok = fd >= 0;
     if (ok) {
       Fd leaf;
-      ok = MakeMountPoint(fd, job.point, &parent, &out.undo.created, error, &leaf);
       std::string target = Join(job.point.root, job.point.rel);
+      WalkStart from{fd, job.point.root, job.point.rel};
+      if (i < reached.size() && reached[i].dir.ok()) {
+        // The check's walk got this far over directories that exist: go on from there, unless a
+        // mount this job made since covers them (the walk must then cross into it).
+        const std::string rest = After(job.point.rel, reached[i].depth);
+        const std::string path =
+            Join(job.point.root, job.point.rel.substr(0, job.point.rel.size() - rest.size() - 1));
+        bool hidden = false;
+        for (const std::string& t : targets) hidden = hidden || Beneath(path, t);
+        if (!hidden) from = WalkStart{reached[i].dir.get(), path, rest};
+      }
+      ok = MakeMountPoint(from, job.point, &parent, &out.undo.created, error, &leaf);
       MountRef made;
       if (ok) {
         MountRequest request;
@@ -214,16 +250,13 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
         const char* fstype = job.fstype.empty() ? nullptr : job.fstype.c_str();
         ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, error, request);
       }
-      if (ok && parent.fd.ok()) {
+      if (ok && parent.fd.ok() && Beneath(parent.path, target)) {
         // A mount on the kept directory, or above it, hides it: later mount points there must
         // be walked to again, onto the new mount.
-        const std::string kept = Join(parent.root, parent.rel);
-        if (kept == target || (kept.size() > target.size() && kept[target.size()] == '/' &&
-                               kept.compare(0, target.size(), target) == 0)) {
-          parent.fd.reset();
-        }
+        parent.fd.reset();
       }
       if (ok) {
+        targets.push_back(target);
         made.path = target;
         out.undo.mounted.push_back(std::move(made));
         CrashPoint();

@@ -62,6 +62,53 @@ KATA_TEST(check_beneath_reports_symlinks_and_non_dirs) {
   Cleanup(root);
 }
 
+KATA_TEST(check_beneath_hands_over_the_deepest_directory_it_reached) {
+  const std::string root = TempDir();
+  mkdir((root + "/a").c_str(), 0755);
+  mkdir((root + "/a/b").c_str(), 0755);
+  symlink("/etc", (root + "/a/link").c_str());
+  const int root_fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CHECK(root_fd >= 0);
+  BeneathError r;
+  std::string bad;
+  SysError e;
+  struct stat want, got;
+  {
+    // a/b exist, c does not: the walk got to a/b, two components down.
+    kata::BeneathReach reach;
+    CHECK(kata::CheckBeneathAt(root_fd, root, "a/b/c/d", &r, &bad, &e, nullptr, &reach));
+    CHECK(r == BeneathError::kNone);
+    CHECK_EQ(reach.depth, size_t{2});
+    CHECK(reach.dir.ok());
+    CHECK(stat((root + "/a/b").c_str(), &want) == 0 && fstat(reach.dir.get(), &got) == 0);
+    CHECK(want.st_ino == got.st_ino && want.st_dev == got.st_dev);
+  }
+  {
+    // The mount point itself exists: the walk stops at its directory, never opening it.
+    kata::BeneathReach reach;
+    CHECK(kata::CheckBeneathAt(root_fd, root, "a/b", &r, &bad, &e, nullptr, &reach));
+    CHECK(r == BeneathError::kNone);
+    CHECK_EQ(reach.depth, size_t{1});
+  }
+  {
+    // Nothing on the way exists: the root is as far as it got, no descriptor handed over.
+    kata::BeneathReach reach;
+    CHECK(kata::CheckBeneathAt(root_fd, root, "x/y", &r, &bad, &e, nullptr, &reach));
+    CHECK(r == BeneathError::kNone);
+    CHECK_EQ(reach.depth, size_t{0});
+    CHECK(!reach.dir.ok());
+  }
+  {
+    // A symlink on the way is still refused by name, whichever call found it.
+    kata::BeneathReach reach;
+    CHECK(kata::CheckBeneathAt(root_fd, root, "a/link/x", &r, &bad, &e, nullptr, &reach));
+    CHECK(r == BeneathError::kSymlink);
+    CHECK_EQ(bad, root + "/a/link");
+  }
+  close(root_fd);
+  Cleanup(root);
+}
+
 KATA_TEST(make_beneath_creates_only_what_is_missing_and_refuses_symlinks) {
   const std::string root = TempDir();
   std::vector<std::string> created;

@@ -4,7 +4,7 @@
 // /proc/self/mountinfo and the tree under the root; the addon is only counted, never faked.
 import t from 'tap';
 import * as diagnostics_channel from 'node:diagnostics_channel';
-import { mkdirSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, StorageError, storageTracing } from '../../lib/index';
 import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../../lib/native';
@@ -126,6 +126,33 @@ t.test('one native job per request', { skip: cannotMount }, async (t) => {
       await sb.destroy();
       t.equal(mountSnapshot(), before, 'all released');
       t.equal(treeSnapshot(root), tree, 'and the tree as before');
+    },
+  );
+
+  t.test(
+    'mount points under directories that exist: made from where the check got, unless a mount of the request covers them',
+    async (t) => {
+      const root = scratchDir(t);
+      mkdirSync(join(root, 'p/d'), { recursive: true });
+      mkdirSync(join(root, 'k/d'), { recursive: true });
+      writeFileSync(join(root, 'p/d/under'), 'hidden below the mount');
+      const before = mountSnapshot();
+      const tree = treeSnapshot(root);
+      const sb = new Sandbox({ allowedRoots: [root] });
+      // The check walks to p/d and k/d before anything is mounted. p/d/r's walk then ends under the
+      // tmpfs put on p/d, and k/d/s's under the one put on k (above it): both must cross into them.
+      const points = ['p/d/q', 'p/d', 'p/d/r', 'k', 'k/d/s', 'p/x/y'].map((p) => join(root, p));
+      await sb.addStorages(points.map((p) => tmpfs(p)));
+      const [q, d, r, k, s, y] = points.map((p) => mountAt(p));
+      // Parents first: p/d is mounted before p/d/q and p/d/r, k before k/d/s.
+      t.equal(q?.parent, d?.id, 'p/d/q on the tmpfs mounted on p/d, not in the directory beneath it');
+      t.equal(r?.parent, d?.id, 'p/d/r likewise');
+      t.equal(s?.parent, k?.id, 'k/d/s on the tmpfs mounted on k, above the directory the check reached');
+      t.ok(y !== undefined && y.parent === d?.parent && y.parent === k?.parent, 'p/x/y beside them, in p');
+      t.ok(statSync(join(root, 'p/x')).isDirectory(), 'p/x created on the way');
+      await sb.destroy();
+      t.equal(mountSnapshot(), before, 'all released');
+      t.equal(treeSnapshot(root), tree, 'and the tree as before: p/d/under kept, what was made removed');
     },
   );
 
