@@ -97,7 +97,9 @@ export interface StorageHandler {
    * request order, each create() getting its result as `ctx.devices`: a request's latency is its
    * longest wait, not the sum (Kata's agent waits storage by storage). When the request fails, or
    * the storage's mount point is held by the time its turn comes, its waits are aborted through
-   * `ctx.signal` and their result is never used.
+   * `ctx.signal` and their result is never used; the request settles only once devices() has, so
+   * devices() must settle promptly when `ctx.signal` aborts (the built-in finders reject with
+   * ABORT_ERR at once and free their native waiter).
    */
   devices?(storage: PreparedStorage, ctx: DeviceContext): Promise<string[]>;
   /** Makes the storage exist; resolves with the path to hold (normally the mount point). */
