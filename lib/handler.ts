@@ -4,18 +4,34 @@
 import type { MountApi } from './mount';
 import type { Placement, PreparedStorage, Storage } from './storage';
 
-export interface StorageContext {
+/**
+ * What a handler's devices() gets: where to look for devices, how long to wait, and the channel
+ * to report each wait on. Its `signal` aborts the caller's request, and also this storage's waits
+ * alone when the request no longer needs them (it failed, or the mount point turned out held).
+ */
+export interface DeviceContext {
   readonly driver: string;
   readonly containerId?: string;
   readonly signal?: AbortSignal;
   readonly sysfsRoot: string;
   readonly devRoot: string;
+  readonly allowedRoots: readonly string[];
+  /** Milliseconds; counted from the request's start, when the Sandbox starts every wait at once. */
   readonly hotplugTimeoutMs: number;
+  /** Times a device wait and reports it on the `kata-storage:wait` channel. */
+  waitFor(source: string, wait: () => Promise<string>): Promise<string>;
+}
+
+export interface StorageContext extends DeviceContext {
+  /**
+   * What the handler's devices() resolved with for this storage, started when the request
+   * started; present exactly when the handler has devices(). Awaiting it rejects as the wait did.
+   */
+  readonly devices?: Promise<string[]>;
   /** How often watchable-bind storages poll their source (the Sandbox's watchIntervalMs). */
   readonly watchIntervalMs: number;
   /** The Sandbox's mount API, for mounts a handler makes outside create (watchable-bind's fallback). */
   readonly mountApi: MountApi | undefined;
-  readonly allowedRoots: readonly string[];
   /** Where the storage's mount point lies (its allowed root and the path below it). */
   readonly placement: Placement;
   /**
@@ -40,8 +56,6 @@ export interface StorageContext {
     options?: readonly string[],
     opts?: { file?: boolean; fsgid?: number },
   ): Promise<void>;
-  /** Times a device wait and reports it on the `kata-storage:wait` channel. */
-  waitFor(source: string, wait: () => Promise<string>): Promise<string>;
 }
 
 /** What StorageHandler.steps returns: the mount of the storage's mount point and what follows it. */
@@ -75,6 +89,19 @@ export interface StorageHandler {
    * returns (the driver's own options, parsed) reaches create() as `storage.driverData`.
    */
   validate?(storage: PreparedStorage, ctx: { allowedRoots: readonly string[]; containerId?: string }): unknown;
+  /**
+   * Built-in block drivers: finds the device nodes this storage needs (`/dev/vdb`), waiting up to
+   * `ctx.hotplugTimeoutMs` for a disk still being hot-plugged, in the order create() uses them.
+   * The Sandbox starts devices() for every storage of a request at once, right after validation
+   * (skipping storages whose mount point is already held), then makes the storages one by one in
+   * request order, each create() getting its result as `ctx.devices`: a request's latency is its
+   * longest wait, not the sum (Kata's agent waits storage by storage). When the request fails, or
+   * the storage's mount point is held by the time its turn comes, its waits are aborted through
+   * `ctx.signal` and their result is never used; the request settles only once devices() has, so
+   * devices() must settle promptly when `ctx.signal` aborts (the built-in finders reject with
+   * ABORT_ERR at once and free their native waiter).
+   */
+  devices?(storage: PreparedStorage, ctx: DeviceContext): Promise<string[]>;
   /** Makes the storage exist; resolves with the path to hold (normally the mount point). */
   create(storage: PreparedStorage, ctx: StorageContext): Promise<string>;
   /**

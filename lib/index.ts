@@ -41,6 +41,7 @@ export {
   defaultRegistry,
   type StorageHandler,
   type StorageContext,
+  type DeviceContext,
   type ReleaseContext,
   type ResumeContext,
   type StorageSteps,

@@ -4,7 +4,14 @@ import { StorageError, invalidArgType } from './errors';
 import type { StorageHandler } from './handler';
 import { STORAGE_HANDLERS } from './handlers/index';
 
-export type { ReleaseContext, ResumeContext, StorageContext, StorageHandler, StorageSteps } from './handler';
+export type {
+  DeviceContext,
+  ReleaseContext,
+  ResumeContext,
+  StorageContext,
+  StorageHandler,
+  StorageSteps,
+} from './handler';
 
 export class StorageHandlerRegistry {
   readonly #handlers = new Map<string, StorageHandler>();
@@ -13,6 +20,9 @@ export class StorageHandlerRegistry {
     if (typeof driver !== 'string' || driver === '') throw invalidArgType('driver', 'a non-empty string', driver);
     if (typeof handler !== 'object' || handler === null || typeof handler.create !== 'function') {
       throw invalidArgType('handler', 'an object with a create(storage, ctx) method', handler);
+    }
+    if (handler.devices !== undefined && typeof handler.devices !== 'function') {
+      throw invalidArgType('handler.devices', 'a function', handler.devices);
     }
     if (this.#handlers.has(driver)) {
       throw new StorageError(

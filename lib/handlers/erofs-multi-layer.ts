@@ -20,11 +20,11 @@ import {
   type WaitOptions,
 } from '../devices';
 import { DRIVER_BLK_PCI_TYPE, DRIVER_SCSI_TYPE } from '../drivers';
-import { StorageError } from '../errors';
+import { StorageError, abortError } from '../errors';
 import { MultiLayerMarkers as M, isLowerLayer, isUpperLayer } from './multi-layer';
 import { native } from '../native';
 import { parseMountOptions } from '../options';
-import type { StorageContext, StorageHandler } from '../handler';
+import type { DeviceContext, StorageContext, StorageHandler } from '../handler';
 import { validateStorage, type Storage } from '../storage';
 
 const MOUNT_UPPER = '{{ mount 0 }}';
@@ -152,7 +152,7 @@ function layout(storage: Storage, roots: readonly string[], containerId: string 
 // Kata's get_partition_device_path: /dev/vda -> /dev/vda1, /dev/nvme0n1 -> /dev/nvme0n1p1.
 const partitionPath = (disk: string, n: number): string => (/\d$/.test(disk) ? `${disk}p${n}` : `${disk}${n}`);
 
-async function layerDevice(s: Storage, ctx: StorageContext): Promise<string> {
+async function layerDevice(s: Storage, ctx: DeviceContext): Promise<string> {
   const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
   if (ctx.signal) opts.signal = ctx.signal;
   let dev = await ctx.waitFor(s.source, async () => {
@@ -163,10 +163,19 @@ async function layerDevice(s: Storage, ctx: StorageContext): Promise<string> {
   if (n !== undefined) {
     dev = partitionPath(dev, n);
     // The kernel scans the partition table on hot-plug; devtmpfs may lag (Kata polls 1 s).
-    for (let waited = 0; !existsSync(dev) && waited < 1000; waited += 50) await sleep(50);
+    for (let waited = 0; !existsSync(dev) && waited < 1000; waited += 50) {
+      if (ctx.signal?.aborted) throw abortError(ctx.signal);
+      await sleep(50);
+    }
   }
   assertBlockDevice(dev);
   return dev;
+}
+
+/** Every layer's disk, all waited for at once: the upper layer's first, then the lowers' in priority order. */
+function layerDevices(storage: Storage, ctx: DeviceContext): Promise<string[]> {
+  const { upper, lowers } = layout(storage, ctx.allowedRoots, ctx.containerId);
+  return Promise.all((upper ? [upper, ...lowers] : lowers).map((s) => layerDevice(s, ctx)));
 }
 
 async function makeDirs(mkdirs: readonly Mkdir[], base: Mkdir['base'], mount: string): Promise<void> {
@@ -200,13 +209,14 @@ export const erofsMultiLayerHandler: StorageHandler = {
     // counted relative to their directory), ERR_MOUNT_OPTIONS_TOO_LONG with the data.
     parseMountOptions(overlayOptions(baseDir(ctx), lowers.length));
   },
+  devices: layerDevices,
   async create(storage: Storage, ctx: StorageContext): Promise<string> {
     const { upper, lowers, mkdirs } = layout(storage, ctx.allowedRoots, ctx.containerId);
     const base = baseDir(ctx);
     const upperMount = join(base, 'upper');
     await ctx.makeDirectory(upperMount);
-    const layers = upper ? [upper, ...lowers] : lowers;
-    const devices = await Promise.all(layers.map((s) => layerDevice(s, ctx)));
+    // The Sandbox started the waits with the request; a caller of create() alone waits here.
+    const devices = await (ctx.devices ?? layerDevices(storage, ctx));
     if (upper) {
       // Whole option elements, as Kata filters them: a marker's value may hold a comma.
       const options = (upper.options ?? []).filter((o) => !o.startsWith('X-kata.'));

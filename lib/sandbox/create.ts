@@ -6,18 +6,83 @@ import { channels, timed } from '../events';
 import { abortedMountsSettled, checkPath, mountApiOf, mountRecorded } from '../mount';
 import { applyStorageJobs, native } from '../native';
 import { ownershipSkipped } from '../handlers/common';
-import type { StorageContext, StorageHandler } from '../registry';
+import type { DeviceContext, StorageContext, StorageHandler } from '../registry';
 import { allowedRootOf, beneathRefusal, placeMountPoint, type Placement, type PreparedStorage } from '../storage';
 import { StorageDevice } from '../storage-device';
 import { storageJob } from './job';
 import { cleanup } from './release';
 import { destroyedError, errorsOf, type StorageTable, type Taken } from './table';
 
+/** A storage's devices, being found since its request started, and how to stop looking. */
+export interface EarlyDevices {
+  readonly devices: Promise<string[]>;
+  /**
+   * Aborts the waits still running (their result is never used); resolves once devices() has
+   * settled, so each wait's `kata-storage:wait` event is out before the request settles.
+   */
+  cancel(): Promise<void>;
+}
+
+/** True when the next add of `path` only gains a reference (acquire's rule). */
+function heldNow(table: StorageTable, path: string): boolean {
+  const e = table.entries.get(path);
+  return e !== undefined && !(e.refcount === 0 && e.cleanupPending);
+}
+
+/**
+ * Starts devices() for every storage of a request whose handler has it and whose mount point is
+ * not held, all at once, each under its own AbortController joined to the caller's `signal`: a
+ * request's latency is then its longest wait rather than the sum. Each promise has a handler
+ * attached now, so a wait whose storage is never reached (the request failed first) cannot
+ * become an unhandled rejection; the storage's create() still sees its rejection.
+ */
+export function startDevices(
+  table: StorageTable,
+  plan: readonly { storage: PreparedStorage; handler: StorageHandler }[],
+  containerId: string | undefined,
+  signal: AbortSignal | undefined,
+): (EarlyDevices | undefined)[] {
+  return plan.map(({ storage, handler }) =>
+    heldNow(table, storage.mountPoint) ? undefined : startDevicesOf(table, storage, handler, containerId, signal),
+  );
+}
+
+/** devices() of one storage, started now under its own AbortController (undefined: the handler has none). */
+function startDevicesOf(
+  table: StorageTable,
+  storage: PreparedStorage,
+  handler: StorageHandler,
+  containerId: string | undefined,
+  signal: AbortSignal | undefined,
+): EarlyDevices | undefined {
+  if (handler.devices === undefined) return undefined;
+  const own = new AbortController();
+  const joined = signal === undefined ? own.signal : AbortSignal.any([signal, own.signal]);
+  let devices: Promise<string[]>;
+  try {
+    devices = handler.devices(storage, deviceContext(table, storage, containerId, joined));
+  } catch (err) {
+    devices = Promise.reject(err as Error);
+  }
+  const settled = devices.then(
+    () => {},
+    () => {},
+  );
+  return {
+    devices,
+    cancel: () => {
+      own.abort();
+      return settled;
+    },
+  };
+}
+
 /**
  * One storage of a request, under its mount point's lock: a held mount point only gains a
- * reference (one whose cleanup is owed is finished first); otherwise the handler's create() makes
- * it through a recording context, and a failure undoes exactly what it recorded. `held` is what
- * create() returned (the mount point when it returned nothing).
+ * reference (one whose cleanup is owed is finished first), and `early` devices are cancelled
+ * unused; otherwise the handler's create() makes it through a recording context (given `early`
+ * devices, or devices() started now), and a failure undoes exactly what it recorded. `held` is
+ * what create() returned (the mount point when it returned nothing).
  */
 export function acquire(
   table: StorageTable,
@@ -26,6 +91,7 @@ export function acquire(
   handler: StorageHandler,
   containerId: string | undefined,
   signal: AbortSignal | undefined,
+  early?: EarlyDevices,
 ): Promise<{ taken: Taken; held: string }> {
   const path = storage.mountPoint;
   return table.locks.withLock(path, async () => {
@@ -35,16 +101,26 @@ export function acquire(
       // Half torn down: finish the job first; if that still fails, this request fails too.
       await cleanup(table, existing, 'release');
     } else if (existing) {
+      // Held meanwhile (an earlier storage of the request, another request, setSandboxStorage):
+      // nothing is mounted, so the device is not needed.
+      await early?.cancel();
       existing.refcount++;
       return { taken: { path, created: false }, held: path };
     }
     const e = new StorageDevice(path, storage.driver, storage.shared === true);
     e.storage = storage;
     e.handler = handler;
-    const ctx = context(table, e, storage, placement, containerId, signal);
+    // Not held when the request started, or held then and released since: its wait starts now.
+    const devices = early ?? startDevicesOf(table, storage, handler, containerId, signal);
+    const ctx = context(table, e, storage, placement, containerId, signal, devices?.devices);
     let held: string;
     try {
-      held = await handler.create(storage, ctx);
+      try {
+        held = await handler.create(storage, ctx);
+      } finally {
+        // Used by now, or create() failed without using it: a wait still running is not needed.
+        await devices?.cancel();
+      }
       // destroy() ran meanwhile: it did not see this entry, so it must not outlive the call.
       if (table.destroyed) throw destroyedError();
     } catch (err) {
@@ -67,6 +143,33 @@ export function acquire(
   });
 }
 
+/** The DeviceContext a handler's devices() gets; each wait is published on `kata-storage:wait`. */
+function deviceContext(
+  table: StorageTable,
+  storage: PreparedStorage,
+  containerId: string | undefined,
+  signal: AbortSignal | undefined,
+): DeviceContext {
+  return {
+    driver: storage.driver,
+    containerId,
+    signal,
+    sysfsRoot: table.settings.sysfsRoot,
+    devRoot: table.settings.devRoot,
+    allowedRoots: table.settings.allowedRoots,
+    hotplugTimeoutMs: table.settings.hotplugTimeoutMs,
+    waitFor(source, wait) {
+      return timed(channels.wait, wait, (durationMs, error, device) => ({
+        driver: storage.driver,
+        source,
+        device,
+        durationMs,
+        error,
+      }));
+    },
+  };
+}
+
 /** The StorageContext a handler's create() gets: each mount and directory it makes is recorded in `e`. */
 function context(
   table: StorageTable,
@@ -75,8 +178,10 @@ function context(
   placement: Placement,
   containerId: string | undefined,
   signal: AbortSignal | undefined,
+  early: Promise<string[]> | undefined,
 ): StorageContext {
   const { allowedRoots, mountApi } = table.settings;
+
   const make = async (target: string, p: Placement, file: boolean): Promise<string[]> => {
     // Directories an earlier storage left behind on the way become this entry's (shallowest
     // first, before what is created now), so its release removes them and nobody else does.
@@ -115,15 +220,10 @@ function context(
     };
   };
   return {
-    driver: storage.driver,
-    containerId,
-    signal,
-    sysfsRoot: table.settings.sysfsRoot,
-    devRoot: table.settings.devRoot,
-    hotplugTimeoutMs: table.settings.hotplugTimeoutMs,
+    ...deviceContext(table, storage, containerId, signal),
+    ...(early === undefined ? {} : { devices: early }),
     watchIntervalMs: table.settings.watchIntervalMs,
     mountApi: table.settings.mountApi,
-    allowedRoots: table.settings.allowedRoots,
     placement,
     async makeMountPoint(opts = {}) {
       if ((await make(storage.mountPoint, placement, opts.file === true)).includes(storage.mountPoint))
@@ -187,15 +287,6 @@ function context(
         },
         (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error, skipped),
       );
-    },
-    waitFor(source, wait) {
-      return timed(channels.wait, wait, (durationMs, error, device) => ({
-        driver: storage.driver,
-        source,
-        device,
-        durationMs,
-        error,
-      }));
     },
   };
 }

@@ -1,13 +1,14 @@
 // The request runner: a request is validated and parsed whole, ordered parents first, then made as
 // one native job (every storage has steps) or storage by storage through the handlers' create(),
-// every reference it took given back in reverse order if one fails. RemoveContainer gives back
+// every reference it took given back in reverse order if one fails. The devices such a request
+// needs are all looked for from its start, so it waits as long as its slowest device. RemoveContainer gives back
 // exactly what a container's requests took.
 import { StorageError, abortError, invalidArgType } from '../errors';
 import { tracePromise } from '../events';
 import { groupMultiLayer } from '../handlers/multi-layer';
 import { inCallerOrder, parentsFirst } from '../request-order';
 import { checkPlacement, normalizeStorage, validateStorage, type PreparedStorage } from '../storage';
-import { acquire } from './create';
+import { acquire, startDevices } from './create';
 import { addAsOneJob, stepsOf } from './job';
 import { release, releaseAsOneJob, releaseJobs, retryPending } from './release';
 import { destroyedError, errorsOf, type StorageTable, type Taken } from './table';
@@ -78,21 +79,27 @@ export async function add(
     );
   }
   for (const { storage, placement } of plan) checkPlacement(storage.mountPoint, placement);
+  // Every device the request needs is looked for from now, all at once; the storages are still
+  // made one by one in order, each using its own wait's result.
+  const early = startDevices(table, plan, containerId, signal);
   const taken: Taken[] = [];
   const held: string[] = [];
   try {
-    for (const item of plan) {
+    for (let i = 0; i < plan.length; i++) {
       if (signal?.aborted) throw abortError(signal);
+      const item = plan[i]!;
       const { storage } = item;
       const r = await tracePromise(
         'storage',
         () => ({ driver: storage.driver, mountPoint: storage.mountPoint, containerId, storage }),
-        () => acquire(table, storage, item.placement, item.handler, containerId, signal),
+        () => acquire(table, storage, item.placement, item.handler, containerId, signal, early[i]),
       );
       taken.push(r.taken);
       held.push(r.held);
     }
   } catch (err) {
+    // The storages not reached will not be made: their waits stop now, before the rollback.
+    await Promise.all(early.map((e) => e?.cancel()));
     const rollbackErrors: Error[] = [];
     for (let i = taken.length - 1; i >= 0; i--) {
       try {

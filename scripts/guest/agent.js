@@ -10,6 +10,7 @@
 // Which scenarios run is the plan named on the kernel command line (kata.plan=...).
 'use strict';
 const { spawn } = require('node:child_process');
+const diagnostics = require('node:diagnostics_channel');
 const fs = require('node:fs');
 const path = require('node:path');
 const ks = require('/opt/kata/node_modules/kata-storage');
@@ -281,6 +282,72 @@ async function restartScenario(disk) {
     } finally {
       for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       fs.rmSync(statePath, { force: true });
+    }
+  });
+}
+
+/**
+ * One request, two blk disks the runtime has not plugged yet: the host plugs the first once the
+ * guest is waiting for it and the second a second later. The request must wait for both at once
+ * (every wait traced as started before either ends) and mount both; removeContainer leaves
+ * mountinfo and the tree as before.
+ */
+async function concurrentWaitsScenario() {
+  await scenario('two late disks of one request are waited for at once', async () => {
+    const c = `${ROOT}/c6`;
+    const disks = [
+      { id: 'concurrent-a', source: '11/00', point: `${c}/a` },
+      { id: 'concurrent-b', source: '12/00', point: `${c}/b` },
+    ];
+    const before = snapshot();
+    const trace = [];
+    const started = new Map();
+    const onStart = (m) => {
+      trace.push(`start ${m.source}`);
+      started.get(m.source)?.();
+    };
+    const onEnd = (m) => trace.push(`end ${m.source}`);
+    const whenStarted = (source) =>
+      new Promise((resolve) => {
+        if (trace.includes(`start ${source}`)) resolve();
+        else started.set(source, resolve);
+      });
+    diagnostics.subscribe('tracing:kata-storage:wait:start', onStart);
+    diagnostics.subscribe('tracing:kata-storage:wait:asyncEnd', onEnd);
+    try {
+      const t0 = Date.now();
+      const pending = sandbox.addStorages(
+        disks.map((d) => ({ driver: DRIVER_BLK_PCI_TYPE, source: d.source, fstype: 'ext4', mountPoint: d.point })),
+        { containerId: 'c6' },
+      );
+      // The runtime answers the guest: each disk is plugged only once the guest waits for it,
+      // the second a second after the first.
+      await whenStarted(disks[0].source);
+      say('plug', { id: disks[0].id });
+      await sleep(1000);
+      await whenStarted(disks[1].source);
+      say('plug', { id: disks[1].id });
+      await pending;
+      const ms = Date.now() - t0;
+      say('mounted', { id: disks[0].id });
+      say('mounted', { id: disks[1].id });
+      const firstEnd = trace.findIndex((e) => e.startsWith('end '));
+      const starts = trace.filter((e) => e.startsWith('start '));
+      check(
+        'concurrent waits: both disks were awaited at once (both waits started before either ended)',
+        starts.length === 2 && firstEnd >= 2,
+        `${JSON.stringify(trace)} in ${ms} ms`,
+      );
+      for (const d of disks) proveMount(`concurrent waits: blk ${d.source}`, d.point, 'ext4', d.id, /^\/dev\/vd/);
+      await sandbox.removeContainer('c6');
+      check(
+        'concurrent waits: removeContainer leaves mountinfo and the tree as before the request',
+        snapshot() === before,
+        snapshot(),
+      );
+    } finally {
+      diagnostics.unsubscribe('tracing:kata-storage:wait:start', onStart);
+      diagnostics.unsubscribe('tracing:kata-storage:wait:asyncEnd', onEnd);
     }
   });
 }
@@ -632,6 +699,8 @@ async function q35() {
       JSON.stringify(mounts(`${ROOT}/c4`)),
     );
   });
+
+  await concurrentWaitsScenario();
 
   await restartScenario({ driver: DRIVER_BLK_PCI_TYPE, source: '10/00' });
 

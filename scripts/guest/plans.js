@@ -213,6 +213,8 @@ function planSpec(plan, { work, cache, virtiofs }) {
       ...rootPort(5, '0e.0'),
       ...rootPort(6, '0f.0'),
       ...rootPort(7, '10.0'),
+      ...rootPort(8, '11.0'),
+      ...rootPort(9, '12.0'),
     ],
     cmdline: `console=ttyS0 kata.plan=q35${virtiofs ? ' kata.virtiofs=1' : ''}`,
     devices: {
@@ -247,6 +249,9 @@ function planSpec(plan, { work, cache, virtiofs }) {
           erofsImage(work, 'ml-lower1', { 'b.txt': 'from lower 1\n', 'shared.txt': 'lower 1 loses\n' }),
         ),
       ],
+      // One request's two disks, each plugged once the guest waits for it, the second a second later.
+      'concurrent-a': [blk('concurrent-a', 'rp8', '00.0', image(work, 'concurrent-a', 'concurrent-a'))],
+      'concurrent-b': [blk('concurrent-b', 'rp9', '00.0', image(work, 'concurrent-b', 'concurrent-b'))],
       // Plugged only for the retry, after the agent that waited for it was killed.
       restart: [blk('restart', 'rp7', '00.0', image(work, 'restart', 'restart'))],
     },

@@ -31,17 +31,29 @@ export function attachLoop(t: Teardown, opts: { sizeMb?: number; ext4?: boolean 
 }
 
 /** A loop device number that does not exist now (so its appearance is a real hot-plug). */
-export function unusedLoopNumber(): number {
+export function unusedLoopNumber(except: readonly number[] = []): number {
   for (let tries = 0; tries < 200; tries++) {
     const n = 300 + Math.floor(Math.random() * 700);
-    if (!existsSync(`/sys/block/loop${n}`) && !existsSync(`/dev/loop${n}`)) return n;
+    if (!except.includes(n) && !existsSync(`/sys/block/loop${n}`) && !existsSync(`/dev/loop${n}`)) return n;
   }
   throw new Error('no unused loop device number found');
 }
 
 /** Creates /dev/loop<n> over a fresh ext4 image (losetup creates the device), undone at teardown. */
 export function createLoopLater(t: Teardown, n: number): string {
+  return loopLater(t, n)();
+}
+
+/**
+ * An ext4 image made now and a function that, called later, creates /dev/loop<n> over it (a
+ * hot-plug without the mkfs in the way of the timing); undone at teardown once created.
+ */
+export function loopLater(t: Teardown, n: number): () => string {
   const img = image(t, 16, true);
+  return () => attachAs(t, n, img);
+}
+
+function attachAs(t: Teardown, n: number, img: string): string {
   const dev = `/dev/loop${n}`;
   execFileSync('losetup', [dev, img]);
   t.teardown(() => {

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { assertBlockDevice, type WaitOptions } from '../../devices';
 import { StorageError } from '../../errors';
 import { channels, timed, tracePromise } from '../../events';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../../handler';
+import type { DeviceContext, ReleaseContext, StorageContext, StorageHandler } from '../../handler';
 import type { PreparedStorage, Storage } from '../../storage';
 import {
   VERITY_INFO,
@@ -88,15 +88,21 @@ function verityInfo(storage: Storage): DmVerityInfo | undefined {
  * waits for) the device node.
  */
 export function blockHandler(validateSource: (source: string) => void, resolve: Resolver): StorageHandler {
+  // The one disk this storage mounts, waited for when it is still being hot-plugged.
+  const devices = async (storage: PreparedStorage, ctx: DeviceContext): Promise<string[]> => {
+    const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
+    if (ctx.signal) opts.signal = ctx.signal;
+    return [await ctx.waitFor(storage.source, () => resolve(storage, opts))];
+  };
   return {
     validate(storage: Storage): void {
       validateSource(storage.source);
       checkDriverOptions(storage);
     },
+    devices,
     async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
-      const opts: WaitOptions = { sysfsRoot: ctx.sysfsRoot, devRoot: ctx.devRoot, timeoutMs: ctx.hotplugTimeoutMs };
-      if (ctx.signal) opts.signal = ctx.signal;
-      const device = await ctx.waitFor(storage.source, () => resolve(storage, opts));
+      // The Sandbox started the wait with the request; a caller of create() alone waits here.
+      const [device] = (await (ctx.devices ?? devices(storage, ctx))) as [string];
       const dev = assertBlockDevice(device);
       const verity = verityInfo(storage);
       if (verity) {
