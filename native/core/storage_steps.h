@@ -76,14 +76,12 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
                    size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
                    StorageRefusal* refusal);
 
-// At most this many storages run on the caller's thread: about 35 µs each to add and as much to
-// release, so a lone request holds the caller (Node's event loop) for at most about 5 ms; a larger
-// one goes to the pool. Measured at 100 storages per request, the pool made each storage's add
-// and release 112 µs where running here made it 87: the umount2(2) of a mount costs 40-46 µs on a
-// pool thread against 31-33 here (its expedited RCU grace period waits on the CPU the idle loop
-// thread left), more than the two thread hand-offs. Concurrent requests go to the pool whatever
-// their size (lib/native/jobs.ts), so the event loop keeps serving their completions.
-constexpr size_t kMaxStoragesHere = 128;
+// At most this many storages run on the caller's thread: about 40 µs each, so the caller (Node's
+// event loop) is held well under a millisecond; a larger request goes to the pool, where its two
+// thread hand-offs are small next to its work. (128 was measured too: at 100 storages per request
+// the adds gained what the unmounts lost, an unmount costing more on a thread that has been
+// running than on a pool thread just woken.)
+constexpr size_t kMaxStoragesHere = 16;
 
 // True when `fstype` lives in memory only (tmpfs, ramfs): mounting, unmounting and walking it
 // never waits on a device, a server or the disk.
