@@ -1,8 +1,8 @@
 // The request runner: a request is validated and parsed whole, ordered parents first, then made as
 // one native job (every storage has steps) or storage by storage through the handlers' create(),
 // every reference it took given back in reverse order if one fails. The devices such a request
-// needs are all looked for from its start, so it waits as long as its slowest device. RemoveContainer gives back
-// exactly what a container's requests took.
+// needs are all looked for from its start, so it waits as long as its slowest device.
+// RemoveContainer gives back exactly what a container's requests took.
 import { StorageError, abortError, invalidArgType } from '../errors';
 import { tracePromise } from '../events';
 import { groupMultiLayer } from '../handlers/multi-layer';
