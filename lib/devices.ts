@@ -3,7 +3,15 @@
 // native; this file checks arguments and shapes results and errors.
 import { statSync } from 'node:fs';
 import { constants } from 'node:os';
-import { StorageError, abortError, invalidArgType, invalidArgValue, systemError, type TargetFailure } from './errors';
+import {
+  StorageError,
+  abortError,
+  invalidArgType,
+  invalidArgValue,
+  notBlockDeviceMessage,
+  systemError,
+  type TargetFailure,
+} from './errors';
 import { tracePromise } from './events';
 import { native, type DeviceWaitResult, type UeventMonitorState } from './native';
 
@@ -341,7 +349,7 @@ export function assertBlockDevice(path: string): { major: number; minor: number 
   if (p.includes('\0')) throw invalidArgValue('path', p, 'must be a string without null bytes');
   const r = native.deviceNumber(p);
   if (r instanceof Error) throw r;
-  if (r[0] !== 0) throw new StorageError('ERR_NOT_BLOCK_DEVICE', `'${p}' is not a block device`, { value: p });
+  if (r[0] !== 0) throw new StorageError('ERR_NOT_BLOCK_DEVICE', notBlockDeviceMessage(p), { value: p });
   return { major: r[1]!, minor: r[2]! };
 }
 

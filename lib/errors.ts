@@ -234,9 +234,16 @@ function nativeCodeMessage(code: string, value: string, reason: string | undefin
       return `mount data of ${Buffer.byteLength(value)} bytes ${reason ?? 'is too long for mount(2)'}`;
     case 'ERR_INVALID_MOUNT_OPTION':
       return `mount option ${describeValue(value)} ${reason ?? 'is not supported'}`;
+    case 'ERR_NOT_BLOCK_DEVICE':
+      return notBlockDeviceMessage(value);
     default:
       return reason !== undefined ? `${reason}: '${value}'` : `${code}: ${JSON.stringify(value)}`;
   }
+}
+
+/** ERR_NOT_BLOCK_DEVICE's message, whether JS (assertBlockDevice) or a job's node check found it. */
+export function notBlockDeviceMessage(path: string): string {
+  return `'${path}' is not a block device`;
 }
 
 // CAP_SYS_ADMIN is bit 21 of the capability sets (linux/capability.h).

@@ -60,7 +60,16 @@ export interface StorageContext extends DeviceContext {
 
 /** What StorageHandler.steps returns: the mount of the storage's mount point and what follows it. */
 export interface StorageSteps {
+  /** The mount's source; with `device`, the storage's own (its bus address), replaced by the node found. */
   readonly source: string;
+  /**
+   * 'block': the source is the node the handler's devices() finds. The Sandbox waits for every
+   * device of the request at once, then runs the job, which checks each such node is a block
+   * device (stat(2), S_ISBLK; else ERR_NOT_BLOCK_DEVICE) before anything is touched.
+   */
+  readonly device?: 'block';
+  /** The mount point is a file (a device node bound onto it, vhost-user-blk). */
+  readonly file?: boolean;
   readonly fstype: string;
   readonly options: readonly string[];
   /** ephemeral's `fsgid=`: the mount root's group, and its setgid bit, after fsGroup. */
@@ -93,13 +102,14 @@ export interface StorageHandler {
    * Built-in block drivers: finds the device nodes this storage needs (`/dev/vdb`), waiting up to
    * `ctx.hotplugTimeoutMs` for a disk still being hot-plugged, in the order create() uses them.
    * The Sandbox starts devices() for every storage of a request at once, right after validation
-   * (skipping storages whose mount point is already held), then makes the storages one by one in
-   * request order, each create() getting its result as `ctx.devices`: a request's latency is its
-   * longest wait, not the sum (Kata's agent waits storage by storage). When the request fails, or
-   * the storage's mount point is held by the time its turn comes, its waits are aborted through
-   * `ctx.signal` and their result is never used; the request settles only once devices() has, so
-   * devices() must settle promptly when `ctx.signal` aborts (the built-in finders reject with
-   * ABORT_ERR at once and free their native waiter).
+   * (skipping storages whose mount point is already held): a request's latency is its longest
+   * wait, not the sum (Kata's agent waits storage by storage). A request whose storages all have
+   * steps is then one job once every device is found (a wait that fails ends it, nothing made);
+   * otherwise the storages are made one by one in request order, each create() getting its result
+   * as `ctx.devices`. When the request fails, or the storage's mount point is held by the time its
+   * turn comes, its waits are aborted through `ctx.signal` and their result is never used; the
+   * request settles only once devices() has, so devices() must settle promptly when `ctx.signal`
+   * aborts (the built-in finders reject with ABORT_ERR at once and free their native waiter).
    */
   devices?(storage: PreparedStorage, ctx: DeviceContext): Promise<string[]>;
   /** Makes the storage exist; resolves with the path to hold (normally the mount point). */
@@ -107,9 +117,10 @@ export interface StorageHandler {
   /**
    * Built-in drivers: the storage as steps the native core carries out, with the rest of the
    * request, in one job (mount point beneath its root, mount, fsGroup, then `fsgid`), recorded for
-   * release and rollback as create() would. Undefined when this storage needs create() (a device
-   * to wait for, huge pages, a pre-mount to accept). The Sandbox calls create() instead only when
-   * another storage of the request has no steps.
+   * release and rollback as create() would; a disk (`device: 'block'`) once devices() found it.
+   * Undefined when this storage needs create() (huge pages, mkfs, dm-verity, a pre-mount to
+   * accept). The Sandbox calls create() instead only when another storage of the request has no
+   * steps.
    */
   steps?(storage: PreparedStorage): StorageSteps | undefined;
   /** Cleanup other than the unmounts and directories the context recorded. */

@@ -18,6 +18,8 @@ export interface NativeStorageJob {
   /** The mount point is a file (a device node is bound onto it). */
   leafFile: boolean;
   source: string;
+  /** The source is a disk a device lookup found: the job checks it is a block device node first. */
+  sourceBlock: boolean;
   fstype: string;
   options: readonly string[];
   /** 0 auto, 1 new, 2 legacy. */
@@ -157,6 +159,9 @@ function renewHereBudget(): void {
   renewQueued = false;
 }
 
+/** The numbers of one storage in an applyStorages call (native/binding/mount.cc ApplyStorages). */
+const PER_JOB = 8;
+
 /**
  * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
  * jobs cross as one string of NUL-ended fields and one Float64Array: per storage a dozen
@@ -166,12 +171,12 @@ function renewHereBudget(): void {
  */
 export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStorages | Promise<AppliedStorages> {
   let fields = '';
-  const numbers = new Float64Array(7 * jobs.length);
+  const numbers = new Float64Array(PER_JOB * jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     fields += `${refuseNul(job.root)}\0${refuseNul(job.rel)}\0${refuseNul(job.source)}\0${refuseNul(job.fstype)}\0`;
     for (const o of job.options) fields += `${refuseNul(o)}\0`;
-    const x = 7 * i;
+    const x = PER_JOB * i;
     numbers[x] = +job.leafFile;
     numbers[x + 1] = job.api;
     numbers[x + 2] = job.fsGroup;
@@ -179,6 +184,7 @@ export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStor
     numbers[x + 4] = +job.onRootMismatch;
     numbers[x + 5] = job.fsgid;
     numbers[x + 6] = job.options.length;
+    numbers[x + 7] = +job.sourceBlock;
   }
   const here = mayRunHere();
   if (here === undefined) return nextTurn().then(() => runApply(fields, numbers, true));

@@ -11,7 +11,8 @@ import { allowedRootOf, beneathRefusal, placeMountPoint, type Placement, type Pr
 import { StorageDevice } from '../storage-device';
 import { storageJob } from './job';
 import { cleanup } from './release';
-import { destroyedError, errorsOf, type StorageTable, type Taken } from './table';
+import { traceStorages } from './job-events';
+import { destroyedError, errorsOf, type PlannedStorage, type StorageTable, type Taken } from './table';
 
 /** A storage's devices, being found since its request started, and how to stop looking. */
 export interface EarlyDevices {
@@ -45,6 +46,47 @@ export function startDevices(
   return plan.map(({ storage, handler }) =>
     heldNow(table, storage.mountPoint) ? undefined : startDevicesOf(table, storage, handler, containerId, signal),
   );
+}
+
+/**
+ * The first device node of each storage of a one-job request (index in `plan`; undefined for a
+ * storage whose handler has no devices(), whose mount point is held, or listed before in the
+ * request), all looked for at once:
+ * every storage, or only those `at`. The first wait that fails aborts the others and, once they
+ * settled, is thrown; nothing was made, so that storage alone is traced as failed.
+ */
+export async function findDevices(
+  table: StorageTable,
+  plan: readonly PlannedStorage[],
+  containerId: string | undefined,
+  signal: AbortSignal | undefined,
+  at?: readonly number[],
+): Promise<(string | undefined)[]> {
+  // A mount point listed again in the request only gains a reference (the job's own rule).
+  const seen = new Set<string>();
+  const early = plan.map(({ storage, handler }, i) => {
+    const first = !seen.has(storage.mountPoint);
+    seen.add(storage.mountPoint);
+    return !first || (at !== undefined && !at.includes(i)) || heldNow(table, storage.mountPoint)
+      ? undefined
+      : startDevicesOf(table, storage, handler, containerId, signal);
+  });
+  let failedAt = -1;
+  try {
+    const found = await Promise.all(
+      early.map((e, i) =>
+        e?.devices.catch((err: unknown) => {
+          if (failedAt < 0) failedAt = i;
+          throw err;
+        }),
+      ),
+    );
+    return found.map((d) => d?.[0]);
+  } catch (err) {
+    await Promise.all(early.map((e) => e?.cancel()));
+    traceStorages(plan, [], undefined, containerId, [], err, failedAt < 0 ? 0 : failedAt);
+    throw err;
+  }
 }
 
 /** devices() of one storage, started now under its own AbortController (undefined: the handler has none). */
@@ -253,9 +295,8 @@ function context(
       const mount = { source: checkPath(source, 'source'), fstype: checkPath(fstype, 'fstype', true), options };
       const job = storageJob(
         storage,
-        opts.fsgid === undefined ? mount : { ...mount, fsgid: opts.fsgid },
+        { ...mount, ...(opts.fsgid === undefined ? {} : { fsgid: opts.fsgid }), file: opts.file === true },
         mountApiOf(mountApi),
-        opts.file === true,
       );
       if (signal?.aborted) throw abortError(signal);
       let skipped = false;

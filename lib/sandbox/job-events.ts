@@ -65,12 +65,18 @@ export function traceStorages(
   containerId: string | undefined,
   taken: readonly Taken[],
   err: unknown,
+  at?: number,
 ): void {
   if (!tracingActive('storage')) return;
-  // The storage that failed: the job's, or the first (a refused walk or an owed cleanup).
-  const failedAt = err === undefined ? -1 : applied !== undefined && applied.failed >= 0 ? made[applied.failed]! : 0;
+  // The storage that failed: the job's, `at` (a device not found), or the first (an owed
+  // cleanup). When nothing was made (the job's first pass refused it, or it never ran), that one
+  // alone was reached.
+  const failedAt =
+    err === undefined ? -1 : applied !== undefined && applied.failed >= 0 ? made[applied.failed]! : (at ?? 0);
   const reached = err === undefined ? plan.length : failedAt + 1;
+  const madeAny = applied !== undefined && applied.outcomes.some((o) => o.durationNs > 0);
   for (let i = 0; i < reached; i++) {
+    if (err !== undefined && !madeAny && i !== failedAt) continue;
     const { storage } = plan[i]!;
     const k = made.indexOf(i);
     const durationMs = k >= 0 && applied !== undefined ? (applied.outcomes[k]?.durationNs ?? 0) / 1e6 : 0;

@@ -26,15 +26,16 @@ export function addAsOneJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   steps: readonly StorageSteps[],
+  found: readonly (string | undefined)[],
   containerId: string | undefined,
   signal: AbortSignal | undefined,
 ): Taken[] | Promise<Taken[]> {
   const paths = plan.length === 1 ? [plan[0]!.storage.mountPoint] : [...new Set(plan.map((p) => p.storage.mountPoint))];
   // Nobody is changing these mount points and none has a cleanup owed: the job starts now.
   if (table.locks.anyLock(paths) === undefined && !table.cleanupOwed(paths)) {
-    return runJob(table, plan, steps, paths, containerId, signal, false);
+    return runJob(table, plan, steps, found, paths, containerId, signal, false);
   }
-  return addWhenFree(table, plan, steps, paths, containerId, signal);
+  return addWhenFree(table, plan, steps, found, paths, containerId, signal);
 }
 
 /** addAsOneJob() once nobody holds a lock on its mount points, with theirs, and owed cleanups finished. */
@@ -42,6 +43,7 @@ async function addWhenFree(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   steps: readonly StorageSteps[],
+  found: readonly (string | undefined)[],
   paths: readonly string[],
   containerId: string | undefined,
   signal: AbortSignal | undefined,
@@ -63,7 +65,7 @@ async function addWhenFree(
         }
       }
     }
-    return await runJob(table, plan, steps, paths, containerId, signal, true);
+    return await runJob(table, plan, steps, found, paths, containerId, signal, true);
   } finally {
     unlock();
   }
@@ -79,6 +81,7 @@ function runJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
   steps: readonly StorageSteps[],
+  found: readonly (string | undefined)[],
   paths: readonly string[],
   containerId: string | undefined,
   signal: AbortSignal | undefined,
@@ -92,8 +95,13 @@ function runJob(
     if (table.entries.has(path) || (made.length > 0 && made.some((k) => plan[k]!.storage.mountPoint === path)))
       continue;
     made.push(i);
-    jobs.push(storageJob(plan[i]!.storage, steps[i]!, api));
+    const s = steps[i]!;
+    if (s.device === undefined) jobs.push(storageJob(plan[i]!.storage, s, api));
+    else if (found[i] !== undefined) jobs.push(storageJob(plan[i]!.storage, { ...s, source: found[i]! }, api));
   }
+  // Held when the request started, so its device was not looked for, and released since.
+  const late = made.filter((i) => steps[i]!.device !== undefined && found[i] === undefined);
+  if (late.length > 0) throw new DevicesNotSought(late);
   let r: AppliedStorages | Promise<AppliedStorages> | undefined;
   try {
     if (jobs.length > 0) r = applyStorageJobs(jobs);
@@ -173,7 +181,9 @@ function recordJob(
   for (let k = 0; k < outcomes.length; k++) {
     const { storage, handler } = plan[made[k]!]!;
     const { created, mounted } = outcomes[k]!;
-    if (publish && (failed < 0 || k <= failed)) {
+    // After a failure: the storage that failed, and those the job made and undid (none when its
+    // first pass, before anything was touched, stopped it: their steps never ran).
+    if (publish && (failed < 0 || k === failed || (k < failed && outcomes[k]!.durationNs > 0))) {
       publishJobMount(storage, jobs[k]!, outcomes[k]!, containerId, k === failed ? error : undefined);
     }
     const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
@@ -207,6 +217,15 @@ function recordJob(
   }
 }
 
+/**
+ * Thrown by addAsOneJob() before anything is touched: the storages `at` (indexes in the plan) are
+ * to be made, but their devices were not looked for (each mount point was held when the request
+ * started). The caller finds them and runs the job again.
+ */
+export class DevicesNotSought {
+  constructor(readonly at: readonly number[]) {}
+}
+
 /** Each storage's steps, when every one of the request has them; undefined otherwise. */
 export function stepsOf(plan: readonly PlannedStorage[]): StorageSteps[] | undefined {
   const out: StorageSteps[] = [];
@@ -222,18 +241,14 @@ export function stepsOf(plan: readonly PlannedStorage[]): StorageSteps[] | undef
  * One storage's element of an applyStorages job: where its mount point lies, the mount `steps`
  * describe, then the storage's fsGroup (ro bits when it asked for `ro`) and the steps' fsgid.
  */
-export function storageJob(
-  storage: PreparedStorage,
-  steps: StorageSteps,
-  api: number,
-  leafFile = false,
-): NativeStorageJob {
+export function storageJob(storage: PreparedStorage, steps: StorageSteps, api: number): NativeStorageJob {
   const fsGroup = storage.fsGroup;
   return {
     root: storage.placement.root,
     rel: storage.placement.rel,
-    leafFile,
+    leafFile: steps.file === true,
     source: steps.source,
+    sourceBlock: steps.device === 'block',
     fstype: steps.fstype,
     options: optionElements(steps.options),
     api,

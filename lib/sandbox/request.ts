@@ -1,15 +1,16 @@
 // The request runner: a request is validated and parsed whole, ordered parents first, then made as
-// one native job (every storage has steps) or storage by storage through the handlers' create(),
-// every reference it took given back in reverse order if one fails. The devices such a request
-// needs are all looked for from its start, so it waits as long as its slowest device.
+// one native job (every storage has steps) once its devices are found, or storage by storage
+// through the handlers' create(), every reference it took given back in reverse order if one
+// fails. The devices a request needs are all looked for from its start, so it waits as long as
+// its slowest device.
 // RemoveContainer gives back exactly what a container's requests took.
 import { StorageError, abortError, invalidArgType } from '../errors';
 import { tracePromise } from '../events';
 import { groupMultiLayer } from '../handlers/multi-layer';
 import { inCallerOrder, parentsFirst } from '../request-order';
 import { checkPlacement, normalizeStorage, validateStorage, type PreparedStorage } from '../storage';
-import { acquire, startDevices } from './create';
-import { addAsOneJob, stepsOf } from './job';
+import { acquire, findDevices, startDevices } from './create';
+import { DevicesNotSought, addAsOneJob, stepsOf } from './job';
 import { release, releaseAsOneJob, releaseJobs, retryPending } from './release';
 import { destroyedError, errorsOf, type StorageTable, type Taken } from './table';
 
@@ -67,11 +68,24 @@ export async function add(
   const mountPoints = plan.map((p) => p.storage.mountPoint);
   table.begin('add', mountPoints, mountPoints, containerId);
 
-  // A request whose every storage has steps is one native job, whoever listens.
+  // A request whose every storage has steps is one native job, whoever listens, once the devices
+  // it needs are all found (looked for at once).
   const steps = stepsOf(plan);
   if (steps !== undefined) {
-    let taken = addAsOneJob(table, plan, steps, containerId, signal);
-    if (taken instanceof Promise) taken = await taken;
+    const found = steps.some((s) => s.device !== undefined) ? await findDevices(table, plan, containerId, signal) : [];
+    let taken: Taken[] | undefined;
+    while (taken === undefined) {
+      if (table.destroyed) throw destroyedError();
+      if (signal?.aborted) throw abortError(signal);
+      try {
+        const t = addAsOneJob(table, plan, steps, found, containerId, signal);
+        taken = t instanceof Promise ? await t : t;
+      } catch (err) {
+        if (!(err instanceof DevicesNotSought)) throw err;
+        const late = await findDevices(table, plan, containerId, signal, err.at);
+        for (const i of err.at) found[i] = late[i];
+      }
+    }
     table.holdFor(containerId, taken);
     return inCallerOrder(
       plan,

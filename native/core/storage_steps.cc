@@ -154,11 +154,28 @@ void Undo(UndoLog* undo, std::vector<SysError>* errors) {
 
 bool MemoryOnly(std::string_view fstype) { return fstype == "tmpfs" || fstype == "ramfs"; }
 
+namespace {
+
+// A node that is not a block device would make the mount fail with ENOTBLK after the mount point
+// was made; saying so first, by name, changes nothing.
+bool IsBlockNode(const std::string& source, SysError* error) {
+  struct stat st;
+  if (stat(source.c_str(), &st) != 0) {
+    error->Set(errno, "stat", source);
+    return false;
+  }
+  if (S_ISBLK(st.st_mode)) return true;
+  error->Set("ERR_NOT_BLOCK_DEVICE", source, {}, ENOTBLK, "stat");
+  return false;
+}
+
+}  // namespace
+
 bool CannotBlock(const std::vector<StorageJob>& jobs) {
   if (jobs.size() > kMaxStoragesHere) return false;
   for (const StorageJob& job : jobs) {
     if (!MemoryOnly(job.fstype) || (job.options.flags & (MS_BIND | MS_MOVE | MS_REMOUNT)) ||
-        job.point.leaf_file) {
+        job.point.leaf_file || job.source_block) {
       return false;
     }
   }
@@ -169,6 +186,12 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
                    size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
                    StorageRefusal* refusal) {
   outcomes->assign(jobs.size(), StorageOutcome());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i].source_block && !IsBlockNode(jobs[i].source, error)) {
+      *failed = i;
+      return false;
+    }
+  }
   // Each allowed root is opened once for the request (most requests have one).
   std::map<std::string, Fd> roots;
   auto root_fd = [&](const std::string& root, bool create) -> int {

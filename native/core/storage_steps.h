@@ -39,6 +39,9 @@ struct UndoLog {
 struct StorageJob {
   MountPointSteps point;
   std::string source;
+  // The source is a disk the runtime named (a node a device lookup found): it must be a block
+  // device node, stat(2) following symlinks as mount(2) will.
+  bool source_block = false;
   std::string fstype;
   MountOptions options;
   MountApi api = MountApi::kAuto;
@@ -65,13 +68,14 @@ struct StorageRefusal {
   std::string path;                         // where
 };
 
-// First checks every mount point's walk from its root (CheckBeneath: a symlink or non-directory
-// on the way refuses the request, with *failed its index and `refusal` why, before anything is
-// touched). Then carries out `jobs` in order, one outcome each. On the first failure, sets *failed
-// to its index and `error` to why, then undoes what that storage and every one before it did,
-// newest first (ReleaseMount for each mount, then rmdir/unlink of what was created); an undo step
-// that fails leaves its paths in the outcome and its reason in `undo_errors`. Returns true when all
-// succeeded.
+// First checks every block source (S_ISBLK, else ERR_NOT_BLOCK_DEVICE or stat's errno in `error`)
+// and every mount point's walk from its root (CheckBeneath: a symlink or non-directory on the way
+// refuses the request, with `refusal` why); either stops the request with *failed its index
+// before anything is touched. Then carries out `jobs` in order, one outcome each. On the first
+// failure, sets *failed to its index and `error` to why, then undoes what that storage and every
+// one before it did, newest first (ReleaseMount for each mount, then rmdir/unlink of what was
+// created); an undo step that fails leaves its paths in the outcome and its reason in
+// `undo_errors`. Returns true when all succeeded.
 bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutcome>* outcomes,
                    size_t* failed, SysError* error, std::vector<SysError>* undo_errors,
                    StorageRefusal* refusal);

@@ -5,10 +5,10 @@
 //   in:  {"op":"add","storages":[...],"containerId":...}   {"op":"remove","containerId":...}
 //   out: {"ev":"recovery","report":{...}}                  {"ev":"waiting","source":...}
 //        {"ev":"done","op":...}                            {"ev":"failed","op":...,"code","message"}
-// "waiting" is sent when a storage's turn has come while its device wait runs (the storage and
-// wait tracing channels' starts, in either order: a request starts its waits before making its
-// storages in order), so agent.js can kill this process while it waits for a disk the host has
-// not plugged, with the storages listed before it made. Closing stdin ends it.
+// "waiting" is sent when a device wait starts (the wait tracing channel's start), so agent.js can
+// kill this process while it waits for a disk the host has not plugged: the request's begin record
+// is written, and nothing is made yet (the request is one job once its devices are found).
+// Closing stdin ends it.
 'use strict';
 const readline = require('node:readline');
 const ks = require('/opt/kata/node_modules/kata-storage');
@@ -20,21 +20,7 @@ function send(obj) {
 }
 const errorOf = (e) => ({ code: e && e.code, message: e && e.message });
 
-const waits = new Set();
-const turns = new Set();
-const both = (source) => waits.has(source) && turns.has(source) && send({ ev: 'waiting', source });
-ks.storageTracing.wait.subscribe({
-  start: (c) => {
-    waits.add(c.source);
-    both(c.source);
-  },
-});
-ks.storageTracing.storage.subscribe({
-  start: (c) => {
-    turns.add(c.storage.source);
-    both(c.storage.source);
-  },
-});
+ks.storageTracing.wait.subscribe({ start: (c) => send({ ev: 'waiting', source: c.source }) });
 
 const sandbox = new ks.Sandbox({ statePath, hotplugTimeoutMs: 60000 });
 // The requests run one after another, as the agent's do, and only after the recovery settled.

@@ -394,6 +394,47 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
 // one directory are made from the kept parent fd, and a mount point beneath a mount of the same
 // request is walked to again onto it. Release goes by that ID, so an unknown (0) or wrong one
 // would break it: each must be the ID statx gives for the mount at its path.
+// A disk's node is checked before anything is touched: a missing node or one that is not a
+// block device stops the request at that storage, with the storages before it not made.
+KATA_TEST(apply_storages_checks_block_sources_first) {
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = kata_test::TempDir("core");
+  auto job = [&](const std::string& rel, const std::string& source, bool block) {
+    kata::StorageJob j;
+    j.point.root = root;
+    j.point.rel = rel;
+    j.source = source;
+    j.source_block = block;
+    j.fstype = block ? "ext4" : "tmpfs";
+    j.api = kata::MountApi::kLegacy;
+    return j;
+  };
+  std::vector<kata::StorageOutcome> outcomes;
+  std::vector<kata::SysError> undo_errors;
+  kata::StorageRefusal refusal;
+  size_t failed = 99;
+  for (const char* node : {"/dev/null", "/", "/dev/kata-storage-no-such-node"}) {
+    std::vector<kata::StorageJob> jobs = {job("first", "tmpfs", false), job("disk", node, true)};
+    kata::SysError err;
+    CHECK(!kata::ApplyStorages(jobs, &outcomes, &failed, &err, &undo_errors, &refusal));
+    CHECK_EQ(failed, size_t{1});
+    CHECK(err.syscall == std::string("stat"));
+    if (std::string(node) == "/dev/kata-storage-no-such-node") {
+      CHECK(err.code == nullptr);
+      CHECK_EQ(err.err, ENOENT);
+      CHECK(err.path == node);
+    } else {
+      CHECK(err.code == std::string("ERR_NOT_BLOCK_DEVICE"));
+      CHECK_EQ(err.err, ENOTBLK);
+      CHECK(err.value == node);
+    }
+    CHECK(refusal.stop == kata::BeneathError::kNone);
+    CHECK(access((root + "/first").c_str(), F_OK) != 0);
+    CHECK(access((root + "/disk").c_str(), F_OK) != 0);
+  }
+  CHECK(rmdir(root.c_str()) == 0);
+}
+
 KATA_TEST(apply_storages_records_each_mount_id_on_every_path) {
   if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   const std::string root = kata_test::TempDir("core");

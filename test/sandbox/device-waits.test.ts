@@ -1,10 +1,12 @@
 // A request's device waits run at once: every storage's device is looked for from the request's
-// start, while the storages are still made one by one in request order. Real hot-plugs: loop
+// start; a request of built-in drivers is then one job once they are all found, any other is made
+// storage by storage in request order, each using its own wait's result. Real hot-plugs: loop
 // devices created (losetup, a real uevent) only after their wait started, mmioblk storages
 // (virtio-blk over MMIO: the predicted /dev name) waiting for them.
 import t from 'tap';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   Sandbox,
@@ -64,7 +66,7 @@ const mmio = (n: number, mountPoint: string): Storage => ({
 });
 
 t.test('device waits of one request', { skip: cannotMount }, async (t) => {
-  t.test('two late disks are waited for at once, made in request order', async (t) => {
+  t.test('two late disks are waited for at once, then the request is one job', async (t) => {
     const root = scratchDir(t);
     const n1 = unusedLoopNumber();
     const n2 = unusedLoopNumber([n1]);
@@ -79,7 +81,7 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
     const waits = listen<WaitEvent>(t, 'kata-storage:wait');
     // Each disk appears 600 / 700 ms after its own wait starts: waited in turn, the second wait
     // would start once the first disk is mounted and the request would take 1300 ms or more.
-    let shmMountedWhileWaiting: boolean | undefined;
+    let mountedWhileWaiting: boolean | undefined;
     plugWhenAwaited(
       t,
       new Map([
@@ -88,8 +90,8 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
           {
             afterMs: 600,
             plug: () => {
-              // The tmpfs listed first is made while the disks are still awaited.
-              shmMountedWhileWaiting = mountAt(shm)?.fstype === 'tmpfs' && mountAt(d1) === undefined;
+              // Nothing is made while the disks are awaited, not even the tmpfs listed first.
+              mountedWhileWaiting = mountAt(shm) !== undefined || mountAt(d1) !== undefined;
               plug1();
             },
           },
@@ -107,7 +109,11 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
     t.same(held, [shm, d1, d2]);
     t.equal(mountAt(d1)?.source, `/dev/loop${n1}`);
     t.equal(mountAt(d2)?.source, `/dev/loop${n2}`);
-    t.equal(shmMountedWhileWaiting, true, 'the tmpfs before the disks was mounted while they were awaited');
+    t.equal(
+      mountedWhileWaiting,
+      false,
+      'nothing, not even the tmpfs listed first, was mounted while they were awaited',
+    );
 
     const starts = trace.filter((e) => e.kind === 'start');
     const ends = trace.filter((e) => e.kind === 'asyncEnd');
@@ -132,7 +138,7 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
     t.equal(treeSnapshot(root), tree, 'and the tree as before');
   });
 
-  t.test('the second disk never comes: the request times out and rolls the first back', async (t) => {
+  t.test('the second disk never comes: the request times out having made nothing', async (t) => {
     const root = scratchDir(t);
     const n1 = unusedLoopNumber();
     const n2 = unusedLoopNumber([n1]);
@@ -155,12 +161,12 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
     clearInterval(poll);
     t.equal(err.code, 'ETIMEDOUT', err.message);
     t.match(err.message, `loop${n2}`, 'the error names the missing disk');
-    t.ok(firstMounted, 'the first disk was mounted before the request failed');
+    t.equal(firstMounted, false, 'the first disk, found, was never mounted: the job waits for every disk');
     t.ok(
       latency >= 1400 && latency < 2000,
       `failed at the timeout counted from the request's start (${latency.toFixed(0)} ms)`,
     );
-    t.equal(mountSnapshot(), before, 'the first disk was rolled back: mountinfo as before');
+    t.equal(mountSnapshot(), before, 'mountinfo as before');
     t.equal(treeSnapshot(root), tree, 'and the tree as before');
     t.equal(sb.storages().size, 0);
     t.equal(await waitersSettled(waitersBefore), waitersBefore, 'no wait left running');
@@ -173,33 +179,34 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
     );
   });
 
-  t.test('a storage fails while another is awaited: that wait is cancelled at once', async (t) => {
+  t.test('a wait that fails ends the request at once, the other wait aborted', async (t) => {
     const root = scratchDir(t);
-    const blank = attachLoop(t); // no filesystem: mounting it as ext4 fails
+    // A sysfs with the root bus and no bridge: the PCI path '1f/01' fails at once (no bridge at
+    // slot 1f), while the mmioblk disk, never plugged, is being waited for.
+    const sysfsRoot = scratchDir(t, 'kata-storage-sys-');
+    mkdirSync(join(sysfsRoot, 'devices', 'pci0000:00'), { recursive: true });
     const n = unusedLoopNumber();
     const before = mountSnapshot();
     const tree = treeSnapshot(root);
     const waitersBefore = ueventMonitorState().waiters;
     const trace = waitTrace(t);
     const waits = listen<WaitEvent>(t, 'kata-storage:wait');
-    const sb = new Sandbox({ allowedRoots: [root], hotplugTimeoutMs: 20000 });
-    const alone = await rejection(
-      new Sandbox({ allowedRoots: [root] }).addStorages([
-        { driver: 'blk', source: blank, fstype: 'ext4', mountPoint: join(root, 'alone') },
-      ]),
-    );
+    const storageTrace = listen<{ mountPoint: string; error?: Error }>(t, 'tracing:kata-storage:storage:error');
+    const sb = new Sandbox({ allowedRoots: [root], hotplugTimeoutMs: 20000, sysfsRoot });
     const started = performance.now();
     const err = await rejection(
       sb.addStorages(
         [
-          { driver: 'blk', source: blank, fstype: 'ext4', mountPoint: join(root, 'blank') },
+          { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'shm') },
           mmio(n, join(root, 'late')),
+          { driver: 'blk', source: '1f/01', fstype: 'ext4', mountPoint: join(root, 'bad') },
         ],
         { containerId: 'c' },
       ),
     );
     const latency = performance.now() - started;
-    t.equal(err.code, alone.code, `the first storage's own error, as alone (${err.message})`);
+    t.equal(err.code, 'ERR_SYSFS', err.message);
+    t.match(err.message, '1f', 'naming the bridge that is not there');
     t.ok(latency < 5000, `failed without waiting for the other disk's timeout (${latency.toFixed(0)} ms)`);
     t.equal(await waitersSettled(waitersBefore), waitersBefore, 'the wait still running was cancelled');
     t.same(
@@ -207,9 +214,58 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
       [`loop${n}`],
       'the late disk was being waited for',
     );
-    const late = waits.find((w) => w.source === `/dev/loop${n}`);
-    t.equal((late?.error as (Error & { code?: string }) | undefined)?.code, 'ABORT_ERR', 'its wait ended aborted');
+    t.same(
+      waits.map((w) => [w.source, (w.error as (Error & { code?: string }) | undefined)?.code]),
+      [
+        ['1f/01', 'ERR_SYSFS'],
+        [`/dev/loop${n}`, 'ABORT_ERR'],
+      ],
+      'the PCI lookup failed at once, then the late wait ended aborted',
+    );
+    t.same(
+      storageTrace.map((e) => e.mountPoint),
+      [join(root, 'bad')],
+      'the failing storage alone is traced as failed: nothing else was made',
+    );
     t.equal(mountSnapshot(), before, 'mountinfo as before');
+    t.equal(treeSnapshot(root), tree, 'tree as before');
+    t.equal(sb.storages().size, 0);
+  });
+
+  t.test('a mount that fails once the disks are found: the job undoes the request', async (t) => {
+    const root = scratchDir(t);
+    const blank = attachLoop(t); // no filesystem: mounting it as ext4 fails
+    const n = unusedLoopNumber();
+    plugWhenAwaited(t, new Map([[`loop${n}`, { afterMs: 300, plug: loopLater(t, n) }]]));
+    const before = mountSnapshot();
+    const tree = treeSnapshot(root);
+    const sb = new Sandbox({ allowedRoots: [root], hotplugTimeoutMs: 20000 });
+    const alone = await rejection(
+      new Sandbox({ allowedRoots: [root] }).addStorages([
+        { driver: 'blk', source: blank, fstype: 'ext4', mountPoint: join(root, 'alone') },
+      ]),
+    );
+    t.equal(mountSnapshot(), before);
+    const waits = listen<WaitEvent>(t, 'kata-storage:wait');
+    const err = await rejection(
+      sb.addStorages(
+        [
+          mmio(n, join(root, 'late')),
+          { driver: 'blk', source: blank, fstype: 'ext4', mountPoint: join(root, 'blank') },
+        ],
+        { containerId: 'c' },
+      ),
+    );
+    t.equal(err.code, alone.code, `the blank disk's own error, as alone (${err.message})`);
+    t.same(
+      waits.map((w) => [w.source, w.device]),
+      [
+        [blank, blank],
+        [`/dev/loop${n}`, `/dev/loop${n}`],
+      ],
+      'both disks were found first',
+    );
+    t.equal(mountSnapshot(), before, 'the late disk, mounted by the job, was undone: mountinfo as before');
     t.equal(treeSnapshot(root), tree, 'tree as before');
     t.equal(sb.storages().size, 0);
   });
@@ -228,23 +284,51 @@ t.test('device waits of one request', { skip: cannotMount }, async (t) => {
     plugWhenAwaited(t, new Map([[`loop${n1}`, { afterMs: 300, plug: plug1 }]]));
     const sb = new Sandbox({ allowedRoots: [root], hotplugTimeoutMs: 20000 });
 
-    // Held by an earlier storage of the same request by the time the second one's turn comes:
-    // its disk (never plugged) is not waited for any longer.
+    // Listed twice in one request: the second storage only gains a reference, so its disk (never
+    // plugged) is not looked for.
     const started = performance.now();
     t.same(await sb.addStorages([mmio(n1, p), mmio(n2, p)], { containerId: 'c' }), [p, p]);
     const latency = performance.now() - started;
     t.ok(latency < 5000, `the request did not wait for the unused disk (${latency.toFixed(0)} ms)`);
     t.equal(mountAt(p)?.source, `/dev/loop${n1}`, 'the first disk is what is mounted');
     t.equal(sb.refcount(p), 2);
+    t.equal(await waitersSettled(waitersBefore), waitersBefore, 'no wait left running');
+    t.same(
+      waits.map((w) => [w.source, w.error === undefined ? w.device : (w.error as Error & { code?: string }).code]),
+      [[`/dev/loop${n1}`, `/dev/loop${n1}`]],
+      'only the first was waited for',
+    );
+
+    // The same in a request made storage by storage (a custom driver in it): the second wait,
+    // started with the request, is aborted at its turn, its result unused.
+    const registry = defaultRegistry().register('plain', {
+      async create(storage, ctx) {
+        await ctx.makeMountPoint();
+        return storage.mountPoint;
+      },
+    });
+    const q = join(root, 'disk2');
+    const n3 = unusedLoopNumber([n1, n2]);
+    plugWhenAwaited(t, new Map([[`loop${n3}`, { afterMs: 300, plug: loopLater(t, n3) }]]));
+    const mixed = new Sandbox({ allowedRoots: [root], hotplugTimeoutMs: 20000, registry });
+    waits.length = 0;
+    t.same(
+      await mixed.addStorages(
+        [mmio(n3, q), mmio(n2, q), { driver: 'plain', source: 'x', fstype: 'none', mountPoint: join(root, 'plain') }],
+        { containerId: 'm' },
+      ),
+      [q, q, join(root, 'plain')],
+    );
     t.equal(await waitersSettled(waitersBefore), waitersBefore, 'the unused wait was cancelled');
     t.same(
       waits.map((w) => [w.source, w.error === undefined ? w.device : (w.error as Error & { code?: string }).code]),
       [
-        [`/dev/loop${n1}`, `/dev/loop${n1}`],
+        [`/dev/loop${n3}`, `/dev/loop${n3}`],
         [`/dev/loop${n2}`, 'ABORT_ERR'],
       ],
       'the second wait ended aborted, its result unused',
     );
+    await mixed.removeContainer('m');
 
     // Held when the request starts: no wait at all.
     trace.length = 0;

@@ -327,6 +327,7 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     rel: 'a',
     leafFile: false,
     source,
+    sourceBlock: false,
     fstype: 'tmpfs',
     options: [],
     api: 2,
@@ -336,14 +337,14 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     fsgid: -1,
   });
   t.throws(() => applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
-  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0]);
+  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0]);
   t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
   t.throws(
     () => native.applyStorages(`${root}\0a\0tmpfs\0tmpfs\0extra\0`, numbers),
     /more fields than its counts say/,
     'too many fields',
   );
-  t.throws(() => native.applyStorages('', new Float64Array(6)), /Float64Array of 7 numbers/, 'a partial record');
+  t.throws(() => native.applyStorages('', new Float64Array(7)), /Float64Array of 8 numbers/, 'a partial record');
   const ids = new Float64Array([1, 1]);
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), ids, 0), /ends before/, 'release too');
   t.throws(
@@ -374,7 +375,7 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     bad[i] = v;
     t.throws(() => native.applyStorages(fields, bad), { name: 'RangeError', message: what }, `${v} at ${i}`);
   }
-  t.throws(() => native.applyStorages('', new Float64Array(7)), /more storages than fields/, 'counts without fields');
+  t.throws(() => native.applyStorages('', new Float64Array(8)), /more storages than fields/, 'counts without fields');
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), ids, 0), /path count/, 'NaN count');
   t.throws(
     () => releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),

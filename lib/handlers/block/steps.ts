@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { assertBlockDevice, type WaitOptions } from '../../devices';
 import { StorageError } from '../../errors';
 import { channels, timed, tracePromise } from '../../events';
-import type { DeviceContext, ReleaseContext, StorageContext, StorageHandler } from '../../handler';
+import type { DeviceContext, ReleaseContext, StorageContext, StorageHandler, StorageSteps } from '../../handler';
 import type { PreparedStorage, Storage } from '../../storage';
 import {
   VERITY_INFO,
@@ -83,6 +83,14 @@ function verityInfo(storage: Storage): DmVerityInfo | undefined {
   return o === undefined ? undefined : parseVerityInfo(o);
 }
 
+/** How a disk is mounted: its filesystem, or (vhost-user-blk, fstype 'bind') its node bound onto a file. */
+function diskMount(storage: Storage): { fstype: string; options: readonly string[]; file: boolean } {
+  const options = storage.options ?? [];
+  return storage.fstype === 'bind'
+    ? { fstype: '', options: ['bind', ...options], file: true }
+    : { fstype: storage.fstype, options, file: false };
+}
+
 /**
  * A block driver: `validateSource` refuses a malformed bus address up front; `resolve` finds (and
  * waits for) the device node.
@@ -111,16 +119,12 @@ export function blockHandler(validateSource: (source: string) => void, resolve: 
         return mountStorage(storage, ctx, { source: v.node, options: [...(storage.options ?? []), 'ro'] });
       }
       if ((storage.driverOptions ?? []).includes(CREATE_FILESYSTEM)) await makeExt4(device, ctx.signal);
-      if (storage.fstype === 'bind') {
-        // vhost-user-blk: the device node itself is bound onto a file.
-        return mountStorage(storage, ctx, {
-          source: device,
-          fstype: '',
-          options: ['bind', ...(storage.options ?? [])],
-          file: true,
-        });
-      }
-      return mountStorage(storage, ctx, { source: device });
+      return mountStorage(storage, ctx, { ...diskMount(storage), source: device });
+    },
+    steps(storage: PreparedStorage): StorageSteps | undefined {
+      // mkfs and dm-verity run in create(), between the wait and the mount.
+      if ((storage.driverOptions ?? []).length > 0) return undefined;
+      return { ...diskMount(storage), source: storage.source, device: 'block' };
     },
     async release(path: string, _ctx: ReleaseContext): Promise<void> {
       const v = verityDevices.get(path);
