@@ -10,7 +10,10 @@ export class StorageDevice {
   refcount = 1;
   storage?: Storage;
   handler?: StorageHandler;
-  /** The driver's own release ran (it is not repeated when an unmount after it failed). */
+  /**
+   * The driver's own release ran (it is not repeated when an unmount after it failed), or none is
+   * owed: a storage a job made from its steps is exactly what the job recorded.
+   */
   releaseDone = false;
   /**
    * The mounts this sandbox made for it, in order, each by its path and mount ID: release

@@ -191,6 +191,9 @@ function recordJob(
     e.handler = handler;
     e.mounts = mounted;
     e.memoryOnly = ranHere;
+    // Its steps are all it did (a disk with dm-verity has none): the release job undoes them, and
+    // a removeContainer of many such storages is one release job.
+    e.releaseDone = true;
     if (failed >= 0) {
       if (channels.umount.hasSubscribers) publishUndone(storage, outcomes[k]!.unmounted, containerId);
       // Rolled back by the job: only what it could not undo is left to remember.

@@ -78,3 +78,38 @@ t.test('one blk storage with fsGroup: JS <-> native crossings', { skip: cannotMo
   t.ok(added.length <= ADD_BUDGET, `add crosses ${added.length} times (budget ${ADD_BUDGET})`);
   t.ok(released.length <= RELEASE_BUDGET, `release crosses ${released.length} times (budget ${RELEASE_BUDGET})`);
 });
+
+t.test('two blk disks of one container: one job to add, one to release', { skip: cannotMount }, async (t) => {
+  const root = scratchDir(t);
+  const sysfsRoot = scratchDir(t, 'kata-storage-sys-');
+  const devs = [attachLoop(t, { ext4: true }), attachLoop(t, { ext4: true })];
+  devs.forEach((dev, i) =>
+    mkdirSync(
+      join(sysfsRoot, 'devices', 'pci0000:00', `0000:00:0${i + 2}.0`, `virtio${i + 9}`, 'block', dev.slice(5)),
+      { recursive: true },
+    ),
+  );
+  const before = mountSnapshot();
+  const tree = treeSnapshot(root);
+  const sb = new Sandbox({ allowedRoots: [root], sysfsRoot });
+  const storages = devs.map((_, i) => ({
+    driver: 'blk',
+    source: `0${i + 2}`,
+    fstype: 'ext4',
+    options: ['nodev'],
+    mountPoint: join(root, 'disks', `d${i}`),
+  }));
+  const add = countCrossings(t);
+  await sb.addStorages(storages, { containerId: 'c' });
+  const added = [...add.calls];
+  devs.forEach((dev, i) => t.equal(mountAt(storages[i]!.mountPoint)?.source, dev, `disk ${i} mounted`));
+  add.calls.length = 0;
+  await sb.removeContainer('c');
+  const released = [...add.calls];
+  t.equal(mountSnapshot(), before, 'released: nothing left mounted');
+  t.equal(treeSnapshot(root), tree, 'and nothing left behind');
+  t.comment(`add: ${added.join(', ')}`);
+  t.comment(`release: ${released.join(', ')}`);
+  t.equal(added.filter((c) => c === 'applyStorages').length, 1, 'both disks made by one job');
+  t.same(released, ['releaseStorages', 'releaseStorages (completion)'], 'and released by one job');
+});
