@@ -363,20 +363,22 @@ export function now(): number {
   return performance.now();
 }
 
-/** Runs `fn`, publishing `build(durationMs, error)` on `channel` when someone listens. */
+/** Runs `fn`, publishing `build(durationMs, error)` on `channel` when someone listens (nothing when it returns undefined). */
 export async function timed<T, M>(
   channel: StorageChannel<M>,
   fn: () => Promise<T>,
-  build: (durationMs: number, error: Error | undefined, value: T | undefined) => M,
+  build: (durationMs: number, error: Error | undefined, value: T | undefined) => M | undefined,
 ): Promise<T> {
   if (!channel.hasSubscribers) return fn();
   const start = now();
   try {
     const value = await fn();
-    channel.publish(build(now() - start, undefined, value));
+    const m = build(now() - start, undefined, value);
+    if (m !== undefined) channel.publish(m);
     return value;
   } catch (err) {
-    channel.publish(build(now() - start, err as Error, undefined));
+    const m = build(now() - start, err as Error, undefined);
+    if (m !== undefined) channel.publish(m);
     throw err;
   }
 }

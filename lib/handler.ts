@@ -48,13 +48,15 @@ export interface StorageContext extends DeviceContext {
    * makeMountPoint() then mount() onto the storage's mount point, then the storage's fsGroup
    * (Kata's set_ownership) and `fsgid` (the root's group and setgid bit), both skipped when the
    * mount is read-only: one native job, recorded for release and rollback as those are, and
-   * published on `kata-storage:mount` like mount().
+   * published on `kata-storage:mount` like mount(). `premount`: a mount of `source` and `fstype`
+   * already at the mount point (Kata's guest pre-mount of the shared filesystem) is accepted as
+   * it is, never recorded (so never unmounted by us), fsGroup still applied, nothing published.
    */
   mountAtMountPoint(
     source: string,
     fstype: string,
     options?: readonly string[],
-    opts?: { file?: boolean; fsgid?: number },
+    opts?: { file?: boolean; fsgid?: number; premount?: boolean },
   ): Promise<void>;
 }
 
@@ -70,6 +72,12 @@ export interface StorageSteps {
   readonly device?: 'block';
   /** The mount point is a file (a device node bound onto it, vhost-user-blk). */
   readonly file?: boolean;
+  /**
+   * virtio-fs, 9p: a mount of this source and fstype already at the mount point (Kata's guest
+   * pre-mount of the shared filesystem, the topmost mount there as mountinfo lists it) is
+   * accepted as it is: nothing mounted or recorded, so never unmounted by us; fsGroup applies.
+   */
+  readonly premount?: boolean;
   readonly fstype: string;
   readonly options: readonly string[];
   /** ephemeral's `fsgid=`: the mount root's group, and its setgid bit, after fsGroup. */

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 # The bus-address parsers read a few characters each ("0.0.1234", "02/03.1", "0:1"): tens of
-# millions of runs cover their space within seconds, so they get a quarter of the time (at least 5 s).
+# millions of runs cover their space within seconds; the mountinfo parser only splits lines on
+# spaces. They get a quarter of the time (at least 5 s).
 FUZZ_SECONDS_ADDRESS=${FUZZ_SECONDS_ADDRESS:-$(( FUZZ_SECONDS / 4 > 5 ? FUZZ_SECONDS / 4 : 5 ))}
 # Inside the checkout (gitignored): a build dir of another checkout would not match its sources.
 work=${KATA_HARDENING_DIR:-$PWD/build-hardening}
@@ -35,7 +36,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 result $? "native core tests (sanitized)"
 set -e
 
-step "fuzzers, ${FUZZ_SECONDS}s each (the bus-address parsers ${FUZZ_SECONDS_ADDRESS}s)"
+step "fuzzers, ${FUZZ_SECONDS}s each (the bus-address and mountinfo parsers ${FUZZ_SECONDS_ADDRESS}s)"
 cmake -S . -B "$work/fuzz" -G Ninja -DKATA_FUZZ=ON -DKATA_WERROR=ON -DKATA_NATIVE_TESTS=OFF >/dev/null
 cmake --build "$work/fuzz" >/dev/null
 for bin in "$work"/fuzz/test/fuzz/*_fuzz; do
@@ -44,7 +45,7 @@ for bin in "$work"/fuzz/test/fuzz/*_fuzz; do
   [ -d "$corpus" ] || { echo "no seed corpus for $name at $corpus"; result 1 "fuzz $name"; continue; }
   scratch="$work/corpus-$name"
   mkdir -p "$scratch"
-  case $name in ccw | pci | scsi) seconds=$FUZZ_SECONDS_ADDRESS ;; *) seconds=$FUZZ_SECONDS ;; esac
+  case $name in ccw | pci | scsi | mountinfo) seconds=$FUZZ_SECONDS_ADDRESS ;; *) seconds=$FUZZ_SECONDS ;; esac
   set +e
   (cd "$work" && "$bin" -max_total_time="$seconds" -max_len=16384 -print_final_stats=1 \
     "$scratch" "$OLDPWD/$corpus" >"$work/fuzz-$name.log" 2>&1)

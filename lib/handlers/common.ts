@@ -14,6 +14,8 @@ export interface MountPlan {
   file?: boolean;
   /** ephemeral's `fsgid=`: the mount root's group and setgid bit, after fsGroup. */
   fsgid?: number;
+  /** A mount of this source and fstype already there is accepted (StorageSteps.premount). */
+  premount?: boolean;
 }
 
 export async function mountStorage(
@@ -26,7 +28,11 @@ export async function mountStorage(
     plan.source ?? storage.source,
     plan.fstype ?? storage.fstype,
     plan.options ?? storage.options ?? [],
-    plan.fsgid === undefined ? { file: plan.file === true } : { file: plan.file === true, fsgid: plan.fsgid },
+    {
+      file: plan.file === true,
+      premount: plan.premount === true,
+      ...(plan.fsgid === undefined ? {} : { fsgid: plan.fsgid }),
+    },
   );
   return storage.mountPoint;
 }

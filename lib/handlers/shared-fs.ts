@@ -1,22 +1,19 @@
 // virtio-fs and 9p: the source is a tag the hypervisor exposes. An agent started with the shared
-// filesystem already mounted (Kata's guest pre-mount) must accept that mount, not fail on it.
-import { isMountPoint } from '../mount';
-import type { StorageContext, StorageHandler } from '../handler';
+// filesystem already mounted (Kata's guest pre-mount) must accept that mount, not fail on it: the
+// job accepts a mount of the tag and type asked for already at the mount point (StorageSteps
+// premount, native/core/storage_steps Premounted).
+import type { StorageContext, StorageHandler, StorageSteps } from '../handler';
 import type { PreparedStorage, Storage } from '../storage';
-import { applyFsGroup, mountStorage, mountedSourceAt } from './common';
+import { mountStorage } from './common';
 
 export function sharedFsHandler(extraOptions: (storage: Storage) => string[]): StorageHandler {
+  const options = (storage: Storage): string[] => [...(storage.options ?? []), ...extraOptions(storage)];
   return {
-    async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
-      // Only what was asked counts as a pre-mount: the tag and the filesystem type (a tmpfs or
-      // an old 9p share that happens to carry the tag's name is not the virtio-fs share).
-      const there = isMountPoint(storage.mountPoint) ? mountedSourceAt(storage.mountPoint) : undefined;
-      if (there !== undefined && there.source === storage.source && there.fstype === storage.fstype) {
-        // Not ours: nothing is recorded, so release never unmounts it.
-        await applyFsGroup(storage);
-        return storage.mountPoint;
-      }
-      return mountStorage(storage, ctx, { options: [...(storage.options ?? []), ...extraOptions(storage)] });
+    steps(storage: PreparedStorage): StorageSteps {
+      return { source: storage.source, fstype: storage.fstype, options: options(storage), premount: true };
+    },
+    create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
+      return mountStorage(storage, ctx, { options: options(storage), premount: true });
     },
   };
 }

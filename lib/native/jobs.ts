@@ -20,6 +20,8 @@ export interface NativeStorageJob {
   source: string;
   /** The source is a disk a device lookup found: the job checks it is a block device node first. */
   sourceBlock: boolean;
+  /** A mount of this source and fstype already at the mount point is accepted as it is. */
+  acceptPremount: boolean;
   fstype: string;
   options: readonly string[];
   /** 0 auto, 1 new, 2 legacy. */
@@ -160,7 +162,7 @@ function renewHereBudget(): void {
 }
 
 /** The numbers of one storage in an applyStorages call (native/binding/mount.cc ApplyStorages). */
-const PER_JOB = 8;
+const PER_JOB = 9;
 
 /**
  * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
@@ -185,6 +187,7 @@ export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStor
     numbers[x + 5] = job.fsgid;
     numbers[x + 6] = job.options.length;
     numbers[x + 7] = +job.sourceBlock;
+    numbers[x + 8] = +job.acceptPremount;
   }
   const here = mayRunHere();
   if (here === undefined) return nextTurn().then(() => runApply(fields, numbers, true));

@@ -295,11 +295,17 @@ function context(
       const mount = { source: checkPath(source, 'source'), fstype: checkPath(fstype, 'fstype', true), options };
       const job = storageJob(
         storage,
-        { ...mount, ...(opts.fsgid === undefined ? {} : { fsgid: opts.fsgid }), file: opts.file === true },
+        {
+          ...mount,
+          ...(opts.fsgid === undefined ? {} : { fsgid: opts.fsgid }),
+          file: opts.file === true,
+          premount: opts.premount === true,
+        },
         mountApiOf(mountApi),
       );
       if (signal?.aborted) throw abortError(signal);
       let skipped = false;
+      let accepted = false;
       await timed(
         channels.mount,
         async () => {
@@ -318,6 +324,8 @@ function context(
           e.memoryOnly = ranHere && e.mounts.length === (outcome?.mounted.length ?? 0);
           if (claimed.includes(target) || created.includes(target)) e.createdMountPoint = true;
           skipped = outcome?.ownershipSkipped === true;
+          // Nothing mounted and no failure: a pre-mount was accepted, with no mount to report.
+          accepted = failed < 0 && outcome?.mounted.length === 0;
           if (failed >= 0) {
             // Named the way mount() names it (an unknown fstype, no CAP_SYS_ADMIN).
             const err = explainMountError(error!, fstype);
@@ -326,7 +334,10 @@ function context(
           }
           if (signal?.aborted) throw abortError(signal);
         },
-        (durationMs, error) => mountEvent(source, target, fstype, options, durationMs, error, skipped),
+        (durationMs, error) =>
+          accepted && error === undefined
+            ? undefined
+            : mountEvent(source, target, fstype, options, durationMs, error, skipped),
       );
     },
   };

@@ -181,9 +181,11 @@ function recordJob(
   for (let k = 0; k < outcomes.length; k++) {
     const { storage, handler } = plan[made[k]!]!;
     const { created, mounted } = outcomes[k]!;
-    // After a failure: the storage that failed, and those the job made and undid (none when its
-    // first pass, before anything was touched, stopped it: their steps never ran).
-    if (publish && (failed < 0 || k === failed || (k < failed && outcomes[k]!.durationNs > 0))) {
+    // The storage that failed, and each that mounted something (undone after a failure). One
+    // that mounted nothing accepted a pre-mount, or was never reached: the job's first pass,
+    // before anything was touched, stopped it.
+    const mountedHere = mounted.length > 0 || outcomes[k]!.unmounted.length > 0;
+    if (publish && (k === failed || (mountedHere && (failed < 0 || k < failed)))) {
       publishJobMount(storage, jobs[k]!, outcomes[k]!, containerId, k === failed ? error : undefined);
     }
     const e = new StorageDevice(storage.mountPoint, storage.driver, storage.shared === true);
@@ -252,6 +254,7 @@ export function storageJob(storage: PreparedStorage, steps: StorageSteps, api: n
     leafFile: steps.file === true,
     source: steps.source,
     sourceBlock: steps.device === 'block',
+    acceptPremount: steps.premount === true,
     fstype: steps.fstype,
     options: optionElements(steps.options),
     api,

@@ -343,4 +343,15 @@ bool IsMountPoint(const char* path, bool* result, SysError* error) {
   return true;
 }
 
+bool IsMountPoint(int fd, bool* result, SysError* error) {
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) != 0) {
+    error->Set(errno, "statx", "");
+    return false;
+  }
+  *result = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+            (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+  return true;
+}
+
 }  // namespace kata

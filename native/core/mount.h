@@ -67,5 +67,7 @@ bool Umount(const char* target, const UmountOptions& opts, SysError* error);
 // True when `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT, exact for binds too).
 // A missing path is not a mount point; other failures are reported.
 bool IsMountPoint(const char* path, bool* result, SysError* error);
+// The same for the file open at `fd` (an O_PATH descriptor will do).
+bool IsMountPoint(int fd, bool* result, SysError* error);
 
 }  // namespace kata

@@ -51,29 +51,38 @@ bool ReadMountinfo(std::vector<MountinfoEntry>* out, SysError* error) {
     table.append(buf, static_cast<size_t>(n));
   }
   close(fd);
-  // id parent major:minor root mount-point options ...
+  ParseMountinfo(table, out);
+  return true;
+}
+
+void ParseMountinfo(std::string_view table, std::vector<MountinfoEntry>* out) {
+  out->clear();
+  // id parent major:minor root mount-point options [optional...] - fstype source super-options
   for (size_t line = 0; line < table.size();) {
     size_t end = table.find('\n', line);
-    if (end == std::string::npos) end = table.size();
-    std::string_view fields[5];
-    size_t at = line;
-    int n = 0;
-    for (; n < 5 && at < end; ++n) {
-      size_t sp = table.find(' ', at);
-      if (sp == std::string::npos || sp > end) sp = end;
-      fields[n] = std::string_view(table).substr(at, sp - at);
+    if (end == std::string_view::npos) end = table.size();
+    const std::string_view text = table.substr(line, end - line);
+    line = end + 1;
+    std::vector<std::string_view> fields;
+    for (size_t at = 0; at <= text.size();) {
+      size_t sp = text.find(' ', at);
+      if (sp == std::string_view::npos) sp = text.size();
+      fields.push_back(text.substr(at, sp - at));
       at = sp + 1;
     }
-    if (n == 5) {
-      MountinfoEntry e;
-      e.id = std::strtol(std::string(fields[0]).c_str(), nullptr, 10);
-      e.parent = std::strtol(std::string(fields[1]).c_str(), nullptr, 10);
-      e.mount_point = UnescapeMountinfo(fields[4]);
-      out->push_back(std::move(e));
+    if (fields.size() < 5) continue;
+    MountinfoEntry e;
+    e.id = std::strtol(std::string(fields[0]).c_str(), nullptr, 10);
+    e.parent = std::strtol(std::string(fields[1]).c_str(), nullptr, 10);
+    e.mount_point = UnescapeMountinfo(fields[4]);
+    for (size_t j = 6; j + 2 < fields.size(); ++j) {
+      if (fields[j] != "-") continue;
+      e.fstype = std::string(fields[j + 1]);
+      e.source = UnescapeMountinfo(fields[j + 2]);
+      break;
     }
-    line = end + 1;
+    out->push_back(std::move(e));
   }
-  return true;
 }
 
 }  // namespace kata

@@ -15,6 +15,7 @@
 #include "fault.h"
 #include "fd.h"
 #include "fsgroup.h"
+#include "mountinfo.h"
 #include "tree.h"
 
 namespace kata {
@@ -156,6 +157,29 @@ bool MemoryOnly(std::string_view fstype) { return fstype == "tmpfs" || fstype ==
 
 namespace {
 
+// Kata's guest pre-mount of the shared filesystem: the mount point is already the root of a mount
+// of this source and type (the topmost at its path, as mountinfo lists them). It is accepted as it
+// is: nothing is mounted or recorded, so no release of ours ever unmounts it.
+bool Premounted(int leaf, const std::string& target, const StorageJob& job, bool* premounted,
+                SysError* error) {
+  *premounted = false;
+  bool root = false;
+  if (!IsMountPoint(leaf, &root, error)) {
+    error->path = target;
+    return false;
+  }
+  // A directory that is no mount's root (the usual case) needs no look at the table.
+  if (!root) return true;
+  std::vector<MountinfoEntry> table;
+  if (!ReadMountinfo(&table, error)) return false;
+  const MountinfoEntry* top = nullptr;
+  for (const MountinfoEntry& e : table) {
+    if (e.mount_point == target) top = &e;
+  }
+  *premounted = top != nullptr && top->source == job.source && top->fstype == job.fstype;
+  return true;
+}
+
 // A node that is not a block device would make the mount fail with ENOTBLK after the mount point
 // was made; saying so first, by name, changes nothing.
 bool IsBlockNode(const std::string& source, SysError* error) {
@@ -258,8 +282,10 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
         if (!hidden) from = WalkStart{reached[i].dir.get(), path, rest};
       }
       ok = MakeMountPoint(from, job.point, &parent, &out.undo.created, error, &leaf);
+      bool premounted = false;
+      if (ok && job.accept_premount) ok = Premounted(leaf.get(), target, job, &premounted, error);
       MountRef made;
-      if (ok) {
+      if (ok && !premounted) {
         MountRequest request;
         // The API the job asked for, under auto the new one: its mount fd gives the mount's
         // identity (release.h) in one statx. mount(2) onto the fd's /proc path is one call
@@ -273,18 +299,18 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
         const char* fstype = job.fstype.empty() ? nullptr : job.fstype.c_str();
         ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, error, request);
       }
-      if (ok && parent.fd.ok() && Beneath(parent.path, target)) {
+      if (ok && !premounted && parent.fd.ok() && Beneath(parent.path, target)) {
         // A mount on the kept directory, or above it, hides it: later mount points there must
         // be walked to again, onto the new mount.
         parent.fd.reset();
       }
-      if (ok) {
+      if (ok && !premounted) {
         targets.push_back(target);
         made.path = target;
         out.undo.mounted.push_back(std::move(made));
         CrashPoint();
-        ok = Ownership(job, target, &out, error);
       }
+      if (ok) ok = Ownership(job, target, &out, error);
     }
     out.duration_ns = NowNs() - t0;
     if (ok) continue;

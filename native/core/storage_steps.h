@@ -42,6 +42,9 @@ struct StorageJob {
   // The source is a disk the runtime named (a node a device lookup found): it must be a block
   // device node, stat(2) following symlinks as mount(2) will.
   bool source_block = false;
+  // The source is a shared filesystem's tag (virtio-fs, 9p) which the guest may have mounted at
+  // the mount point already: such a mount, of this source and fstype, is accepted as it is.
+  bool accept_premount = false;
   std::string fstype;
   MountOptions options;
   MountApi api = MountApi::kAuto;

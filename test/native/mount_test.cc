@@ -19,6 +19,7 @@
 
 #include "check.h"
 #include "mount.h"
+#include "mountinfo.h"
 #include "newmount.h"
 #include "options.h"
 #include "scratch.h"
@@ -394,6 +395,71 @@ KATA_TEST(apply_and_release_storages_in_one_job) {
 // one directory are made from the kept parent fd, and a mount point beneath a mount of the same
 // request is walked to again onto it. Release goes by that ID, so an unknown (0) or wrong one
 // would break it: each must be the ID statx gives for the mount at its path.
+// mountinfo's type and source follow the optional fields' "-" separator, however many optional
+// fields there are; escapes are undone; a line without the separator has neither.
+KATA_TEST(parse_mountinfo_reads_type_and_source_after_the_separator) {
+  std::vector<kata::MountinfoEntry> e;
+  kata::ParseMountinfo(
+      "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+      "35 22 0:30 / /run/kata\\040shared rw shared:12 master:3 - virtiofs kata\\134Shared rw\n"
+      "40 35 0:31 / /x rw - tmpfs tmpfs rw,size=64k\n"
+      "41 40 0:32 / /y rw - tmpfs\n"
+      "42 41\n",
+      &e);
+  CHECK_EQ(e.size(), size_t{4});
+  CHECK(e[0].id == 22 && e[0].parent == 1 && e[0].mount_point == "/");
+  CHECK(e[0].fstype == "ext4" && e[0].source == "/dev/vda1");
+  CHECK(e[1].mount_point == "/run/kata shared");
+  CHECK(e[1].fstype == "virtiofs" && e[1].source == "kata\\Shared");
+  CHECK(e[2].fstype == "tmpfs" && e[2].source == "tmpfs");
+  CHECK(e[3].fstype.empty() && e[3].source.empty());  // cut short after the separator
+}
+
+// Kata's guest pre-mount of the shared filesystem: a job step that accepts it leaves that mount
+// as it is and records nothing; under another source it mounts on top as asked.
+KATA_TEST(apply_storages_accepts_a_premount_of_the_same_source_and_type) {
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = kata_test::TempDir("core");
+  const std::string shared = root + "/shared";
+  CHECK(mkdir(shared.c_str(), 0755) == 0);
+  CHECK(mount("kataShared", shared.c_str(), "tmpfs", 0, "size=64k") == 0);
+  auto job = [&](const std::string& source) {
+    kata::StorageJob j;
+    j.point.root = root;
+    j.point.rel = "shared";
+    j.source = source;
+    j.fstype = "tmpfs";
+    j.accept_premount = true;
+    j.api = kata::MountApi::kLegacy;
+    return j;
+  };
+  auto count = [&]() {
+    std::vector<kata::MountinfoEntry> table;
+    kata::SysError ignored;
+    CHECK(kata::ReadMountinfo(&table, &ignored));
+    size_t n = 0;
+    for (const kata::MountinfoEntry& m : table) n += m.mount_point == shared;
+    return n;
+  };
+  std::vector<kata::StorageOutcome> outcomes;
+  std::vector<kata::SysError> undo_errors;
+  kata::StorageRefusal refusal;
+  size_t failed = 99;
+  kata::SysError err;
+  CHECK(kata::ApplyStorages({job("kataShared")}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK(outcomes[0].undo.mounted.empty() && outcomes[0].undo.created.empty());
+  CHECK_EQ(count(), size_t{1});
+
+  CHECK(kata::ApplyStorages({job("otherShare")}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK_EQ(outcomes[0].undo.mounted.size(), size_t{1});
+  CHECK_EQ(count(), size_t{2});
+  ReleaseNewestFirst(outcomes, false);
+  CHECK_EQ(count(), size_t{1});
+  CHECK(umount2(shared.c_str(), 0) == 0);
+  CHECK(rmdir(shared.c_str()) == 0);
+  CHECK(rmdir(root.c_str()) == 0);
+}
+
 // A disk's node is checked before anything is touched: a missing node or one that is not a
 // block device stops the request at that storage, with the storages before it not made.
 KATA_TEST(apply_storages_checks_block_sources_first) {

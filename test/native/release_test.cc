@@ -58,7 +58,9 @@ kata::MountRef Made(const std::string& path) {
   return m;
 }
 
-kata::MountinfoEntry Entry(long id, long parent, const char* at) { return {id, parent, at}; }
+kata::MountinfoEntry Entry(long id, long parent, const char* at) {
+  return {id, parent, at, "", ""};
+}
 
 }  // namespace
 

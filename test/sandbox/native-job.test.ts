@@ -4,11 +4,11 @@
 // /proc/self/mountinfo and the tree under the root; the addon is only counted, never faked.
 import t from 'tap';
 import * as diagnostics_channel from 'node:diagnostics_channel';
-import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, StorageError, storageTracing } from '../../lib/index';
+import { Sandbox, StorageError, mountSync, storageTracing, umountSync } from '../../lib/index';
 import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../../lib/native';
-import { cannotMount, mountAt, mountSnapshot, scratchDir } from '../helpers/mountinfo';
+import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from '../helpers/mountinfo';
 import { rejection } from '../helpers/rejection';
 import { treeSnapshot } from '../helpers/tree';
 
@@ -318,6 +318,61 @@ t.test('one native job per request', { skip: cannotMount }, async (t) => {
 // The job crosses as one string of NUL-ended fields and a Float64Array of counts (lib/native.ts):
 // a field with a NUL, or counts that do not match the fields, must be refused before the job
 // starts, never read as a shifted job that mounts the wrong thing somewhere else.
+// Kata's guest pre-mounts the shared filesystem: a virtio-fs storage at that mount point, in a
+// request with an emptyDir, is one job that accepts the pre-mount as it is (fsGroup applied, no
+// mount event, never unmounted by us) and mounts only the tmpfs; a tmpfs that merely carries the
+// tag under another type is not accepted.
+t.test("the job accepts the shared filesystem's pre-mount", { skip: cannotMount }, async (t) => {
+  const root = scratchDir(t);
+  const shared = join(root, 'shared');
+  mkdirSync(shared);
+  mountSync('kataShared', shared, 'tmpfs', ['size=1m']);
+  t.teardown(() => umountSync(shared));
+  writeFileSync(join(shared, 'f'), 'x');
+  const before = mountSnapshot();
+  const events: { mountPoint: string }[] = [];
+  const listen = (m: unknown): void => void events.push(m as { mountPoint: string });
+  diagnostics_channel.subscribe('kata-storage:mount', listen);
+  t.teardown(() => diagnostics_channel.unsubscribe('kata-storage:mount', listen));
+  const sb = new Sandbox({ allowedRoots: [root] });
+  const shm = join(root, 'c', 'shm');
+  const calls = await nativeCalls(t, () =>
+    sb.addStorages(
+      [
+        { driver: 'virtio-fs', source: 'kataShared', fstype: 'tmpfs', mountPoint: shared, fsGroup: { groupId: 4321 } },
+        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: shm },
+      ],
+      { containerId: 'c' },
+    ),
+  );
+  t.same(
+    calls.filter((n) => n === 'applyStorages'),
+    ['applyStorages'],
+    'one job for both',
+  );
+  t.equal(readMountinfo().filter((m) => m.mountPoint === shared).length, 1, 'nothing stacked on the share');
+  t.equal(mountAt(shm)?.fstype, 'tmpfs', 'the emptyDir mounted');
+  t.equal(statSync(join(shared, 'f')).gid, 4321, 'fsGroup applied to the share');
+  t.same(
+    events.map((e) => e.mountPoint),
+    [shm],
+    'one mount event: the tmpfs',
+  );
+  t.equal(sb.storages().get(shared)?.driver, 'virtio-fs', 'the share is held');
+  await sb.removeContainer('c');
+  t.equal(mountSnapshot(), before, 'released: the share is still mounted, the tmpfs gone');
+  t.notOk(existsSync(join(root, 'c')), 'the directories it made are gone');
+
+  // The tag under another type is not the share asked for: mounted (and failing) as asked.
+  const err = await rejection(
+    sb.addStorages([{ driver: '9p', source: 'kataShared', fstype: 'nosuchfs', mountPoint: shared }], {
+      containerId: 'd',
+    }),
+  );
+  t.equal(err.code, 'ENODEV', err.message);
+  t.equal(mountSnapshot(), before, 'nothing mounted');
+});
+
 t.test('a malformed job is refused before anything is touched', { skip: cannotMount }, async (t) => {
   const root = scratchDir(t);
   const before = mountSnapshot();
@@ -328,6 +383,7 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     leafFile: false,
     source,
     sourceBlock: false,
+    acceptPremount: false,
     fstype: 'tmpfs',
     options: [],
     api: 2,
@@ -337,14 +393,14 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     fsgid: -1,
   });
   t.throws(() => applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
-  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0]);
+  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0, 0]);
   t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
   t.throws(
     () => native.applyStorages(`${root}\0a\0tmpfs\0tmpfs\0extra\0`, numbers),
     /more fields than its counts say/,
     'too many fields',
   );
-  t.throws(() => native.applyStorages('', new Float64Array(7)), /Float64Array of 8 numbers/, 'a partial record');
+  t.throws(() => native.applyStorages('', new Float64Array(8)), /Float64Array of 9 numbers/, 'a partial record');
   const ids = new Float64Array([1, 1]);
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), ids, 0), /ends before/, 'release too');
   t.throws(
@@ -375,7 +431,7 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     bad[i] = v;
     t.throws(() => native.applyStorages(fields, bad), { name: 'RangeError', message: what }, `${v} at ${i}`);
   }
-  t.throws(() => native.applyStorages('', new Float64Array(8)), /more storages than fields/, 'counts without fields');
+  t.throws(() => native.applyStorages('', new Float64Array(9)), /more storages than fields/, 'counts without fields');
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), ids, 0), /path count/, 'NaN count');
   t.throws(
     () => releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),
