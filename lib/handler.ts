@@ -78,6 +78,12 @@ export interface StorageSteps {
    * accepted as it is: nothing mounted or recorded, so never unmounted by us; fsGroup applies.
    */
   readonly premount?: boolean;
+  /**
+   * overlayfs: directories made beneath their allowed roots before the mount (its upperdir and
+   * workdir), their walks checked with the mount point's; each one the job creates is removed
+   * with its content on release, as `ctx.makeDirectory`'s are.
+   */
+  readonly directories?: readonly Placement[];
   readonly fstype: string;
   readonly options: readonly string[];
   /** ephemeral's `fsgid=`: the mount root's group, and its setgid bit, after fsGroup. */

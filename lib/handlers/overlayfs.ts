@@ -3,8 +3,15 @@
 import { join } from 'node:path';
 import { StorageError } from '../errors';
 import { optionWords, overlayPath } from '../options';
-import type { StorageContext, StorageHandler } from '../handler';
-import { optionValues, placeMountPoint, withoutOptions, type PreparedStorage, type Storage } from '../storage';
+import type { StorageContext, StorageHandler, StorageSteps } from '../handler';
+import {
+  optionValues,
+  placeMountPoint,
+  withoutOptions,
+  type Placement,
+  type PreparedStorage,
+  type Storage,
+} from '../storage';
 import { mountStorage } from './common';
 
 const OVERLAY_RW = 'io.katacontainers.fs-opt.overlay-rw';
@@ -35,15 +42,15 @@ function overlayOptions(storage: Storage, ctx: { allowedRoots: readonly string[]
  * `\:`, so `up\,per` is the directory `up,per`), each checked against the allowed roots. A
  * refusal names the option, not the storage's mountPoint.
  */
-function createdDirs(options: readonly string[], roots: readonly string[]): string[] {
+function createdDirs(options: readonly string[], roots: readonly string[]): Placement[] {
   const v = optionValues(options);
-  const dirs: string[] = [];
+  const dirs: Placement[] = [];
   for (const key of CREATED) {
     const raw = v.get(key);
     if (raw === undefined) continue;
     const dir = overlayPath(raw);
     try {
-      placeMountPoint(dir, roots);
+      dirs.push(placeMountPoint(dir, roots));
     } catch (err) {
       const e = err as StorageError;
       if (e.code !== 'ERR_INVALID_STORAGE') throw err;
@@ -59,23 +66,29 @@ function createdDirs(options: readonly string[], roots: readonly string[]): stri
         },
       );
     }
-    dirs.push(dir);
   }
   return dirs;
 }
 
+/** The overlay's options and the directories to create, as validate() worked them out. */
+interface OverlayPlan {
+  options: string[];
+  dirs: Placement[];
+}
+
 export const overlayfsHandler: StorageHandler = {
   /** The overlay's options, with the directories it needs, worked out once. */
-  validate(
-    storage: Storage,
-    ctx: { allowedRoots: readonly string[]; containerId?: string },
-  ): { options: string[]; dirs: string[] } {
+  validate(storage: Storage, ctx: { allowedRoots: readonly string[]; containerId?: string }): OverlayPlan {
     const options = overlayOptions(storage, ctx);
     return { options, dirs: createdDirs(options, ctx.allowedRoots) };
   },
+  steps(storage: PreparedStorage): StorageSteps {
+    const { options, dirs } = storage.driverData as OverlayPlan;
+    return { source: storage.source, fstype: 'overlay', options, directories: dirs };
+  },
   async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
-    const { options, dirs } = storage.driverData as { options: string[]; dirs: string[] };
-    for (const dir of dirs) await ctx.makeDirectory(dir);
+    const { options, dirs } = storage.driverData as OverlayPlan;
+    for (const dir of dirs) await ctx.makeDirectory(join(dir.root, dir.rel));
     return mountStorage(storage, ctx, { fstype: 'overlay', options });
   },
 };

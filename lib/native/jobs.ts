@@ -22,6 +22,8 @@ export interface NativeStorageJob {
   sourceBlock: boolean;
   /** A mount of this source and fstype already at the mount point is accepted as it is. */
   acceptPremount: boolean;
+  /** Directories made beneath their roots before the mount (overlayfs's upperdir, workdir). */
+  dirs: readonly { root: string; rel: string }[];
   fstype: string;
   options: readonly string[];
   /** 0 auto, 1 new, 2 legacy. */
@@ -162,7 +164,7 @@ function renewHereBudget(): void {
 }
 
 /** The numbers of one storage in an applyStorages call (native/binding/mount.cc ApplyStorages). */
-const PER_JOB = 9;
+const PER_JOB = 10;
 
 /**
  * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
@@ -178,6 +180,7 @@ export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStor
     const job = jobs[i]!;
     fields += `${refuseNul(job.root)}\0${refuseNul(job.rel)}\0${refuseNul(job.source)}\0${refuseNul(job.fstype)}\0`;
     for (const o of job.options) fields += `${refuseNul(o)}\0`;
+    for (const d of job.dirs) fields += `${refuseNul(d.root)}\0${refuseNul(d.rel)}\0`;
     const x = PER_JOB * i;
     numbers[x] = +job.leafFile;
     numbers[x + 1] = job.api;
@@ -188,6 +191,7 @@ export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStor
     numbers[x + 6] = job.options.length;
     numbers[x + 7] = +job.sourceBlock;
     numbers[x + 8] = +job.acceptPremount;
+    numbers[x + 9] = job.dirs.length;
   }
   const here = mayRunHere();
   if (here === undefined) return nextTurn().then(() => runApply(fields, numbers, true));

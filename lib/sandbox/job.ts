@@ -1,5 +1,6 @@
 // The request runner's fast path: a request whose every storage has steps (StorageHandler.steps)
 // is one native job (native/core/storage_steps ApplyStorages), recorded in the table afterwards.
+import { join } from 'node:path';
 import { abortError, explainMountError } from '../errors';
 import { channels } from '../events';
 import { mountApiOf } from '../mount';
@@ -102,6 +103,8 @@ function runJob(
   // Held when the request started, so its device was not looked for, and released since.
   const late = made.filter((i) => steps[i]!.device !== undefined && found[i] === undefined);
   if (late.length > 0) throw new DevicesNotSought(late);
+  // The journal learns of the directories beyond a mount point before they are made.
+  for (const job of jobs) for (const d of job.dirs) table.pre(join(d.root, d.rel));
   let r: AppliedStorages | Promise<AppliedStorages> | undefined;
   try {
     if (jobs.length > 0) r = applyStorageJobs(jobs);
@@ -209,6 +212,11 @@ function recordJob(
     // first, before what the job created), so its release removes them and nobody else does.
     const claimed = table.claimLeftovers(storage.mountPoint);
     e.created = claimed.length === 0 ? created : [...claimed, ...created];
+    // A directory the steps asked for, made by the job, goes with its content (makeDirectory's rule).
+    for (const d of jobs[k]!.dirs) {
+      const path = join(d.root, d.rel);
+      if (created.includes(path)) e.trees.add(path);
+    }
     e.createdMountPoint = e.created.includes(storage.mountPoint);
     const raced = table.entries.get(storage.mountPoint);
     // setSandboxStorage() (synchronous) took a reference while the job ran.
@@ -255,6 +263,7 @@ export function storageJob(storage: PreparedStorage, steps: StorageSteps, api: n
     source: steps.source,
     sourceBlock: steps.device === 'block',
     acceptPremount: steps.premount === true,
+    dirs: steps.directories ?? [],
     fstype: steps.fstype,
     options: optionElements(steps.options),
     api,

@@ -289,7 +289,8 @@ Napi::Value AppliedStorages(Napi::Env env, ApplyData& d) {
 // applyStorages(fields: string, numbers: Float64Array, mayRunHere?: boolean): per storage the
 // fields root, rel, source, fstype and its option elements, and the numbers [leafFile, api,
 // fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count,
-// sourceBlock, acceptPremount].
+// sourceBlock, acceptPremount, directory count], each directory's fields root and rel after the
+// storage's options.
 // [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs, unmounted),
 // paths: string (per storage its created, mounted, then rolled-back unmounted paths, NUL-ended),
 // failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds:
@@ -299,7 +300,7 @@ Napi::Value AppliedStorages(Napi::Env env, ApplyData& d) {
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
-  constexpr size_t kPer = 9;
+  constexpr size_t kPer = 10;
   Napi::Float64Array numbers = Numbers(env, info[1], kPer, "numbers");
   const size_t n = numbers.ElementLength() / kPer;
   // Each storage has at least 4 NUL-ended fields: no more jobs than the string can hold.
@@ -328,6 +329,12 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
     j.fsgid = Integer(env, numbers, x + 5, kNoId, kMaxId, "fsgid");
     j.source_block = numbers[x + 7] != 0;
     j.accept_premount = numbers[x + 8] != 0;
+    const auto dirs = Integer(env, numbers, x + 9, 0, 64, "directory count");
+    j.dirs.resize(static_cast<size_t>(dirs));
+    for (MountPointSteps& d : j.dirs) {
+      d.root = fields.Next();
+      d.rel = fields.Next();
+    }
     if (refused) continue;
     if (err != OptionError::kNone) {
       SetOptionError(err, std::move(bad), &refused);

@@ -98,13 +98,15 @@ bool Beneath(const std::string& path, const std::string& target) {
 bool MakeMountPoint(const WalkStart& from, const MountPointSteps& point, OpenParent* parent,
                     std::vector<std::string>* created, SysError* error, Fd* leaf) {
   const size_t slash = from.rel.rfind('/');
+  std::vector<std::string> made;  // MakeBeneathAt's own list, appended to `created`
   if (slash == std::string::npos) {
-    return MakeBeneathAt(from.fd, from.path, from.rel, point.mode, point.leaf_file, created, error,
-                         leaf);
+    const bool ok = MakeBeneathAt(from.fd, from.path, from.rel, point.mode, point.leaf_file, &made,
+                                  error, leaf);
+    created->insert(created->end(), made.begin(), made.end());
+    return ok;
   }
   const std::string dir = from.rel.substr(0, slash);
   const std::string dir_path = Join(from.path, dir);
-  std::vector<std::string> made;
   if (!parent->fd.ok() || parent->path != dir_path) {
     parent->fd.reset();
     const bool ok =
@@ -259,6 +261,19 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       return false;
     }
   }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    for (const MountPointSteps& d : jobs[i].dirs) {
+      const int fd = root_fd(d.root, false);
+      if (fd < 0 && !*error) continue;
+      if (fd < 0 ||
+          !CheckBeneathAt(fd, d.root, d.rel, &refusal->stop, &refusal->path, error, nullptr,
+                          nullptr) ||
+          refusal->stop != BeneathError::kNone) {
+        *failed = i;
+        return false;
+      }
+    }
+  }
   OpenParent parent;
   std::vector<std::string> targets;  // this job's mounts so far, which may hide a reached directory
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -281,7 +296,14 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
         for (const std::string& t : targets) hidden = hidden || Beneath(path, t);
         if (!hidden) from = WalkStart{reached[i].dir.get(), path, rest};
       }
-      ok = MakeMountPoint(from, job.point, &parent, &out.undo.created, error, &leaf);
+      for (size_t k = 0; ok && k < job.dirs.size(); ++k) {
+        const MountPointSteps& d = job.dirs[k];
+        const int dir_root = root_fd(d.root, true);
+        Fd made_dir;
+        ok = dir_root >= 0 && MakeMountPoint(WalkStart{dir_root, d.root, d.rel}, d, &parent,
+                                             &out.undo.created, error, &made_dir);
+      }
+      if (ok) ok = MakeMountPoint(from, job.point, &parent, &out.undo.created, error, &leaf);
       bool premounted = false;
       if (ok && job.accept_premount) ok = Premounted(leaf.get(), target, job, &premounted, error);
       MountRef made;

@@ -45,6 +45,9 @@ struct StorageJob {
   // The source is a shared filesystem's tag (virtio-fs, 9p) which the guest may have mounted at
   // the mount point already: such a mount, of this source and fstype, is accepted as it is.
   bool accept_premount = false;
+  // Directories made beneath their allowed roots before the mount (overlayfs's upperdir and
+  // workdir), their walks checked with the mount point's.
+  std::vector<MountPointSteps> dirs;
   std::string fstype;
   MountOptions options;
   MountApi api = MountApi::kAuto;

@@ -460,6 +460,47 @@ KATA_TEST(apply_storages_accepts_a_premount_of_the_same_source_and_type) {
   CHECK(rmdir(root.c_str()) == 0);
 }
 
+// The directories a storage asks for (overlayfs's upperdir and workdir) are made before its mount
+// point, recorded in order with it, and undone with it when the job fails.
+KATA_TEST(apply_storages_makes_the_directories_a_storage_asks_for) {
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = kata_test::TempDir("core");
+  kata::StorageJob j;
+  j.point.root = root;
+  j.point.rel = "m";
+  j.source = "tmpfs";
+  j.fstype = "tmpfs";
+  j.api = kata::MountApi::kLegacy;
+  j.dirs = {{root, "up", 0755, false}, {root, "w/work", 0755, false}};
+  std::vector<kata::StorageOutcome> outcomes;
+  std::vector<kata::SysError> undo_errors;
+  kata::StorageRefusal refusal;
+  size_t failed = 99;
+  kata::SysError err;
+  CHECK(kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  const std::vector<std::string> want = {root + "/up", root + "/w", root + "/w/work", root + "/m"};
+  CHECK(outcomes[0].undo.created == want);
+  ReleaseNewestFirst(outcomes, true);
+  CHECK(access((root + "/up").c_str(), F_OK) != 0 && access((root + "/w").c_str(), F_OK) != 0);
+
+  // The mount fails: the directories made for it are undone too.
+  j.options = Parse("size=zz");
+  CHECK(!kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK(outcomes[0].undo.created.empty());
+  CHECK(access((root + "/up").c_str(), F_OK) != 0 && access((root + "/m").c_str(), F_OK) != 0);
+
+  // A symlink on a directory's way refuses the storage before anything is made.
+  CHECK(symlink("/", (root + "/link").c_str()) == 0);
+  j.options = Parse("size=64k");
+  j.dirs = {{root, "up", 0755, false}, {root, "link/work", 0755, false}};
+  refusal = kata::StorageRefusal();
+  CHECK(!kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK(refusal.stop == kata::BeneathError::kSymlink && refusal.path == root + "/link");
+  CHECK(access((root + "/up").c_str(), F_OK) != 0);
+  CHECK(unlink((root + "/link").c_str()) == 0);
+  CHECK(rmdir(root.c_str()) == 0);
+}
+
 // A disk's node is checked before anything is touched: a missing node or one that is not a
 // block device stops the request at that storage, with the storages before it not made.
 KATA_TEST(apply_storages_checks_block_sources_first) {

@@ -373,6 +373,44 @@ t.test("the job accepts the shared filesystem's pre-mount", { skip: cannotMount 
   t.equal(mountSnapshot(), before, 'nothing mounted');
 });
 
+// overlayfs asks for its upperdir and workdir: the job makes them with the mount point (no
+// makeDirectory call), and the release takes them away with what the overlay wrote into them.
+t.test('an overlay and its directories in the same job', { skip: cannotMount }, async (t) => {
+  const root = scratchDir(t);
+  const lower = scratchDir(t);
+  writeFileSync(join(lower, 'base'), 'b');
+  const before = mountSnapshot();
+  const tree = treeSnapshot(root);
+  const sb = new Sandbox({ allowedRoots: [root] });
+  const merged = join(root, 'c', 'rootfs');
+  const calls = await nativeCalls(t, () =>
+    sb.addStorages(
+      [
+        {
+          driver: 'overlayfs',
+          source: 'overlay',
+          fstype: 'overlay',
+          options: [`lowerdir=${lower}`, `upperdir=${join(root, 'c', 'upper')}`, `workdir=${join(root, 'c', 'work')}`],
+          mountPoint: merged,
+        },
+        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'c', 'shm') },
+      ],
+      { containerId: 'c' },
+    ),
+  );
+  t.same(
+    calls.filter((n) => n === 'applyStorages' || n === 'makeBeneath'),
+    ['applyStorages'],
+    'one job, no directory made apart from it',
+  );
+  t.equal(mountAt(merged)?.fstype, 'overlay');
+  writeFileSync(join(merged, 'new'), 'n');
+  t.ok(existsSync(join(root, 'c', 'upper', 'new')), 'the overlay writes into the upperdir the job made');
+  await sb.removeContainer('c');
+  t.equal(mountSnapshot(), before, 'released: mountinfo as before');
+  t.equal(treeSnapshot(root), tree, 'and the tree, upperdir content and all');
+});
+
 t.test('a malformed job is refused before anything is touched', { skip: cannotMount }, async (t) => {
   const root = scratchDir(t);
   const before = mountSnapshot();
@@ -384,6 +422,7 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     source,
     sourceBlock: false,
     acceptPremount: false,
+    dirs: [],
     fstype: 'tmpfs',
     options: [],
     api: 2,
@@ -393,14 +432,14 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     fsgid: -1,
   });
   t.throws(() => applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
-  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0, 0]);
+  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0, 0, 0]);
   t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
   t.throws(
     () => native.applyStorages(`${root}\0a\0tmpfs\0tmpfs\0extra\0`, numbers),
     /more fields than its counts say/,
     'too many fields',
   );
-  t.throws(() => native.applyStorages('', new Float64Array(8)), /Float64Array of 9 numbers/, 'a partial record');
+  t.throws(() => native.applyStorages('', new Float64Array(9)), /Float64Array of 10 numbers/, 'a partial record');
   const ids = new Float64Array([1, 1]);
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), ids, 0), /ends before/, 'release too');
   t.throws(
@@ -426,12 +465,13 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     [1, 3, /mountApi/],
     [2, -2, /fsGroup/],
     [5, 2 ** 32, /fsgid/],
+    [9, 65, /directory count/],
   ] as const) {
     const bad = Float64Array.from(numbers);
     bad[i] = v;
     t.throws(() => native.applyStorages(fields, bad), { name: 'RangeError', message: what }, `${v} at ${i}`);
   }
-  t.throws(() => native.applyStorages('', new Float64Array(9)), /more storages than fields/, 'counts without fields');
+  t.throws(() => native.applyStorages('', new Float64Array(10)), /more storages than fields/, 'counts without fields');
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), ids, 0), /path count/, 'NaN count');
   t.throws(
     () => releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),
