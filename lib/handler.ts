@@ -84,6 +84,13 @@ export interface StorageSteps {
    * with its content on release, as `ctx.makeDirectory`'s are.
    */
   readonly directories?: readonly Placement[];
+  /**
+   * local: the mount point is the storage, a directory, and nothing is mounted (source, fstype
+   * and options are not used). Kata's local handler's steps follow: its group `fsgid` (chown),
+   * its `mode` (with setgid when fsgid is set), then fsGroup, never skipped. The handler's
+   * release() still runs (it removes the directory with its content).
+   */
+  readonly directory?: { readonly mode?: number };
   readonly fstype: string;
   readonly options: readonly string[];
   /** ephemeral's `fsgid=`: the mount root's group, and its setgid bit, after fsGroup. */

@@ -4,7 +4,7 @@
 // lies in).
 import { chmodSync, chownSync } from 'node:fs';
 import { native } from '../native';
-import type { ReleaseContext, StorageContext, StorageHandler } from '../handler';
+import type { ReleaseContext, StorageContext, StorageHandler, StorageSteps } from '../handler';
 import type { PreparedStorage, Storage } from '../storage';
 import { applyFsGroup, fsGidOption, octalModeOption } from './common';
 import { LOCAL_KEEP_CONTENT } from '../drivers';
@@ -25,6 +25,16 @@ export const localHandler: StorageHandler = {
       }
     }
     return { gid: fsGidOption(storage), mode: octalModeOption(storage) };
+  },
+  steps(storage: PreparedStorage): StorageSteps {
+    const { gid, mode } = storage.driverData as { gid: number | undefined; mode: number | undefined };
+    return {
+      source: storage.source,
+      fstype: '',
+      options: [],
+      ...(gid === undefined ? {} : { fsgid: gid }),
+      directory: mode === undefined ? {} : { mode },
+    };
   },
   async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
     const { gid, mode } = storage.driverData as { gid: number | undefined; mode: number | undefined };

@@ -24,6 +24,13 @@ export interface NativeStorageJob {
   acceptPremount: boolean;
   /** Directories made beneath their roots before the mount (overlayfs's upperdir, workdir). */
   dirs: readonly { root: string; rel: string }[];
+  /**
+   * Kata's local storage: nothing is mounted; the directory gets fsgid (chown), mode (with
+   * setgid when fsgid is set), then fsGroup.
+   */
+  directoryOnly: boolean;
+  /** local's mode= (-1: none). */
+  mode: number;
   fstype: string;
   options: readonly string[];
   /** 0 auto, 1 new, 2 legacy. */
@@ -164,7 +171,7 @@ function renewHereBudget(): void {
 }
 
 /** The numbers of one storage in an applyStorages call (native/binding/mount.cc ApplyStorages). */
-const PER_JOB = 10;
+const PER_JOB = 12;
 
 /**
  * Runs a request's storages as one native job (native/core/storage_steps ApplyStorages). The
@@ -192,6 +199,8 @@ export function applyStorageJobs(jobs: readonly NativeStorageJob[]): AppliedStor
     numbers[x + 7] = +job.sourceBlock;
     numbers[x + 8] = +job.acceptPremount;
     numbers[x + 9] = job.dirs.length;
+    numbers[x + 10] = +job.directoryOnly;
+    numbers[x + 11] = job.mode;
   }
   const here = mayRunHere();
   if (here === undefined) return nextTurn().then(() => runApply(fields, numbers, true));

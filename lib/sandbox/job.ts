@@ -112,11 +112,11 @@ function runJob(
     traceStorages(plan, made, undefined, containerId, [], err);
     throw err;
   }
-  if (!(r instanceof Promise)) return takeJob(table, plan, made, jobs, r, containerId);
+  if (!(r instanceof Promise)) return takeJob(table, plan, steps, made, jobs, r, containerId);
   const unlock = locked ? undefined : table.locks.lockAll(paths);
   return r
     .then(
-      (applied) => takeJob(table, plan, made, jobs, applied, containerId),
+      (applied) => takeJob(table, plan, steps, made, jobs, applied, containerId),
       (err: unknown) => {
         traceStorages(plan, made, undefined, containerId, [], err);
         throw err;
@@ -140,13 +140,14 @@ function runJob(
 function takeJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
+  steps: readonly StorageSteps[],
   made: readonly number[],
   jobs: readonly NativeStorageJob[],
   applied: AppliedStorages | undefined,
   containerId: string | undefined,
 ): Taken[] {
   try {
-    if (applied !== undefined) recordJob(table, plan, made, jobs, applied, containerId);
+    if (applied !== undefined) recordJob(table, plan, steps, made, jobs, applied, containerId);
   } catch (err) {
     traceStorages(plan, made, applied, containerId, [], err);
     throw err;
@@ -174,6 +175,7 @@ function takeJob(
 function recordJob(
   table: StorageTable,
   plan: readonly PlannedStorage[],
+  steps: readonly StorageSteps[],
   made: readonly number[],
   jobs: readonly NativeStorageJob[],
   { outcomes, failed, error, undoErrors, refusal, ranHere }: AppliedStorages,
@@ -196,9 +198,12 @@ function recordJob(
     e.handler = handler;
     e.mounts = mounted;
     e.memoryOnly = ranHere;
+    const own = steps[made[k]!]!;
     // Its steps are all it did (a disk with dm-verity has none): the release job undoes them, and
-    // a removeContainer of many such storages is one release job.
-    e.releaseDone = true;
+    // a removeContainer of many such storages is one release job. A local storage's directory is
+    // the storage: its driver's release removes it, and a removal refused (a mount below it)
+    // fails the release, as an unmount would, rather than leaving a leftover.
+    e.releaseDone = own.directory === undefined;
     if (failed >= 0) {
       if (channels.umount.hasSubscribers) publishUndone(storage, outcomes[k]!.unmounted, containerId);
       // Rolled back by the job: only what it could not undo is left to remember.
@@ -264,6 +269,8 @@ export function storageJob(storage: PreparedStorage, steps: StorageSteps, api: n
     sourceBlock: steps.device === 'block',
     acceptPremount: steps.premount === true,
     dirs: steps.directories ?? [],
+    directoryOnly: steps.directory !== undefined,
+    mode: steps.directory?.mode ?? -1,
     fstype: steps.fstype,
     options: optionElements(steps.options),
     api,

@@ -289,8 +289,8 @@ Napi::Value AppliedStorages(Napi::Env env, ApplyData& d) {
 // applyStorages(fields: string, numbers: Float64Array, mayRunHere?: boolean): per storage the
 // fields root, rel, source, fstype and its option elements, and the numbers [leafFile, api,
 // fsGroup (-1: none), fsGroupReadOnly, onRootMismatch, fsgid (-1: none), option element count,
-// sourceBlock, acceptPremount, directory count], each directory's fields root and rel after the
-// storage's options.
+// sourceBlock, acceptPremount, directory count, directoryOnly, mode (-1: none)], each directory's
+// fields root and rel after the storage's options.
 // [counts: Float64Array (per storage created, mounted, ownershipSkipped, durationNs, unmounted),
 // paths: string (per storage its created, mounted, then rolled-back unmounted paths, NUL-ended),
 // failed (-1: none), error?, undoErrors?, refusal?: ['symlink' | 'notdir', path], mountIds:
@@ -300,7 +300,7 @@ Napi::Value AppliedStorages(Napi::Env env, ApplyData& d) {
 Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fields fields(env, info[0], "fields");
-  constexpr size_t kPer = 10;
+  constexpr size_t kPer = 12;
   Napi::Float64Array numbers = Numbers(env, info[1], kPer, "numbers");
   const size_t n = numbers.ElementLength() / kPer;
   // Each storage has at least 4 NUL-ended fields: no more jobs than the string can hold.
@@ -335,6 +335,8 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
       d.root = fields.Next();
       d.rel = fields.Next();
     }
+    j.directory_only = numbers[x + 10] != 0;
+    j.mode = Integer(env, numbers, x + 11, -1, 07777, "mode");
     if (refused) continue;
     if (err != OptionError::kNone) {
       SetOptionError(err, std::move(bad), &refused);

@@ -45,8 +45,28 @@ bool SetFsGid(const std::string& path, int64_t gid, SysError* error) {
   return true;
 }
 
+// Kata's local handler: the directory's group (fsgid=), its mode (mode=, with setgid when fsgid=
+// was given), then fsGroup; there is no mount, so nothing is skipped as read-only.
+bool LocalOwnership(const StorageJob& job, const std::string& target, SysError* error) {
+  if (job.fsgid >= 0 &&
+      chown(target.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(job.fsgid)) != 0) {
+    error->Set(errno, "chown", target);
+    return false;
+  }
+  const mode_t mode = static_cast<mode_t>(job.mode) | (job.fsgid >= 0 ? S_ISGID : 0);
+  if (job.mode >= 0 && chmod(target.c_str(), mode) != 0) {
+    error->Set(errno, "chmod", target);
+    return false;
+  }
+  FsGroupResult r;
+  return job.fs_group < 0 ||
+         ApplyFsGroup(target, static_cast<unsigned>(job.fs_group), job.fs_group_read_only,
+                      job.fs_group_on_root_mismatch, &r, error);
+}
+
 bool Ownership(const StorageJob& job, const std::string& target, StorageOutcome* out,
                SysError* error) {
+  if (job.directory_only) return LocalOwnership(job, target, error);
   if (job.fs_group < 0 && job.fsgid < 0) return true;
   struct statvfs vfs;
   if (statvfs(target.c_str(), &vfs) != 0) {
@@ -306,8 +326,9 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
       if (ok) ok = MakeMountPoint(from, job.point, &parent, &out.undo.created, error, &leaf);
       bool premounted = false;
       if (ok && job.accept_premount) ok = Premounted(leaf.get(), target, job, &premounted, error);
+      const bool mounts = !premounted && !job.directory_only;
       MountRef made;
-      if (ok && !premounted) {
+      if (ok && mounts) {
         MountRequest request;
         // The API the job asked for, under auto the new one: its mount fd gives the mount's
         // identity (release.h) in one statx. mount(2) onto the fd's /proc path is one call
@@ -321,12 +342,12 @@ bool ApplyStorages(const std::vector<StorageJob>& jobs, std::vector<StorageOutco
         const char* fstype = job.fstype.empty() ? nullptr : job.fstype.c_str();
         ok = Mount(job.source.c_str(), target.c_str(), fstype, job.options, error, request);
       }
-      if (ok && !premounted && parent.fd.ok() && Beneath(parent.path, target)) {
+      if (ok && mounts && parent.fd.ok() && Beneath(parent.path, target)) {
         // A mount on the kept directory, or above it, hides it: later mount points there must
         // be walked to again, onto the new mount.
         parent.fd.reset();
       }
-      if (ok && !premounted) {
+      if (ok && mounts) {
         targets.push_back(target);
         made.path = target;
         out.undo.mounted.push_back(std::move(made));

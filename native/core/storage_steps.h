@@ -48,6 +48,11 @@ struct StorageJob {
   // Directories made beneath their allowed roots before the mount (overlayfs's upperdir and
   // workdir), their walks checked with the mount point's.
   std::vector<MountPointSteps> dirs;
+  // Kata's local storage: the mount point is the storage, a directory, and nothing is mounted.
+  // Its ownership steps are the local handler's: chown to fsgid, chmod to mode (plus setgid
+  // when fsgid is set), then fsGroup, never skipped.
+  bool directory_only = false;
+  int64_t mode = -1;  // local's mode= when >= 0
   std::string fstype;
   MountOptions options;
   MountApi api = MountApi::kAuto;

@@ -501,6 +501,33 @@ KATA_TEST(apply_storages_makes_the_directories_a_storage_asks_for) {
   CHECK(rmdir(root.c_str()) == 0);
 }
 
+// Kata's local storage: a directory with the local handler's group and mode, nothing mounted.
+KATA_TEST(apply_storages_makes_a_local_directory_without_a_mount) {
+  if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
+  const std::string root = kata_test::TempDir("core");
+  kata::StorageJob j;
+  j.point.root = root;
+  j.point.rel = "d/local";
+  j.directory_only = true;
+  j.fsgid = 4242;
+  j.mode = 0750;
+  std::vector<kata::StorageOutcome> outcomes;
+  std::vector<kata::SysError> undo_errors;
+  kata::StorageRefusal refusal;
+  size_t failed = 99;
+  kata::SysError err;
+  CHECK(kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  CHECK(outcomes[0].undo.mounted.empty());
+  CHECK_EQ(outcomes[0].undo.created.size(), size_t{2});
+  CHECK(!InMountinfo(root + "/d/local", ""));
+  struct stat st;
+  CHECK(stat((root + "/d/local").c_str(), &st) == 0);
+  CHECK_EQ(st.st_mode & 07777, static_cast<mode_t>(02750));
+  CHECK_EQ(st.st_gid, static_cast<gid_t>(4242));
+  ReleaseNewestFirst(outcomes, true);
+  CHECK(rmdir(root.c_str()) == 0);
+}
+
 // A disk's node is checked before anything is touched: a missing node or one that is not a
 // block device stops the request at that storage, with the storages before it not made.
 KATA_TEST(apply_storages_checks_block_sources_first) {

@@ -411,6 +411,44 @@ t.test('an overlay and its directories in the same job', { skip: cannotMount }, 
   t.equal(treeSnapshot(root), tree, 'and the tree, upperdir content and all');
 });
 
+// Kata's local storage (a disk-backed emptyDir) is a directory, not a mount: the job makes it with
+// its group and mode, as Kata's local handler sets them, alongside the request's mounts.
+t.test('a local storage in the same job', { skip: cannotMount }, async (t) => {
+  const root = scratchDir(t);
+  const before = mountSnapshot();
+  const tree = treeSnapshot(root);
+  const sb = new Sandbox({ allowedRoots: [root] });
+  const dir = join(root, 'c', 'cache');
+  const events: unknown[] = [];
+  const listen = (m: unknown): void => void events.push(m);
+  diagnostics_channel.subscribe('kata-storage:mount', listen);
+  t.teardown(() => diagnostics_channel.unsubscribe('kata-storage:mount', listen));
+  const calls = await nativeCalls(t, () =>
+    sb.addStorages(
+      [
+        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750', 'fsgid=4321'], mountPoint: dir },
+        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'c', 'shm') },
+      ],
+      { containerId: 'c' },
+    ),
+  );
+  t.same(
+    calls.filter((n) => n === 'applyStorages' || n === 'makeBeneath'),
+    ['applyStorages'],
+    'one job, no directory made apart from it',
+  );
+  const st = statSync(dir);
+  t.equal(st.mode & 0o7777, 0o2750, 'mode=0750 with setgid, as fsgid= was given');
+  t.equal(st.gid, 4321, 'fsgid= is its group');
+  t.equal(mountAt(dir), undefined, 'nothing mounted there');
+  t.equal(events.length, 1, 'one mount event: the tmpfs');
+  mkdirSync(join(dir, 'sub'));
+  writeFileSync(join(dir, 'sub', 'f'), 'x');
+  await sb.removeContainer('c');
+  t.equal(mountSnapshot(), before, 'released: mountinfo as before');
+  t.equal(treeSnapshot(root), tree, 'and the tree: the directory went with its content');
+});
+
 t.test('a malformed job is refused before anything is touched', { skip: cannotMount }, async (t) => {
   const root = scratchDir(t);
   const before = mountSnapshot();
@@ -423,6 +461,8 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     sourceBlock: false,
     acceptPremount: false,
     dirs: [],
+    directoryOnly: false,
+    mode: -1,
     fstype: 'tmpfs',
     options: [],
     api: 2,
@@ -432,14 +472,14 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     fsgid: -1,
   });
   t.throws(() => applyStorageJobs([job('tmp\0fs')]), { name: 'TypeError', message: /NUL/ }, 'a NUL in a field, in JS');
-  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0, 0, 0]);
+  const numbers = new Float64Array([0, 2, -1, 0, 0, -1, 0, 0, 0, 0, 0, -1]);
   t.throws(() => native.applyStorages(`${root}\0a\0tmpfs\0`, numbers), /ends before its last field/, 'too few fields');
   t.throws(
     () => native.applyStorages(`${root}\0a\0tmpfs\0tmpfs\0extra\0`, numbers),
     /more fields than its counts say/,
     'too many fields',
   );
-  t.throws(() => native.applyStorages('', new Float64Array(9)), /Float64Array of 10 numbers/, 'a partial record');
+  t.throws(() => native.applyStorages('', new Float64Array(11)), /Float64Array of 12 numbers/, 'a partial record');
   const ids = new Float64Array([1, 1]);
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([2, 0]), ids, 0), /ends before/, 'release too');
   t.throws(
@@ -466,12 +506,13 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     [2, -2, /fsGroup/],
     [5, 2 ** 32, /fsgid/],
     [9, 65, /directory count/],
+    [11, 0o10000, /mode/],
   ] as const) {
     const bad = Float64Array.from(numbers);
     bad[i] = v;
     t.throws(() => native.applyStorages(fields, bad), { name: 'RangeError', message: what }, `${v} at ${i}`);
   }
-  t.throws(() => native.applyStorages('', new Float64Array(10)), /more storages than fields/, 'counts without fields');
+  t.throws(() => native.applyStorages('', new Float64Array(12)), /more storages than fields/, 'counts without fields');
   t.throws(() => native.releaseStorages(`${root}/a\0`, new Float64Array([NaN, 0]), ids, 0), /path count/, 'NaN count');
   t.throws(
     () => releaseStorageJobs([{ mounts: [{ path: `${root}/a\0b`, id: 1 }], created: [] }], 0),
