@@ -106,11 +106,17 @@ function sandboxPath(b) {
    */
   async function runJobs(n, requests) {
     const root = allowedRoot();
+    /** @type {import('../../lib/native').NativeStorageJob[]} */
     const request = Array.from({ length: n }, (_, i) => ({
       root,
       rel: `e${i}`,
       leafFile: false,
       source: 'tmpfs',
+      sourceBlock: false,
+      acceptPremount: false,
+      dirs: [],
+      directoryOnly: false,
+      mode: -1,
       fstype: 'tmpfs',
       options: ['size=1m'],
       api: mountApiOf('legacy'), // mount(2), as the Sandbox here and the C loop

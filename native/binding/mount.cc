@@ -321,21 +321,21 @@ Napi::Value ApplyStorages(const Napi::CallbackInfo& info) {
     std::string bad;
     OptionError err =
         kata::ParseMountOptions(fields.Run(static_cast<size_t>(count)), &j.options, &bad);
-    j.point.leaf_file = numbers[x] != 0;
+    j.point.leaf_file = Integer(env, numbers, x, 0, 1, "leafFile") != 0;
     j.api = static_cast<MountApi>(Integer(env, numbers, x + 1, 0, 2, "mountApi"));
     j.fs_group = Integer(env, numbers, x + 2, kNoId, kMaxId, "fsGroup");
-    j.fs_group_read_only = numbers[x + 3] != 0;
-    j.fs_group_on_root_mismatch = numbers[x + 4] != 0;
+    j.fs_group_read_only = Integer(env, numbers, x + 3, 0, 1, "fsGroupReadOnly") != 0;
+    j.fs_group_on_root_mismatch = Integer(env, numbers, x + 4, 0, 1, "onRootMismatch") != 0;
     j.fsgid = Integer(env, numbers, x + 5, kNoId, kMaxId, "fsgid");
-    j.source_block = numbers[x + 7] != 0;
-    j.accept_premount = numbers[x + 8] != 0;
+    j.source_block = Integer(env, numbers, x + 7, 0, 1, "sourceBlock") != 0;
+    j.accept_premount = Integer(env, numbers, x + 8, 0, 1, "acceptPremount") != 0;
     const auto dirs = Integer(env, numbers, x + 9, 0, 64, "directory count");
     j.dirs.resize(static_cast<size_t>(dirs));
     for (MountPointSteps& d : j.dirs) {
       d.root = fields.Next();
       d.rel = fields.Next();
     }
-    j.directory_only = numbers[x + 10] != 0;
+    j.directory_only = Integer(env, numbers, x + 10, 0, 1, "directoryOnly") != 0;
     j.mode = Integer(env, numbers, x + 11, -1, 07777, "mode");
     if (refused) continue;
     if (err != OptionError::kNone) {

@@ -507,6 +507,8 @@ t.test('a malformed job is refused before anything is touched', { skip: cannotMo
     [5, 2 ** 32, /fsgid/],
     [9, 65, /directory count/],
     [11, 0o10000, /mode/],
+    [7, NaN, /sourceBlock/],
+    [0, 2, /leafFile/],
   ] as const) {
     const bad = Float64Array.from(numbers);
     bad[i] = v;
