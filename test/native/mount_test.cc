@@ -60,6 +60,33 @@ kata::MountOptions Parse(const std::string& list) {
   return o;
 }
 
+// One ApplyStorages call and everything it reports.
+struct Applied {
+  bool ok = false;
+  std::vector<kata::StorageOutcome> outcomes;
+  std::vector<kata::SysError> undo_errors;
+  kata::StorageRefusal refusal;
+  size_t failed = 99;
+  kata::SysError err;
+};
+
+Applied Apply(const std::vector<kata::StorageJob>& jobs) {
+  Applied a;
+  a.ok = kata::ApplyStorages(jobs, &a.outcomes, &a.failed, &a.err, &a.undo_errors, &a.refusal);
+  return a;
+}
+
+// A storage job beneath `root` at `rel`, mounting a tmpfs through mount(2).
+kata::StorageJob TmpfsJob(const std::string& root, const std::string& rel) {
+  kata::StorageJob j;
+  j.point.root = root;
+  j.point.rel = rel;
+  j.source = "tmpfs";
+  j.fstype = "tmpfs";
+  j.api = kata::MountApi::kLegacy;
+  return j;
+}
+
 }  // namespace
 
 KATA_TEST(mount_tmpfs_and_umount) {
@@ -424,13 +451,9 @@ KATA_TEST(apply_storages_accepts_a_premount_of_the_same_source_and_type) {
   CHECK(mkdir(shared.c_str(), 0755) == 0);
   CHECK(mount("kataShared", shared.c_str(), "tmpfs", 0, "size=64k") == 0);
   auto job = [&](const std::string& source) {
-    kata::StorageJob j;
-    j.point.root = root;
-    j.point.rel = "shared";
+    kata::StorageJob j = TmpfsJob(root, "shared");
     j.source = source;
-    j.fstype = "tmpfs";
     j.accept_premount = true;
-    j.api = kata::MountApi::kLegacy;
     return j;
   };
   auto count = [&]() {
@@ -441,19 +464,16 @@ KATA_TEST(apply_storages_accepts_a_premount_of_the_same_source_and_type) {
     for (const kata::MountinfoEntry& m : table) n += m.mount_point == shared;
     return n;
   };
-  std::vector<kata::StorageOutcome> outcomes;
-  std::vector<kata::SysError> undo_errors;
-  kata::StorageRefusal refusal;
-  size_t failed = 99;
-  kata::SysError err;
-  CHECK(kata::ApplyStorages({job("kataShared")}, &outcomes, &failed, &err, &undo_errors, &refusal));
-  CHECK(outcomes[0].undo.mounted.empty() && outcomes[0].undo.created.empty());
+  Applied a = Apply({job("kataShared")});
+  CHECK(a.ok);
+  CHECK(a.outcomes[0].undo.mounted.empty() && a.outcomes[0].undo.created.empty());
   CHECK_EQ(count(), size_t{1});
 
-  CHECK(kata::ApplyStorages({job("otherShare")}, &outcomes, &failed, &err, &undo_errors, &refusal));
-  CHECK_EQ(outcomes[0].undo.mounted.size(), size_t{1});
+  a = Apply({job("otherShare")});
+  CHECK(a.ok);
+  CHECK_EQ(a.outcomes[0].undo.mounted.size(), size_t{1});
   CHECK_EQ(count(), size_t{2});
-  ReleaseNewestFirst(outcomes, false);
+  ReleaseNewestFirst(a.outcomes, false);
   CHECK_EQ(count(), size_t{1});
   CHECK(umount2(shared.c_str(), 0) == 0);
   CHECK(rmdir(shared.c_str()) == 0);
@@ -465,37 +485,29 @@ KATA_TEST(apply_storages_accepts_a_premount_of_the_same_source_and_type) {
 KATA_TEST(apply_storages_makes_the_directories_a_storage_asks_for) {
   if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   const std::string root = kata_test::TempDir("core");
-  kata::StorageJob j;
-  j.point.root = root;
-  j.point.rel = "m";
-  j.source = "tmpfs";
-  j.fstype = "tmpfs";
-  j.api = kata::MountApi::kLegacy;
+  kata::StorageJob j = TmpfsJob(root, "m");
   j.dirs = {{root, "up", 0755, false}, {root, "w/work", 0755, false}};
-  std::vector<kata::StorageOutcome> outcomes;
-  std::vector<kata::SysError> undo_errors;
-  kata::StorageRefusal refusal;
-  size_t failed = 99;
-  kata::SysError err;
-  CHECK(kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
+  Applied a = Apply({j});
+  CHECK(a.ok);
   const std::vector<std::string> want = {root + "/up", root + "/w", root + "/w/work", root + "/m"};
-  CHECK(outcomes[0].undo.created == want);
-  ReleaseNewestFirst(outcomes, true);
+  CHECK(a.outcomes[0].undo.created == want);
+  ReleaseNewestFirst(a.outcomes, true);
   CHECK(access((root + "/up").c_str(), F_OK) != 0 && access((root + "/w").c_str(), F_OK) != 0);
 
   // The mount fails: the directories made for it are undone too.
   j.options = Parse("size=zz");
-  CHECK(!kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
-  CHECK(outcomes[0].undo.created.empty());
+  a = Apply({j});
+  CHECK(!a.ok);
+  CHECK(a.outcomes[0].undo.created.empty());
   CHECK(access((root + "/up").c_str(), F_OK) != 0 && access((root + "/m").c_str(), F_OK) != 0);
 
   // A symlink on a directory's way refuses the storage before anything is made.
   CHECK(symlink("/", (root + "/link").c_str()) == 0);
   j.options = Parse("size=64k");
   j.dirs = {{root, "up", 0755, false}, {root, "link/work", 0755, false}};
-  refusal = kata::StorageRefusal();
-  CHECK(!kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
-  CHECK(refusal.stop == kata::BeneathError::kSymlink && refusal.path == root + "/link");
+  a = Apply({j});
+  CHECK(!a.ok);
+  CHECK(a.refusal.stop == kata::BeneathError::kSymlink && a.refusal.path == root + "/link");
   CHECK(access((root + "/up").c_str(), F_OK) != 0);
   CHECK(unlink((root + "/link").c_str()) == 0);
   CHECK(rmdir(root.c_str()) == 0);
@@ -505,26 +517,20 @@ KATA_TEST(apply_storages_makes_the_directories_a_storage_asks_for) {
 KATA_TEST(apply_storages_makes_a_local_directory_without_a_mount) {
   if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   const std::string root = kata_test::TempDir("core");
-  kata::StorageJob j;
-  j.point.root = root;
-  j.point.rel = "d/local";
+  kata::StorageJob j = TmpfsJob(root, "d/local");
   j.directory_only = true;
   j.fsgid = 4242;
   j.mode = 0750;
-  std::vector<kata::StorageOutcome> outcomes;
-  std::vector<kata::SysError> undo_errors;
-  kata::StorageRefusal refusal;
-  size_t failed = 99;
-  kata::SysError err;
-  CHECK(kata::ApplyStorages({j}, &outcomes, &failed, &err, &undo_errors, &refusal));
-  CHECK(outcomes[0].undo.mounted.empty());
-  CHECK_EQ(outcomes[0].undo.created.size(), size_t{2});
+  const Applied a = Apply({j});
+  CHECK(a.ok);
+  CHECK(a.outcomes[0].undo.mounted.empty());
+  CHECK_EQ(a.outcomes[0].undo.created.size(), size_t{2});
   CHECK(!InMountinfo(root + "/d/local", ""));
   struct stat st;
   CHECK(stat((root + "/d/local").c_str(), &st) == 0);
   CHECK_EQ(st.st_mode & 07777, static_cast<mode_t>(02750));
   CHECK_EQ(st.st_gid, static_cast<gid_t>(4242));
-  ReleaseNewestFirst(outcomes, true);
+  ReleaseNewestFirst(a.outcomes, true);
   CHECK(rmdir(root.c_str()) == 0);
 }
 
@@ -533,25 +539,15 @@ KATA_TEST(apply_storages_makes_a_local_directory_without_a_mount) {
 KATA_TEST(apply_storages_checks_block_sources_first) {
   if (const char* why = kata_test::EnterPrivateNamespace()) KATA_SKIP(why);
   const std::string root = kata_test::TempDir("core");
-  auto job = [&](const std::string& rel, const std::string& source, bool block) {
-    kata::StorageJob j;
-    j.point.root = root;
-    j.point.rel = rel;
-    j.source = source;
-    j.source_block = block;
-    j.fstype = block ? "ext4" : "tmpfs";
-    j.api = kata::MountApi::kLegacy;
-    return j;
-  };
-  std::vector<kata::StorageOutcome> outcomes;
-  std::vector<kata::SysError> undo_errors;
-  kata::StorageRefusal refusal;
-  size_t failed = 99;
   for (const char* node : {"/dev/null", "/", "/dev/kata-storage-no-such-node"}) {
-    std::vector<kata::StorageJob> jobs = {job("first", "tmpfs", false), job("disk", node, true)};
-    kata::SysError err;
-    CHECK(!kata::ApplyStorages(jobs, &outcomes, &failed, &err, &undo_errors, &refusal));
-    CHECK_EQ(failed, size_t{1});
+    kata::StorageJob disk = TmpfsJob(root, "disk");
+    disk.source = node;
+    disk.source_block = true;
+    disk.fstype = "ext4";
+    const Applied a = Apply({TmpfsJob(root, "first"), disk});
+    const kata::SysError& err = a.err;
+    CHECK(!a.ok);
+    CHECK_EQ(a.failed, size_t{1});
     CHECK(err.syscall == std::string("stat"));
     if (std::string(node) == "/dev/kata-storage-no-such-node") {
       CHECK(err.code == nullptr);
@@ -562,7 +558,7 @@ KATA_TEST(apply_storages_checks_block_sources_first) {
       CHECK_EQ(err.err, ENOTBLK);
       CHECK(err.value == node);
     }
-    CHECK(refusal.stop == kata::BeneathError::kNone);
+    CHECK(a.refusal.stop == kata::BeneathError::kNone);
     CHECK(access((root + "/first").c_str(), F_OK) != 0);
     CHECK(access((root + "/disk").c_str(), F_OK) != 0);
   }

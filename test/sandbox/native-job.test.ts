@@ -6,7 +6,7 @@ import t from 'tap';
 import * as diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, StorageError, mountSync, storageTracing, umountSync } from '../../lib/index';
+import { Sandbox, StorageError, mountSync, storageTracing, umountSync, type Storage } from '../../lib/index';
 import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../../lib/native';
 import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from '../helpers/mountinfo';
 import { rejection } from '../helpers/rejection';
@@ -33,6 +33,20 @@ async function nativeCalls(t: { teardown(fn: () => void): void }, fn: () => Prom
     restore();
   }
   return calls;
+}
+
+/** Adds `storages` for container 'c', checking they were made by one job and nothing apart from it. */
+async function addAsOneJob(
+  t: Parameters<typeof nativeCalls>[0] & { same(a: unknown, b: unknown, m: string): void },
+  sb: Sandbox,
+  storages: Storage[],
+): Promise<void> {
+  const calls = await nativeCalls(t, () => sb.addStorages(storages, { containerId: 'c' }));
+  t.same(
+    calls.filter((n) => n === 'applyStorages' || n === 'makeBeneath'),
+    ['applyStorages'],
+    'one job, no directory made apart from it',
+  );
 }
 
 /** The mounts under `root`, as lines of path (relative to it), fstype and super options. */
@@ -336,20 +350,10 @@ t.test("the job accepts the shared filesystem's pre-mount", { skip: cannotMount 
   t.teardown(() => diagnostics_channel.unsubscribe('kata-storage:mount', listen));
   const sb = new Sandbox({ allowedRoots: [root] });
   const shm = join(root, 'c', 'shm');
-  const calls = await nativeCalls(t, () =>
-    sb.addStorages(
-      [
-        { driver: 'virtio-fs', source: 'kataShared', fstype: 'tmpfs', mountPoint: shared, fsGroup: { groupId: 4321 } },
-        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: shm },
-      ],
-      { containerId: 'c' },
-    ),
-  );
-  t.same(
-    calls.filter((n) => n === 'applyStorages'),
-    ['applyStorages'],
-    'one job for both',
-  );
+  await addAsOneJob(t, sb, [
+    { driver: 'virtio-fs', source: 'kataShared', fstype: 'tmpfs', mountPoint: shared, fsGroup: { groupId: 4321 } },
+    { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: shm },
+  ]);
   t.equal(readMountinfo().filter((m) => m.mountPoint === shared).length, 1, 'nothing stacked on the share');
   t.equal(mountAt(shm)?.fstype, 'tmpfs', 'the emptyDir mounted');
   t.equal(statSync(join(shared, 'f')).gid, 4321, 'fsGroup applied to the share');
@@ -383,26 +387,16 @@ t.test('an overlay and its directories in the same job', { skip: cannotMount }, 
   const tree = treeSnapshot(root);
   const sb = new Sandbox({ allowedRoots: [root] });
   const merged = join(root, 'c', 'rootfs');
-  const calls = await nativeCalls(t, () =>
-    sb.addStorages(
-      [
-        {
-          driver: 'overlayfs',
-          source: 'overlay',
-          fstype: 'overlay',
-          options: [`lowerdir=${lower}`, `upperdir=${join(root, 'c', 'upper')}`, `workdir=${join(root, 'c', 'work')}`],
-          mountPoint: merged,
-        },
-        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'c', 'shm') },
-      ],
-      { containerId: 'c' },
-    ),
-  );
-  t.same(
-    calls.filter((n) => n === 'applyStorages' || n === 'makeBeneath'),
-    ['applyStorages'],
-    'one job, no directory made apart from it',
-  );
+  await addAsOneJob(t, sb, [
+    {
+      driver: 'overlayfs',
+      source: 'overlay',
+      fstype: 'overlay',
+      options: [`lowerdir=${lower}`, `upperdir=${join(root, 'c', 'upper')}`, `workdir=${join(root, 'c', 'work')}`],
+      mountPoint: merged,
+    },
+    { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'c', 'shm') },
+  ]);
   t.equal(mountAt(merged)?.fstype, 'overlay');
   writeFileSync(join(merged, 'new'), 'n');
   t.ok(existsSync(join(root, 'c', 'upper', 'new')), 'the overlay writes into the upperdir the job made');
@@ -423,20 +417,10 @@ t.test('a local storage in the same job', { skip: cannotMount }, async (t) => {
   const listen = (m: unknown): void => void events.push(m);
   diagnostics_channel.subscribe('kata-storage:mount', listen);
   t.teardown(() => diagnostics_channel.unsubscribe('kata-storage:mount', listen));
-  const calls = await nativeCalls(t, () =>
-    sb.addStorages(
-      [
-        { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750', 'fsgid=4321'], mountPoint: dir },
-        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'c', 'shm') },
-      ],
-      { containerId: 'c' },
-    ),
-  );
-  t.same(
-    calls.filter((n) => n === 'applyStorages' || n === 'makeBeneath'),
-    ['applyStorages'],
-    'one job, no directory made apart from it',
-  );
+  await addAsOneJob(t, sb, [
+    { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750', 'fsgid=4321'], mountPoint: dir },
+    { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: join(root, 'c', 'shm') },
+  ]);
   const st = statSync(dir);
   t.equal(st.mode & 0o7777, 0o2750, 'mode=0750 with setgid, as fsgid= was given');
   t.equal(st.gid, 4321, 'fsgid= is its group');
