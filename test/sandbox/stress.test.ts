@@ -85,6 +85,16 @@ class Model {
 
   add(cid: string, items: Item[]): boolean {
     if (this.destroyed) return false;
+    // A request of built-in storages alone is one native job: the cleanups owed at its mount
+    // points are finished first, before anything is made, and one that fails fails the request
+    // having made nothing (lib/sandbox/job.ts addWhenFree). A request with an injected failure
+    // (a custom driver) is made storage by storage, as the loop below models.
+    if (items.every((i) => typeof i === 'number')) {
+      for (const v of new Set(items)) {
+        const e = this.entries.get(v);
+        if (e && e.refcount === 0 && e.pending && !this.cleanup(v)) return false;
+      }
+    }
     const taken: { v: number; created: boolean }[] = [];
     let failed = false;
     for (const item of items) {
