@@ -51,12 +51,13 @@ export interface StorageContext extends DeviceContext {
    * published on `kata-storage:mount` like mount(). `premount`: a mount of `source` and `fstype`
    * already at the mount point (Kata's guest pre-mount of the shared filesystem) is accepted as
    * it is, never recorded (so never unmounted by us), fsGroup still applied, nothing published.
+   * `directory`: nothing is mounted; the mount point is a `local` directory (StorageSteps.directory).
    */
   mountAtMountPoint(
     source: string,
     fstype: string,
     options?: readonly string[],
-    opts?: { file?: boolean; fsgid?: number; premount?: boolean },
+    opts?: { file?: boolean; fsgid?: number; premount?: boolean; directory?: StorageSteps['directory'] },
   ): Promise<void>;
 }
 

@@ -1,7 +1,5 @@
-// What most drivers share: create the mount point, mount, then apply fsGroup the way Kata does.
+// What most drivers share: the mount point, the mount and the storage's fsGroup in one native job.
 import { StorageError } from '../errors';
-import { native } from '../native';
-import { MountFlags } from '../options';
 import type { StorageContext } from '../handler';
 import { readMountinfo } from '../mountinfo';
 import { optionValues, type PreparedStorage, type Storage } from '../storage';
@@ -16,6 +14,8 @@ export interface MountPlan {
   fsgid?: number;
   /** A mount of this source and fstype already there is accepted (StorageSteps.premount). */
   premount?: boolean;
+  /** Nothing mounted: a `local` directory with its mode (StorageSteps.directory). */
+  directory?: { mode?: number };
 }
 
 export async function mountStorage(
@@ -31,6 +31,7 @@ export async function mountStorage(
     {
       file: plan.file === true,
       premount: plan.premount === true,
+      ...(plan.directory === undefined ? {} : { directory: plan.directory }),
       ...(plan.fsgid === undefined ? {} : { fsgid: plan.fsgid }),
     },
   );
@@ -45,28 +46,6 @@ export async function mountStorage(
  */
 export function ownershipSkipped(storage: Storage): 'read-only' | undefined {
   return mountedSourceAt(storage.mountPoint)?.readOnly === true ? 'read-only' : undefined;
-}
-
-/**
- * Kata's set_ownership: recursive chgrp + rw/ro bits (ro when `ro` is among the options) +
- * setgid on dirs, OnRootMismatch short-cut. Skipped on a read-only mount (`ownershipSkipped`; the
- * mount event says so); `local` (no mount) is never skipped.
- */
-export async function applyFsGroup(
-  storage: PreparedStorage,
-  { mounted = true }: { mounted?: boolean } = {},
-): Promise<{ skipped: boolean | 'read-only'; changed: number } | undefined> {
-  if (!storage.fsGroup) return undefined;
-  const readOnly = (storage.mountOptions.flags & MountFlags.RDONLY) !== 0;
-  if (mounted && ownershipSkipped(storage)) return { skipped: 'read-only', changed: 0 };
-  const r = await native.applyFsGroup(
-    storage.mountPoint,
-    storage.fsGroup.groupId,
-    readOnly,
-    storage.fsGroup.groupChangePolicy === 'OnRootMismatch',
-  );
-  if (r instanceof Error) throw r;
-  return r;
 }
 
 function badOption(word: string, why: string): StorageError {

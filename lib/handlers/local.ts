@@ -2,15 +2,28 @@
 // mount. It goes with its last reference, but never by deleting into a mount below it; with the
 // keep-content driver option only an empty directory goes (its content belongs to the storage it
 // lies in).
-import { chmodSync, chownSync } from 'node:fs';
 import { native } from '../native';
 import type { ReleaseContext, StorageContext, StorageHandler, StorageSteps } from '../handler';
 import type { PreparedStorage, Storage } from '../storage';
-import { applyFsGroup, fsGidOption, octalModeOption } from './common';
+import { fsGidOption, mountStorage, octalModeOption } from './common';
 import { LOCAL_KEEP_CONTENT } from '../drivers';
 import { StorageError } from '../errors';
 
-const S_ISGID = 0o2000;
+/** Kata's local storage as steps: a directory with its group (fsgid=) and mode, no mount. */
+function localDirectory(storage: PreparedStorage): {
+  fstype: string;
+  options: string[];
+  fsgid?: number;
+  directory: { mode?: number };
+} {
+  const { gid, mode } = storage.driverData as { gid: number | undefined; mode: number | undefined };
+  return {
+    fstype: '',
+    options: [],
+    ...(gid === undefined ? {} : { fsgid: gid }),
+    directory: mode === undefined ? {} : { mode },
+  };
+}
 
 export const localHandler: StorageHandler = {
   /** The driver's own options, parsed once: `fsgid=` and octal `mode=`; the one driver option. */
@@ -27,22 +40,11 @@ export const localHandler: StorageHandler = {
     return { gid: fsGidOption(storage), mode: octalModeOption(storage) };
   },
   steps(storage: PreparedStorage): StorageSteps {
-    const { gid, mode } = storage.driverData as { gid: number | undefined; mode: number | undefined };
-    return {
-      source: storage.source,
-      fstype: '',
-      options: [],
-      ...(gid === undefined ? {} : { fsgid: gid }),
-      directory: mode === undefined ? {} : { mode },
-    };
+    return { source: storage.source, ...localDirectory(storage) };
   },
-  async create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
-    const { gid, mode } = storage.driverData as { gid: number | undefined; mode: number | undefined };
-    await ctx.makeMountPoint();
-    if (gid !== undefined) chownSync(storage.mountPoint, -1, gid);
-    if (mode !== undefined) chmodSync(storage.mountPoint, mode | (gid !== undefined ? S_ISGID : 0));
-    await applyFsGroup(storage, { mounted: false });
-    return storage.mountPoint;
+  create(storage: PreparedStorage, ctx: StorageContext): Promise<string> {
+    // The same native steps as the job's (LocalOwnership), for a request made storage by storage.
+    return mountStorage(storage, ctx, localDirectory(storage));
   },
   async release(path: string, ctx: ReleaseContext): Promise<void> {
     // With keep-content the directory is among the created paths the release removes only when

@@ -300,6 +300,7 @@ function context(
           ...(opts.fsgid === undefined ? {} : { fsgid: opts.fsgid }),
           file: opts.file === true,
           premount: opts.premount === true,
+          ...(opts.directory === undefined ? {} : { directory: opts.directory }),
         },
         mountApiOf(mountApi),
       );

@@ -6,7 +6,15 @@ import t from 'tap';
 import * as diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, StorageError, mountSync, storageTracing, umountSync, type Storage } from '../../lib/index';
+import {
+  Sandbox,
+  StorageError,
+  defaultRegistry,
+  mountSync,
+  storageTracing,
+  umountSync,
+  type Storage,
+} from '../../lib/index';
 import { applyStorageJobs, native, releaseStorageJobs, type NativeStorageJob } from '../../lib/native';
 import { cannotMount, mountAt, mountSnapshot, readMountinfo, scratchDir } from '../helpers/mountinfo';
 import { rejection } from '../helpers/rejection';
@@ -431,6 +439,27 @@ t.test('a local storage in the same job', { skip: cannotMount }, async (t) => {
   await sb.removeContainer('c');
   t.equal(mountSnapshot(), before, 'released: mountinfo as before');
   t.equal(treeSnapshot(root), tree, 'and the tree: the directory went with its content');
+
+  // Storage by storage (a custom driver in the request): create() runs the same native steps.
+  const registry = defaultRegistry().register('plain', {
+    async create(storage, ctx) {
+      await ctx.makeMountPoint();
+      return storage.mountPoint;
+    },
+  });
+  const mixed = new Sandbox({ allowedRoots: [root], registry });
+  await mixed.addStorages(
+    [
+      { driver: 'local', source: 'local', fstype: 'local', options: ['mode=0750', 'fsgid=4321'], mountPoint: dir },
+      { driver: 'plain', source: 'x', fstype: 'none', mountPoint: join(root, 'c', 'plain') },
+    ],
+    { containerId: 'd' },
+  );
+  t.equal(statSync(dir).mode & 0o7777, 0o2750, 'create(): the same mode');
+  t.equal(statSync(dir).gid, 4321, 'create(): the same group');
+  t.equal(events.length, 1, 'create(): no mount event for the directory');
+  await mixed.removeContainer('d');
+  t.equal(treeSnapshot(root), tree, 'create(): released as before');
 });
 
 t.test('a malformed job is refused before anything is touched', { skip: cannotMount }, async (t) => {
